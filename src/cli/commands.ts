@@ -1,0 +1,142 @@
+import { Command, InvalidArgumentError, Option } from "commander";
+import * as z from "zod";
+import { isPyroError, PyroError, toPyroError } from "../errors.js";
+import { invoke } from "../operations/invoke.js";
+import { OPERATIONS, type Operation } from "../operations/table.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { progressPrinter } from "./progress.js";
+import { RENDER } from "./render.js";
+
+export const kebab = (s: string) => s.replace(/_/g, "-");
+export const flagOf = (field: string) => `--${kebab(field)}`;
+
+/** The zod type under .default()/.optional() wrappers. */
+export function baseType(t: z.ZodType): z.ZodType {
+  let cur: z.ZodType = t;
+  for (;;) {
+    if (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+    else return cur;
+  }
+}
+
+function defaultOf(t: z.ZodType): unknown {
+  return t instanceof z.ZodDefault ? (t.def.defaultValue as unknown) : undefined;
+}
+
+function parseNumber(v: string): number {
+  if (!/^-?\d+(\.\d+)?$/.test(v.trim())) throw new InvalidArgumentError(`${JSON.stringify(v)} is not a number.`);
+  return Number(v);
+}
+
+export interface CliIo {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  setExitCode: (code: number) => void;
+  signal: AbortSignal;
+}
+
+/** Exit codes: the guest command's own code for run/exec; these for pyro's own failures. */
+export const EXIT = { error: 1, usage: 2, cancelled: 130 } as const;
+
+export function exitCodeFor(e: PyroError): number {
+  if (e.code === "cancelled") return EXIT.cancelled;
+  if (e.code === "invalid_argument" || e.code === "unknown_environment") return EXIT.usage;
+  return EXIT.error;
+}
+
+export function reportError(io: CliIo, e: unknown, json: boolean): void {
+  const pe = toPyroError(e);
+  if (json) io.stdout.write(`${JSON.stringify(pe.toJSON(), null, 2)}\n`);
+  else io.stderr.write(`pyro: error: ${pe.message}\n${pe.hint ? `  fix: ${pe.hint}\n` : ""}`);
+  io.setExitCode(exitCodeFor(pe));
+}
+
+/** Adds one CLI command per operation, with flags derived from its input schema. */
+export function addOperationCommands(program: Command, getRuntime: () => Runtime, io: CliIo): void {
+  const groups = new Map<string, Command>([["", program]]);
+  const groupHelp: Record<string, string> = {
+    env: "Manage sandbox environments (root filesystems)",
+    vm: "Low-level VM lifecycle (prefer `pyro run` for one-shot commands)",
+    workspace: "Persistent workspaces: create, sync push, exec, status, logs, delete",
+    "workspace sync": "Copy host files into a workspace",
+  };
+  const groupFor = (path: string[]): Command => {
+    const key = path.join(" ");
+    const existing = groups.get(key);
+    if (existing) return existing;
+    const parent = groupFor(path.slice(0, -1));
+    const cmd = parent.command(path[path.length - 1]!).description(groupHelp[key] ?? "");
+    groups.set(key, cmd);
+    return cmd;
+  };
+
+  for (const o of OPERATIONS as unknown as Operation[]) {
+    const parent = groupFor(o.cli.path.slice(0, -1));
+    const cmd = parent.command(o.cli.path[o.cli.path.length - 1]!).summary(o.title).description(o.description);
+    const shape = o.input.shape as Record<string, z.ZodType>;
+    const positional = o.cli.positional ?? [];
+    for (const p of positional) {
+      const t = shape[p]!;
+      const optional = t instanceof z.ZodDefault || t instanceof z.ZodOptional;
+      cmd.argument(optional ? `[${p}]` : `<${p}>`, `${t.description ?? p}`);
+    }
+    if (o.cli.rest) cmd.argument("[command...]", "the command to run, after --");
+    for (const [field, t] of Object.entries(shape)) {
+      if (positional.includes(field) || field === o.cli.rest) continue;
+      const base = baseType(t);
+      const desc = t.description ?? field;
+      let opt: Option;
+      if (base instanceof z.ZodBoolean) opt = new Option(flagOf(field), desc);
+      else if (base instanceof z.ZodNumber) opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
+      else opt = new Option(`${flagOf(field)} <value>`, desc);
+      cmd.addOption(opt);
+    }
+    for (const f of o.cli.extraFlags ?? []) cmd.option(f.flag, f.description);
+    cmd.option("--json", "print the result as JSON");
+    cmd.addHelpText("after", `\nExamples:\n${o.cli.examples.map((e) => `  $ ${e}`).join("\n")}\n`);
+
+    cmd.action(async (...args: unknown[]) => {
+      const command = args[args.length - 1] as Command;
+      const opts = command.opts() as Record<string, unknown>;
+      const json = opts.json === true;
+      const input: Record<string, unknown> = {};
+      positional.forEach((p, i) => {
+        if (args[i] !== undefined) input[p] = args[i];
+      });
+      if (o.cli.rest) {
+        const rest = args[positional.length] as string[] | undefined;
+        if (!rest || rest.length === 0) {
+          reportError(io, new PyroError("invalid_argument", `missing command: usage is \`pyro ${o.cli.path.join(" ")} ${positional.map((p) => p.toUpperCase()).join(" ")} -- COMMAND...\``), json);
+          return;
+        }
+        input[o.cli.rest] = rest;
+      }
+      for (const field of Object.keys(shape)) {
+        const key = field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+        if (opts[key] !== undefined && !positional.includes(field)) input[field] = opts[key];
+      }
+      const progress = progressPrinter(io.stderr);
+      try {
+        const result = (await invoke(getRuntime(), o, input, { signal: io.signal, onProgress: (p) => progress.update(p), cwd: process.cwd() }, flagOf)) as Record<string, unknown>;
+        progress.done();
+        writeResult(io, o, result, json, opts);
+      } catch (e) {
+        progress.done();
+        if (!isPyroError(e) && !(e instanceof Error)) throw e;
+        reportError(io, e, json);
+      }
+    });
+  }
+}
+
+function writeResult(io: CliIo, o: Operation, result: Record<string, unknown>, json: boolean, opts: Record<string, unknown>): void {
+  const isExec = "exit_code" in result && "stdout" in result;
+  if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else if (opts.idOnly === true && typeof result.workspace_id === "string") io.stdout.write(`${result.workspace_id}\n`);
+  else if (isExec) {
+    io.stdout.write(String(result.stdout));
+    io.stderr.write(String(result.stderr));
+    if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${RENDER[o.name]!(result)}\n`);
+  } else io.stdout.write(`${RENDER[o.name]!(result)}\n`);
+  if (isExec) io.setExitCode(Number(result.exit_code));
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { Runtime } from "../runtime/runtime.js";
+import { VERSION } from "../version.js";
+import { addOperationCommands, type CliIo, EXIT } from "./commands.js";
+
+async function main(argv: string[]): Promise<number> {
+  const abort = new AbortController();
+  let interrupted = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupted++;
+    if (interrupted > 1) process.exit(EXIT.cancelled);
+    process.stderr.write(`\npyro: ${sig} received, cleaning up (press Ctrl-C again to quit now)\n`);
+    abort.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  let exitCode = 0;
+  const io: CliIo = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    setExitCode: (c) => {
+      exitCode = c;
+    },
+    signal: abort.signal,
+  };
+  let runtime: Runtime | undefined;
+  const program = new Command("pyro")
+    .description("Isolated, disposable Linux sandboxes for coding agents (CLI, SDK and MCP server over one runtime).")
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError("(run with --help for usage)")
+    .enablePositionalOptions()
+    .exitOverride();
+  program.addHelpText(
+    "after",
+    `
+Examples:
+  $ pyro doctor
+  $ pyro run debian:12 -- git --version
+  $ WS=$(pyro workspace create debian:12 --seed-path ./repo --id-only)
+  $ pyro workspace exec "$WS" -- ls -la
+  $ pyro workspace delete "$WS"
+  $ pyro mcp serve
+
+State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_HOME moves both).`,
+  );
+  addOperationCommands(program, () => (runtime ??= new Runtime()), io);
+  const mcp = program.command("mcp").description("Model Context Protocol server");
+  mcp
+    .command("serve")
+    .description("Serve pyro's tools (vm_run, vm_*, workspace_*) over MCP on stdio; logs go to stderr")
+    .addHelpText("after", "\nExamples:\n  $ pyro mcp serve\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve\n")
+    .action(async () => {
+      const { serveStdio } = await import("../mcp/stdio.js");
+      await serveStdio();
+      exitCode = -1;
+    });
+  for (const c of program.commands) c.exitOverride();
+  const applyExitOverride = (c: Command) => {
+    c.exitOverride();
+    c.commands.forEach(applyExitOverride);
+  };
+  applyExitOverride(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      return EXIT.usage;
+    }
+    throw e;
+  }
+  return exitCode;
+}
+
+main(process.argv).then(
+  (code) => {
+    // -1: a long-running server owns the process now (mcp serve).
+    if (code >= 0) process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`pyro: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,28 @@
+import type { Progress } from "../runtime/context.js";
+
+/**
+ * Progress for long work, on stderr so stdout stays the result. On a terminal one line is
+ * rewritten in place; elsewhere each step is its own line (useful in CI logs).
+ */
+export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): { update: (p: Progress) => void; done: () => void } {
+  const tty = stream.isTTY === true;
+  let shown = false;
+  const started = Date.now();
+  return {
+    update(p) {
+      const secs = ((Date.now() - started) / 1000).toFixed(0);
+      const line = `pyro: [${secs}s] ${p.message}`;
+      if (tty) {
+        const width = (stream.columns || 100) - 1;
+        stream.write(`\r\x1b[2K${line.slice(0, width)}`);
+        shown = true;
+      } else {
+        stream.write(`${line}\n`);
+      }
+    },
+    done() {
+      if (tty && shown) stream.write("\r\x1b[2K");
+      shown = false;
+    },
+  };
+}

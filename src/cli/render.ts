@@ -1,0 +1,138 @@
+/** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
+type Any = Record<string, any>; // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
+
+function bytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return "-";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${u[i]}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("  ")).join("\n");
+}
+
+function kv(pairs: [string, unknown][]): string {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v === null || v === undefined ? "-" : String(v)}`).join("\n");
+}
+
+function execFooter(r: Any): string {
+  const parts = [`exit ${r.exit_code}`, `${r.execution_mode}`, `${r.duration_ms} ms`];
+  if (r.timed_out) parts.push("TIMED OUT");
+  if (r.stdout_truncated || r.stderr_truncated) parts.push("output truncated");
+  if (r.execution_mode === "host_compat") parts.push("NO ISOLATION (host_compat)");
+  return `[pyro] ${parts.join(" · ")}`;
+}
+
+function workspaceStatus(r: Any): string {
+  const seed = r.workspace_seed;
+  return kv([
+    ["workspace", r.workspace_id],
+    ["state", r.reason && r.state !== "running" ? `${r.state} (${r.reason})` : r.state],
+    ["environment", r.environment],
+    ["engine", r.execution_mode === "host_compat" ? "host_compat (NO ISOLATION)" : r.execution_mode],
+    ["resources", `${r.vcpu_count} vCPU, ${r.mem_mib} MiB, network ${r.network ? "on" : "off"}`],
+    ["created", r.created_at],
+    ["expires", r.expires_at],
+    ["seed", seed.mode === "empty" ? "empty" : `${seed.mode} ${seed.seed_path} → ${seed.destination} (${seed.entry_count} entries, ${bytes(seed.bytes_written)})`],
+    ["commands", r.command_count],
+    ["last command", r.last_command ? `#${r.last_command.sequence} ${r.last_command.command} → exit ${r.last_command.exit_code}` : "-"],
+  ]);
+}
+
+function vmStatus(r: Any): string {
+  return kv([
+    ["vm", r.vm_id],
+    ["state", r.reason && r.state !== "running" ? `${r.state} (${r.reason})` : r.state],
+    ["environment", r.environment],
+    ["engine", r.execution_mode ?? "-"],
+    ["resources", `${r.vcpu_count} vCPU, ${r.mem_mib} MiB, network ${r.network ? "on" : "off"}`],
+    ["created", r.created_at],
+    ["expires", r.expires_at],
+  ]);
+}
+
+function envInfo(e: Any): string {
+  return kv([
+    ["name", e.name],
+    ["description", e.description],
+    ["installed", e.installed ? "yes" : "no"],
+    ["digest", e.digest],
+    ["recipe", `mmdebstrap ${e.recipe.suite} --variant=${e.recipe.variant} + ${e.recipe.packages.join(", ")}`],
+    ["path", e.path],
+    ["size", bytes(e.size_bytes)],
+    ["built", e.built_at],
+  ]);
+}
+
+export const RENDER: Record<string, (r: Any) => string> = {
+  vm_run: execFooter,
+  vm_exec: execFooter,
+  workspace_exec: execFooter,
+  vm_list_environments: (r) =>
+    table([
+      ["NAME", "INSTALLED", "SIZE", "DESCRIPTION"],
+      ...r.environments.map((e: Any) => [e.name, e.installed ? "yes" : "no", bytes(e.size_bytes), e.description]),
+    ]),
+  env_pull: (r) => `${r.environment.name}: ${r.pulled ? "built" : "already installed"} (${bytes(r.environment.size_bytes)}) at ${r.environment.path}`,
+  env_inspect: envInfo,
+  env_prune: (r) => (r.removed.length ? `removed ${r.removed.join(", ")} (${bytes(r.bytes_freed)} freed)` : "nothing to prune"),
+  doctor: (r) => {
+    const lines = [
+      `platform:    ${r.platform.os}/${r.platform.arch}, kernel ${r.platform.kernel}, node ${r.platform.node}, user ${r.platform.user}`,
+      `kvm:         exists=${r.kvm.exists} readable=${r.kvm.readable} writable=${r.kvm.writable} boots=${r.kvm.boots ?? "not tested"}`,
+      `             ${r.kvm.detail}`,
+      "engines:",
+      ...r.engines.map((e: Any) => `  ${e.available ? "✓" : "✗"} ${e.engine.padEnd(12)} ${e.detail}`),
+      `default:     ${r.default_engine ?? "none (no isolated engine works)"}`,
+      `capabilities: vm_boot=${r.capabilities.vm_boot} guest_exec=${r.capabilities.guest_exec} guest_network=${r.capabilities.guest_network}`,
+      `networking:  default ${r.networking.default}; modes ${r.networking.available_modes.join(", ")}`,
+      `cache:       ${r.paths.cache_dir}`,
+      `state:       ${r.paths.state_dir}`,
+      `environments: ${r.environments.map((e: Any) => `${e.name}${e.installed ? " (installed)" : ""}`).join(", ")}`,
+      `tools:       ${Object.entries(r.host_tools).map(([k, v]) => `${k}=${v ?? "missing"}`).join(" ")}`,
+    ];
+    if (r.problems.length) lines.push("problems:", ...r.problems.map((p: string) => `  - ${p}`));
+    lines.push(r.ok ? "OK: pyro can run isolated sandboxes here" : "NOT OK: see problems above");
+    return lines.join("\n");
+  },
+  vm_create: vmStatus,
+  vm_start: vmStatus,
+  vm_stop: vmStatus,
+  vm_status: vmStatus,
+  vm_delete: (r) => `deleted ${r.vm_id}`,
+  vm_network_info: (r) => `${r.vm_id}: network ${r.network ? "on" : "off"} (mode ${r.mode})`,
+  vm_reap_expired: (r) => `reaped ${r.reaped_vms.length} VM(s), ${r.reaped_workspaces.length} workspace(s)`,
+  vm_list: (r) =>
+    r.vms.length
+      ? table([["VM", "STATE", "ENVIRONMENT", "EXPIRES"], ...r.vms.map((v: Any) => [v.vm_id, v.state, v.environment, v.expires_at])])
+      : "no VMs",
+  workspace_create: workspaceStatus,
+  workspace_status: workspaceStatus,
+  workspace_sync_push: (r) => `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})`,
+  workspace_logs: (r) =>
+    r.commands.length
+      ? r.commands
+          .map((c: Any) => {
+            const head = `#${c.sequence} ${c.started_at} (${c.duration_ms} ms) $ ${c.command} → exit ${c.exit_code}${c.timed_out ? " (timed out)" : ""}`;
+            const body = [c.stdout && `  stdout: ${c.stdout.trimEnd().replace(/\n/g, "\n          ")}`, c.stderr && `  stderr: ${c.stderr.trimEnd().replace(/\n/g, "\n          ")}`];
+            return [head, ...body.filter(Boolean)].join("\n");
+          })
+          .join("\n")
+      : `no commands run in ${r.workspace_id} yet`,
+  workspace_delete: (r) => `deleted ${r.workspace_id}`,
+  workspace_list: (r) =>
+    r.workspaces.length
+      ? table([
+          ["WORKSPACE", "STATE", "ENVIRONMENT", "COMMANDS", "EXPIRES"],
+          ...r.workspaces.map((w: Any) => [w.workspace_id, w.state, w.environment, String(w.command_count), w.expires_at]),
+        ])
+      : "no workspaces",
+};

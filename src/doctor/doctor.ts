@@ -1,0 +1,92 @@
+import { constants } from "node:fs";
+import { access, mkdir, rm } from "node:fs/promises";
+import { arch, platform, release, userInfo } from "node:os";
+import { join } from "node:path";
+import { GvisorEngine } from "../engines/gvisor/engine.js";
+import { HostEngine } from "../engines/host/engine.js";
+import type { ProbeResult } from "../engines/types.js";
+import type { EnvironmentStore } from "../environments/store.js";
+import type { DoctorResultT } from "../operations/schemas.js";
+import type { PyroPaths } from "../paths.js";
+import { which } from "../util/proc.js";
+
+async function canAccess(p: string, mode: number): Promise<boolean> {
+  try {
+    await access(p, mode);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Probes every engine for real: gVisor by running a command in a sandbox with a deadline
+ * (when an environment is installed), KVM by its device node. No microVM engine ships in
+ * this build, so "boots" is not measured and says so, rather than trusting /dev/kvm.
+ */
+export async function runDoctor(paths: PyroPaths, envs: EnvironmentStore, env: NodeJS.ProcessEnv = process.env): Promise<DoctorResultT> {
+  const problems: string[] = [];
+  const kvmExists = await canAccess("/dev/kvm", constants.F_OK);
+  const kvm = {
+    exists: kvmExists,
+    readable: kvmExists && (await canAccess("/dev/kvm", constants.R_OK)),
+    writable: kvmExists && (await canAccess("/dev/kvm", constants.W_OK)),
+    boots: null as boolean | null,
+    detail: kvmExists
+      ? "/dev/kvm exists, but existence proves nothing on nested hosts; no microVM engine in this build test-boots a guest yet"
+      : "no /dev/kvm: microVM engines would need TCG emulation",
+  };
+  const scratch = join(paths.stateDir, "probe");
+  await mkdir(scratch, { recursive: true });
+  const rootfs = await envs.anyInstalledRootfs();
+  const probes: ProbeResult[] = [];
+  for (const name of ["firecracker", "qemu"] as const) {
+    const bin = await which(name === "qemu" ? "qemu-system-x86_64" : "firecracker", env);
+    probes.push({
+      engine: name,
+      available: false,
+      detail: `not implemented in this build${bin ? ` (${bin} is installed)` : ""}`,
+      capabilities: { vm_boot: false, guest_exec: false, guest_network: false },
+    });
+  }
+  probes.push(await new GvisorEngine(paths.runscRoot, env).probe({ scratchDir: scratch, ...(rootfs ? { rootfs } : {}), deadlineMs: 20_000 }));
+  probes.push(await new HostEngine().probe());
+  await rm(scratch, { recursive: true, force: true });
+  const isolated = probes.filter((p) => p.engine !== "host" && p.available);
+  const def = isolated[0]?.engine ?? null;
+  if (!def) problems.push("no isolated engine works: run `sudo scripts/setup-host.sh`, or use --allow-host-compat (no isolation)");
+  if (!rootfs) problems.push("no environment installed yet: `pyro env pull debian:12` (or any `pyro run` pulls it)");
+  const tools: Record<string, string | null> = {};
+  for (const t of ["runsc", "mmdebstrap", "qemu-system-x86_64", "firecracker", "tar"]) tools[t] = (await which(t, env)) ?? null;
+  if (!tools.mmdebstrap) problems.push("mmdebstrap is missing, so environments cannot be built: run `sudo scripts/setup-host.sh`");
+  const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
+  let user = "unknown";
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  return {
+    platform: { os: platform(), arch: arch(), kernel: release(), node: process.version, user, root: process.getuid?.() === 0 },
+    kvm,
+    engines: probes.map((p) => ({
+      engine: p.engine,
+      available: p.available,
+      detail: p.detail,
+      probe_ms: p.probeMs ?? null,
+      capabilities: p.capabilities,
+    })),
+    default_engine: def,
+    capabilities: best,
+    networking: {
+      default: "none",
+      available_modes: def === "gvisor" ? ["none", "host"] : ["none"],
+      detail: "sandboxes get loopback only unless --network is given; with it, gVisor shares the host's network through its own netstack passthrough",
+    },
+    paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
+    environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
+    host_tools: tools,
+    ok: def !== null && tools.mmdebstrap !== null,
+    problems,
+  };
+}

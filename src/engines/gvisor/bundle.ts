@@ -1,0 +1,96 @@
+import type { SandboxSpec } from "../types.js";
+
+/** The subset of the OCI runtime spec pyro writes (no typings for it are published on npm). */
+export interface OciConfig {
+  ociVersion: string;
+  process: {
+    terminal: boolean;
+    user: { uid: number; gid: number };
+    args: string[];
+    env: string[];
+    cwd: string;
+    capabilities?: Record<string, string[]>;
+    rlimits?: { type: string; hard: number; soft: number }[];
+    noNewPrivileges?: boolean;
+  };
+  root: { path: string; readonly: boolean };
+  hostname: string;
+  mounts: { destination: string; type: string; source: string; options?: string[] }[];
+  linux: {
+    namespaces: { type: string }[];
+    resources?: { memory?: { limit: number }; cpu?: { quota: number; period: number } };
+  };
+}
+
+export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export function guestEnv(extra: Record<string, string> = {}): string[] {
+  const base: Record<string, string> = {
+    PATH: GUEST_PATH,
+    HOME: "/root",
+    LANG: "C.UTF-8",
+    TERM: "dumb",
+    ...extra,
+  };
+  return Object.entries(base).map(([k, v]) => `${k}=${v}`);
+}
+
+const CAPS = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_FOWNER",
+  "CAP_FSETID",
+  "CAP_KILL",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT",
+  "CAP_MKNOD",
+  "CAP_AUDIT_WRITE",
+  "CAP_SETFCAP",
+];
+
+/**
+ * Builds the OCI config for one sandbox. The root is the shared environment rootfs; runsc's
+ * `--overlay2=root:memory` puts an in-memory upper layer over it, so the guest can write
+ * anywhere while the cached rootfs is never modified. `/workspace`, when given, is a
+ * read-write bind of a host directory under pyro's state dir.
+ */
+export function buildOciConfig(spec: SandboxSpec, process: { args: string[]; cwd: string; env?: Record<string, string> }): OciConfig {
+  const mounts: OciConfig["mounts"] = [
+    { destination: "/proc", type: "proc", source: "proc" },
+    { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+    { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+  ];
+  if (spec.workspaceDir) {
+    mounts.push({ destination: "/workspace", type: "bind", source: spec.workspaceDir, options: ["rbind", "rw"] });
+  }
+  if (spec.network) {
+    // The guest resolves names the way the host does; only with --network.
+    mounts.push({ destination: "/etc/resolv.conf", type: "bind", source: "/etc/resolv.conf", options: ["rbind", "ro"] });
+  }
+  return {
+    ociVersion: "1.0.0",
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: process.args,
+      env: guestEnv(process.env),
+      cwd: process.cwd,
+      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 65536, soft: 65536 }],
+      noNewPrivileges: false,
+    },
+    root: { path: spec.rootfs, readonly: false },
+    hostname: "pyro",
+    mounts,
+    linux: {
+      namespaces: [{ type: "pid" }, { type: "network" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }],
+      resources: {
+        memory: { limit: spec.memMib * 1024 * 1024 },
+        cpu: { quota: spec.vcpuCount * 100_000, period: 100_000 },
+      },
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { type CaptureOptions, type CaptureResult, runCapture, which } from "../../util/proc.js";
+
+/**
+ * Process plumbing for the runsc CLI. Global flags must be byte-identical on every call for
+ * one sandbox (create, start, exec, kill, delete), so they are computed once and stored in
+ * the sandbox handle.
+ */
+export interface RunscFlags {
+  binary: string;
+  global: string[];
+}
+
+export async function findRunsc(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  if (env.PYRO_RUNSC) return which(env.PYRO_RUNSC, env);
+  return which("runsc", env);
+}
+
+export function globalFlags(root: string, network: boolean, env: NodeJS.ProcessEnv = process.env): string[] {
+  const flags = [`--root=${root}`, `--network=${network ? "host" : "none"}`, "--overlay2=root:memory"];
+  if (env.PYRO_RUNSC_PLATFORM) flags.push(`--platform=${env.PYRO_RUNSC_PLATFORM}`);
+  return flags;
+}
+
+export function runsc(flags: RunscFlags, args: string[], opts: CaptureOptions = {}): Promise<CaptureResult> {
+  return runCapture(flags.binary, [...flags.global, ...args], opts);
+}
+
+export async function runscVersion(binary: string): Promise<string | undefined> {
+  try {
+    const r = await runCapture(binary, ["--version"], { timeoutMs: 5000 });
+    return r.stdout.split("\n")[0]?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** runsc state's JSON, or undefined when the container does not exist. */
+export async function runscState(flags: RunscFlags, id: string): Promise<{ status: string; pid?: number } | undefined> {
+  const r = await runsc(flags, ["state", id], { timeoutMs: 10_000 });
+  if (r.exitCode !== 0) return undefined;
+  try {
+    return JSON.parse(r.stdout) as { status: string; pid?: number };
+  } catch {
+    return undefined;
+  }
+}
+
+export function pidAlive(pid: number | undefined): boolean {
+  if (!pid || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,99 @@
+import type { Readable } from "node:stream";
+
+/** The execution engines pyro knows, best isolation first. `host` is the unisolated fallback. */
+export type EngineName = "firecracker" | "qemu" | "gvisor" | "host";
+
+/** What `run`/`exec` results call the engine: the engine's name, or `host_compat`. */
+export type ExecutionMode = "firecracker" | "qemu" | "gvisor" | "host_compat";
+
+export interface SandboxSpec {
+  /** pyro's id for the sandbox (vm_… or ws_…); engines derive their own names from it. */
+  id: string;
+  environment: string;
+  /** Root filesystem of the environment (shared, never written). */
+  rootfs: string;
+  /** A private directory for this sandbox's engine files (bundle, sockets, logs). */
+  sandboxDir: string;
+  /** Host directory shown to the guest as /workspace, if any. */
+  workspaceDir?: string;
+  vcpuCount: number;
+  memMib: number;
+  network: boolean;
+}
+
+/** Plain serialisable data: persisted with the VM/workspace so a later process re-attaches. */
+export interface SandboxHandle {
+  engine: EngineName;
+  id: string;
+  sandboxDir: string;
+  workspaceDir?: string;
+  /** Engine-specific data (runsc container id and flags, qemu pids and sockets…). */
+  data: Record<string, unknown>;
+}
+
+export interface ExecRequest {
+  argv: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  timeoutMs: number;
+  maxOutputBytes?: number;
+  signal?: AbortSignal;
+}
+
+export interface ExecOutcome {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  timedOut: boolean;
+  execMs: number;
+}
+
+export interface OneShotOutcome extends ExecOutcome {
+  bootMs: number;
+}
+
+export type SandboxState = "running" | "stopped" | "missing";
+
+export interface SandboxInspect {
+  state: SandboxState;
+  /** Why the sandbox is not running, when it is not. */
+  reason?: string;
+  pid?: number;
+}
+
+export interface ProbeResult {
+  engine: EngineName;
+  available: boolean;
+  /** One line: what works, or what is missing and how to get it. */
+  detail: string;
+  /** Measured by actually running something (ms), when it ran. */
+  probeMs?: number;
+  capabilities: { vm_boot: boolean; guest_exec: boolean; guest_network: boolean };
+  extra?: Record<string, unknown>;
+}
+
+export interface ProbeOptions {
+  /** A root filesystem to try a real run with; without it only the binaries are checked. */
+  rootfs?: string;
+  scratchDir: string;
+  deadlineMs?: number;
+}
+
+export interface Engine {
+  readonly name: EngineName;
+  readonly executionMode: ExecutionMode;
+  probe(opts: ProbeOptions): Promise<ProbeResult>;
+  /** Creates and starts a sandbox whose init idles, ready for exec. */
+  create(spec: SandboxSpec): Promise<SandboxHandle>;
+  exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome>;
+  /** Unpacks a tar stream at `dest` inside the sandbox (created if missing). */
+  putArchive(handle: SandboxHandle, tar: Readable, dest: string): Promise<void>;
+  stop(handle: SandboxHandle): Promise<void>;
+  /** Removes every trace of the sandbox; idempotent. */
+  destroy(handle: SandboxHandle): Promise<void>;
+  inspect(handle: SandboxHandle): Promise<SandboxInspect>;
+  /** Fast path for create → exec → destroy in one call; always cleans up. */
+  runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome>;
+}

@@ -1,0 +1,3 @@
+export async function serveStdio(): Promise<void> {
+  throw new Error("MCP server not built yet");
+}

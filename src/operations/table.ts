@@ -1,0 +1,334 @@
+import type * as z from "zod";
+import { checkId } from "../ids.js";
+import type { CallContext } from "../runtime/context.js";
+import type { Runtime } from "../runtime/runtime.js";
+import * as S from "./schemas.js";
+
+/**
+ * Every public operation, once. The CLI commands, SDK methods and MCP tools are derived
+ * from this table, and the public-contract test walks it, so the three faces cannot drift.
+ */
+export interface CliSpec {
+  /** Command path, e.g. ["workspace", "sync", "push"]. */
+  path: string[];
+  /** Input fields taken as positional arguments, in order. */
+  positional?: string[];
+  /** Input field filled from everything after `--`. */
+  rest?: "command";
+  examples: string[];
+  /** Extra CLI-only flags handled by the renderer (e.g. --id-only). */
+  extraFlags?: { flag: string; description: string }[];
+}
+
+export interface Operation<I extends z.ZodObject = z.ZodObject, R extends z.ZodObject = z.ZodObject> {
+  /** Wire name: the MCP tool name, and the key SDK calls go through. */
+  name: string;
+  /** SDK method name (camelCase). */
+  sdk: string;
+  title: string;
+  /** Written for a model: what it does, when to use it, units and defaults. */
+  description: string;
+  input: I;
+  result: R;
+  mcp: boolean;
+  cli: CliSpec;
+  readOnly?: boolean;
+  destructive?: boolean;
+  handler: (rt: Runtime, input: z.infer<I>, ctx: CallContext) => Promise<z.infer<R>>;
+}
+
+function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+  return o;
+}
+
+export const OPERATIONS = [
+  op({
+    name: "vm_run",
+    sdk: "runInVm",
+    title: "Run a command in a fresh sandbox",
+    description:
+      "Run one command in a fresh, isolated Linux sandbox (Debian 12) and delete the sandbox afterwards. " +
+      "This is the default tool: prefer vm_run for one-shot commands; use workspace_* only for repeated commands in one workspace. " +
+      "Returns exit_code, stdout, stderr (each capped at 1 MiB, flagged by *_truncated), timed_out and timings in ms. " +
+      "Network is off unless network=true. The environment is built on first use (about 20-60 s once).",
+    input: S.RunInput,
+    result: S.RunResult,
+    mcp: true,
+    cli: {
+      path: ["run"],
+      positional: ["environment"],
+      rest: "command",
+      examples: ["pyro run debian:12 -- git --version", "pyro run debian:12 --timeout-seconds 5 -- sh -c 'echo hi; exit 3'", "pyro run debian:12-build --json -- gcc --version"],
+    },
+    handler: (rt, i, ctx) => rt.vms.run(i, ctx),
+  }),
+  op({
+    name: "vm_list_environments",
+    sdk: "listEnvironments",
+    title: "List environments",
+    description: "List the sandbox environments (root filesystems) pyro can run, whether each is installed in the local cache, and its size.",
+    input: S.EmptyInput,
+    result: S.EnvListResult,
+    mcp: true,
+    readOnly: true,
+    cli: { path: ["env", "list"], examples: ["pyro env list", "pyro env list --json"] },
+    handler: async (rt) => ({ environments: await rt.envs.list() }),
+  }),
+  op({
+    name: "env_pull",
+    sdk: "pullEnvironment",
+    title: "Build or fetch an environment",
+    description: "Build an environment's root filesystem into the cache (no-op when it is already there).",
+    input: S.EnvNameInput,
+    result: S.EnvPullResult,
+    mcp: false,
+    cli: { path: ["env", "pull"], positional: ["environment"], examples: ["pyro env pull debian:12", "pyro env pull debian:12-build --json"] },
+    handler: (rt, i, ctx) => rt.pullEnvironment(i.environment, ctx),
+  }),
+  op({
+    name: "env_inspect",
+    sdk: "inspectEnvironment",
+    title: "Inspect an environment",
+    description: "Show an environment's recipe, digest, cache path, size and whether it is installed.",
+    input: S.EnvNameInput,
+    result: S.EnvInfo,
+    mcp: false,
+    readOnly: true,
+    cli: { path: ["env", "inspect"], positional: ["environment"], examples: ["pyro env inspect debian:12"] },
+    handler: (rt, i) => rt.envs.info(i.environment),
+  }),
+  op({
+    name: "env_prune",
+    sdk: "pruneEnvironments",
+    title: "Prune the environment cache",
+    description: "Remove cached environments no recipe uses any more and interrupted builds; with all=true, every cached environment.",
+    input: S.EnvPruneInput,
+    result: S.EnvPruneResult,
+    mcp: false,
+    destructive: true,
+    cli: { path: ["env", "prune"], examples: ["pyro env prune", "pyro env prune --all"] },
+    handler: (rt, i) => rt.envs.prune({ all: i.all }),
+  }),
+  op({
+    name: "doctor",
+    sdk: "doctor",
+    title: "Check the host",
+    description: "Probe the host: platform, KVM, each engine (by really running a sandbox), capabilities, networking, cache and state paths.",
+    input: S.EmptyInput,
+    result: S.DoctorResult,
+    mcp: false,
+    readOnly: true,
+    cli: { path: ["doctor"], examples: ["pyro doctor", "pyro doctor --json"] },
+    handler: (rt) => rt.doctor(),
+  }),
+  op({
+    name: "vm_create",
+    sdk: "createVm",
+    title: "Create a VM",
+    description: "Create a VM record (not started yet). Lower-level than vm_run: use vm_start then vm_exec; vm_exec deletes the VM after its one command.",
+    input: S.VmCreateInput,
+    result: S.VmStatusResult,
+    mcp: true,
+    cli: { path: ["vm", "create"], positional: ["environment"], examples: ["pyro vm create debian:12 --json"] },
+    handler: (rt, i, ctx) => rt.vms.create(i, ctx),
+  }),
+  op({
+    name: "vm_start",
+    sdk: "startVm",
+    title: "Start a VM",
+    description: "Boot the sandbox of a VM created with vm_create.",
+    input: S.VmIdInput,
+    result: S.VmStatusResult,
+    mcp: true,
+    cli: { path: ["vm", "start"], positional: ["vm_id"], examples: ["pyro vm start vm_0123456789abcdef"] },
+    handler: (rt, i, ctx) => rt.vms.start(checkId("vm", i.vm_id), ctx),
+  }),
+  op({
+    name: "vm_exec",
+    sdk: "execVm",
+    title: "Run one command in a VM, then delete it",
+    description:
+      "Run one command in a VM (starting it if needed) and then delete the VM. Timeout default 30 s. For several commands in one place use workspace_*.",
+    input: S.VmExecInput,
+    result: S.VmExecResult,
+    mcp: true,
+    destructive: true,
+    cli: { path: ["vm", "exec"], positional: ["vm_id"], rest: "command", examples: ["pyro vm exec vm_0123456789abcdef -- uname -a"] },
+    handler: (rt, i, ctx) => rt.vms.exec(i, ctx),
+  }),
+  op({
+    name: "vm_stop",
+    sdk: "stopVm",
+    title: "Stop a VM",
+    description: "Stop a VM's sandbox; the record stays (vm_start boots it again, fresh).",
+    input: S.VmIdInput,
+    result: S.VmStatusResult,
+    mcp: true,
+    cli: { path: ["vm", "stop"], positional: ["vm_id"], examples: ["pyro vm stop vm_0123456789abcdef"] },
+    handler: (rt, i) => rt.vms.stop(i.vm_id),
+  }),
+  op({
+    name: "vm_delete",
+    sdk: "deleteVm",
+    title: "Delete a VM",
+    description: "Stop and remove a VM and everything it left behind.",
+    input: S.VmIdInput,
+    result: S.VmDeleteResult,
+    mcp: true,
+    destructive: true,
+    cli: { path: ["vm", "delete"], positional: ["vm_id"], examples: ["pyro vm delete vm_0123456789abcdef"] },
+    handler: (rt, i) => rt.vms.delete(i.vm_id),
+  }),
+  op({
+    name: "vm_status",
+    sdk: "statusVm",
+    title: "VM status",
+    description: "State of a VM: created, running, stopped, expired or failed (with the reason), resources and expiry.",
+    input: S.VmIdInput,
+    result: S.VmStatusResult,
+    mcp: true,
+    readOnly: true,
+    cli: { path: ["vm", "status"], positional: ["vm_id"], examples: ["pyro vm status vm_0123456789abcdef --json"] },
+    handler: (rt, i) => rt.vms.status(i.vm_id),
+  }),
+  op({
+    name: "vm_network_info",
+    sdk: "networkInfoVm",
+    title: "VM network",
+    description: "Whether a VM has network access and in which mode (none = loopback only).",
+    input: S.VmIdInput,
+    result: S.VmNetworkResult,
+    mcp: true,
+    readOnly: true,
+    cli: { path: ["vm", "network-info"], positional: ["vm_id"], examples: ["pyro vm network-info vm_0123456789abcdef"] },
+    handler: (rt, i) => rt.vms.networkInfo(i.vm_id),
+  }),
+  op({
+    name: "vm_reap_expired",
+    sdk: "reapExpired",
+    title: "Reap expired sandboxes",
+    description: "Stop and clean up every VM and workspace past its TTL (this also happens on any pyro call).",
+    input: S.EmptyInput,
+    result: S.ReapResult,
+    mcp: true,
+    destructive: true,
+    cli: { path: ["vm", "reap"], examples: ["pyro vm reap --json"] },
+    handler: (rt) => rt.reapExpired(),
+  }),
+  op({
+    name: "vm_list",
+    sdk: "listVms",
+    title: "List VMs",
+    description: "List VMs created with vm_create that still exist.",
+    input: S.EmptyInput,
+    result: S.VmListResult,
+    mcp: false,
+    readOnly: true,
+    cli: { path: ["vm", "list"], examples: ["pyro vm list"] },
+    handler: async (rt) => ({ vms: await rt.vms.list() }),
+  }),
+  op({
+    name: "workspace_create",
+    sdk: "createWorkspace",
+    title: "Create a persistent workspace",
+    description:
+      "Create and start a persistent sandbox whose /workspace directory survives between commands. " +
+      "seed_path (a host directory or .tar/.tar.gz/.tgz) is unpacked into /workspace first. " +
+      "Use only for repeated commands in one place; prefer vm_run for one-shot commands. Delete it with workspace_delete when done.",
+    input: S.WorkspaceCreateInput,
+    result: S.WorkspaceStatusResult,
+    mcp: true,
+    cli: {
+      path: ["workspace", "create"],
+      positional: ["environment"],
+      examples: ["pyro workspace create debian:12 --seed-path ./myrepo", "WS=$(pyro workspace create debian:12 --id-only)"],
+      extraFlags: [{ flag: "--id-only", description: "print only the new workspace id (for scripts)" }],
+    },
+    handler: (rt, i, ctx) => rt.workspaces.create(i, ctx),
+  }),
+  op({
+    name: "workspace_sync_push",
+    sdk: "pushWorkspaceSync",
+    title: "Copy host files into a workspace",
+    description:
+      "Copy a host directory or .tar/.tar.gz/.tgz archive into a running workspace at dest (default /workspace; must stay inside /workspace). Existing files are overwritten, others left alone.",
+    input: S.WorkspaceSyncInput,
+    result: S.WorkspaceSyncResult,
+    mcp: true,
+    cli: {
+      path: ["workspace", "sync", "push"],
+      positional: ["workspace_id", "source_path"],
+      examples: ["pyro workspace sync push ws_0123456789abcdef ./src --dest /workspace/src"],
+    },
+    handler: (rt, i, ctx) => rt.workspaces.syncPush(i, ctx),
+  }),
+  op({
+    name: "workspace_exec",
+    sdk: "execWorkspace",
+    title: "Run a command in a workspace",
+    description:
+      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s; output capped at 1 MiB per stream. Never deletes the workspace.",
+    input: S.WorkspaceExecInput,
+    result: S.WorkspaceExecResult,
+    mcp: true,
+    cli: { path: ["workspace", "exec"], positional: ["workspace_id"], rest: "command", examples: ["pyro workspace exec ws_0123456789abcdef -- make test"] },
+    handler: (rt, i, ctx) => rt.workspaces.exec(i, ctx),
+  }),
+  op({
+    name: "workspace_status",
+    sdk: "statusWorkspace",
+    title: "Workspace status",
+    description: "State (running, expired, failed with reason), resources, expiry, command count, last command and seed of a workspace.",
+    input: S.WorkspaceIdInput,
+    result: S.WorkspaceStatusResult,
+    mcp: true,
+    readOnly: true,
+    cli: { path: ["workspace", "status"], positional: ["workspace_id"], examples: ["pyro workspace status ws_0123456789abcdef --json"] },
+    handler: (rt, i) => rt.workspaces.status(i.workspace_id),
+  }),
+  op({
+    name: "workspace_logs",
+    sdk: "logsWorkspace",
+    title: "Workspace command history",
+    description: "Every command run in the workspace, in order: command, exit code, stdout, stderr, start time and duration.",
+    input: S.WorkspaceIdInput,
+    result: S.WorkspaceLogsResult,
+    mcp: true,
+    readOnly: true,
+    cli: { path: ["workspace", "logs"], positional: ["workspace_id"], examples: ["pyro workspace logs ws_0123456789abcdef"] },
+    handler: (rt, i) => rt.workspaces.logs(i.workspace_id),
+  }),
+  op({
+    name: "workspace_delete",
+    sdk: "deleteWorkspace",
+    title: "Delete a workspace",
+    description: "Stop the workspace's sandbox and delete its files, log and state.",
+    input: S.WorkspaceIdInput,
+    result: S.WorkspaceDeleteResult,
+    mcp: true,
+    destructive: true,
+    cli: { path: ["workspace", "delete"], positional: ["workspace_id"], examples: ["pyro workspace delete ws_0123456789abcdef"] },
+    handler: (rt, i) => rt.workspaces.delete(i.workspace_id),
+  }),
+  op({
+    name: "workspace_list",
+    sdk: "listWorkspaces",
+    title: "List workspaces",
+    description: "List existing workspaces with their state.",
+    input: S.EmptyInput,
+    result: S.WorkspaceListResult,
+    mcp: false,
+    readOnly: true,
+    cli: { path: ["workspace", "list"], examples: ["pyro workspace list"] },
+    handler: async (rt) => ({ workspaces: await rt.workspaces.list() }),
+  }),
+] as const;
+
+export type AnyOperation = (typeof OPERATIONS)[number];
+export type OperationName = AnyOperation["name"];
+
+export function getOperation(name: string): Operation {
+  const o = OPERATIONS.find((x) => x.name === name);
+  if (!o) throw new Error(`unknown operation ${name}`);
+  return o as unknown as Operation;
+}

@@ -1,0 +1,35 @@
+import type { EnvironmentStore } from "../environments/store.js";
+import type { PyroPaths } from "../paths.js";
+
+/** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
+export interface Progress {
+  message: string;
+  /** Step counter, when the work knows it. */
+  progress?: number;
+  total?: number;
+}
+
+export interface CallContext {
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  /** Directory relative host paths (seed_path, source_path) are resolved against. */
+  cwd?: string;
+}
+
+export interface RuntimeDeps {
+  paths: PyroPaths;
+  envs: EnvironmentStore;
+  env: NodeJS.ProcessEnv;
+}
+
+export function nowIso(): string {
+  return new Date().toISOString();
+}
+
+export function isoPlusSeconds(seconds: number, from = Date.now()): string {
+  return new Date(from + seconds * 1000).toISOString();
+}
+
+export function isPast(iso: string): boolean {
+  return Date.parse(iso) <= Date.now();
+}

@@ -1,0 +1,57 @@
+import { EnvironmentStore } from "../environments/store.js";
+import { runDoctor } from "../doctor/doctor.js";
+import { type PyroPaths, resolvePaths } from "../paths.js";
+import { WorkspaceManager } from "../workspaces/manager.js";
+import type { CallContext, RuntimeDeps } from "./context.js";
+import { VmManager } from "./vms.js";
+
+export interface RuntimeOptions {
+  env?: NodeJS.ProcessEnv;
+  paths?: PyroPaths;
+}
+
+/**
+ * The one orchestrator the CLI, SDK and MCP server share. Engine specifics stay in engines/,
+ * state layout in vms.ts and workspaces/; this only wires them and runs the TTL reaper.
+ */
+export class Runtime {
+  readonly paths: PyroPaths;
+  readonly envs: EnvironmentStore;
+  readonly vms: VmManager;
+  readonly workspaces: WorkspaceManager;
+  private readonly deps: RuntimeDeps;
+  private lastReap = 0;
+
+  constructor(opts: RuntimeOptions = {}) {
+    const env = opts.env ?? process.env;
+    this.paths = opts.paths ?? resolvePaths(env);
+    this.envs = new EnvironmentStore(this.paths.environmentsDir);
+    this.deps = { paths: this.paths, envs: this.envs, env };
+    this.vms = new VmManager(this.deps);
+    this.workspaces = new WorkspaceManager(this.deps);
+  }
+
+  /** Expired sandboxes are reaped on the next call at the latest (no daemon needed). */
+  async reapIfDue(): Promise<void> {
+    if (Date.now() - this.lastReap < 5_000) return;
+    this.lastReap = Date.now();
+    await this.reapExpired().catch(() => undefined);
+  }
+
+  async reapExpired(): Promise<{ reaped_vms: string[]; reaped_workspaces: string[] }> {
+    const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
+    return { reaped_vms, reaped_workspaces };
+  }
+
+  doctor() {
+    return runDoctor(this.paths, this.envs, this.deps.env);
+  }
+
+  async pullEnvironment(name: string, ctx: CallContext = {}) {
+    const r = await this.envs.ensure(name, {
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onProgress: (p) => ctx.onProgress?.({ message: p.message }),
+    });
+    return { environment: await this.envs.info(name), pulled: r.pulled };
+  }
+}

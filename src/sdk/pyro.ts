@@ -1,0 +1,223 @@
+import type * as z from "zod";
+import { invoke } from "../operations/invoke.js";
+import type * as S from "../operations/schemas.js";
+import { getOperation } from "../operations/table.js";
+import type { Progress } from "../runtime/context.js";
+import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
+
+/** Options every SDK call takes: cancellation and progress for long work. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+export type Command = string | string[];
+
+export interface SandboxOptions {
+  environment?: string;
+  vcpuCount?: number;
+  memMib?: number;
+  ttlSeconds?: number;
+  network?: boolean;
+  allowHostCompat?: boolean;
+}
+
+export type RunResult = z.infer<typeof S.RunResult>;
+export type VmStatus = z.infer<typeof S.VmStatusResult>;
+export type VmNetworkInfo = z.infer<typeof S.VmNetworkResult>;
+export type EnvironmentInfo = z.infer<typeof S.EnvInfo>;
+export type WorkspaceStatus = z.infer<typeof S.WorkspaceStatusResult>;
+export type WorkspaceExecResult = z.infer<typeof S.WorkspaceExecResult>;
+export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
+export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
+export type DoctorReport = z.infer<typeof S.DoctorResult>;
+export type ReapResult = z.infer<typeof S.ReapResult>;
+
+function snake(o: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+  return out;
+}
+
+/**
+ * The TypeScript SDK. Method names are the contract's (camelCase); inputs are camelCase and
+ * results carry the wire's snake_case fields, exactly what the CLI prints with --json and
+ * MCP tools return. Every method goes through the same operation table as the CLI and MCP.
+ * `createWorkspace` and `createVm` return handles: the status fields plus methods.
+ */
+export class Pyro {
+  readonly runtime: Runtime;
+
+  constructor(opts: RuntimeOptions | { runtime: Runtime } = {}) {
+    this.runtime = "runtime" in opts ? opts.runtime : new Runtime(opts);
+  }
+
+  /** Calls an operation by its wire name with wire (snake_case) input. */
+  call<T = unknown>(name: string, input: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<T> {
+    return invoke(this.runtime, getOperation(name), input, opts) as Promise<T>;
+  }
+
+  /** An MCP server over this SDK's runtime, to mount on any transport. */
+  async createServer() {
+    const { createServer } = await import("../mcp/server.js");
+    return createServer({ runtime: this.runtime });
+  }
+
+  // ---- one-shot ----
+  runInVm(input: SandboxOptions & { command: Command; timeoutSeconds?: number }, opts?: CallOptions): Promise<RunResult> {
+    return this.call("vm_run", snake(input), opts);
+  }
+
+  // ---- environments ----
+  listEnvironments(): Promise<EnvironmentInfo[]> {
+    return this.call<{ environments: EnvironmentInfo[] }>("vm_list_environments").then((r) => r.environments);
+  }
+  pullEnvironment(environment: string, opts?: CallOptions): Promise<{ environment: EnvironmentInfo; pulled: boolean }> {
+    return this.call("env_pull", { environment }, opts);
+  }
+  inspectEnvironment(environment: string): Promise<EnvironmentInfo> {
+    return this.call("env_inspect", { environment });
+  }
+  pruneEnvironments(options: { all?: boolean } = {}): Promise<{ removed: string[]; bytes_freed: number }> {
+    return this.call("env_prune", snake(options));
+  }
+  doctor(): Promise<DoctorReport> {
+    return this.call("doctor");
+  }
+
+  // ---- VM lifecycle ----
+  async createVm(input: SandboxOptions = {}, opts?: CallOptions): Promise<VmHandle> {
+    return new VmHandle(this, await this.call<VmStatus>("vm_create", snake(input), opts));
+  }
+  startVm(vmId: string, opts?: CallOptions): Promise<VmStatus> {
+    return this.call("vm_start", { vm_id: vmId }, opts);
+  }
+  /** Runs one command, then deletes the VM (the contract's semantics). */
+  execVm(vmId: string, input: { command: Command; timeoutSeconds?: number }, opts?: CallOptions): Promise<RunResult> {
+    return this.call("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
+  }
+  stopVm(vmId: string): Promise<VmStatus> {
+    return this.call("vm_stop", { vm_id: vmId });
+  }
+  deleteVm(vmId: string): Promise<{ vm_id: string; deleted: boolean }> {
+    return this.call("vm_delete", { vm_id: vmId });
+  }
+  statusVm(vmId: string): Promise<VmStatus> {
+    return this.call("vm_status", { vm_id: vmId });
+  }
+  networkInfoVm(vmId: string): Promise<VmNetworkInfo> {
+    return this.call("vm_network_info", { vm_id: vmId });
+  }
+  listVms(): Promise<VmStatus[]> {
+    return this.call<{ vms: VmStatus[] }>("vm_list").then((r) => r.vms);
+  }
+  reapExpired(): Promise<ReapResult> {
+    return this.call("vm_reap_expired");
+  }
+
+  // ---- workspaces ----
+  async createWorkspace(input: SandboxOptions & { seedPath?: string } = {}, opts?: CallOptions): Promise<WorkspaceHandle> {
+    return new WorkspaceHandle(this, await this.call<WorkspaceStatus>("workspace_create", snake(input), opts));
+  }
+  /** A handle for an existing workspace (by id), e.g. one created by another process. */
+  async workspace(workspaceId: string): Promise<WorkspaceHandle> {
+    return new WorkspaceHandle(this, await this.statusWorkspace(workspaceId));
+  }
+  pushWorkspaceSync(workspaceId: string, sourcePath: string, options: { dest?: string } = {}, opts?: CallOptions): Promise<WorkspaceSyncResult> {
+    return this.call("workspace_sync_push", { workspace_id: workspaceId, source_path: sourcePath, ...snake(options) }, opts);
+  }
+  execWorkspace(workspaceId: string, input: { command: Command; timeoutSeconds?: number }, opts?: CallOptions): Promise<WorkspaceExecResult> {
+    return this.call("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
+  }
+  statusWorkspace(workspaceId: string): Promise<WorkspaceStatus> {
+    return this.call("workspace_status", { workspace_id: workspaceId });
+  }
+  logsWorkspace(workspaceId: string): Promise<WorkspaceLogs> {
+    return this.call("workspace_logs", { workspace_id: workspaceId });
+  }
+  deleteWorkspace(workspaceId: string): Promise<{ workspace_id: string; deleted: boolean }> {
+    return this.call("workspace_delete", { workspace_id: workspaceId });
+  }
+  listWorkspaces(): Promise<WorkspaceStatus[]> {
+    return this.call<{ workspaces: WorkspaceStatus[] }>("workspace_list").then((r) => r.workspaces);
+  }
+}
+
+/** A workspace as an object: its status fields (as of the last refresh) plus capability methods. */
+export class WorkspaceHandle {
+  readonly workspace_id: string;
+  status: WorkspaceStatus;
+  /** File transfer into the workspace. */
+  readonly files: { push: (sourcePath: string, options?: { dest?: string }) => Promise<WorkspaceSyncResult> };
+
+  constructor(
+    private readonly pyro: Pyro,
+    status: WorkspaceStatus,
+  ) {
+    this.workspace_id = status.workspace_id;
+    this.status = status;
+    this.files = { push: (sourcePath, options = {}) => this.pyro.pushWorkspaceSync(this.workspace_id, sourcePath, options) };
+  }
+  get id(): string {
+    return this.workspace_id;
+  }
+  exec(command: Command, options: { timeoutSeconds?: number } & CallOptions = {}): Promise<WorkspaceExecResult> {
+    const { signal, onProgress, ...rest } = options;
+    return this.pyro.execWorkspace(this.workspace_id, { command, ...rest }, { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
+  }
+  pushSync(sourcePath: string, options: { dest?: string } = {}): Promise<WorkspaceSyncResult> {
+    return this.files.push(sourcePath, options);
+  }
+  async refresh(): Promise<WorkspaceStatus> {
+    this.status = await this.pyro.statusWorkspace(this.workspace_id);
+    return this.status;
+  }
+  logs(): Promise<WorkspaceLogs> {
+    return this.pyro.logsWorkspace(this.workspace_id);
+  }
+  delete(): Promise<{ workspace_id: string; deleted: boolean }> {
+    return this.pyro.deleteWorkspace(this.workspace_id);
+  }
+  toJSON(): WorkspaceStatus {
+    return this.status;
+  }
+}
+
+/** A VM as an object. `exec` runs one command and deletes the VM, as execVm does. */
+export class VmHandle {
+  readonly vm_id: string;
+  status: VmStatus;
+  constructor(
+    private readonly pyro: Pyro,
+    status: VmStatus,
+  ) {
+    this.vm_id = status.vm_id;
+    this.status = status;
+  }
+  get id(): string {
+    return this.vm_id;
+  }
+  async start(): Promise<VmStatus> {
+    this.status = await this.pyro.startVm(this.vm_id);
+    return this.status;
+  }
+  exec(command: Command, options: { timeoutSeconds?: number } = {}): Promise<RunResult> {
+    return this.pyro.execVm(this.vm_id, { command, ...options });
+  }
+  stop(): Promise<VmStatus> {
+    return this.pyro.stopVm(this.vm_id);
+  }
+  delete(): Promise<{ vm_id: string; deleted: boolean }> {
+    return this.pyro.deleteVm(this.vm_id);
+  }
+  async refresh(): Promise<VmStatus> {
+    this.status = await this.pyro.statusVm(this.vm_id);
+    return this.status;
+  }
+  networkInfo(): Promise<VmNetworkInfo> {
+    return this.pyro.networkInfoVm(this.vm_id);
+  }
+  toJSON(): VmStatus {
+    return this.status;
+  }
+}

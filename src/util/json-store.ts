@@ -1,0 +1,39 @@
+import { mkdir, readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import lockfile from "proper-lockfile";
+import writeFileAtomic from "write-file-atomic";
+
+/** Atomic JSON write (temp file, fsync, rename): a crash mid-write leaves the old file intact. */
+export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, { fsync: true });
+}
+
+export async function readJson<T>(path: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  return JSON.parse(text) as T;
+}
+
+/**
+ * Cross-process lock on `path` (a sibling `path.lock` directory). Held only around short
+ * read-modify-write sections, never around a guest command, so concurrent execs overlap.
+ */
+export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  await mkdir(dirname(path), { recursive: true });
+  const release = await lockfile.lock(path, {
+    realpath: false,
+    stale: 15_000,
+    retries: { retries: 200, minTimeout: 10, maxTimeout: 100, factor: 1.3 },
+  });
+  try {
+    return await fn();
+  } finally {
+    await release().catch(() => {});
+  }
+}

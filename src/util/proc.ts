@@ -1,0 +1,209 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import type { Readable } from "node:stream";
+
+/** Output beyond this many bytes per stream is drained and dropped, and flagged as truncated. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+
+export interface CaptureOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Bytes or a stream for the child's stdin; stdin is /dev/null when absent. */
+  stdin?: Buffer | string | Readable;
+  timeoutMs?: number;
+  maxOutputBytes?: number;
+  signal?: AbortSignal;
+  /** Called once on timeout or abort, before the child is killed; used to kill what the child started. */
+  onKill?: (reason: "timeout" | "abort") => Promise<void> | void;
+  /** Kill the child's whole process group (it is started detached). */
+  killGroup?: boolean;
+}
+
+export interface CaptureResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  timedOut: boolean;
+  aborted: boolean;
+  durationMs: number;
+}
+
+class CappedBuffer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+  constructor(private readonly max: number) {}
+  push(chunk: Buffer): void {
+    const room = this.max - this.size;
+    if (room <= 0) {
+      if (chunk.length > 0) this.truncated = true;
+      return;
+    }
+    if (chunk.length > room) {
+      this.chunks.push(chunk.subarray(0, room));
+      this.size += room;
+      this.truncated = true;
+    } else {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+    }
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString("utf8");
+  }
+}
+
+/**
+ * Runs a program and captures stdout/stderr separately with a size cap, so a guest that
+ * prints 100 MB costs a bounded amount of memory. Never rejects for a non-zero exit.
+ */
+export function runCapture(file: string, args: readonly string[], opts: CaptureOptions = {}): Promise<CaptureResult> {
+  const started = performance.now();
+  const max = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+  return new Promise((resolve, reject) => {
+    let child: ChildProcess;
+    try {
+      child = spawn(file, args, {
+        env: opts.env ?? process.env,
+        cwd: opts.cwd,
+        stdio: [opts.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+        detached: opts.killGroup === true,
+      });
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    const out = new CappedBuffer(max);
+    const err = new CappedBuffer(max);
+    child.stdout?.on("data", (c: Buffer) => out.push(c));
+    child.stderr?.on("data", (c: Buffer) => err.push(c));
+    let timedOut = false;
+    let aborted = false;
+    let killing: Promise<void> | undefined;
+
+    const kill = (reason: "timeout" | "abort") => {
+      if (killing) return;
+      if (reason === "timeout") timedOut = true;
+      else aborted = true;
+      killing = (async () => {
+        try {
+          await opts.onKill?.(reason);
+        } catch {
+          // the SIGKILL below still ends our side
+        }
+        try {
+          if (opts.killGroup && child.pid) process.kill(-child.pid, "SIGKILL");
+          else child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+      })();
+    };
+
+    const timer = opts.timeoutMs !== undefined ? setTimeout(() => kill("timeout"), opts.timeoutMs) : undefined;
+    const onAbort = () => kill("abort");
+    if (opts.signal) {
+      if (opts.signal.aborted) onAbort();
+      else opts.signal.addEventListener("abort", onAbort, { once: true });
+    }
+
+    if (opts.stdin !== undefined && child.stdin) {
+      child.stdin.on("error", () => {
+        // the child may exit before reading all of stdin (EPIPE); its exit status tells the story
+      });
+      if (typeof opts.stdin === "string" || Buffer.isBuffer(opts.stdin)) child.stdin.end(opts.stdin);
+      else opts.stdin.pipe(child.stdin);
+    }
+
+    child.on("error", (e) => {
+      if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      reject(e);
+    });
+    child.on("close", async (code, sig) => {
+      if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      if (killing) await killing;
+      resolve({
+        exitCode: code,
+        signal: sig,
+        stdout: out.text(),
+        stderr: err.text(),
+        stdoutTruncated: out.truncated,
+        stderrTruncated: err.truncated,
+        timedOut,
+        aborted,
+        durationMs: Math.round(performance.now() - started),
+      });
+    });
+  });
+}
+
+/** Runs a helper program that must succeed; throws with its stderr otherwise. */
+export async function runChecked(
+  file: string,
+  args: readonly string[],
+  opts: CaptureOptions = {},
+): Promise<CaptureResult> {
+  const r = await runCapture(file, args, opts);
+  if (r.exitCode !== 0) {
+    const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join("\n");
+    throw new Error(`${file} ${args.slice(0, 3).join(" ")} failed (exit ${r.exitCode ?? r.signal}): ${detail}`);
+  }
+  return r;
+}
+
+/** Finds an executable on PATH (plus sbin dirs, which non-login root shells may lack). */
+export async function which(name: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const { access, constants } = await import("node:fs/promises");
+  if (name.includes("/")) {
+    try {
+      await access(name, constants.X_OK);
+      return name;
+    } catch {
+      return undefined;
+    }
+  }
+  const dirs = [...(env.PATH ?? "").split(":"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = `${d}/${name}`;
+    try {
+      await access(p, constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Runs a program whose descendants may outlive it (runsc create leaves the sandbox running
+ * with the container's stdio): output goes to a log file, not a pipe we would wait on.
+ */
+export async function runToLog(
+  file: string,
+  args: readonly string[],
+  logPath: string,
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ exitCode: number | null; output: string }> {
+  const { open, readFile } = await import("node:fs/promises");
+  const fh = await open(logPath, "w");
+  try {
+    const exitCode = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(file, args, { stdio: ["ignore", fh.fd, fh.fd], env: opts.env ?? process.env });
+      const timer = opts.timeoutMs ? setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs) : undefined;
+      child.on("error", reject);
+      child.on("exit", (code) => {
+        if (timer) clearTimeout(timer);
+        resolve(code);
+      });
+    });
+    return { exitCode, output: await readFile(logPath, "utf8").catch(() => "") };
+  } finally {
+    await fh.close();
+  }
+}

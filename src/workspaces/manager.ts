@@ -1,0 +1,362 @@
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { join, posix, resolve } from "node:path";
+import type { Engine, EngineName, ExecutionMode, SandboxHandle } from "../engines/types.js";
+import { PyroError, toPyroError } from "../errors.js";
+import { checkId, isValidId, newId } from "../ids.js";
+import type {
+  CommandLogEntryT,
+  SeedInfoT,
+  WorkspaceCreateInputT,
+  WorkspaceExecInputT,
+  WorkspaceExecResultT,
+  WorkspaceStatusResultT,
+  WorkspaceSyncInputT,
+  WorkspaceSyncResultT,
+} from "../operations/schemas.js";
+import { displayCommand, toArgv } from "../runtime/command.js";
+import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
+import { engineByName, selectEngine } from "../runtime/engine-select.js";
+import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { classifySource, importIntoFreshDir, scanDirectory, tarStreamOf, validateArchive } from "./archive.js";
+
+export const WORKSPACE_ROOT = "/workspace";
+
+interface WorkspaceRecord {
+  workspace_id: string;
+  environment: string;
+  state: "running" | "stopped" | "expired" | "failed";
+  reason: string | null;
+  created_at: string;
+  expires_at: string;
+  vcpu_count: number;
+  mem_mib: number;
+  network: boolean;
+  engine: EngineName;
+  execution_mode: ExecutionMode;
+  handle: SandboxHandle | null;
+  command_count: number;
+  last_command: WorkspaceStatusResultT["last_command"];
+  workspace_seed: SeedInfoT;
+}
+
+/** Maps a user's --dest onto a normalised guest path that stays inside /workspace. */
+export function resolveWorkspaceDest(dest: string): string {
+  if (dest.includes("\0")) throw new PyroError("invalid_argument", "destination contains a NUL byte");
+  const abs = dest.startsWith("/") ? posix.normalize(dest) : posix.normalize(posix.join(WORKSPACE_ROOT, dest));
+  const clean = abs.length > 1 ? abs.replace(/\/+$/, "") : abs;
+  if (clean !== WORKSPACE_ROOT && !clean.startsWith(`${WORKSPACE_ROOT}/`)) {
+    throw new PyroError(
+      "invalid_argument",
+      `destination ${JSON.stringify(dest)} is outside ${WORKSPACE_ROOT}`,
+      `use ${WORKSPACE_ROOT} or a path under it (relative paths are relative to ${WORKSPACE_ROOT})`,
+    );
+  }
+  return clean;
+}
+
+/**
+ * Persistent workspaces. Layout of one workspace directory:
+ *   workspace.json   the record (atomic writes, per-workspace lock for read-modify-write)
+ *   files/           the host side of the guest's /workspace
+ *   sandbox/         engine files (bundle, sockets)
+ *   commands/        one JSON file per finished command: the log
+ * The lock is held only around record updates, never while a command runs, so two execs
+ * on one workspace run side by side and each appends its own log entry.
+ */
+export class WorkspaceManager {
+  constructor(private readonly d: RuntimeDeps) {}
+
+  private dir(id: string): string {
+    return join(this.d.paths.workspacesDir, checkId("ws", id));
+  }
+  private recordPath(id: string): string {
+    return join(this.dir(id), "workspace.json");
+  }
+
+  private engineFor(rec: WorkspaceRecord): Engine {
+    const e = engineByName(rec.engine, this.d.paths, this.d.env);
+    if (!e) throw new PyroError("engine_unavailable", `engine ${rec.engine} is not available in this build`);
+    return e;
+  }
+
+  async create(input: WorkspaceCreateInputT, ctx: CallContext = {}): Promise<WorkspaceStatusResultT> {
+    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
+    // Everything about the seed is checked before anything is written.
+    const seedPath = input.seed_path !== undefined ? resolve(ctx.cwd ?? process.cwd(), input.seed_path) : undefined;
+    const src = seedPath ? await classifySource(seedPath, "seed path") : undefined;
+    const stats = src ? (src.kind === "directory" ? await scanDirectory(src.path) : await validateArchive(src)) : { entry_count: 0, bytes_written: 0 };
+    const env = await this.d.envs.ensure(input.environment, {
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
+    });
+    const id = newId("ws");
+    const dir = this.dir(id);
+    const filesDir = join(dir, "files");
+    let handle: SandboxHandle | undefined;
+    try {
+      await mkdir(filesDir, { recursive: true });
+      if (src) {
+        ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
+        await importIntoFreshDir(src, filesDir);
+      }
+      ctx.signal?.throwIfAborted();
+      ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
+      handle = await engine.create({
+        id,
+        environment: input.environment,
+        rootfs: env.rootfs,
+        sandboxDir: join(dir, "sandbox"),
+        workspaceDir: filesDir,
+        vcpuCount: input.vcpu_count,
+        memMib: input.mem_mib,
+        network: input.network,
+      });
+      ctx.signal?.throwIfAborted();
+      const rec: WorkspaceRecord = {
+        workspace_id: id,
+        environment: input.environment,
+        state: "running",
+        reason: null,
+        created_at: nowIso(),
+        expires_at: isoPlusSeconds(input.ttl_seconds),
+        vcpu_count: input.vcpu_count,
+        mem_mib: input.mem_mib,
+        network: input.network,
+        engine: engine.name,
+        execution_mode: engine.executionMode,
+        handle,
+        command_count: 0,
+        last_command: null,
+        workspace_seed: {
+          mode: src ? src.kind : "empty",
+          seed_path: src ? src.path : null,
+          destination: WORKSPACE_ROOT,
+          entry_count: stats.entry_count,
+          bytes_written: stats.bytes_written,
+        },
+      };
+      await writeJsonAtomic(this.recordPath(id), rec);
+      return this.view(rec);
+    } catch (e) {
+      if (handle) await engine.destroy(handle).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      throw toPyroError(e);
+    }
+  }
+
+  private async load(id: string): Promise<WorkspaceRecord> {
+    checkId("ws", id);
+    const rec = await readJson<WorkspaceRecord>(this.recordPath(id)).catch((e) => {
+      throw new PyroError("invalid_state", `workspace ${id} has an unreadable record: ${(e as Error).message}`, `delete it with \`pyro workspace delete ${id}\``);
+    });
+    if (!rec) throw new PyroError("not_found", `no workspace with id ${id}`, "list workspaces with `pyro workspace list`");
+    return rec;
+  }
+
+  private update(id: string, fn: (r: WorkspaceRecord) => Promise<void> | void): Promise<WorkspaceRecord> {
+    return withLock(this.recordPath(id), async () => {
+      const rec = await this.load(id);
+      await fn(rec);
+      await writeJsonAtomic(this.recordPath(id), rec);
+      return rec;
+    });
+  }
+
+  /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
+  private async expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
+    if (rec.state === "expired" || !isPast(rec.expires_at)) return rec;
+    return this.update(rec.workspace_id, async (r) => {
+      if (r.state === "expired") return;
+      if (r.handle) await this.engineFor(r).destroy(r.handle).catch(() => undefined);
+      await rm(join(this.dir(r.workspace_id), "files"), { recursive: true, force: true });
+      r.handle = null;
+      r.state = "expired";
+      r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
+    });
+  }
+
+  /** A workspace that can take commands, or a clear error saying why not. */
+  private async usable(id: string): Promise<WorkspaceRecord> {
+    const rec = await this.expireIfDue(await this.load(id));
+    if (rec.state === "expired") {
+      throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, `delete it with \`pyro workspace delete ${id}\` and create a new one`);
+    }
+    if (rec.state !== "running" || !rec.handle) {
+      throw new PyroError("sandbox_dead", `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`, `delete it with \`pyro workspace delete ${id}\` and create a new one`);
+    }
+    return rec;
+  }
+
+  private async markFailed(id: string, reason: string): Promise<void> {
+    await this.update(id, (r) => {
+      if (r.state === "running") {
+        r.state = "failed";
+        r.reason = reason;
+      }
+    }).catch(() => undefined);
+  }
+
+  async exec(input: WorkspaceExecInputT, ctx: CallContext = {}): Promise<WorkspaceExecResultT> {
+    const t0 = performance.now();
+    const rec = await this.usable(input.workspace_id);
+    const started_at = nowIso();
+    let out: Awaited<ReturnType<Engine["exec"]>>;
+    try {
+      out = await this.engineFor(rec).exec(rec.handle!, {
+        argv: toArgv(input.command),
+        cwd: WORKSPACE_ROOT,
+        timeoutMs: input.timeout_seconds * 1000,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+    } catch (e) {
+      const pe = toPyroError(e);
+      if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
+      throw pe;
+    }
+    const duration_ms = Math.round(performance.now() - t0);
+    const command = displayCommand(input.command);
+    let sequence = 0;
+    await this.update(rec.workspace_id, async (r) => {
+      sequence = r.command_count + 1;
+      const entry: CommandLogEntryT = {
+        sequence,
+        command,
+        exit_code: out.exitCode,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        stdout_truncated: out.stdoutTruncated,
+        stderr_truncated: out.stderrTruncated,
+        timed_out: out.timedOut,
+        started_at,
+        duration_ms,
+      };
+      await writeJsonAtomic(join(this.dir(r.workspace_id), "commands", `${String(sequence).padStart(8, "0")}.json`), entry);
+      r.command_count = sequence;
+      r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
+    });
+    return {
+      workspace_id: rec.workspace_id,
+      sequence,
+      environment: rec.environment,
+      command,
+      exit_code: out.exitCode,
+      stdout: out.stdout,
+      stderr: out.stderr,
+      stdout_truncated: out.stdoutTruncated,
+      stderr_truncated: out.stderrTruncated,
+      timed_out: out.timedOut,
+      duration_ms,
+      boot_ms: 0,
+      exec_ms: out.execMs,
+      execution_mode: rec.execution_mode,
+    };
+  }
+
+  async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
+    const destination = resolveWorkspaceDest(input.dest);
+    const rec = await this.usable(input.workspace_id);
+    const srcPath = resolve(ctx.cwd ?? process.cwd(), input.source_path);
+    const src = await classifySource(srcPath, "source path");
+    const stats = src.kind === "directory" ? await scanDirectory(src.path) : await validateArchive(src);
+    ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
+    try {
+      await this.engineFor(rec).putArchive(rec.handle!, tarStreamOf(src), destination);
+    } catch (e) {
+      const pe = toPyroError(e);
+      if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
+      throw pe;
+    }
+    return { workspace_id: rec.workspace_id, source_path: src.path, mode: src.kind, destination, ...stats };
+  }
+
+  async status(id: string): Promise<WorkspaceStatusResultT> {
+    let rec = await this.expireIfDue(await this.load(id));
+    if (rec.state === "running" && rec.handle) {
+      const i = await this.engineFor(rec).inspect(rec.handle);
+      if (i.state !== "running") {
+        const reason = i.reason ?? `sandbox ${i.state}`;
+        await this.markFailed(id, reason);
+        rec = await this.load(id);
+      }
+    }
+    return this.view(rec);
+  }
+
+  async logs(id: string): Promise<{ workspace_id: string; commands: CommandLogEntryT[] }> {
+    await this.load(id);
+    const dir = join(this.dir(id), "commands");
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^\d{8}\.json$/.test(n)).sort();
+    const commands: CommandLogEntryT[] = [];
+    for (const n of names) {
+      const e = await readJson<CommandLogEntryT>(join(dir, n)).catch(() => undefined);
+      if (e) commands.push(e);
+    }
+    return { workspace_id: id, commands };
+  }
+
+  async delete(id: string): Promise<{ workspace_id: string; deleted: boolean }> {
+    checkId("ws", id);
+    const dir = this.dir(id);
+    if (!(await stat(dir).catch(() => undefined))) {
+      throw new PyroError("not_found", `no workspace with id ${id} (already deleted?)`, "list workspaces with `pyro workspace list`");
+    }
+    await withLock(this.recordPath(id), async () => {
+      const rec = await readJson<WorkspaceRecord>(this.recordPath(id)).catch(() => undefined);
+      if (rec?.handle) await this.engineFor(rec).destroy(rec.handle);
+      await rm(dir, { recursive: true, force: true });
+    });
+    await rm(`${this.recordPath(id)}.lock`, { recursive: true, force: true });
+    return { workspace_id: id, deleted: true };
+  }
+
+  async list(): Promise<WorkspaceStatusResultT[]> {
+    const out: WorkspaceStatusResultT[] = [];
+    for (const n of await readdir(this.d.paths.workspacesDir).catch(() => [] as string[])) {
+      if (!isValidId("ws", n)) continue;
+      const rec = await readJson<WorkspaceRecord>(join(this.d.paths.workspacesDir, n, "workspace.json")).catch(() => undefined);
+      if (rec) out.push(this.view(await this.expireIfDue(rec)));
+    }
+    return out.sort((a, b) => a.created_at.localeCompare(b.created_at));
+  }
+
+  /** Expires workspaces past their TTL; removes directories a crashed create left without a record. */
+  async reap(): Promise<string[]> {
+    const reaped: string[] = [];
+    for (const n of await readdir(this.d.paths.workspacesDir).catch(() => [] as string[])) {
+      if (!isValidId("ws", n)) continue;
+      const dir = join(this.d.paths.workspacesDir, n);
+      const rec = await readJson<WorkspaceRecord>(join(dir, "workspace.json")).catch(() => undefined);
+      if (rec) {
+        if (rec.state !== "expired" && isPast(rec.expires_at)) {
+          await this.expireIfDue(rec);
+          reaped.push(n);
+        }
+      } else {
+        const st = await stat(dir).catch(() => undefined);
+        if (st && Date.now() - st.mtimeMs > 10 * 60_000) {
+          await rm(dir, { recursive: true, force: true });
+          reaped.push(n);
+        }
+      }
+    }
+    return reaped;
+  }
+
+  private view(r: WorkspaceRecord): WorkspaceStatusResultT {
+    return {
+      workspace_id: r.workspace_id,
+      environment: r.environment,
+      state: r.state,
+      reason: r.reason,
+      created_at: r.created_at,
+      expires_at: r.expires_at,
+      vcpu_count: r.vcpu_count,
+      mem_mib: r.mem_mib,
+      network: r.network,
+      execution_mode: r.execution_mode,
+      command_count: r.command_count,
+      last_command: r.last_command,
+      workspace_seed: r.workspace_seed,
+    };
+  }
+}
