@@ -1,0 +1,103 @@
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Shared test plumbing. E2E tests drive the BUILT package (dist/), against the real engine.
+ * Each test gets its own state dir (PYRO_STATE_DIR); environments come from the normal
+ * cache (~/.cache/pyro-mcp or PYRO_CACHE_DIR) so they are built once per machine/CI run.
+ */
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const CLI = join(REPO, "dist", "cli", "main.js");
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export async function tempDir(prefix = "pyro-test-"): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** A fresh state dir and the env vars that point pyro at it. */
+export async function testEnv(extra: Record<string, string> = {}): Promise<{ stateDir: string; env: NodeJS.ProcessEnv; cleanup: () => Promise<void> }> {
+  const stateDir = await tempDir("pyro-state-");
+  const env = { ...process.env, PYRO_STATE_DIR: stateDir, PYRO_QUIET: "0", ...extra };
+  return {
+    stateDir,
+    env,
+    cleanup: async () => {
+      await assertNoSandboxes(stateDir);
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: opts.env ?? process.env, cwd: opts.cwd ?? REPO, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c) => {
+      stdout += c;
+    });
+    child.stderr.on("data", (c) => {
+      stderr += c;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+export async function runCliJson<T = Record<string, unknown>>(args: string[], opts: Parameters<typeof runCli>[1] = {}): Promise<{ code: number | null; json: T; stderr: string }> {
+  const r = await runCli([...args, "--json"], opts);
+  let json: T;
+  try {
+    json = JSON.parse(r.stdout) as T;
+  } catch {
+    throw new Error(`not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 500)} stderr=${r.stderr.slice(0, 1000)}`);
+  }
+  return { code: r.code, json, stderr: r.stderr };
+}
+
+function execOut(file: string, args: string[]): Promise<string> {
+  return new Promise((res) => execFile(file, args, (err, stdout) => res(err ? "" : stdout)));
+}
+
+export async function runscBinary(): Promise<string | undefined> {
+  for (const p of [process.env.PYRO_RUNSC, "/usr/local/bin/runsc", "/usr/bin/runsc"]) if (p && existsSync(p)) return p;
+  return undefined;
+}
+
+/** Why gVisor e2e tests cannot run here, or undefined when they can. */
+export async function gvisorSkipReason(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return "gVisor tests need root (runsc runs rootful here)";
+  if (!(await runscBinary())) return "runsc not installed (run scripts/setup-host.sh)";
+  return undefined;
+}
+
+/** Fails if any runsc sandbox or container state is left under this state dir. */
+export async function assertNoSandboxes(stateDir: string): Promise<void> {
+  const root = join(stateDir, "runsc");
+  const runsc = await runscBinary();
+  if (!runsc || !existsSync(root)) return;
+  const list = await execOut(runsc, [`--root=${root}`, "list", "-q"]);
+  const left = list.split("\n").filter(Boolean);
+  const files = (await readdir(root).catch(() => [] as string[])).filter((f) => !f.startsWith("."));
+  if (left.length || files.length) {
+    throw new Error(`sandboxes left behind under ${root}: ${[...left, ...files].join(", ")}`);
+  }
+}
+
+/** Skips a test visibly: node:test prints "# SKIP skipped: <reason>". */
+export function skipped(t: { skip: (msg?: string) => void }, reason: string): void {
+  t.skip(`skipped: ${reason}`);
+}
