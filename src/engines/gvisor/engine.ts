@@ -219,7 +219,9 @@ export class GvisorEngine implements Engine {
     return { state: "stopped", reason: `runsc reports status ${st.status}` };
   }
 
+  /** Fast path: the sandbox pid recorded at create is alive; else ask runsc why not. */
   private async assertRunning(handle: SandboxHandle): Promise<void> {
+    if (typeof handle.data.pid === "number" && pidAlive(handle.data.pid)) return;
     const i = await this.inspect(handle);
     if (i.state !== "running") {
       throw new PyroError("sandbox_dead", `sandbox ${handle.id} is not running: ${i.reason ?? i.state}`, "delete it and create a new one");
