@@ -8,8 +8,8 @@
  * Options: BENCH_ITERATIONS (default 15), BENCH_JSON=1 for machine-readable output.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildOciConfig } from "../src/engines/gvisor/bundle.js";
@@ -29,7 +29,11 @@ function timeProcess(file: string, args: string[], env: NodeJS.ProcessEnv = proc
       err += c;
     });
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${file} ${args.join(" ")} exited ${code}: ${err.slice(-500)}`))));
+    child.on("close", (code) =>
+      code === 0
+        ? resolve(performance.now() - t0)
+        : reject(new Error(`${file} ${args.join(" ")} exited ${code}: ${err.slice(-500)}`)),
+    );
   });
 }
 
@@ -60,8 +64,19 @@ async function main(): Promise<void> {
   const rawRoot = join(stateDir, "raw-runsc");
   const bundle = join(stateDir, "raw-bundle");
   await mkdir(bundle, { recursive: true });
-  const spec = { id: "raw", environment: "debian:12", rootfs, sandboxDir: bundle, vcpuCount: 1, memMib: 1024, network: false };
-  await writeFile(join(bundle, "config.json"), JSON.stringify(buildOciConfig(spec, { args: ["true"], cwd: "/" })));
+  const spec = {
+    id: "raw",
+    environment: "debian:12",
+    rootfs,
+    sandboxDir: bundle,
+    vcpuCount: 1,
+    memMib: 1024,
+    network: false,
+  };
+  await writeFile(
+    join(bundle, "config.json"),
+    JSON.stringify(buildOciConfig(spec, { args: ["true"], cwd: "/" })),
+  );
   const rawFlags = globalFlags(rawRoot, false, env);
 
   const rows: { name: string; samples: number[] }[] = [];
@@ -123,7 +138,10 @@ async function main(): Promise<void> {
     return;
   }
   console.log(`\npyro bench — medians of ${N} interleaved runs (ms)\n`);
-  for (const r of rows) console.log(`  ${r.name.padEnd(40)} ${median(r.samples).toFixed(1).padStart(8)}   (min ${Math.min(...r.samples).toFixed(1)}, max ${Math.max(...r.samples).toFixed(1)})`);
+  for (const r of rows)
+    console.log(
+      `  ${r.name.padEnd(40)} ${median(r.samples).toFixed(1).padStart(8)}   (min ${Math.min(...r.samples).toFixed(1)}, max ${Math.max(...r.samples).toFixed(1)})`,
+    );
   console.log("\nratios (goal):");
   console.log(`  CLI pyro run / raw runsc run      ${ratios.cli_vs_raw_run.toFixed(2)}x  (≤ 1.30x)`);
   console.log(`  SDK runInVm / raw runsc run       ${ratios.sdk_vs_raw_run.toFixed(2)}x  (≤ 1.15x)`);

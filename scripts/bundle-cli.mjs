@@ -17,6 +17,8 @@ await build({
   target: "node20",
   sourcemap: true,
   packages: "bundle",
-  banner: { js: "import { createRequire as __pyroCreateRequire } from 'node:module'; const require = __pyroCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __pyroCreateRequire } from 'node:module'; const require = __pyroCreateRequire(import.meta.url);",
+  },
   logLevel: "warning",
 });

@@ -20,5 +20,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 // One file at a time: e2e files start real sandboxes and the CI machine has 2 cores.
-const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
+const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...files], {
+  stdio: "inherit",
+});
 process.exit(r.status ?? 1);

@@ -24,7 +24,9 @@ export async function tempDir(prefix = "pyro-test-"): Promise<string> {
 }
 
 /** A fresh state dir and the env vars that point pyro at it. */
-export async function testEnv(extra: Record<string, string> = {}): Promise<{ stateDir: string; env: NodeJS.ProcessEnv; cleanup: () => Promise<void> }> {
+export async function testEnv(
+  extra: Record<string, string> = {},
+): Promise<{ stateDir: string; env: NodeJS.ProcessEnv; cleanup: () => Promise<void> }> {
   const stateDir = await tempDir("pyro-state-");
   const env = { ...process.env, PYRO_STATE_DIR: stateDir, PYRO_QUIET: "0", ...extra };
   return {
@@ -37,9 +39,16 @@ export async function testEnv(extra: Record<string, string> = {}): Promise<{ sta
   };
 }
 
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: opts.env ?? process.env, cwd: opts.cwd ?? REPO, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd ?? REPO,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c) => {
@@ -57,13 +66,18 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
   });
 }
 
-export async function runCliJson<T = Record<string, unknown>>(args: string[], opts: Parameters<typeof runCli>[1] = {}): Promise<{ code: number | null; json: T; stderr: string }> {
+export async function runCliJson<T = Record<string, unknown>>(
+  args: string[],
+  opts: Parameters<typeof runCli>[1] = {},
+): Promise<{ code: number | null; json: T; stderr: string }> {
   const r = await runCli([...args, "--json"], opts);
   let json: T;
   try {
     json = JSON.parse(r.stdout) as T;
   } catch {
-    throw new Error(`not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 500)} stderr=${r.stderr.slice(0, 1000)}`);
+    throw new Error(
+      `not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 500)} stderr=${r.stderr.slice(0, 1000)}`,
+    );
   }
   return { code: r.code, json, stderr: r.stderr };
 }
@@ -73,7 +87,8 @@ function execOut(file: string, args: string[]): Promise<string> {
 }
 
 export async function runscBinary(): Promise<string | undefined> {
-  for (const p of [process.env.PYRO_RUNSC, "/usr/local/bin/runsc", "/usr/bin/runsc"]) if (p && existsSync(p)) return p;
+  for (const p of [process.env.PYRO_RUNSC, "/usr/local/bin/runsc", "/usr/bin/runsc"])
+    if (p && existsSync(p)) return p;
   return undefined;
 }
 

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import * as z from "zod";
 import { isPyroError, PyroError, toPyroError } from "../errors.js";
 import { invoke } from "../operations/invoke.js";
@@ -19,12 +19,19 @@ export function baseType(t: z.ZodType): z.ZodType {
   }
 }
 
-function defaultOf(t: z.ZodType): unknown {
-  return t instanceof z.ZodDefault ? (t.def.defaultValue as unknown) : undefined;
+/** A field's description, wherever .describe() sat among its wrappers. */
+export function describeOf(t: z.ZodType): string | undefined {
+  let cur: z.ZodType = t;
+  for (;;) {
+    if (cur.description) return cur.description;
+    if (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+    else return undefined;
+  }
 }
 
 function parseNumber(v: string): number {
-  if (!/^-?\d+(\.\d+)?$/.test(v.trim())) throw new InvalidArgumentError(`${JSON.stringify(v)} is not a number.`);
+  if (!/^-?\d+(\.\d+)?$/.test(v.trim()))
+    throw new InvalidArgumentError(`${JSON.stringify(v)} is not a number.`);
   return Number(v);
 }
 
@@ -72,22 +79,26 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
 
   for (const o of OPERATIONS as unknown as Operation[]) {
     const parent = groupFor(o.cli.path.slice(0, -1));
-    const cmd = parent.command(o.cli.path[o.cli.path.length - 1]!).summary(o.title).description(o.description);
+    const cmd = parent
+      .command(o.cli.path[o.cli.path.length - 1]!)
+      .summary(o.title)
+      .description(o.description);
     const shape = o.input.shape as Record<string, z.ZodType>;
     const positional = o.cli.positional ?? [];
     for (const p of positional) {
       const t = shape[p]!;
       const optional = t instanceof z.ZodDefault || t instanceof z.ZodOptional;
-      cmd.argument(optional ? `[${p}]` : `<${p}>`, `${t.description ?? p}`);
+      cmd.argument(optional ? `[${p}]` : `<${p}>`, describeOf(t) ?? p);
     }
     if (o.cli.rest) cmd.argument("[command...]", "the command to run, after --");
     for (const [field, t] of Object.entries(shape)) {
       if (positional.includes(field) || field === o.cli.rest) continue;
       const base = baseType(t);
-      const desc = t.description ?? field;
+      const desc = describeOf(t) ?? field;
       let opt: Option;
       if (base instanceof z.ZodBoolean) opt = new Option(flagOf(field), desc);
-      else if (base instanceof z.ZodNumber) opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
+      else if (base instanceof z.ZodNumber)
+        opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
       else opt = new Option(`${flagOf(field)} <value>`, desc);
       cmd.addOption(opt);
     }
@@ -106,7 +117,14 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       if (o.cli.rest) {
         const rest = args[positional.length] as string[] | undefined;
         if (!rest || rest.length === 0) {
-          reportError(io, new PyroError("invalid_argument", `missing command: usage is \`pyro ${o.cli.path.join(" ")} ${positional.map((p) => p.toUpperCase()).join(" ")} -- COMMAND...\``), json);
+          reportError(
+            io,
+            new PyroError(
+              "invalid_argument",
+              `missing command: usage is \`pyro ${o.cli.path.join(" ")} ${positional.map((p) => p.toUpperCase()).join(" ")} -- COMMAND...\``,
+            ),
+            json,
+          );
           return;
         }
         input[o.cli.rest] = rest;
@@ -117,7 +135,13 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       }
       const progress = progressPrinter(io.stderr);
       try {
-        const result = (await invoke(getRuntime(), o, input, { signal: io.signal, onProgress: (p) => progress.update(p), cwd: process.cwd() }, flagOf)) as Record<string, unknown>;
+        const result = (await invoke(
+          getRuntime(),
+          o,
+          input,
+          { signal: io.signal, onProgress: (p) => progress.update(p), cwd: process.cwd() },
+          flagOf,
+        )) as Record<string, unknown>;
         progress.done();
         writeResult(io, o, result, json, opts);
       } catch (e) {
@@ -129,10 +153,17 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
   }
 }
 
-function writeResult(io: CliIo, o: Operation, result: Record<string, unknown>, json: boolean, opts: Record<string, unknown>): void {
+function writeResult(
+  io: CliIo,
+  o: Operation,
+  result: Record<string, unknown>,
+  json: boolean,
+  opts: Record<string, unknown>,
+): void {
   const isExec = "exit_code" in result && "stdout" in result;
   if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else if (opts.idOnly === true && typeof result.workspace_id === "string") io.stdout.write(`${result.workspace_id}\n`);
+  else if (opts.idOnly === true && typeof result.workspace_id === "string")
+    io.stdout.write(`${result.workspace_id}\n`);
   else if (isExec) {
     io.stdout.write(String(result.stdout));
     io.stderr.write(String(result.stderr));

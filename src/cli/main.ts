@@ -27,7 +27,9 @@ async function main(argv: string[]): Promise<number> {
   };
   let runtime: Runtime | undefined;
   const program = new Command("pyro")
-    .description("Isolated, disposable Linux sandboxes for coding agents (CLI, SDK and MCP server over one runtime).")
+    .description(
+      "Isolated, disposable Linux sandboxes for coding agents (CLI, SDK and MCP server over one runtime).",
+    )
     .version(VERSION, "-V, --version")
     .showHelpAfterError("(run with --help for usage)")
     .enablePositionalOptions()
@@ -50,11 +52,42 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   mcp
     .command("serve")
     .description("Serve pyro's tools (vm_run, vm_*, workspace_*) over MCP on stdio; logs go to stderr")
-    .addHelpText("after", "\nExamples:\n  $ pyro mcp serve\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ pyro mcp serve\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve\n",
+    )
     .action(async () => {
       const { serveStdio } = await import("../mcp/stdio.js");
       await serveStdio();
       exitCode = -1;
+    });
+  const demo = program
+    .command("demo")
+    .description("End-to-end check of this host: run, then workspace create/exec/status/logs/delete")
+    .option("--json", "print the result as JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ pyro demo\n  $ pyro demo --json\n  $ pyro demo ollama --model llama3.2:3b\n",
+    )
+    .action(async (o: { json?: boolean }) => {
+      const { runDemo } = await import("./demo.js");
+      await runDemo(io, o);
+    });
+  demo
+    .command("ollama")
+    .description(
+      "A local Ollama model drives vm_run in a tool-calling loop; log lines, then one summary line",
+    )
+    .option("--model <name>", "Ollama model that supports tool calling (default llama3.2:3b)")
+    .option("--base-url <url>", "Ollama server URL (default $OLLAMA_HOST or http://127.0.0.1:11434)")
+    .option("--json", "print the summary as JSON (log lines go to stderr)")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ pyro demo ollama\n  $ pyro demo ollama --model qwen2.5:7b --base-url http://127.0.0.1:11434\n",
+    )
+    .action(async (o: { model?: string; baseUrl?: string; json?: boolean }) => {
+      const { runOllamaDemo } = await import("./demo.js");
+      await runOllamaDemo(io, o);
     });
   for (const c of program.commands) c.exitOverride();
   const applyExitOverride = (c: Command) => {
@@ -66,7 +99,12 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      if (
+        e.code === "commander.helpDisplayed" ||
+        e.code === "commander.version" ||
+        e.code === "commander.help"
+      )
+        return 0;
       return EXIT.usage;
     }
     throw e;
@@ -80,7 +118,9 @@ main(process.argv).then(
     if (code >= 0) process.exitCode = code;
   },
   (e) => {
-    process.stderr.write(`pyro: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `pyro: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     process.exitCode = 1;
   },
 );

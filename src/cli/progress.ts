@@ -4,7 +4,10 @@ import type { Progress } from "../runtime/context.js";
  * Progress for long work, on stderr so stdout stays the result. On a terminal one line is
  * rewritten in place; elsewhere each step is its own line (useful in CI logs).
  */
-export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): { update: (p: Progress) => void; done: () => void } {
+export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): {
+  update: (p: Progress) => void;
+  done: () => void;
+} {
   const tty = stream.isTTY === true;
   let shown = false;
   const started = Date.now();

@@ -1,5 +1,6 @@
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
-type Any = Record<string, any>; // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
+// biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
+type Any = Record<string, any>;
 
 function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "-";
@@ -15,12 +16,16 @@ function bytes(n: number | null | undefined): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("  ")).join("\n");
+  return rows
+    .map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("  "))
+    .join("\n");
 }
 
 function kv(pairs: [string, unknown][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v === null || v === undefined ? "-" : String(v)}`).join("\n");
+  return pairs
+    .map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v === null || v === undefined ? "-" : String(v)}`)
+    .join("\n");
 }
 
 function execFooter(r: Any): string {
@@ -41,9 +46,19 @@ function workspaceStatus(r: Any): string {
     ["resources", `${r.vcpu_count} vCPU, ${r.mem_mib} MiB, network ${r.network ? "on" : "off"}`],
     ["created", r.created_at],
     ["expires", r.expires_at],
-    ["seed", seed.mode === "empty" ? "empty" : `${seed.mode} ${seed.seed_path} → ${seed.destination} (${seed.entry_count} entries, ${bytes(seed.bytes_written)})`],
+    [
+      "seed",
+      seed.mode === "empty"
+        ? "empty"
+        : `${seed.mode} ${seed.seed_path} → ${seed.destination} (${seed.entry_count} entries, ${bytes(seed.bytes_written)})`,
+    ],
     ["commands", r.command_count],
-    ["last command", r.last_command ? `#${r.last_command.sequence} ${r.last_command.command} → exit ${r.last_command.exit_code}` : "-"],
+    [
+      "last command",
+      r.last_command
+        ? `#${r.last_command.sequence} ${r.last_command.command} → exit ${r.last_command.exit_code}`
+        : "-",
+    ],
   ]);
 }
 
@@ -65,7 +80,10 @@ function envInfo(e: Any): string {
     ["description", e.description],
     ["installed", e.installed ? "yes" : "no"],
     ["digest", e.digest],
-    ["recipe", `mmdebstrap ${e.recipe.suite} --variant=${e.recipe.variant} + ${e.recipe.packages.join(", ")}`],
+    [
+      "recipe",
+      `mmdebstrap ${e.recipe.suite} --variant=${e.recipe.variant} + ${e.recipe.packages.join(", ")}`,
+    ],
     ["path", e.path],
     ["size", bytes(e.size_bytes)],
     ["built", e.built_at],
@@ -79,11 +97,18 @@ export const RENDER: Record<string, (r: Any) => string> = {
   vm_list_environments: (r) =>
     table([
       ["NAME", "INSTALLED", "SIZE", "DESCRIPTION"],
-      ...r.environments.map((e: Any) => [e.name, e.installed ? "yes" : "no", bytes(e.size_bytes), e.description]),
+      ...r.environments.map((e: Any) => [
+        e.name,
+        e.installed ? "yes" : "no",
+        bytes(e.size_bytes),
+        e.description,
+      ]),
     ]),
-  env_pull: (r) => `${r.environment.name}: ${r.pulled ? "built" : "already installed"} (${bytes(r.environment.size_bytes)}) at ${r.environment.path}`,
+  env_pull: (r) =>
+    `${r.environment.name}: ${r.pulled ? "built" : "already installed"} (${bytes(r.environment.size_bytes)}) at ${r.environment.path}`,
   env_inspect: envInfo,
-  env_prune: (r) => (r.removed.length ? `removed ${r.removed.join(", ")} (${bytes(r.bytes_freed)} freed)` : "nothing to prune"),
+  env_prune: (r) =>
+    r.removed.length ? `removed ${r.removed.join(", ")} (${bytes(r.bytes_freed)} freed)` : "nothing to prune",
   doctor: (r) => {
     const lines = [
       `platform:    ${r.platform.os}/${r.platform.arch}, kernel ${r.platform.kernel}, node ${r.platform.node}, user ${r.platform.user}`,
@@ -97,7 +122,9 @@ export const RENDER: Record<string, (r: Any) => string> = {
       `cache:       ${r.paths.cache_dir}`,
       `state:       ${r.paths.state_dir}`,
       `environments: ${r.environments.map((e: Any) => `${e.name}${e.installed ? " (installed)" : ""}`).join(", ")}`,
-      `tools:       ${Object.entries(r.host_tools).map(([k, v]) => `${k}=${v ?? "missing"}`).join(" ")}`,
+      `tools:       ${Object.entries(r.host_tools)
+        .map(([k, v]) => `${k}=${v ?? "missing"}`)
+        .join(" ")}`,
     ];
     if (r.problems.length) lines.push("problems:", ...r.problems.map((p: string) => `  - ${p}`));
     lines.push(r.ok ? "OK: pyro can run isolated sandboxes here" : "NOT OK: see problems above");
@@ -112,17 +139,24 @@ export const RENDER: Record<string, (r: Any) => string> = {
   vm_reap_expired: (r) => `reaped ${r.reaped_vms.length} VM(s), ${r.reaped_workspaces.length} workspace(s)`,
   vm_list: (r) =>
     r.vms.length
-      ? table([["VM", "STATE", "ENVIRONMENT", "EXPIRES"], ...r.vms.map((v: Any) => [v.vm_id, v.state, v.environment, v.expires_at])])
+      ? table([
+          ["VM", "STATE", "ENVIRONMENT", "EXPIRES"],
+          ...r.vms.map((v: Any) => [v.vm_id, v.state, v.environment, v.expires_at]),
+        ])
       : "no VMs",
   workspace_create: workspaceStatus,
   workspace_status: workspaceStatus,
-  workspace_sync_push: (r) => `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})`,
+  workspace_sync_push: (r) =>
+    `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})`,
   workspace_logs: (r) =>
     r.commands.length
       ? r.commands
           .map((c: Any) => {
             const head = `#${c.sequence} ${c.started_at} (${c.duration_ms} ms) $ ${c.command} → exit ${c.exit_code}${c.timed_out ? " (timed out)" : ""}`;
-            const body = [c.stdout && `  stdout: ${c.stdout.trimEnd().replace(/\n/g, "\n          ")}`, c.stderr && `  stderr: ${c.stderr.trimEnd().replace(/\n/g, "\n          ")}`];
+            const body = [
+              c.stdout && `  stdout: ${c.stdout.trimEnd().replace(/\n/g, "\n          ")}`,
+              c.stderr && `  stderr: ${c.stderr.trimEnd().replace(/\n/g, "\n          ")}`,
+            ];
             return [head, ...body.filter(Boolean)].join("\n");
           })
           .join("\n")
@@ -132,7 +166,13 @@ export const RENDER: Record<string, (r: Any) => string> = {
     r.workspaces.length
       ? table([
           ["WORKSPACE", "STATE", "ENVIRONMENT", "COMMANDS", "EXPIRES"],
-          ...r.workspaces.map((w: Any) => [w.workspace_id, w.state, w.environment, String(w.command_count), w.expires_at]),
+          ...r.workspaces.map((w: Any) => [
+            w.workspace_id,
+            w.state,
+            w.environment,
+            String(w.command_count),
+            w.expires_at,
+          ]),
         ])
       : "no workspaces",
 };

@@ -26,11 +26,20 @@ const environment = z
   .string()
   .min(1)
   .max(200)
-  .describe(`Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3). Default ${DEFAULT_ENVIRONMENT}.`);
+  .describe(
+    `Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3). Default ${DEFAULT_ENVIRONMENT}.`,
+  );
 const command = z
   .union([z.string().min(1).max(100_000), z.array(z.string().max(100_000)).min(1).max(10_000)])
-  .describe("The command. A string runs through /bin/sh -c (pipes, &&, globbing work); an array is an argv run directly.");
-const vcpu_count = z.number().int().min(1).max(LIMITS.vcpuMax).describe(`Virtual CPUs (1-${LIMITS.vcpuMax}). Default 1.`);
+  .describe(
+    "The command. A string runs through /bin/sh -c (pipes, &&, globbing work); an array is an argv run directly.",
+  );
+const vcpu_count = z
+  .number()
+  .int()
+  .min(1)
+  .max(LIMITS.vcpuMax)
+  .describe(`Virtual CPUs (1-${LIMITS.vcpuMax}). Default 1.`);
 const mem_mib = z
   .number()
   .int()
@@ -52,8 +61,13 @@ const ttl_seconds = z
 const network = z.boolean().describe("Give the guest network access. Default false (loopback only).");
 const allow_host_compat = z
   .boolean()
-  .describe("If no isolated engine works, run on the host WITHOUT isolation (results say execution_mode=host_compat). Default false.");
-export const workspaceId = z.string().max(20_000).describe("Workspace id as returned by workspace_create (ws_…).");
+  .describe(
+    "If no isolated engine works, run on the host WITHOUT isolation (results say execution_mode=host_compat). Default false.",
+  );
+export const workspaceId = z
+  .string()
+  .max(20_000)
+  .describe("Workspace id as returned by workspace_create (ws_…).");
 export const vmId = z.string().max(20_000).describe("VM id as returned by vm_create (vm_…).");
 
 export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "host_compat"]);
@@ -87,7 +101,9 @@ export const VmExecInput = z.object({
 });
 export const EmptyInput = z.object({});
 export const EnvNameInput = z.object({ environment });
-export const EnvPruneInput = z.object({ all: z.boolean().default(false).describe("Also remove installed catalog environments.") });
+export const EnvPruneInput = z.object({
+  all: z.boolean().default(false).describe("Also remove installed catalog environments."),
+});
 
 export const WorkspaceCreateInput = z.object({
   environment: environment.default(DEFAULT_ENVIRONMENT),
@@ -96,7 +112,9 @@ export const WorkspaceCreateInput = z.object({
     .min(1)
     .max(4096)
     .optional()
-    .describe("Host directory or .tar/.tar.gz/.tgz file unpacked into /workspace before the workspace is returned."),
+    .describe(
+      "Host directory or .tar/.tar.gz/.tgz file unpacked into /workspace before the workspace is returned.",
+    ),
   vcpu_count: vcpu_count.default(DEFAULTS.vcpu_count),
   mem_mib: mem_mib.default(DEFAULTS.mem_mib),
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
@@ -112,7 +130,9 @@ export const WorkspaceSyncInput = z.object({
     .min(1)
     .max(4096)
     .default("/workspace")
-    .describe("Where in the workspace to put it: /workspace (default) or a path under it; relative paths are relative to /workspace."),
+    .describe(
+      "Where in the workspace to put it: /workspace (default) or a path under it; relative paths are relative to /workspace.",
+    ),
 });
 export const WorkspaceExecInput = z.object({
   workspace_id: workspaceId,
@@ -158,10 +178,15 @@ export const VmDeleteResult = z.object({ vm_id: z.string(), deleted: z.boolean()
 export const VmNetworkResult = z.object({
   vm_id: z.string(),
   network: z.boolean(),
-  mode: z.enum(["none", "host"]).describe("none: loopback only; host: the guest shares the host's network through the engine."),
+  mode: z
+    .enum(["none", "host"])
+    .describe("none: loopback only; host: the guest shares the host's network through the engine."),
   execution_mode: ExecutionModeSchema.nullable(),
 });
-export const ReapResult = z.object({ reaped_vms: z.array(z.string()), reaped_workspaces: z.array(z.string()) });
+export const ReapResult = z.object({
+  reaped_vms: z.array(z.string()),
+  reaped_workspaces: z.array(z.string()),
+});
 
 export const EnvInfo = z.object({
   name: z.string(),
@@ -244,12 +269,29 @@ export const EngineReport = z.object({
   capabilities: z.object({ vm_boot: z.boolean(), guest_exec: z.boolean(), guest_network: z.boolean() }),
 });
 export const DoctorResult = z.object({
-  platform: z.object({ os: z.string(), arch: z.string(), kernel: z.string(), node: z.string(), user: z.string(), root: z.boolean() }),
-  kvm: z.object({ exists: z.boolean(), readable: z.boolean(), writable: z.boolean(), boots: z.boolean().nullable(), detail: z.string() }),
+  platform: z.object({
+    os: z.string(),
+    arch: z.string(),
+    kernel: z.string(),
+    node: z.string(),
+    user: z.string(),
+    root: z.boolean(),
+  }),
+  kvm: z.object({
+    exists: z.boolean(),
+    readable: z.boolean(),
+    writable: z.boolean(),
+    boots: z.boolean().nullable(),
+    detail: z.string(),
+  }),
   engines: z.array(EngineReport),
   default_engine: z.string().nullable(),
   capabilities: z.object({ vm_boot: z.boolean(), guest_exec: z.boolean(), guest_network: z.boolean() }),
-  networking: z.object({ default: z.literal("none"), available_modes: z.array(z.string()), detail: z.string() }),
+  networking: z.object({
+    default: z.literal("none"),
+    available_modes: z.array(z.string()),
+    detail: z.string(),
+  }),
   paths: z.object({ cache_dir: z.string(), state_dir: z.string(), environments_dir: z.string() }),
   environments: z.array(z.object({ name: z.string(), installed: z.boolean() })),
   host_tools: z.record(z.string(), z.string().nullable()),

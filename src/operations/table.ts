@@ -58,7 +58,11 @@ export const OPERATIONS = [
       path: ["run"],
       positional: ["environment"],
       rest: "command",
-      examples: ["pyro run debian:12 -- git --version", "pyro run debian:12 --timeout-seconds 5 -- sh -c 'echo hi; exit 3'", "pyro run debian:12-build --json -- gcc --version"],
+      examples: [
+        "pyro run debian:12 -- git --version",
+        "pyro run debian:12 --timeout-seconds 5 -- sh -c 'echo hi; exit 3'",
+        "pyro run debian:12-build --json -- gcc --version",
+      ],
     },
     handler: (rt, i, ctx) => rt.vms.run(i, ctx),
   }),
@@ -66,7 +70,8 @@ export const OPERATIONS = [
     name: "vm_list_environments",
     sdk: "listEnvironments",
     title: "List environments",
-    description: "List the sandbox environments (root filesystems) pyro can run, whether each is installed in the local cache, and its size.",
+    description:
+      "List the sandbox environments (root filesystems) pyro can run, whether each is installed in the local cache, and its size.",
     input: S.EmptyInput,
     result: S.EnvListResult,
     mcp: true,
@@ -82,7 +87,11 @@ export const OPERATIONS = [
     input: S.EnvNameInput,
     result: S.EnvPullResult,
     mcp: false,
-    cli: { path: ["env", "pull"], positional: ["environment"], examples: ["pyro env pull debian:12", "pyro env pull debian:12-build --json"] },
+    cli: {
+      path: ["env", "pull"],
+      positional: ["environment"],
+      examples: ["pyro env pull debian:12", "pyro env pull debian:12-build --json"],
+    },
     handler: (rt, i, ctx) => rt.pullEnvironment(i.environment, ctx),
   }),
   op({
@@ -101,7 +110,8 @@ export const OPERATIONS = [
     name: "env_prune",
     sdk: "pruneEnvironments",
     title: "Prune the environment cache",
-    description: "Remove cached environments no recipe uses any more and interrupted builds; with all=true, every cached environment.",
+    description:
+      "Remove cached environments no recipe uses any more and interrupted builds; with all=true, every cached environment.",
     input: S.EnvPruneInput,
     result: S.EnvPruneResult,
     mcp: false,
@@ -113,7 +123,8 @@ export const OPERATIONS = [
     name: "doctor",
     sdk: "doctor",
     title: "Check the host",
-    description: "Probe the host: platform, KVM, each engine (by really running a sandbox), capabilities, networking, cache and state paths.",
+    description:
+      "Probe the host: platform, KVM, each engine (by really running a sandbox), capabilities, networking, cache and state paths.",
     input: S.EmptyInput,
     result: S.DoctorResult,
     mcp: false,
@@ -125,11 +136,16 @@ export const OPERATIONS = [
     name: "vm_create",
     sdk: "createVm",
     title: "Create a VM",
-    description: "Create a VM record (not started yet). Lower-level than vm_run: use vm_start then vm_exec; vm_exec deletes the VM after its one command.",
+    description:
+      "Create a VM record (not started yet). Lower-level than vm_run: use vm_start then vm_exec; vm_exec deletes the VM after its one command.",
     input: S.VmCreateInput,
     result: S.VmStatusResult,
     mcp: true,
-    cli: { path: ["vm", "create"], positional: ["environment"], examples: ["pyro vm create debian:12 --json"] },
+    cli: {
+      path: ["vm", "create"],
+      positional: ["environment"],
+      examples: ["pyro vm create debian:12 --json"],
+    },
     handler: (rt, i, ctx) => rt.vms.create(i, ctx),
   }),
   op({
@@ -153,7 +169,12 @@ export const OPERATIONS = [
     result: S.VmExecResult,
     mcp: true,
     destructive: true,
-    cli: { path: ["vm", "exec"], positional: ["vm_id"], rest: "command", examples: ["pyro vm exec vm_0123456789abcdef -- uname -a"] },
+    cli: {
+      path: ["vm", "exec"],
+      positional: ["vm_id"],
+      rest: "command",
+      examples: ["pyro vm exec vm_0123456789abcdef -- uname -a"],
+    },
     handler: (rt, i, ctx) => rt.vms.exec(i, ctx),
   }),
   op({
@@ -183,12 +204,17 @@ export const OPERATIONS = [
     name: "vm_status",
     sdk: "statusVm",
     title: "VM status",
-    description: "State of a VM: created, running, stopped, expired or failed (with the reason), resources and expiry.",
+    description:
+      "State of a VM: created, running, stopped, expired or failed (with the reason), resources and expiry.",
     input: S.VmIdInput,
     result: S.VmStatusResult,
     mcp: true,
     readOnly: true,
-    cli: { path: ["vm", "status"], positional: ["vm_id"], examples: ["pyro vm status vm_0123456789abcdef --json"] },
+    cli: {
+      path: ["vm", "status"],
+      positional: ["vm_id"],
+      examples: ["pyro vm status vm_0123456789abcdef --json"],
+    },
     handler: (rt, i) => rt.vms.status(i.vm_id),
   }),
   op({
@@ -200,14 +226,19 @@ export const OPERATIONS = [
     result: S.VmNetworkResult,
     mcp: true,
     readOnly: true,
-    cli: { path: ["vm", "network-info"], positional: ["vm_id"], examples: ["pyro vm network-info vm_0123456789abcdef"] },
+    cli: {
+      path: ["vm", "network-info"],
+      positional: ["vm_id"],
+      examples: ["pyro vm network-info vm_0123456789abcdef"],
+    },
     handler: (rt, i) => rt.vms.networkInfo(i.vm_id),
   }),
   op({
     name: "vm_reap_expired",
     sdk: "reapExpired",
     title: "Reap expired sandboxes",
-    description: "Stop and clean up every VM and workspace past its TTL (this also happens on any pyro call).",
+    description:
+      "Stop and clean up every VM and workspace past its TTL (this also happens on any pyro call).",
     input: S.EmptyInput,
     result: S.ReapResult,
     mcp: true,
@@ -241,7 +272,10 @@ export const OPERATIONS = [
     cli: {
       path: ["workspace", "create"],
       positional: ["environment"],
-      examples: ["pyro workspace create debian:12 --seed-path ./myrepo", "WS=$(pyro workspace create debian:12 --id-only)"],
+      examples: [
+        "pyro workspace create debian:12 --seed-path ./myrepo",
+        "WS=$(pyro workspace create debian:12 --id-only)",
+      ],
       extraFlags: [{ flag: "--id-only", description: "print only the new workspace id (for scripts)" }],
     },
     handler: (rt, i, ctx) => rt.workspaces.create(i, ctx),
@@ -271,31 +305,46 @@ export const OPERATIONS = [
     input: S.WorkspaceExecInput,
     result: S.WorkspaceExecResult,
     mcp: true,
-    cli: { path: ["workspace", "exec"], positional: ["workspace_id"], rest: "command", examples: ["pyro workspace exec ws_0123456789abcdef -- make test"] },
+    cli: {
+      path: ["workspace", "exec"],
+      positional: ["workspace_id"],
+      rest: "command",
+      examples: ["pyro workspace exec ws_0123456789abcdef -- make test"],
+    },
     handler: (rt, i, ctx) => rt.workspaces.exec(i, ctx),
   }),
   op({
     name: "workspace_status",
     sdk: "statusWorkspace",
     title: "Workspace status",
-    description: "State (running, expired, failed with reason), resources, expiry, command count, last command and seed of a workspace.",
+    description:
+      "State (running, expired, failed with reason), resources, expiry, command count, last command and seed of a workspace.",
     input: S.WorkspaceIdInput,
     result: S.WorkspaceStatusResult,
     mcp: true,
     readOnly: true,
-    cli: { path: ["workspace", "status"], positional: ["workspace_id"], examples: ["pyro workspace status ws_0123456789abcdef --json"] },
+    cli: {
+      path: ["workspace", "status"],
+      positional: ["workspace_id"],
+      examples: ["pyro workspace status ws_0123456789abcdef --json"],
+    },
     handler: (rt, i) => rt.workspaces.status(i.workspace_id),
   }),
   op({
     name: "workspace_logs",
     sdk: "logsWorkspace",
     title: "Workspace command history",
-    description: "Every command run in the workspace, in order: command, exit code, stdout, stderr, start time and duration.",
+    description:
+      "Every command run in the workspace, in order: command, exit code, stdout, stderr, start time and duration.",
     input: S.WorkspaceIdInput,
     result: S.WorkspaceLogsResult,
     mcp: true,
     readOnly: true,
-    cli: { path: ["workspace", "logs"], positional: ["workspace_id"], examples: ["pyro workspace logs ws_0123456789abcdef"] },
+    cli: {
+      path: ["workspace", "logs"],
+      positional: ["workspace_id"],
+      examples: ["pyro workspace logs ws_0123456789abcdef"],
+    },
     handler: (rt, i) => rt.workspaces.logs(i.workspace_id),
   }),
   op({
@@ -307,7 +356,11 @@ export const OPERATIONS = [
     result: S.WorkspaceDeleteResult,
     mcp: true,
     destructive: true,
-    cli: { path: ["workspace", "delete"], positional: ["workspace_id"], examples: ["pyro workspace delete ws_0123456789abcdef"] },
+    cli: {
+      path: ["workspace", "delete"],
+      positional: ["workspace_id"],
+      examples: ["pyro workspace delete ws_0123456789abcdef"],
+    },
     handler: (rt, i) => rt.workspaces.delete(i.workspace_id),
   }),
   op({
