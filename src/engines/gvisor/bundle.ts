@@ -57,18 +57,36 @@ const CAPS = [
  * anywhere while the cached rootfs is never modified. `/workspace`, when given, is a
  * read-write bind of a host directory under pyro's state dir.
  */
-export function buildOciConfig(spec: SandboxSpec, process: { args: string[]; cwd: string; env?: Record<string, string> }): OciConfig {
+export function buildOciConfig(
+  spec: SandboxSpec,
+  process: { args: string[]; cwd: string; env?: Record<string, string> },
+): OciConfig {
   const mounts: OciConfig["mounts"] = [
     { destination: "/proc", type: "proc", source: "proc" },
-    { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+    {
+      destination: "/dev",
+      type: "tmpfs",
+      source: "tmpfs",
+      options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
     { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
   ];
   if (spec.workspaceDir) {
-    mounts.push({ destination: "/workspace", type: "bind", source: spec.workspaceDir, options: ["rbind", "rw"] });
+    mounts.push({
+      destination: "/workspace",
+      type: "bind",
+      source: spec.workspaceDir,
+      options: ["rbind", "rw"],
+    });
   }
   if (spec.network) {
     // The guest resolves names the way the host does; only with --network.
-    mounts.push({ destination: "/etc/resolv.conf", type: "bind", source: "/etc/resolv.conf", options: ["rbind", "ro"] });
+    mounts.push({
+      destination: "/etc/resolv.conf",
+      type: "bind",
+      source: "/etc/resolv.conf",
+      options: ["rbind", "ro"],
+    });
   }
   return {
     ociVersion: "1.0.0",
@@ -86,7 +104,9 @@ export function buildOciConfig(spec: SandboxSpec, process: { args: string[]; cwd
     hostname: "pyro",
     mounts,
     linux: {
-      namespaces: [{ type: "pid" }, { type: "network" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }],
+      // With --network=host runsc only shares the host's network when the spec asks for no
+      // network namespace of its own; without network the namespace holds just loopback.
+      namespaces: [{ type: "pid" }, ...(spec.network ? [] : [{ type: "network" }]), { type: "ipc" }, { type: "uts" }, { type: "mount" }],
       resources: {
         memory: { limit: spec.memMib * 1024 * 1024 },
         cpu: { quota: spec.vcpuCount * 100_000, period: 100_000 },
