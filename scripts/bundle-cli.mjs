@@ -17,8 +17,16 @@ await build({
   target: "node20",
   sourcemap: true,
   packages: "bundle",
+  // CommonJS dependencies (write-file-atomic, proper-lockfile…) expect these module globals.
   banner: {
-    js: "import { createRequire as __pyroCreateRequire } from 'node:module'; const require = __pyroCreateRequire(import.meta.url);",
+    js: [
+      "import { createRequire as __pyroCreateRequire } from 'node:module';",
+      "import { fileURLToPath as __pyroFileURLToPath } from 'node:url';",
+      "import { dirname as __pyroDirname } from 'node:path';",
+      "const require = __pyroCreateRequire(import.meta.url);",
+      "const __filename = __pyroFileURLToPath(import.meta.url);",
+      "const __dirname = __pyroDirname(__filename);",
+    ].join(" "),
   },
   logLevel: "warning",
 });
