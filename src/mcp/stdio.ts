@@ -1,3 +1,46 @@
+import { serveStdio as serveStdioEntry } from "@modelcontextprotocol/server/stdio";
+import { Runtime } from "../runtime/runtime.js";
+import { createServer } from "./server.js";
+
+function log(line: string): void {
+  process.stderr.write(`pyro mcp: ${line}\n`);
+}
+
+// After the client goes away, in-flight calls are aborted and clean up their sandboxes;
+// the process then exits on its own. This backstop only fires if something still holds
+// the event loop open well after that.
+const EXIT_BACKSTOP_MS = 15_000;
+
+/**
+ * `pyro mcp serve`: MCP over stdio until the client closes stdin or a signal arrives.
+ * Stdout carries protocol messages only, so stray console output is sent to stderr.
+ */
 export async function serveStdio(): Promise<void> {
-  throw new Error("MCP server not built yet");
+  for (const k of ["log", "info", "debug"] as const) console[k] = console.error;
+  if (process.stdin.isTTY)
+    log("serving on stdio; this is meant to be started by an MCP client (Ctrl-D quits)");
+
+  // One runtime for the connection: the entry may build a probe instance before pinning
+  // the real one, and both must see the same state and reaper.
+  const runtime = new Runtime();
+  const handle = serveStdioEntry(() => createServer({ runtime, log }), {
+    onerror: (e) => log(`transport: ${e.message}`),
+  });
+
+  await new Promise<void>((resolve) => {
+    let done = false;
+    const finish = (why: string) => {
+      if (done) return;
+      done = true;
+      if (why !== "stdin closed") log(`${why}, shutting down`);
+      // Closing aborts in-flight requests, whose signals make the runtime clean up.
+      handle.close().catch((e: unknown) => log(`close: ${e instanceof Error ? e.message : String(e)}`));
+      setTimeout(() => process.exit(0), EXIT_BACKSTOP_MS).unref();
+      resolve();
+    };
+    process.stdin.once("end", () => finish("stdin closed"));
+    process.stdin.once("close", () => finish("stdin closed"));
+    process.once("SIGINT", () => finish("SIGINT"));
+    process.once("SIGTERM", () => finish("SIGTERM"));
+  });
 }

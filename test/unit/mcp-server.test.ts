@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { after, test } from "node:test";
+import { Client } from "@modelcontextprotocol/client";
+import { InMemoryTransport, type ServerContext } from "@modelcontextprotocol/server";
+import * as z from "zod";
+import { PyroError } from "../../src/errors.js";
+import { progressForwarder } from "../../src/mcp/progress.js";
+import { renderError, renderExec, renderResult } from "../../src/mcp/render.js";
+import { callOperation, createServer, mcpOperations } from "../../src/mcp/server.js";
+import type { Operation } from "../../src/operations/table.js";
+import { Runtime } from "../../src/runtime/runtime.js";
+import { tempDir } from "../helpers.js";
+
+/** In-process checks of the MCP layer: no engine, no child process. */
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function runtime(): Promise<Runtime> {
+  const home = await tempDir("pyro-mcp-unit-");
+  dirs.push(home);
+  return new Runtime({ env: { ...process.env, PYRO_HOME: home, PYRO_CACHE_DIR: "", PYRO_STATE_DIR: "" } });
+}
+
+function fakeCtx(meta?: Record<string, unknown>, sent: unknown[] = []): ServerContext {
+  return {
+    mcpReq: {
+      id: 1,
+      method: "tools/call",
+      _meta: meta,
+      signal: new AbortController().signal,
+      notify: async (n: unknown) => {
+        sent.push(n);
+      },
+    },
+  } as unknown as ServerContext;
+}
+
+const exec = {
+  environment: "debian:12",
+  exit_code: 124,
+  stdout: "partial",
+  stderr: "",
+  stdout_truncated: true,
+  stderr_truncated: false,
+  timed_out: true,
+  duration_ms: 5012,
+  execution_mode: "gvisor",
+};
+
+test("renderExec leads with the exit code and flags truncation and timeouts", () => {
+  const out = renderExec(exec);
+  assert.match(out, /^exit_code: 124 TIMED OUT/);
+  assert.match(out, /stdout \(truncated at 1 MiB\):\npartial\n/);
+  assert.match(out, /stderr: \(empty\)/);
+  assert.match(
+    renderExec({ ...exec, workspace_id: "ws_0123456789abcdef", sequence: 4 }),
+    /workspace ws_0123456789abcdef #4/,
+  );
+});
+
+test("renderResult gives a summary line and the JSON for non-exec results", () => {
+  const out = renderResult("workspace_delete", { workspace_id: "ws_0123456789abcdef", deleted: true });
+  assert.equal(out.split("\n")[0], "ws_0123456789abcdef deleted");
+  assert.deepEqual(JSON.parse(out.slice(out.indexOf("\n") + 1)), {
+    workspace_id: "ws_0123456789abcdef",
+    deleted: true,
+  });
+});
+
+test("renderError carries code, message and hint", () => {
+  assert.equal(
+    renderError(new PyroError("not_found", "no such workspace", "list them")),
+    "Error (not_found): no such workspace\nHint: list them",
+  );
+  assert.equal(renderError(new PyroError("timeout", "too slow")), "Error (timeout): too slow");
+});
+
+test("progress is forwarded only when the client sent a token, with increasing counters", async () => {
+  assert.equal(
+    progressForwarder(fakeCtx(), () => undefined),
+    undefined,
+  );
+  const sent: { params: { progressToken: unknown; progress: number; message: string } }[] = [];
+  const fwd = progressForwarder(fakeCtx({ progressToken: "t1" }, sent), () => undefined);
+  assert.ok(fwd);
+  fwd({ message: "building" });
+  fwd({ message: "seeding" });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(
+    sent.map((n) => [n.params.progressToken, n.params.progress, n.params.message]),
+    [
+      ["t1", 1, "building"],
+      ["t1", 2, "seeding"],
+    ],
+  );
+});
+
+test("callOperation strips fields outside the result schema and turns throws into isError", async () => {
+  const rt = await runtime();
+  const base = mcpOperations()[0] as Operation;
+  const extra: Operation = {
+    ...base,
+    name: "fake",
+    input: z.object({}),
+    result: z.object({ a: z.number() }),
+    handler: async () => ({ a: 1, internal: "x" }),
+  };
+  const ok = await callOperation(rt, extra, {}, fakeCtx());
+  assert.deepEqual(ok.structuredContent, { a: 1 });
+  const logged: string[] = [];
+  const boom: Operation = { ...extra, handler: async () => Promise.reject(new Error("kaput")) };
+  const bad = await callOperation(rt, boom, {}, fakeCtx(), (l) => logged.push(l));
+  assert.equal(bad.isError, true);
+  assert.match(JSON.stringify(bad.content), /engine_failure.*kaput/);
+  assert.equal(logged.length, 1, "unexpected failures are logged for the operator");
+});
+
+test("createServer: one tool per mcp operation; errors come back as isError with the hint", async () => {
+  const server = createServer({ runtime: await runtime(), log: () => undefined });
+  const [a, b] = InMemoryTransport.createLinkedPair();
+  await server.connect(a);
+  const client = new Client({ name: "unit", version: "0" });
+  await client.connect(b);
+  try {
+    const { tools } = await client.listTools();
+    assert.deepEqual(
+      tools.map((t) => t.name),
+      mcpOperations().map((o) => o.name),
+    );
+    const r = await client.callTool({ name: "workspace_status", arguments: { workspace_id: "../x" } });
+    assert.equal(r.isError, true);
+    assert.match(JSON.stringify(r.content), /invalid_argument.*malformed workspace id.*Hint:/);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
