@@ -40,6 +40,8 @@ export interface CliIo {
   stderr: NodeJS.WriteStream;
   setExitCode: (code: number) => void;
   signal: AbortSignal;
+  /** The argv tokens after the first `--`, if there was one. */
+  argvAfterDashDash?: string[];
 }
 
 /** Exit codes: the guest command's own code for run/exec; these for pyro's own failures. */
@@ -111,11 +113,19 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       const opts = command.opts() as Record<string, unknown>;
       const json = opts.json === true;
       const input: Record<string, unknown> = {};
+      // Commander hands out operands left to right, so in `pyro run -- ls -la` it would take
+      // `ls` as the environment. Everything after `--` is the command: count how many
+      // operands came before it and leave the rest to the command.
+      const given = positional.filter((_, i) => args[i] !== undefined).length;
+      const restGiven = o.cli.rest ? ((args[positional.length] as string[] | undefined) ?? []) : [];
+      const afterDashDash = io.argvAfterDashDash;
+      const before =
+        afterDashDash && o.cli.rest ? Math.max(0, given + restGiven.length - afterDashDash.length) : given;
       positional.forEach((p, i) => {
-        if (args[i] !== undefined) input[p] = args[i];
+        if (args[i] !== undefined && i < before) input[p] = args[i];
       });
       if (o.cli.rest) {
-        const rest = args[positional.length] as string[] | undefined;
+        const rest = afterDashDash ?? restGiven;
         if (!rest || rest.length === 0) {
           reportError(
             io,

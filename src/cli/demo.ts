@@ -71,7 +71,11 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
   };
   const expectExit0 = (r: { exit_code: number; stdout: string; stderr: string; command: string }) => {
     if (r.exit_code !== 0) {
-      throw new PyroError("engine_failure", `\`${r.command}\` exited ${r.exit_code}: ${clip(r.stderr || r.stdout)}`, "run `pyro doctor` to see what this host lacks");
+      throw new PyroError(
+        "engine_failure",
+        `\`${r.command}\` exited ${r.exit_code}: ${clip(r.stderr || r.stdout)}`,
+        "run `pyro doctor` to see what this host lacks",
+      );
     }
   };
 
@@ -87,7 +91,10 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
     for (const [name, content] of Object.entries(SEED_FILES)) await writeFile(join(seedDir, name), content);
 
     await step("workspace create", async () => {
-      const ws = await pyro.createWorkspace({ environment: ENVIRONMENT, seedPath: seedDir, ttlSeconds: 300 }, co);
+      const ws = await pyro.createWorkspace(
+        { environment: ENVIRONMENT, seedPath: seedDir, ttlSeconds: 300 },
+        co,
+      );
       workspaceId = ws.workspace_id;
       const seed = ws.status.workspace_seed;
       return `${ws.workspace_id} ${ws.status.state}, seeded ${seed.entry_count} entries (${seed.bytes_written} bytes) into ${seed.destination}`;
@@ -100,12 +107,16 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
       return `sh check.sh → ${clip(r.stdout)}`;
     });
 
-    await step("workspace exec", async () => {
+    await step("persistence", async () => {
       const w = await pyro.execWorkspace(id, { command: "echo persisted > note.txt" }, co);
       expectExit0(w);
       const r = await pyro.execWorkspace(id, { command: ["cat", "note.txt"] }, co);
       expectExit0(r);
-      if (r.stdout.trim() !== "persisted") throw new PyroError("engine_failure", `files did not persist between commands (got ${JSON.stringify(r.stdout)})`);
+      if (r.stdout.trim() !== "persisted")
+        throw new PyroError(
+          "engine_failure",
+          `files did not persist between commands (got ${JSON.stringify(r.stdout)})`,
+        );
       return "echo persisted > note.txt; cat note.txt → persisted (files survive between commands)";
     });
 
@@ -116,7 +127,8 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
 
     await step("workspace logs", async () => {
       const l = await pyro.logsWorkspace(id);
-      if (l.commands.length !== 3) throw new PyroError("engine_failure", `expected 3 logged commands, found ${l.commands.length}`);
+      if (l.commands.length !== 3)
+        throw new PyroError("engine_failure", `expected 3 logged commands, found ${l.commands.length}`);
       return `${l.commands.length} commands logged: ${l.commands.map((c) => `#${c.sequence} ${c.command} → ${c.exit_code}`).join("; ")}`;
     });
 
@@ -133,7 +145,11 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
   } catch (e) {
     progress.done();
     const pe = toPyroError(e);
-    const failed = new PyroError(pe.code, `demo step ${steps.length + 1}/${total} failed: ${pe.message}`, pe.hint ?? "run `pyro doctor` to see what this host lacks");
+    const failed = new PyroError(
+      pe.code,
+      `demo step ${steps.length + 1}/${total} failed: ${pe.message}`,
+      pe.hint ?? "run `pyro doctor` to see what this host lacks",
+    );
     reportError(io, failed, json);
     return;
   } finally {
@@ -144,7 +160,9 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
   const durationMs = Math.round(performance.now() - started);
   const summary = `demo OK: ${steps.length} steps in ${(durationMs / 1000).toFixed(1)} s on ${engine} (${ENVIRONMENT}); this host can run pyro sandboxes`;
   if (json) {
-    io.stdout.write(`${JSON.stringify({ ok: true, environment: ENVIRONMENT, execution_mode: engine, duration_ms: durationMs, steps, summary }, null, 2)}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ ok: true, environment: ENVIRONMENT, execution_mode: engine, duration_ms: durationMs, steps, summary }, null, 2)}\n`,
+    );
   } else {
     io.stdout.write(`${summary}\n`);
   }
@@ -168,7 +186,11 @@ export function ollamaBaseUrl(flag: string | undefined, env: NodeJS.ProcessEnv =
   try {
     u = new URL(withScheme);
   } catch {
-    throw new PyroError("invalid_argument", `not a URL: ${JSON.stringify(raw)}`, "pass e.g. --base-url http://127.0.0.1:11434");
+    throw new PyroError(
+      "invalid_argument",
+      `not a URL: ${JSON.stringify(raw)}`,
+      "pass e.g. --base-url http://127.0.0.1:11434",
+    );
   }
   if (!u.port && !flag) u.port = "11434";
   if (u.hostname === "0.0.0.0") u.hostname = "127.0.0.1";
@@ -199,7 +221,11 @@ async function ollamaChat(baseUrl: string, body: unknown, signal: AbortSignal): 
     if (signal.aborted) throw new PyroError("cancelled", "demo cancelled");
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (e as Error).message;
-    throw new PyroError("host_dependency_missing", `no Ollama server reachable at ${baseUrl} (${why})`, OLLAMA_FIX);
+    throw new PyroError(
+      "host_dependency_missing",
+      `no Ollama server reachable at ${baseUrl} (${why})`,
+      OLLAMA_FIX,
+    );
   }
   const text = await res.text();
   if (!res.ok) {
@@ -207,19 +233,32 @@ async function ollamaChat(baseUrl: string, body: unknown, signal: AbortSignal): 
     try {
       msg = (JSON.parse(text) as { error?: string }).error ?? text;
     } catch {}
-    const hint = /not found|pull/i.test(msg) ? `pull it with \`ollama pull ${(body as { model: string }).model}\`, or pass --model` : OLLAMA_FIX;
-    throw new PyroError("host_dependency_missing", `Ollama at ${baseUrl} answered HTTP ${res.status}: ${clip(msg, 300)}`, hint);
+    const hint = /not found|pull/i.test(msg)
+      ? `pull it with \`ollama pull ${(body as { model: string }).model}\`, or pass --model`
+      : OLLAMA_FIX;
+    throw new PyroError(
+      "host_dependency_missing",
+      `Ollama at ${baseUrl} answered HTTP ${res.status}: ${clip(msg, 300)}`,
+      hint,
+    );
   }
   try {
     const parsed = JSON.parse(text) as { message?: OllamaMessage };
     if (!parsed.message) throw new Error("no message field");
     return parsed.message;
   } catch (e) {
-    throw new PyroError("host_dependency_missing", `${baseUrl}/api/chat did not answer like Ollama: ${(e as Error).message}`, OLLAMA_FIX);
+    throw new PyroError(
+      "host_dependency_missing",
+      `${baseUrl}/api/chat did not answer like Ollama: ${(e as Error).message}`,
+      OLLAMA_FIX,
+    );
   }
 }
 
-export async function runOllamaDemo(io: CliIo, opts: { model?: string; baseUrl?: string; json?: boolean }): Promise<void> {
+export async function runOllamaDemo(
+  io: CliIo,
+  opts: { model?: string; baseUrl?: string; json?: boolean },
+): Promise<void> {
   const json = opts.json === true;
   const log = (line: string) => (json ? io.stderr : io.stdout).write(`${line}\n`);
   const started = performance.now();
@@ -237,24 +276,47 @@ export async function runOllamaDemo(io: CliIo, opts: { model?: string; baseUrl?:
     const pyro = new Pyro();
     const op = getOperation("vm_run");
     // The same tool MCP clients see, minus the host escape hatch: a demo never runs unisolated.
-    const parameters = z.toJSONSchema(op.input.omit({ allow_host_compat: true }), { io: "input" }) as Record<string, unknown>;
+    const parameters = z.toJSONSchema(op.input.omit({ allow_host_compat: true }), { io: "input" }) as Record<
+      string,
+      unknown
+    >;
     delete parameters.$schema;
-    const tools = [{ type: "function", function: { name: op.name, description: op.description, parameters } }];
+    const tools = [
+      { type: "function", function: { name: op.name, description: op.description, parameters } },
+    ];
     const messages: OllamaMessage[] = [
       {
         role: "system",
-        content: "You are a coding agent. You can run shell commands in a fresh, isolated Debian 12 sandbox with the vm_run tool. Use the tool; never guess its output.",
+        content:
+          "You are a coding agent. You can run shell commands in a fresh, isolated Debian 12 sandbox with the vm_run tool. Use the tool; never guess its output.",
       },
-      { role: "user", content: "Use vm_run to run `git --version` in debian:12, then tell me in one sentence which Git version the sandbox has." },
+      {
+        role: "user",
+        content:
+          "Use vm_run to run `git --version` in debian:12, then tell me in one sentence which Git version the sandbox has.",
+      },
     ];
     log(`[ollama] ${baseUrl} model=${model} tools=vm_run`);
     log(`[user] ${messages[1]!.content}`);
     for (;;) {
-      if (rounds >= MAX_ROUNDS) throw new PyroError("timeout", `the model did not finish within ${MAX_ROUNDS} rounds`, "try a larger model with --model");
+      if (rounds >= MAX_ROUNDS)
+        throw new PyroError(
+          "timeout",
+          `the model did not finish within ${MAX_ROUNDS} rounds`,
+          "try a larger model with --model",
+        );
       rounds++;
-      const msg = await ollamaChat(baseUrl, { model, messages, tools, stream: false, options: { temperature: 0 } }, io.signal);
+      const msg = await ollamaChat(
+        baseUrl,
+        { model, messages, tools, stream: false, options: { temperature: 0 } },
+        io.signal,
+      );
       const calls = msg.tool_calls ?? [];
-      messages.push({ role: "assistant", content: msg.content ?? "", ...(calls.length ? { tool_calls: calls } : {}) });
+      messages.push({
+        role: "assistant",
+        content: msg.content ?? "",
+        ...(calls.length ? { tool_calls: calls } : {}),
+      });
       if (calls.length === 0) {
         answer = (msg.content ?? "").trim();
         log(`[model] ${clip(answer, 400)}`);
@@ -274,17 +336,24 @@ export async function runOllamaDemo(io: CliIo, opts: { model?: string; baseUrl?:
         log(`[model] calls ${name} ${clip(JSON.stringify(args), 200)}`);
         let content: string;
         if (name !== op.name) {
-          content = JSON.stringify({ error: { code: "invalid_argument", message: `unknown tool ${name}; the only tool is ${op.name}` } });
+          content = JSON.stringify({
+            error: { code: "invalid_argument", message: `unknown tool ${name}; the only tool is ${op.name}` },
+          });
           log(`[tool] ${name}: unknown tool`);
         } else {
           try {
             const input = { ...(args as Record<string, unknown>), allow_host_compat: false };
-            const r = await pyro.call<RunResult>(op.name, input, { signal: io.signal, onProgress: (p) => progress.update(p) });
+            const r = await pyro.call<RunResult>(op.name, input, {
+              signal: io.signal,
+              onProgress: (p) => progress.update(p),
+            });
             progress.done();
             okCalls++;
             engine = r.execution_mode;
             content = JSON.stringify(r);
-            log(`[tool] vm_run → exit ${r.exit_code} (${r.execution_mode}, ${r.duration_ms} ms): ${clip(r.stdout || r.stderr, 200)}`);
+            log(
+              `[tool] vm_run → exit ${r.exit_code} (${r.execution_mode}, ${r.duration_ms} ms): ${clip(r.stdout || r.stderr, 200)}`,
+            );
           } catch (e) {
             progress.done();
             const pe = toPyroError(e);

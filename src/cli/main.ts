@@ -10,7 +10,9 @@ async function main(argv: string[]): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => {
     interrupted++;
     if (interrupted > 1) process.exit(EXIT.cancelled);
-    process.stderr.write(`\npyro: ${sig} received, cleaning up (press Ctrl-C again to quit now)\n`);
+    process.stderr.write(
+      `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
+    );
     abort.abort();
   };
   process.on("SIGINT", onSignal);
@@ -24,6 +26,7 @@ async function main(argv: string[]): Promise<number> {
       exitCode = c;
     },
     signal: abort.signal,
+    ...(argv.includes("--") ? { argvAfterDashDash: argv.slice(argv.indexOf("--") + 1) } : {}),
   };
   let runtime: Runtime | undefined;
   const program = new Command("pyro")

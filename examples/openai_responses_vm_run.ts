@@ -1,0 +1,106 @@
+/**
+ * OpenAI Responses API tool loop with pyro's `vm_run` as a function tool.
+ *
+ * The tool's JSON schema comes straight from pyro's operation table, so it is exactly the
+ * schema MCP clients see for `vm_run`. The loop: create a response; for every
+ * `function_call` item, run it through pyro; send the results back as
+ * `function_call_output` items with `previous_response_id`; stop when the model answers.
+ *
+ *   OPENAI_API_KEY=sk-... [OPENAI_MODEL=gpt-5-mini] [OPENAI_BASE_URL=...] npx tsx examples/openai_responses_vm_run.ts
+ */
+import { pathToFileURL } from "node:url";
+import OpenAI from "openai";
+import type {
+  FunctionTool,
+  Response,
+  ResponseFunctionToolCall,
+  ResponseInputItem,
+} from "openai/resources/responses/responses";
+import * as z from "zod";
+import { OPERATIONS, Pyro, PyroError } from "../src/index.js";
+
+const VM_RUN = OPERATIONS.find((o) => o.name === "vm_run")!;
+
+/** `vm_run` as a Responses API function tool. `io: "input"` keeps defaulted fields optional. */
+export const vmRunTool: FunctionTool = {
+  type: "function",
+  name: VM_RUN.name,
+  description: VM_RUN.description,
+  parameters: z.toJSONSchema(VM_RUN.input, { io: "input" }) as Record<string, unknown>,
+  // Strict mode requires every field to be required; vm_run has optional fields with defaults.
+  strict: false,
+};
+
+export interface OpenAIExampleOptions {
+  pyro?: Pyro;
+  client?: OpenAI;
+  baseURL?: string;
+  apiKey?: string;
+  model?: string;
+  prompt?: string;
+  maxRounds?: number;
+}
+
+/** Runs one function call through pyro. Errors go back to the model as data, not as exceptions. */
+async function runToolCall(pyro: Pyro, call: ResponseFunctionToolCall): Promise<string> {
+  if (call.name !== VM_RUN.name)
+    return JSON.stringify({ error: { code: "invalid_argument", message: `unknown tool ${call.name}` } });
+  try {
+    // The arguments are vm_run's wire input (snake_case); pyro validates them.
+    const result = await pyro.call(
+      VM_RUN.name,
+      JSON.parse(call.arguments || "{}") as Record<string, unknown>,
+    );
+    return JSON.stringify(result);
+  } catch (e) {
+    if (e instanceof PyroError) return JSON.stringify(e.toJSON());
+    if (e instanceof SyntaxError)
+      return JSON.stringify({
+        error: { code: "invalid_argument", message: `arguments are not JSON: ${e.message}` },
+      });
+    throw e;
+  }
+}
+
+export async function main(
+  opts: OpenAIExampleOptions = {},
+): Promise<{ text: string; toolCalls: ResponseFunctionToolCall[]; response: Response }> {
+  const pyro = opts.pyro ?? new Pyro();
+  const client =
+    opts.client ??
+    new OpenAI({
+      apiKey: opts.apiKey ?? process.env.OPENAI_API_KEY,
+      baseURL: opts.baseURL ?? process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1",
+    });
+  const model = opts.model ?? process.env.OPENAI_MODEL ?? "gpt-5-mini";
+  const prompt =
+    opts.prompt ??
+    "Which Debian point release is the sandbox? Use vm_run to read /etc/debian_version, then answer in one sentence.";
+  const toolCalls: ResponseFunctionToolCall[] = [];
+
+  let response = await client.responses.create({ model, input: prompt, tools: [vmRunTool] });
+  for (let round = 0; round < (opts.maxRounds ?? 5); round++) {
+    const calls = response.output.filter(
+      (item): item is ResponseFunctionToolCall => item.type === "function_call",
+    );
+    if (calls.length === 0) break;
+    const outputs: ResponseInputItem[] = [];
+    for (const call of calls) {
+      console.log(`[model] ${call.name} ${call.arguments}`);
+      toolCalls.push(call);
+      const output = await runToolCall(pyro, call);
+      console.log(`[tool] ${output.slice(0, 200)}`);
+      outputs.push({ type: "function_call_output", call_id: call.call_id, output });
+    }
+    response = await client.responses.create({
+      model,
+      previous_response_id: response.id,
+      input: outputs,
+      tools: [vmRunTool],
+    });
+  }
+  console.log(`[model] ${response.output_text}`);
+  return { text: response.output_text, toolCalls, response };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
