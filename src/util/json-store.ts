@@ -1,16 +1,30 @@
-import { mkdir, readFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import lockfile from "proper-lockfile";
-import writeFileAtomic from "write-file-atomic";
 
 /**
  * Atomic JSON write (temp file, then rename): a process killed mid-write leaves the old file
  * intact. No fsync: it doubled exec latency, and losing the last record to a power cut
- * (not a torn file) is acceptable for sandbox bookkeeping.
+ * (not a torn file) is acceptable for sandbox bookkeeping. Hand-rolled because
+ * write-file-atomic took 2.5 ms a write against 0.4 ms for these two calls.
  */
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, { fsync: false });
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  try {
+    await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    await mkdir(dir, { recursive: true });
+    await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
 }
 
 export async function readJson<T>(path: string): Promise<T | undefined> {
