@@ -17,7 +17,8 @@ export function isValidId(kind: IdKind, id: unknown): id is string {
 
 export function checkId(kind: IdKind, id: unknown): string {
   if (isValidId(kind, id)) return id;
-  const shown = typeof id === "string" ? JSON.stringify(id.length > 60 ? `${id.slice(0, 60)}…` : id) : String(id);
+  const shown =
+    typeof id === "string" ? JSON.stringify(id.length > 60 ? `${id.slice(0, 60)}…` : id) : String(id);
   throw new PyroError(
     "invalid_argument",
     `malformed ${LABEL[kind]} ${shown}`,

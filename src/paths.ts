@@ -25,7 +25,9 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
     (pyroHome ? join(pyroHome, "cache") : join(env.XDG_CACHE_HOME || join(home, ".cache"), "pyro-mcp"));
   const stateDir =
     env.PYRO_STATE_DIR ||
-    (pyroHome ? join(pyroHome, "state") : join(env.XDG_STATE_HOME || join(home, ".local", "state"), "pyro-mcp"));
+    (pyroHome
+      ? join(pyroHome, "state")
+      : join(env.XDG_STATE_HOME || join(home, ".local", "state"), "pyro-mcp"));
   return {
     cacheDir,
     stateDir,

@@ -104,7 +104,7 @@ export async function assertNoSandboxes(stateDir: string): Promise<void> {
   const root = join(stateDir, "runsc");
   const runsc = await runscBinary();
   if (!runsc || !existsSync(root)) return;
-  const list = await execOut(runsc, [`--root=${root}`, "list", "-q"]);
+  const list = await execOut(runsc, [`--root=${root}`, "list", "--quiet"]);
   const left = list.split("\n").filter(Boolean);
   const files = (await readdir(root).catch(() => [] as string[])).filter((f) => !f.startsWith("."));
   if (left.length || files.length) {

@@ -46,7 +46,10 @@ export async function buildRootfs(
     target,
   ];
   if (env.PYRO_DEBIAN_MIRROR) args.push(env.PYRO_DEBIAN_MIRROR);
-  opts.onProgress?.({ phase: "resolve", message: `mmdebstrap ${recipe.suite} (${recipe.variant}) + ${recipe.include.join(", ")}` });
+  opts.onProgress?.({
+    phase: "resolve",
+    message: `mmdebstrap ${recipe.suite} (${recipe.variant}) + ${recipe.include.join(", ")}`,
+  });
   const tail: string[] = [];
   await new Promise<void>((resolve, reject) => {
     const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], env, detached: true });

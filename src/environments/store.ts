@@ -47,7 +47,9 @@ export class EnvironmentStore {
 
   async manifest(name: string): Promise<EnvironmentManifest | undefined> {
     const r = findRecipe(name);
-    const m = await readJson<EnvironmentManifest>(join(this.entryPath(r), "manifest.json")).catch(() => undefined);
+    const m = await readJson<EnvironmentManifest>(join(this.entryPath(r), "manifest.json")).catch(
+      () => undefined,
+    );
     return m && m.digest === recipeDigest(r) ? m : undefined;
   }
 
@@ -111,7 +113,8 @@ export class EnvironmentStore {
 
   private async removeTemps(entry: string): Promise<void> {
     for (const n of await readdir(this.dir).catch(() => [] as string[])) {
-      if (n.startsWith(`${TMP_PREFIX}${entry}-`)) await rm(join(this.dir, n), { recursive: true, force: true });
+      if (n.startsWith(`${TMP_PREFIX}${entry}-`))
+        await rm(join(this.dir, n), { recursive: true, force: true });
     }
   }
 
@@ -147,6 +150,7 @@ export class EnvironmentStore {
 async function duBytes(path: string): Promise<number> {
   const r = await runCapture("du", ["-sb", path], { timeoutMs: 60_000 });
   const n = Number.parseInt(r.stdout.split(/\s/)[0] ?? "", 10);
-  if (!Number.isFinite(n)) throw new PyroError("engine_failure", `could not measure ${path}: ${r.stderr.trim()}`);
+  if (!Number.isFinite(n))
+    throw new PyroError("engine_failure", `could not measure ${path}: ${r.stderr.trim()}`);
   return n;
 }

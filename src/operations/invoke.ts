@@ -9,7 +9,8 @@ export function describeIssues(err: z.ZodError, nameOf: (field: string) => strin
   return err.issues
     .map((i) => {
       const field = i.path.length ? nameOf(String(i.path[0])) : "input";
-      const got = "input" in i && i.input !== undefined ? ` (got ${JSON.stringify(i.input)?.slice(0, 80)})` : "";
+      const got =
+        "input" in i && i.input !== undefined ? ` (got ${JSON.stringify(i.input)?.slice(0, 80)})` : "";
       return `${field}: ${i.message}${got}`;
     })
     .join("; ");

@@ -1,5 +1,5 @@
-import { EnvironmentStore } from "../environments/store.js";
 import { runDoctor } from "../doctor/doctor.js";
+import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
 import type { CallContext, RuntimeDeps } from "./context.js";

@@ -55,7 +55,10 @@ export class VmManager {
     const sandboxDir = this.dir(vm_id);
     await mkdir(sandboxDir, { recursive: true });
     // Lets the reaper clean up after a pyro process that was killed mid-run.
-    await writeFile(join(sandboxDir, "oneshot.json"), JSON.stringify({ pid: process.pid, engine: engine.name }));
+    await writeFile(
+      join(sandboxDir, "oneshot.json"),
+      JSON.stringify({ pid: process.pid, engine: engine.name }),
+    );
     const spec: SandboxSpec = {
       id: vm_id,
       environment: input.environment,
@@ -117,7 +120,12 @@ export class VmManager {
 
   private async load(id: string): Promise<VmRecord> {
     const rec = await readJson<VmRecord>(this.recordPath(id)).catch(() => undefined);
-    if (!rec) throw new PyroError("not_found", `no VM with id ${id}`, "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command");
+    if (!rec)
+      throw new PyroError(
+        "not_found",
+        `no VM with id ${id}`,
+        "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command",
+      );
     return rec;
   }
 
@@ -139,7 +147,10 @@ export class VmManager {
   private async expireIfDue(rec: VmRecord): Promise<VmRecord> {
     if (rec.state === "expired" || !isPast(rec.expires_at)) return rec;
     return this.update(rec.vm_id, async (r) => {
-      if (r.handle) await this.engineFor(r).destroy(r.handle).catch(() => undefined);
+      if (r.handle)
+        await this.engineFor(r)
+          .destroy(r.handle)
+          .catch(() => undefined);
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}`;
@@ -148,14 +159,20 @@ export class VmManager {
 
   private async usable(id: string): Promise<VmRecord> {
     const rec = await this.expireIfDue(await this.load(id));
-    if (rec.state === "expired") throw new PyroError("expired", `VM ${id} expired (${rec.reason})`, `delete it with \`pyro vm delete ${id}\``);
+    if (rec.state === "expired")
+      throw new PyroError(
+        "expired",
+        `VM ${id} expired (${rec.reason})`,
+        `delete it with \`pyro vm delete ${id}\``,
+      );
     return rec;
   }
 
   async start(id: string, _ctx: CallContext = {}): Promise<VmStatusResultT> {
     checkId("vm", id);
     const rec = await this.update(id, async (r) => {
-      if (r.state === "expired") throw new PyroError("expired", `VM ${id} expired`, `delete it with \`pyro vm delete ${id}\``);
+      if (r.state === "expired")
+        throw new PyroError("expired", `VM ${id} expired`, `delete it with \`pyro vm delete ${id}\``);
       if (r.state === "running" && r.handle) return;
       const engine = this.engineFor(r);
       if (r.handle) await engine.destroy(r.handle).catch(() => undefined);
@@ -287,7 +304,9 @@ export class VmManager {
         }
         continue;
       }
-      const one = await readJson<{ pid: number; engine: EngineName }>(join(dir, "oneshot.json")).catch(() => undefined);
+      const one = await readJson<{ pid: number; engine: EngineName }>(join(dir, "oneshot.json")).catch(
+        () => undefined,
+      );
       const st = await stat(dir).catch(() => undefined);
       const orphan = one ? !pidAlive(one.pid) : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
       if (!orphan) continue;

@@ -35,7 +35,8 @@ export type ReapResult = z.infer<typeof S.ReapResult>;
 
 function snake(o: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+  for (const [k, v] of Object.entries(o))
+    if (v !== undefined) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
   return out;
 }
 
@@ -64,7 +65,10 @@ export class Pyro {
   }
 
   // ---- one-shot ----
-  runInVm(input: SandboxOptions & { command: Command; timeoutSeconds?: number }, opts?: CallOptions): Promise<RunResult> {
+  runInVm(
+    input: SandboxOptions & { command: Command; timeoutSeconds?: number },
+    opts?: CallOptions,
+  ): Promise<RunResult> {
     return this.call("vm_run", snake(input), opts);
   }
 
@@ -72,7 +76,10 @@ export class Pyro {
   listEnvironments(): Promise<EnvironmentInfo[]> {
     return this.call<{ environments: EnvironmentInfo[] }>("vm_list_environments").then((r) => r.environments);
   }
-  pullEnvironment(environment: string, opts?: CallOptions): Promise<{ environment: EnvironmentInfo; pulled: boolean }> {
+  pullEnvironment(
+    environment: string,
+    opts?: CallOptions,
+  ): Promise<{ environment: EnvironmentInfo; pulled: boolean }> {
     return this.call("env_pull", { environment }, opts);
   }
   inspectEnvironment(environment: string): Promise<EnvironmentInfo> {
@@ -93,7 +100,11 @@ export class Pyro {
     return this.call("vm_start", { vm_id: vmId }, opts);
   }
   /** Runs one command, then deletes the VM (the contract's semantics). */
-  execVm(vmId: string, input: { command: Command; timeoutSeconds?: number }, opts?: CallOptions): Promise<RunResult> {
+  execVm(
+    vmId: string,
+    input: { command: Command; timeoutSeconds?: number },
+    opts?: CallOptions,
+  ): Promise<RunResult> {
     return this.call("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
   }
   stopVm(vmId: string): Promise<VmStatus> {
@@ -116,17 +127,36 @@ export class Pyro {
   }
 
   // ---- workspaces ----
-  async createWorkspace(input: SandboxOptions & { seedPath?: string } = {}, opts?: CallOptions): Promise<WorkspaceHandle> {
-    return new WorkspaceHandle(this, await this.call<WorkspaceStatus>("workspace_create", snake(input), opts));
+  async createWorkspace(
+    input: SandboxOptions & { seedPath?: string } = {},
+    opts?: CallOptions,
+  ): Promise<WorkspaceHandle> {
+    return new WorkspaceHandle(
+      this,
+      await this.call<WorkspaceStatus>("workspace_create", snake(input), opts),
+    );
   }
   /** A handle for an existing workspace (by id), e.g. one created by another process. */
   async workspace(workspaceId: string): Promise<WorkspaceHandle> {
     return new WorkspaceHandle(this, await this.statusWorkspace(workspaceId));
   }
-  pushWorkspaceSync(workspaceId: string, sourcePath: string, options: { dest?: string } = {}, opts?: CallOptions): Promise<WorkspaceSyncResult> {
-    return this.call("workspace_sync_push", { workspace_id: workspaceId, source_path: sourcePath, ...snake(options) }, opts);
+  pushWorkspaceSync(
+    workspaceId: string,
+    sourcePath: string,
+    options: { dest?: string } = {},
+    opts?: CallOptions,
+  ): Promise<WorkspaceSyncResult> {
+    return this.call(
+      "workspace_sync_push",
+      { workspace_id: workspaceId, source_path: sourcePath, ...snake(options) },
+      opts,
+    );
   }
-  execWorkspace(workspaceId: string, input: { command: Command; timeoutSeconds?: number }, opts?: CallOptions): Promise<WorkspaceExecResult> {
+  execWorkspace(
+    workspaceId: string,
+    input: { command: Command; timeoutSeconds?: number },
+    opts?: CallOptions,
+  ): Promise<WorkspaceExecResult> {
     return this.call("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
   }
   statusWorkspace(workspaceId: string): Promise<WorkspaceStatus> {
@@ -156,14 +186,23 @@ export class WorkspaceHandle {
   ) {
     this.workspace_id = status.workspace_id;
     this.status = status;
-    this.files = { push: (sourcePath, options = {}) => this.pyro.pushWorkspaceSync(this.workspace_id, sourcePath, options) };
+    this.files = {
+      push: (sourcePath, options = {}) => this.pyro.pushWorkspaceSync(this.workspace_id, sourcePath, options),
+    };
   }
   get id(): string {
     return this.workspace_id;
   }
-  exec(command: Command, options: { timeoutSeconds?: number } & CallOptions = {}): Promise<WorkspaceExecResult> {
+  exec(
+    command: Command,
+    options: { timeoutSeconds?: number } & CallOptions = {},
+  ): Promise<WorkspaceExecResult> {
     const { signal, onProgress, ...rest } = options;
-    return this.pyro.execWorkspace(this.workspace_id, { command, ...rest }, { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
+    return this.pyro.execWorkspace(
+      this.workspace_id,
+      { command, ...rest },
+      { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) },
+    );
   }
   pushSync(sourcePath: string, options: { dest?: string } = {}): Promise<WorkspaceSyncResult> {
     return this.files.push(sourcePath, options);

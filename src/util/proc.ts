@@ -1,8 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 
 /** Output beyond this many bytes per stream is drained and dropped, and flagged as truncated. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+
+/** How long output is still read after the child exited while something else holds its pipes. */
+export const EXIT_DRAIN_MS = 250;
 
 export interface CaptureOptions {
   env?: NodeJS.ProcessEnv;
@@ -16,6 +20,8 @@ export interface CaptureOptions {
   onKill?: (reason: "timeout" | "abort") => Promise<void> | void;
   /** Kill the child's whole process group (it is started detached). */
   killGroup?: boolean;
+  /** With killGroup: also kill what is left of the group once the child exits (background jobs). */
+  killGroupOnExit?: boolean;
 }
 
 export interface CaptureResult {
@@ -51,15 +57,34 @@ class CappedBuffer {
     }
   }
   text(): string {
-    return Buffer.concat(this.chunks).toString("utf8");
+    const buf = Buffer.concat(this.chunks);
+    // A cut at the cap can split a UTF-8 character; drop the partial one rather than let
+    // it decode to U+FFFD.
+    return (this.truncated ? buf.subarray(0, utf8CompleteLength(buf)) : buf).toString("utf8");
   }
+}
+
+/** Length of `buf` without a trailing, incomplete UTF-8 sequence. */
+export function utf8CompleteLength(buf: Uint8Array): number {
+  const n = buf.length;
+  for (let back = 1; back <= Math.min(4, n); back++) {
+    const b = buf[n - back]!;
+    if ((b & 0xc0) === 0x80) continue; // continuation byte: keep looking for the lead
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
 }
 
 /**
  * Runs a program and captures stdout/stderr separately with a size cap, so a guest that
  * prints 100 MB costs a bounded amount of memory. Never rejects for a non-zero exit.
  */
-export function runCapture(file: string, args: readonly string[], opts: CaptureOptions = {}): Promise<CaptureResult> {
+export function runCapture(
+  file: string,
+  args: readonly string[],
+  opts: CaptureOptions = {},
+): Promise<CaptureResult> {
   const started = performance.now();
   const max = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   return new Promise((resolve, reject) => {
@@ -102,7 +127,8 @@ export function runCapture(file: string, args: readonly string[], opts: CaptureO
       })();
     };
 
-    const timer = opts.timeoutMs !== undefined ? setTimeout(() => kill("timeout"), opts.timeoutMs) : undefined;
+    const timer =
+      opts.timeoutMs !== undefined ? setTimeout(() => kill("timeout"), opts.timeoutMs) : undefined;
     const onAbort = () => kill("abort");
     if (opts.signal) {
       if (opts.signal.aborted) onAbort();
@@ -122,8 +148,27 @@ export function runCapture(file: string, args: readonly string[], opts: CaptureO
       opts.signal?.removeEventListener("abort", onAbort);
       reject(e);
     });
+    // A descendant that outlives the child (a job a guest command left in the background,
+    // e.g. `server &`) inherits our pipes and can hold them open for ever; `close` would
+    // then wait for it, and a finished command would be reported as timed out. So once the
+    // child itself has exited, drain briefly and stop waiting for the pipes.
+    let drainTimer: NodeJS.Timeout | undefined;
+    child.on("exit", () => {
+      if (opts.killGroup && opts.killGroupOnExit && child.pid) {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          // nothing left in the group
+        }
+      }
+      drainTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, EXIT_DRAIN_MS);
+    });
     child.on("close", async (code, sig) => {
       if (timer) clearTimeout(timer);
+      if (drainTimer) clearTimeout(drainTimer);
       opts.signal?.removeEventListener("abort", onAbort);
       if (killing) await killing;
       resolve({
@@ -150,7 +195,9 @@ export async function runChecked(
   const r = await runCapture(file, args, opts);
   if (r.exitCode !== 0) {
     const detail = (r.stderr || r.stdout).trim().split("\n").slice(-5).join("\n");
-    throw new Error(`${file} ${args.slice(0, 3).join(" ")} failed (exit ${r.exitCode ?? r.signal}): ${detail}`);
+    throw new Error(
+      `${file} ${args.slice(0, 3).join(" ")} failed (exit ${r.exitCode ?? r.signal}): ${detail}`,
+    );
   }
   return r;
 }
@@ -166,7 +213,15 @@ export async function which(name: string, env: NodeJS.ProcessEnv = process.env):
       return undefined;
     }
   }
-  const dirs = [...(env.PATH ?? "").split(":"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+  const dirs = [
+    ...(env.PATH ?? "").split(":"),
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+  ];
   for (const d of dirs) {
     if (!d) continue;
     const p = `${d}/${name}`;
@@ -205,5 +260,27 @@ export async function runToLog(
     return { exitCode, output: await readFile(logPath, "utf8").catch(() => "") };
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Whether a process is alive. A zombie is not: it has exited and only waits to be reaped,
+ * which inside containers (whose pid 1 often never reaps orphans) can be forever, so
+ * `kill(pid, 0)` alone would report a sandbox killed from outside as still running.
+ */
+export function pidAlive(pid: number | undefined): boolean {
+  if (!pid || pid <= 0 || !Number.isInteger(pid)) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return true; // no procfs (or a race with its exit): trust kill(0)
   }
 }

@@ -4,7 +4,7 @@ import { basename, join, posix } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { c as tarCreate, t as tarList, x as tarExtract } from "tar";
+import { c as tarCreate, x as tarExtract, t as tarList } from "tar";
 import { PyroError } from "../errors.js";
 import { runChecked } from "../util/proc.js";
 
@@ -27,14 +27,24 @@ export interface ImportStats {
 /** Classifies a host path as a seed/sync source, or says clearly why it cannot be one. */
 export async function classifySource(path: string, what: "seed path" | "source path"): Promise<SourceInfo> {
   const st = await lstat(path).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") throw new PyroError("invalid_argument", `${what} does not exist: ${path}`, "pass an existing directory or a .tar/.tar.gz/.tgz file");
+    if (e.code === "ENOENT")
+      throw new PyroError(
+        "invalid_argument",
+        `${what} does not exist: ${path}`,
+        "pass an existing directory or a .tar/.tar.gz/.tgz file",
+      );
     throw new PyroError("invalid_argument", `cannot read ${what} ${path}: ${e.message}`);
   });
   if (st.isDirectory()) return { kind: "directory", path, gzip: false };
   const name = basename(path).toLowerCase();
   if (st.isFile() && name.endsWith(".tar")) return { kind: "tar_archive", path, gzip: false };
-  if (st.isFile() && (name.endsWith(".tar.gz") || name.endsWith(".tgz"))) return { kind: "tar_archive", path, gzip: true };
-  const kind = st.isSymbolicLink() ? "a symlink" : st.isFile() ? "a file of an unsupported type" : "not a regular file or directory";
+  if (st.isFile() && (name.endsWith(".tar.gz") || name.endsWith(".tgz")))
+    return { kind: "tar_archive", path, gzip: true };
+  const kind = st.isSymbolicLink()
+    ? "a symlink"
+    : st.isFile()
+      ? "a file of an unsupported type"
+      : "not a regular file or directory";
   throw new PyroError(
     "invalid_argument",
     `${what} ${path} is ${kind}`,
@@ -48,7 +58,8 @@ export function entryProblem(entry: { path: string; type: string; linkpath?: str
   if (p.includes("\0")) return "has a NUL byte in its name";
   if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return "has an absolute path";
   const norm = posix.normalize(p);
-  if (norm === ".." || norm.startsWith("../") || p.split("/").includes("..")) return "escapes the destination (contains ..)";
+  if (norm === ".." || norm.startsWith("../") || p.split("/").includes(".."))
+    return "escapes the destination (contains ..)";
   switch (entry.type) {
     case "File":
     case "OldFile":
@@ -59,13 +70,19 @@ export function entryProblem(entry: { path: string; type: string; linkpath?: str
       const target = entry.linkpath ?? "";
       if (target.startsWith("/")) return `is a symlink to an absolute path (${target})`;
       const resolved = posix.normalize(posix.join(posix.dirname(norm), target));
-      if (resolved === ".." || resolved.startsWith("../")) return `is a symlink pointing outside the destination (${target})`;
+      if (resolved === ".." || resolved.startsWith("../"))
+        return `is a symlink pointing outside the destination (${target})`;
       return undefined;
     }
     case "Link": {
       const target = entry.linkpath ?? "";
       const resolved = posix.normalize(target);
-      if (target.startsWith("/") || resolved === ".." || resolved.startsWith("../") || target.split("/").includes("..")) {
+      if (
+        target.startsWith("/") ||
+        resolved === ".." ||
+        resolved.startsWith("../") ||
+        target.split("/").includes("..")
+      ) {
         return `is a hardlink to a path outside the destination (${target})`;
       }
       return undefined;
@@ -144,7 +161,11 @@ export function archiveProblem(entries: readonly ArchiveEntry[]): { path: string
     }
     if (e.type === "SymbolicLink") {
       const r = resolve(parts.slice(0, -1), e.linkpath ?? "", { n: 64 });
-      if (r === "escapes") return { path: e.path, why: `is a symlink that resolves outside the destination through other symlinks (${e.linkpath})` };
+      if (r === "escapes")
+        return {
+          path: e.path,
+          why: `is a symlink that resolves outside the destination through other symlinks (${e.linkpath})`,
+        };
       if (r === "loops") return { path: e.path, why: `is part of a symlink loop (${e.linkpath})` };
     }
   }
@@ -161,7 +182,10 @@ export async function validateArchive(src: SourceInfo): Promise<ImportStats> {
   let problem: PyroError | undefined;
   const seen: ArchiveEntry[] = [];
   const refuse = (path: string, why: string) =>
-    new PyroError("seed_rejected", `archive ${src.path}: entry ${JSON.stringify(path)} ${why}; nothing was written`);
+    new PyroError(
+      "seed_rejected",
+      `archive ${src.path}: entry ${JSON.stringify(path)} ${why}; nothing was written`,
+    );
   const parser = tarList({
     strict: true,
     onReadEntry: (entry) => {
@@ -170,9 +194,22 @@ export async function validateArchive(src: SourceInfo): Promise<ImportStats> {
       bytes += entry.size ?? 0;
       const why = entryProblem({ path: entry.path, type: entry.type, linkpath: entry.linkpath });
       if (why) problem = refuse(entry.path, why);
-      else if (entries > ARCHIVE_LIMITS.maxEntries) problem = new PyroError("seed_rejected", `archive ${src.path} has more than ${ARCHIVE_LIMITS.maxEntries} entries`);
-      else if (bytes > ARCHIVE_LIMITS.maxBytes) problem = new PyroError("seed_rejected", `archive ${src.path} holds more than ${ARCHIVE_LIMITS.maxBytes} bytes`);
-      else seen.push({ path: entry.path, type: entry.type, ...(entry.linkpath ? { linkpath: entry.linkpath } : {}) });
+      else if (entries > ARCHIVE_LIMITS.maxEntries)
+        problem = new PyroError(
+          "seed_rejected",
+          `archive ${src.path} has more than ${ARCHIVE_LIMITS.maxEntries} entries`,
+        );
+      else if (bytes > ARCHIVE_LIMITS.maxBytes)
+        problem = new PyroError(
+          "seed_rejected",
+          `archive ${src.path} holds more than ${ARCHIVE_LIMITS.maxBytes} bytes`,
+        );
+      else
+        seen.push({
+          path: entry.path,
+          type: entry.type,
+          ...(entry.linkpath ? { linkpath: entry.linkpath } : {}),
+        });
       entry.resume();
     },
   });
@@ -180,7 +217,10 @@ export async function validateArchive(src: SourceInfo): Promise<ImportStats> {
     await pipeline(createReadStream(src.path), parser as unknown as NodeJS.WritableStream);
   } catch (e) {
     if (problem) throw problem;
-    throw new PyroError("seed_rejected", `archive ${src.path} is not a readable tar${src.gzip ? ".gz" : ""} file: ${(e as Error).message}`);
+    throw new PyroError(
+      "seed_rejected",
+      `archive ${src.path} is not a readable tar${src.gzip ? ".gz" : ""} file: ${(e as Error).message}`,
+    );
   }
   if (problem) throw problem;
   const cross = archiveProblem(seen);
@@ -198,15 +238,23 @@ export async function scanDirectory(root: string): Promise<ImportStats> {
   const walk = async (dir: string): Promise<void> => {
     const dirents = await readdir(dir, { withFileTypes: true });
     entries += dirents.length;
-    if (entries > ARCHIVE_LIMITS.maxEntries) throw new PyroError("seed_rejected", `${root} has more than ${ARCHIVE_LIMITS.maxEntries} entries`);
+    if (entries > ARCHIVE_LIMITS.maxEntries)
+      throw new PyroError("seed_rejected", `${root} has more than ${ARCHIVE_LIMITS.maxEntries} entries`);
     // Siblings are stat'ed in parallel: a 1000-file seed is scanned in a few ms, not a few hundred.
     await Promise.all(
       dirents.map(async (d) => {
         const p = join(dir, d.name);
         if (d.isDirectory()) await walk(p);
-        else if (d.isFile()) bytes += (await lstat(p)).size;
-        else if (!d.isSymbolicLink()) {
-          throw new PyroError("seed_rejected", `${p} is not a regular file, directory or symlink (device, socket or FIFO); nothing was written`);
+        else if (d.isFile()) {
+          // Not `bytes += (await …)`: that reads `bytes` before the await and loses the
+          // sizes its siblings added meanwhile.
+          const { size } = await lstat(p);
+          bytes += size;
+        } else if (!d.isSymbolicLink()) {
+          throw new PyroError(
+            "seed_rejected",
+            `${p} is not a regular file, directory or symlink (device, socket or FIFO); nothing was written`,
+          );
         }
       }),
     );
@@ -223,12 +271,19 @@ export async function scanDirectory(root: string): Promise<ImportStats> {
 export async function importIntoFreshDir(src: SourceInfo, dest: string): Promise<void> {
   if (src.kind === "directory") {
     // GNU cp -a copies symlinks as links (never following them) and is ~20x faster than fs.cp.
-    await runChecked("cp", ["-a", "--no-preserve=ownership", "--", `${src.path}/.`, `${dest}/`], { timeoutMs: 600_000 });
+    await runChecked("cp", ["-a", "--no-preserve=ownership", "--", `${src.path}/.`, `${dest}/`], {
+      timeoutMs: 600_000,
+    });
     return;
   }
   await pipeline(
     createReadStream(src.path),
-    tarExtract({ cwd: dest, strict: true, preservePaths: false, preserveOwner: false }) as unknown as NodeJS.WritableStream,
+    tarExtract({
+      cwd: dest,
+      strict: true,
+      preservePaths: false,
+      preserveOwner: false,
+    }) as unknown as NodeJS.WritableStream,
   );
 }
 

@@ -17,7 +17,13 @@ import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { engineByName, selectEngine } from "../runtime/engine-select.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
-import { classifySource, importIntoFreshDir, scanDirectory, tarStreamOf, validateArchive } from "./archive.js";
+import {
+  classifySource,
+  importIntoFreshDir,
+  scanDirectory,
+  tarStreamOf,
+  validateArchive,
+} from "./archive.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -42,7 +48,9 @@ interface WorkspaceRecord {
 /** Maps a user's --dest onto a normalised guest path that stays inside /workspace. */
 export function resolveWorkspaceDest(dest: string): string {
   if (dest.includes("\0")) throw new PyroError("invalid_argument", "destination contains a NUL byte");
-  const abs = dest.startsWith("/") ? posix.normalize(dest) : posix.normalize(posix.join(WORKSPACE_ROOT, dest));
+  const abs = dest.startsWith("/")
+    ? posix.normalize(dest)
+    : posix.normalize(posix.join(WORKSPACE_ROOT, dest));
   const clean = abs.length > 1 ? abs.replace(/\/+$/, "") : abs;
   if (clean !== WORKSPACE_ROOT && !clean.startsWith(`${WORKSPACE_ROOT}/`)) {
     throw new PyroError(
@@ -82,9 +90,14 @@ export class WorkspaceManager {
   async create(input: WorkspaceCreateInputT, ctx: CallContext = {}): Promise<WorkspaceStatusResultT> {
     const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
     // Everything about the seed is checked before anything is written.
-    const seedPath = input.seed_path !== undefined ? resolve(ctx.cwd ?? process.cwd(), input.seed_path) : undefined;
+    const seedPath =
+      input.seed_path !== undefined ? resolve(ctx.cwd ?? process.cwd(), input.seed_path) : undefined;
     const src = seedPath ? await classifySource(seedPath, "seed path") : undefined;
-    const stats = src ? (src.kind === "directory" ? await scanDirectory(src.path) : await validateArchive(src)) : { entry_count: 0, bytes_written: 0 };
+    const stats = src
+      ? src.kind === "directory"
+        ? await scanDirectory(src.path)
+        : await validateArchive(src)
+      : { entry_count: 0, bytes_written: 0 };
     const env = await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
@@ -147,9 +160,18 @@ export class WorkspaceManager {
   private async load(id: string): Promise<WorkspaceRecord> {
     checkId("ws", id);
     const rec = await readJson<WorkspaceRecord>(this.recordPath(id)).catch((e) => {
-      throw new PyroError("invalid_state", `workspace ${id} has an unreadable record: ${(e as Error).message}`, `delete it with \`pyro workspace delete ${id}\``);
+      throw new PyroError(
+        "invalid_state",
+        `workspace ${id} has an unreadable record: ${(e as Error).message}`,
+        `delete it with \`pyro workspace delete ${id}\``,
+      );
     });
-    if (!rec) throw new PyroError("not_found", `no workspace with id ${id}`, "list workspaces with `pyro workspace list`");
+    if (!rec)
+      throw new PyroError(
+        "not_found",
+        `no workspace with id ${id}`,
+        "list workspaces with `pyro workspace list`",
+      );
     return rec;
   }
 
@@ -167,7 +189,10 @@ export class WorkspaceManager {
     if (rec.state === "expired" || !isPast(rec.expires_at)) return rec;
     return this.update(rec.workspace_id, async (r) => {
       if (r.state === "expired") return;
-      if (r.handle) await this.engineFor(r).destroy(r.handle).catch(() => undefined);
+      if (r.handle)
+        await this.engineFor(r)
+          .destroy(r.handle)
+          .catch(() => undefined);
       await rm(join(this.dir(r.workspace_id), "files"), { recursive: true, force: true });
       r.handle = null;
       r.state = "expired";
@@ -179,10 +204,18 @@ export class WorkspaceManager {
   private async usable(id: string): Promise<WorkspaceRecord> {
     const rec = await this.expireIfDue(await this.load(id));
     if (rec.state === "expired") {
-      throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, `delete it with \`pyro workspace delete ${id}\` and create a new one`);
+      throw new PyroError(
+        "expired",
+        `workspace ${id} expired (${rec.reason})`,
+        `delete it with \`pyro workspace delete ${id}\` and create a new one`,
+      );
     }
     if (rec.state !== "running" || !rec.handle) {
-      throw new PyroError("sandbox_dead", `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`, `delete it with \`pyro workspace delete ${id}\` and create a new one`);
+      throw new PyroError(
+        "sandbox_dead",
+        `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`,
+        `delete it with \`pyro workspace delete ${id}\` and create a new one`,
+      );
     }
     return rec;
   }
@@ -230,7 +263,10 @@ export class WorkspaceManager {
         started_at,
         duration_ms,
       };
-      await writeJsonAtomic(join(this.dir(r.workspace_id), "commands", `${String(sequence).padStart(8, "0")}.json`), entry);
+      await writeJsonAtomic(
+        join(this.dir(r.workspace_id), "commands", `${String(sequence).padStart(8, "0")}.json`),
+        entry,
+      );
       r.command_count = sequence;
       r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
     });
@@ -285,7 +321,9 @@ export class WorkspaceManager {
   async logs(id: string): Promise<{ workspace_id: string; commands: CommandLogEntryT[] }> {
     await this.load(id);
     const dir = join(this.dir(id), "commands");
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^\d{8}\.json$/.test(n)).sort();
+    const names = (await readdir(dir).catch(() => [] as string[]))
+      .filter((n) => /^\d{8}\.json$/.test(n))
+      .sort();
     const commands: CommandLogEntryT[] = [];
     for (const n of names) {
       const e = await readJson<CommandLogEntryT>(join(dir, n)).catch(() => undefined);
@@ -298,7 +336,11 @@ export class WorkspaceManager {
     checkId("ws", id);
     const dir = this.dir(id);
     if (!(await stat(dir).catch(() => undefined))) {
-      throw new PyroError("not_found", `no workspace with id ${id} (already deleted?)`, "list workspaces with `pyro workspace list`");
+      throw new PyroError(
+        "not_found",
+        `no workspace with id ${id} (already deleted?)`,
+        "list workspaces with `pyro workspace list`",
+      );
     }
     await withLock(this.recordPath(id), async () => {
       const rec = await readJson<WorkspaceRecord>(this.recordPath(id)).catch(() => undefined);
@@ -313,7 +355,9 @@ export class WorkspaceManager {
     const out: WorkspaceStatusResultT[] = [];
     for (const n of await readdir(this.d.paths.workspacesDir).catch(() => [] as string[])) {
       if (!isValidId("ws", n)) continue;
-      const rec = await readJson<WorkspaceRecord>(join(this.d.paths.workspacesDir, n, "workspace.json")).catch(() => undefined);
+      const rec = await readJson<WorkspaceRecord>(
+        join(this.d.paths.workspacesDir, n, "workspace.json"),
+      ).catch(() => undefined);
       if (rec) out.push(this.view(await this.expireIfDue(rec)));
     }
     return out.sort((a, b) => a.created_at.localeCompare(b.created_at));

@@ -106,7 +106,13 @@ export function buildOciConfig(
     linux: {
       // With --network=host runsc only shares the host's network when the spec asks for no
       // network namespace of its own; without network the namespace holds just loopback.
-      namespaces: [{ type: "pid" }, ...(spec.network ? [] : [{ type: "network" }]), { type: "ipc" }, { type: "uts" }, { type: "mount" }],
+      namespaces: [
+        { type: "pid" },
+        ...(spec.network ? [] : [{ type: "network" }]),
+        { type: "ipc" },
+        { type: "uts" },
+        { type: "mount" },
+      ],
       resources: {
         memory: { limit: spec.memMib * 1024 * 1024 },
         cpu: { quota: spec.vcpuCount * 100_000, period: 100_000 },

@@ -2,6 +2,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { PyroError } from "../../errors.js";
+import { runToLog } from "../../util/proc.js";
 import type {
   Engine,
   ExecOutcome,
@@ -13,9 +14,16 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
-import { runToLog } from "../../util/proc.js";
 import { buildOciConfig, guestEnv } from "./bundle.js";
-import { findRunsc, globalFlags, pidAlive, type RunscFlags, runsc, runscState, runscVersion } from "./runsc.js";
+import {
+  findRunsc,
+  globalFlags,
+  pidAlive,
+  type RunscFlags,
+  runsc,
+  runscState,
+  runscVersion,
+} from "./runsc.js";
 
 const MIN_RUNSC_DATE = 20240729;
 const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
@@ -57,7 +65,13 @@ export class GvisorEngine implements Engine {
   async probe(opts: ProbeOptions): Promise<ProbeResult> {
     const caps = { vm_boot: false, guest_exec: false, guest_network: false };
     const binary = await findRunsc(this.env);
-    if (!binary) return { engine: this.name, available: false, detail: `runsc not found; ${SETUP_HINT}`, capabilities: caps };
+    if (!binary)
+      return {
+        engine: this.name,
+        available: false,
+        detail: `runsc not found; ${SETUP_HINT}`,
+        capabilities: caps,
+      };
     const version = (await runscVersion(binary)) ?? "unknown";
     const date = runscDate(version);
     if (date !== undefined && date < MIN_RUNSC_DATE) {
@@ -89,7 +103,10 @@ export class GvisorEngine implements Engine {
       network: false,
     };
     try {
-      const r = await this.runOnce(spec, { argv: ["/bin/sh", "-c", "ls / >/dev/null && echo pyro-probe-ok"], timeoutMs: opts.deadlineMs ?? 20_000 });
+      const r = await this.runOnce(spec, {
+        argv: ["/bin/sh", "-c", "ls / >/dev/null && echo pyro-probe-ok"],
+        timeoutMs: opts.deadlineMs ?? 20_000,
+      });
       const ok = r.exitCode === 0 && r.stdout.includes("pyro-probe-ok");
       return {
         engine: this.name,
@@ -102,7 +119,12 @@ export class GvisorEngine implements Engine {
         extra: { binary, version, tested: true },
       };
     } catch (e) {
-      return { engine: this.name, available: false, detail: `test sandbox failed: ${(e as Error).message}`, capabilities: caps };
+      return {
+        engine: this.name,
+        available: false,
+        detail: `test sandbox failed: ${(e as Error).message}`,
+        capabilities: caps,
+      };
     }
   }
 
@@ -122,9 +144,14 @@ export class GvisorEngine implements Engine {
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
       data: { flags, containerId: cid },
     };
-    const created = await runToLog(flags.binary, [...flags.global, "create", "--bundle", bundle, cid], join(spec.sandboxDir, "create.log"), {
-      timeoutMs: 60_000,
-    });
+    const created = await runToLog(
+      flags.binary,
+      [...flags.global, "create", "--bundle", bundle, cid],
+      join(spec.sandboxDir, "create.log"),
+      {
+        timeoutMs: 60_000,
+      },
+    );
     if (created.exitCode !== 0) {
       await this.destroy(handle);
       throw new PyroError("engine_failure", `runsc create failed: ${lastLines(created.output)}`);
@@ -143,7 +170,10 @@ export class GvisorEngine implements Engine {
     const flags = this.handleFlags(handle);
     const cid = String(handle.data.containerId);
     await this.assertRunning(handle);
-    const pidFile = join(handle.sandboxDir, `exec-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.pid`);
+    const pidFile = join(
+      handle.sandboxDir,
+      `exec-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.pid`,
+    );
     const args = ["exec", "--internal-pid-file", pidFile, "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
     args.push(cid, ...req.argv);
@@ -156,16 +186,35 @@ export class GvisorEngine implements Engine {
       onKill: async () => {
         const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
         if (pid > 0) {
-          await runsc(flags, ["exec", cid, "/bin/sh", "-c", `kill -KILL -${pid} 2>/dev/null; kill -KILL ${pid} 2>/dev/null; true`], {
-            timeoutMs: 10_000,
-          });
+          await runsc(
+            flags,
+            [
+              "exec",
+              cid,
+              "/bin/sh",
+              "-c",
+              `kill -KILL -${pid} 2>/dev/null; kill -KILL ${pid} 2>/dev/null; true`,
+            ],
+            {
+              timeoutMs: 10_000,
+            },
+          );
         }
       },
     });
     await rm(pidFile, { force: true });
     if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    if (!r.timedOut && r.exitCode !== 0 && r.exitCode !== null && (await this.inspect(handle)).state !== "running") {
-      throw new PyroError("sandbox_dead", `sandbox ${handle.id} stopped while the command ran`, "delete it and create a new one");
+    if (
+      !r.timedOut &&
+      r.exitCode !== 0 &&
+      r.exitCode !== null &&
+      (await this.inspect(handle)).state !== "running"
+    ) {
+      throw new PyroError(
+        "sandbox_dead",
+        `sandbox ${handle.id} stopped while the command ran`,
+        "delete it and create a new one",
+      );
     }
     return {
       exitCode: r.timedOut ? 124 : (r.exitCode ?? 128 + 9),
@@ -186,10 +235,21 @@ export class GvisorEngine implements Engine {
     // guest's symlinks say, nothing on the host outside /workspace's directory is touched.
     const r = await runsc(
       flags,
-      ["exec", "--cwd", "/", cid, "/bin/sh", "-c", 'mkdir -p -- "$1" && exec tar -x --no-same-owner -C "$1" -f -', "sh", dest],
+      [
+        "exec",
+        "--cwd",
+        "/",
+        cid,
+        "/bin/sh",
+        "-c",
+        'mkdir -p -- "$1" && exec tar -x --no-same-owner -C "$1" -f -',
+        "sh",
+        dest,
+      ],
       { stdin: tar, timeoutMs: 300_000 },
     );
-    if (r.exitCode !== 0) throw new PyroError("engine_failure", `unpacking into ${dest} failed: ${lastLines(r.stderr)}`);
+    if (r.exitCode !== 0)
+      throw new PyroError("engine_failure", `unpacking into ${dest} failed: ${lastLines(r.stderr)}`);
   }
 
   async stop(handle: SandboxHandle): Promise<void> {
@@ -214,8 +274,10 @@ export class GvisorEngine implements Engine {
     const flags = this.handleFlags(handle);
     const st = await runscState(flags, String(handle.data.containerId));
     if (!st) return { state: "missing", reason: "runsc has no record of the sandbox" };
-    if (st.status === "running" && pidAlive(st.pid)) return { state: "running", ...(st.pid ? { pid: st.pid } : {}) };
-    if (st.status === "running") return { state: "stopped", reason: `sandbox process ${st.pid} is gone (killed from outside?)` };
+    if (st.status === "running" && pidAlive(st.pid))
+      return { state: "running", ...(st.pid ? { pid: st.pid } : {}) };
+    if (st.status === "running")
+      return { state: "stopped", reason: `sandbox process ${st.pid} is gone (killed from outside?)` };
     return { state: "stopped", reason: `runsc reports status ${st.status}` };
   }
 
@@ -224,7 +286,11 @@ export class GvisorEngine implements Engine {
     if (typeof handle.data.pid === "number" && pidAlive(handle.data.pid)) return;
     const i = await this.inspect(handle);
     if (i.state !== "running") {
-      throw new PyroError("sandbox_dead", `sandbox ${handle.id} is not running: ${i.reason ?? i.state}`, "delete it and create a new one");
+      throw new PyroError(
+        "sandbox_dead",
+        `sandbox ${handle.id} is not running: ${i.reason ?? i.state}`,
+        "delete it and create a new one",
+      );
     }
   }
 
@@ -234,7 +300,11 @@ export class GvisorEngine implements Engine {
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     const cid = containerId(spec.id);
-    const config = buildOciConfig(spec, { args: req.argv, cwd: req.cwd ?? "/", ...(req.env ? { env: req.env } : {}) });
+    const config = buildOciConfig(spec, {
+      args: req.argv,
+      cwd: req.cwd ?? "/",
+      ...(req.env ? { env: req.env } : {}),
+    });
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);
     let cleanExit = false;
@@ -251,7 +321,11 @@ export class GvisorEngine implements Engine {
       });
       cleanExit = !r.timedOut && !r.aborted;
       if (r.aborted) throw new PyroError("cancelled", "run cancelled; the sandbox was removed");
-      if (r.exitCode !== 0 && !r.timedOut && /^running container: |creating container: |starting container: /m.test(r.stderr)) {
+      if (
+        r.exitCode !== 0 &&
+        !r.timedOut &&
+        /^running container: |creating container: |starting container: /m.test(r.stderr)
+      ) {
         throw new PyroError("engine_failure", `runsc could not start the sandbox: ${lastLines(r.stderr)}`);
       }
       return {
@@ -266,7 +340,8 @@ export class GvisorEngine implements Engine {
       };
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
-      if (!cleanExit && (await runscState(flags, cid))) await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
+      if (!cleanExit && (await runscState(flags, cid)))
+        await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }

@@ -35,7 +35,10 @@ export async function runscVersion(binary: string): Promise<string | undefined> 
 }
 
 /** runsc state's JSON, or undefined when the container does not exist. */
-export async function runscState(flags: RunscFlags, id: string): Promise<{ status: string; pid?: number } | undefined> {
+export async function runscState(
+  flags: RunscFlags,
+  id: string,
+): Promise<{ status: string; pid?: number } | undefined> {
   const r = await runsc(flags, ["state", id], { timeoutMs: 10_000 });
   if (r.exitCode !== 0) return undefined;
   try {
@@ -45,12 +48,5 @@ export async function runscState(flags: RunscFlags, id: string): Promise<{ statu
   }
 }
 
-export function pidAlive(pid: number | undefined): boolean {
-  if (!pid || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+/** Zombie-aware (a sandbox killed from outside may linger as an unreaped zombie). */
+export { pidAlive } from "../../util/proc.js";

@@ -52,12 +52,22 @@ export class HostEngine implements Engine {
     };
   }
 
-  async exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome> {
+  exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome> {
+    return this.execIn(handle, req, false);
+  }
+
+  /** `oneShot`: nothing the command started may outlive it (a workspace's background jobs may). */
+  private async execIn(handle: SandboxHandle, req: ExecRequest, oneShot: boolean): Promise<ExecOutcome> {
     const cwd = this.hostPath(handle, req.cwd ?? "/");
     await mkdir(cwd, { recursive: true });
     const [file, ...args] = req.argv;
     if (!file) throw new PyroError("invalid_argument", "empty command");
-    const env = { ...process.env, ...req.env, PYRO_HOST_COMPAT: "1", ...(handle.workspaceDir ? { PYRO_WORKSPACE: handle.workspaceDir } : {}) };
+    const env = {
+      ...process.env,
+      ...req.env,
+      PYRO_HOST_COMPAT: "1",
+      ...(handle.workspaceDir ? { PYRO_WORKSPACE: handle.workspaceDir } : {}),
+    };
     try {
       const r = await runCapture(file, args, {
         cwd,
@@ -66,6 +76,7 @@ export class HostEngine implements Engine {
         maxOutputBytes: req.maxOutputBytes,
         signal: req.signal,
         killGroup: true,
+        killGroupOnExit: oneShot,
       });
       if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
       return {
@@ -122,7 +133,7 @@ export class HostEngine implements Engine {
     const handle = await this.create(spec);
     const bootMs = Math.round(performance.now() - t0);
     try {
-      return { ...(await this.exec(handle, req)), bootMs };
+      return { ...(await this.execIn(handle, req, true)), bootMs };
     } finally {
       await this.destroy(handle);
     }

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  CATALOG,
+  DEFAULT_ENVIRONMENT,
+  entryDirName,
+  findRecipe,
+  knownEnvironmentNames,
+  recipeDigest,
+} from "../../src/environments/catalog.js";
+import { PyroError } from "../../src/errors.js";
+
+test("the catalog has the contract's three environments, debian:12 the default", () => {
+  assert.deepEqual(knownEnvironmentNames(), ["debian:12", "debian:12-base", "debian:12-build"]);
+  assert.equal(DEFAULT_ENVIRONMENT, "debian:12");
+  assert.ok(findRecipe("debian:12").include.includes("git"));
+  assert.ok(findRecipe("debian:12-build").include.includes("build-essential"));
+});
+
+test("recipeDigest is stable, order-insensitive for packages, and changes with the recipe", () => {
+  const r = findRecipe("debian:12");
+  const d = recipeDigest(r);
+  assert.match(d, /^sha256:[0-9a-f]{64}$/);
+  assert.equal(recipeDigest({ ...r }), d);
+  assert.equal(recipeDigest({ ...r, include: [...r.include].reverse() }), d);
+  // Pinned: changing this digest invalidates every user's cache, so it must be deliberate.
+  assert.equal(d, "sha256:9f0bca75297c6492bd5de3e13ba8ecfb563575a7764185b56f24137680409a57");
+  assert.notEqual(recipeDigest({ ...r, include: [...r.include, "curl"] }), d);
+  assert.notEqual(recipeDigest({ ...r, suite: "trixie" }), d);
+  assert.notEqual(recipeDigest({ ...r, builderVersion: r.builderVersion + 1 }), d);
+  assert.notEqual(recipeDigest({ ...r, description: "changed wording" }), undefined);
+  assert.equal(
+    recipeDigest({ ...r, description: "changed wording" }),
+    d,
+    "the description is not part of the digest",
+  );
+  const digests = new Set(CATALOG.map(recipeDigest));
+  assert.equal(digests.size, CATALOG.length);
+});
+
+test("entryDirName is a safe directory name carrying the digest prefix", () => {
+  for (const r of CATALOG) {
+    const n = entryDirName(r);
+    assert.match(n, /^[A-Za-z0-9-]+-[0-9a-f]{16}$/);
+    assert.ok(n.endsWith(recipeDigest(r).slice(7, 23)));
+  }
+  assert.equal(entryDirName(findRecipe("debian:12")), "debian-12-9f0bca75297c6492");
+});
+
+test("an unknown environment is a one-line error listing the known ones", () => {
+  assert.throws(
+    () => findRecipe("ubuntu:24.04"),
+    (e: unknown) => {
+      assert.ok(e instanceof PyroError);
+      assert.equal(e.code, "unknown_environment");
+      assert.equal(
+        e.message,
+        'unknown environment "ubuntu:24.04"; known environments: debian:12, debian:12-base, debian:12-build',
+      );
+      return true;
+    },
+  );
+  assert.throws(
+    () => findRecipe("x".repeat(5000)),
+    (e: Error) => e.message.length < 200,
+  );
+});
