@@ -18,6 +18,8 @@ export interface CaptureOptions {
   signal?: AbortSignal;
   /** Called once on timeout or abort, before the child is killed; used to kill what the child started. */
   onKill?: (reason: "timeout" | "abort") => Promise<void> | void;
+  /** After onKill, give the child this long to exit by itself (and clean up) before SIGKILL. */
+  killGraceMs?: number;
   /** Kill the child's whole process group (it is started detached). */
   killGroup?: boolean;
   /** With killGroup: also kill what is left of the group once the child exits (background jobs). */
@@ -118,6 +120,16 @@ export function runCapture(
         } catch {
           // the SIGKILL below still ends our side
         }
+        if (opts.killGraceMs && child.exitCode === null && child.signalCode === null) {
+          await new Promise<void>((res) => {
+            const t = setTimeout(res, opts.killGraceMs);
+            child.once("exit", () => {
+              clearTimeout(t);
+              res();
+            });
+          });
+        }
+        if (child.exitCode !== null || child.signalCode !== null) return;
         try {
           if (opts.killGroup && child.pid) process.kill(-child.pid, "SIGKILL");
           else child.kill("SIGKILL");
