@@ -244,32 +244,30 @@ export class WorkspaceManager {
     } catch (e) {
       const pe = toPyroError(e);
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
+      // An interrupted command still ran (and may have changed files): the history says so.
+      if (pe.code === "cancelled") {
+        const cancelled = {
+          exitCode: 130,
+          stdout: "",
+          stderr: `[pyro] ${pe.message}\n`,
+          stdoutTruncated: false,
+          stderrTruncated: false,
+          timedOut: false,
+          execMs: 0,
+        };
+        await this.appendLog(
+          rec.workspace_id,
+          displayCommand(input.command),
+          cancelled,
+          started_at,
+          Math.round(performance.now() - t0),
+        ).catch(() => undefined);
+      }
       throw pe;
     }
     const duration_ms = Math.round(performance.now() - t0);
     const command = displayCommand(input.command);
-    let sequence = 0;
-    await this.update(rec.workspace_id, async (r) => {
-      sequence = r.command_count + 1;
-      const entry: CommandLogEntryT = {
-        sequence,
-        command,
-        exit_code: out.exitCode,
-        stdout: out.stdout,
-        stderr: out.stderr,
-        stdout_truncated: out.stdoutTruncated,
-        stderr_truncated: out.stderrTruncated,
-        timed_out: out.timedOut,
-        started_at,
-        duration_ms,
-      };
-      await writeJsonAtomic(
-        join(this.dir(r.workspace_id), "commands", `${String(sequence).padStart(8, "0")}.json`),
-        entry,
-      );
-      r.command_count = sequence;
-      r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
-    });
+    const sequence = await this.appendLog(rec.workspace_id, command, out, started_at, duration_ms);
     return {
       workspace_id: rec.workspace_id,
       sequence,
@@ -286,6 +284,39 @@ export class WorkspaceManager {
       exec_ms: out.execMs,
       execution_mode: rec.execution_mode,
     };
+  }
+
+  /** Appends one finished command to the log under the lock; returns its sequence number. */
+  private async appendLog(
+    id: string,
+    command: string,
+    out: Awaited<ReturnType<Engine["exec"]>>,
+    started_at: string,
+    duration_ms: number,
+  ): Promise<number> {
+    let sequence = 0;
+    await this.update(id, async (r) => {
+      sequence = r.command_count + 1;
+      const entry: CommandLogEntryT = {
+        sequence,
+        command,
+        exit_code: out.exitCode,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        stdout_truncated: out.stdoutTruncated,
+        stderr_truncated: out.stderrTruncated,
+        timed_out: out.timedOut,
+        started_at,
+        duration_ms,
+      };
+      await writeJsonAtomic(
+        join(this.dir(id), "commands", `${String(sequence).padStart(8, "0")}.json`),
+        entry,
+      );
+      r.command_count = sequence;
+      r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
+    });
+    return sequence;
   }
 
   async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
