@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { constants, readFileSync } from "node:fs";
+import { access, open, readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
 
 /** Output beyond this many bytes per stream is drained and dropped, and flagged as truncated. */
@@ -216,7 +217,6 @@ export async function runChecked(
 
 /** Finds an executable on PATH (plus sbin dirs, which non-login root shells may lack). */
 export async function which(name: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  const { access, constants } = await import("node:fs/promises");
   if (name.includes("/")) {
     try {
       await access(name, constants.X_OK);
@@ -257,7 +257,6 @@ export async function runToLog(
   logPath: string,
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ exitCode: number | null; output: string }> {
-  const { open, readFile } = await import("node:fs/promises");
   const fh = await open(logPath, "w");
   try {
     const exitCode = await new Promise<number | null>((resolve, reject) => {
