@@ -49,3 +49,56 @@ SRC
   $SUDO install -m 0755 "$tmp/root/usr/bin/runsc" "$RUNSC_DEST"
   log "installed $("$RUNSC_DEST" --version | head -1) at $RUNSC_DEST"
 fi
+
+# --- QEMU microVM engine (PYRO_ENGINE=qemu; the default only where KVM really boots guests):
+#     QEMU and qemu-img, a static busybox for the guest initramfs, e2fsprogs for the guest disk
+#     image, and Debian's cloud kernel fetched with `apt-get download` and unpacked with
+#     `dpkg-deb -x` into pyro's cache (never the host's /boot). pyro also fetches the kernel by
+#     itself on first use; this just does it ahead of time.
+qemu_pkgs=()
+for p in qemu-system-x86 qemu-utils busybox-static e2fsprogs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || qemu_pkgs+=("$p")
+done
+if [ "${#qemu_pkgs[@]}" -gt 0 ]; then
+  log "installing ${qemu_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${qemu_pkgs[@]}" >/dev/null
+fi
+
+if [ -n "${PYRO_CACHE_DIR:-}" ]; then
+  pyro_cache="$PYRO_CACHE_DIR"
+elif [ -n "${PYRO_HOME:-}" ]; then
+  pyro_cache="$PYRO_HOME/cache"
+else
+  user_home="$HOME"
+  if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ]; then user_home="$(getent passwd "$SUDO_USER" | cut -d: -f6)"; fi
+  pyro_cache="${XDG_CACHE_HOME:-$user_home/.cache}/pyro-mcp"
+fi
+kernels_dir="$pyro_cache/guest-kernels"
+kernel_pkg="$(apt-cache depends --no-recommends --no-suggests "${PYRO_GUEST_KERNEL_PACKAGE:-linux-image-cloud-amd64}" 2>/dev/null \
+  | sed -n 's/^ *Depends: \(linux-image-[^ <>]*\).*/\1/p' | head -1)"
+if [ -z "$kernel_pkg" ]; then
+  log "warning: apt cannot resolve linux-image-cloud-amd64; skipping the guest kernel (run apt-get update?)"
+elif ls "$kernels_dir/${kernel_pkg}_"*/kernel.json >/dev/null 2>&1; then
+  log "guest kernel $kernel_pkg already in $kernels_dir"
+else
+  log "fetching guest kernel $kernel_pkg into $kernels_dir"
+  ktmp="$(mktemp -d)"; chmod 755 "$ktmp"
+  apt_dl_opts=()
+  if [ "$(id -u)" -eq 0 ]; then apt_dl_opts=(-o "APT::Sandbox::User=root"); fi
+  (cd "$ktmp" && apt-get "${apt_dl_opts[@]}" download -qq "$kernel_pkg")
+  kdeb="$(ls "$ktmp"/*.deb | head -1)"
+  kname="$(basename "$kdeb" .deb)"
+  dpkg-deb -x "$kdeb" "$ktmp/tree"
+  krelease="$(ls "$ktmp/tree/boot" | sed -n 's/^vmlinuz-//p' | head -1)"
+  kversion="$(printf '%s' "$kname" | cut -d_ -f2)"
+  # kernel.json last: pyro treats a directory without it as an interrupted fetch.
+  printf '{"package":"%s","version":"%s","release":"%s"}\n' "$kernel_pkg" "$kversion" "$krelease" >"$ktmp/tree/kernel.json.tmp"
+  mkdir -p "$kernels_dir"
+  rm -rf "${kernels_dir:?}/$kname"
+  mv "$ktmp/tree" "$kernels_dir/$kname"
+  mv "$kernels_dir/$kname/kernel.json.tmp" "$kernels_dir/$kname/kernel.json"
+  rm -rf "$ktmp"
+  if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ]; then chown -R "$SUDO_USER": "$kernels_dir"; fi
+  log "guest kernel $krelease unpacked at $kernels_dir/$kname"
+fi

@@ -2,8 +2,10 @@ import { constants } from "node:fs";
 import { access, mkdir, rm } from "node:fs/promises";
 import { arch, platform, release, userInfo } from "node:os";
 import { join } from "node:path";
+import { FirecrackerEngine } from "../engines/firecracker/engine.js";
 import { GvisorEngine } from "../engines/gvisor/engine.js";
 import { HostEngine } from "../engines/host/engine.js";
+import { QemuEngine } from "../engines/qemu/engine.js";
 import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import type { DoctorResultT } from "../operations/schemas.js";
@@ -20,11 +22,15 @@ async function canAccess(p: string, mode: number): Promise<boolean> {
 }
 
 /**
- * Probes every engine for real: gVisor by running a command in a sandbox with a deadline
- * (when an environment is installed), KVM by its device node. No microVM engine ships in
- * this build, so "boots" is not measured and says so, rather than trusting /dev/kvm.
+ * Probes every engine for real: gVisor and qemu by running a command in a sandbox with a
+ * deadline (when an environment is installed), KVM and TCG by booting a tiny guest with a
+ * deadline (qemu's probe), rather than trusting that /dev/kvm exists.
  */
-export async function runDoctor(paths: PyroPaths, envs: EnvironmentStore, env: NodeJS.ProcessEnv = process.env): Promise<DoctorResultT> {
+export async function runDoctor(
+  paths: PyroPaths,
+  envs: EnvironmentStore,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<DoctorResultT> {
   const problems: string[] = [];
   const kvmExists = await canAccess("/dev/kvm", constants.F_OK);
   const kvm = {
@@ -33,32 +39,60 @@ export async function runDoctor(paths: PyroPaths, envs: EnvironmentStore, env: N
     writable: kvmExists && (await canAccess("/dev/kvm", constants.W_OK)),
     boots: null as boolean | null,
     detail: kvmExists
-      ? "/dev/kvm exists, but existence proves nothing on nested hosts; no microVM engine in this build test-boots a guest yet"
+      ? "/dev/kvm exists, but existence proves nothing on nested hosts"
       : "no /dev/kvm: microVM engines would need TCG emulation",
   };
   const scratch = join(paths.stateDir, "probe");
   await mkdir(scratch, { recursive: true });
   const rootfs = await envs.anyInstalledRootfs();
   const probes: ProbeResult[] = [];
-  for (const name of ["firecracker", "qemu"] as const) {
-    const bin = await which(name === "qemu" ? "qemu-system-x86_64" : "firecracker", env);
-    probes.push({
-      engine: name,
-      available: false,
-      detail: `not implemented in this build${bin ? ` (${bin} is installed)` : ""}`,
-      capabilities: { vm_boot: false, guest_exec: false, guest_network: false },
-    });
+  // qemu first: its KVM boot probe (a real guest under a deadline, never just /dev/kvm's
+  // existence) is recorded, and firecracker's probe relies on it.
+  const qemuProbe = await new QemuEngine(paths, env).probe({
+    scratchDir: scratch,
+    ...(rootfs ? { rootfs } : {}),
+    deadlineMs: 20_000,
+  });
+  const kvmProbe = qemuProbe.extra?.kvm as { boots: boolean; detail: string } | null | undefined;
+  if (kvmProbe) {
+    kvm.boots = kvmProbe.boots;
+    kvm.detail = `boot probe: ${kvmProbe.detail}`;
+  } else if (kvmExists) {
+    kvm.detail = "/dev/kvm exists but no guest was test-booted (qemu or its guest kernel is missing)";
   }
-  probes.push(await new GvisorEngine(paths.runscRoot, env).probe({ scratchDir: scratch, ...(rootfs ? { rootfs } : {}), deadlineMs: 20_000 }));
+  probes.push(
+    await new FirecrackerEngine(paths, env).probe({
+      scratchDir: scratch,
+      ...(rootfs ? { rootfs } : {}),
+      deadlineMs: 20_000,
+    }),
+  );
+  probes.push(qemuProbe);
+  probes.push(
+    await new GvisorEngine(paths.runscRoot, env).probe({
+      scratchDir: scratch,
+      ...(rootfs ? { rootfs } : {}),
+      deadlineMs: 20_000,
+    }),
+  );
   probes.push(await new HostEngine().probe());
   await rm(scratch, { recursive: true, force: true });
   const isolated = probes.filter((p) => p.engine !== "host" && p.available);
+  // As in engine selection: qemu under TCG emulation ranks after gVisor, under a KVM that boots, before it.
+  const rank = (p: ProbeResult) => (p.engine === "qemu" && p.extra?.accel !== "kvm" ? 1 : 0);
+  isolated.sort((a, b) => rank(a) - rank(b));
   const def = isolated[0]?.engine ?? null;
-  if (!def) problems.push("no isolated engine works: run `sudo scripts/setup-host.sh`, or use --allow-host-compat (no isolation)");
-  if (!rootfs) problems.push("no environment installed yet: `pyro env pull debian:12` (or any `pyro run` pulls it)");
+  if (!def)
+    problems.push(
+      "no isolated engine works: run `sudo scripts/setup-host.sh`, or use --allow-host-compat (no isolation)",
+    );
+  if (!rootfs)
+    problems.push("no environment installed yet: `pyro env pull debian:12` (or any `pyro run` pulls it)");
   const tools: Record<string, string | null> = {};
-  for (const t of ["runsc", "mmdebstrap", "qemu-system-x86_64", "firecracker", "tar"]) tools[t] = (await which(t, env)) ?? null;
-  if (!tools.mmdebstrap) problems.push("mmdebstrap is missing, so environments cannot be built: run `sudo scripts/setup-host.sh`");
+  for (const t of ["runsc", "mmdebstrap", "qemu-system-x86_64", "firecracker", "tar"])
+    tools[t] = (await which(t, env)) ?? null;
+  if (!tools.mmdebstrap)
+    problems.push("mmdebstrap is missing, so environments cannot be built: run `sudo scripts/setup-host.sh`");
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
   let user = "unknown";
   try {
@@ -67,7 +101,14 @@ export async function runDoctor(paths: PyroPaths, envs: EnvironmentStore, env: N
     // no passwd entry
   }
   return {
-    platform: { os: platform(), arch: arch(), kernel: release(), node: process.version, user, root: process.getuid?.() === 0 },
+    platform: {
+      os: platform(),
+      arch: arch(),
+      kernel: release(),
+      node: process.version,
+      user,
+      root: process.getuid?.() === 0,
+    },
     kvm,
     engines: probes.map((p) => ({
       engine: p.engine,
@@ -81,7 +122,8 @@ export async function runDoctor(paths: PyroPaths, envs: EnvironmentStore, env: N
     networking: {
       default: "none",
       available_modes: def === "gvisor" ? ["none", "host"] : ["none"],
-      detail: "sandboxes get loopback only unless --network is given; with it, gVisor shares the host's network through its own netstack passthrough",
+      detail:
+        "sandboxes get loopback only unless --network is given; with it, gVisor shares the host's network through its own netstack passthrough",
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),

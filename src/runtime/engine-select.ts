@@ -1,32 +1,52 @@
+import { FirecrackerEngine, firecrackerQuickAvailable } from "../engines/firecracker/engine.js";
 import { GvisorEngine } from "../engines/gvisor/engine.js";
 import { findRunsc } from "../engines/gvisor/runsc.js";
 import { HostEngine } from "../engines/host/engine.js";
+import { QemuEngine } from "../engines/qemu/engine.js";
+import { qemuQuickAvailable } from "../engines/qemu/select.js";
 import type { Engine, EngineName } from "../engines/types.js";
 import { PyroError } from "../errors.js";
 import type { PyroPaths } from "../paths.js";
 
 /**
  * Which engine runs a sandbox. Preference: firecracker → qemu (KVM) → gvisor → qemu (TCG);
- * this build ships gvisor, and host only when the caller allows unisolated execution.
+ * this build ships firecracker, qemu and gvisor, and host only when the caller allows unisolated execution.
  * `PYRO_ENGINE` forces one and fails clearly if it cannot run.
  */
 export const ENGINE_ORDER: readonly EngineName[] = ["firecracker", "qemu", "gvisor"];
 
-export function engineByName(name: EngineName, paths: PyroPaths, env: NodeJS.ProcessEnv = process.env): Engine | undefined {
+export function engineByName(
+  name: EngineName,
+  paths: PyroPaths,
+  env: NodeJS.ProcessEnv = process.env,
+): Engine | undefined {
   switch (name) {
     case "gvisor":
       return new GvisorEngine(paths.runscRoot, env);
     case "host":
       return new HostEngine();
+    case "qemu":
+      return new QemuEngine(paths, env);
+    case "firecracker":
+      return new FirecrackerEngine(paths, env);
     default:
       return undefined;
   }
 }
 
 /** Cheap readiness check used on every call; `pyro doctor` does the real probe boots. */
-async function quickAvailable(name: EngineName, env: NodeJS.ProcessEnv): Promise<boolean> {
+async function quickAvailable(
+  name: EngineName,
+  env: NodeJS.ProcessEnv,
+  paths: PyroPaths,
+  forced = false,
+): Promise<boolean> {
   if (name === "gvisor") return (await findRunsc(env)) !== undefined;
   if (name === "host") return true;
+  // In the preference order qemu means qemu with a KVM that was proven to boot guests;
+  // forced (PYRO_ENGINE=qemu) it may fall back to TCG emulation.
+  if (name === "qemu") return qemuQuickAvailable(paths, env, { requireKvm: !forced });
+  if (name === "firecracker") return firecrackerQuickAvailable(paths, env);
   return false;
 }
 
@@ -42,23 +62,40 @@ export async function selectEngine(
   if (forced) {
     const valid: EngineName[] = ["firecracker", "qemu", "gvisor", "host"];
     if (!valid.includes(forced)) {
-      throw new PyroError("invalid_argument", `PYRO_ENGINE=${JSON.stringify(forced)} is not an engine`, `use one of ${valid.join(", ")}`);
+      throw new PyroError(
+        "invalid_argument",
+        `PYRO_ENGINE=${JSON.stringify(forced)} is not an engine`,
+        `use one of ${valid.join(", ")}`,
+      );
     }
     if (forced === "host" && !opts.allowHostCompat) {
-      throw new PyroError("invalid_argument", "PYRO_ENGINE=host runs without isolation and needs --allow-host-compat");
+      throw new PyroError(
+        "invalid_argument",
+        "PYRO_ENGINE=host runs without isolation and needs --allow-host-compat",
+      );
     }
     const e = engineByName(forced, paths, env);
-    if (!e || !(await quickAvailable(forced, env))) {
-      throw new PyroError("engine_unavailable", `engine ${forced} (forced by PYRO_ENGINE) cannot run on this host`, FIX);
+    if (!e || !(await quickAvailable(forced, env, paths, true))) {
+      throw new PyroError(
+        "engine_unavailable",
+        `engine ${forced} (forced by PYRO_ENGINE) cannot run on this host`,
+        FIX,
+      );
     }
     return e;
   }
   for (const name of ENGINE_ORDER) {
-    if (await quickAvailable(name, env)) {
+    if (await quickAvailable(name, env, paths)) {
       const e = engineByName(name, paths, env);
       if (e) return e;
     }
   }
+  // Last isolated resort: QEMU under TCG emulation (slow, but a real VM boundary).
+  if (await qemuQuickAvailable(paths, env, { requireKvm: false })) return new QemuEngine(paths, env);
   if (opts.allowHostCompat) return new HostEngine();
-  throw new PyroError("no_engine", "no isolated engine can run here: runsc (gVisor) was not found and no microVM engine is available", FIX);
+  throw new PyroError(
+    "no_engine",
+    "no isolated engine can run here: runsc (gVisor) was not found and no microVM engine is available",
+    FIX,
+  );
 }

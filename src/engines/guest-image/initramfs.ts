@@ -1,0 +1,273 @@
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PyroError } from "../../errors.js";
+import { runCapture, which } from "../../util/proc.js";
+import { buildCpio, type CpioEntry } from "./cpio.js";
+import { type GuestKernel, resolveModules } from "./kernel.js";
+
+/** Bumped when the init script or layout changes, so cached initramfs files are rebuilt. */
+export const INITRAMFS_VERSION = 1;
+
+/** Modules every guest loads (virtio transport, disk, agent channel, entropy), in dependency order. */
+export const BASE_MODULES = ["virtio_mmio", "virtio_blk", "virtio_console"] as const;
+export const OPTIONAL_BASE_MODULES = ["virtio_rng", "ext4"] as const;
+/** Loaded only when the guest has a network device (pyro.net=1). */
+export const NET_MODULES = ["virtio_net"] as const;
+/** Loaded only for Firecracker guests, whose agent channel is virtio-vsock (pyro.vsock=1). */
+export const VSOCK_MODULES = ["vmw_vsock_virtio_transport"] as const;
+/** The guest vsock port the agent listens on under Firecracker. */
+export const AGENT_VSOCK_PORT = 1024;
+
+const AGENT_HINT = "run `npm run build` (compiles guest/agent.c with `cc -static`), or set PYRO_GUEST_AGENT";
+const BUSYBOX_HINT =
+  "install busybox-static (`sudo scripts/setup-host.sh`), or set PYRO_BUSYBOX to a static busybox";
+
+/**
+ * /init of the initramfs (busybox sh). Loads the virtio modules, mounts the root disk,
+ * configures networking when asked, then switch_roots into the root disk with the agent as
+ * PID 1. `pyro.probe=1` stops right after the modules load: engine probes boot to there.
+ * Any failure prints "pyro-init: FAILED" and reboots, which QEMU (-no-reboot) turns into an exit.
+ */
+export const INIT_SCRIPT = `#!/bin/sh
+export PATH=/bin
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+fail() { echo "pyro-init: $*"; echo "pyro-init: FAILED"; reboot -f; exit 1; }
+net=0; probe=0; vsock=0
+for a in $(cat /proc/cmdline); do
+  case "$a" in pyro.net=1) net=1 ;; pyro.probe=1) probe=1 ;; pyro.vsock=1) vsock=1 ;; esac
+done
+load() { while read -r m; do if [ -n "$m" ]; then insmod "/lib/modules/$m.ko" || echo "pyro-init: insmod $m failed"; fi; done < "$1"; }
+load /modules
+[ "$net" = 1 ] && load /modules.net
+[ "$vsock" = 1 ] && load /modules.vsock
+if [ "$probe" = 1 ]; then echo "PYRO-PROBE-OK"; reboot -f; exit 0; fi
+i=0
+while [ ! -b /dev/vda ]; do i=$((i+1)); [ $i -gt 1000 ] && fail "no root disk /dev/vda"; usleep 10000; done
+mkdir -p /newroot
+mount -t ext4 -o rw,noatime /dev/vda /newroot || fail "cannot mount the root disk"
+for d in proc sys dev run tmp workspace; do mkdir -p /newroot/$d; done
+chmod 1777 /newroot/tmp
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
+mkdir -p /newroot/run/pyro
+cp /pyro-agent /bin/busybox /newroot/run/pyro/
+ip link set lo up
+hostname pyro
+if [ "$net" = 1 ]; then
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || echo "pyro-init: network setup failed"
+  rm -f /newroot/etc/resolv.conf
+  echo "nameserver 10.0.2.3" > /newroot/etc/resolv.conf
+fi
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /newroot/dev/pts
+mount -t tmpfs -o nosuid,nodev tmpfs /newroot/dev/shm
+if [ "$vsock" = 1 ]; then exec switch_root /newroot /run/pyro/pyro-agent --vm --vsock ${AGENT_VSOCK_PORT}; fi
+exec switch_root /newroot /run/pyro/pyro-agent --vm
+`;
+
+/**
+ * The package root (where package.json and guest/ or dist/guest/ live). Searched upwards
+ * because this module runs from src/ (tests), dist/engines/ (tsc) or a dist/cli bundle chunk.
+ */
+function packageRoot(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (
+      existsSync(join(dir, "package.json")) &&
+      (existsSync(join(dir, "guest", "agent.c")) || existsSync(join(dir, "dist", "guest", "pyro-agent")))
+    ) {
+      return dir;
+    }
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+/** True when the ELF file has no program interpreter (is statically linked). */
+export function isStaticElf(buf: Buffer): boolean {
+  if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2) return false;
+  const phoff = Number(buf.readBigUInt64LE(32));
+  const phentsize = buf.readUInt16LE(54);
+  const phnum = buf.readUInt16LE(56);
+  for (let i = 0; i < phnum; i++) {
+    const off = phoff + i * phentsize;
+    if (off + 4 > buf.length) return false;
+    if (buf.readUInt32LE(off) === 3) return false; // PT_INTERP
+  }
+  return true;
+}
+
+async function readStaticBinary(path: string): Promise<Buffer | undefined> {
+  const buf = await readFile(path).catch(() => undefined);
+  return buf && isStaticElf(buf) ? buf : undefined;
+}
+
+/**
+ * The static guest agent: PYRO_GUEST_AGENT, else dist/guest/pyro-agent (built by
+ * `npm run build`), else compiled from guest/agent.c into the cache when a C compiler exists.
+ */
+export async function ensureAgentBinary(
+  cacheDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
+  if (env.PYRO_GUEST_AGENT) {
+    if (await readStaticBinary(env.PYRO_GUEST_AGENT)) return env.PYRO_GUEST_AGENT;
+    throw new PyroError(
+      "host_dependency_missing",
+      `PYRO_GUEST_AGENT=${env.PYRO_GUEST_AGENT} is not a static executable`,
+      AGENT_HINT,
+    );
+  }
+  const root = packageRoot();
+  if (!root)
+    throw new PyroError(
+      "host_dependency_missing",
+      "cannot find pyro's guest agent (no dist/guest/pyro-agent)",
+      AGENT_HINT,
+    );
+  const source = join(root, "guest", "agent.c");
+  const src = await readFile(source).catch(() => undefined);
+  const built = join(root, "dist", "guest", "pyro-agent");
+  if (existsSync(built)) {
+    // A stale build (source edited since) is rebuilt below rather than silently used.
+    const fresh = !src || (await stat(built)).mtimeMs >= (await stat(source)).mtimeMs;
+    if (fresh && (await readStaticBinary(built))) return built;
+  }
+  if (!src)
+    throw new PyroError(
+      "host_dependency_missing",
+      `the guest agent is not built (${built} is missing)`,
+      AGENT_HINT,
+    );
+  const cc = (await which(env.CC || "cc", env)) ?? (await which("gcc", env));
+  if (!cc)
+    throw new PyroError(
+      "host_dependency_missing",
+      `the guest agent is not built and no C compiler is installed`,
+      AGENT_HINT,
+    );
+  const digest = createHash("sha256").update(src).digest("hex").slice(0, 16);
+  const out = join(cacheDir, "guest-agent", digest, "pyro-agent");
+  if (await readStaticBinary(out)) return out;
+  await mkdir(dirname(out), { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  const r = await runCapture(cc, ["-static", "-O2", "-o", tmp, source], { timeoutMs: 120_000, env });
+  if (r.exitCode !== 0) {
+    await rm(tmp, { force: true });
+    throw new PyroError(
+      "host_dependency_missing",
+      `compiling the guest agent failed: ${r.stderr.trim().slice(-500)}`,
+      AGENT_HINT,
+    );
+  }
+  await rename(tmp, out);
+  return out;
+}
+
+export async function findBusybox(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const candidates = env.PYRO_BUSYBOX
+    ? [env.PYRO_BUSYBOX]
+    : ["/bin/busybox", "/usr/bin/busybox", "/usr/lib/initramfs-tools/bin/busybox"];
+  for (const c of candidates) if (await readStaticBinary(c)) return c;
+  throw new PyroError(
+    "host_dependency_missing",
+    "no static busybox found for the guest initramfs",
+    BUSYBOX_HINT,
+  );
+}
+
+export interface InitramfsInfo {
+  path: string;
+  digest: string;
+}
+
+/**
+ * Builds (or reuses) the initramfs for this kernel + agent + busybox: an uncompressed cpio
+ * (the guest need not inflate it, which matters under TCG), cached by content digest.
+ */
+export async function ensureInitramfs(
+  cacheDir: string,
+  kernel: GuestKernel,
+  agentPath: string,
+  busyboxPath: string,
+): Promise<InitramfsInfo> {
+  const base = await resolveModules(kernel.modulesDir, BASE_MODULES, OPTIONAL_BASE_MODULES);
+  const baseNames = new Set(base.map((m) => m.name));
+  const net = (await resolveModules(kernel.modulesDir, NET_MODULES)).filter((m) => !baseNames.has(m.name));
+  const vsock = (await resolveModules(kernel.modulesDir, [], VSOCK_MODULES)).filter(
+    (m) => !baseNames.has(m.name),
+  );
+  const agent = await readFile(agentPath);
+  const busybox = await readFile(busyboxPath);
+  const h = createHash("sha256");
+  h.update(`v${INITRAMFS_VERSION}\0${kernel.release}\0${INIT_SCRIPT}\0`);
+  h.update(agent).update(busybox);
+  const mods: { name: string; data: Buffer }[] = [];
+  for (const m of [...base, ...net, ...vsock]) {
+    const data = await readFile(m.path);
+    mods.push({ name: m.name, data });
+    h.update(`${m.name}\0`).update(data);
+  }
+  h.update(
+    `${base.map((m) => m.name).join(",")}|${net.map((m) => m.name).join(",")}|${vsock.map((m) => m.name).join(",")}`,
+  );
+  const digest = h.digest("hex").slice(0, 24);
+  const path = join(cacheDir, "guest-images", `initramfs-${digest}.cpio`);
+  if (await stat(path).catch(() => undefined)) return { path, digest };
+  const entries: CpioEntry[] = [
+    { kind: "dir", name: "bin" },
+    { kind: "dir", name: "dev" },
+    { kind: "chardev", name: "dev/console", major: 5, minor: 1 },
+    { kind: "dir", name: "proc" },
+    { kind: "dir", name: "sys" },
+    { kind: "dir", name: "newroot" },
+    { kind: "dir", name: "lib" },
+    { kind: "dir", name: "lib/modules" },
+    { kind: "file", name: "bin/busybox", data: busybox, mode: 0o755 },
+    { kind: "file", name: "pyro-agent", data: agent, mode: 0o755 },
+    { kind: "file", name: "init", data: Buffer.from(INIT_SCRIPT), mode: 0o755 },
+    { kind: "file", name: "modules", data: Buffer.from(base.map((m) => `${m.name}\n`).join("")) },
+    { kind: "file", name: "modules.net", data: Buffer.from(net.map((m) => `${m.name}\n`).join("")) },
+    { kind: "file", name: "modules.vsock", data: Buffer.from(vsock.map((m) => `${m.name}\n`).join("")) },
+  ];
+  for (const applet of [
+    "sh",
+    "mount",
+    "insmod",
+    "mkdir",
+    "cat",
+    "cp",
+    "rm",
+    "chmod",
+    "ip",
+    "hostname",
+    "reboot",
+    "usleep",
+    "switch_root",
+    "sleep",
+    "echo",
+    "ls",
+  ]) {
+    entries.push({ kind: "symlink", name: `bin/${applet}`, target: "busybox" });
+  }
+  for (const m of mods) entries.push({ kind: "file", name: `lib/modules/${m.name}.ko`, data: m.data });
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fh = await open(tmp, "w");
+  try {
+    await fh.writeFile(buildCpio(entries));
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  return { path, digest };
+}

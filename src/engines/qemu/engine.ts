@@ -1,0 +1,703 @@
+import { randomBytes } from "node:crypto";
+import { appendFile, copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { c as tarCreate } from "tar";
+import { PyroError, toPyroError } from "../../errors.js";
+import type { PyroPaths } from "../../paths.js";
+import { writeJsonAtomic } from "../../util/json-store.js";
+import { DEFAULT_MAX_OUTPUT_BYTES, runCapture } from "../../util/proc.js";
+import { ensureRootImage } from "../guest-image/image.js";
+import { ensureAgentBinary, ensureInitramfs, findBusybox } from "../guest-image/initramfs.js";
+import { ensureGuestKernel, findGuestKernel, type GuestKernel, KERNEL_HINT } from "../guest-image/kernel.js";
+import type {
+  Engine,
+  ExecOutcome,
+  ExecRequest,
+  OneShotOutcome,
+  ProbeOptions,
+  ProbeResult,
+  SandboxHandle,
+  SandboxInspect,
+  SandboxSpec,
+} from "../types.js";
+import { AgentSession } from "./agent-client.js";
+import { type Accel, buildQemuArgs, hostTscKhz, shellQuote } from "./args.js";
+import {
+  bootProbe,
+  chooseAccel,
+  findQemu,
+  findQemuImg,
+  kvmUsableNode,
+  QEMU_HINT,
+  qemuIdentity,
+  qemuVersion,
+  recordProbe,
+} from "./probe.js";
+import { QmpClient } from "./qmp.js";
+import {
+  findSnapshot,
+  pruneSnapshots,
+  removeSnapshot,
+  removeStaleTemps,
+  type SnapshotKeyParts,
+  type SnapshotMeta,
+  snapshotKey,
+  snapshotPaths,
+  snapshotsRoot,
+  touchSnapshot,
+} from "./snapshot.js";
+import { isOurProcess, killVm, pidAlive, spawnDetached, tailLines, type VmFiles, vmFiles } from "./vmproc.js";
+
+/** What a qemu handle's `data` holds: enough for any later process to re-attach. */
+export interface QemuHandleData {
+  [k: string]: unknown;
+  pid: number;
+  binary: string;
+  accel: Accel;
+  files: VmFiles;
+  /** A string only this VM's command line contains (guards against pid reuse). */
+  marker: string;
+  boot: { mode: "cold" | "restore"; ms: number };
+  snapshotKey: string;
+  warnings: string[];
+}
+
+interface Prepared {
+  binary: string;
+  qemuImg: string;
+  accel: Accel;
+  kernel: GuestKernel;
+  initrd: string;
+  image: string;
+  keyParts: SnapshotKeyParts;
+  key: string;
+}
+
+const BOOT_DEADLINE_MS = { kvm: 30_000, tcg: 90_000 } as const;
+const RESTORE_DEADLINE_MS = 20_000;
+
+function lastLines(s: string, n = 3): string {
+  return s.trim().split("\n").slice(-n).join(" | ").slice(0, 600) || "(no output)";
+}
+
+export interface QemuEngineOptions {
+  /** Where warnings (snapshot fallbacks) go; stderr unless PYRO_QUIET=1. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * QEMU microVM engine: `-M microvm` with Debian's kernel, a pyro-built initramfs and the
+ * environment's rootfs as a shared read-only ext4 image under a per-VM qcow2 overlay. The
+ * guest agent (guest/agent.c) runs as PID 1 and is reached over virtio-serial; QMP drives
+ * snapshots. The first boot at given resources saves a snapshot once the agent answers;
+ * later VMs restore it instead of booting. /workspace lives on the VM's own disk: the
+ * workspace's seed directory is copied in with put-archive after boot.
+ */
+export class QemuEngine implements Engine {
+  readonly name = "qemu" as const;
+  readonly executionMode = "qemu" as const;
+  private readonly warnFn: (m: string) => void;
+
+  constructor(
+    private readonly paths: PyroPaths,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+    opts: QemuEngineOptions = {},
+  ) {
+    this.warnFn =
+      opts.warn ??
+      ((m) => {
+        if (this.env.PYRO_QUIET !== "1") process.stderr.write(`pyro: warning: ${m}\n`);
+      });
+  }
+
+  private readonly tscKhz = hostTscKhz();
+
+  private get snapRoot(): string {
+    return snapshotsRoot(this.paths.cacheDir, this.env);
+  }
+
+  private get snapshotsEnabled(): boolean {
+    return this.env.PYRO_QEMU_SNAPSHOTS !== "0";
+  }
+
+  // ---------------------------------------------------------------- artifacts
+
+  private async prepare(
+    spec: Pick<SandboxSpec, "rootfs" | "vcpuCount" | "memMib" | "network">,
+  ): Promise<Prepared> {
+    const binary = await findQemu(this.env);
+    if (!binary) throw new PyroError("engine_unavailable", "qemu-system-x86_64 is not installed", QEMU_HINT);
+    const qemuImg = await findQemuImg(this.env);
+    if (!qemuImg) throw new PyroError("engine_unavailable", "qemu-img is not installed", QEMU_HINT);
+    const cache = this.paths.cacheDir;
+    const kernel = await ensureGuestKernel(cache, this.env);
+    const agent = await ensureAgentBinary(cache, this.env);
+    const busybox = await findBusybox(this.env);
+    const initrd = await ensureInitramfs(cache, kernel, agent, busybox);
+    const image = await ensureRootImage(cache, spec.rootfs, this.env);
+    const accel = await chooseAccel(cache, this.env);
+    const keyParts: SnapshotKeyParts = {
+      qemu: await qemuIdentity(binary),
+      accel,
+      kernel: `${kernel.package}=${kernel.version}`,
+      initramfs: initrd.digest,
+      image: image.digest,
+      vcpuCount: spec.vcpuCount,
+      memMib: spec.memMib,
+      network: spec.network,
+    };
+    return {
+      binary,
+      qemuImg,
+      accel,
+      kernel,
+      initrd: initrd.path,
+      image: image.path,
+      keyParts,
+      key: snapshotKey(keyParts),
+    };
+  }
+
+  private warn(spec: { sandboxDir: string }, warnings: string[], message: string): void {
+    warnings.push(message);
+    this.warnFn(message);
+    appendFile(join(spec.sandboxDir, "warnings.log"), `${new Date().toISOString()} ${message}\n`).catch(
+      () => undefined,
+    );
+  }
+
+  // ---------------------------------------------------------------- probe
+
+  async probe(opts: ProbeOptions): Promise<ProbeResult> {
+    const caps = { vm_boot: false, guest_exec: false, guest_network: false };
+    const binary = await findQemu(this.env);
+    if (!binary)
+      return {
+        engine: this.name,
+        available: false,
+        detail: `qemu-system-x86_64 not found; ${QEMU_HINT}`,
+        capabilities: caps,
+      };
+    const version = await qemuVersion(binary);
+    const kernel = await findGuestKernel(this.paths.cacheDir, this.env);
+    if (!kernel) {
+      return {
+        engine: this.name,
+        available: false,
+        detail: `${version}; no guest kernel in pyro's cache: ${KERNEL_HINT}`,
+        capabilities: caps,
+        extra: { binary, version },
+      };
+    }
+    let initrd: string;
+    try {
+      initrd = (
+        await ensureInitramfs(
+          this.paths.cacheDir,
+          kernel,
+          await ensureAgentBinary(this.paths.cacheDir, this.env),
+          await findBusybox(this.env),
+        )
+      ).path;
+    } catch (e) {
+      return {
+        engine: this.name,
+        available: false,
+        detail: `${version}; ${toPyroError(e).message}`,
+        capabilities: caps,
+        extra: { binary, version },
+      };
+    }
+    const deadline = opts.deadlineMs ?? 20_000;
+    const kvm = (await kvmUsableNode())
+      ? await bootProbe(binary, "kvm", kernel.vmlinuz, initrd, Math.min(deadline, 8_000))
+      : undefined;
+    if (kvm) await recordProbe(this.paths.cacheDir, kvm);
+    const tcg = await bootProbe(binary, "tcg", kernel.vmlinuz, initrd, Math.max(deadline, 30_000));
+    await recordProbe(this.paths.cacheDir, tcg);
+    const extra: Record<string, unknown> = { binary, version, kernel: kernel.release, kvm: kvm ?? null, tcg };
+    const boots = (kvm?.boots ?? false) || tcg.boots;
+    if (!boots) {
+      return {
+        engine: this.name,
+        available: false,
+        detail: `${version}: ${kvm ? `${kvm.detail}; ` : "no usable /dev/kvm; "}${tcg.detail}`,
+        capabilities: caps,
+        extra,
+      };
+    }
+    const accel: Accel = kvm?.boots ? "kvm" : "tcg";
+    let detail = `${version}: ${kvm ? kvm.detail : "no usable /dev/kvm"}; ${tcg.detail}; VMs use ${accel.toUpperCase()}`;
+    let guestExec = false;
+    let probeMs = (accel === "kvm" ? kvm?.ms : tcg.ms) ?? tcg.ms;
+    if (opts.rootfs) {
+      // A real command in a real VM (default resources, so the snapshot it leaves is reused).
+      const id = `probe${process.pid}${Date.now().toString(36)}`;
+      try {
+        const r = await this.runOnce(
+          {
+            id,
+            environment: "probe",
+            rootfs: opts.rootfs,
+            sandboxDir: join(opts.scratchDir, id),
+            vcpuCount: 1,
+            memMib: 1024,
+            network: false,
+          },
+          { argv: ["/bin/sh", "-c", "ls / >/dev/null && echo pyro-probe-ok"], timeoutMs: 20_000 },
+        );
+        guestExec = r.exitCode === 0 && r.stdout.includes("pyro-probe-ok");
+        probeMs = r.bootMs + r.execMs;
+        detail += guestExec
+          ? `; a VM ran a command (boot ${r.bootMs} ms, exec ${r.execMs} ms)`
+          : `; test command failed (exit ${r.exitCode})`;
+      } catch (e) {
+        detail += `; test VM failed: ${toPyroError(e).message.slice(0, 300)}`;
+      }
+    }
+    return {
+      engine: this.name,
+      available: opts.rootfs ? guestExec : true,
+      detail,
+      probeMs,
+      capabilities: { vm_boot: true, guest_exec: guestExec, guest_network: guestExec },
+      extra: { ...extra, accel },
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  async create(spec: SandboxSpec): Promise<SandboxHandle> {
+    const t0 = performance.now();
+    const p = await this.prepare(spec);
+    await mkdir(spec.sandboxDir, { recursive: true });
+    const files = await vmFiles(spec.sandboxDir);
+    const warnings: string[] = [];
+    const marker = files.qmpSocket;
+    let pid: number | undefined;
+    let mode: "cold" | "restore" = "cold";
+    const handle = (): SandboxHandle => ({
+      engine: this.name,
+      id: spec.id,
+      sandboxDir: spec.sandboxDir,
+      ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
+      data: {
+        pid: pid ?? 0,
+        binary: p.binary,
+        accel: p.accel,
+        files,
+        marker,
+        boot: { mode, ms: Math.round(performance.now() - t0) },
+        snapshotKey: p.key,
+        warnings,
+      } satisfies QemuHandleData,
+    });
+    try {
+      if (this.snapshotsEnabled) {
+        await removeStaleTemps(this.snapRoot);
+        const snap = await findSnapshot(this.snapRoot, p.key);
+        if (snap === "corrupt") {
+          this.warn(
+            spec,
+            warnings,
+            `qemu snapshot ${p.key} is incomplete or corrupt; removed it and cold booting`,
+          );
+          await removeSnapshot(this.snapRoot, p.key);
+        } else if (snap) {
+          try {
+            pid = await this.restore(spec, p, files, snap.paths);
+            mode = "restore";
+            await touchSnapshot(this.snapRoot, p.key);
+          } catch (e) {
+            const why = toPyroError(e).message.replace(/\s*\n\s*/g, " | ");
+            this.warn(
+              spec,
+              warnings,
+              `restoring qemu snapshot ${p.key} failed (${why.slice(0, 400)}); removed it and cold booting`,
+            );
+            await killVm(pid, marker);
+            pid = undefined;
+            await removeSnapshot(this.snapRoot, p.key);
+            await this.resetFiles(files);
+          }
+        }
+      }
+      if (mode === "cold") {
+        pid = await this.coldBoot(spec, p, files);
+        if (this.snapshotsEnabled && (await findSnapshot(this.snapRoot, p.key)) === undefined) {
+          try {
+            await this.saveSnapshot(p, files, pid);
+          } catch (e) {
+            this.warn(
+              spec,
+              warnings,
+              `saving a qemu snapshot failed: ${toPyroError(e)
+                .message.replace(/\s*\n\s*/g, " | ")
+                .slice(0, 400)}`,
+            );
+            if (!isOurProcess(pid, marker))
+              throw new PyroError("engine_failure", "the VM died while its snapshot was taken");
+          }
+        }
+      }
+      const h = handle();
+      if (spec.workspaceDir && (await readdir(spec.workspaceDir).catch(() => [] as string[])).length > 0) {
+        const tar = tarCreate({ cwd: spec.workspaceDir, portable: true, follow: false }, [
+          ".",
+        ]) as unknown as Readable;
+        await this.putArchive(h, tar, "/workspace");
+      }
+      (h.data as QemuHandleData).boot.ms = Math.round(performance.now() - t0);
+      await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
+      return h;
+    } catch (e) {
+      await killVm(pid, marker);
+      await this.removeFiles(spec.sandboxDir, files);
+      throw toPyroError(e);
+    }
+  }
+
+  private async resetFiles(files: VmFiles): Promise<void> {
+    for (const f of [files.disk, files.agentSocket, files.qmpSocket]) await rm(f, { force: true });
+  }
+
+  private async overlay(
+    p: Prepared,
+    files: VmFiles,
+    backing: string,
+    format: "raw" | "qcow2",
+  ): Promise<void> {
+    await rm(files.disk, { force: true });
+    const r = await runCapture(
+      p.qemuImg,
+      ["create", "-q", "-f", "qcow2", "-b", backing, "-F", format, files.disk],
+      { timeoutMs: 30_000 },
+    );
+    if (r.exitCode !== 0)
+      throw new PyroError("engine_failure", `qemu-img create failed: ${lastLines(r.stderr)}`);
+  }
+
+  private launchArgs(spec: SandboxSpec, p: Prepared, files: VmFiles, incoming: boolean): string[] {
+    return buildQemuArgs({
+      name: `pyro-${spec.id}`,
+      accel: p.accel,
+      vcpuCount: spec.vcpuCount,
+      memMib: spec.memMib,
+      network: spec.network,
+      kernel: p.kernel.vmlinuz,
+      initrd: p.initrd,
+      disk: files.disk,
+      agentSocket: files.agentSocket,
+      qmpSocket: files.qmpSocket,
+      consoleLog: files.consoleLog,
+      incoming,
+      ...(p.accel === "tcg" && this.tscKhz ? { tscKhz: this.tscKhz } : {}),
+    });
+  }
+
+  private async diagnostics(files: VmFiles): Promise<string> {
+    const con = await tailLines(files.consoleLog, 10);
+    const q = await tailLines(files.qemuLog, 4);
+    return (
+      [con && `serial console (last lines):\n${con}`, q && `qemu:\n${q}`].filter(Boolean).join("\n") ||
+      "no console output"
+    );
+  }
+
+  /** Waits for the agent's HELLO reply; on failure the error carries the console's last lines. */
+  private async waitAgent(files: VmFiles, pid: number, deadlineMs: number, what: string): Promise<void> {
+    try {
+      const s = await AgentSession.open(files.agentSocket, { deadlineMs, alive: () => pidAlive(pid) });
+      s.close();
+    } catch (e) {
+      const pe = toPyroError(e);
+      const dead = !pidAlive(pid);
+      throw new PyroError(
+        "engine_failure",
+        `${what}: ${dead ? "the VM exited" : `the guest agent did not become ready within ${Math.round(deadlineMs / 1000)} s`} (${pe.message})\n${await this.diagnostics(files)}`,
+        "check `pyro doctor`; PYRO_QEMU_ACCEL=tcg forces emulation if KVM misbehaves",
+      );
+    }
+  }
+
+  private async coldBoot(spec: SandboxSpec, p: Prepared, files: VmFiles): Promise<number> {
+    await this.overlay(p, files, p.image, "raw");
+    const deadline = Number(this.env.PYRO_QEMU_BOOT_DEADLINE_MS) || BOOT_DEADLINE_MS[p.accel];
+    const pid = await spawnDetached(p.binary, this.launchArgs(spec, p, files, false), files.qemuLog);
+    try {
+      await this.waitAgent(files, pid, deadline, `VM ${spec.id} did not boot`);
+    } catch (e) {
+      await killVm(pid, files.qmpSocket);
+      throw e;
+    }
+    return pid;
+  }
+
+  private async restore(
+    spec: SandboxSpec,
+    p: Prepared,
+    files: VmFiles,
+    snap: { state: string; disk: string },
+  ): Promise<number> {
+    await this.overlay(p, files, snap.disk, "qcow2");
+    const pid = await spawnDetached(p.binary, this.launchArgs(spec, p, files, true), files.qemuLog);
+    try {
+      await this.loadSnapshot(files, pid, snap.state);
+      await this.waitAgent(
+        files,
+        pid,
+        RESTORE_DEADLINE_MS,
+        `VM ${spec.id} did not answer after its snapshot was restored`,
+      );
+    } catch (e) {
+      await killVm(pid, files.qmpSocket);
+      throw e;
+    }
+    return pid;
+  }
+
+  private async loadSnapshot(files: VmFiles, pid: number, state: string): Promise<void> {
+    const qmp = await QmpClient.connect(files.qmpSocket, 10_000).catch(async (e: Error) => {
+      throw new PyroError(
+        "engine_failure",
+        `QMP not reachable: ${e.message}\n${await this.diagnostics(files)}`,
+      );
+    });
+    try {
+      await qmp.execute("migrate-incoming", { uri: `exec:cat ${shellQuote(state)}` });
+      const deadline = Date.now() + RESTORE_DEADLINE_MS;
+      for (;;) {
+        if (!pidAlive(pid))
+          throw new PyroError(
+            "engine_failure",
+            `QEMU exited while loading the snapshot\n${await this.diagnostics(files)}`,
+          );
+        const st = await qmp
+          .execute<{ status?: string }>("query-status")
+          .catch(() => ({ status: undefined }));
+        if (st.status === "running") break;
+        type Mig = { status?: string; "error-desc"?: string };
+        const mig = await qmp.execute<Mig>("query-migrate").catch((): Mig => ({}));
+        if (mig.status === "failed")
+          throw new PyroError(
+            "engine_failure",
+            `loading the snapshot failed: ${mig["error-desc"] ?? "unknown error"}`,
+          );
+        if (mig.status === "completed" && st.status !== "running") {
+          await qmp.execute("cont").catch(() => undefined);
+        }
+        if (Date.now() > deadline)
+          throw new PyroError("engine_failure", "loading the snapshot did not finish in time");
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    } finally {
+      qmp.close();
+    }
+  }
+
+  /**
+   * Snapshots a freshly booted VM (its agent idle, no client connected): QMP migrate to a
+   * file, a copy of its disk overlay at that instant (the guest's page cache matches it),
+   * then `cont` so this VM carries on. Written to a temp dir and renamed into place, with
+   * meta.json last, so a crash never leaves a snapshot that looks complete.
+   */
+  private async saveSnapshot(p: Prepared, files: VmFiles, pid: number): Promise<void> {
+    const t0 = performance.now();
+    const root = this.snapRoot;
+    const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+    await mkdir(tmp, { recursive: true });
+    const qmp = await QmpClient.connect(files.qmpSocket, 10_000);
+    let paused = false;
+    try {
+      await qmp.execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 }).catch(() => undefined);
+      const state = join(tmp, "state");
+      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(state)}` });
+      paused = true;
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const m = await qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
+        if (m.status === "completed") break;
+        if (m.status === "failed" || m.status === "cancelled")
+          throw new Error(`migrate ${m.status}: ${m["error-desc"] ?? ""}`);
+        if (Date.now() > deadline || !pidAlive(pid)) throw new Error("migrate did not complete");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const disk = join(tmp, "disk.qcow2");
+      await copyFile(files.disk, disk);
+      const meta: SnapshotMeta = {
+        key: p.key,
+        parts: p.keyParts,
+        created_at: new Date().toISOString(),
+        state_bytes: (await stat(state)).size,
+        disk_bytes: (await stat(disk)).size,
+        save_ms: Math.round(performance.now() - t0),
+      };
+      await writeJsonAtomic(join(tmp, "meta.json"), meta);
+      const dest = snapshotPaths(root, p.key).dir;
+      await rename(tmp, dest).catch(async () => {
+        // Another process saved the same snapshot first: keep theirs.
+        await rm(tmp, { recursive: true, force: true });
+      });
+      await pruneSnapshots(root);
+    } finally {
+      if (paused) await qmp.execute("cont").catch(() => undefined);
+      qmp.close();
+      await rm(tmp, { recursive: true, force: true });
+    }
+    await this.waitAgent(files, pid, 20_000, "VM did not resume after its snapshot");
+  }
+
+  private data(handle: SandboxHandle): QemuHandleData {
+    const d = handle.data as Partial<QemuHandleData>;
+    if (typeof d.pid !== "number" || !d.files || typeof d.marker !== "string") {
+      throw new PyroError("invalid_state", `sandbox ${handle.id} has no qemu process recorded`);
+    }
+    return d as QemuHandleData;
+  }
+
+  private async assertRunning(handle: SandboxHandle): Promise<QemuHandleData> {
+    const d = this.data(handle);
+    const i = await this.inspect(handle);
+    if (i.state !== "running") {
+      throw new PyroError(
+        "sandbox_dead",
+        `sandbox ${handle.id} is not running: ${i.reason ?? i.state}`,
+        "delete it and create a new one",
+      );
+    }
+    return d;
+  }
+
+  private async session(
+    handle: SandboxHandle,
+    d: QemuHandleData,
+    waitMs: number,
+    signal?: AbortSignal,
+    oneshot = false,
+  ): Promise<AgentSession> {
+    try {
+      return await AgentSession.open(d.files.agentSocket, {
+        deadlineMs: waitMs,
+        alive: () => pidAlive(d.pid),
+        oneshot,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      if (signal?.aborted) throw new PyroError("cancelled", "command cancelled before it started");
+      if (!isOurProcess(d.pid, d.marker)) {
+        throw new PyroError(
+          "sandbox_dead",
+          `sandbox ${handle.id} stopped (its VM exited)\n${await this.diagnostics(d.files)}`,
+          "delete it and create a new one",
+        );
+      }
+      throw new PyroError(
+        "engine_failure",
+        `the guest agent of ${handle.id} is not answering: ${toPyroError(e).message}`,
+        "delete the sandbox and create a new one",
+      );
+    }
+  }
+
+  exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome> {
+    return this.execIn(handle, req, false);
+  }
+
+  /** `oneshot`: the guest shuts itself down if this process dies (runOnce leaves no VM behind). */
+  private async execIn(handle: SandboxHandle, req: ExecRequest, oneshot: boolean): Promise<ExecOutcome> {
+    const t0 = performance.now();
+    const d = await this.assertRunning(handle);
+    // QEMU serves one agent client at a time: a concurrent exec waits for the one before it.
+    const s = await this.session(handle, d, Math.max(30_000, req.timeoutMs + 10_000), req.signal, oneshot);
+    let r: Awaited<ReturnType<AgentSession["exec"]>>;
+    try {
+      r = await s.exec(
+        {
+          argv: req.argv,
+          ...(req.env ? { env: req.env } : {}),
+          cwd: req.cwd ?? "/",
+          timeoutMs: req.timeoutMs,
+          maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
+        },
+        req.signal ? { signal: req.signal } : {},
+      );
+    } catch (e) {
+      if (!isOurProcess(d.pid, d.marker)) {
+        throw new PyroError(
+          "sandbox_dead",
+          `sandbox ${handle.id} stopped while the command ran\n${await this.diagnostics(d.files)}`,
+          "delete it and create a new one",
+        );
+      }
+      throw toPyroError(e);
+    } finally {
+      s.close();
+    }
+    if (req.signal?.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
+    return {
+      exitCode: r.timedOut ? 124 : r.exitCode,
+      stdout: r.stdout.toString("utf8"),
+      stderr: r.stderr.toString("utf8"),
+      stdoutTruncated: r.stdoutTruncated,
+      stderrTruncated: r.stderrTruncated,
+      timedOut: r.timedOut,
+      execMs: Math.round(performance.now() - t0),
+    };
+  }
+
+  async putArchive(handle: SandboxHandle, tar: Readable, dest: string): Promise<void> {
+    const d = await this.assertRunning(handle);
+    const s = await this.session(handle, d, 60_000);
+    try {
+      const r = await s.putArchive(dest, tar, 300_000);
+      if (r.exitCode !== 0)
+        throw new PyroError(
+          "engine_failure",
+          `unpacking into ${dest} failed: ${lastLines(r.stderr.toString("utf8"))}`,
+        );
+    } finally {
+      s.close();
+    }
+  }
+
+  async stop(handle: SandboxHandle): Promise<void> {
+    const d = this.data(handle);
+    await killVm(d.pid, d.marker);
+  }
+
+  async destroy(handle: SandboxHandle): Promise<void> {
+    const d = handle.data as Partial<QemuHandleData>;
+    if (typeof d.pid === "number" && typeof d.marker === "string") {
+      if (!(await killVm(d.pid, d.marker)))
+        throw new PyroError("engine_failure", `qemu process ${d.pid} of ${handle.id} did not exit`);
+    }
+    await this.removeFiles(handle.sandboxDir, d.files);
+  }
+
+  private async removeFiles(sandboxDir: string, files: VmFiles | undefined): Promise<void> {
+    if (files && files.socketDir !== sandboxDir) await rm(files.socketDir, { recursive: true, force: true });
+    await rm(sandboxDir, { recursive: true, force: true });
+  }
+
+  async inspect(handle: SandboxHandle): Promise<SandboxInspect> {
+    const d = this.data(handle);
+    if (isOurProcess(d.pid, d.marker)) return { state: "running", pid: d.pid };
+    const last = (await tailLines(d.files.consoleLog, 1)).slice(0, 200);
+    return { state: "stopped", reason: `qemu process ${d.pid} exited${last ? ` (console: ${last})` : ""}` };
+  }
+
+  async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {
+    const t0 = performance.now();
+    let handle: SandboxHandle | undefined;
+    try {
+      handle = await this.create(spec);
+      const bootMs = Math.round(performance.now() - t0);
+      const out = await this.execIn(handle, req, true);
+      return { ...out, bootMs };
+    } finally {
+      if (handle) await this.destroy(handle).catch(() => undefined);
+      else await rm(spec.sandboxDir, { recursive: true, force: true });
+    }
+  }
+}
