@@ -5,7 +5,9 @@
  *     of the same rootfs with the same flags and OCI config pyro writes.
  *   - workspace: SDK execWorkspace vs raw `runsc exec` into the same sandbox.
  *   - createWorkspace with a 10 MB, 1000-file seed directory.
- * Options: BENCH_ITERATIONS (default 15), BENCH_JSON=1 for machine-readable output.
+ *   - the QEMU microVM engine (when qemu is installed): cold boot, snapshot restore, and the
+ *     exec round trip into a running VM (boot_ms / exec_ms as pyro reports them).
+ * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_JSON=1 for JSON.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -14,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildOciConfig } from "../src/engines/gvisor/bundle.js";
 import { findRunsc, globalFlags } from "../src/engines/gvisor/runsc.js";
+import { qemuQuickAvailable } from "../src/engines/qemu/select.js";
 import { Pyro } from "../src/index.js";
 import { resolvePaths } from "../src/paths.js";
 
@@ -125,6 +128,28 @@ async function main(): Promise<void> {
     created.push(id);
   }
   for (const id of created) await pyro.deleteWorkspace(id);
+
+  const qemuRows: { name: string; samples: number[] }[] = [];
+  if (process.env.BENCH_QEMU !== "0" && (await qemuQuickAvailable(paths, env, { requireKvm: false }))) {
+    process.stderr.write("bench: qemu microVM (cold boot, snapshot restore, exec round trip)...\n");
+    const snaps = join(stateDir, "qemu-snapshots");
+    const qenv = { ...env, PYRO_ENGINE: "qemu", PYRO_QEMU_SNAPSHOT_DIR: snaps };
+    const cold = new Pyro({ env: { ...qenv, PYRO_QEMU_SNAPSHOTS: "0" } });
+    const warm = new Pyro({ env: qenv });
+    const coldRow = { name: "qemu cold boot (boot_ms)", samples: [] as number[] };
+    const restoreRow = { name: "qemu snapshot restore (boot_ms)", samples: [] as number[] };
+    const execRow = { name: "qemu execWorkspace true", samples: [] as number[] };
+    qemuRows.push(coldRow, restoreRow, execRow);
+    for (let i = 0; i < 3; i++) coldRow.samples.push((await cold.runInVm({ command: ["true"] })).boot_ms);
+    await warm.runInVm({ command: ["true"] }); // takes the snapshot
+    for (let i = 0; i < Math.min(N, 5); i++)
+      restoreRow.samples.push((await warm.runInVm({ command: ["true"] })).boot_ms);
+    const qws = await warm.createWorkspace({});
+    await qws.exec(["true"]);
+    for (let i = 0; i < N; i++) execRow.samples.push(await timeIt(() => qws.exec(["true"])));
+    await qws.delete();
+    rows.push(...qemuRows);
+  }
   await rm(stateDir, { recursive: true, force: true });
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
@@ -147,6 +172,10 @@ async function main(): Promise<void> {
   console.log(`  SDK runInVm / raw runsc run       ${ratios.sdk_vs_raw_run.toFixed(2)}x  (≤ 1.15x)`);
   console.log(`  execWorkspace / raw runsc exec    ${ratios.exec_vs_raw_exec.toFixed(2)}x  (≤ 1.20x)`);
   console.log(`  createWorkspace 10MB/1000 files   ${(med[create.name]! / 1000).toFixed(2)} s  (≤ 0.50 s)`);
+  if (qemuRows.length) {
+    const [c, r] = qemuRows;
+    console.log(`  qemu restore / cold boot          ${(med[r!.name]! / med[c!.name]!).toFixed(2)}x`);
+  } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
 }
 
 main().catch((e) => {
