@@ -30,6 +30,7 @@ export async function runDoctor(
   paths: PyroPaths,
   envs: EnvironmentStore,
   env: NodeJS.ProcessEnv = process.env,
+  onProgress?: (p: { message: string }) => void,
 ): Promise<DoctorResultT> {
   const problems: string[] = [];
   const kvmExists = await canAccess("/dev/kvm", constants.F_OK);
@@ -48,6 +49,7 @@ export async function runDoctor(
   const probes: ProbeResult[] = [];
   // qemu first: its KVM boot probe (a real guest under a deadline, never just /dev/kvm's
   // existence) is recorded, and firecracker's probe relies on it.
+  onProgress?.({ message: "probing qemu: a KVM boot (up to 8 s), a TCG boot and a command" });
   const qemuProbe = await new QemuEngine(paths, env).probe({
     scratchDir: scratch,
     ...(rootfs ? { rootfs } : {}),
@@ -60,6 +62,7 @@ export async function runDoctor(
   } else if (kvmExists) {
     kvm.detail = "/dev/kvm exists but no guest was test-booted (qemu or its guest kernel is missing)";
   }
+  onProgress?.({ message: "probing firecracker" });
   probes.push(
     await new FirecrackerEngine(paths, env).probe({
       scratchDir: scratch,
@@ -68,6 +71,7 @@ export async function runDoctor(
     }),
   );
   probes.push(qemuProbe);
+  onProgress?.({ message: "probing gvisor: a command in a sandbox" });
   probes.push(
     await new GvisorEngine(paths.runscRoot, env).probe({
       scratchDir: scratch,

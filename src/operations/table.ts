@@ -130,7 +130,7 @@ export const OPERATIONS = [
     mcp: false,
     readOnly: true,
     cli: { path: ["doctor"], examples: ["pyro doctor", "pyro doctor --json"] },
-    handler: (rt) => rt.doctor(),
+    handler: (rt, _i, ctx) => rt.doctor(ctx),
   }),
   op({
     name: "vm_create",

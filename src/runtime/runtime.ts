@@ -43,8 +43,8 @@ export class Runtime {
     return { reaped_vms, reaped_workspaces };
   }
 
-  doctor() {
-    return runDoctor(this.paths, this.envs, this.deps.env);
+  doctor(ctx: CallContext = {}) {
+    return runDoctor(this.paths, this.envs, this.deps.env, ctx.onProgress);
   }
 
   async pullEnvironment(name: string, ctx: CallContext = {}) {
