@@ -66,20 +66,33 @@ export function runCli(
   });
 }
 
-export async function runCliJson<T = Record<string, unknown>>(
-  args: string[],
-  opts: Parameters<typeof runCli>[1] = {},
-): Promise<{ code: number | null; json: T; stderr: string }> {
-  const r = await runCli([...args, "--json"], opts);
+function parseCliJson<T>(r: CliResult): { code: number | null; json: T; stderr: string } {
   let json: T;
   try {
     json = JSON.parse(r.stdout) as T;
   } catch {
     throw new Error(
-      `not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 500)} stderr=${r.stderr.slice(0, 1000)}`,
+      `not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 500)} stderr=${r.stderr.slice(0, 1500)}`,
     );
   }
   return { code: r.code, json, stderr: r.stderr };
+}
+
+export async function runCliJson<T = Record<string, unknown>>(
+  args: string[],
+  opts: Parameters<typeof runCli>[1] = {},
+): Promise<{ code: number | null; json: T; stderr: string }> {
+  return parseCliJson<T>(await runCli([...args, "--json"], opts));
+}
+
+/** Like runCliJson, but puts --json before the `--` that starts the guest command (after it, it would belong to that command). */
+export async function runCliJsonGuest<T = Record<string, unknown>>(
+  args: string[],
+  opts: Parameters<typeof runCli>[1] = {},
+): Promise<{ code: number | null; json: T; stderr: string }> {
+  const i = args.indexOf("--");
+  const withFlag = i < 0 ? [...args, "--json"] : [...args.slice(0, i), "--json", ...args.slice(i)];
+  return parseCliJson<T>(await runCli(withFlag, opts));
 }
 
 function execOut(file: string, args: string[]): Promise<string> {
@@ -112,7 +125,70 @@ export async function assertNoSandboxes(stateDir: string): Promise<void> {
   }
 }
 
+/** The runsc containers left under this state dir's runsc root. */
+export async function runscList(stateDir: string): Promise<string[]> {
+  const bin = (await runscBinary())!;
+  const out = await new Promise<string>((res) => {
+    const ch = spawn(bin, [`--root=${join(stateDir, "runsc")}`, "list", "-quiet"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let o = "";
+    ch.stdout.on("data", (d) => {
+      o += d;
+    });
+    ch.on("close", () => res(o));
+  });
+  return out.split("\n").filter(Boolean);
+}
+
+export type Skippable = { skip: (msg?: string) => void };
+export type TestState = Awaited<ReturnType<typeof testEnv>>;
+
 /** Skips a test visibly: node:test prints "# SKIP skipped: <reason>". */
-export function skipped(t: { skip: (msg?: string) => void }, reason: string): void {
+export function skipped(t: Skippable, reason: string): void {
   t.skip(`skipped: ${reason}`);
+}
+
+/** Env that pins the gVisor engine, whatever else this host could run. */
+export const GVISOR_ENV = { PYRO_ENGINE: "gvisor" };
+
+/**
+ * Runs `fn` on a fresh state dir (testEnv with `extra`), or skips the test when `skipReason`
+ * is set. Cleans up afterwards, failing if sandboxes are left; when `fn` fails, its own
+ * failure is the one reported (cleanup is still tried).
+ */
+export async function withTestState(
+  t: Skippable,
+  skipReason: string | undefined,
+  extra: Record<string, string>,
+  fn: (c: TestState) => Promise<void>,
+): Promise<void> {
+  if (skipReason) return skipped(t, skipReason);
+  const c = await testEnv(extra);
+  try {
+    await fn(c);
+  } catch (e) {
+    await c.cleanup().catch(() => undefined);
+    throw e;
+  }
+  await c.cleanup();
+}
+
+/** withTestState on the gVisor engine (GVISOR_ENV plus `extra`), skipped where gVisor cannot run. */
+export async function withGvisorState(
+  t: Skippable,
+  fn: (c: TestState) => Promise<void>,
+  extra: Record<string, string> = {},
+): Promise<void> {
+  return withTestState(t, await gvisorSkipReason(), { ...GVISOR_ENV, ...extra }, fn);
+}
+
+/** Runs `fn` with a scratch dir for host-side files, removed afterwards. */
+export async function withHostDir<R>(prefix: string, fn: (host: string) => Promise<R>): Promise<R> {
+  const host = await tempDir(prefix);
+  try {
+    return await fn(host);
+  } finally {
+    await rm(host, { recursive: true, force: true });
+  }
 }

@@ -1,10 +1,11 @@
-import { mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { containerId } from "../engines/gvisor/engine.js";
 import { findRunsc, globalFlags, pidAlive, runsc, runscState } from "../engines/gvisor/runsc.js";
+import { outcomeFields } from "../engines/outcome.js";
 import type { EngineName, ExecutionMode, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { PyroError } from "../errors.js";
-import { checkId, isValidId, newId } from "../ids.js";
+import { checkId, newId } from "../ids.js";
 import type {
   RunInputT,
   RunResultT,
@@ -12,10 +13,11 @@ import type {
   VmExecInputT,
   VmStatusResultT,
 } from "../operations/schemas.js";
-import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { readJson } from "../util/json-store.js";
 import { displayCommand, toArgv } from "./command.js";
-import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
+import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "./context.js";
 import { engineByName, selectEngine } from "./engine-select.js";
+import { RecordStore } from "./record-store.js";
 
 interface VmRecord {
   vm_id: string;
@@ -35,13 +37,25 @@ interface VmRecord {
 
 /** The VM half of the runtime: one-shot runs and the vm_* lifecycle. */
 export class VmManager {
-  constructor(private readonly d: RuntimeDeps) {}
+  private readonly records: RecordStore<VmRecord>;
+
+  constructor(private readonly d: RuntimeDeps) {
+    this.records = new RecordStore<VmRecord>({
+      root: d.paths.vmsDir,
+      kind: "vm",
+      file: "vm.json",
+      idOf: (r) => r.vm_id,
+      notFound: (id) =>
+        new PyroError(
+          "not_found",
+          `no VM with id ${id}`,
+          "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command",
+        ),
+    });
+  }
 
   private dir(id: string): string {
-    return join(this.d.paths.vmsDir, checkId("vm", id));
-  }
-  private recordPath(id: string): string {
-    return join(this.dir(id), "vm.json");
+    return this.records.dir(id);
   }
 
   async run(input: RunInputT, ctx: CallContext = {}): Promise<RunResultT> {
@@ -78,12 +92,7 @@ export class VmManager {
       vm_id,
       environment: input.environment,
       command: displayCommand(input.command),
-      exit_code: out.exitCode,
-      stdout: out.stdout,
-      stderr: out.stderr,
-      stdout_truncated: out.stdoutTruncated,
-      stderr_truncated: out.stderrTruncated,
-      timed_out: out.timedOut,
+      ...outcomeFields(out),
       duration_ms: Math.round(performance.now() - t0),
       boot_ms: out.bootMs,
       exec_ms: out.execMs,
@@ -114,28 +123,8 @@ export class VmManager {
       execution_mode: engine.executionMode,
       handle: null,
     };
-    await writeJsonAtomic(this.recordPath(vm_id), rec);
+    await this.records.write(vm_id, rec);
     return this.view(rec);
-  }
-
-  private async load(id: string): Promise<VmRecord> {
-    const rec = await readJson<VmRecord>(this.recordPath(id)).catch(() => undefined);
-    if (!rec)
-      throw new PyroError(
-        "not_found",
-        `no VM with id ${id}`,
-        "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command",
-      );
-    return rec;
-  }
-
-  private async update(id: string, fn: (r: VmRecord) => Promise<void> | void): Promise<VmRecord> {
-    return withLock(this.recordPath(id), async () => {
-      const rec = await this.load(id);
-      await fn(rec);
-      await writeJsonAtomic(this.recordPath(id), rec);
-      return rec;
-    });
   }
 
   private engineFor(rec: VmRecord) {
@@ -144,9 +133,8 @@ export class VmManager {
     return e;
   }
 
-  private async expireIfDue(rec: VmRecord): Promise<VmRecord> {
-    if (rec.state === "expired" || !isPast(rec.expires_at)) return rec;
-    return this.update(rec.vm_id, async (r) => {
+  private expireIfDue(rec: VmRecord): Promise<VmRecord> {
+    return this.records.expireIfDue(rec, async (r) => {
       if (r.handle)
         await this.engineFor(r)
           .destroy(r.handle)
@@ -158,7 +146,7 @@ export class VmManager {
   }
 
   private async usable(id: string): Promise<VmRecord> {
-    const rec = await this.expireIfDue(await this.load(id));
+    const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired")
       throw new PyroError(
         "expired",
@@ -170,7 +158,7 @@ export class VmManager {
 
   async start(id: string, _ctx: CallContext = {}): Promise<VmStatusResultT> {
     checkId("vm", id);
-    const rec = await this.update(id, async (r) => {
+    const rec = await this.records.update(id, async (r) => {
       if (r.state === "expired")
         throw new PyroError("expired", `VM ${id} expired`, `delete it with \`pyro vm delete ${id}\``);
       if (r.state === "running" && r.handle) return;
@@ -202,7 +190,7 @@ export class VmManager {
       const b0 = performance.now();
       await this.start(id);
       bootMs = Math.round(performance.now() - b0);
-      rec = await this.load(id);
+      rec = await this.records.load(id);
     }
     try {
       const out = await this.engineFor(rec).exec(rec.handle!, {
@@ -215,12 +203,7 @@ export class VmManager {
         vm_id: id,
         environment: rec.environment,
         command: displayCommand(input.command),
-        exit_code: out.exitCode,
-        stdout: out.stdout,
-        stderr: out.stderr,
-        stdout_truncated: out.stdoutTruncated,
-        stderr_truncated: out.stderrTruncated,
-        timed_out: out.timedOut,
+        ...outcomeFields(out),
         duration_ms: Math.round(performance.now() - t0),
         boot_ms: bootMs,
         exec_ms: out.execMs,
@@ -235,7 +218,7 @@ export class VmManager {
   async stop(id: string): Promise<VmStatusResultT> {
     checkId("vm", id);
     await this.usable(id);
-    const rec = await this.update(id, async (r) => {
+    const rec = await this.records.update(id, async (r) => {
       if (r.handle) await this.engineFor(r).destroy(r.handle);
       r.handle = null;
       r.state = "stopped";
@@ -246,22 +229,22 @@ export class VmManager {
 
   async delete(id: string): Promise<{ vm_id: string; deleted: boolean }> {
     checkId("vm", id);
-    const rec = await this.load(id);
-    await withLock(this.recordPath(id), async () => {
+    const rec = await this.records.load(id);
+    await this.records.locked(id, async () => {
       if (rec.handle) await this.engineFor(rec).destroy(rec.handle);
       await rm(this.dir(id), { recursive: true, force: true });
     });
-    await rm(`${this.recordPath(id)}.lock`, { recursive: true, force: true });
+    await this.records.removeLock(id);
     return { vm_id: id, deleted: true };
   }
 
   async status(id: string): Promise<VmStatusResultT> {
     checkId("vm", id);
-    let rec = await this.expireIfDue(await this.load(id));
+    let rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "running" && rec.handle) {
       const i = await this.engineFor(rec).inspect(rec.handle);
       if (i.state !== "running") {
-        rec = await this.update(id, (r) => {
+        rec = await this.records.update(id, (r) => {
           r.state = "failed";
           r.reason = i.reason ?? `sandbox ${i.state}`;
         });
@@ -271,7 +254,7 @@ export class VmManager {
   }
 
   async networkInfo(id: string) {
-    const rec = await this.load(checkId("vm", id));
+    const rec = await this.records.load(checkId("vm", id));
     return {
       vm_id: id,
       network: rec.network,
@@ -280,41 +263,26 @@ export class VmManager {
     };
   }
 
-  async list(): Promise<VmStatusResultT[]> {
-    const out: VmStatusResultT[] = [];
-    for (const n of await readdir(this.d.paths.vmsDir).catch(() => [] as string[])) {
-      if (!isValidId("vm", n)) continue;
-      const rec = await readJson<VmRecord>(join(this.d.paths.vmsDir, n, "vm.json")).catch(() => undefined);
-      if (rec) out.push(this.view(await this.expireIfDue(rec)));
-    }
-    return out.sort((a, b) => a.created_at.localeCompare(b.created_at));
+  list(): Promise<VmStatusResultT[]> {
+    return this.records.list(async (rec) => this.view(await this.expireIfDue(rec)));
   }
 
   /** Expires VMs past their TTL and removes what killed one-shot runs left behind. */
-  async reap(): Promise<string[]> {
-    const reaped: string[] = [];
-    for (const n of await readdir(this.d.paths.vmsDir).catch(() => [] as string[])) {
-      if (!isValidId("vm", n)) continue;
-      const dir = join(this.d.paths.vmsDir, n);
-      const rec = await readJson<VmRecord>(join(dir, "vm.json")).catch(() => undefined);
-      if (rec) {
-        if (rec.state !== "expired" && isPast(rec.expires_at)) {
-          await this.expireIfDue(rec);
-          reaped.push(n);
-        }
-        continue;
-      }
-      const one = await readJson<{ pid: number; engine: EngineName }>(join(dir, "oneshot.json")).catch(
-        () => undefined,
-      );
-      const st = await stat(dir).catch(() => undefined);
-      const orphan = one ? !pidAlive(one.pid) : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
-      if (!orphan) continue;
-      await this.removeOrphanContainer(n);
-      await rm(dir, { recursive: true, force: true });
-      reaped.push(n);
-    }
-    return reaped;
+  reap(): Promise<string[]> {
+    return this.records.reap(
+      (rec) => this.expireIfDue(rec),
+      async (n, dir) => {
+        const one = await readJson<{ pid: number; engine: EngineName }>(join(dir, "oneshot.json")).catch(
+          () => undefined,
+        );
+        const st = await stat(dir).catch(() => undefined);
+        const orphan = one ? !pidAlive(one.pid) : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
+        if (!orphan) return false;
+        await this.removeOrphanContainer(n);
+        await rm(dir, { recursive: true, force: true });
+        return true;
+      },
+    );
   }
 
   private async removeOrphanContainer(id: string): Promise<void> {

@@ -1,8 +1,9 @@
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
+import { outcomeFields } from "../engines/outcome.js";
 import type { Engine, EngineName, ExecutionMode, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
-import { checkId, isValidId, newId } from "../ids.js";
+import { checkId, newId } from "../ids.js";
 import type {
   CommandLogEntryT,
   SeedInfoT,
@@ -14,9 +15,10 @@ import type {
   WorkspaceSyncResultT,
 } from "../operations/schemas.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
-import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
+import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { engineByName, selectEngine } from "../runtime/engine-select.js";
-import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { RecordStore } from "../runtime/record-store.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import {
   classifySource,
   importIntoFreshDir,
@@ -72,13 +74,31 @@ export function resolveWorkspaceDest(dest: string): string {
  * on one workspace run side by side and each appends its own log entry.
  */
 export class WorkspaceManager {
-  constructor(private readonly d: RuntimeDeps) {}
+  private readonly records: RecordStore<WorkspaceRecord>;
+
+  constructor(private readonly d: RuntimeDeps) {
+    this.records = new RecordStore<WorkspaceRecord>({
+      root: d.paths.workspacesDir,
+      kind: "ws",
+      file: "workspace.json",
+      idOf: (r) => r.workspace_id,
+      notFound: (id) =>
+        new PyroError(
+          "not_found",
+          `no workspace with id ${id}`,
+          "list workspaces with `pyro workspace list`",
+        ),
+      unreadable: (id, e) =>
+        new PyroError(
+          "invalid_state",
+          `workspace ${id} has an unreadable record: ${e.message}`,
+          `delete it with \`pyro workspace delete ${id}\``,
+        ),
+    });
+  }
 
   private dir(id: string): string {
-    return join(this.d.paths.workspacesDir, checkId("ws", id));
-  }
-  private recordPath(id: string): string {
-    return join(this.dir(id), "workspace.json");
+    return this.records.dir(id);
   }
 
   private engineFor(rec: WorkspaceRecord): Engine {
@@ -148,7 +168,7 @@ export class WorkspaceManager {
           bytes_written: stats.bytes_written,
         },
       };
-      await writeJsonAtomic(this.recordPath(id), rec);
+      await this.records.write(id, rec);
       return this.view(rec);
     } catch (e) {
       if (handle) await engine.destroy(handle).catch(() => undefined);
@@ -157,37 +177,9 @@ export class WorkspaceManager {
     }
   }
 
-  private async load(id: string): Promise<WorkspaceRecord> {
-    checkId("ws", id);
-    const rec = await readJson<WorkspaceRecord>(this.recordPath(id)).catch((e) => {
-      throw new PyroError(
-        "invalid_state",
-        `workspace ${id} has an unreadable record: ${(e as Error).message}`,
-        `delete it with \`pyro workspace delete ${id}\``,
-      );
-    });
-    if (!rec)
-      throw new PyroError(
-        "not_found",
-        `no workspace with id ${id}`,
-        "list workspaces with `pyro workspace list`",
-      );
-    return rec;
-  }
-
-  private update(id: string, fn: (r: WorkspaceRecord) => Promise<void> | void): Promise<WorkspaceRecord> {
-    return withLock(this.recordPath(id), async () => {
-      const rec = await this.load(id);
-      await fn(rec);
-      await writeJsonAtomic(this.recordPath(id), rec);
-      return rec;
-    });
-  }
-
   /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
-  private async expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    if (rec.state === "expired" || !isPast(rec.expires_at)) return rec;
-    return this.update(rec.workspace_id, async (r) => {
+  private expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
+    return this.records.expireIfDue(rec, async (r) => {
       if (r.state === "expired") return;
       if (r.handle)
         await this.engineFor(r)
@@ -202,7 +194,7 @@ export class WorkspaceManager {
 
   /** A workspace that can take commands, or a clear error saying why not. */
   private async usable(id: string): Promise<WorkspaceRecord> {
-    const rec = await this.expireIfDue(await this.load(id));
+    const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired") {
       throw new PyroError(
         "expired",
@@ -221,12 +213,14 @@ export class WorkspaceManager {
   }
 
   private async markFailed(id: string, reason: string): Promise<void> {
-    await this.update(id, (r) => {
-      if (r.state === "running") {
-        r.state = "failed";
-        r.reason = reason;
-      }
-    }).catch(() => undefined);
+    await this.records
+      .update(id, (r) => {
+        if (r.state === "running") {
+          r.state = "failed";
+          r.reason = reason;
+        }
+      })
+      .catch(() => undefined);
   }
 
   async exec(input: WorkspaceExecInputT, ctx: CallContext = {}): Promise<WorkspaceExecResultT> {
@@ -273,12 +267,7 @@ export class WorkspaceManager {
       sequence,
       environment: rec.environment,
       command,
-      exit_code: out.exitCode,
-      stdout: out.stdout,
-      stderr: out.stderr,
-      stdout_truncated: out.stdoutTruncated,
-      stderr_truncated: out.stderrTruncated,
-      timed_out: out.timedOut,
+      ...outcomeFields(out),
       duration_ms,
       boot_ms: 0,
       exec_ms: out.execMs,
@@ -295,17 +284,12 @@ export class WorkspaceManager {
     duration_ms: number,
   ): Promise<number> {
     let sequence = 0;
-    await this.update(id, async (r) => {
+    await this.records.update(id, async (r) => {
       sequence = r.command_count + 1;
       const entry: CommandLogEntryT = {
         sequence,
         command,
-        exit_code: out.exitCode,
-        stdout: out.stdout,
-        stderr: out.stderr,
-        stdout_truncated: out.stdoutTruncated,
-        stderr_truncated: out.stderrTruncated,
-        timed_out: out.timedOut,
+        ...outcomeFields(out),
         started_at,
         duration_ms,
       };
@@ -337,20 +321,20 @@ export class WorkspaceManager {
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
-    let rec = await this.expireIfDue(await this.load(id));
+    let rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "running" && rec.handle) {
       const i = await this.engineFor(rec).inspect(rec.handle);
       if (i.state !== "running") {
         const reason = i.reason ?? `sandbox ${i.state}`;
         await this.markFailed(id, reason);
-        rec = await this.load(id);
+        rec = await this.records.load(id);
       }
     }
     return this.view(rec);
   }
 
   async logs(id: string): Promise<{ workspace_id: string; commands: CommandLogEntryT[] }> {
-    await this.load(id);
+    await this.records.load(id);
     const dir = join(this.dir(id), "commands");
     const names = (await readdir(dir).catch(() => [] as string[]))
       .filter((n) => /^\d{8}\.json$/.test(n))
@@ -373,48 +357,30 @@ export class WorkspaceManager {
         "list workspaces with `pyro workspace list`",
       );
     }
-    await withLock(this.recordPath(id), async () => {
-      const rec = await readJson<WorkspaceRecord>(this.recordPath(id)).catch(() => undefined);
+    await this.records.locked(id, async () => {
+      const rec = await readJson<WorkspaceRecord>(this.records.path(id)).catch(() => undefined);
       if (rec?.handle) await this.engineFor(rec).destroy(rec.handle);
       await rm(dir, { recursive: true, force: true });
     });
-    await rm(`${this.recordPath(id)}.lock`, { recursive: true, force: true });
+    await this.records.removeLock(id);
     return { workspace_id: id, deleted: true };
   }
 
-  async list(): Promise<WorkspaceStatusResultT[]> {
-    const out: WorkspaceStatusResultT[] = [];
-    for (const n of await readdir(this.d.paths.workspacesDir).catch(() => [] as string[])) {
-      if (!isValidId("ws", n)) continue;
-      const rec = await readJson<WorkspaceRecord>(
-        join(this.d.paths.workspacesDir, n, "workspace.json"),
-      ).catch(() => undefined);
-      if (rec) out.push(this.view(await this.expireIfDue(rec)));
-    }
-    return out.sort((a, b) => a.created_at.localeCompare(b.created_at));
+  list(): Promise<WorkspaceStatusResultT[]> {
+    return this.records.list(async (rec) => this.view(await this.expireIfDue(rec)));
   }
 
   /** Expires workspaces past their TTL; removes directories a crashed create left without a record. */
-  async reap(): Promise<string[]> {
-    const reaped: string[] = [];
-    for (const n of await readdir(this.d.paths.workspacesDir).catch(() => [] as string[])) {
-      if (!isValidId("ws", n)) continue;
-      const dir = join(this.d.paths.workspacesDir, n);
-      const rec = await readJson<WorkspaceRecord>(join(dir, "workspace.json")).catch(() => undefined);
-      if (rec) {
-        if (rec.state !== "expired" && isPast(rec.expires_at)) {
-          await this.expireIfDue(rec);
-          reaped.push(n);
-        }
-      } else {
+  reap(): Promise<string[]> {
+    return this.records.reap(
+      (rec) => this.expireIfDue(rec),
+      async (_id, dir) => {
         const st = await stat(dir).catch(() => undefined);
-        if (st && Date.now() - st.mtimeMs > 10 * 60_000) {
-          await rm(dir, { recursive: true, force: true });
-          reaped.push(n);
-        }
-      }
-    }
-    return reaped;
+        if (!st || Date.now() - st.mtimeMs <= 10 * 60_000) return false;
+        await rm(dir, { recursive: true, force: true });
+        return true;
+      },
+    );
   }
 
   private view(r: WorkspaceRecord): WorkspaceStatusResultT {

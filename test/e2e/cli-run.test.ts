@@ -6,13 +6,12 @@ import { test } from "node:test";
 import {
   assertNoSandboxes,
   CLI,
-  gvisorSkipReason,
   REPO,
   runCli,
-  runscBinary,
-  skipped,
+  runCliJsonGuest,
+  runscList,
   tempDir,
-  testEnv,
+  withGvisorState,
 } from "../helpers.js";
 
 /**
@@ -20,59 +19,6 @@ import {
  * `pyro doctor` and `pyro env`. Every test uses its own state dir and ends by checking that
  * no runsc sandbox is left under it.
  */
-
-const SKIP = await gvisorSkipReason();
-/** These tests are about the gVisor engine: pin it, whatever else this host could run. */
-const GVISOR = { PYRO_ENGINE: "gvisor" };
-
-type Ctx = Awaited<ReturnType<typeof testEnv>>;
-type T = { skip: (msg?: string) => void };
-
-async function withState(
-  t: T,
-  fn: (c: Ctx) => Promise<void>,
-  extra: Record<string, string> = {},
-): Promise<void> {
-  if (SKIP) return skipped(t, SKIP);
-  const c = await testEnv({ ...GVISOR, ...extra });
-  try {
-    await fn(c);
-  } catch (e) {
-    // The test's own failure is the one to report; still try to clean up after it.
-    await c.cleanup().catch(() => undefined);
-    throw e;
-  }
-  await c.cleanup();
-}
-
-async function runscList(stateDir: string): Promise<string[]> {
-  const bin = (await runscBinary())!;
-  const r = await new Promise<string>((res) => {
-    const ch = spawn(bin, [`--root=${join(stateDir, "runsc")}`, "list", "-quiet"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    let out = "";
-    ch.stdout.on("data", (d) => {
-      out += d;
-    });
-    ch.on("close", () => res(out));
-  });
-  return r.split("\n").filter(Boolean);
-}
-
-/** Like runCliJson, but puts --json before the `--` that starts the guest command. */
-async function runJson<J = Record<string, unknown>>(args: string[], opts: Parameters<typeof runCli>[1] = {}) {
-  const i = args.indexOf("--");
-  const withFlag = i < 0 ? [...args, "--json"] : [...args.slice(0, i), "--json", ...args.slice(i)];
-  const r = await runCli(withFlag, opts);
-  try {
-    return { code: r.code, json: JSON.parse(r.stdout) as J, stderr: r.stderr };
-  } catch {
-    throw new Error(
-      `not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 300)} stderr=${r.stderr.slice(0, 1000)}`,
-    );
-  }
-}
 
 async function vmDirs(stateDir: string): Promise<string[]> {
   return readdir(join(stateDir, "vms")).catch(() => []);
@@ -109,7 +55,7 @@ function runCliMeasured(
 }
 
 test("the guest is Debian 12, sees none of the host's files and has no network", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
     const markerDir = await tempDir("pyro-marker-");
     const marker = join(markerDir, "host-secret.txt");
     await writeFile(marker, "HOST-ONLY-CONTENT\n");
@@ -124,7 +70,7 @@ test("the guest is Debian 12, sees none of the host's files and has no network",
         "if timeout 5 bash -c 'exec 3<>/dev/tcp/1.1.1.1/53' 2>/dev/null; then echo TCP_OK; else echo TCP_FAILED; fi",
         "echo DONE",
       ].join("; ");
-      const { code, json } = await runJson<{ stdout: string; exit_code: number }>(
+      const { code, json } = await runCliJsonGuest<{ stdout: string; exit_code: number }>(
         ["run", "debian:12", "--", "sh", "-c", script],
         { env },
       );
@@ -148,8 +94,8 @@ test("the guest is Debian 12, sees none of the host's files and has no network",
 });
 
 test("--json has every contract field; the exit code passes through; a missing command is 127", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
-    const r = await runJson<Record<string, unknown>>(
+  await withGvisorState(t, async ({ env, stateDir }) => {
+    const r = await runCliJsonGuest<Record<string, unknown>>(
       ["run", "debian:12", "--", "sh", "-c", "echo out; echo err >&2; exit 7"],
       { env },
     );
@@ -193,7 +139,7 @@ test("--json has every contract field; the exit code passes through; a missing c
     assert.match(h.stderr, /^err\n/);
     assert.match(h.stderr, /exit 3 · gvisor/);
 
-    const missing = await runJson<{ exit_code: number; stderr: string }>(
+    const missing = await runCliJsonGuest<{ exit_code: number; stderr: string }>(
       ["run", "debian:12", "--", "no-such-command-xyz", "--flag"],
       { env },
     );
@@ -202,7 +148,7 @@ test("--json has every contract field; the exit code passes through; a missing c
     assert.match(missing.json.stderr, /no-such-command-xyz: not found/);
 
     // A string with shell syntax after -- is one argv word, not re-parsed by the shell.
-    const argv = await runJson<{ stdout: string }>(
+    const argv = await runCliJsonGuest<{ stdout: string }>(
       ["run", "debian:12", "--", "printf", "%s|", "a b", "$HOME", ";ls"],
       { env },
     );
@@ -212,7 +158,7 @@ test("--json has every contract field; the exit code passes through; a missing c
 });
 
 test("bad input fails fast with one clear line and exit 2", async (t) => {
-  await withState(t, async ({ env }) => {
+  await withGvisorState(t, async ({ env }) => {
     const cases: [string[], RegExp][] = [
       [
         ["run", "ubuntu:24.04", "--", "true"],
@@ -237,18 +183,21 @@ test("bad input fails fast with one clear line and exit 2", async (t) => {
       const errLines = r.stderr.split("\n").filter((l) => /error/.test(l));
       assert.equal(errLines.length, 1, `${what}: one error line, got ${r.stderr}`);
     });
-    const json = await runJson<{ error: { code: string; message: string } }>(["run", "nope", "--", "true"], {
-      env,
-    });
+    const json = await runCliJsonGuest<{ error: { code: string; message: string } }>(
+      ["run", "nope", "--", "true"],
+      {
+        env,
+      },
+    );
     assert.equal(json.code, 2);
     assert.equal(json.json.error.code, "unknown_environment");
   });
 });
 
 test("a timeout kills the command, reports timed_out with exit 124, fast, and removes the sandbox", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
     const t0 = performance.now();
-    const r = await runJson<{ timed_out: boolean; exit_code: number; duration_ms: number }>(
+    const r = await runCliJsonGuest<{ timed_out: boolean; exit_code: number; duration_ms: number }>(
       ["run", "debian:12", "--timeout-seconds", "2", "--", "sh", "-c", "echo started; sleep 30"],
       { env, timeoutMs: 30_000 },
     );
@@ -264,7 +213,7 @@ test("a timeout kills the command, reports timed_out with exit 124, fast, and re
 });
 
 test("100 MB of output: stdout capped at 1 MiB and flagged, CLI memory stays bounded", async (t) => {
-  await withState(t, async ({ env }) => {
+  await withGvisorState(t, async ({ env }) => {
     const r = await runCliMeasured(
       ["run", "debian:12", "--json", "--", "head", "-c", "100000000", "/dev/zero"],
       env,
@@ -322,7 +271,7 @@ async function interruptRun(env: NodeJS.ProcessEnv, stateDir: string, how: "pyro
 }
 
 test("Ctrl-C during a run exits 130 and leaves no sandbox", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
     for (const how of ["pyro", "group"] as const) {
       const r = await interruptRun(env, stateDir, how);
       const what = how === "group" ? "SIGINT to the process group" : "SIGINT to pyro";
@@ -337,7 +286,7 @@ test("Ctrl-C during a run exits 130 and leaves no sandbox", async (t) => {
 });
 
 test("a sandbox left by a pyro killed mid-run is removed by the next pyro call", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
     const r = await interruptRun(env, stateDir, "kill");
     assert.equal(r.code, null, "pyro was SIGKILLed");
     assert.equal((await runscList(stateDir)).length, 1, "the orphaned sandbox is still there");
@@ -350,7 +299,7 @@ test("a sandbox left by a pyro killed mid-run is removed by the next pyro call",
 });
 
 test("--allow-host-compat is used only when no isolated engine exists", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
     // Engine selection itself is under test here: nothing pinned, every engine's binary missing.
     const { PYRO_ENGINE: _pinned, ...unpinned } = env;
     const noEngine = {
@@ -361,12 +310,12 @@ test("--allow-host-compat is used only when no isolated engine exists", async (t
     };
     const [refused, refusedJson, compat, isolated] = await Promise.all([
       runCli(["run", "debian:12", "--", "true"], { env: noEngine }),
-      runJson<{ error: { code: string } }>(["run", "debian:12", "--", "true"], { env: noEngine }),
-      runJson<{ execution_mode: string; stdout: string; exit_code: number }>(
+      runCliJsonGuest<{ error: { code: string } }>(["run", "debian:12", "--", "true"], { env: noEngine }),
+      runCliJsonGuest<{ execution_mode: string; stdout: string; exit_code: number }>(
         ["run", "debian:12", "--allow-host-compat", "--", "sh", "-c", "echo via-host"],
         { env: noEngine },
       ),
-      runJson<{ execution_mode: string }>(["run", "debian:12", "--allow-host-compat", "--", "true"], {
+      runCliJsonGuest<{ execution_mode: string }>(["run", "debian:12", "--allow-host-compat", "--", "true"], {
         env: unpinned,
       }),
     ]);
@@ -390,8 +339,8 @@ test("--allow-host-compat is used only when no isolated engine exists", async (t
 });
 
 test("pyro doctor --json reports platform, KVM, a working gVisor, paths and capabilities", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
-    const { code, json: d } = await runJson<{
+  await withGvisorState(t, async ({ env, stateDir }) => {
+    const { code, json: d } = await runCliJsonGuest<{
       platform: Record<string, unknown>;
       kvm: Record<string, unknown>;
       engines: {
@@ -429,13 +378,12 @@ test("pyro doctor --json reports platform, KVM, a working gVisor, paths and capa
 });
 
 test("pyro env list and env inspect (--json and human)", async (t) => {
-  await withState(t, async ({ env }) => {
+  await withGvisorState(t, async ({ env }) => {
     const [list, inspect, unknown, humanList] = await Promise.all([
-      runJson<{ environments: { name: string; installed: boolean; digest: string; path: string | null }[] }>(
-        ["env", "list"],
-        { env },
-      ),
-      runJson<{
+      runCliJsonGuest<{
+        environments: { name: string; installed: boolean; digest: string; path: string | null }[];
+      }>(["env", "list"], { env }),
+      runCliJsonGuest<{
         name: string;
         installed: boolean;
         digest: string;
@@ -474,7 +422,7 @@ test("pyro env list and env inspect (--json and human)", async (t) => {
 });
 
 test("the state dir holds nothing but runsc's root after runs (no leaks)", async (t) => {
-  await withState(t, async ({ env, stateDir }) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
     await Promise.all([
       runCli(["run", "debian:12", "--", "true"], { env }),
       runCli(["run", "debian:12", "--", "false"], { env }),

@@ -3,7 +3,15 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { runCli, skipped, tempDir, testEnv } from "../helpers.js";
+import {
+  runCli,
+  runCliJsonGuest,
+  type Skippable,
+  skipped,
+  type TestState,
+  tempDir,
+  testEnv,
+} from "../helpers.js";
 
 /**
  * Issue 6 through the built CLI: the QEMU microVM engine (PYRO_ENGINE=qemu) end to end.
@@ -23,9 +31,6 @@ async function qemuSkipReason(): Promise<string | undefined> {
 
 const SKIP = await qemuSkipReason();
 const QEMU = { PYRO_ENGINE: "qemu", PYRO_QEMU_ACCEL: process.env.PYRO_QEMU_ACCEL ?? "tcg" };
-
-type Ctx = Awaited<ReturnType<typeof testEnv>>;
-type T = { skip: (msg?: string) => void };
 
 /** Live (non-zombie) processes whose command line mentions `needle`. */
 async function processesMentioning(needle: string): Promise<string[]> {
@@ -48,8 +53,8 @@ async function assertNoQemu(stateDir: string): Promise<void> {
 }
 
 async function withState(
-  t: T,
-  fn: (c: Ctx) => Promise<void>,
+  t: Skippable,
+  fn: (c: TestState) => Promise<void>,
   extra: Record<string, string> = {},
 ): Promise<void> {
   if (SKIP) return skipped(t, SKIP);
@@ -67,23 +72,6 @@ async function withState(
       }
     }
     await c.cleanup().catch(() => undefined);
-  }
-}
-
-/** Runs the CLI with --json placed before `--` (after it, it would belong to the guest command). */
-async function runCliJson<J = Record<string, unknown>>(
-  args: string[],
-  opts: Parameters<typeof runCli>[1] = {},
-): Promise<{ code: number | null; json: J; stderr: string }> {
-  const i = args.indexOf("--");
-  const full = i < 0 ? [...args, "--json"] : [...args.slice(0, i), "--json", ...args.slice(i)];
-  const r = await runCli(full, opts);
-  try {
-    return { code: r.code, json: JSON.parse(r.stdout) as J, stderr: r.stderr };
-  } catch {
-    throw new Error(
-      `not JSON (exit ${r.code}): stdout=${r.stdout.slice(0, 500)} stderr=${r.stderr.slice(0, 1500)}`,
-    );
   }
 }
 
@@ -106,7 +94,7 @@ test("pyro run debian:12 -- cat /etc/debian_version runs in a QEMU microVM and l
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^12\.\d+\n$/);
     assert.match(r.stderr, /qemu/);
-    const j = await runCliJson<RunJson>(["run", "debian:12", "--", "uname", "-r"], {
+    const j = await runCliJsonGuest<RunJson>(["run", "debian:12", "--", "uname", "-r"], {
       env,
       timeoutMs: 150_000,
     });
@@ -126,8 +114,8 @@ test("restored VMs answer correctly twice in a row, each with its own disk and R
       "-c",
       "test ! -e /root/marker && echo one > /root/marker && cat /root/marker && cat /proc/sys/kernel/random/uuid",
     ];
-    const a = await runCliJson<RunJson>(["run", "debian:12", "--", ...cmd], { env, timeoutMs: 150_000 });
-    const b = await runCliJson<RunJson>(["run", "debian:12", "--", ...cmd], { env, timeoutMs: 150_000 });
+    const a = await runCliJsonGuest<RunJson>(["run", "debian:12", "--", ...cmd], { env, timeoutMs: 150_000 });
+    const b = await runCliJsonGuest<RunJson>(["run", "debian:12", "--", ...cmd], { env, timeoutMs: 150_000 });
     for (const r of [a, b]) {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.json.exit_code, 0, `a file written by an earlier VM is visible: ${r.json.stderr}`);
@@ -143,7 +131,7 @@ test("restored VMs answer correctly twice in a row, each with its own disk and R
 
 test("a timeout kills the guest command and everything it started", async (t) => {
   await withState(t, async ({ env }) => {
-    const r = await runCliJson<RunJson>(
+    const r = await runCliJsonGuest<RunJson>(
       ["run", "debian:12", "--timeout-seconds", "2", "--", "sh", "-c", "sleep 60 & echo started; sleep 60"],
       {
         env,
@@ -160,7 +148,7 @@ test("a timeout kills the guest command and everything it started", async (t) =>
     assert.equal(ws.code, 0, ws.stderr);
     const id = ws.stdout.trim();
     try {
-      const x = await runCliJson<RunJson>(
+      const x = await runCliJsonGuest<RunJson>(
         ["workspace", "exec", id, "--timeout-seconds", "2", "--", "sh", "-c", "sleep 77 & sleep 78"],
         {
           env,
@@ -168,7 +156,7 @@ test("a timeout kills the guest command and everything it started", async (t) =>
         },
       );
       assert.equal(x.json.timed_out, true);
-      const ps = await runCliJson<RunJson>(
+      const ps = await runCliJsonGuest<RunJson>(
         [
           "workspace",
           "exec",
@@ -197,7 +185,7 @@ test("workspace flow on qemu: create with seed, sync push, exec, logs, delete", 
       await mkdir(join(seed, "src"));
       await writeFile(join(seed, "src", "hello.txt"), "from the seed\n");
       await writeFile(join(push, "data.bin"), Buffer.from([0, 1, 2, 255, 10, 13]));
-      const c = await runCliJson<{ workspace_id: string; execution_mode: string }>(
+      const c = await runCliJsonGuest<{ workspace_id: string; execution_mode: string }>(
         ["workspace", "create", "debian:12", "--seed-path", seed],
         { env, timeoutMs: 150_000 },
       );
@@ -209,7 +197,7 @@ test("workspace flow on qemu: create with seed, sync push, exec, logs, delete", 
         timeoutMs: 60_000,
       });
       assert.equal(s.code, 0, s.stderr);
-      const e1 = await runCliJson<RunJson & { sequence: number }>(
+      const e1 = await runCliJsonGuest<RunJson & { sequence: number }>(
         [
           "workspace",
           "exec",
@@ -224,13 +212,13 @@ test("workspace flow on qemu: create with seed, sync push, exec, logs, delete", 
       assert.equal(e1.json.exit_code, 0, e1.json.stderr);
       assert.match(e1.json.stdout, /from the seed/);
       assert.match(e1.json.stdout, /0\s+1\s+2\s+255\s+10\s+13/);
-      const e2 = await runCliJson<RunJson>(
+      const e2 = await runCliJsonGuest<RunJson>(
         ["workspace", "exec", id, "--", "sh", "-c", "cat state.txt; pwd; exit 3"],
         { env, timeoutMs: 60_000 },
       );
       assert.equal(e2.json.exit_code, 3);
       assert.equal(e2.json.stdout, "kept\n/workspace\n");
-      const logs = await runCliJson<{ commands: { sequence: number; exit_code: number }[] }>(
+      const logs = await runCliJsonGuest<{ commands: { sequence: number; exit_code: number }[] }>(
         ["workspace", "logs", id],
         { env },
       );
@@ -241,7 +229,7 @@ test("workspace flow on qemu: create with seed, sync push, exec, logs, delete", 
           [2, 3],
         ],
       );
-      const st = await runCliJson<{ state: string }>(["workspace", "status", id], { env });
+      const st = await runCliJsonGuest<{ state: string }>(["workspace", "status", id], { env });
       assert.equal(st.json.state, "running");
       assert.equal((await processesMentioning(stateDir)).length, 1, "one VM for the workspace");
       const d = await runCli(["workspace", "delete", id], { env, timeoutMs: 60_000 });
@@ -262,7 +250,7 @@ test("a corrupt or incomplete snapshot falls back to a cold boot with a warning"
       t,
       async ({ env }) => {
         const run = () =>
-          runCliJson<RunJson>(["run", "debian:12", "--", "cat", "/etc/debian_version"], {
+          runCliJsonGuest<RunJson>(["run", "debian:12", "--", "cat", "/etc/debian_version"], {
             env,
             timeoutMs: 150_000,
           });
@@ -358,7 +346,7 @@ test("firecracker engine end to end (needs the firecracker binary and a KVM that
   if (SKIP) return skipped(t, SKIP);
   const c = await testEnv({ PYRO_ENGINE: "firecracker", PYRO_FIRECRACKER: fc });
   try {
-    const r = await runCliJson<RunJson>(["run", "debian:12", "--", "cat", "/etc/debian_version"], {
+    const r = await runCliJsonGuest<RunJson>(["run", "debian:12", "--", "cat", "/etc/debian_version"], {
       env: c.env,
       timeoutMs: 150_000,
     });

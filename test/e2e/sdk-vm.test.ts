@@ -1,17 +1,16 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Pyro, PyroError } from "../../src/index.js";
 import {
   assertNoSandboxes,
-  gvisorSkipReason,
   runCli,
   runCliJson,
-  runscBinary,
-  skipped,
-  testEnv,
+  runscList,
+  type Skippable,
+  type TestState,
+  withGvisorState,
 } from "../helpers.js";
 
 /**
@@ -19,38 +18,11 @@ import {
  * the VM lifecycle, environments, a VM shared with CLI processes, and TTL reaping.
  */
 
-const SKIP = await gvisorSkipReason();
-/** These tests are about the gVisor engine: pin it, whatever else this host could run. */
-const GVISOR = { PYRO_ENGINE: "gvisor" };
+type Ctx = TestState & { pyro: Pyro };
 
-type Ctx = Awaited<ReturnType<typeof testEnv>> & { pyro: Pyro };
-type T = { skip: (msg?: string) => void };
-
-async function withPyro(t: T, fn: (c: Ctx) => Promise<void>): Promise<void> {
-  if (SKIP) return skipped(t, SKIP);
-  const c = await testEnv(GVISOR);
-  try {
-    await fn({ ...c, pyro: new Pyro({ env: c.env }) });
-  } catch (e) {
-    await c.cleanup().catch(() => undefined);
-    throw e;
-  }
-  await c.cleanup();
-}
-
-async function runscList(stateDir: string): Promise<string[]> {
-  const bin = (await runscBinary())!;
-  const out = await new Promise<string>((res) => {
-    const ch = spawn(bin, [`--root=${join(stateDir, "runsc")}`, "list", "-quiet"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    let o = "";
-    ch.stdout.on("data", (d) => {
-      o += d;
-    });
-    ch.on("close", () => res(o));
-  });
-  return out.split("\n").filter(Boolean);
+/** A fresh state dir on the gVisor engine, and an SDK on it. */
+function withPyro(t: Skippable, fn: (c: Ctx) => Promise<void>): Promise<void> {
+  return withGvisorState(t, (c) => fn({ ...c, pyro: new Pyro({ env: c.env }) }));
 }
 
 /** Asserts that `p` rejects with a PyroError of this code whose message matches. */

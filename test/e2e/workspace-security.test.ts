@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { test } from "node:test";
-import { gzipSync } from "node:zlib";
-import tarStream, { type Header } from "tar-stream";
-import { gvisorSkipReason, runCli, runCliJson, skipped, tempDir, testEnv } from "../helpers.js";
+import {
+  runCli,
+  runCliJson,
+  type Skippable,
+  type TestState,
+  withGvisorState,
+  withHostDir,
+} from "../helpers.js";
+import { makeTar, type TarEntry } from "../tar-fixtures.js";
 
 /**
  * Hostile seeds and ids. Archives are refused before anything is written, naming the
@@ -14,43 +20,11 @@ import { gvisorSkipReason, runCli, runCliJson, skipped, tempDir, testEnv } from 
  * ids are validated before they touch a path.
  */
 
-const SKIP = await gvisorSkipReason();
-/** These tests are about the gVisor engine: pin it, whatever else this host could run. */
-const GVISOR = { PYRO_ENGINE: "gvisor" };
+type Ctx = TestState & { host: string };
 
-type Ctx = Awaited<ReturnType<typeof testEnv>> & { host: string };
-type T = { skip: (msg?: string) => void };
-
-async function withState(t: T, fn: (c: Ctx) => Promise<void>): Promise<void> {
-  if (SKIP) return skipped(t, SKIP);
-  const c = await testEnv(GVISOR);
-  const host = await tempDir("pyro-sec-host-");
-  try {
-    await fn({ ...c, host });
-  } catch (e) {
-    await c.cleanup().catch(() => undefined);
-    throw e;
-  } finally {
-    await rm(host, { recursive: true, force: true });
-  }
-  await c.cleanup();
-}
-
-type Entry = Partial<Header> & { name: string; body?: string };
-
-async function makeTar(path: string, entries: Entry[], gzip = false): Promise<string> {
-  const pack = tarStream.pack();
-  for (const { body, ...h } of entries) {
-    const header = { mode: h.type === "directory" ? 0o755 : 0o644, ...h, type: h.type ?? "file" };
-    if (header.type === "file") pack.entry(header, body ?? "");
-    else pack.entry(header);
-  }
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  const tar = Buffer.concat(chunks);
-  await writeFile(path, gzip ? gzipSync(tar) : tar);
-  return path;
+/** A fresh state dir on the gVisor engine, and a scratch dir for host-side files. */
+function withState(t: Skippable, fn: (c: Ctx) => Promise<void>): Promise<void> {
+  return withGvisorState(t, (c) => withHostDir("pyro-sec-host-", (host) => fn({ ...c, host })));
 }
 
 async function sha(path: string): Promise<string> {
@@ -70,7 +44,7 @@ test("hostile archives are refused before anything is written, naming the entry"
     const outside = join(host, "outside");
     await mkdir(outside);
     const absTarget = `/tmp/${tag}-abs/x`;
-    const cases: { name: string; entries: Entry[]; entry: string; why: RegExp; gzip?: boolean }[] = [
+    const cases: { name: string; entries: TarEntry[]; entry: string; why: RegExp; gzip?: boolean }[] = [
       {
         name: "dotdot",
         entries: [

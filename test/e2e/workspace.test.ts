@@ -1,35 +1,30 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { gzipSync } from "node:zlib";
-import tarStream, { type Header } from "tar-stream";
 import { Pyro, PyroError } from "../../src/index.js";
 import {
   CLI,
-  gvisorSkipReason,
   REPO,
   runCli,
   runCliJson,
   runscBinary,
-  skipped,
-  tempDir,
-  testEnv,
+  runscList,
+  type Skippable,
+  type TestState,
+  withGvisorState,
+  withHostDir,
 } from "../helpers.js";
+import { makeTar, type TarEntry } from "../tar-fixtures.js";
 
 /**
  * Issue 3: persistent workspaces through the built CLI (and the SDK where a second process
  * matters), against the real gVisor engine.
  */
 
-const SKIP = await gvisorSkipReason();
-/** These tests are about the gVisor engine: pin it, whatever else this host could run. */
-const GVISOR = { PYRO_ENGINE: "gvisor" };
-
-type Ctx = Awaited<ReturnType<typeof testEnv>> & { pyro: Pyro; host: string };
-type T = { skip: (msg?: string) => void };
+type Ctx = TestState & { pyro: Pyro; host: string };
 type Status = {
   workspace_id: string;
   environment: string;
@@ -82,51 +77,10 @@ type LogsJson = {
 };
 
 /** A fresh state dir, an SDK on it, and a scratch dir for host-side files. */
-async function withWs(t: T, fn: (c: Ctx) => Promise<void>): Promise<void> {
-  if (SKIP) return skipped(t, SKIP);
-  const c = await testEnv(GVISOR);
-  const host = await tempDir("pyro-ws-host-");
-  try {
-    await fn({ ...c, pyro: new Pyro({ env: c.env }), host });
-  } catch (e) {
-    await c.cleanup().catch(() => undefined);
-    throw e;
-  } finally {
-    await rm(host, { recursive: true, force: true });
-  }
-  await c.cleanup();
-}
-
-type Entry = Partial<Header> & { name: string; body?: string };
-
-async function makeTar(path: string, entries: Entry[], gzip = false): Promise<string> {
-  const pack = tarStream.pack();
-  for (const { body, ...h } of entries) {
-    const header = { mode: h.type === "directory" ? 0o755 : 0o644, ...h, type: h.type ?? "file" };
-    if (header.type === "file") pack.entry(header, body ?? "");
-    else pack.entry(header);
-  }
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  const tar = Buffer.concat(chunks);
-  await writeFile(path, gzip ? gzipSync(tar) : tar);
-  return path;
-}
-
-async function runscList(stateDir: string): Promise<string[]> {
-  const bin = (await runscBinary())!;
-  const out = await new Promise<string>((res) => {
-    const ch = spawn(bin, [`--root=${join(stateDir, "runsc")}`, "list", "-quiet"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    let o = "";
-    ch.stdout.on("data", (d) => {
-      o += d;
-    });
-    ch.on("close", () => res(o));
-  });
-  return out.split("\n").filter(Boolean);
+function withWs(t: Skippable, fn: (c: Ctx) => Promise<void>): Promise<void> {
+  return withGvisorState(t, (c) =>
+    withHostDir("pyro-ws-host-", (host) => fn({ ...c, pyro: new Pyro({ env: c.env }), host })),
+  );
 }
 
 /** `pyro workspace exec ID --json -- ARGV...` */
@@ -164,7 +118,7 @@ async function seedDir(host: string): Promise<string> {
 test("create seeds /workspace from a directory, .tar, .tar.gz and .tgz before it returns", async (t) => {
   await withWs(t, async ({ env, host, pyro }) => {
     const seed = await seedDir(host);
-    const entries: Entry[] = [
+    const entries: TarEntry[] = [
       { name: "proj", type: "directory" },
       { name: "proj/a.txt", body: "archive a\n" },
       { name: "proj/link", type: "symlink", linkname: "a.txt" },

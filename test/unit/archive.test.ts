@@ -3,8 +3,6 @@ import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { gzipSync } from "node:zlib";
-import tarStream, { type Header } from "tar-stream";
 import { PyroError } from "../../src/errors.js";
 import {
   archiveProblem,
@@ -16,23 +14,7 @@ import {
 } from "../../src/workspaces/archive.js";
 import { resolveWorkspaceDest } from "../../src/workspaces/manager.js";
 import { tempDir } from "../helpers.js";
-
-type Entry = Partial<Header> & { name: string; body?: string };
-
-async function makeTar(path: string, entries: Entry[], gzip = false): Promise<string> {
-  const pack = tarStream.pack();
-  for (const { body, ...h } of entries) {
-    const header = { mode: h.type === "directory" ? 0o755 : 0o644, ...h, type: h.type ?? "file" };
-    if (header.type === "file") pack.entry(header, body ?? "");
-    else pack.entry(header);
-  }
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  const tar = Buffer.concat(chunks);
-  await writeFile(path, gzip ? gzipSync(tar) : tar);
-  return path;
-}
+import { makeTar, type TarEntry } from "../tar-fixtures.js";
 
 function rejects(code: string, re: RegExp) {
   return (e: unknown) => {
@@ -202,7 +184,7 @@ describe("archives on disk", () => {
   });
 
   test("validateArchive counts entries and bytes of a good archive, plain and gzip", async () => {
-    const entries: Entry[] = [
+    const entries: TarEntry[] = [
       { name: "src", type: "directory" },
       { name: "src/a.txt", body: "hello" },
       { name: "src/b.txt", body: "12345678" },
@@ -218,7 +200,7 @@ describe("archives on disk", () => {
   });
 
   test("validateArchive names the bad entry and refuses hostile archives", async () => {
-    const cases: [string, Entry[], RegExp][] = [
+    const cases: [string, TarEntry[], RegExp][] = [
       ["dotdot", [{ name: "ok.txt" }, { name: "../evil", body: "x" }], /entry "\.\.\/evil" escapes/],
       ["abs", [{ name: "/abs/path", body: "x" }], /entry "\/abs\/path" has an absolute path/],
       [

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { x as untar } from "tar";
 import { PyroError } from "../../errors.js";
 import { runCapture } from "../../util/proc.js";
+import { execOutcome } from "../outcome.js";
 import type {
   Engine,
   ExecOutcome,
@@ -79,15 +80,7 @@ export class HostEngine implements Engine {
         killGroupOnExit: oneShot,
       });
       if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-      return {
-        exitCode: r.timedOut ? 124 : (r.exitCode ?? 137),
-        stdout: r.stdout,
-        stderr: r.stderr,
-        stdoutTruncated: r.stdoutTruncated,
-        stderrTruncated: r.stderrTruncated,
-        timedOut: r.timedOut,
-        execMs: r.durationMs,
-      };
+      return execOutcome(r);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") {
         return {

@@ -4,6 +4,10 @@ import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pidAlive } from "../../util/proc.js";
+
+/** Re-exported: the VM engines take their process helpers from here. */
+export { pidAlive };
 
 /** Unix socket paths must fit sun_path (108 bytes with the NUL). */
 const MAX_SOCKET_PATH = 100;
@@ -58,23 +62,6 @@ export function spawnDetached(binary: string, args: readonly string[], logPath: 
       closeSync(fd);
     }
   });
-}
-
-export function pidAlive(pid: number | undefined): boolean {
-  if (!pid || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  // A zombie (exited, not yet reaped by its parent) is not a running VM.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return true;
-  }
 }
 
 /** True when `pid` is a live process whose command line contains `marker` (guards pid reuse). */
