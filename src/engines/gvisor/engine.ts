@@ -294,14 +294,18 @@ export class GvisorEngine implements Engine {
     }
   }
 
-  async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {
+  async runOnce(spec: SandboxSpec, req: ExecRequest, viaWrapper = false): Promise<OneShotOutcome> {
     const prepStart = performance.now();
+    // As in exec: run the program directly; only if it could not be started, run it again
+    // (in a new sandbox: nothing ran) through the shell wrapper for the exact 127/126.
+    const direct = viaWrapper ? undefined : withoutExecWrapper(req.argv);
+    let retryViaWrapper = false;
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     const cid = containerId(spec.id);
     const config = buildOciConfig(spec, {
-      args: req.argv,
+      args: direct ?? req.argv,
       cwd: req.cwd ?? "/",
       ...(req.env ? { env: req.env } : {}),
     });
@@ -325,19 +329,27 @@ export class GvisorEngine implements Engine {
       cleanExit = !r.timedOut && !r.aborted;
       if (r.aborted) throw new PyroError("cancelled", "run cancelled; the sandbox was removed");
       if (
+        direct &&
+        r.exitCode === 128 &&
+        /starting sandbox: .*(error finding executable|failed to load)/.test(r.stderr)
+      ) {
+        retryViaWrapper = true;
+        cleanExit = false;
+      } else if (
         r.exitCode !== 0 &&
         !r.timedOut &&
         /^running container: |creating container: |starting container: /m.test(r.stderr)
       ) {
         throw new PyroError("engine_failure", `runsc could not start the sandbox: ${lastLines(r.stderr)}`);
       }
-      return { ...execOutcome(r), bootMs };
+      if (!retryViaWrapper) return { ...execOutcome(r), bootMs };
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
       if (!cleanExit && (await runscState(flags, cid)))
         await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
+    return this.runOnce(spec, req, true);
   }
 }
 
