@@ -35,11 +35,34 @@ export function engineByName(
 }
 
 /** Cheap readiness check used on every call; `pyro doctor` does the real probe boots. */
+/**
+ * Answers are kept for a few seconds per (engine, env, cache dir): a long-lived SDK or MCP
+ * process would otherwise scan PATH for three engines' binaries on every run (~5 ms).
+ */
+const AVAILABILITY_TTL_MS = 5_000;
+const availability = new WeakMap<NodeJS.ProcessEnv, Map<string, { at: number; ok: boolean }>>();
+
 async function quickAvailable(
   name: EngineName,
   env: NodeJS.ProcessEnv,
   paths: PyroPaths,
   forced = false,
+): Promise<boolean> {
+  let memo = availability.get(env);
+  if (!memo) availability.set(env, (memo = new Map()));
+  const key = `${name}|${forced}|${paths.cacheDir}`;
+  const hit = memo.get(key);
+  if (hit && Date.now() - hit.at < AVAILABILITY_TTL_MS) return hit.ok;
+  const ok = await probeQuick(name, env, paths, forced);
+  memo.set(key, { at: Date.now(), ok });
+  return ok;
+}
+
+async function probeQuick(
+  name: EngineName,
+  env: NodeJS.ProcessEnv,
+  paths: PyroPaths,
+  forced: boolean,
 ): Promise<boolean> {
   if (name === "gvisor") return (await findRunsc(env)) !== undefined;
   if (name === "host") return true;

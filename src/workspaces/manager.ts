@@ -19,6 +19,7 @@ import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../r
 import { engineByName, selectEngine } from "../runtime/engine-select.js";
 import { RecordStore } from "../runtime/record-store.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { pidAlive } from "../util/proc.js";
 import {
   classifySource,
   importIntoFreshDir,
@@ -367,7 +368,16 @@ export class WorkspaceManager {
   }
 
   list(): Promise<WorkspaceStatusResultT[]> {
-    return this.records.list(async (rec) => this.view(await this.expireIfDue(rec)));
+    return this.records.list(async (rec) => {
+      let r = await this.expireIfDue(rec);
+      // A cheap liveness check (no engine call per workspace): the sandbox's host pid.
+      const pid = r.handle?.data.pid;
+      if (r.state === "running" && typeof pid === "number" && !pidAlive(pid)) {
+        await this.markFailed(r.workspace_id, `sandbox process ${pid} is gone (killed from outside?)`);
+        r = await this.records.load(r.workspace_id);
+      }
+      return this.view(r);
+    });
   }
 
   /** Expires workspaces past their TTL; removes directories a crashed create left without a record. */
