@@ -161,6 +161,15 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       }
     });
   }
+
+  // Group commands (`pyro workspace --help`) show one example of each of their commands.
+  for (const [key, group] of groups) {
+    if (key === "") continue;
+    const examples = (OPERATIONS as unknown as Operation[])
+      .filter((o) => o.cli.path.join(" ").startsWith(`${key} `))
+      .map((o) => `  $ ${o.cli.examples[0]}`);
+    if (examples.length) group.addHelpText("after", `\nExamples:\n${examples.join("\n")}\n`);
+  }
 }
 
 function writeResult(
