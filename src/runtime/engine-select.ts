@@ -49,7 +49,10 @@ async function quickAvailable(
   forced = false,
 ): Promise<boolean> {
   let memo = availability.get(env);
-  if (!memo) availability.set(env, (memo = new Map()));
+  if (!memo) {
+    memo = new Map();
+    availability.set(env, memo);
+  }
   const key = `${name}|${forced}|${paths.cacheDir}`;
   const hit = memo.get(key);
   if (hit && Date.now() - hit.at < AVAILABILITY_TTL_MS) return hit.ok;
