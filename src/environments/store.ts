@@ -2,7 +2,7 @@ import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
-import { runCapture } from "../util/proc.js";
+import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
 import { CATALOG, type EnvironmentRecipe, entryDirName, findRecipe, recipeDigest } from "./catalog.js";
 
@@ -129,6 +129,9 @@ export class EnvironmentStore {
     for (const n of await readdir(this.dir).catch(() => [] as string[])) {
       if (n.endsWith(".lock")) continue;
       if (keep.has(n)) continue;
+      // A build in progress in another process: its temp dir ends with that process's pid.
+      const building = n.startsWith(TMP_PREFIX) ? Number(/-(\d+)$/.exec(n)?.[1]) : Number.NaN;
+      if (Number.isInteger(building) && building !== process.pid && pidAlive(building)) continue;
       const p = join(this.dir, n);
       const st = await stat(p).catch(() => undefined);
       if (!st?.isDirectory()) continue;

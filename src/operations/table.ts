@@ -111,13 +111,13 @@ export const OPERATIONS = [
     sdk: "pruneEnvironments",
     title: "Prune the environment cache",
     description:
-      "Remove cached environments no recipe uses any more and interrupted builds; with all=true, every cached environment.",
+      "Remove cached environments no recipe uses any more, interrupted builds, and microVM disk images and snapshots made from environments that are gone; with all=true, every cached environment, image and snapshot.",
     input: S.EnvPruneInput,
     result: S.EnvPruneResult,
     mcp: false,
     destructive: true,
     cli: { path: ["env", "prune"], examples: ["pyro env prune", "pyro env prune --all"] },
-    handler: (rt, i) => rt.envs.prune({ all: i.all }),
+    handler: (rt, i) => rt.pruneEnvironments({ all: i.all }),
   }),
   op({
     name: "doctor",

@@ -1,4 +1,6 @@
 import { runDoctor } from "../doctor/doctor.js";
+import { imageDigestFor, pruneMicrovmCache } from "../engines/qemu/prune.js";
+import { CATALOG } from "../environments/catalog.js";
 import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
@@ -41,6 +43,21 @@ export class Runtime {
   async reapExpired(): Promise<{ reaped_vms: string[]; reaped_workspaces: string[] }> {
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
     return { reaped_vms, reaped_workspaces };
+  }
+
+  /**
+   * Stale environments, plus the microVM disk images and snapshots made from them; with
+   * `all`, every environment and every image and snapshot.
+   */
+  async pruneEnvironments(opts: { all: boolean }): Promise<{ removed: string[]; bytes_freed: number }> {
+    const envs = await this.envs.prune(opts);
+    const keep = new Set<string>();
+    for (const r of CATALOG) {
+      const m = await this.envs.manifest(r.name);
+      if (m) keep.add(imageDigestFor(m));
+    }
+    const vm = await pruneMicrovmCache(this.paths.cacheDir, keep, opts, this.deps.env);
+    return { removed: [...envs.removed, ...vm.removed], bytes_freed: envs.bytes_freed + vm.bytes_freed };
   }
 
   doctor(ctx: CallContext = {}) {
