@@ -12,12 +12,13 @@ import lockfile from "proper-lockfile";
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const text = `${JSON.stringify(value, null, 2)}\n`;
   try {
-    await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+    await writeFile(tmp, text);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     await mkdir(dir, { recursive: true });
-    await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+    await writeFile(tmp, text);
   }
   try {
     await rename(tmp, path);

@@ -263,6 +263,11 @@ export async function scanDirectory(root: string): Promise<ImportStats> {
   return { entry_count: entries, bytes_written: bytes };
 }
 
+/** Checks a seed or sync source without writing anything; returns what it will bring in. */
+export function inspectSource(src: SourceInfo): Promise<ImportStats> {
+  return src.kind === "directory" ? scanDirectory(src.path) : validateArchive(src);
+}
+
 /**
  * Host-side import into a fresh, empty directory that no sandbox sees yet (workspace
  * create), so no guest can race it. Archives were validated first; node-tar's strict mode

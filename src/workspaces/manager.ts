@@ -20,13 +20,7 @@ import { engineByName, selectEngine } from "../runtime/engine-select.js";
 import { RecordStore } from "../runtime/record-store.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive } from "../util/proc.js";
-import {
-  classifySource,
-  importIntoFreshDir,
-  scanDirectory,
-  tarStreamOf,
-  validateArchive,
-} from "./archive.js";
+import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -114,11 +108,7 @@ export class WorkspaceManager {
     const seedPath =
       input.seed_path !== undefined ? resolve(ctx.cwd ?? process.cwd(), input.seed_path) : undefined;
     const src = seedPath ? await classifySource(seedPath, "seed path") : undefined;
-    const stats = src
-      ? src.kind === "directory"
-        ? await scanDirectory(src.path)
-        : await validateArchive(src)
-      : { entry_count: 0, bytes_written: 0 };
+    const stats = src ? await inspectSource(src) : { entry_count: 0, bytes_written: 0 };
     const env = await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
@@ -228,6 +218,7 @@ export class WorkspaceManager {
     const t0 = performance.now();
     const rec = await this.usable(input.workspace_id);
     const started_at = nowIso();
+    const command = displayCommand(input.command);
     let out: Awaited<ReturnType<Engine["exec"]>>;
     try {
       out = await this.engineFor(rec).exec(rec.handle!, {
@@ -252,7 +243,7 @@ export class WorkspaceManager {
         };
         await this.appendLog(
           rec.workspace_id,
-          displayCommand(input.command),
+          command,
           cancelled,
           started_at,
           Math.round(performance.now() - t0),
@@ -261,7 +252,6 @@ export class WorkspaceManager {
       throw pe;
     }
     const duration_ms = Math.round(performance.now() - t0);
-    const command = displayCommand(input.command);
     const sequence = await this.appendLog(rec.workspace_id, command, out, started_at, duration_ms);
     return {
       workspace_id: rec.workspace_id,
@@ -309,7 +299,7 @@ export class WorkspaceManager {
     const rec = await this.usable(input.workspace_id);
     const srcPath = resolve(ctx.cwd ?? process.cwd(), input.source_path);
     const src = await classifySource(srcPath, "source path");
-    const stats = src.kind === "directory" ? await scanDirectory(src.path) : await validateArchive(src);
+    const stats = await inspectSource(src);
     ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
     try {
       await this.engineFor(rec).putArchive(rec.handle!, tarStreamOf(src), destination);
