@@ -96,4 +96,9 @@ export interface Engine {
   inspect(handle: SandboxHandle): Promise<SandboxInspect>;
   /** Fast path for create → exec → destroy in one call; always cleans up. */
   runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome>;
+  /**
+   * Removes what a one-shot run left in the engine when its pyro process was killed mid-run
+   * (no handle was ever persisted for it); idempotent.
+   */
+  removeOrphan?(id: string): Promise<void>;
 }

@@ -1,7 +1,5 @@
 import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { containerId } from "../engines/gvisor/engine.js";
-import { findRunsc, globalFlags, pidAlive, runsc, runscState } from "../engines/gvisor/runsc.js";
 import { outcomeFields } from "../engines/outcome.js";
 import type { EngineName, ExecutionMode, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { PyroError } from "../errors.js";
@@ -14,6 +12,7 @@ import type {
   VmStatusResultT,
 } from "../operations/schemas.js";
 import { readJson } from "../util/json-store.js";
+import { pidAlive } from "../util/proc.js";
 import { displayCommand, toArgv } from "./command.js";
 import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "./context.js";
 import { engineByName, selectEngine } from "./engine-select.js";
@@ -278,23 +277,11 @@ export class VmManager {
         const st = await stat(dir).catch(() => undefined);
         const orphan = one ? !pidAlive(one.pid) : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
         if (!orphan) return false;
-        await this.removeOrphanContainer(n);
+        await engineByName(one?.engine ?? "gvisor", this.d.paths, this.d.env)?.removeOrphan?.(n);
         await rm(dir, { recursive: true, force: true });
         return true;
       },
     );
-  }
-
-  private async removeOrphanContainer(id: string): Promise<void> {
-    const binary = await findRunsc(this.d.env);
-    if (!binary) return;
-    for (const network of [false, true]) {
-      const flags = { binary, global: globalFlags(this.d.paths.runscRoot, network, this.d.env) };
-      if (await runscState(flags, containerId(id))) {
-        await runsc(flags, ["delete", "--force", containerId(id)], { timeoutMs: 30_000 });
-        return;
-      }
-    }
   }
 
   private view(r: VmRecord): VmStatusResultT {

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Pyro, PyroError } from "../../src/index.js";
 import {
   assertNoSandboxes,
+  CLI,
   runCli,
   runCliJson,
   runscList,
@@ -195,5 +197,28 @@ test("TTL: an expired VM is reaped (sandbox gone), reports expired, refuses exec
     assert.deepEqual((await pyro.reapExpired()).reaped_vms, [], "reaping again is a no-op");
     assert.equal((await pyro.deleteVm(vm.vm_id)).deleted, true);
     await assertNoSandboxes(stateDir);
+  });
+});
+
+test("a one-shot run whose pyro process was SIGKILLed is cleaned up by the next reap", async (t) => {
+  await withPyro(t, async ({ pyro, env, stateDir }) => {
+    const child = spawn(process.execPath, [CLI, "run", "debian:12", "--", "sleep", "60"], {
+      env,
+      stdio: "ignore",
+    });
+    const closed = new Promise((res) => child.on("close", res));
+    const deadline = Date.now() + 20_000;
+    while ((await runscList(stateDir)).length === 0) {
+      assert.ok(Date.now() < deadline, "the run's sandbox never appeared");
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const [container] = await runscList(stateDir);
+    child.kill("SIGKILL"); // no chance to clean up: the sandbox and its state dir stay behind
+    await closed;
+    assert.deepEqual(await runscList(stateDir), [container], "the killed run left its sandbox");
+    const vmId = container!.replace(/^pyro-/, "");
+    assert.deepEqual((await pyro.reapExpired()).reaped_vms, [vmId]);
+    assert.deepEqual(await runscList(stateDir), []);
+    assert.deepEqual(await readdir(join(stateDir, "vms")), []);
   });
 });

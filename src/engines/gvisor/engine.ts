@@ -294,6 +294,19 @@ export class GvisorEngine implements Engine {
     }
   }
 
+  async removeOrphan(id: string): Promise<void> {
+    const binary = await findRunsc(this.env);
+    if (!binary) return;
+    // The run's network setting is not recorded, and the flags must match the ones it used.
+    for (const network of [false, true]) {
+      const flags = { binary, global: globalFlags(this.runscRoot, network, this.env) };
+      if (await runscState(flags, containerId(id))) {
+        await runsc(flags, ["delete", "--force", containerId(id)], { timeoutMs: 30_000 });
+        return;
+      }
+    }
+  }
+
   async runOnce(spec: SandboxSpec, req: ExecRequest, viaWrapper = false): Promise<OneShotOutcome> {
     const prepStart = performance.now();
     // As in exec: run the program directly; only if it could not be started, run it again
