@@ -57,6 +57,41 @@ export function kernelCmdline(network: boolean, tscKhz?: number): string {
 }
 
 /**
+ * The machine, its resources and what it boots: shared by real VMs and the boot probe, so
+ * the probe tests the very machine VMs get.
+ */
+export function machineArgs(m: {
+  accel: Accel;
+  memMib: number;
+  vcpuCount: number;
+  kernel: string;
+  initrd: string;
+  append: string;
+}): string[] {
+  return [
+    "-machine",
+    "microvm,isa-serial=on,pit=on,pic=on,rtc=on",
+    "-accel",
+    m.accel,
+    "-m",
+    String(m.memMib),
+    "-smp",
+    String(m.vcpuCount),
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-kernel",
+    m.kernel,
+    "-initrd",
+    m.initrd,
+    "-append",
+    m.append,
+  ];
+}
+
+/**
  * The VM: a microvm machine (no PCI, no firmware tables beyond ACPI), the guest console on
  * the ISA serial port into a file, the root disk and the agent channel on virtio-mmio,
  * QMP on a unix socket. The device list depends only on `network`, so a snapshot taken
@@ -68,25 +103,7 @@ export function buildQemuArgs(s: QemuLaunchSpec): string[] {
   const args = [
     "-name",
     qemuEscape(s.name),
-    "-machine",
-    "microvm,isa-serial=on,pit=on,pic=on,rtc=on",
-    "-accel",
-    s.accel,
-    "-m",
-    String(s.memMib),
-    "-smp",
-    String(s.vcpuCount),
-    "-nodefaults",
-    "-no-user-config",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-kernel",
-    s.kernel,
-    "-initrd",
-    s.initrd,
-    "-append",
-    kernelCmdline(s.network, s.accel === "tcg" ? s.tscKhz : undefined),
+    ...machineArgs({ ...s, append: kernelCmdline(s.network, s.accel === "tcg" ? s.tscKhz : undefined) }),
     "-chardev",
     `file,id=con0,path=${qemuEscape(s.consoleLog)}`,
     "-serial",

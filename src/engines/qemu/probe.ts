@@ -4,7 +4,7 @@ import { release } from "node:os";
 import { join } from "node:path";
 import { readJson, writeJsonAtomic } from "../../util/json-store.js";
 import { runCapture, which } from "../../util/proc.js";
-import { type Accel, hostTscKhz, kernelCmdline } from "./args.js";
+import { type Accel, hostTscKhz, kernelCmdline, machineArgs } from "./args.js";
 
 export const QEMU_HINT =
   "install qemu-system-x86 and qemu-utils (`sudo scripts/setup-host.sh`), or set PYRO_QEMU";
@@ -85,25 +85,14 @@ export async function bootProbe(
 ): Promise<BootProbe> {
   const started = performance.now();
   const args = [
-    "-machine",
-    "microvm,isa-serial=on,pit=on,pic=on,rtc=on",
-    "-accel",
-    accel,
-    "-m",
-    "256",
-    "-smp",
-    "1",
-    "-nodefaults",
-    "-no-user-config",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-kernel",
-    kernel,
-    "-initrd",
-    initrd,
-    "-append",
-    `${kernelCmdline(false, accel === "tcg" ? hostTscKhz() : undefined)} pyro.probe=1`,
+    ...machineArgs({
+      accel,
+      memMib: 256,
+      vcpuCount: 1,
+      kernel,
+      initrd,
+      append: `${kernelCmdline(false, accel === "tcg" ? hostTscKhz() : undefined)} pyro.probe=1`,
+    }),
     "-serial",
     "stdio",
   ];
