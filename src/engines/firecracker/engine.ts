@@ -15,6 +15,7 @@ import {
   findBusybox,
 } from "../guest-image/initramfs.js";
 import { ensureGuestKernel, type GuestKernel } from "../guest-image/kernel.js";
+import { runProbeCommand } from "../probe-run.js";
 import { AgentSession } from "../qemu/agent-client.js";
 import { kernelCmdline } from "../qemu/args.js";
 import { cachedProbes } from "../qemu/probe.js";
@@ -162,36 +163,28 @@ export class FirecrackerEngine implements Engine {
         capabilities: caps,
       };
     }
-    const id = `probe${process.pid}${Date.now().toString(36)}`;
-    try {
-      const r = await this.runOnce(
-        {
-          id,
-          environment: "probe",
-          rootfs: opts.rootfs,
-          sandboxDir: join(opts.scratchDir, id),
-          vcpuCount: 1,
-          memMib: 1024,
-          network: false,
-        },
-        { argv: ["/bin/sh", "-c", "echo pyro-probe-ok"], timeoutMs: opts.deadlineMs ?? 20_000 },
-      );
-      const ok = r.exitCode === 0 && r.stdout.includes("pyro-probe-ok");
-      return {
-        engine: this.name,
-        available: ok,
-        detail: `${version}: ${ok ? `a VM ran a command (boot ${r.bootMs} ms)` : `test command failed (exit ${r.exitCode})`}`,
-        probeMs: r.bootMs + r.execMs,
-        capabilities: ok ? { vm_boot: true, guest_exec: true, guest_network: false } : caps,
-      };
-    } catch (e) {
+    const probe = await runProbeCommand(this, {
+      rootfs: opts.rootfs,
+      scratchDir: opts.scratchDir,
+      memMib: 1024,
+      timeoutMs: opts.deadlineMs ?? 20_000,
+    });
+    if (probe.error !== undefined) {
       return {
         engine: this.name,
         available: false,
-        detail: `${version}: test VM failed: ${toPyroError(e).message.slice(0, 300)}`,
+        detail: `${version}: test VM failed: ${probe.error.slice(0, 300)}`,
         capabilities: caps,
       };
     }
+    const r = probe.outcome;
+    return {
+      engine: this.name,
+      available: probe.ok,
+      detail: `${version}: ${probe.ok ? `a VM ran a command (boot ${r.bootMs} ms)` : `test command failed (exit ${r.exitCode})`}`,
+      probeMs: r.bootMs + r.execMs,
+      capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: false } : caps,
+    };
   }
 
   private async prepare(spec: SandboxSpec): Promise<Prepared> {

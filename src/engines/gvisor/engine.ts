@@ -5,6 +5,7 @@ import { PyroError } from "../../errors.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
 import { runToLog } from "../../util/proc.js";
 import { execOutcome } from "../outcome.js";
+import { runProbeCommand } from "../probe-run.js";
 import type {
   Engine,
   ExecOutcome,
@@ -94,40 +95,31 @@ export class GvisorEngine implements Engine {
         extra: { binary, version, tested: false },
       };
     }
-    const id = `probe${process.pid}${Date.now().toString(36)}`;
-    const spec: SandboxSpec = {
-      id,
-      environment: "probe",
+    const probe = await runProbeCommand(this, {
       rootfs: opts.rootfs,
-      sandboxDir: join(opts.scratchDir, id),
-      vcpuCount: 1,
+      scratchDir: opts.scratchDir,
       memMib: 256,
-      network: false,
-    };
-    try {
-      const r = await this.runOnce(spec, {
-        argv: ["/bin/sh", "-c", "ls / >/dev/null && echo pyro-probe-ok"],
-        timeoutMs: opts.deadlineMs ?? 20_000,
-      });
-      const ok = r.exitCode === 0 && r.stdout.includes("pyro-probe-ok");
-      return {
-        engine: this.name,
-        available: ok,
-        detail: ok
-          ? `${version}: a sandbox ran a command in ${r.execMs} ms`
-          : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
-        probeMs: r.execMs,
-        capabilities: ok ? { vm_boot: true, guest_exec: true, guest_network: true } : caps,
-        extra: { binary, version, tested: true },
-      };
-    } catch (e) {
+      timeoutMs: opts.deadlineMs ?? 20_000,
+    });
+    if (probe.error !== undefined) {
       return {
         engine: this.name,
         available: false,
-        detail: `test sandbox failed: ${(e as Error).message}`,
+        detail: `test sandbox failed: ${probe.error}`,
         capabilities: caps,
       };
     }
+    const r = probe.outcome;
+    return {
+      engine: this.name,
+      available: probe.ok,
+      detail: probe.ok
+        ? `${version}: a sandbox ran a command in ${r.execMs} ms`
+        : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
+      probeMs: r.execMs,
+      capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : caps,
+      extra: { binary, version, tested: true },
+    };
   }
 
   async create(spec: SandboxSpec): Promise<SandboxHandle> {

@@ -10,6 +10,7 @@ import { DEFAULT_MAX_OUTPUT_BYTES, runCapture } from "../../util/proc.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import { ensureAgentBinary, ensureInitramfs, findBusybox } from "../guest-image/initramfs.js";
 import { ensureGuestKernel, findGuestKernel, type GuestKernel, KERNEL_HINT } from "../guest-image/kernel.js";
+import { runProbeCommand } from "../probe-run.js";
 import type {
   Engine,
   ExecOutcome,
@@ -233,27 +234,20 @@ export class QemuEngine implements Engine {
     let probeMs = (accel === "kvm" ? kvm?.ms : tcg.ms) ?? tcg.ms;
     if (opts.rootfs) {
       // A real command in a real VM (default resources, so the snapshot it leaves is reused).
-      const id = `probe${process.pid}${Date.now().toString(36)}`;
-      try {
-        const r = await this.runOnce(
-          {
-            id,
-            environment: "probe",
-            rootfs: opts.rootfs,
-            sandboxDir: join(opts.scratchDir, id),
-            vcpuCount: 1,
-            memMib: 1024,
-            network: false,
-          },
-          { argv: ["/bin/sh", "-c", "ls / >/dev/null && echo pyro-probe-ok"], timeoutMs: 20_000 },
-        );
-        guestExec = r.exitCode === 0 && r.stdout.includes("pyro-probe-ok");
+      const probe = await runProbeCommand(this, {
+        rootfs: opts.rootfs,
+        scratchDir: opts.scratchDir,
+        memMib: 1024,
+        timeoutMs: 20_000,
+      });
+      if (probe.error !== undefined) detail += `; test VM failed: ${probe.error.slice(0, 300)}`;
+      else {
+        const r = probe.outcome;
+        guestExec = probe.ok;
         probeMs = r.bootMs + r.execMs;
         detail += guestExec
           ? `; a VM ran a command (boot ${r.bootMs} ms, exec ${r.execMs} ms)`
           : `; test command failed (exit ${r.exitCode})`;
-      } catch (e) {
-        detail += `; test VM failed: ${toPyroError(e).message.slice(0, 300)}`;
       }
     }
     return {
