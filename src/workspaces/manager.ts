@@ -19,7 +19,6 @@ import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../r
 import { engineByName, selectEngine } from "../runtime/engine-select.js";
 import { RecordStore } from "../runtime/record-store.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
-import { pidAlive } from "../util/proc.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 
 export const WORKSPACE_ROOT = "/workspace";
@@ -312,16 +311,17 @@ export class WorkspaceManager {
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
-    let rec = await this.expireIfDue(await this.records.load(id));
-    if (rec.state === "running" && rec.handle) {
-      const i = await this.engineFor(rec).inspect(rec.handle);
-      if (i.state !== "running") {
-        const reason = i.reason ?? `sandbox ${i.state}`;
-        await this.markFailed(id, reason);
-        rec = await this.records.load(id);
-      }
-    }
-    return this.view(rec);
+    return this.view(await this.current(await this.records.load(id)));
+  }
+
+  /** The record brought up to date: expired past its TTL, failed if its sandbox is gone. */
+  private async current(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
+    const r = await this.expireIfDue(rec);
+    if (r.state !== "running" || !r.handle) return r;
+    const i = await this.engineFor(r).inspect(r.handle);
+    if (i.state === "running") return r;
+    await this.markFailed(r.workspace_id, i.reason ?? `sandbox ${i.state}`);
+    return this.records.load(r.workspace_id);
   }
 
   async logs(id: string): Promise<{ workspace_id: string; commands: CommandLogEntryT[] }> {
@@ -358,16 +358,7 @@ export class WorkspaceManager {
   }
 
   list(): Promise<WorkspaceStatusResultT[]> {
-    return this.records.list(async (rec) => {
-      let r = await this.expireIfDue(rec);
-      // A cheap liveness check (no engine call per workspace): the sandbox's host pid.
-      const pid = r.handle?.data.pid;
-      if (r.state === "running" && typeof pid === "number" && !pidAlive(pid)) {
-        await this.markFailed(r.workspace_id, `sandbox process ${pid} is gone (killed from outside?)`);
-        r = await this.records.load(r.workspace_id);
-      }
-      return this.view(r);
-    });
+    return this.records.list(async (rec) => this.view(await this.current(rec)));
   }
 
   /** Expires workspaces past their TTL; removes directories a crashed create left without a record. */

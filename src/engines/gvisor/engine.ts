@@ -263,6 +263,9 @@ export class GvisorEngine implements Engine {
   }
 
   async inspect(handle: SandboxHandle): Promise<SandboxInspect> {
+    // Fast path, no runsc process: the sandbox pid recorded at create is alive.
+    const pid = handle.data.pid;
+    if (typeof pid === "number" && pidAlive(pid)) return { state: "running", pid };
     const flags = this.handleFlags(handle);
     const st = await runscState(flags, String(handle.data.containerId));
     if (!st) return { state: "missing", reason: "runsc has no record of the sandbox" };
@@ -273,9 +276,7 @@ export class GvisorEngine implements Engine {
     return { state: "stopped", reason: `runsc reports status ${st.status}` };
   }
 
-  /** Fast path: the sandbox pid recorded at create is alive; else ask runsc why not. */
   private async assertRunning(handle: SandboxHandle): Promise<void> {
-    if (typeof handle.data.pid === "number" && pidAlive(handle.data.pid)) return;
     const i = await this.inspect(handle);
     if (i.state !== "running") {
       throw new PyroError(
