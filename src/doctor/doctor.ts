@@ -73,7 +73,7 @@ export async function runDoctor(
   probes.push(qemuProbe);
   onProgress?.({ message: "probing gvisor: a command in a sandbox" });
   probes.push(
-    await new GvisorEngine(paths.runscRoot, env).probe({
+    await new GvisorEngine(paths.runscRoot, env, paths.cacheDir).probe({
       scratchDir: scratch,
       ...(rootfs ? { rootfs } : {}),
       deadlineMs: 20_000,

@@ -19,6 +19,8 @@ export interface SandboxSpec {
   vcpuCount: number;
   memMib: number;
   network: boolean;
+  /** When the sandbox must be gone; engines that can enforce it without pyro running do. */
+  expiresAt?: string;
 }
 
 /** Plain serialisable data: persisted with the VM/workspace so a later process re-attaches. */
@@ -101,4 +103,6 @@ export interface Engine {
    * (no handle was ever persisted for it); idempotent.
    */
   removeOrphan?(id: string): Promise<void>;
+  /** Moves the expiry the sandbox enforces on itself (see SandboxSpec.expiresAt). */
+  setExpiry?(handle: SandboxHandle, expiresAt: string): Promise<void>;
 }

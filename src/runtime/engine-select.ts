@@ -22,7 +22,7 @@ export function engineByName(
 ): Engine | undefined {
   switch (name) {
     case "gvisor":
-      return new GvisorEngine(paths.runscRoot, env);
+      return new GvisorEngine(paths.runscRoot, env, paths.cacheDir);
     case "host":
       return new HostEngine();
     case "qemu":

@@ -1,10 +1,8 @@
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { PyroError } from "../../errors.js";
-import { runCapture, which } from "../../util/proc.js";
+import { ensureStaticBinary, readStaticBinary } from "../static-binaries.js";
 import { buildCpio, type CpioEntry } from "./cpio.js";
 import { type GuestKernel, resolveModules } from "./kernel.js";
 
@@ -74,103 +72,15 @@ exec switch_root /newroot /run/pyro/pyro-agent --vm
 `;
 
 /**
- * The package root (where package.json and guest/ or dist/guest/ live). Searched upwards
- * because this module runs from src/ (tests), dist/engines/ (tsc) or a dist/cli bundle chunk.
- */
-function packageRoot(): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (
-      existsSync(join(dir, "package.json")) &&
-      (existsSync(join(dir, "guest", "agent.c")) || existsSync(join(dir, "dist", "guest", "pyro-agent")))
-    ) {
-      return dir;
-    }
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
-
-/** True when the ELF file has no program interpreter (is statically linked). */
-export function isStaticElf(buf: Buffer): boolean {
-  if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2) return false;
-  const phoff = Number(buf.readBigUInt64LE(32));
-  const phentsize = buf.readUInt16LE(54);
-  const phnum = buf.readUInt16LE(56);
-  for (let i = 0; i < phnum; i++) {
-    const off = phoff + i * phentsize;
-    if (off + 4 > buf.length) return false;
-    if (buf.readUInt32LE(off) === 3) return false; // PT_INTERP
-  }
-  return true;
-}
-
-async function readStaticBinary(path: string): Promise<Buffer | undefined> {
-  const buf = await readFile(path).catch(() => undefined);
-  return buf && isStaticElf(buf) ? buf : undefined;
-}
-
-/**
  * The static guest agent: PYRO_GUEST_AGENT, else dist/guest/pyro-agent (built by
  * `npm run build`), else compiled from guest/agent.c into the cache when a C compiler exists.
  */
-export async function ensureAgentBinary(
-  cacheDir: string,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<string> {
-  if (env.PYRO_GUEST_AGENT) {
-    if (await readStaticBinary(env.PYRO_GUEST_AGENT)) return env.PYRO_GUEST_AGENT;
-    throw new PyroError(
-      "host_dependency_missing",
-      `PYRO_GUEST_AGENT=${env.PYRO_GUEST_AGENT} is not a static executable`,
-      AGENT_HINT,
-    );
-  }
-  const root = packageRoot();
-  if (!root)
-    throw new PyroError(
-      "host_dependency_missing",
-      "cannot find pyro's guest agent (no dist/guest/pyro-agent)",
-      AGENT_HINT,
-    );
-  const source = join(root, "guest", "agent.c");
-  const src = await readFile(source).catch(() => undefined);
-  const built = join(root, "dist", "guest", "pyro-agent");
-  if (existsSync(built)) {
-    // A stale build (source edited since) is rebuilt below rather than silently used.
-    const fresh = !src || (await stat(built)).mtimeMs >= (await stat(source)).mtimeMs;
-    if (fresh && (await readStaticBinary(built))) return built;
-  }
-  if (!src)
-    throw new PyroError(
-      "host_dependency_missing",
-      `the guest agent is not built (${built} is missing)`,
-      AGENT_HINT,
-    );
-  const cc = (await which(env.CC || "cc", env)) ?? (await which("gcc", env));
-  if (!cc)
-    throw new PyroError(
-      "host_dependency_missing",
-      `the guest agent is not built and no C compiler is installed`,
-      AGENT_HINT,
-    );
-  const digest = createHash("sha256").update(src).digest("hex").slice(0, 16);
-  const out = join(cacheDir, "guest-agent", digest, "pyro-agent");
-  if (await readStaticBinary(out)) return out;
-  await mkdir(dirname(out), { recursive: true });
-  const tmp = `${out}.tmp-${process.pid}`;
-  const r = await runCapture(cc, ["-static", "-O2", "-o", tmp, source], { timeoutMs: 120_000, env });
-  if (r.exitCode !== 0) {
-    await rm(tmp, { force: true });
-    throw new PyroError(
-      "host_dependency_missing",
-      `compiling the guest agent failed: ${r.stderr.trim().slice(-500)}`,
-      AGENT_HINT,
-    );
-  }
-  await rename(tmp, out);
-  return out;
+export function ensureAgentBinary(cacheDir: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return ensureStaticBinary(
+    { name: "pyro-agent", source: "agent.c", envVar: "PYRO_GUEST_AGENT", hint: AGENT_HINT },
+    cacheDir,
+    env,
+  );
 }
 
 export async function findBusybox(env: NodeJS.ProcessEnv = process.env): Promise<string> {

@@ -22,6 +22,13 @@ export interface OciConfig {
   };
 }
 
+/** Where the sandbox init and its control directory appear inside the sandbox. */
+export const INIT_IN_GUEST = "/.pyro/init";
+export const CTL_IN_GUEST = "/.pyro/ctl";
+export const HOSTNAME = "pyro";
+
+export const HOSTS_FILE = `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${HOSTNAME}\n`;
+
 export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export function guestEnv(extra: Record<string, string> = {}): string[] {
@@ -57,9 +64,20 @@ const CAPS = [
  * anywhere while the cached rootfs is never modified. `/workspace`, when given, is a
  * read-write bind of a host directory under pyro's state dir.
  */
+/** Host files pyro mounts read-only into every sandbox (see engine.ts). */
+export interface SandboxMounts {
+  /** The static sandbox init, at /.pyro/init. */
+  init: string;
+  /** A host directory the init reads its expiry from, at /.pyro/ctl (persistent sandboxes). */
+  ctlDir?: string;
+  /** /etc/hosts with localhost and the sandbox's hostname: many rootfs trees have none. */
+  hostsFile?: string;
+}
+
 export function buildOciConfig(
   spec: SandboxSpec,
   process: { args: string[]; cwd: string; env?: Record<string, string> },
+  extra?: SandboxMounts,
 ): OciConfig {
   const mounts: OciConfig["mounts"] = [
     { destination: "/proc", type: "proc", source: "proc" },
@@ -78,6 +96,23 @@ export function buildOciConfig(
       source: spec.workspaceDir,
       options: ["rbind", "rw"],
     });
+  }
+  if (extra) {
+    mounts.push({ destination: INIT_IN_GUEST, type: "bind", source: extra.init, options: ["rbind", "ro"] });
+    if (extra.ctlDir)
+      mounts.push({
+        destination: CTL_IN_GUEST,
+        type: "bind",
+        source: extra.ctlDir,
+        options: ["rbind", "ro"],
+      });
+    if (extra.hostsFile)
+      mounts.push({
+        destination: "/etc/hosts",
+        type: "bind",
+        source: extra.hostsFile,
+        options: ["rbind", "ro"],
+      });
   }
   if (spec.network) {
     // The guest resolves names the way the host does; only with --network.
@@ -101,7 +136,7 @@ export function buildOciConfig(
       noNewPrivileges: false,
     },
     root: { path: spec.rootfs, readonly: false },
-    hostname: "pyro",
+    hostname: HOSTNAME,
     mounts,
     linux: {
       // With --network=host runsc only shares the host's network when the spec asks for no

@@ -1,11 +1,13 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { PyroError } from "../../errors.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
 import { runToLog } from "../../util/proc.js";
 import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
+import { ensureStaticBinary } from "../static-binaries.js";
 import type {
   Engine,
   ExecOutcome,
@@ -17,7 +19,14 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
-import { buildOciConfig, guestEnv } from "./bundle.js";
+import {
+  buildOciConfig,
+  CTL_IN_GUEST,
+  guestEnv,
+  HOSTS_FILE,
+  INIT_IN_GUEST,
+  type SandboxMounts,
+} from "./bundle.js";
 import {
   findRunsc,
   globalFlags,
@@ -30,6 +39,37 @@ import {
 
 const MIN_RUNSC_DATE = 20240729;
 const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
+
+const INIT_BINARY = {
+  name: "pyro-sandbox-init",
+  source: "sandbox-init.c",
+  envVar: "PYRO_SANDBOX_INIT",
+  hint: "run `npm run build` (compiles guest/sandbox-init.c with `cc -static`), or set PYRO_SANDBOX_INIT",
+};
+
+/**
+ * The sandbox init enforces each command's deadline inside the sandbox, so a command ends on
+ * time even when the pyro process that started it was killed. The host's own timer fires
+ * first (and reports the timeout); the one inside is the backstop, this much later.
+ */
+export const IN_SANDBOX_DEADLINE_GRACE_MS = 1_500;
+
+/** argv run through the sandbox init with a deadline: `/.pyro/init run --deadline-ms N -- argv`. */
+export function withDeadline(argv: string[], timeoutMs: number): string[] {
+  return [
+    INIT_IN_GUEST,
+    "run",
+    "--deadline-ms",
+    String(timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS),
+    "--",
+    ...argv,
+  ];
+}
+
+/** Unix seconds, the format the sandbox init reads from its expiry file. */
+function unixSeconds(iso: string): string {
+  return `${Math.ceil(Date.parse(iso) / 1000)}\n`;
+}
 
 /** Container names carry a prefix so `runsc list` shows which sandboxes are pyro's. */
 export function containerId(id: string): string {
@@ -48,7 +88,27 @@ export class GvisorEngine implements Engine {
   constructor(
     private readonly runscRoot: string,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly cacheDir: string = join(dirname(runscRoot), "cache"),
   ) {}
+
+  /** The read-only host files every sandbox gets: the init, and a shared /etc/hosts. */
+  private async mounts(ctlDir?: string): Promise<SandboxMounts> {
+    const init = await ensureStaticBinary(INIT_BINARY, this.cacheDir, this.env);
+    const hostsFile = join(this.runscRoot, "hosts");
+    if (!existsSync(hostsFile)) {
+      await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
+      const tmp = `${hostsFile}.${process.pid}`;
+      await writeFile(tmp, HOSTS_FILE, { mode: 0o644 });
+      await rename(tmp, hostsFile);
+    }
+    return { init, hostsFile, ...(ctlDir ? { ctlDir } : {}) };
+  }
+
+  /** Moves the sandbox's expiry; its init stops the sandbox once it has passed. */
+  async setExpiry(handle: SandboxHandle, expiresAt: string): Promise<void> {
+    if (!handle.data.ctlDir) return;
+    await writeExpiry(String(handle.data.ctlDir), expiresAt);
+  }
 
   private async flagsFor(network: boolean): Promise<RunscFlags> {
     const binary = await findRunsc(this.env);
@@ -125,10 +185,18 @@ export class GvisorEngine implements Engine {
   async create(spec: SandboxSpec): Promise<SandboxHandle> {
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
+    const ctlDir = join(spec.sandboxDir, "ctl");
     await mkdir(bundle, { recursive: true });
-    // The init idles; commands arrive later with `runsc exec`. Its stdio is /dev/null so no
+    await mkdir(ctlDir, { recursive: true });
+    if (spec.expiresAt) await writeExpiry(ctlDir, spec.expiresAt);
+    // The init idles, reaps orphans and ends the sandbox past its expiry (with no pyro
+    // process alive); commands arrive later with `runsc exec`. Its stdio is a log file, so no
     // pipe of ours is held open by the long-lived sandbox.
-    const config = buildOciConfig(spec, { args: ["/bin/sleep", "infinity"], cwd: "/" });
+    const config = buildOciConfig(
+      spec,
+      { args: [INIT_IN_GUEST, "idle", "--expires-file", `${CTL_IN_GUEST}/expires_at`], cwd: "/" },
+      await this.mounts(ctlDir),
+    );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const cid = containerId(spec.id);
     const handle: SandboxHandle = {
@@ -136,7 +204,7 @@ export class GvisorEngine implements Engine {
       id: spec.id,
       sandboxDir: spec.sandboxDir,
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
-      data: { flags, containerId: cid },
+      data: { flags, containerId: cid, ctlDir, init: true },
     };
     const created = await runToLog(
       flags.binary,
@@ -160,50 +228,35 @@ export class GvisorEngine implements Engine {
     return handle;
   }
 
-  async exec(handle: SandboxHandle, req: ExecRequest, viaWrapper = false): Promise<ExecOutcome> {
+  async exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome> {
     const flags = this.handleFlags(handle);
     const cid = String(handle.data.containerId);
     await this.assertRunning(handle);
-    // The `sh -c 'exec "$@"'` wrapper (runtime/command.ts) is there to turn a missing program
-    // into exit 127. Under gVisor it costs a fork+exec, ~15 ms of a ~35 ms exec, so the
-    // program runs directly; only when runsc says it could not start it (then nothing ran)
-    // is it run again through the wrapper, for the shell's exact 127/126 and message.
-    const direct = viaWrapper ? undefined : withoutExecWrapper(req.argv);
+    // The program runs under the sandbox init (`/.pyro/init run`), which gives it its own
+    // session, enforces the deadline inside the sandbox and reports a missing program as 127
+    // the way a shell would; the `sh -c 'exec "$@"'` wrapper other engines need is dropped.
+    const argv = unwrapExecWrapper(req.argv);
     const pidFile = join(
       handle.sandboxDir,
       `exec-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.pid`,
     );
     const args = ["exec", "--internal-pid-file", pidFile, "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
-    args.push(cid, ...(direct ?? req.argv));
+    args.push(cid, ...(handle.data.init ? withDeadline(argv, req.timeoutMs) : argv));
     const r = await runsc(flags, args, {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
       signal: req.signal,
-      // runsc exec makes the command a session leader inside the sandbox: killing its
-      // process group ends the whole tree it started.
+      // SIGTERM to the init's `run` makes it kill the command's whole process group.
+      // (Signalling `runsc exec` itself would not: it does not forward signals.)
       onKill: async () => {
         const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
-        if (pid > 0) {
-          await runsc(
-            flags,
-            [
-              "exec",
-              cid,
-              "/bin/sh",
-              "-c",
-              `kill -KILL -${pid} 2>/dev/null; kill -KILL ${pid} 2>/dev/null; true`,
-            ],
-            {
-              timeoutMs: 10_000,
-            },
-          );
-        }
+        if (pid > 0) await runsc(flags, ["kill", "--pid", String(pid), cid, "TERM"], { timeoutMs: 10_000 });
       },
+      killGraceMs: 2_000,
     });
     await rm(pidFile, { force: true });
     if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    if (direct && !r.timedOut && programDidNotStart(r)) return this.exec(handle, req, true);
     if (
       !r.timedOut &&
       r.exitCode !== 0 &&
@@ -300,27 +353,29 @@ export class GvisorEngine implements Engine {
     }
   }
 
-  async runOnce(spec: SandboxSpec, req: ExecRequest, viaWrapper = false): Promise<OneShotOutcome> {
+  async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {
     const prepStart = performance.now();
-    // As in exec: run the program directly; only if it could not be started, run it again
-    // (in a new sandbox: nothing ran) through the shell wrapper for the exact 127/126.
-    const direct = viaWrapper ? undefined : withoutExecWrapper(req.argv);
-    let retryViaWrapper = false;
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     const cid = containerId(spec.id);
-    const config = buildOciConfig(spec, {
-      args: direct ?? req.argv,
-      cwd: req.cwd ?? "/",
-      ...(req.env ? { env: req.env } : {}),
-    });
+    // The sandbox init is the container's PID 1: it runs the program with the deadline
+    // (kept even if this process dies), reaps orphans, and its exit ends the sandbox.
+    const config = buildOciConfig(
+      spec,
+      {
+        args: withDeadline(unwrapExecWrapper(req.argv), req.timeoutMs),
+        cwd: req.cwd ?? "/",
+        ...(req.env ? { env: req.env } : {}),
+      },
+      await this.mounts(),
+    );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);
     let cleanExit = false;
     try {
-      // `runsc run` starts the sandbox with the command as its init and tears it down on
-      // exit; the command's stdio is our pipes. Killing the init ends the sandbox.
+      // `runsc run` starts the sandbox with the init as PID 1 and tears it down on exit;
+      // the command's stdio is our pipes. Killing the init ends the sandbox.
       const r = await runsc(flags, ["run", "--bundle", bundle, cid], {
         timeoutMs: req.timeoutMs,
         maxOutputBytes: req.maxOutputBytes,
@@ -335,51 +390,34 @@ export class GvisorEngine implements Engine {
       cleanExit = !r.timedOut && !r.aborted;
       if (r.aborted) throw new PyroError("cancelled", "run cancelled; the sandbox was removed");
       if (
-        direct &&
-        r.exitCode === 128 &&
-        /starting sandbox: .*(error finding executable|failed to load)/.test(r.stderr)
-      ) {
-        retryViaWrapper = true;
-        cleanExit = false;
-      } else if (
         r.exitCode !== 0 &&
         !r.timedOut &&
         /^running container: |creating container: |starting container: /m.test(r.stderr)
       ) {
         throw new PyroError("engine_failure", `runsc could not start the sandbox: ${lastLines(r.stderr)}`);
       }
-      if (!retryViaWrapper) return { ...execOutcome(r), bootMs };
+      return { ...execOutcome(r), bootMs };
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
       if (!cleanExit && (await runscState(flags, cid)))
         await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
-    return this.runOnce(spec, req, true);
   }
+}
+
+async function writeExpiry(ctlDir: string, expiresAt: string): Promise<void> {
+  const tmp = join(ctlDir, `.expires_at.${process.pid}`);
+  await writeFile(tmp, unixSeconds(expiresAt), { mode: 0o644 });
+  await rename(tmp, join(ctlDir, "expires_at"));
 }
 
 function lastLines(s: string, n = 3): string {
   return s.trim().split("\n").slice(-n).join(" | ").slice(0, 600) || "(no output)";
 }
 
-/** argv without the shell exec wrapper, or undefined when it has none. */
-function withoutExecWrapper(argv: string[]): string[] | undefined {
-  if (argv.length <= EXEC_WRAPPER.length || !EXEC_WRAPPER.every((a, i) => argv[i] === a)) return undefined;
+/** argv without the shell exec wrapper (the sandbox init does its job). */
+function unwrapExecWrapper(argv: string[]): string[] {
+  if (argv.length <= EXEC_WRAPPER.length || !EXEC_WRAPPER.every((a, i) => argv[i] === a)) return argv;
   return argv.slice(EXEC_WRAPPER.length);
-}
-
-/**
- * runsc's ways of saying the program could not be started: exit 128 with "executing
- * command … failed to load / error finding executable", or (for an absolute path) dying of
- * SIGPIPE without a word. A program that ran reports its own status instead.
- */
-function programDidNotStart(r: {
-  exitCode: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}): boolean {
-  if (r.signal === "SIGPIPE" && r.stdout === "" && r.stderr === "") return true;
-  return r.exitCode === 128 && /executing processes for container: executing command/.test(r.stderr);
 }
