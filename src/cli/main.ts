@@ -10,13 +10,17 @@ async function main(argv: string[]): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => {
     interrupted++;
     if (interrupted > 1) process.exit(EXIT.cancelled);
-    process.stderr.write(
-      `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
-    );
+    // After SIGHUP the terminal is gone: writing to it could only fail.
+    if (sig !== "SIGHUP")
+      process.stderr.write(
+        `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
+      );
     abort.abort();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // A closed terminal: clean up as for Ctrl-C (the command's own deadline holds regardless).
+  process.on("SIGHUP", onSignal);
 
   let exitCode = 0;
   const io: CliIo = {

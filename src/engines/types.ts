@@ -99,10 +99,12 @@ export interface Engine {
   /** Fast path for create → exec → destroy in one call; always cleans up. */
   runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome>;
   /**
-   * Removes what a one-shot run left in the engine when its pyro process was killed mid-run
-   * (no handle was ever persisted for it); idempotent.
+   * Crash recovery, when no handle was persisted (a pyro process killed while it created the
+   * sandbox, or a damaged record): whether anything of the sandbox with this id still runs,
+   * and removing it; found from the id and sandbox directory alone. Idempotent.
    */
-  removeOrphan?(id: string): Promise<void>;
+  orphanAlive(id: string, sandboxDir: string): Promise<boolean>;
+  removeOrphan(id: string, sandboxDir: string): Promise<void>;
   /** Moves the expiry the sandbox enforces on itself (see SandboxSpec.expiresAt). */
   setExpiry?(handle: SandboxHandle, expiresAt: string): Promise<void>;
 }

@@ -160,7 +160,16 @@ const execFields = {
 export const RunResult = z.object({ vm_id: z.string(), ...execFields, cleaned_up: z.boolean() });
 export const VmExecResult = RunResult;
 
-export const VmState = z.enum(["created", "running", "stopped", "expired", "failed", "deleted"]);
+export const VmState = z.enum([
+  "created",
+  "starting",
+  "running",
+  "stopped",
+  "expired",
+  "failed",
+  "damaged",
+  "deleted",
+]);
 export const VmStatusResult = z.object({
   vm_id: z.string(),
   environment: z.string(),
@@ -216,7 +225,7 @@ export const LastCommand = z.object({
   started_at: z.string(),
   duration_ms: z.number().int(),
 });
-export const WorkspaceState = z.enum(["running", "stopped", "expired", "failed"]);
+export const WorkspaceState = z.enum(["creating", "running", "stopped", "expired", "failed", "damaged"]);
 export const WorkspaceStatusResult = z.object({
   workspace_id: z.string(),
   environment: z.string(),
@@ -227,7 +236,7 @@ export const WorkspaceStatusResult = z.object({
   vcpu_count: z.number().int(),
   mem_mib: z.number().int(),
   network: z.boolean(),
-  execution_mode: ExecutionModeSchema,
+  execution_mode: ExecutionModeSchema.nullable(),
   command_count: z.number().int(),
   last_command: LastCommand.nullable(),
   workspace_seed: SeedInfo,

@@ -20,6 +20,8 @@ export interface RuntimeDeps {
   paths: PyroPaths;
   envs: EnvironmentStore;
   env: NodeJS.ProcessEnv;
+  /** Makes the state dir private to this user (once per process); before anything is written there. */
+  privateState: () => Promise<void>;
 }
 
 export function nowIso(): string {

@@ -15,6 +15,11 @@ import type { PyroPaths } from "../paths.js";
  */
 export const ENGINE_ORDER: readonly EngineName[] = ["firecracker", "qemu", "gvisor"];
 
+/** Every engine that can leave a sandbox behind: where to look when a record cannot say which. */
+export function allEngines(paths: PyroPaths, env: NodeJS.ProcessEnv = process.env): Engine[] {
+  return (["gvisor", "qemu", "firecracker"] as const).flatMap((n) => engineByName(n, paths, env) ?? []);
+}
+
 export function engineByName(
   name: EngineName,
   paths: PyroPaths,

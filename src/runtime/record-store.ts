@@ -1,5 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type * as z from "zod";
 import type { PyroError } from "../errors.js";
 import { checkId, type IdKind, isValidId } from "../ids.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
@@ -20,9 +21,21 @@ export interface RecordStoreOptions<R> {
   idOf: (rec: R) => string;
   /** The error for an id with no record. */
   notFound: (id: string) => PyroError;
-  /** The error for a record that cannot be read or parsed; without it, such a record counts as not found. */
-  unreadable?: (id: string, e: Error) => PyroError;
+  /** The error for a record that cannot be read, parsed or validated (a damaged record). */
+  unreadable: (id: string, why: string) => PyroError;
+  /** Every record is validated on load: a record that fails is damaged, never half-trusted. */
+  schema: z.ZodType<R>;
+  /**
+   * Checks beyond the schema (e.g. that the paths a record names are inside its own
+   * directory, so a tampered record cannot point a delete elsewhere); returns the problem.
+   */
+  check?: (id: string, dir: string, rec: R) => string | undefined;
 }
+
+/** One record directory as found on disk. */
+export type RecordEntry<R> =
+  | { id: string; dir: string; rec: R; problem?: undefined }
+  | { id: string; dir: string; rec?: undefined; problem: "missing" | "damaged"; why: string };
 
 /**
  * Typed JSON records over a directory of `<id>/<file>`: ids are checked before any path is
@@ -39,16 +52,37 @@ export class RecordStore<R extends ExpiringRecord> {
     return join(this.dir(id), this.o.file);
   }
 
-  /** The record, or an error saying it is missing (or unreadable). */
+  /** Reads and validates one record directory's file. */
+  async read(id: string): Promise<RecordEntry<R>> {
+    const dir = this.dir(id);
+    let raw: unknown;
+    try {
+      raw = await readJson<unknown>(join(dir, this.o.file));
+    } catch (e) {
+      return { id, dir, problem: "damaged", why: `unreadable record: ${(e as Error).message}` };
+    }
+    if (raw === undefined) return { id, dir, problem: "missing", why: `no ${this.o.file}` };
+    const parsed = this.o.schema.safeParse(raw);
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      const where = first?.path.length ? first.path.join(".") : "record";
+      return { id, dir, problem: "damaged", why: `invalid record: ${where}: ${first?.message ?? "invalid"}` };
+    }
+    const problem = this.o.check?.(id, dir, parsed.data);
+    if (problem) return { id, dir, problem: "damaged", why: `invalid record: ${problem}` };
+    return { id, dir, rec: parsed.data };
+  }
+
+  notFoundError(id: string): PyroError {
+    return this.o.notFound(id);
+  }
+
+  /** The record, or an error saying it is missing or damaged. */
   async load(id: string): Promise<R> {
-    const path = this.path(id);
-    const { unreadable } = this.o;
-    const rec = await readJson<R>(path).catch((e) => {
-      if (unreadable) throw unreadable(id, e as Error);
-      return undefined;
-    });
-    if (!rec) throw this.o.notFound(id);
-    return rec;
+    const e = await this.read(id);
+    if (e.rec) return e.rec;
+    if (e.problem === "damaged") throw this.o.unreadable(id, e.why);
+    throw this.o.notFound(id);
   }
 
   write(id: string, rec: R): Promise<void> {
@@ -81,41 +115,39 @@ export class RecordStore<R extends ExpiringRecord> {
     return this.update(this.o.idOf(rec), expire);
   }
 
-  /** Every directory with a valid id, with its record (undefined when missing or unreadable). */
-  async *entries(): AsyncGenerator<{ id: string; dir: string; rec: R | undefined }> {
+  /** Every directory with a valid id, with its record or what is wrong with it. */
+  async *entries(): AsyncGenerator<RecordEntry<R>> {
     for (const id of await readdir(this.o.root).catch(() => [] as string[])) {
       if (!isValidId(this.o.kind, id)) continue;
-      const dir = join(this.o.root, id);
-      const rec = await readJson<R>(join(dir, this.o.file)).catch(() => undefined);
-      yield { id, dir, rec };
+      yield await this.read(id);
     }
   }
 
-  /** `view` of every readable record, oldest first. */
-  async list<V extends { created_at: string }>(view: (rec: R) => Promise<V>): Promise<V[]> {
+  /** `view` of every record directory (damaged ones included, via `damaged`), oldest first. */
+  async list<V extends { created_at: string }>(
+    view: (rec: R) => Promise<V>,
+    damaged: (e: RecordEntry<R>) => Promise<V | undefined>,
+  ): Promise<V[]> {
     const out: V[] = [];
-    for await (const { rec } of this.entries()) if (rec) out.push(await view(rec));
+    for await (const e of this.entries()) {
+      const v = e.rec ? await view(e.rec) : await damaged(e);
+      if (v) out.push(v);
+    }
     return out.sort((a, b) => a.created_at.localeCompare(b.created_at));
   }
 
   /**
-   * Expires (through `expire`) the records past their TTL, and hands each directory without a
-   * readable record to `orphan`, which says whether it removed it. Returns the ids dealt with.
+   * Hands every record to `due` (which expires it or cleans up after a dead creator and says
+   * whether it did) and each directory without a valid record to `orphan`. Returns the ids
+   * dealt with.
    */
   async reap(
-    expire: (rec: R) => Promise<unknown>,
-    orphan: (id: string, dir: string) => Promise<boolean>,
+    due: (rec: R) => Promise<boolean>,
+    orphan: (e: RecordEntry<R>) => Promise<boolean>,
   ): Promise<string[]> {
     const reaped: string[] = [];
-    for await (const { id, dir, rec } of this.entries()) {
-      if (rec) {
-        if (rec.state !== "expired" && isPast(rec.expires_at)) {
-          await expire(rec);
-          reaped.push(id);
-        }
-      } else if (await orphan(id, dir)) {
-        reaped.push(id);
-      }
+    for await (const e of this.entries()) {
+      if (e.rec ? await due(e.rec) : await orphan(e)) reaped.push(e.id);
     }
     return reaped;
   }

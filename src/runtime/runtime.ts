@@ -5,6 +5,7 @@ import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
 import type { CallContext, RuntimeDeps } from "./context.js";
+import { ensurePrivateDir } from "./private-dir.js";
 import { VmManager } from "./vms.js";
 
 export interface RuntimeOptions {
@@ -28,7 +29,19 @@ export class Runtime {
     const env = opts.env ?? process.env;
     this.paths = opts.paths ?? resolvePaths(env);
     this.envs = new EnvironmentStore(this.paths.environmentsDir);
-    this.deps = { paths: this.paths, envs: this.envs, env };
+    let privateState: Promise<void> | undefined;
+    this.deps = {
+      paths: this.paths,
+      envs: this.envs,
+      env,
+      privateState: () => {
+        privateState ??= ensurePrivateDir(this.paths.stateDir).catch((e: unknown) => {
+          privateState = undefined;
+          throw e;
+        });
+        return privateState;
+      },
+    };
     this.vms = new VmManager(this.deps);
     this.workspaces = new WorkspaceManager(this.deps);
   }

@@ -1,8 +1,9 @@
-import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import * as z from "zod";
 import { outcomeFields } from "../engines/outcome.js";
-import type { EngineName, ExecutionMode, SandboxHandle, SandboxSpec } from "../engines/types.js";
-import { PyroError } from "../errors.js";
+import type { SandboxSpec } from "../engines/types.js";
+import { PyroError, toPyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
 import type {
   RunInputT,
@@ -11,27 +12,38 @@ import type {
   VmExecInputT,
   VmStatusResultT,
 } from "../operations/schemas.js";
-import { readJson } from "../util/json-store.js";
-import { pidAlive } from "../util/proc.js";
+import { ExecutionModeSchema } from "../operations/schemas.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { displayCommand, toArgv } from "./command.js";
-import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "./context.js";
-import { engineByName, selectEngine } from "./engine-select.js";
-import { RecordStore } from "./record-store.js";
+import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
+import { allEngines, engineByName, selectEngine } from "./engine-select.js";
+import { currentOwner, type Owner, ownerAlive } from "./owner.js";
+import { type RecordEntry, RecordStore } from "./record-store.js";
+import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "./sandbox-record.js";
 
-interface VmRecord {
-  vm_id: string;
-  environment: string;
-  state: "created" | "running" | "stopped" | "expired" | "failed";
-  reason: string | null;
-  created_at: string;
-  expires_at: string;
-  vcpu_count: number;
-  mem_mib: number;
-  network: boolean;
-  allow_host_compat: boolean;
-  engine: EngineName | null;
-  execution_mode: ExecutionMode | null;
-  handle: SandboxHandle | null;
+/** Validated on every load; `starting` carries the owner so an interrupted start is found. */
+const VmRecordSchema = z.looseObject({
+  vm_id: z.string(),
+  environment: z.string(),
+  state: z.enum(["created", "starting", "running", "stopped", "expired", "failed"]),
+  reason: z.string().nullable(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  vcpu_count: z.number().int(),
+  mem_mib: z.number().int(),
+  network: z.boolean(),
+  allow_host_compat: z.boolean(),
+  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]).nullable(),
+  execution_mode: ExecutionModeSchema.nullable(),
+  handle: HandleSchema.nullable(),
+  owner: OwnerSchema.nullable().optional(),
+});
+type VmRecord = z.infer<typeof VmRecordSchema>;
+
+/** What a one-shot run writes before its sandbox starts, so a killed run is cleaned up. */
+interface OneShotMarker {
+  owner: Owner;
+  engine: string;
 }
 
 /** The VM half of the runtime: one-shot runs and the vm_* lifecycle. */
@@ -50,6 +62,17 @@ export class VmManager {
           `no VM with id ${id}`,
           "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command",
         ),
+      unreadable: (id, why) =>
+        new PyroError(
+          "invalid_state",
+          `VM ${id} is damaged (${why})`,
+          `delete it with \`pyro vm delete ${id}\` (its sandbox, if any, is found and removed too)`,
+        ),
+      schema: VmRecordSchema,
+      check: (id, dir, rec) =>
+        rec.vm_id !== id
+          ? `vm_id ${JSON.stringify(rec.vm_id)} is not ${id}`
+          : handleProblem(id, dir, rec.handle, { sandboxDir: join(dir, "sandbox") }),
     });
   }
 
@@ -64,14 +87,15 @@ export class VmManager {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
     });
+    await this.d.privateState();
     const vm_id = newId("vm");
     const sandboxDir = this.dir(vm_id);
-    await mkdir(sandboxDir, { recursive: true });
-    // Lets the reaper clean up after a pyro process that was killed mid-run.
-    await writeFile(
-      join(sandboxDir, "oneshot.json"),
-      JSON.stringify({ pid: process.pid, engine: engine.name }),
-    );
+    await mkdir(sandboxDir, { recursive: true, mode: 0o700 });
+    // Intent first: lets the reaper clean up after a pyro process killed mid-run.
+    await writeJsonAtomic(join(sandboxDir, "oneshot.json"), {
+      owner: currentOwner(),
+      engine: engine.name,
+    } satisfies OneShotMarker);
     const spec: SandboxSpec = {
       id: vm_id,
       environment: input.environment,
@@ -106,6 +130,7 @@ export class VmManager {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
     });
+    await this.d.privateState();
     const vm_id = newId("vm");
     const rec: VmRecord = {
       vm_id,
@@ -136,7 +161,7 @@ export class VmManager {
     return this.records.expireIfDue(rec, async (r) => {
       if (r.handle)
         await this.engineFor(r)
-          .destroy(r.handle)
+          .destroy(asHandle(r.handle))
           .catch(() => undefined);
       r.handle = null;
       r.state = "expired";
@@ -157,26 +182,55 @@ export class VmManager {
 
   async start(id: string, _ctx: CallContext = {}): Promise<VmStatusResultT> {
     checkId("vm", id);
+    // Intent first (`starting` with this process as owner), then the sandbox, then the
+    // handle: the lock is not held while the engine works, and a process killed in between
+    // leaves a record that says what to clean up.
     const rec = await this.records.update(id, async (r) => {
       if (r.state === "expired")
         throw new PyroError("expired", `VM ${id} expired`, `delete it with \`pyro vm delete ${id}\``);
+      if (r.state === "starting" && ownerAlive(r.owner))
+        throw new PyroError("invalid_state", `VM ${id} is being started by pyro process ${r.owner?.pid}`);
       if (r.state === "running" && r.handle) return;
-      const engine = this.engineFor(r);
-      if (r.handle) await engine.destroy(r.handle).catch(() => undefined);
-      const env = await this.d.envs.ensure(r.environment);
-      r.handle = await engine.create({
-        id: r.vm_id,
-        environment: r.environment,
-        rootfs: env.rootfs,
-        sandboxDir: join(this.dir(r.vm_id), "sandbox"),
-        vcpuCount: r.vcpu_count,
-        memMib: r.mem_mib,
-        network: r.network,
-      });
-      r.state = "running";
-      r.reason = null;
+      r.state = "starting";
+      r.owner = currentOwner();
     });
-    return this.view(rec);
+    if (rec.state === "running") return this.view(rec);
+    const engine = this.engineFor(rec);
+    const sandboxDir = join(this.dir(id), "sandbox");
+    try {
+      if (rec.handle) await engine.destroy(asHandle(rec.handle)).catch(() => undefined);
+      await engine.removeOrphan(id, sandboxDir);
+      const env = await this.d.envs.ensure(rec.environment);
+      const handle = await engine.create({
+        id: rec.vm_id,
+        environment: rec.environment,
+        rootfs: env.rootfs,
+        sandboxDir,
+        vcpuCount: rec.vcpu_count,
+        memMib: rec.mem_mib,
+        network: rec.network,
+        expiresAt: rec.expires_at,
+      });
+      return this.view(
+        await this.records.update(id, (r) => {
+          r.handle = handle;
+          r.state = "running";
+          r.reason = null;
+          r.owner = null;
+        }),
+      );
+    } catch (e) {
+      await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
+      await this.records
+        .update(id, (r) => {
+          r.state = "failed";
+          r.reason = `start failed: ${toPyroError(e).message}`;
+          r.handle = null;
+          r.owner = null;
+        })
+        .catch(() => undefined);
+      throw toPyroError(e);
+    }
   }
 
   /** Runs one command in the VM (starting it if needed), then deletes the VM, as the contract says. */
@@ -192,7 +246,7 @@ export class VmManager {
       rec = await this.records.load(id);
     }
     try {
-      const out = await this.engineFor(rec).exec(rec.handle!, {
+      const out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
         argv: toArgv(input.command),
         cwd: "/",
         timeoutMs: input.timeout_seconds * 1000,
@@ -218,7 +272,7 @@ export class VmManager {
     checkId("vm", id);
     await this.usable(id);
     const rec = await this.records.update(id, async (r) => {
-      if (r.handle) await this.engineFor(r).destroy(r.handle);
+      if (r.handle) await this.engineFor(r).destroy(asHandle(r.handle));
       r.handle = null;
       r.state = "stopped";
       r.reason = "stopped by request";
@@ -228,20 +282,43 @@ export class VmManager {
 
   async delete(id: string): Promise<{ vm_id: string; deleted: boolean }> {
     checkId("vm", id);
-    const rec = await this.records.load(id);
+    const first = await this.records.read(id);
+    if (first.problem === "missing") throw this.records.notFoundError(id);
     await this.records.locked(id, async () => {
-      if (rec.handle) await this.engineFor(rec).destroy(rec.handle);
+      const e = await this.records.read(id);
+      if (e.rec?.state === "starting" && ownerAlive(e.rec.owner))
+        throw new PyroError(
+          "invalid_state",
+          `VM ${id} is being started by pyro process ${e.rec.owner?.pid}`,
+          "wait for it to start, then delete it",
+        );
+      await this.removeSandbox(id, e);
       await rm(this.dir(id), { recursive: true, force: true });
     });
     await this.records.removeLock(id);
     return { vm_id: id, deleted: true };
   }
 
+  /** As for workspaces: through the handle, else every engine that could have made it. */
+  private async removeSandbox(id: string, e: RecordEntry<VmRecord>): Promise<void> {
+    const sandboxDir = join(this.dir(id), "sandbox");
+    if (e.rec?.handle) {
+      const engine = this.engineFor(e.rec);
+      const handle = asHandle(e.rec.handle);
+      await engine.destroy(handle);
+      if ((await engine.inspect(handle).catch(() => undefined))?.state === "running")
+        throw new PyroError("engine_failure", `the sandbox of VM ${id} is still running after delete`);
+    }
+    const known = e.rec?.engine ? engineByName(e.rec.engine, this.d.paths, this.d.env) : undefined;
+    for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env))
+      await engine.removeOrphan(id, sandboxDir);
+  }
+
   async status(id: string): Promise<VmStatusResultT> {
     checkId("vm", id);
     let rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "running" && rec.handle) {
-      const i = await this.engineFor(rec).inspect(rec.handle);
+      const i = await this.engineFor(rec).inspect(asHandle(rec.handle));
       if (i.state !== "running") {
         rec = await this.records.update(id, (r) => {
           r.state = "failed";
@@ -263,22 +340,68 @@ export class VmManager {
   }
 
   list(): Promise<VmStatusResultT[]> {
-    return this.records.list(async (rec) => this.view(await this.expireIfDue(rec)));
+    return this.records.list(
+      async (rec) => this.view(await this.expireIfDue(rec)),
+      async (e) => {
+        // A one-shot run's directory has no vm.json by design; it is not a VM to list.
+        if (e.problem === "missing") return undefined;
+        const st = await stat(e.dir).catch(() => undefined);
+        const at = new Date(st?.mtimeMs ?? Date.now()).toISOString();
+        return {
+          vm_id: e.id,
+          environment: "unknown",
+          state: "damaged",
+          reason: `${e.problem ? e.why : "damaged"}; delete it with \`pyro vm delete ${e.id}\``,
+          created_at: at,
+          expires_at: at,
+          vcpu_count: 0,
+          mem_mib: 0,
+          network: false,
+          execution_mode: null,
+        };
+      },
+    );
   }
 
-  /** Expires VMs past their TTL and removes what killed one-shot runs left behind. */
+  /**
+   * Expires VMs past their TTL, fails starts whose process died (removing what they left),
+   * and removes what killed one-shot runs left behind. Damaged records are left for delete.
+   */
   reap(): Promise<string[]> {
     return this.records.reap(
-      (rec) => this.expireIfDue(rec),
-      async (n, dir) => {
-        const one = await readJson<{ pid: number; engine: EngineName }>(join(dir, "oneshot.json")).catch(
+      async (rec) => {
+        if (rec.state === "starting" && !ownerAlive(rec.owner)) {
+          const engine = this.engineFor(rec);
+          await engine.removeOrphan(rec.vm_id, join(this.dir(rec.vm_id), "sandbox"));
+          await this.records.update(rec.vm_id, (r) => {
+            if (r.state !== "starting" || ownerAlive(r.owner)) return;
+            r.state = "failed";
+            r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
+            r.owner = null;
+          });
+          return true;
+        }
+        if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
+        await this.expireIfDue(rec);
+        return true;
+      },
+      async (e) => {
+        if (e.problem !== "missing") return false;
+        const one = await readJson<Partial<OneShotMarker>>(join(e.dir, "oneshot.json")).catch(
           () => undefined,
         );
-        const st = await stat(dir).catch(() => undefined);
-        const orphan = one ? !pidAlive(one.pid) : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
+        const st = await stat(e.dir).catch(() => undefined);
+        const orphan = one?.owner
+          ? !ownerAlive(one.owner)
+          : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
         if (!orphan) return false;
-        await engineByName(one?.engine ?? "gvisor", this.d.paths, this.d.env)?.removeOrphan?.(n);
-        await rm(dir, { recursive: true, force: true });
+        // A one-shot run's sandbox dir is the VM dir itself.
+        const known = one?.engine
+          ? engineByName(one.engine as "gvisor", this.d.paths, this.d.env)
+          : undefined;
+        for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env))
+          await engine.removeOrphan(e.id, e.dir);
+        await rm(e.dir, { recursive: true, force: true });
         return true;
       },
     );

@@ -1,45 +1,58 @@
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
+import * as z from "zod";
 import { outcomeFields } from "../engines/outcome.js";
-import type { Engine, EngineName, ExecutionMode, SandboxHandle } from "../engines/types.js";
+import type { Engine, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
-import type {
-  CommandLogEntryT,
-  SeedInfoT,
-  WorkspaceCreateInputT,
-  WorkspaceExecInputT,
-  WorkspaceExecResultT,
-  WorkspaceStatusResultT,
-  WorkspaceSyncInputT,
-  WorkspaceSyncResultT,
+import {
+  type CommandLogEntryT,
+  ExecutionModeSchema,
+  LastCommand,
+  SeedInfo,
+  type WorkspaceCreateInputT,
+  type WorkspaceExecInputT,
+  type WorkspaceExecResultT,
+  type WorkspaceStatusResultT,
+  type WorkspaceSyncInputT,
+  type WorkspaceSyncResultT,
 } from "../operations/schemas.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
-import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../runtime/context.js";
-import { engineByName, selectEngine } from "../runtime/engine-select.js";
-import { RecordStore } from "../runtime/record-store.js";
+import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
+import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
+import { currentOwner, ownerAlive } from "../runtime/owner.js";
+import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
+import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "../runtime/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
-interface WorkspaceRecord {
-  workspace_id: string;
-  environment: string;
-  state: "running" | "stopped" | "expired" | "failed";
-  reason: string | null;
-  created_at: string;
-  expires_at: string;
-  vcpu_count: number;
-  mem_mib: number;
-  network: boolean;
-  engine: EngineName;
-  execution_mode: ExecutionMode;
-  handle: SandboxHandle | null;
-  command_count: number;
-  last_command: WorkspaceStatusResultT["last_command"];
-  workspace_seed: SeedInfoT;
-}
+/**
+ * The stored record, validated on every load (see RecordStore). `creating` is written before
+ * anything else exists, with the creating process as `owner`, so a sandbox whose creator
+ * died at any moment is still found, shown and deleted. Loose: fields a newer pyro added
+ * survive a read-modify-write by this one.
+ */
+const WorkspaceRecordSchema = z.looseObject({
+  workspace_id: z.string(),
+  environment: z.string(),
+  state: z.enum(["creating", "running", "stopped", "expired", "failed"]),
+  reason: z.string().nullable(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  vcpu_count: z.number().int(),
+  mem_mib: z.number().int(),
+  network: z.boolean(),
+  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
+  execution_mode: ExecutionModeSchema,
+  handle: HandleSchema.nullable(),
+  owner: OwnerSchema.nullable().optional(),
+  command_count: z.number().int().nonnegative(),
+  last_command: LastCommand.nullable(),
+  workspace_seed: SeedInfo,
+});
+type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
 /** Maps a user's --dest onto a normalised guest path that stays inside /workspace. */
 export function resolveWorkspaceDest(dest: string): string {
@@ -82,12 +95,20 @@ export class WorkspaceManager {
           `no workspace with id ${id}`,
           "list workspaces with `pyro workspace list`",
         ),
-      unreadable: (id, e) =>
+      unreadable: (id, why) =>
         new PyroError(
           "invalid_state",
-          `workspace ${id} has an unreadable record: ${e.message}`,
-          `delete it with \`pyro workspace delete ${id}\``,
+          `workspace ${id} is damaged (${why})`,
+          `delete it with \`pyro workspace delete ${id}\` (its sandbox, if any, is found and removed too)`,
         ),
+      schema: WorkspaceRecordSchema,
+      check: (id, dir, rec) =>
+        rec.workspace_id !== id
+          ? `workspace_id ${JSON.stringify(rec.workspace_id)} is not ${id}`
+          : handleProblem(id, dir, rec.handle, {
+              sandboxDir: join(dir, "sandbox"),
+              workspaceDir: join(dir, "files"),
+            }),
     });
   }
 
@@ -112,11 +133,42 @@ export class WorkspaceManager {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
     });
+    await this.d.privateState();
     const id = newId("ws");
     const dir = this.dir(id);
     const filesDir = join(dir, "files");
+    const sandboxDir = join(dir, "sandbox");
+    // Intent first: the record exists (state `creating`, this process as owner) before any
+    // file or sandbox does, so whatever moment this process dies at, list/status/delete and
+    // the reaper find what it left.
+    const rec: WorkspaceRecord = {
+      workspace_id: id,
+      environment: input.environment,
+      state: "creating",
+      reason: null,
+      created_at: nowIso(),
+      expires_at: isoPlusSeconds(input.ttl_seconds),
+      vcpu_count: input.vcpu_count,
+      mem_mib: input.mem_mib,
+      network: input.network,
+      engine: engine.name,
+      execution_mode: engine.executionMode,
+      handle: null,
+      owner: currentOwner(),
+      command_count: 0,
+      last_command: null,
+      workspace_seed: {
+        mode: src ? src.kind : "empty",
+        seed_path: src ? src.path : null,
+        destination: WORKSPACE_ROOT,
+        entry_count: stats.entry_count,
+        bytes_written: stats.bytes_written,
+      },
+    };
     let handle: SandboxHandle | undefined;
     try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await this.records.write(id, rec);
       await mkdir(filesDir, { recursive: true });
       if (src) {
         ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
@@ -128,43 +180,30 @@ export class WorkspaceManager {
         id,
         environment: input.environment,
         rootfs: env.rootfs,
-        sandboxDir: join(dir, "sandbox"),
+        sandboxDir,
         workspaceDir: filesDir,
         vcpuCount: input.vcpu_count,
         memMib: input.mem_mib,
         network: input.network,
+        expiresAt: rec.expires_at,
       });
       ctx.signal?.throwIfAborted();
-      const rec: WorkspaceRecord = {
-        workspace_id: id,
-        environment: input.environment,
-        state: "running",
-        reason: null,
-        created_at: nowIso(),
-        expires_at: isoPlusSeconds(input.ttl_seconds),
-        vcpu_count: input.vcpu_count,
-        mem_mib: input.mem_mib,
-        network: input.network,
-        engine: engine.name,
-        execution_mode: engine.executionMode,
-        handle,
-        command_count: 0,
-        last_command: null,
-        workspace_seed: {
-          mode: src ? src.kind : "empty",
-          seed_path: src ? src.path : null,
-          destination: WORKSPACE_ROOT,
-          entry_count: stats.entry_count,
-          bytes_written: stats.bytes_written,
-        },
-      };
+      rec.handle = handle;
+      rec.state = "running";
+      rec.owner = null;
       await this.records.write(id, rec);
       return this.view(rec);
     } catch (e) {
       if (handle) await engine.destroy(handle).catch(() => undefined);
+      else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
       throw toPyroError(e);
     }
+  }
+
+  /** A record whose creator died before it finished: nothing usable, found and removable. */
+  private interrupted(r: WorkspaceRecord): boolean {
+    return r.state === "creating" && !ownerAlive(r.owner);
   }
 
   /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
@@ -190,6 +229,17 @@ export class WorkspaceManager {
         "expired",
         `workspace ${id} expired (${rec.reason})`,
         `delete it with \`pyro workspace delete ${id}\` and create a new one`,
+      );
+    }
+    if (rec.state === "creating") {
+      throw new PyroError(
+        "invalid_state",
+        ownerAlive(rec.owner)
+          ? `workspace ${id} is still being created (by pyro process ${rec.owner?.pid})`
+          : `workspace ${id} was never finished: the pyro process creating it (pid ${rec.owner?.pid}) died`,
+        ownerAlive(rec.owner)
+          ? "wait for workspace create to return, then try again"
+          : `delete it with \`pyro workspace delete ${id}\` and create a new one`,
       );
     }
     if (rec.state !== "running" || !rec.handle) {
@@ -220,7 +270,7 @@ export class WorkspaceManager {
     const command = displayCommand(input.command);
     let out: Awaited<ReturnType<Engine["exec"]>>;
     try {
-      out = await this.engineFor(rec).exec(rec.handle!, {
+      out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
         argv: toArgv(input.command),
         cwd: WORKSPACE_ROOT,
         timeoutMs: input.timeout_seconds * 1000,
@@ -301,7 +351,7 @@ export class WorkspaceManager {
     const stats = await inspectSource(src);
     ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
     try {
-      await this.engineFor(rec).putArchive(rec.handle!, tarStreamOf(src), destination);
+      await this.engineFor(rec).putArchive(asHandle(rec.handle!), tarStreamOf(src), destination);
     } catch (e) {
       const pe = toPyroError(e);
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
@@ -311,14 +361,32 @@ export class WorkspaceManager {
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
-    return this.view(await this.current(await this.records.load(id)));
+    const e = await this.records.read(checkId("ws", id));
+    if (e.problem === "missing" && !(await stat(e.dir).catch(() => undefined))) throw this.notFound(id);
+    if (!e.rec) return this.damagedView(e);
+    return this.view(await this.current(e.rec));
+  }
+
+  private notFound(id: string): PyroError {
+    return new PyroError(
+      "not_found",
+      `no workspace with id ${id}`,
+      "list workspaces with `pyro workspace list`",
+    );
   }
 
   /** The record brought up to date: expired past its TTL, failed if its sandbox is gone. */
   private async current(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
     const r = await this.expireIfDue(rec);
+    if (this.interrupted(r)) {
+      return {
+        ...r,
+        state: "failed",
+        reason: `interrupted: the pyro process creating it (pid ${r.owner?.pid}) died; delete it`,
+      };
+    }
     if (r.state !== "running" || !r.handle) return r;
-    const i = await this.engineFor(r).inspect(r.handle);
+    const i = await this.engineFor(r).inspect(asHandle(r.handle));
     if (i.state === "running") return r;
     await this.markFailed(r.workspace_id, i.reason ?? `sandbox ${i.state}`);
     return this.records.load(r.workspace_id);
@@ -349,29 +417,112 @@ export class WorkspaceManager {
       );
     }
     await this.records.locked(id, async () => {
-      const rec = await readJson<WorkspaceRecord>(this.records.path(id)).catch(() => undefined);
-      if (rec?.handle) await this.engineFor(rec).destroy(rec.handle);
+      const e = await this.records.read(id);
+      if (e.rec?.state === "creating" && ownerAlive(e.rec.owner)) {
+        throw new PyroError(
+          "invalid_state",
+          `workspace ${id} is being created by pyro process ${e.rec.owner?.pid}`,
+          "wait for workspace create to return, then delete it",
+        );
+      }
+      await this.removeSandbox(id, e);
       await rm(dir, { recursive: true, force: true });
     });
     await this.records.removeLock(id);
     return { workspace_id: id, deleted: true };
   }
 
-  list(): Promise<WorkspaceStatusResultT[]> {
-    return this.records.list(async (rec) => this.view(await this.current(rec)));
+  /**
+   * Ends the workspace's sandbox and checks that it is gone: through the handle when the
+   * record has one, else (interrupted create, damaged record) by asking every engine that
+   * could have made it. Throws rather than let a delete report success over a live sandbox.
+   */
+  private async removeSandbox(id: string, e: RecordEntry<WorkspaceRecord>): Promise<void> {
+    const sandboxDir = join(this.dir(id), "sandbox");
+    if (e.rec?.handle) {
+      const engine = this.engineFor(e.rec);
+      const handle = asHandle(e.rec.handle);
+      await engine.destroy(handle);
+      const after = await engine.inspect(handle).catch(() => undefined);
+      if (after?.state === "running")
+        throw new PyroError("engine_failure", `the sandbox of workspace ${id} is still running after delete`);
+    }
+    const known = e.rec ? engineByName(e.rec.engine, this.d.paths, this.d.env) : undefined;
+    for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env)) {
+      await engine.removeOrphan(id, sandboxDir);
+    }
   }
 
-  /** Expires workspaces past their TTL; removes directories a crashed create left without a record. */
+  list(): Promise<WorkspaceStatusResultT[]> {
+    return this.records.list(
+      async (rec) => this.view(await this.current(rec)),
+      async (e) => ((await stat(e.dir).catch(() => undefined)) ? this.damagedView(e) : undefined),
+    );
+  }
+
+  /**
+   * Expires workspaces past their TTL and cleans up after creates whose process died.
+   * Damaged records are never touched (they may hold a live sandbox's files: only an
+   * explicit delete removes them); a directory without any record only once nothing of its
+   * sandbox runs and it is old enough not to be a create in progress.
+   */
   reap(): Promise<string[]> {
     return this.records.reap(
-      (rec) => this.expireIfDue(rec),
-      async (_id, dir) => {
-        const st = await stat(dir).catch(() => undefined);
+      async (rec) => {
+        if (this.interrupted(rec)) {
+          await this.records.locked(rec.workspace_id, async () => {
+            await this.removeSandbox(rec.workspace_id, {
+              id: rec.workspace_id,
+              dir: this.dir(rec.workspace_id),
+              rec,
+            });
+            await rm(this.dir(rec.workspace_id), { recursive: true, force: true });
+          });
+          await this.records.removeLock(rec.workspace_id);
+          return true;
+        }
+        if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
+        await this.expireIfDue(rec);
+        return true;
+      },
+      async (e) => {
+        if (e.problem !== "missing") return false;
+        const st = await stat(e.dir).catch(() => undefined);
         if (!st || Date.now() - st.mtimeMs <= 10 * 60_000) return false;
-        await rm(dir, { recursive: true, force: true });
+        const sandboxDir = join(e.dir, "sandbox");
+        for (const engine of allEngines(this.d.paths, this.d.env))
+          if (await engine.orphanAlive(e.id, sandboxDir)) return false;
+        await rm(e.dir, { recursive: true, force: true });
         return true;
       },
     );
+  }
+
+  /** What list and status show for a record that cannot be trusted: enough to find and delete it. */
+  private async damagedView(e: RecordEntry<WorkspaceRecord>): Promise<WorkspaceStatusResultT> {
+    const st = await stat(e.dir).catch(() => undefined);
+    const at = new Date(st?.mtimeMs ?? Date.now()).toISOString();
+    return {
+      workspace_id: e.id,
+      environment: "unknown",
+      state: "damaged",
+      reason: `${e.problem === "missing" ? "no record" : e.problem === "damaged" ? e.why : "damaged"}; delete it with \`pyro workspace delete ${e.id}\``,
+      created_at: at,
+      expires_at: at,
+      vcpu_count: 0,
+      mem_mib: 0,
+      network: false,
+      execution_mode: null,
+      command_count: 0,
+      last_command: null,
+      workspace_seed: {
+        mode: "empty",
+        seed_path: null,
+        destination: WORKSPACE_ROOT,
+        entry_count: 0,
+        bytes_written: 0,
+      },
+    };
   }
 
   private view(r: WorkspaceRecord): WorkspaceStatusResultT {

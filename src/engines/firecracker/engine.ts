@@ -19,7 +19,15 @@ import { runProbeCommand } from "../probe-run.js";
 import { AgentSession } from "../qemu/agent-client.js";
 import { kernelCmdline } from "../qemu/args.js";
 import { cachedProbes } from "../qemu/probe.js";
-import { isOurProcess, killVm, pidAlive, socketDirFor, spawnDetached, tailLines } from "../qemu/vmproc.js";
+import {
+  findProcesses,
+  isOurProcess,
+  killVm,
+  pidAlive,
+  socketDirFor,
+  spawnDetached,
+  tailLines,
+} from "../qemu/vmproc.js";
 import type {
   Engine,
   ExecOutcome,
@@ -457,6 +465,19 @@ export class FirecrackerEngine implements Engine {
   private async cleanup(sandboxDir: string, files: FcFiles | undefined): Promise<void> {
     if (files && files.socketDir !== sandboxDir) await rm(files.socketDir, { recursive: true, force: true });
     await rm(sandboxDir, { recursive: true, force: true });
+  }
+
+  async orphanAlive(_id: string, sandboxDir: string): Promise<boolean> {
+    return (await findProcesses((await fcFiles(sandboxDir)).apiSocket)).length > 0;
+  }
+
+  async removeOrphan(_id: string, sandboxDir: string): Promise<void> {
+    const files = await fcFiles(sandboxDir);
+    for (const pid of await findProcesses(files.apiSocket)) {
+      if (!(await killVm(pid, files.apiSocket)))
+        throw new PyroError("engine_failure", `could not kill the firecracker process ${pid}`);
+    }
+    if (files.socketDir !== sandboxDir) await rm(files.socketDir, { recursive: true, force: true });
   }
 
   async destroy(handle: SandboxHandle): Promise<void> {

@@ -94,9 +94,10 @@ export class GvisorEngine implements Engine {
   /** The read-only host files every sandbox gets: the init, and a shared /etc/hosts. */
   private async mounts(ctlDir?: string): Promise<SandboxMounts> {
     const init = await ensureStaticBinary(INIT_BINARY, this.cacheDir, this.env);
-    const hostsFile = join(this.runscRoot, "hosts");
+    // In the cache (it is rebuildable), not in runsc's root: runsc owns that directory.
+    const hostsFile = join(this.cacheDir, "gvisor", "hosts");
     if (!existsSync(hostsFile)) {
-      await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
+      await mkdir(dirname(hostsFile), { recursive: true });
       const tmp = `${hostsFile}.${process.pid}`;
       await writeFile(tmp, HOSTS_FILE, { mode: 0o644 });
       await rename(tmp, hostsFile);
@@ -340,17 +341,29 @@ export class GvisorEngine implements Engine {
     }
   }
 
-  async removeOrphan(id: string): Promise<void> {
+  /** The flags a sandbox with this id was made with (its network setting is not known here). */
+  private async orphanFlags(id: string): Promise<RunscFlags | undefined> {
     const binary = await findRunsc(this.env);
-    if (!binary) return;
-    // The run's network setting is not recorded, and the flags must match the ones it used.
+    if (!binary) return undefined;
     for (const network of [false, true]) {
       const flags = { binary, global: globalFlags(this.runscRoot, network, this.env) };
-      if (await runscState(flags, containerId(id))) {
-        await runsc(flags, ["delete", "--force", containerId(id)], { timeoutMs: 30_000 });
-        return;
-      }
+      if (await runscState(flags, containerId(id))) return flags;
     }
+    return undefined;
+  }
+
+  async orphanAlive(id: string, _sandboxDir: string): Promise<boolean> {
+    return (await this.orphanFlags(id)) !== undefined;
+  }
+
+  async removeOrphan(id: string, sandboxDir: string): Promise<void> {
+    const flags = await this.orphanFlags(id);
+    if (flags) {
+      await runsc(flags, ["kill", containerId(id), "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+      await runsc(flags, ["delete", "--force", containerId(id)], { timeoutMs: 30_000 });
+    }
+    if (await this.orphanAlive(id, sandboxDir))
+      throw new PyroError("engine_failure", `runsc could not remove sandbox ${containerId(id)}`);
   }
 
   async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {

@@ -113,6 +113,14 @@ export class HostEngine implements Engine {
     handle.data.running = false;
   }
 
+  // Host-compat commands are children of the pyro process that ran them and die with its
+  // process group; there is no sandbox to find afterwards.
+  async orphanAlive(_id: string, _sandboxDir: string): Promise<boolean> {
+    return false;
+  }
+
+  async removeOrphan(_id: string, _sandboxDir: string): Promise<void> {}
+
   async destroy(handle: SandboxHandle): Promise<void> {
     await rm(handle.sandboxDir, { recursive: true, force: true });
   }

@@ -48,7 +48,16 @@ import {
   snapshotsRoot,
   touchSnapshot,
 } from "./snapshot.js";
-import { isOurProcess, killVm, pidAlive, spawnDetached, tailLines, type VmFiles, vmFiles } from "./vmproc.js";
+import {
+  findProcesses,
+  isOurProcess,
+  killVm,
+  pidAlive,
+  spawnDetached,
+  tailLines,
+  type VmFiles,
+  vmFiles,
+} from "./vmproc.js";
 
 /** What a qemu handle's `data` holds: enough for any later process to re-attach. */
 export interface QemuHandleData {
@@ -658,6 +667,19 @@ export class QemuEngine implements Engine {
   async stop(handle: SandboxHandle): Promise<void> {
     const d = this.data(handle);
     await killVm(d.pid, d.marker);
+  }
+
+  async orphanAlive(_id: string, sandboxDir: string): Promise<boolean> {
+    return (await findProcesses((await vmFiles(sandboxDir)).qmpSocket)).length > 0;
+  }
+
+  async removeOrphan(_id: string, sandboxDir: string): Promise<void> {
+    const files = await vmFiles(sandboxDir);
+    for (const pid of await findProcesses(files.qmpSocket)) {
+      if (!(await killVm(pid, files.qmpSocket)))
+        throw new PyroError("engine_failure", `could not kill the VM process ${pid}`);
+    }
+    if (files.socketDir !== sandboxDir) await rm(files.socketDir, { recursive: true, force: true });
   }
 
   async destroy(handle: SandboxHandle): Promise<void> {

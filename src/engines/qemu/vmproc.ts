@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readFileSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pidAlive } from "../../util/proc.js";
@@ -72,6 +72,19 @@ export function isOurProcess(pid: number | undefined, marker: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Live processes whose command line contains `marker`: how a VM is found when its pid was
+ * never recorded (its creator was killed mid-create, or its record is damaged).
+ */
+export async function findProcesses(marker: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    if (isOurProcess(Number(name), marker)) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** Kills the VM process (SIGKILL: the VM is disposable) and waits until it is gone. */
