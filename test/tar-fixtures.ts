@@ -30,11 +30,12 @@ export async function makeTar(path: string, entries: TarEntry[], gzip = false): 
 export async function bigZeroTarGz(path: string, size: number): Promise<string> {
   const pack = tarStream.pack();
   const done = pipeline(pack, createGzip({ level: 1 }), createWriteStream(path));
-  const entry = pack.entry({ name: "zeros", size, mode: 0o644 });
+  // tar-stream's streamx typings differ from Node's; it behaves as a Node writable here.
+  const entry = pack.entry({ name: "zeros", size, mode: 0o644 }) as unknown as NodeJS.WritableStream;
   const chunk = Buffer.alloc(1024 * 1024);
   for (let left = size; left > 0; left -= chunk.length) {
     if (!entry.write(left >= chunk.length ? chunk : chunk.subarray(0, left)))
-      await new Promise((r) => entry.once("drain", r));
+      await new Promise<void>((r) => entry.once("drain", () => r()));
   }
   entry.end();
   pack.finalize();

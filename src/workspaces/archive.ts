@@ -264,6 +264,12 @@ export function archiveProblem(entries: readonly ArchiveEntry[]): { path: string
   return undefined;
 }
 
+/** An entry's name for a message: quoted, and shortened in the middle when very long. */
+export function entryName(path: string): string {
+  if (path.length <= 200) return JSON.stringify(path);
+  return `${JSON.stringify(`${path.slice(0, 80)}…${path.slice(-80)}`)} (${path.length} characters)`;
+}
+
 function cancelled(what: string): PyroError {
   return new PyroError("cancelled", `${what} cancelled; nothing was written`);
 }
@@ -307,7 +313,7 @@ export async function validateArchive(src: SourceInfo, signal?: AbortSignal): Pr
   const refuse = (path: string, why: string) =>
     new PyroError(
       "seed_rejected",
-      `archive ${src.path}: entry ${JSON.stringify(path)} ${why}; nothing was written`,
+      `archive ${src.path}: entry ${entryName(path)} ${why}; nothing was written`,
       "repack the archive without that entry, or seed from a directory",
     );
   const run = async (onEntry: (e: ArchiveEntry & { size: number }) => void) => {
@@ -332,12 +338,12 @@ export async function validateArchive(src: SourceInfo, signal?: AbortSignal): Pr
     else if (entries > ARCHIVE_LIMITS.maxEntries)
       problem = new PyroError(
         "seed_rejected",
-        `archive ${src.path} has more than the limit of ${ARCHIVE_LIMITS.maxEntries} entries (at ${JSON.stringify(entry.path)})`,
+        `archive ${src.path} has more than the limit of ${ARCHIVE_LIMITS.maxEntries} entries (at ${entryName(entry.path)})`,
       );
     else if (bytes > ARCHIVE_LIMITS.maxBytes)
       problem = new PyroError(
         "seed_rejected",
-        `archive ${src.path} holds more than the limit of ${ARCHIVE_LIMITS.maxBytes} bytes (at ${JSON.stringify(entry.path)})`,
+        `archive ${src.path} holds more than the limit of ${ARCHIVE_LIMITS.maxBytes} bytes (at ${entryName(entry.path)})`,
       );
     else {
       links.add(entry);
