@@ -420,6 +420,13 @@ async function importStep(file: string, args: string[], what: string, signal?: A
   const r = await runCapture(file, args, {
     timeoutMs: 600_000,
     ...(signal ? { signal } : {}),
+  }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
+    throw new PyroError(
+      "host_dependency_missing",
+      `${what} needs \`${file}\`, which is not on this host's PATH`,
+      "install GNU tar, coreutils and findutils (Debian: apt-get install tar coreutils findutils)",
+    );
   });
   if (r.aborted || signal?.aborted) throw new PyroError("cancelled", `${what} cancelled`);
   if (r.exitCode !== 0) {
