@@ -310,11 +310,15 @@ export async function validateArchive(src: SourceInfo, signal?: AbortSignal): Pr
   let bytes = 0;
   let problem: PyroError | undefined;
   const links = new LinkTree();
-  const refuse = (path: string, why: string) =>
+  const refuse = (
+    path: string,
+    why: string,
+    hint = "repack the archive without that entry, or seed from a directory",
+  ) =>
     new PyroError(
       "seed_rejected",
       `archive ${src.path}: entry ${entryName(path)} ${why}; nothing was written`,
-      "repack the archive without that entry, or seed from a directory",
+      hint,
     );
   const run = async (onEntry: (e: ArchiveEntry & { size: number }) => void) => {
     try {
@@ -333,8 +337,15 @@ export async function validateArchive(src: SourceInfo, signal?: AbortSignal): Pr
     if (problem) return;
     entries++;
     bytes += entry.size;
-    const why = entryProblem(entry) ?? entryLimitProblem(entry);
-    if (why) problem = refuse(entry.path, why);
+    const unsafe = entryProblem(entry);
+    const tooBig = unsafe ? undefined : entryLimitProblem(entry);
+    if (unsafe) problem = refuse(entry.path, unsafe);
+    else if (tooBig)
+      problem = refuse(
+        entry.path,
+        tooBig,
+        `seeds are limited to ${ARCHIVE_LIMITS.maxDepth} directory levels and ${ARCHIVE_LIMITS.maxPathBytes}-byte paths; leave that part of the tree out`,
+      );
     else if (entries > ARCHIVE_LIMITS.maxEntries)
       problem = new PyroError(
         "seed_rejected",
@@ -390,6 +401,7 @@ export async function scanDirectory(root: string, signal?: AbortSignal): Promise
             throw new PyroError(
               "seed_rejected",
               `${p} is nested more than the limit of ${ARCHIVE_LIMITS.maxDepth} directories deep below ${root}; nothing was written`,
+              "leave that part of the tree out (seed from a copy without it)",
             );
           await walk(p, depth + 1);
         } else if (d.isFile()) {
