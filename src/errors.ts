@@ -15,6 +15,7 @@ export type ErrorCode =
   | "sandbox_dead"
   | "invalid_state"
   | "seed_rejected"
+  | "host_path_denied"
   | "timeout"
   | "cancelled"
   | "host_dependency_missing";

@@ -2,7 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
-import { addOperationCommands, type CliIo, EXIT } from "./commands.js";
+import { addOperationCommands, type CliIo, EXIT, reportError } from "./commands.js";
 
 async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
@@ -61,11 +61,22 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .description("Serve pyro's tools (vm_run, vm_*, workspace_*) over MCP on stdio; logs go to stderr")
     .addHelpText(
       "after",
-      "\nExamples:\n  $ pyro mcp serve\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve\n",
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
     )
-    .action(async () => {
+    .option(
+      "--allow-path <dir>",
+      "host directory tools may read seeds and sync sources from, symlinks resolved (repeatable; default: the directory the server is started in)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .action(async (o: { allowPath?: string[] }) => {
       const { serveStdio } = await import("../mcp/stdio.js");
-      await serveStdio();
+      try {
+        await serveStdio(o.allowPath ? { allowPaths: o.allowPath } : {});
+      } catch (e) {
+        // A bad --allow-path is reported like any CLI error, before serving anything.
+        reportError(io, e, false);
+        return;
+      }
       exitCode = -1;
     });
   const demo = program

@@ -1,5 +1,6 @@
 import { type CallToolResult, McpServer, type ServerContext } from "@modelcontextprotocol/server";
 import { toPyroError } from "../errors.js";
+import { defaultMcpPolicy, type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
 import { invoke } from "../operations/invoke.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import { Runtime } from "../runtime/runtime.js";
@@ -12,6 +13,20 @@ export interface CreateServerOptions {
   runtime?: Runtime;
   /** Where diagnostics go; stdout belongs to the protocol on stdio, so the default is stderr. */
   log?: (line: string) => void;
+  /**
+   * Host directories tools may read from (seed_path, source_path), and everything below
+   * them once symlinks are resolved. Default: the directory the server was started in
+   * (none when that is `/`). The model on the other end is not the operator: it gets only
+   * what is listed here.
+   */
+  allowPaths?: readonly string[];
+}
+
+/** The host-access policy of a server created with these options (throws on a bad directory). */
+export function serverHostPolicy(opts: Pick<CreateServerOptions, "allowPaths"> = {}): HostAccessPolicy {
+  return opts.allowPaths && opts.allowPaths.length > 0
+    ? hostAccessPolicy(opts.allowPaths)
+    : defaultMcpPolicy();
 }
 
 const INSTRUCTIONS =
@@ -39,11 +54,13 @@ export async function callOperation(
   args: unknown,
   ctx: ServerContext,
   log: (line: string) => void = stderrLog,
+  hostAccess: HostAccessPolicy = defaultMcpPolicy(),
 ): Promise<CallToolResult> {
   try {
     const onProgress = progressForwarder(ctx, log);
     const raw = await invoke(runtime, op, args, {
       signal: ctx.mcpReq.signal,
+      hostAccess,
       ...(onProgress ? { onProgress } : {}),
     });
     // The published outputSchema forbids extra keys; parsing strips anything the runtime
@@ -67,6 +84,7 @@ export async function callOperation(
 export function createServer(opts: CreateServerOptions = {}): McpServer {
   const runtime = opts.runtime ?? new Runtime();
   const log = opts.log ?? stderrLog;
+  const hostAccess = serverHostPolicy(opts);
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },
     {
@@ -91,7 +109,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
           openWorldHint: false,
         },
       },
-      (args, ctx) => callOperation(runtime, op, args, ctx, log),
+      (args, ctx) => callOperation(runtime, op, args, ctx, log, hostAccess),
     );
   }
   return server;

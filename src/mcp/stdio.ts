@@ -1,6 +1,6 @@
 import { serveStdio as serveStdioEntry } from "@modelcontextprotocol/server/stdio";
 import { Runtime } from "../runtime/runtime.js";
-import { createServer } from "./server.js";
+import { createServer, serverHostPolicy } from "./server.js";
 
 function log(line: string): void {
   process.stderr.write(`pyro mcp: ${line}\n`);
@@ -15,7 +15,7 @@ const EXIT_BACKSTOP_MS = 15_000;
  * `pyro mcp serve`: MCP over stdio until the client closes stdin or a signal arrives.
  * Stdout carries protocol messages only, so stray console output is sent to stderr.
  */
-export async function serveStdio(): Promise<void> {
+export async function serveStdio(opts: { allowPaths?: readonly string[] } = {}): Promise<void> {
   for (const k of ["log", "info", "debug"] as const) console[k] = console.error;
   if (process.stdin.isTTY)
     log("serving on stdio; this is meant to be started by an MCP client (Ctrl-D quits)");
@@ -23,9 +23,16 @@ export async function serveStdio(): Promise<void> {
   // One runtime for the connection: the entry may build a probe instance before pinning
   // the real one, and both must see the same state and reaper.
   const runtime = new Runtime();
-  const handle = serveStdioEntry(() => createServer({ runtime, log }), {
-    onerror: (e) => log(`transport: ${e.message}`),
-  });
+  // Checked once, before serving: a bad --allow-path is an error at startup, not at a tool call.
+  const allowPaths = serverHostPolicy(opts).roots;
+  if (allowPaths.length === 0)
+    log("no host paths are allowed (started in /); pass --allow-path DIR to allow some");
+  const handle = serveStdioEntry(
+    () => createServer({ runtime, log, ...(opts.allowPaths?.length ? { allowPaths } : {}) }),
+    {
+      onerror: (e) => log(`transport: ${e.message}`),
+    },
+  );
 
   await new Promise<void>((resolve) => {
     let done = false;

@@ -1,4 +1,5 @@
 import type { EnvironmentStore } from "../environments/store.js";
+import type { HostAccessPolicy } from "../host-paths.js";
 import type { PyroPaths } from "../paths.js";
 
 /** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
@@ -14,6 +15,11 @@ export interface CallContext {
   onProgress?: (p: Progress) => void;
   /** Directory relative host paths (seed_path, source_path) are resolved against. */
   cwd?: string;
+  /**
+   * Which host paths the caller may read or write (src/host-paths.ts). Undefined is full
+   * access: the CLI's and the SDK's caller is the operator. The MCP server sets it.
+   */
+  hostAccess?: HostAccessPolicy;
 }
 
 export interface RuntimeDeps {

@@ -58,10 +58,16 @@ export class Pyro {
     return invoke(this.runtime, getOperation(name), input, opts) as Promise<T>;
   }
 
-  /** An MCP server over this SDK's runtime, to mount on any transport. */
-  async createServer() {
+  /**
+   * An MCP server over this SDK's runtime, to mount on any transport. `allowPaths`: the
+   * host directories its tools may read (default: the process's working directory).
+   */
+  async createServer(opts: { allowPaths?: readonly string[] } = {}) {
     const { createServer } = await import("../mcp/server.js");
-    return createServer({ runtime: this.runtime });
+    return createServer({
+      runtime: this.runtime,
+      ...(opts.allowPaths ? { allowPaths: opts.allowPaths } : {}),
+    });
   }
 
   // ---- one-shot ----

@@ -1,9 +1,10 @@
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { join, posix, resolve } from "node:path";
+import { join, posix } from "node:path";
 import * as z from "zod";
 import { outcomeFields } from "../engines/outcome.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
+import { resolveHostPath } from "../host-paths.js";
 import { checkId, newId } from "../ids.js";
 import {
   type CommandLogEntryT,
@@ -126,9 +127,9 @@ export class WorkspaceManager {
     const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
     // Everything about the seed is checked before anything is written.
     const seedPath =
-      input.seed_path !== undefined ? resolve(ctx.cwd ?? process.cwd(), input.seed_path) : undefined;
+      input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
     const src = seedPath ? await classifySource(seedPath, "seed path") : undefined;
-    const stats = src ? await inspectSource(src) : { entry_count: 0, bytes_written: 0 };
+    const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
     const env = await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
@@ -172,7 +173,7 @@ export class WorkspaceManager {
       await mkdir(filesDir, { recursive: true });
       if (src) {
         ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
-        await importIntoFreshDir(src, filesDir);
+        await importIntoFreshDir(src, filesDir, ctx.signal);
       }
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
@@ -346,9 +347,9 @@ export class WorkspaceManager {
   async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
     const destination = resolveWorkspaceDest(input.dest);
     const rec = await this.usable(input.workspace_id);
-    const srcPath = resolve(ctx.cwd ?? process.cwd(), input.source_path);
+    const srcPath = await resolveHostPath(input.source_path, "source_path", ctx);
     const src = await classifySource(srcPath, "source path");
-    const stats = await inspectSource(src);
+    const stats = await inspectSource(src, ctx.signal);
     ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
     try {
       await this.engineFor(rec).putArchive(asHandle(rec.handle!), tarStreamOf(src), destination);

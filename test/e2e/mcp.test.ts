@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { mkdir, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { Client as ClientV2 } from "@modelcontextprotocol/client";
@@ -51,12 +51,14 @@ function text(r: ToolResult): string {
 /** A v1 client connected to a fresh server; `stderr()` is the server's log so far. */
 async function connect(
   env: NodeJS.ProcessEnv,
+  serveArgs: string[] = [],
+  cwd: string = REPO,
 ): Promise<{ client: Client; stderr: () => string; close: () => Promise<void> }> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, "mcp", "serve"],
+    args: [CLI, "mcp", "serve", ...serveArgs],
     env: stringEnv(env),
-    cwd: REPO,
+    cwd,
     stderr: "pipe",
   });
   let log = "";
@@ -189,7 +191,8 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
     const more = await tempDir("pyro-push-");
     await mkdir(join(more, "sub"));
     await writeFile(join(more, "sub", "more.txt"), "pushed later\n");
-    const { client, close } = await connect(env);
+    // The seed and the pushed files live outside the server's start directory: allow them.
+    const { client, close } = await connect(env, ["--allow-path", seed, "--allow-path", more]);
     const progress: string[] = [];
     try {
       const created = expectOk(
@@ -240,6 +243,79 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
       await close();
       await cleanup();
     }
+  });
+
+  test("host paths: only the allowed roots, absolute, symlinks resolved; --allow-path widens", async (t) => {
+    const why = await gvisorSkipReason();
+    if (why) return skipped(t, why);
+    const { env, cleanup } = await testEnv();
+    // The server starts in `start`, which is what it allows by default.
+    const start = await realpath(await tempDir("pyro-mcp-start-"));
+    await mkdir(join(start, "seed"));
+    await writeFile(join(start, "seed", "hello.txt"), "inside the root\n");
+    await symlink("/etc", join(start, "escape"));
+    const other = await realpath(await tempDir("pyro-mcp-other-"));
+    await writeFile(join(other, "other.txt"), "from the widened root\n");
+    const create = (client: Client, seed_path: string) =>
+      call(client, "workspace_create", { environment: "debian:12", seed_path });
+    const hello = async (client: Client, ws: string, file: string) =>
+      expectOk(await call(client, "workspace_exec", { workspace_id: ws, command: ["cat", file] }), "exec")
+        .stdout;
+    let conn = await connect(env, [], start);
+    try {
+      const denied = await create(conn.client, "/etc");
+      expectToolError(denied, /host_path_denied/);
+      expectToolError(
+        denied,
+        new RegExp(`seed_path /etc is outside the host paths this server may use: ${start}`),
+      );
+      expectToolError(denied, /--allow-path/);
+      expectToolError(await create(conn.client, join(start, "escape")), /resolves to \/etc\) is outside/);
+      expectToolError(await create(conn.client, `${start}/seed/../escape/..`), /host_path_denied/);
+      expectToolError(
+        await create(conn.client, "seed"),
+        /invalid_argument.*seed_path "seed" is a relative path; use an absolute path/,
+      );
+      const ws = String(expectOk(await create(conn.client, join(start, "seed")), "create").workspace_id);
+      try {
+        assert.equal(await hello(conn.client, ws, "hello.txt"), "inside the root\n");
+        expectToolError(
+          await call(conn.client, "workspace_sync_push", { workspace_id: ws, source_path: "/etc" }),
+          /source_path \/etc is outside the host paths/,
+        );
+        expectToolError(
+          await call(conn.client, "workspace_sync_push", { workspace_id: ws, source_path: other }),
+          /host_path_denied/,
+        );
+      } finally {
+        expectOk(await call(conn.client, "workspace_delete", { workspace_id: ws }), "delete");
+      }
+      await conn.close();
+
+      // --allow-path replaces the default: `other` is allowed, the start directory no longer.
+      conn = await connect(env, ["--allow-path", other], start);
+      expectToolError(await create(conn.client, join(start, "seed")), new RegExp(`may use: ${other}`));
+      const ws2 = String(expectOk(await create(conn.client, other), "create from --allow-path").workspace_id);
+      try {
+        assert.equal(await hello(conn.client, ws2, "other.txt"), "from the widened root\n");
+      } finally {
+        expectOk(await call(conn.client, "workspace_delete", { workspace_id: ws2 }), "delete");
+      }
+    } finally {
+      await conn.close();
+      await rm(start, { recursive: true, force: true });
+      await rm(other, { recursive: true, force: true });
+      await cleanup();
+    }
+    // A directory that is not there is an error at startup, not at the first call.
+    const bad = spawnSync(process.execPath, [CLI, "mcp", "serve", "--allow-path", "/no/such/dir"], {
+      env,
+      input: "",
+      encoding: "utf8",
+      timeout: 15_000,
+    });
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, /allowed path "\/no\/such\/dir" does not exist/);
   });
 
   test("bad requests give isError or JSON-RPC errors and the server keeps serving", async (t) => {

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PyroError } from "../../src/errors.js";
 import {
+  ARCHIVE_LIMITS,
   archiveProblem,
   classifySource,
+  entryLimitProblem,
   entryProblem,
   importIntoFreshDir,
   scanDirectory,
@@ -14,7 +16,7 @@ import {
 } from "../../src/workspaces/archive.js";
 import { resolveWorkspaceDest } from "../../src/workspaces/manager.js";
 import { tempDir } from "../helpers.js";
-import { makeTar, type TarEntry } from "../tar-fixtures.js";
+import { bigZeroTarGz, makeTar, type TarEntry } from "../tar-fixtures.js";
 
 function rejects(code: string, re: RegExp) {
   return (e: unknown) => {
@@ -277,9 +279,167 @@ describe("archives on disk", () => {
     const dest = join(dir, "fresh");
     await mkdir(dest);
     await importIntoFreshDir({ kind: "directory", path: src, gzip: false }, dest);
-    const { readFile, readlink, lstat } = await import("node:fs/promises");
+    const { readlink, lstat } = await import("node:fs/promises");
     assert.equal(await readFile(join(dest, "d", "f"), "utf8"), "content");
     assert.ok((await lstat(join(dest, "host-link"))).isSymbolicLink());
     assert.equal(await readlink(join(dest, "host-link")), "/etc/hostname");
+  });
+});
+
+describe("limits, set-id bits and abort", () => {
+  let dir: string;
+  before(async () => {
+    dir = await tempDir("pyro-unit-archive-limits-");
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A chain of `depth` nested directories with one file at the bottom, as tar entries. */
+  function deepEntries(depth: number): TarEntry[] {
+    const entries: TarEntry[] = [];
+    let p = "";
+    for (let i = 0; i < depth; i++) {
+      p += "d/";
+      entries.push({ name: p, type: "directory" });
+    }
+    entries.push({ name: `${p}bottom.txt`, body: "deep\n" });
+    return entries;
+  }
+
+  test("entryLimitProblem names the depth and path-length limits", () => {
+    const { maxDepth, maxPathBytes } = ARCHIVE_LIMITS;
+    assert.equal(entryLimitProblem({ path: "a/".repeat(maxDepth), type: "Directory" }), undefined);
+    assert.match(
+      entryLimitProblem({ path: "a/".repeat(maxDepth + 1), type: "Directory" }) ?? "",
+      new RegExp(`nested ${maxDepth + 1} directories deep, beyond the limit of ${maxDepth}`),
+    );
+    assert.match(
+      entryLimitProblem({ path: "x".repeat(maxPathBytes + 1), type: "File" }) ?? "",
+      new RegExp(`path longer than the limit of ${maxPathBytes} bytes`),
+    );
+    assert.match(
+      entryLimitProblem({ path: "l", type: "SymbolicLink", linkpath: "y".repeat(maxPathBytes + 1) }) ?? "",
+      /link target longer than the limit/,
+    );
+  });
+
+  test("a 1,500-level archive is refused in well under a second, naming the entry and the limit", async () => {
+    const p = await makeTar(join(dir, "deep.tar"), deepEntries(1500));
+    const t0 = performance.now();
+    await assert.rejects(
+      validateArchive({ kind: "tar_archive", path: p, gzip: false }),
+      rejects(
+        "seed_rejected",
+        new RegExp(
+          `entry "(d/){40}…(d/){40}" \\(${2 * (ARCHIVE_LIMITS.maxDepth + 1)} characters\\) is nested ${ARCHIVE_LIMITS.maxDepth + 1} directories deep, beyond the limit of ${ARCHIVE_LIMITS.maxDepth}`,
+        ),
+      ),
+    );
+    assert.ok(performance.now() - t0 < 2000, `took ${Math.round(performance.now() - t0)} ms`);
+  });
+
+  test("an archive at the depth limit is validated and unpacked in seconds", async () => {
+    const depth = ARCHIVE_LIMITS.maxDepth - 1;
+    const p = await makeTar(join(dir, "limit.tar"), deepEntries(depth));
+    const t0 = performance.now();
+    const src = { kind: "tar_archive" as const, path: p, gzip: false };
+    assert.deepEqual(await validateArchive(src), { entry_count: depth + 1, bytes_written: 5 });
+    const dest = join(dir, "limit-out");
+    await mkdir(dest);
+    await importIntoFreshDir(src, dest);
+    assert.equal(await readFile(join(dest, "d/".repeat(depth), "bottom.txt"), "utf8"), "deep\n");
+    // node-tar took ~40 s for 400 levels; GNU tar takes milliseconds.
+    assert.ok(performance.now() - t0 < 5000, `took ${Math.round(performance.now() - t0)} ms`);
+  });
+
+  test("a directory seed deeper than the limit is refused by name", async () => {
+    const root = join(dir, "deepdir");
+    const leaf = join(root, ...Array.from({ length: ARCHIVE_LIMITS.maxDepth + 2 }, () => "d"));
+    await mkdir(leaf, { recursive: true });
+    await assert.rejects(
+      scanDirectory(root),
+      rejects(
+        "seed_rejected",
+        new RegExp(`nested more than the limit of ${ARCHIVE_LIMITS.maxDepth} directories`),
+      ),
+    );
+  });
+
+  test("cross-entry checks stay fast on a deep archive full of symlinks", async () => {
+    // 250 levels, a harmless symlink at every level: quadratic prefix joins made this slow.
+    const entries: TarEntry[] = [];
+    let p = "";
+    for (let i = 0; i < 250; i++) {
+      p += "d/";
+      entries.push({ name: p, type: "directory" });
+      entries.push({ name: `${p}self`, type: "symlink", linkname: "." });
+    }
+    const tarPath = await makeTar(join(dir, "links.tar"), entries);
+    const t0 = performance.now();
+    const stats = await validateArchive({ kind: "tar_archive", path: tarPath, gzip: false });
+    assert.equal(stats.entry_count, 500);
+    assert.ok(performance.now() - t0 < 2000, `took ${Math.round(performance.now() - t0)} ms`);
+  });
+
+  test("set-uid/set-gid bits never reach the host: tar seeds (root-owned 4755) and directory seeds", async () => {
+    const tarPath = await makeTar(join(dir, "suid.tar"), [
+      { name: "bin", type: "directory", mode: 0o2755, uid: 0, gid: 0 },
+      { name: "bin/su", body: "#!/bin/sh\n", mode: 0o4755, uid: 0, gid: 0 },
+      { name: "bin/sg", body: "#!/bin/sh\n", mode: 0o2755, uid: 0, gid: 0 },
+      { name: "bin/sticky", type: "directory", mode: 0o1777 },
+    ]);
+    const fromTar = join(dir, "suid-tar-out");
+    await mkdir(fromTar);
+    await importIntoFreshDir({ kind: "tar_archive", path: tarPath, gzip: false }, fromTar);
+
+    const seed = join(dir, "suid-seed");
+    await mkdir(join(seed, "bin"), { recursive: true });
+    await chmod(join(seed, "bin"), 0o2755);
+    for (const [n, m] of [
+      ["su", 0o4755],
+      ["sg", 0o2755],
+    ] as const) {
+      await writeFile(join(seed, "bin", n), "#!/bin/sh\n");
+      await chmod(join(seed, "bin", n), m);
+    }
+    assert.equal((await stat(join(seed, "bin", "su"))).mode & 0o7777, 0o4755, "fixture has the bit");
+    const fromDir = join(dir, "suid-dir-out");
+    await mkdir(fromDir);
+    await importIntoFreshDir({ kind: "directory", path: seed, gzip: false }, fromDir);
+
+    for (const out of [fromTar, fromDir]) {
+      for (const n of ["bin", "bin/su", "bin/sg"]) {
+        const mode = (await stat(join(out, n))).mode;
+        assert.equal(mode & 0o6000, 0, `${out}/${n} kept set-id bits: ${(mode & 0o7777).toString(8)}`);
+        assert.equal(mode & 0o755, 0o755, `${out}/${n} lost its ordinary bits`);
+      }
+    }
+  });
+
+  test("abort: validation and unpacking stop and say cancelled", async () => {
+    const p = await makeTar(join(dir, "small.tar"), [{ name: "a", body: "x" }]);
+    const src = { kind: "tar_archive" as const, path: p, gzip: false };
+    await assert.rejects(validateArchive(src, AbortSignal.abort()), rejects("cancelled", /cancelled/));
+    await assert.rejects(scanDirectory(dir, AbortSignal.abort()), rejects("cancelled", /cancelled/));
+    const dest = join(dir, "aborted-out");
+    await mkdir(dest);
+    await assert.rejects(
+      importIntoFreshDir(src, dest, AbortSignal.abort()),
+      rejects("cancelled", /cancelled/),
+    );
+
+    // A running unpack (1 GiB of zeros, ~5 s of writing) is killed promptly on abort.
+    const big = await bigZeroTarGz(join(dir, "big.tar.gz"), 1024 ** 3);
+    const ac = new AbortController();
+    const t0 = performance.now();
+    setTimeout(() => ac.abort(), 300);
+    const bigDest = join(dir, "big-out");
+    await mkdir(bigDest);
+    await assert.rejects(
+      importIntoFreshDir({ kind: "tar_archive", path: big, gzip: true }, bigDest, ac.signal),
+      rejects("cancelled", /cancelled/),
+    );
+    assert.ok(performance.now() - t0 < 2000, `abort took ${Math.round(performance.now() - t0)} ms`);
   });
 });
