@@ -255,3 +255,24 @@ test("the state dir is private even when it was made world-readable under /tmp",
     assert.equal((await runCli(["workspace", "delete", c.json.workspace_id], { env })).code, 0);
   });
 });
+
+test("a workspace past its TTL stops by itself, with no pyro process alive, within 60 s", async (t) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
+    const c = await runCliJson<{ workspace_id: string; expires_at: string }>(
+      ["workspace", "create", "debian:12", "--ttl-seconds", "3"],
+      { env },
+    );
+    assert.equal(c.code, 0, c.stderr);
+    assert.ok(sandboxProcesses(stateDir).length > 0, "the sandbox should be running");
+    // No pyro call from here on: only the host's process table is watched.
+    const expiry = Date.parse(c.json.expires_at);
+    const stopped = await waitFor(
+      () => sandboxProcesses(stateDir).length === 0,
+      expiry - Date.now() + 60_000,
+    );
+    assert.ok(stopped, "the sandbox still runs 60 s after its expiry");
+    const st = await runCliJson<WsView>(["workspace", "status", c.json.workspace_id], { env });
+    assert.equal(st.json.state, "expired");
+    assert.equal((await runCli(["workspace", "delete", c.json.workspace_id], { env })).code, 0);
+  });
+});
