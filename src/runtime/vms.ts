@@ -45,11 +45,11 @@ export class VmManager {
       file: "vm.json",
       idOf: (r) => r.vm_id,
       notFound: (id) =>
-        new PyroError(
-          "not_found",
-          `no VM with id ${id}`,
-          "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command",
-        ),
+        new PyroError("not_found", `no VM with id ${id}`, [
+          "list VMs with ",
+          { op: "vm_list" },
+          "; a VM used by vm_exec is deleted after its command",
+        ]),
     });
   }
 
@@ -147,11 +147,10 @@ export class VmManager {
   private async usable(id: string): Promise<VmRecord> {
     const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired")
-      throw new PyroError(
-        "expired",
-        `VM ${id} expired (${rec.reason})`,
-        `delete it with \`pyro vm delete ${id}\``,
-      );
+      throw new PyroError("expired", `VM ${id} expired (${rec.reason})`, [
+        "delete it with ",
+        { op: "vm_delete", args: { vm_id: id } },
+      ]);
     return rec;
   }
 
@@ -159,7 +158,10 @@ export class VmManager {
     checkId("vm", id);
     const rec = await this.records.update(id, async (r) => {
       if (r.state === "expired")
-        throw new PyroError("expired", `VM ${id} expired`, `delete it with \`pyro vm delete ${id}\``);
+        throw new PyroError("expired", `VM ${id} expired`, [
+          "delete it with ",
+          { op: "vm_delete", args: { vm_id: id } },
+        ]);
       if (r.state === "running" && r.handle) return;
       const engine = this.engineFor(r);
       if (r.handle) await engine.destroy(r.handle).catch(() => undefined);

@@ -77,17 +77,15 @@ export class WorkspaceManager {
       file: "workspace.json",
       idOf: (r) => r.workspace_id,
       notFound: (id) =>
-        new PyroError(
-          "not_found",
-          `no workspace with id ${id}`,
-          "list workspaces with `pyro workspace list`",
-        ),
+        new PyroError("not_found", `no workspace with id ${id}`, [
+          "list workspaces with ",
+          { op: "workspace_list" },
+        ]),
       unreadable: (id, e) =>
-        new PyroError(
-          "invalid_state",
-          `workspace ${id} has an unreadable record: ${e.message}`,
-          `delete it with \`pyro workspace delete ${id}\``,
-        ),
+        new PyroError("invalid_state", `workspace ${id} has an unreadable record: ${e.message}`, [
+          "delete it with ",
+          { op: "workspace_delete", args: { workspace_id: id } },
+        ]),
     });
   }
 
@@ -186,18 +184,18 @@ export class WorkspaceManager {
   private async usable(id: string): Promise<WorkspaceRecord> {
     const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired") {
-      throw new PyroError(
-        "expired",
-        `workspace ${id} expired (${rec.reason})`,
-        `delete it with \`pyro workspace delete ${id}\` and create a new one`,
-      );
+      throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, [
+        "delete it with ",
+        { op: "workspace_delete", args: { workspace_id: id } },
+        " and create a new one",
+      ]);
     }
     if (rec.state !== "running" || !rec.handle) {
-      throw new PyroError(
-        "sandbox_dead",
-        `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`,
-        `delete it with \`pyro workspace delete ${id}\` and create a new one`,
-      );
+      throw new PyroError("sandbox_dead", `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`, [
+        "delete it with ",
+        { op: "workspace_delete", args: { workspace_id: id } },
+        " and create a new one",
+      ]);
     }
     return rec;
   }
@@ -342,11 +340,10 @@ export class WorkspaceManager {
     checkId("ws", id);
     const dir = this.dir(id);
     if (!(await stat(dir).catch(() => undefined))) {
-      throw new PyroError(
-        "not_found",
-        `no workspace with id ${id} (already deleted?)`,
-        "list workspaces with `pyro workspace list`",
-      );
+      throw new PyroError("not_found", `no workspace with id ${id} (already deleted?)`, [
+        "list workspaces with ",
+        { op: "workspace_list" },
+      ]);
     }
     await this.records.locked(id, async () => {
       const rec = await readJson<WorkspaceRecord>(this.records.path(id)).catch(() => undefined);
