@@ -50,7 +50,8 @@ export const EXIT = { error: 1, usage: 2, cancelled: 130 } as const;
 
 export function exitCodeFor(e: PyroError): number {
   if (e.code === "cancelled") return EXIT.cancelled;
-  if (e.code === "invalid_argument" || e.code === "unknown_environment") return EXIT.usage;
+  if (e.code === "invalid_argument" || e.code === "unknown_environment" || e.code === "unknown_operation")
+    return EXIT.usage;
   return EXIT.error;
 }
 

@@ -95,11 +95,7 @@ export class Pyro {
   }
 
   /** Typed methods: input arrives camelCase, so errors name fields the same way. */
-  private async method<T>(
-    name: string,
-    input: Record<string, unknown> = {},
-    opts: CallOptions = {},
-  ): Promise<T> {
+  async #method<T>(name: string, input: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<T> {
     return (await invoke(this.runtime, operation(name), input, opts, { face: "sdk", nameOf: camel })) as T;
   }
 
@@ -114,12 +110,12 @@ export class Pyro {
     input: SandboxOptions & { command: Command; timeoutSeconds?: number },
     opts?: CallOptions,
   ): Promise<RunResult> {
-    return this.method("vm_run", snake(input), opts);
+    return this.#method("vm_run", snake(input), opts);
   }
 
   // ---- environments ----
   listEnvironments(): Promise<EnvironmentInfo[]> {
-    return this.method<{ environments: EnvironmentInfo[] }>("vm_list_environments").then(
+    return this.#method<{ environments: EnvironmentInfo[] }>("vm_list_environments").then(
       (r) => r.environments,
     );
   }
@@ -127,24 +123,24 @@ export class Pyro {
     environment: string,
     opts?: CallOptions,
   ): Promise<{ environment: EnvironmentInfo; pulled: boolean }> {
-    return this.method("env_pull", { environment }, opts);
+    return this.#method("env_pull", { environment }, opts);
   }
   inspectEnvironment(environment: string): Promise<EnvironmentInfo> {
-    return this.method("env_inspect", { environment });
+    return this.#method("env_inspect", { environment });
   }
   pruneEnvironments(options: { all?: boolean } = {}): Promise<{ removed: string[]; bytes_freed: number }> {
-    return this.method("env_prune", snake(options));
+    return this.#method("env_prune", snake(options));
   }
   doctor(): Promise<DoctorReport> {
-    return this.method("doctor");
+    return this.#method("doctor");
   }
 
   // ---- VM lifecycle ----
   async createVm(input: SandboxOptions = {}, opts?: CallOptions): Promise<VmHandle> {
-    return new VmHandle(this, await this.method<VmStatus>("vm_create", snake(input), opts));
+    return new VmHandle(this, await this.#method<VmStatus>("vm_create", snake(input), opts));
   }
   startVm(vmId: string, opts?: CallOptions): Promise<VmStatus> {
-    return this.method("vm_start", { vm_id: vmId }, opts);
+    return this.#method("vm_start", { vm_id: vmId }, opts);
   }
   /** Runs one command, then deletes the VM (the contract's semantics). */
   execVm(
@@ -152,25 +148,25 @@ export class Pyro {
     input: { command: Command; timeoutSeconds?: number },
     opts?: CallOptions,
   ): Promise<RunResult> {
-    return this.method("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
+    return this.#method("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
   }
   stopVm(vmId: string): Promise<VmStatus> {
-    return this.method("vm_stop", { vm_id: vmId });
+    return this.#method("vm_stop", { vm_id: vmId });
   }
   deleteVm(vmId: string): Promise<{ vm_id: string; deleted: boolean }> {
-    return this.method("vm_delete", { vm_id: vmId });
+    return this.#method("vm_delete", { vm_id: vmId });
   }
   statusVm(vmId: string): Promise<VmStatus> {
-    return this.method("vm_status", { vm_id: vmId });
+    return this.#method("vm_status", { vm_id: vmId });
   }
   networkInfoVm(vmId: string): Promise<VmNetworkInfo> {
-    return this.method("vm_network_info", { vm_id: vmId });
+    return this.#method("vm_network_info", { vm_id: vmId });
   }
   listVms(): Promise<VmStatus[]> {
-    return this.method<{ vms: VmStatus[] }>("vm_list").then((r) => r.vms);
+    return this.#method<{ vms: VmStatus[] }>("vm_list").then((r) => r.vms);
   }
   reapExpired(): Promise<ReapResult> {
-    return this.method("vm_reap_expired");
+    return this.#method("vm_reap_expired");
   }
 
   // ---- workspaces ----
@@ -180,7 +176,7 @@ export class Pyro {
   ): Promise<WorkspaceHandle> {
     return new WorkspaceHandle(
       this,
-      await this.method<WorkspaceStatus>("workspace_create", snake(input), opts),
+      await this.#method<WorkspaceStatus>("workspace_create", snake(input), opts),
     );
   }
   /** A handle for an existing workspace (by id), e.g. one created by another process. */
@@ -193,7 +189,7 @@ export class Pyro {
     options: { dest?: string } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceSyncResult> {
-    return this.method(
+    return this.#method(
       "workspace_sync_push",
       { workspace_id: workspaceId, source_path: sourcePath, ...snake(options) },
       opts,
@@ -204,19 +200,19 @@ export class Pyro {
     input: { command: Command; timeoutSeconds?: number },
     opts?: CallOptions,
   ): Promise<WorkspaceExecResult> {
-    return this.method("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
+    return this.#method("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
   }
   statusWorkspace(workspaceId: string): Promise<WorkspaceStatus> {
-    return this.method("workspace_status", { workspace_id: workspaceId });
+    return this.#method("workspace_status", { workspace_id: workspaceId });
   }
   logsWorkspace(workspaceId: string): Promise<WorkspaceLogs> {
-    return this.method("workspace_logs", { workspace_id: workspaceId });
+    return this.#method("workspace_logs", { workspace_id: workspaceId });
   }
   deleteWorkspace(workspaceId: string): Promise<{ workspace_id: string; deleted: boolean }> {
-    return this.method("workspace_delete", { workspace_id: workspaceId });
+    return this.#method("workspace_delete", { workspace_id: workspaceId });
   }
   listWorkspaces(): Promise<WorkspaceSummary[]> {
-    return this.method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
+    return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
   }
 }
 
