@@ -100,9 +100,9 @@ export class Pyro {
   }
 
   /** An MCP server over this SDK's runtime, to mount on any transport. */
-  async createServer() {
+  async createServer(opts: { allowHostCompat?: boolean } = {}) {
     const { createServer } = await import("../mcp/server.js");
-    return createServer({ runtime: this.runtime });
+    return createServer({ runtime: this.runtime, ...(opts.allowHostCompat ? { allowHostCompat: true } : {}) });
   }
 
   // ---- one-shot ----
