@@ -102,7 +102,10 @@ export class Pyro {
   /** An MCP server over this SDK's runtime, to mount on any transport. */
   async createServer(opts: { allowHostCompat?: boolean } = {}) {
     const { createServer } = await import("../mcp/server.js");
-    return createServer({ runtime: this.runtime, ...(opts.allowHostCompat ? { allowHostCompat: true } : {}) });
+    return createServer({
+      runtime: this.runtime,
+      ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
+    });
   }
 
   // ---- one-shot ----
