@@ -169,7 +169,11 @@ describe("MCP: model-facing input through the official clients", { timeout: 60_0
           !("allow_host_compat" in (t.inputSchema.properties ?? {})),
           `${t.name} offers allow_host_compat`,
         );
-        assert.doesNotMatch(t.description ?? "", /`pyro |--[a-z]/, `${t.name} points a model at the CLI`);
+        assert.doesNotMatch(
+          `${t.description ?? ""} ${JSON.stringify(t.inputSchema)}`,
+          /`pyro |--[a-z]/,
+          `${t.name} points a model at the CLI`,
+        );
       }
       const call = async (name: string, args: Record<string, unknown>) =>
         (await client.callTool({ name, arguments: args })) as ToolResult;
