@@ -134,6 +134,7 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
             new PyroError(
               "invalid_argument",
               `missing command: usage is \`pyro ${o.cli.path.join(" ")} ${positional.map((p) => p.toUpperCase()).join(" ")} -- COMMAND...\``,
+              `see \`pyro ${o.cli.path.join(" ")} --help\``,
             ),
             json,
           );
