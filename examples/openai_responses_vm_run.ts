@@ -16,17 +16,19 @@ import type {
   ResponseFunctionToolCall,
   ResponseInputItem,
 } from "openai/resources/responses/responses";
-import * as z from "zod";
-import { OPERATIONS, Pyro, PyroError } from "../src/index.js";
+import { OPERATIONS, Pyro, PyroError, toolInputJsonSchema } from "../src/index.js";
 
 const VM_RUN = OPERATIONS.find((o) => o.name === "vm_run")!;
 
-/** `vm_run` as a Responses API function tool. `io: "input"` keeps defaulted fields optional. */
+/**
+ * `vm_run` as a Responses API function tool, with the schema the MCP server publishes: the
+ * model-facing one (no allow_host_compat; isolation is the operator's choice, not the model's).
+ */
 export const vmRunTool: FunctionTool = {
   type: "function",
   name: VM_RUN.name,
   description: VM_RUN.description,
-  parameters: z.toJSONSchema(VM_RUN.input, { io: "input" }) as Record<string, unknown>,
+  parameters: toolInputJsonSchema(VM_RUN.name),
   // Strict mode requires every field to be required; vm_run has optional fields with defaults.
   strict: false,
 };
@@ -46,11 +48,9 @@ async function runToolCall(pyro: Pyro, call: ResponseFunctionToolCall): Promise<
   if (call.name !== VM_RUN.name)
     return JSON.stringify({ error: { code: "invalid_argument", message: `unknown tool ${call.name}` } });
   try {
-    // The arguments are vm_run's wire input (snake_case); pyro validates them.
-    const result = await pyro.call(
-      VM_RUN.name,
-      JSON.parse(call.arguments || "{}") as Record<string, unknown>,
-    );
+    // The arguments are vm_run's wire input (snake_case); callTool validates them against the
+    // same model-facing schema, so a model cannot slip allow_host_compat in.
+    const result = await pyro.callTool(VM_RUN.name, JSON.parse(call.arguments || "{}"));
     return JSON.stringify(result);
   } catch (e) {
     if (e instanceof PyroError) return JSON.stringify(e.toJSON());

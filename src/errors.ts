@@ -5,6 +5,7 @@
  */
 export type ErrorCode =
   | "invalid_argument"
+  | "unknown_operation"
   | "unknown_environment"
   | "environment_build_failed"
   | "no_engine"
@@ -20,14 +21,61 @@ export type ErrorCode =
   | "cancelled"
   | "host_dependency_missing";
 
+/**
+ * A hint is written once, below the faces, but read in a face's language: "list workspaces
+ * with `pyro workspace list`" on the CLI, `pyro.listWorkspaces()` in the SDK, the
+ * `workspace_list` tool over MCP. So a hint names operations by wire name, as data, and each
+ * face renders it (src/operations/hints.ts). Parts:
+ * - a string: literal text;
+ * - `{ op, args? }`: a call of a public operation (wire name, wire-named arguments);
+ * - `{ option, value }`: an input parameter by wire name (`--allow-host-compat` on the CLI);
+ * - `{ unisolated: [...] }`: advice to give up isolation. Only the operator may take it, so
+ *   faces whose caller is a model drop it entirely.
+ */
+export type HintPart =
+  | string
+  | { op: string; args?: Record<string, string | number | boolean> }
+  | { option: string; value: string | number | boolean }
+  | { unisolated: HintPart[] };
+export type Hint = readonly HintPart[];
+
+/** The face-neutral rendering (wire names), used until a face renders its own. */
+export function renderHintNeutral(parts: Hint): string {
+  return parts
+    .map((p) => {
+      if (typeof p === "string") return p;
+      if ("op" in p) return `\`${p.op}${p.args ? ` ${JSON.stringify(p.args)}` : ""}\``;
+      if ("option" in p) return `\`${p.option}: ${JSON.stringify(p.value)}\``;
+      return renderHintNeutral(p.unisolated);
+    })
+    .join("");
+}
+
 export class PyroError extends Error {
   readonly code: ErrorCode;
+  /** The hint as text, in the language of the face that threw or re-rendered it. */
   readonly hint: string | undefined;
-  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown }) {
+  /** The structured hint, when it names operations or options (for faces to re-render). */
+  readonly hintParts: Hint | undefined;
+  constructor(code: ErrorCode, message: string, hint?: string | Hint, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "PyroError";
     this.code = code;
-    this.hint = hint;
+    if (typeof hint === "string" || hint === undefined) {
+      this.hint = hint;
+      this.hintParts = hint === undefined ? undefined : [hint];
+    } else {
+      this.hintParts = hint;
+      this.hint = renderHintNeutral(hint) || undefined;
+    }
+  }
+
+  /** The same error with its hint rendered by a face; keeps the stack and cause. */
+  withHint(hint: string | undefined): PyroError {
+    const e = new PyroError(this.code, this.message, hint, { cause: this.cause });
+    Object.defineProperty(e, "hintParts", { value: this.hintParts });
+    if (this.stack) e.stack = this.stack;
+    return e;
   }
 
   toJSON(): { error: { code: ErrorCode; message: string; hint?: string } } {

@@ -19,9 +19,8 @@ export function checkId(kind: IdKind, id: unknown): string {
   if (isValidId(kind, id)) return id;
   const shown =
     typeof id === "string" ? JSON.stringify(id.length > 60 ? `${id.slice(0, 60)}…` : id) : String(id);
-  throw new PyroError(
-    "invalid_argument",
-    `malformed ${LABEL[kind]} ${shown}`,
-    `${LABEL[kind]}s look like ${kind}_0123456789abcdef; list them with \`pyro ${kind === "ws" ? "workspace list" : "vm list"}\``,
-  );
+  throw new PyroError("invalid_argument", `malformed ${LABEL[kind]} ${shown}`, [
+    `${LABEL[kind]}s look like ${kind}_0123456789abcdef; list them with `,
+    { op: kind === "ws" ? "workspace_list" : "vm_list" },
+  ]);
 }

@@ -1,8 +1,9 @@
 export { CATALOG, DEFAULT_ENVIRONMENT } from "./environments/catalog.js";
-export { type ErrorCode, PyroError } from "./errors.js";
+export { type ErrorCode, type Hint, type HintPart, PyroError } from "./errors.js";
 export { type CreateServerOptions, createServer } from "./mcp/lazy.js";
 export * as schemas from "./operations/schemas.js";
 export { OPERATIONS } from "./operations/table.js";
+export { OPERATOR_ONLY_FIELDS, type ToolOptions, toolInputJsonSchema } from "./operations/tool-schema.js";
 export type { Progress } from "./runtime/context.js";
 export { Runtime } from "./runtime/runtime.js";
 export {
@@ -21,6 +22,7 @@ export {
   WorkspaceHandle,
   type WorkspaceLogs,
   type WorkspaceStatus,
+  type WorkspaceSummary,
   type WorkspaceSyncResult,
 } from "./sdk/pyro.js";
 export { VERSION } from "./version.js";

@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import * as z from "zod";
-import { isPyroError, PyroError, toPyroError } from "../errors.js";
+import { isPyroError, PyroError } from "../errors.js";
+import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import type { Runtime } from "../runtime/runtime.js";
@@ -49,12 +50,13 @@ export const EXIT = { error: 1, usage: 2, cancelled: 130 } as const;
 
 export function exitCodeFor(e: PyroError): number {
   if (e.code === "cancelled") return EXIT.cancelled;
-  if (e.code === "invalid_argument" || e.code === "unknown_environment") return EXIT.usage;
+  if (e.code === "invalid_argument" || e.code === "unknown_environment" || e.code === "unknown_operation")
+    return EXIT.usage;
   return EXIT.error;
 }
 
 export function reportError(io: CliIo, e: unknown, json: boolean): void {
-  const pe = toPyroError(e);
+  const pe = errorForFace(e, "cli");
   if (json) io.stdout.write(`${JSON.stringify(pe.toJSON(), null, 2)}\n`);
   else io.stderr.write(`pyro: error: ${pe.message}\n${pe.hint ? `  fix: ${pe.hint}\n` : ""}`);
   io.setExitCode(exitCodeFor(pe));
@@ -132,6 +134,7 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
             new PyroError(
               "invalid_argument",
               `missing command: usage is \`pyro ${o.cli.path.join(" ")} ${positional.map((p) => p.toUpperCase()).join(" ")} -- COMMAND...\``,
+              `see \`pyro ${o.cli.path.join(" ")} --help\``,
             ),
             json,
           );
@@ -145,12 +148,15 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       }
       const progress = progressPrinter(io.stderr);
       try {
+        // Name fields as this command takes them: ENVIRONMENT, COMMAND, --timeout-seconds.
+        const nameOf = (f: string) =>
+          positional.includes(f) || f === o.cli.rest ? f.toUpperCase() : flagOf(f);
         const result = (await invoke(
           getRuntime(),
           o,
           input,
           { signal: io.signal, onProgress: (p) => progress.update(p), cwd: process.cwd() },
-          flagOf,
+          { face: "cli", nameOf },
         )) as Record<string, unknown>;
         progress.done();
         writeResult(io, o, result, json, opts);

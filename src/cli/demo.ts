@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as z from "zod";
 import { PyroError, toPyroError } from "../errors.js";
 import { getOperation } from "../operations/table.js";
+import { toolInputJsonSchema } from "../operations/tool-schema.js";
 import { Pyro, type RunResult } from "../sdk/pyro.js";
 import { type CliIo, reportError } from "./commands.js";
 import { progressPrinter } from "./progress.js";
@@ -275,12 +275,8 @@ export async function runOllamaDemo(
     model = opts.model ?? OLLAMA_DEFAULT_MODEL;
     const pyro = new Pyro();
     const op = getOperation("vm_run");
-    // The same tool MCP clients see, minus the host escape hatch: a demo never runs unisolated.
-    const parameters = z.toJSONSchema(op.input.omit({ allow_host_compat: true }), { io: "input" }) as Record<
-      string,
-      unknown
-    >;
-    delete parameters.$schema;
+    // The same tool MCP clients see (no host escape hatch: a model never chooses isolation).
+    const parameters = toolInputJsonSchema(op);
     const tools = [
       { type: "function", function: { name: op.name, description: op.description, parameters } },
     ];
@@ -342,8 +338,7 @@ export async function runOllamaDemo(
           log(`[tool] ${name}: unknown tool`);
         } else {
           try {
-            const input = { ...(args as Record<string, unknown>), allow_host_compat: false };
-            const r = await pyro.call<RunResult>(op.name, input, {
+            const r = await pyro.callTool<RunResult>(op.name, args, {
               signal: io.signal,
               onProgress: (p) => progress.update(p),
             });

@@ -1,8 +1,48 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, type ErrorOptions } from "commander";
+import { PyroError } from "../errors.js";
+import { unknownNames } from "../operations/suggest.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import { addOperationCommands, type CliIo, EXIT, reportError } from "./commands.js";
+
+/** The command whose parse failed last, so a usage error can point at its --help. */
+let failedCommand: Command | undefined;
+
+/**
+ * Commander, reporting usage errors the way every pyro error is reported (one line with a
+ * fix, or JSON with --json) instead of printing them itself, and wording an unknown flag as
+ * the SDK and MCP word an unknown parameter.
+ */
+class PyroCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new PyroCommand(name);
+  }
+  override error(message: string, errorOptions?: ErrorOptions): never {
+    failedCommand = this;
+    return super.error(message, errorOptions);
+  }
+  /** Commander's hook for a flag it does not know (not in its typings, but stable since v5). */
+  unknownOption(flag: string): void {
+    const valid = [...this.options.map((o) => o.long ?? ""), "--help"].filter(Boolean);
+    this.error(unknownNames("option", [flag], valid), { code: "commander.unknownOption" });
+  }
+}
+
+function commandPath(c: Command | undefined): string {
+  const names: string[] = [];
+  for (let cur = c; cur?.parent; cur = cur.parent) names.unshift(cur.name());
+  return ["pyro", ...names].join(" ");
+}
+
+/** A commander parse failure as a PyroError: "error: x\n(Did you mean y?)" → "x (Did you mean y?)". */
+function usageError(e: CommanderError): PyroError {
+  const message = e.message
+    .replace(/^error:\s*/, "")
+    .replace(/\s*\n\s*/g, " ")
+    .trim();
+  return new PyroError("invalid_argument", message, `see \`${commandPath(failedCommand)} --help\``);
+}
 
 async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
@@ -33,13 +73,16 @@ async function main(argv: string[]): Promise<number> {
     ...(argv.includes("--") ? { argvAfterDashDash: argv.slice(argv.indexOf("--") + 1) } : {}),
   };
   let runtime: Runtime | undefined;
-  const program = new Command("pyro")
+  const beforeDashDash = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+  const json = beforeDashDash.slice(2).includes("--json");
+  const program = new PyroCommand("pyro")
     .description(
       "Isolated, disposable Linux sandboxes for coding agents (CLI, SDK and MCP server over one runtime).",
     )
     .version(VERSION, "-V, --version")
-    .showHelpAfterError("(run with --help for usage)")
     .enablePositionalOptions()
+    // Errors are reported by reportError below (text or --json); help still prints normally.
+    .configureOutput({ outputError: () => undefined })
     .exitOverride();
   program.addHelpText(
     "after",
@@ -59,19 +102,30 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   mcp
     .command("serve")
     .description("Serve pyro's tools (vm_run, vm_*, workspace_*) over MCP on stdio; logs go to stderr")
+    .option(
+      "--allow-host-compat",
+      "let the tools offer allow_host_compat: a call that sets it runs WITHOUT isolation when no isolated engine works (off by default; the model never sees the option)",
+    )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
     )
     .option(
       "--allow-path <dir>",
       "host directory tools may read seeds and sync sources from, symlinks resolved (repeatable; default: the directory the server is started in)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .action(async (o: { allowPath?: string[] }) => {
+    .option(
+      "--allow-host-compat",
+      "let tools offer allow_host_compat: a call that sets it may run WITHOUT isolation (operator's choice)",
+    )
+    .action(async (o: { allowPath?: string[]; allowHostCompat?: boolean }) => {
       const { serveStdio } = await import("../mcp/stdio.js");
       try {
-        await serveStdio(o.allowPath ? { allowPaths: o.allowPath } : {});
+        await serveStdio({
+          ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
+          allowHostCompat: o.allowHostCompat === true,
+        });
       } catch (e) {
         // A bad --allow-path is reported like any CLI error, before serving anything.
         reportError(io, e, false);
@@ -117,12 +171,11 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (
-        e.code === "commander.helpDisplayed" ||
-        e.code === "commander.version" ||
-        e.code === "commander.help"
-      )
-        return 0;
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return 0;
+      // A group without its subcommand (`pyro workspace`): commander printed the group's
+      // help on stderr; it is still a usage error.
+      if (e.code === "commander.help") return e.exitCode === 0 ? 0 : EXIT.usage;
+      reportError(io, usageError(e), json);
       return EXIT.usage;
     }
     throw e;

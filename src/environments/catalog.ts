@@ -58,7 +58,7 @@ export function findRecipe(name: string): EnvironmentRecipe {
     throw new PyroError(
       "unknown_environment",
       `unknown environment ${shown}; known environments: ${knownEnvironmentNames().join(", ")}`,
-      "see them with `pyro env list`",
+      ["see them with ", { op: "vm_list_environments" }],
     );
   }
   return r;

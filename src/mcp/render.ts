@@ -55,6 +55,7 @@ function summary(tool: string, r: Record<string, unknown>): string {
   }
   if (tool === "workspace_logs" && Array.isArray(r.commands))
     return `${r.commands.length} command(s) in ${String(r.workspace_id)}`;
+  if (tool === "workspace_list" && Array.isArray(r.workspaces)) return `${r.workspaces.length} workspace(s)`;
   if (tool === "vm_list_environments" && Array.isArray(r.environments))
     return `${r.environments.length} environment(s)`;
   return `${tool}: ok`;

@@ -1,8 +1,9 @@
 import { type CallToolResult, McpServer, type ServerContext } from "@modelcontextprotocol/server";
-import { toPyroError } from "../errors.js";
 import { defaultMcpPolicy, type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
+import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
+import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import { progressForwarder } from "./progress.js";
@@ -20,6 +21,11 @@ export interface CreateServerOptions {
    * what is listed here.
    */
   allowPaths?: readonly string[];
+  /**
+   * The operator allows unisolated execution (`pyro mcp serve --allow-host-compat`): the
+   * tools then offer `allow_host_compat`. Off by default: a model never sees the option.
+   */
+  allowHostCompat?: boolean;
 }
 
 /** The host-access policy of a server created with these options (throws on a bad directory). */
@@ -32,7 +38,7 @@ export function serverHostPolicy(opts: Pick<CreateServerOptions, "allowPaths"> =
 const INSTRUCTIONS =
   "pyro runs commands in isolated, disposable Linux sandboxes. Use vm_run for one-shot commands (the default). " +
   "Use workspace_create / workspace_exec / workspace_delete only for several commands that share files, " +
-  "and delete workspaces when done. Network is off unless network=true.";
+  "and delete workspaces when done (workspace_list finds them again). Network is off unless network=true.";
 
 // Generous for any real call (a command array is capped at 10,000 items) but bounds the
 // work a hostile payload can make validation do.
@@ -47,6 +53,24 @@ function stderrLog(line: string): void {
   process.stderr.write(`pyro mcp: ${line}\n`);
 }
 
+/**
+ * A tool's inputSchema as the MCP SDK wants it (a Standard Schema), publishing the strict
+ * model-facing JSON Schema but accepting any arguments: the SDK would otherwise reject bad
+ * input before our handler, with a bare "Input validation error". Our handler validates
+ * against the same schema and says what is wrong (unknown name and the nearest valid one,
+ * which field is required).
+ */
+export function publishedInputSchema(json: Record<string, unknown>) {
+  return {
+    "~standard": {
+      version: 1 as const,
+      vendor: "pyro",
+      validate: (value: unknown) => ({ value }),
+      jsonSchema: { input: () => json, output: () => json },
+    },
+  };
+}
+
 /** Runs one operation for a tools/call; every failure becomes an isError result, never a crash. */
 export async function callOperation(
   runtime: Runtime,
@@ -54,15 +78,18 @@ export async function callOperation(
   args: unknown,
   ctx: ServerContext,
   log: (line: string) => void = stderrLog,
+  tool: ToolOptions = {},
   hostAccess: HostAccessPolicy = defaultMcpPolicy(),
 ): Promise<CallToolResult> {
   try {
     const onProgress = progressForwarder(ctx, log);
-    const raw = await invoke(runtime, op, args, {
-      signal: ctx.mcpReq.signal,
-      hostAccess,
-      ...(onProgress ? { onProgress } : {}),
-    });
+    const raw = await invoke(
+      runtime,
+      op,
+      args,
+      { signal: ctx.mcpReq.signal, hostAccess, ...(onProgress ? { onProgress } : {}) },
+      { face: "mcp", schema: toolInput(op, tool) },
+    );
     // The published outputSchema forbids extra keys; parsing strips anything the runtime
     // added beyond the contract so strict clients (ajv in the v1 SDK) accept the result.
     const structured = op.result.parse(raw) as Record<string, unknown>;
@@ -71,7 +98,7 @@ export async function callOperation(
       structuredContent: structured,
     };
   } catch (e) {
-    const err = toPyroError(e);
+    const err = errorForFace(e, "mcp");
     if (err.code === "engine_failure") log(`${op.name} failed: ${err.stack ?? err.message}`);
     return { content: [{ type: "text", text: renderError(err) }], isError: true };
   }
@@ -85,6 +112,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   const runtime = opts.runtime ?? new Runtime();
   const log = opts.log ?? stderrLog;
   const hostAccess = serverHostPolicy(opts);
+  const tool: ToolOptions = { allowHostCompat: opts.allowHostCompat === true };
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },
     {
@@ -99,7 +127,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
       {
         title: op.title,
         description: op.description,
-        inputSchema: op.input,
+        inputSchema: publishedInputSchema(toolInputJsonSchema(op, tool)),
         outputSchema: op.result,
         annotations: {
           title: op.title,
@@ -109,7 +137,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
           openWorldHint: false,
         },
       },
-      (args, ctx) => callOperation(runtime, op, args, ctx, log, hostAccess),
+      (args, ctx) => callOperation(runtime, op, args, ctx, log, tool, hostAccess),
     );
   }
   return server;

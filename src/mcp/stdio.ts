@@ -1,5 +1,7 @@
-import { serveStdio as serveStdioEntry } from "@modelcontextprotocol/server/stdio";
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
+import { StdioServerTransport, serveStdio as serveStdioEntry } from "@modelcontextprotocol/server/stdio";
 import { Runtime } from "../runtime/runtime.js";
+import { JsonRpcLineFilter } from "./jsonrpc-filter.js";
 import { createServer, serverHostPolicy } from "./server.js";
 
 function log(line: string): void {
@@ -15,7 +17,9 @@ const EXIT_BACKSTOP_MS = 15_000;
  * `pyro mcp serve`: MCP over stdio until the client closes stdin or a signal arrives.
  * Stdout carries protocol messages only, so stray console output is sent to stderr.
  */
-export async function serveStdio(opts: { allowPaths?: readonly string[] } = {}): Promise<void> {
+export async function serveStdio(
+  opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean } = {},
+): Promise<void> {
   for (const k of ["log", "info", "debug"] as const) console[k] = console.error;
   if (process.stdin.isTTY)
     log("serving on stdio; this is meant to be started by an MCP client (Ctrl-D quits)");
@@ -27,11 +31,26 @@ export async function serveStdio(opts: { allowPaths?: readonly string[] } = {}):
   const allowPaths = serverHostPolicy(opts).roots;
   if (allowPaths.length === 0)
     log("no host paths are allowed (started in /); pass --allow-path DIR to allow some");
+  if (opts.allowHostCompat)
+    log("--allow-host-compat: tools offer allow_host_compat; a call that sets it may run WITHOUT isolation");
+  // Bad lines are answered by the filter (-32700 / -32600) before the SDK sees them.
+  const filter = new JsonRpcLineFilter((r) => {
+    // JSON-RPC wants `id: null` when the id could not be read; the SDK's type has no null.
+    wire
+      .send(r as unknown as JSONRPCMessage)
+      .catch((e: unknown) => log(`reply to a bad line: ${e instanceof Error ? e.message : String(e)}`));
+  });
+  const wire = new StdioServerTransport(filter, process.stdout);
+  process.stdin.pipe(filter);
   const handle = serveStdioEntry(
-    () => createServer({ runtime, log, ...(opts.allowPaths?.length ? { allowPaths } : {}) }),
-    {
-      onerror: (e) => log(`transport: ${e.message}`),
-    },
+    () =>
+      createServer({
+        runtime,
+        log,
+        ...(opts.allowPaths?.length ? { allowPaths } : {}),
+        ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
+      }),
+    { transport: wire, onerror: (e) => log(`transport: ${e.message}`) },
   );
 
   await new Promise<void>((resolve) => {

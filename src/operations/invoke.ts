@@ -1,19 +1,76 @@
-import type * as z from "zod";
-import { PyroError, toPyroError } from "../errors.js";
+import * as z from "zod";
+import { PyroError } from "../errors.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { errorForFace, type Face } from "./hints.js";
+import { unknownNames } from "./suggest.js";
 import type { Operation } from "./table.js";
 
-/** Turns zod issues into one line naming each bad field and what is allowed. */
-export function describeIssues(err: z.ZodError, nameOf: (field: string) => string = (f) => f): string {
-  return err.issues
+/**
+ * Inputs are strict: a parameter the operation does not have is an error, never silently
+ * dropped (`timeout` for `timeout_seconds` would otherwise run with the default).
+ */
+const strictCache = new WeakMap<z.ZodObject, z.ZodObject>();
+export function strictInput(schema: z.ZodObject): z.ZodObject {
+  let s = strictCache.get(schema);
+  if (!s) {
+    s = schema.strict();
+    strictCache.set(schema, s);
+  }
+  return s;
+}
+
+function isOptional(t: z.ZodType | undefined): boolean {
+  return t instanceof z.ZodDefault || t instanceof z.ZodOptional;
+}
+
+/**
+ * Turns zod issues into one line naming each bad field and what is allowed, in the caller's
+ * spelling (`nameOf`: `--timeout-seconds` on the CLI, `timeoutSeconds` in the SDK).
+ */
+export function describeIssues(
+  err: z.ZodError,
+  nameOf: (field: string) => string = (f) => f,
+  schema?: z.ZodObject,
+  raw?: unknown,
+): string {
+  const shape = (schema?.shape ?? {}) as Record<string, z.ZodType>;
+  const given = raw !== null && typeof raw === "object" ? (raw as Record<string, unknown>) : {};
+  // Unknown names first: they usually explain the rest (a misspelt required field).
+  const issues = [...err.issues].sort(
+    (a, b) => Number(b.code === "unrecognized_keys") - Number(a.code === "unrecognized_keys"),
+  );
+  return issues
     .map((i) => {
-      const field = i.path.length ? nameOf(String(i.path[0])) : "input";
+      if (i.code === "unrecognized_keys" && i.path.length === 0)
+        return unknownNames("parameter", i.keys.map(nameOf), Object.keys(shape).map(nameOf));
+      const top = i.path.length ? String(i.path[0]) : undefined;
+      const field = top !== undefined ? nameOf(top) : "input";
+      if (
+        top !== undefined &&
+        i.path.length === 1 &&
+        !(top in given) &&
+        shape[top] &&
+        !isOptional(shape[top])
+      )
+        return `\`${field}\` is required`;
       const got =
         "input" in i && i.input !== undefined ? ` (got ${JSON.stringify(i.input)?.slice(0, 80)})` : "";
       return `${field}: ${i.message}${got}`;
     })
     .join("; ");
+}
+
+export interface InvokeOptions {
+  /** Who is calling: decides the language of hints. Default "sdk". */
+  face?: Face;
+  /** How the caller spells a wire field (for messages). */
+  nameOf?: (field: string) => string;
+  /**
+   * The schema this face accepts, a restriction of the operation's input (MCP leaves out
+   * operator-only fields such as allow_host_compat). Default: the full input.
+   */
+  schema?: z.ZodObject;
 }
 
 /** Validates raw input against an operation's schema, reaps expired sandboxes, runs it. */
@@ -22,18 +79,22 @@ export async function invoke(
   op: Operation,
   raw: unknown,
   ctx: CallContext = {},
-  nameOf?: (f: string) => string,
+  opts: InvokeOptions = {},
 ): Promise<unknown> {
-  const parsed = op.input.safeParse(raw ?? {}, { reportInput: true });
-  if (!parsed.success)
-    throw new PyroError(
-      "invalid_argument",
-      `invalid input for ${op.name}: ${describeIssues(parsed.error, nameOf)}`,
-    );
-  if (op.name !== "vm_reap_expired") await rt.reapIfDue();
+  const face = opts.face ?? "sdk";
   try {
-    return await op.handler(rt, parsed.data, ctx);
+    const schema = strictInput(opts.schema ?? op.input);
+    const parsed = schema.safeParse(raw ?? {}, { reportInput: true });
+    if (!parsed.success)
+      throw new PyroError(
+        "invalid_argument",
+        `invalid input for ${op.name}: ${describeIssues(parsed.error, opts.nameOf, schema, raw)}`,
+      );
+    // A face's schema may leave fields out; the full schema fills in their defaults.
+    const input = opts.schema ? op.input.parse(parsed.data) : parsed.data;
+    if (op.name !== "vm_reap_expired") await rt.reapIfDue();
+    return await op.handler(rt, input, ctx);
   } catch (e) {
-    throw toPyroError(e);
+    throw errorForFace(e, face);
   }
 }

@@ -241,7 +241,30 @@ export const WorkspaceStatusResult = z.object({
   last_command: LastCommand.nullable(),
   workspace_seed: SeedInfo,
 });
-export const WorkspaceListResult = z.object({ workspaces: z.array(WorkspaceStatusResult) });
+/** One line of workspace_list: enough to recognise a workspace and act on it. */
+export const WorkspaceSummary = z.object({
+  workspace_id: z.string(),
+  state: WorkspaceState,
+  reason: z.string().nullable().describe("Why it is not running (failed, damaged, expired); null when running."),
+  environment: z.string(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  command_count: z.number().int(),
+  last_command_at: z.string().nullable().describe("When the last command started; null if none ran."),
+});
+export function workspaceSummary(w: z.infer<typeof WorkspaceStatusResult>): z.infer<typeof WorkspaceSummary> {
+  return {
+    workspace_id: w.workspace_id,
+    state: w.state,
+    reason: w.reason,
+    environment: w.environment,
+    created_at: w.created_at,
+    expires_at: w.expires_at,
+    command_count: w.command_count,
+    last_command_at: w.last_command?.started_at ?? null,
+  };
+}
+export const WorkspaceListResult = z.object({ workspaces: z.array(WorkspaceSummary) });
 export const WorkspaceSyncResult = z.object({
   workspace_id: z.string(),
   source_path: z.string(),

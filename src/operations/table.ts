@@ -1,8 +1,10 @@
 import type * as z from "zod";
+import { PyroError } from "../errors.js";
 import { checkId } from "../ids.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
 import * as S from "./schemas.js";
+import { nearest } from "./suggest.js";
 
 /**
  * Every public operation, once. The CLI commands, SDK methods and MCP tools are derived
@@ -367,13 +369,14 @@ export const OPERATIONS = [
     name: "workspace_list",
     sdk: "listWorkspaces",
     title: "List workspaces",
-    description: "List existing workspaces with their state.",
+    description:
+      "List every workspace that still exists: workspace_id, state, environment, created_at, expires_at, command count and last command time. Use it to find a workspace id again.",
     input: S.EmptyInput,
     result: S.WorkspaceListResult,
-    mcp: false,
+    mcp: true,
     readOnly: true,
-    cli: { path: ["workspace", "list"], examples: ["pyro workspace list"] },
-    handler: async (rt) => ({ workspaces: await rt.workspaces.list() }),
+    cli: { path: ["workspace", "list"], examples: ["pyro workspace list", "pyro workspace list --json"] },
+    handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
   }),
 ] as const;
 
@@ -382,6 +385,14 @@ export type OperationName = AnyOperation["name"];
 
 export function getOperation(name: string): Operation {
   const o = OPERATIONS.find((x) => x.name === name);
-  if (!o) throw new Error(`unknown operation ${name}`);
+  if (!o) {
+    const names = OPERATIONS.map((x) => x.name);
+    const near = nearest(name, names);
+    throw new PyroError(
+      "unknown_operation",
+      `unknown operation ${JSON.stringify(name)}${near ? `; did you mean \`${near}\`?` : ""}`,
+      `operations are: ${names.join(", ")}`,
+    );
+  }
   return o as unknown as Operation;
 }

@@ -5,7 +5,7 @@ import { HostEngine } from "../engines/host/engine.js";
 import { QemuEngine } from "../engines/qemu/engine.js";
 import { qemuQuickAvailable } from "../engines/qemu/select.js";
 import type { Engine, EngineName } from "../engines/types.js";
-import { PyroError } from "../errors.js";
+import { type Hint, PyroError } from "../errors.js";
 import type { PyroPaths } from "../paths.js";
 
 /**
@@ -81,8 +81,13 @@ async function probeQuick(
   return false;
 }
 
-const FIX =
-  "run `sudo scripts/setup-host.sh` to install gVisor's runsc, check `pyro doctor`, or pass --allow-host-compat to run WITHOUT isolation";
+// Structured so each face names things its own way; the unisolated part is dropped for
+// models (isolation is the operator's choice).
+const FIX: Hint = [
+  "the host needs gVisor's runsc (`sudo scripts/setup-host.sh` installs it); check ",
+  { op: "doctor" },
+  { unisolated: [", or pass ", { option: "allow_host_compat", value: true }, " to run WITHOUT isolation"] },
+];
 
 export async function selectEngine(
   paths: PyroPaths,
@@ -102,7 +107,11 @@ export async function selectEngine(
     if (forced === "host" && !opts.allowHostCompat) {
       throw new PyroError(
         "invalid_argument",
-        "PYRO_ENGINE=host runs without isolation and needs --allow-host-compat",
+        "PYRO_ENGINE=host runs without isolation, which this call does not allow",
+        [
+          { unisolated: ["pass ", { option: "allow_host_compat", value: true }, " or "] },
+          "unset PYRO_ENGINE",
+        ],
       );
     }
     const e = engineByName(forced, paths, env);

@@ -57,17 +57,17 @@ export class VmManager {
       file: "vm.json",
       idOf: (r) => r.vm_id,
       notFound: (id) =>
-        new PyroError(
-          "not_found",
-          `no VM with id ${id}`,
-          "list VMs with `pyro vm list`; a VM used by vm_exec is deleted after its command",
-        ),
+        new PyroError("not_found", `no VM with id ${id}`, [
+          "list VMs with ",
+          { op: "vm_list" },
+          "; a VM used by vm_exec is deleted after its command",
+        ]),
       unreadable: (id, why) =>
-        new PyroError(
-          "invalid_state",
-          `VM ${id} is damaged (${why})`,
-          `delete it with \`pyro vm delete ${id}\` (its sandbox, if any, is found and removed too)`,
-        ),
+        new PyroError("invalid_state", `VM ${id} is damaged (${why})`, [
+          "delete it with ",
+          { op: "vm_delete", args: { vm_id: id } },
+          " (its sandbox, if any, is found and removed too)",
+        ]),
       schema: VmRecordSchema,
       check: (id, dir, rec) =>
         rec.vm_id !== id
@@ -172,11 +172,10 @@ export class VmManager {
   private async usable(id: string): Promise<VmRecord> {
     const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired")
-      throw new PyroError(
-        "expired",
-        `VM ${id} expired (${rec.reason})`,
-        `delete it with \`pyro vm delete ${id}\``,
-      );
+      throw new PyroError("expired", `VM ${id} expired (${rec.reason})`, [
+        "delete it with ",
+        { op: "vm_delete", args: { vm_id: id } },
+      ]);
     return rec;
   }
 
@@ -187,7 +186,10 @@ export class VmManager {
     // leaves a record that says what to clean up.
     const rec = await this.records.update(id, async (r) => {
       if (r.state === "expired")
-        throw new PyroError("expired", `VM ${id} expired`, `delete it with \`pyro vm delete ${id}\``);
+        throw new PyroError("expired", `VM ${id} expired`, [
+          "delete it with ",
+          { op: "vm_delete", args: { vm_id: id } },
+        ]);
       if (r.state === "starting" && ownerAlive(r.owner))
         throw new PyroError("invalid_state", `VM ${id} is being started by pyro process ${r.owner?.pid}`);
       if (r.state === "running" && r.handle) return;
@@ -351,7 +353,7 @@ export class VmManager {
           vm_id: e.id,
           environment: "unknown",
           state: "damaged",
-          reason: `${e.problem ? e.why : "damaged"}; delete it with \`pyro vm delete ${e.id}\``,
+          reason: `${e.problem ? e.why : "damaged"}; delete it (its sandbox is found and removed too)`,
           created_at: at,
           expires_at: at,
           vcpu_count: 0,

@@ -1,7 +1,10 @@
 import type * as z from "zod";
+import { PyroError } from "../errors.js";
+import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import type * as S from "../operations/schemas.js";
-import { getOperation } from "../operations/table.js";
+import { getOperation, type Operation } from "../operations/table.js";
+import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import type { Progress } from "../runtime/context.js";
 import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
 
@@ -30,8 +33,20 @@ export type WorkspaceStatus = z.infer<typeof S.WorkspaceStatusResult>;
 export type WorkspaceExecResult = z.infer<typeof S.WorkspaceExecResult>;
 export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
 export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
+export type WorkspaceSummary = z.infer<typeof S.WorkspaceSummary>;
 export type DoctorReport = z.infer<typeof S.DoctorResult>;
 export type ReapResult = z.infer<typeof S.ReapResult>;
+
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** The operation, or a PyroError (`unknown_operation`) naming the nearest one. */
+function operation(name: string): Operation {
+  try {
+    return getOperation(name);
+  } catch (e) {
+    throw errorForFace(e, "sdk");
+  }
+}
 
 function snake(o: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -54,19 +69,47 @@ export class Pyro {
   }
 
   /** Calls an operation by its wire name with wire (snake_case) input. */
-  call<T = unknown>(name: string, input: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<T> {
-    return invoke(this.runtime, getOperation(name), input, opts) as Promise<T>;
+  async call<T = unknown>(
+    name: string,
+    input: Record<string, unknown> = {},
+    opts: CallOptions = {},
+  ): Promise<T> {
+    return (await invoke(this.runtime, operation(name), input, opts, { face: "sdk" })) as T;
+  }
+
+  /**
+   * Runs a model's tool call, exactly as the MCP server would: the tool's model-facing
+   * schema (no allow_host_compat unless `tool.allowHostCompat`), errors whose hints name
+   * tools. For wiring pyro into a provider's function-calling loop.
+   */
+  async callTool<T = unknown>(name: string, args: unknown, opts: CallOptions & ToolOptions = {}): Promise<T> {
+    const { allowHostCompat, ...call } = opts;
+    const op = operation(name);
+    if (!op.mcp)
+      throw new PyroError(
+        "unknown_operation",
+        `${name} is not a tool (it is for the host's operator, not a model)`,
+      );
+    const schema = toolInput(op, allowHostCompat ? { allowHostCompat } : {});
+    return (await invoke(this.runtime, op, args, call, { face: "mcp", schema })) as T;
+  }
+
+  /** Typed methods: input arrives camelCase, so errors name fields the same way. */
+  async #method<T>(name: string, input: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<T> {
+    return (await invoke(this.runtime, operation(name), input, opts, { face: "sdk", nameOf: camel })) as T;
   }
 
   /**
    * An MCP server over this SDK's runtime, to mount on any transport. `allowPaths`: the
-   * host directories its tools may read (default: the process's working directory).
+   * host directories its tools may read (default: the process's working directory);
+   * `allowHostCompat`: let its tools offer unisolated execution (operator's choice).
    */
-  async createServer(opts: { allowPaths?: readonly string[] } = {}) {
+  async createServer(opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean } = {}) {
     const { createServer } = await import("../mcp/server.js");
     return createServer({
       runtime: this.runtime,
       ...(opts.allowPaths ? { allowPaths: opts.allowPaths } : {}),
+      ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
     });
   }
 
@@ -75,35 +118,37 @@ export class Pyro {
     input: SandboxOptions & { command: Command; timeoutSeconds?: number },
     opts?: CallOptions,
   ): Promise<RunResult> {
-    return this.call("vm_run", snake(input), opts);
+    return this.#method("vm_run", snake(input), opts);
   }
 
   // ---- environments ----
   listEnvironments(): Promise<EnvironmentInfo[]> {
-    return this.call<{ environments: EnvironmentInfo[] }>("vm_list_environments").then((r) => r.environments);
+    return this.#method<{ environments: EnvironmentInfo[] }>("vm_list_environments").then(
+      (r) => r.environments,
+    );
   }
   pullEnvironment(
     environment: string,
     opts?: CallOptions,
   ): Promise<{ environment: EnvironmentInfo; pulled: boolean }> {
-    return this.call("env_pull", { environment }, opts);
+    return this.#method("env_pull", { environment }, opts);
   }
   inspectEnvironment(environment: string): Promise<EnvironmentInfo> {
-    return this.call("env_inspect", { environment });
+    return this.#method("env_inspect", { environment });
   }
   pruneEnvironments(options: { all?: boolean } = {}): Promise<{ removed: string[]; bytes_freed: number }> {
-    return this.call("env_prune", snake(options));
+    return this.#method("env_prune", snake(options));
   }
   doctor(): Promise<DoctorReport> {
-    return this.call("doctor");
+    return this.#method("doctor");
   }
 
   // ---- VM lifecycle ----
   async createVm(input: SandboxOptions = {}, opts?: CallOptions): Promise<VmHandle> {
-    return new VmHandle(this, await this.call<VmStatus>("vm_create", snake(input), opts));
+    return new VmHandle(this, await this.#method<VmStatus>("vm_create", snake(input), opts));
   }
   startVm(vmId: string, opts?: CallOptions): Promise<VmStatus> {
-    return this.call("vm_start", { vm_id: vmId }, opts);
+    return this.#method("vm_start", { vm_id: vmId }, opts);
   }
   /** Runs one command, then deletes the VM (the contract's semantics). */
   execVm(
@@ -111,25 +156,25 @@ export class Pyro {
     input: { command: Command; timeoutSeconds?: number },
     opts?: CallOptions,
   ): Promise<RunResult> {
-    return this.call("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
+    return this.#method("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
   }
   stopVm(vmId: string): Promise<VmStatus> {
-    return this.call("vm_stop", { vm_id: vmId });
+    return this.#method("vm_stop", { vm_id: vmId });
   }
   deleteVm(vmId: string): Promise<{ vm_id: string; deleted: boolean }> {
-    return this.call("vm_delete", { vm_id: vmId });
+    return this.#method("vm_delete", { vm_id: vmId });
   }
   statusVm(vmId: string): Promise<VmStatus> {
-    return this.call("vm_status", { vm_id: vmId });
+    return this.#method("vm_status", { vm_id: vmId });
   }
   networkInfoVm(vmId: string): Promise<VmNetworkInfo> {
-    return this.call("vm_network_info", { vm_id: vmId });
+    return this.#method("vm_network_info", { vm_id: vmId });
   }
   listVms(): Promise<VmStatus[]> {
-    return this.call<{ vms: VmStatus[] }>("vm_list").then((r) => r.vms);
+    return this.#method<{ vms: VmStatus[] }>("vm_list").then((r) => r.vms);
   }
   reapExpired(): Promise<ReapResult> {
-    return this.call("vm_reap_expired");
+    return this.#method("vm_reap_expired");
   }
 
   // ---- workspaces ----
@@ -139,7 +184,7 @@ export class Pyro {
   ): Promise<WorkspaceHandle> {
     return new WorkspaceHandle(
       this,
-      await this.call<WorkspaceStatus>("workspace_create", snake(input), opts),
+      await this.#method<WorkspaceStatus>("workspace_create", snake(input), opts),
     );
   }
   /** A handle for an existing workspace (by id), e.g. one created by another process. */
@@ -152,7 +197,7 @@ export class Pyro {
     options: { dest?: string } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceSyncResult> {
-    return this.call(
+    return this.#method(
       "workspace_sync_push",
       { workspace_id: workspaceId, source_path: sourcePath, ...snake(options) },
       opts,
@@ -163,19 +208,19 @@ export class Pyro {
     input: { command: Command; timeoutSeconds?: number },
     opts?: CallOptions,
   ): Promise<WorkspaceExecResult> {
-    return this.call("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
+    return this.#method("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
   }
   statusWorkspace(workspaceId: string): Promise<WorkspaceStatus> {
-    return this.call("workspace_status", { workspace_id: workspaceId });
+    return this.#method("workspace_status", { workspace_id: workspaceId });
   }
   logsWorkspace(workspaceId: string): Promise<WorkspaceLogs> {
-    return this.call("workspace_logs", { workspace_id: workspaceId });
+    return this.#method("workspace_logs", { workspace_id: workspaceId });
   }
   deleteWorkspace(workspaceId: string): Promise<{ workspace_id: string; deleted: boolean }> {
-    return this.call("workspace_delete", { workspace_id: workspaceId });
+    return this.#method("workspace_delete", { workspace_id: workspaceId });
   }
-  listWorkspaces(): Promise<WorkspaceStatus[]> {
-    return this.call<{ workspaces: WorkspaceStatus[] }>("workspace_list").then((r) => r.workspaces);
+  listWorkspaces(): Promise<WorkspaceSummary[]> {
+    return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
   }
 }
 

@@ -91,17 +91,16 @@ export class WorkspaceManager {
       file: "workspace.json",
       idOf: (r) => r.workspace_id,
       notFound: (id) =>
-        new PyroError(
-          "not_found",
-          `no workspace with id ${id}`,
-          "list workspaces with `pyro workspace list`",
-        ),
+        new PyroError("not_found", `no workspace with id ${id}`, [
+          "list workspaces with ",
+          { op: "workspace_list" },
+        ]),
       unreadable: (id, why) =>
-        new PyroError(
-          "invalid_state",
-          `workspace ${id} is damaged (${why})`,
-          `delete it with \`pyro workspace delete ${id}\` (its sandbox, if any, is found and removed too)`,
-        ),
+        new PyroError("invalid_state", `workspace ${id} is damaged (${why})`, [
+          "delete it with ",
+          { op: "workspace_delete", args: { workspace_id: id } },
+          " (its sandbox, if any, is found and removed too)",
+        ]),
       schema: WorkspaceRecordSchema,
       check: (id, dir, rec) =>
         rec.workspace_id !== id
@@ -226,11 +225,11 @@ export class WorkspaceManager {
   private async usable(id: string): Promise<WorkspaceRecord> {
     const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired") {
-      throw new PyroError(
-        "expired",
-        `workspace ${id} expired (${rec.reason})`,
-        `delete it with \`pyro workspace delete ${id}\` and create a new one`,
-      );
+      throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, [
+        "delete it with ",
+        { op: "workspace_delete", args: { workspace_id: id } },
+        " and create a new one",
+      ]);
     }
     if (rec.state === "creating") {
       throw new PyroError(
@@ -240,15 +239,19 @@ export class WorkspaceManager {
           : `workspace ${id} was never finished: the pyro process creating it (pid ${rec.owner?.pid}) died`,
         ownerAlive(rec.owner)
           ? "wait for workspace create to return, then try again"
-          : `delete it with \`pyro workspace delete ${id}\` and create a new one`,
+          : [
+              "delete it with ",
+              { op: "workspace_delete", args: { workspace_id: id } },
+              " and create a new one",
+            ],
       );
     }
     if (rec.state !== "running" || !rec.handle) {
-      throw new PyroError(
-        "sandbox_dead",
-        `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`,
-        `delete it with \`pyro workspace delete ${id}\` and create a new one`,
-      );
+      throw new PyroError("sandbox_dead", `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`, [
+        "delete it with ",
+        { op: "workspace_delete", args: { workspace_id: id } },
+        " and create a new one",
+      ]);
     }
     return rec;
   }
@@ -369,11 +372,10 @@ export class WorkspaceManager {
   }
 
   private notFound(id: string): PyroError {
-    return new PyroError(
-      "not_found",
-      `no workspace with id ${id}`,
-      "list workspaces with `pyro workspace list`",
-    );
+    return new PyroError("not_found", `no workspace with id ${id}`, [
+      "list workspaces with ",
+      { op: "workspace_list" },
+    ]);
   }
 
   /** The record brought up to date: expired past its TTL, failed if its sandbox is gone. */
@@ -411,11 +413,10 @@ export class WorkspaceManager {
     checkId("ws", id);
     const dir = this.dir(id);
     if (!(await stat(dir).catch(() => undefined))) {
-      throw new PyroError(
-        "not_found",
-        `no workspace with id ${id} (already deleted?)`,
-        "list workspaces with `pyro workspace list`",
-      );
+      throw new PyroError("not_found", `no workspace with id ${id} (already deleted?)`, [
+        "list workspaces with ",
+        { op: "workspace_list" },
+      ]);
     }
     await this.records.locked(id, async () => {
       const e = await this.records.read(id);
@@ -507,7 +508,7 @@ export class WorkspaceManager {
       workspace_id: e.id,
       environment: "unknown",
       state: "damaged",
-      reason: `${e.problem === "missing" ? "no record" : e.problem === "damaged" ? e.why : "damaged"}; delete it with \`pyro workspace delete ${e.id}\``,
+      reason: `${e.problem === "missing" ? "no record" : e.problem === "damaged" ? e.why : "damaged"}; delete it (its sandbox is found and removed too)`,
       created_at: at,
       expires_at: at,
       vcpu_count: 0,

@@ -5,6 +5,8 @@ import { describe, test } from "node:test";
 import * as z from "zod";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
+import type { Operation } from "../../src/operations/table.js";
+import { toolInput } from "../../src/operations/tool-schema.js";
 import { REPO, runCli } from "../helpers.js";
 
 /**
@@ -193,7 +195,8 @@ describe("docs/public-contract.md matches the code", () => {
     assert.deepEqual(sorted(table.map((r) => ticks(r[0])[0]!)), sorted(mcp.map((o) => o.name)));
     for (const o of mcp) {
       const r = table.find((x) => ticks(x[0])[0] === o.name)!;
-      const shape = o.input.shape as Record<string, z.ZodType>;
+      // What a model sees: the tool schema, without operator-only fields.
+      const shape = toolInput(o as unknown as Operation).shape as Record<string, z.ZodType>;
       assert.deepEqual(sorted(ticks(r[1])), sorted(Object.keys(shape)), `parameters of ${o.name}`);
       const required = Object.keys(shape).filter((k) => !optionalField(shape[k]!));
       assert.deepEqual(sorted(ticks(r[2])), sorted(required), `required parameters of ${o.name}`);
@@ -226,6 +229,7 @@ describe("docs/public-contract.md matches the code", () => {
       last_command: S.LastCommand,
       "commands[]": S.CommandLogEntry,
       "environments[]": S.EnvInfo,
+      "workspaces[]": S.WorkspaceSummary,
     };
     const table = rows(section(section(contract, "Result fields"), "Nested objects", 3));
     assert.deepEqual(sorted(table.map((r) => ticks(r[0])[0]!)), sorted(Object.keys(nested)));

@@ -85,6 +85,9 @@ describe("examples", { concurrency: false }, () => {
       assert.equal(tool.name, "vm_run");
       assert.deepEqual(tool.parameters.required, ["command"]);
       assert.deepEqual(tool.parameters, openaiVmRunTool.parameters);
+      // The model is never offered the way out of isolation, and unknown fields are refused.
+      assert.ok(!("allow_host_compat" in tool.parameters.properties), "allow_host_compat reached the model");
+      assert.equal((tool.parameters as { additionalProperties?: unknown }).additionalProperties, false);
       assert.equal(second!.body.previous_response_id, "resp_1");
       const output = (second!.body.input as { type: string; call_id: string; output: string }[])[0]!;
       assert.equal(output.type, "function_call_output");

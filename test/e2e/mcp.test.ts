@@ -32,6 +32,7 @@ const TOOLS = [
   "workspace_status",
   "workspace_logs",
   "workspace_delete",
+  "workspace_list",
 ];
 
 type ToolResult = {
@@ -182,7 +183,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
     }
   });
 
-  test("workspace flow: create (seeded, with progress) → sync push → exec → logs → status → delete", async (t) => {
+  test("workspace flow: create (seeded, with progress) → sync push → exec → logs → status → list → delete", async (t) => {
     const why = await gvisorSkipReason();
     if (why) return skipped(t, why);
     const { env, cleanup } = await testEnv();
@@ -235,6 +236,24 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
       const status = expectOk(await call(client, "workspace_status", { workspace_id: ws }), "status");
       assert.equal(status.command_count, 1);
       assert.equal(status.state, "running");
+
+      // An agent that lost the id finds it again.
+      const listed = expectOk(await call(client, "workspace_list", {}), "workspace_list");
+      const [entry] = listed.workspaces as Record<string, unknown>[];
+      assert.deepEqual(Object.keys(entry!).sort(), [
+        "command_count",
+        "created_at",
+        "environment",
+        "expires_at",
+        "last_command_at",
+        "state",
+        "workspace_id",
+      ]);
+      assert.equal(entry!.workspace_id, ws);
+      assert.equal(entry!.state, "running");
+      assert.equal(entry!.environment, "debian:12");
+      assert.equal(entry!.created_at, status.created_at);
+      assert.equal(entry!.last_command_at, (status.last_command as { started_at: string }).started_at);
 
       const deleted = expectOk(await call(client, "workspace_delete", { workspace_id: ws }), "delete");
       assert.equal(deleted.deleted, true);
@@ -416,9 +435,15 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
         .split("\n")
         .filter(Boolean)
         .map(
-          (l) => JSON.parse(l) as { id?: number; error?: { code: number }; result?: { tools?: unknown[] } },
+          (l) =>
+            JSON.parse(l) as { id?: number | null; error?: { code: number }; result?: { tools?: unknown[] } },
         );
       assert.ok(msgs.every((m) => "jsonrpc" in m));
+      // The garbage line is answered, not dropped (JSON-RPC: parse error, id null).
+      assert.deepEqual(
+        msgs.filter((m) => m.id === null).map((m) => m.error?.code),
+        [-32700],
+      );
       assert.equal(msgs.find((m) => m.id === 2)?.error?.code, -32601);
       assert.equal(msgs.find((m) => m.id === 3)?.result?.tools?.length, TOOLS.length);
     } finally {

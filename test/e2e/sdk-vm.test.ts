@@ -56,7 +56,7 @@ test("runInVm runs one command in a fresh Debian 12 sandbox and removes it", asy
     assert.match(argv.stdout, /^git version 2\./, "debian:12 (the default) has git");
     assert.deepEqual(await pyro.listVms(), []);
     assert.deepEqual(await runscList(stateDir), []);
-    await rejectsWith(pyro.runInVm({ command: "true", memMib: 1 }), "invalid_argument", /mem_mib/);
+    await rejectsWith(pyro.runInVm({ command: "true", memMib: 1 }), "invalid_argument", /memMib/); // named as the caller spelt it
     await rejectsWith(
       pyro.runInVm({ environment: "arch:latest", command: "true" }),
       "unknown_environment",

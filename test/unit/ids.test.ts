@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PyroError } from "../../src/errors.js";
 import { checkId, isValidId, newId } from "../../src/ids.js";
+import { renderHint } from "../../src/operations/hints.js";
 
 test("newId makes well-formed, distinct ids of each kind", () => {
   const ids = new Set<string>();
@@ -49,7 +50,8 @@ test("checkId returns the id or throws invalid_argument with a short, clear mess
       assert.ok(e instanceof PyroError);
       assert.equal(e.code, "invalid_argument");
       assert.match(e.message, /^malformed workspace id "x{60}…"$/);
-      assert.match(e.hint ?? "", /ws_0123456789abcdef.*pyro workspace list/);
+      assert.match(renderHint(e.hintParts ?? [], "cli"), /ws_0123456789abcdef.*pyro workspace list/);
+      assert.match(renderHint(e.hintParts ?? [], "mcp"), /the `workspace_list` tool/);
       return true;
     },
   );

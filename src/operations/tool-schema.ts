@@ -1,0 +1,42 @@
+import * as z from "zod";
+import { strictInput } from "./invoke.js";
+import { getOperation, type Operation } from "./table.js";
+
+/**
+ * What a model sees of an operation. Isolation is the operator's choice, never the model's:
+ * fields that turn it off are left out of every model-facing schema (MCP tools/list, the
+ * provider examples) unless the operator allowed them for this server, and a model that
+ * sends one anyway is told the parameter does not exist.
+ */
+export const OPERATOR_ONLY_FIELDS = ["allow_host_compat"] as const;
+
+export interface ToolOptions {
+  /** The operator allows unisolated execution (`pyro mcp serve --allow-host-compat`). */
+  allowHostCompat?: boolean;
+}
+
+const cache = new Map<string, z.ZodObject>();
+
+/** The strict input schema a model may call `op` with. */
+export function toolInput(op: Operation, opts: ToolOptions = {}): z.ZodObject {
+  const key = `${op.name}|${opts.allowHostCompat === true}`;
+  let s = cache.get(key);
+  if (!s) {
+    const hidden = opts.allowHostCompat ? [] : OPERATOR_ONLY_FIELDS.filter((f) => f in op.input.shape);
+    const mask = Object.fromEntries(hidden.map((f) => [f, true as const]));
+    s = strictInput(hidden.length ? (op.input.omit(mask as never) as z.ZodObject) : op.input);
+    cache.set(key, s);
+  }
+  return s;
+}
+
+/** The JSON Schema of `toolInput`, as published in MCP tools/list and usable as a function-tool schema. */
+export function toolInputJsonSchema(
+  nameOrOp: string | Operation,
+  opts: ToolOptions = {},
+): Record<string, unknown> {
+  const op = typeof nameOrOp === "string" ? getOperation(nameOrOp) : nameOrOp;
+  const json = z.toJSONSchema(toolInput(op, opts), { io: "input" }) as Record<string, unknown>;
+  delete json.$schema;
+  return json;
+}
