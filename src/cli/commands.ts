@@ -144,12 +144,24 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
         if (opts[key] !== undefined && !positional.includes(field)) input[field] = opts[key];
       }
       const progress = progressPrinter(io.stderr);
+      // A command's output goes to our stdout/stderr live, byte for byte, as it comes
+      // (plain mode only: with --json, stdout is the one JSON document of the result).
+      const live = !json && isCommandOp(o);
+      const write = (stream: NodeJS.WriteStream) => (chunk: Buffer) => {
+        progress.done();
+        stream.write(chunk);
+      };
       try {
         const result = (await invoke(
           getRuntime(),
           o,
           input,
-          { signal: io.signal, onProgress: (p) => progress.update(p), cwd: process.cwd() },
+          {
+            signal: io.signal,
+            onProgress: (p) => progress.update(p),
+            cwd: process.cwd(),
+            ...(live ? { onStdout: write(io.stdout), onStderr: write(io.stderr) } : {}),
+          },
           flagOf,
         )) as Record<string, unknown>;
         progress.done();
@@ -172,6 +184,11 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
   }
 }
 
+/** Operations that run a guest command (their results carry exit_code and output). */
+function isCommandOp(o: Operation): boolean {
+  return "exit_code" in o.result.shape && "output_id" in o.result.shape;
+}
+
 function writeResult(
   io: CliIo,
   o: Operation,
@@ -179,14 +196,16 @@ function writeResult(
   json: boolean,
   opts: Record<string, unknown>,
 ): void {
-  const isExec = "exit_code" in result && "stdout" in result;
+  const isExec = isCommandOp(o);
   if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else if (opts.idOnly === true && typeof result.workspace_id === "string")
     io.stdout.write(`${result.workspace_id}\n`);
   else if (isExec) {
-    io.stdout.write(String(result.stdout));
-    io.stderr.write(String(result.stderr));
+    // The output itself was streamed as it came; only the summary line is left.
     if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${RENDER[o.name]!(result)}\n`);
+  } else if (o.name === "output_read") {
+    // The page's bytes, exact (a base64 page is decoded), so pages concatenate to the stream.
+    io.stdout.write(Buffer.from(String(result.data), result.encoding === "base64" ? "base64" : "utf8"));
   } else io.stdout.write(`${RENDER[o.name]!(result)}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));
 }

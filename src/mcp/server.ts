@@ -4,7 +4,7 @@ import { invoke } from "../operations/invoke.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
-import { progressForwarder } from "./progress.js";
+import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
 
 export interface CreateServerOptions {
@@ -40,11 +40,12 @@ export async function callOperation(
   ctx: ServerContext,
   log: (line: string) => void = stderrLog,
 ): Promise<CallToolResult> {
+  const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
+  const progress = progressReporter(ctx, log, interval);
   try {
-    const onProgress = progressForwarder(ctx, log);
     const raw = await invoke(runtime, op, args, {
       signal: ctx.mcpReq.signal,
-      ...(onProgress ? { onProgress } : {}),
+      ...progress?.callbacks,
     });
     // The published outputSchema forbids extra keys; parsing strips anything the runtime
     // added beyond the contract so strict clients (ajv in the v1 SDK) accept the result.
@@ -57,6 +58,8 @@ export async function callOperation(
     const err = toPyroError(e);
     if (err.code === "engine_failure") log(`${op.name} failed: ${err.stack ?? err.message}`);
     return { content: [{ type: "text", text: renderError(err) }], isError: true };
+  } finally {
+    progress?.stop();
   }
 }
 

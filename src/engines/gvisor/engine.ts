@@ -27,6 +27,7 @@ import {
   runscState,
   runscVersion,
 } from "./runsc.js";
+import { StderrGate } from "./stderr-gate.js";
 
 const MIN_RUNSC_DATE = 20240729;
 const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
@@ -176,10 +177,12 @@ export class GvisorEngine implements Engine {
     const args = ["exec", "--internal-pid-file", pidFile, "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
     args.push(cid, ...(direct ?? req.argv));
+    const gate = new StderrGate(req.onStderr);
     const r = await runsc(flags, args, {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
       signal: req.signal,
+      ...streamTo(req, gate, direct !== undefined),
       // runsc exec makes the command a session leader inside the sandbox: killing its
       // process group ends the whole tree it started.
       onKill: async () => {
@@ -203,7 +206,11 @@ export class GvisorEngine implements Engine {
     });
     await rm(pidFile, { force: true });
     if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    if (direct && !r.timedOut && programDidNotStart(r)) return this.exec(handle, req, true);
+    if (direct && !r.timedOut && programDidNotStart(r)) {
+      gate.discard();
+      return this.exec(handle, req, true);
+    }
+    gate.flush();
     if (
       !r.timedOut &&
       r.exitCode !== 0 &&
@@ -321,10 +328,12 @@ export class GvisorEngine implements Engine {
     try {
       // `runsc run` starts the sandbox with the command as its init and tears it down on
       // exit; the command's stdio is our pipes. Killing the init ends the sandbox.
+      const gate = new StderrGate(req.onStderr);
       const r = await runsc(flags, ["run", "--bundle", bundle, cid], {
         timeoutMs: req.timeoutMs,
         maxOutputBytes: req.maxOutputBytes,
         signal: req.signal,
+        ...streamTo(req, gate, direct !== undefined),
         onKill: async () => {
           await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
         },
@@ -341,6 +350,7 @@ export class GvisorEngine implements Engine {
       ) {
         retryViaWrapper = true;
         cleanExit = false;
+        gate.discard();
       } else if (
         r.exitCode !== 0 &&
         !r.timedOut &&
@@ -348,6 +358,7 @@ export class GvisorEngine implements Engine {
       ) {
         throw new PyroError("engine_failure", `runsc could not start the sandbox: ${lastLines(r.stderr)}`);
       }
+      gate.flush();
       if (!retryViaWrapper) return { ...execOutcome(r), bootMs };
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
@@ -357,6 +368,23 @@ export class GvisorEngine implements Engine {
     }
     return this.runOnce(spec, req, true);
   }
+}
+
+/**
+ * The request's output callbacks as runsc options. On a direct attempt (which may be
+ * retried through the shell wrapper) stderr goes through the gate, which holds back
+ * what may be runsc's own "could not start" message.
+ */
+function streamTo(req: ExecRequest, gate: StderrGate, gated: boolean) {
+  const { onStdout, onStderr } = req;
+  if (!onStdout && !onStderr) return {};
+  return {
+    onStdout: (c: Buffer) => {
+      gate.sawStdout();
+      onStdout?.(c);
+    },
+    onStderr: gated ? gate.stderr : (c: Buffer) => onStderr?.(c),
+  };
 }
 
 function lastLines(s: string, n = 3): string {
