@@ -354,7 +354,7 @@ test("a workspace session: sync push, exec, persistence, status, logs, list, del
     assert.equal(st.json.workspace_seed.mode, "directory");
     const humanStatus = await runCli(["workspace", "status", id], { env });
     assert.match(humanStatus.stdout, /state: +running/);
-    const logs = await runCliJson<LogsJson>(["workspace", "logs", id], { env });
+    const logs = await runCliJson<LogsJson>(["workspace", "logs", id, "--include-output"], { env });
     assert.deepEqual(
       logs.json.commands.map((c) => c.sequence),
       [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
@@ -427,7 +427,7 @@ test("one workspace, many processes: concurrent execs from two CLIs, status from
     const st = await pyro.statusWorkspace(id);
     assert.equal(st.state, "running");
     assert.equal(st.command_count, 3);
-    const logs = await pyro.logsWorkspace(id);
+    const logs = await pyro.logsWorkspace(id, { includeOutput: true });
     assert.deepEqual(
       logs.commands.map((c) => c.sequence),
       [1, 2, 3],
