@@ -50,12 +50,22 @@ export function outputPath(paths: PyroPaths, outputId: string, stream: StreamNam
   );
 }
 
+const lastAgeCheck = new Map<string, number>();
+
 /**
  * Drops one-shot output logs beyond the retention limit (oldest first). Called before each
  * one-shot run, so the directory stays bounded without a daemon.
  */
 export async function pruneOneShotOutputs(paths: PyroPaths, now = Date.now()): Promise<void> {
   const names = await readdir(paths.outputsDir).catch(() => [] as string[]);
+  // The age check stats every file: a long-lived process (SDK, MCP server) does it at most
+  // once a minute, unless the count limit is already reached.
+  if (
+    names.length < 2 * ONESHOT_RETENTION.runs - 2 &&
+    now - (lastAgeCheck.get(paths.outputsDir) ?? 0) < 60_000
+  )
+    return;
+  lastAgeCheck.set(paths.outputsDir, now);
   const runs = new Map<string, number>();
   for (const n of names) {
     const id = n.replace(/\.(stdout|stderr)$/, "");
