@@ -45,7 +45,7 @@ export interface CliIo {
 }
 
 /** Exit codes: the guest command's own code for run/exec; these for pyro's own failures. */
-export const EXIT = { error: 1, usage: 2, cancelled: 130 } as const;
+export const EXIT = { error: 1, usage: 2, cancelled: 130, sigpipe: 141 } as const;
 
 export function exitCodeFor(e: PyroError): number {
   if (e.code === "cancelled") return EXIT.cancelled;
@@ -147,9 +147,16 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       // A command's output goes to our stdout/stderr live, byte for byte, as it comes
       // (plain mode only: with --json, stdout is the one JSON document of the result).
       const live = !json && isCommandOp(o);
+      // A reader that goes away (`pyro run -- yes | head -1`) ends the command, as SIGPIPE
+      // would end a local one, instead of letting it run on to its timeout.
+      const pipeGone = new AbortController();
+      const onPipeError = (e: NodeJS.ErrnoException) => {
+        if (e.code === "EPIPE") pipeGone.abort();
+      };
+      if (live) io.stdout.on("error", onPipeError);
       const write = (stream: NodeJS.WriteStream) => (chunk: Buffer) => {
         progress.done();
-        stream.write(chunk);
+        if (!pipeGone.signal.aborted) stream.write(chunk);
       };
       try {
         const result = (await invoke(
@@ -157,7 +164,7 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
           o,
           input,
           {
-            signal: io.signal,
+            signal: live ? AbortSignal.any([io.signal, pipeGone.signal]) : io.signal,
             onProgress: (p) => progress.update(p),
             cwd: process.cwd(),
             ...(live ? { onStdout: write(io.stdout), onStderr: write(io.stderr) } : {}),
@@ -169,7 +176,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       } catch (e) {
         progress.done();
         if (!isPyroError(e) && !(e instanceof Error)) throw e;
-        reportError(io, e, json);
+        if (pipeGone.signal.aborted && !io.signal.aborted) io.setExitCode(EXIT.sigpipe);
+        else reportError(io, e, json);
       }
     });
   }
