@@ -289,7 +289,8 @@ export class WorkspaceManager {
       // An interrupted command still ran (and may have changed files): the history says so,
       // with the output it had produced.
       if (pe.code === "cancelled") {
-        recorder.onStderr(Buffer.from(`[pyro] ${pe.message}\n`));
+        // Into the log only: the caller is told by the error itself.
+        recorder.stderr.push(Buffer.from(`[pyro] ${pe.message}\n`));
         recorder.close();
         const cancelled = {
           exitCode: 130,
