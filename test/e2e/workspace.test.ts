@@ -445,7 +445,7 @@ test("one workspace, many processes: concurrent execs from two CLIs, status from
     // Ctrl-C on an exec: pyro exits 130, the guest command is killed, the workspace lives on.
     const child = spawn(
       process.execPath,
-      [CLI, "workspace", "exec", id, "--", "sh", "-c", "touch started; sleep 303"],
+      [CLI, "workspace", "exec", id, "--", "sh", "-c", "echo before; touch started; sleep 303"],
       {
         env,
         cwd: REPO,
@@ -461,6 +461,11 @@ test("one workspace, many processes: concurrent execs from two CLIs, status from
     }
     child.kill("SIGINT");
     assert.equal(await exited, 130);
+    // The log keeps the interrupted command with the output it had produced, and says why.
+    const interrupted = (await pyro.logsWorkspace(id, { limit: 1, includeOutput: true })).commands[0]!;
+    assert.equal(interrupted.exit_code, 130);
+    assert.equal(interrupted.stdout, "before\n");
+    assert.match(interrupted.stderr ?? "", /^\[pyro\] command cancelled/);
     const ps = await pyro.execWorkspace(id, {
       command: "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done",
     });
