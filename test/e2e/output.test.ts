@@ -168,3 +168,62 @@ test("MCP: a 70 s command completes under a 60 s client timeout that progress re
     }
   });
 });
+
+test("MCP: workspace_logs after chatty commands stays small; output only on request, bounded; full output pages", async (t) => {
+  await withGvisorState(t, async ({ env }) => {
+    const client = await mcpClient(env);
+    let ws: string | undefined;
+    try {
+      const created = (await client.callTool({ name: "workspace_create", arguments: {} })) as ToolResult;
+      ws = String(created.structuredContent!.workspace_id);
+      for (let i = 1; i <= 3; i++) {
+        const r = (await client.callTool({
+          name: "workspace_exec",
+          arguments: {
+            workspace_id: ws,
+            command: `seq 1 300000; echo done-${i} >&2`,
+            max_output_bytes: 2048,
+          },
+        })) as ToolResult;
+        const sc = r.structuredContent!;
+        assert.equal(sc.output_id, `${ws}:${i}`);
+        assert.ok(Buffer.byteLength(String(sc.stdout)) < 2048 + 200, "max_output_bytes lowers the budget");
+        assert.equal(sc.stderr, `done-${i}\n`, "a small stream is whole; the other takes the rest");
+      }
+      const size = (r: ToolResult) =>
+        Buffer.byteLength(JSON.stringify(r.content)) + Buffer.byteLength(JSON.stringify(r.structuredContent));
+      const plain = (await client.callTool({
+        name: "workspace_logs",
+        arguments: { workspace_id: ws },
+      })) as ToolResult;
+      const entries = plain.structuredContent!.commands as Record<string, unknown>[];
+      assert.equal(entries.length, 3);
+      assert.ok(
+        entries.every((e) => !("stdout" in e)),
+        "no output by default",
+      );
+      assert.equal(entries[0]!.stdout_bytes, 1_988_895);
+      assert.ok(size(plain) < 4096, `logs without output: ${size(plain)} bytes`);
+      const withOut = (await client.callTool({
+        name: "workspace_logs",
+        arguments: { workspace_id: ws, include_output: true, limit: 2 },
+      })) as ToolResult;
+      const two = withOut.structuredContent!.commands as Record<string, unknown>[];
+      assert.deepEqual(
+        two.map((e) => e.sequence),
+        [2, 3],
+      );
+      assert.ok(two.every((e) => Number(e.stdout_omitted_bytes) > 1_900_000));
+      assert.ok(size(withOut) < 64 * 1024, `logs with output: ${size(withOut)} bytes`);
+      const page = (await client.callTool({
+        name: "output_read",
+        arguments: { output_id: `${ws}:2`, offset: 1_988_895 - 7, limit: 100 },
+      })) as ToolResult;
+      assert.equal(page.structuredContent!.data, "300000\n");
+      assert.equal(page.structuredContent!.eof, true);
+    } finally {
+      if (ws) await client.callTool({ name: "workspace_delete", arguments: { workspace_id: ws } });
+      await client.close();
+    }
+  });
+});
