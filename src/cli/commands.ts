@@ -214,6 +214,10 @@ function writeResult(
   } else if (o.name === "output_read") {
     // The page's bytes, exact (a base64 page is decoded), so pages concatenate to the stream.
     io.stdout.write(Buffer.from(String(result.data), result.encoding === "base64" ? "base64" : "utf8"));
+    if (!result.eof && process.env.PYRO_QUIET !== "1")
+      io.stderr.write(
+        `[pyro] bytes ${result.offset}-${result.next_offset} of ${result.total_bytes}; next page: pyro output read ${result.output_id} --stream ${result.stream} --offset ${result.next_offset}\n`,
+      );
   } else io.stdout.write(`${RENDER[o.name]!(result)}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));
 }
