@@ -9,8 +9,10 @@ export { Runtime } from "./runtime/runtime.js";
 export {
   type CallOptions,
   type Command,
+  type CommandOptions,
   type DoctorReport,
   type EnvironmentInfo,
+  type OutputPage,
   Pyro,
   type ReapResult,
   type RunResult,

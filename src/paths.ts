@@ -14,6 +14,8 @@ export interface PyroPaths {
   environmentsDir: string;
   vmsDir: string;
   workspacesDir: string;
+  /** Full output logs of one-shot runs (vm_run, vm_exec), kept for a while to be paged. */
+  outputsDir: string;
   runscRoot: string;
 }
 
@@ -34,6 +36,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
     environmentsDir: join(cacheDir, "environments"),
     vmsDir: join(stateDir, "vms"),
     workspacesDir: join(stateDir, "workspaces"),
+    outputsDir: join(stateDir, "outputs"),
     runscRoot: join(stateDir, "runsc"),
   };
 }

@@ -46,7 +46,7 @@ export interface CliIo {
 }
 
 /** Exit codes: the guest command's own code for run/exec; these for pyro's own failures. */
-export const EXIT = { error: 1, usage: 2, cancelled: 130 } as const;
+export const EXIT = { error: 1, usage: 2, cancelled: 130, sigpipe: 141 } as const;
 
 export function exitCodeFor(e: PyroError): number {
   if (e.code === "cancelled") return EXIT.cancelled;
@@ -147,6 +147,20 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
         if (opts[key] !== undefined && !positional.includes(field)) input[field] = opts[key];
       }
       const progress = progressPrinter(io.stderr);
+      // A command's output goes to our stdout/stderr live, byte for byte, as it comes
+      // (plain mode only: with --json, stdout is the one JSON document of the result).
+      const live = !json && isCommandOp(o);
+      // A reader that goes away (`pyro run -- yes | head -1`) ends the command, as SIGPIPE
+      // would end a local one, instead of letting it run on to its timeout.
+      const pipeGone = new AbortController();
+      const onPipeError = (e: NodeJS.ErrnoException) => {
+        if (e.code === "EPIPE") pipeGone.abort();
+      };
+      if (live) io.stdout.on("error", onPipeError);
+      const write = (stream: NodeJS.WriteStream) => (chunk: Buffer) => {
+        progress.done();
+        if (!pipeGone.signal.aborted) stream.write(chunk);
+      };
       try {
         // Name fields as this command takes them: ENVIRONMENT, COMMAND, --timeout-seconds.
         const nameOf = (f: string) =>
@@ -155,7 +169,12 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
           getRuntime(),
           o,
           input,
-          { signal: io.signal, onProgress: (p) => progress.update(p), cwd: process.cwd() },
+          {
+            signal: live ? AbortSignal.any([io.signal, pipeGone.signal]) : io.signal,
+            onProgress: (p) => progress.update(p),
+            cwd: process.cwd(),
+            ...(live ? { onStdout: write(io.stdout), onStderr: write(io.stderr) } : {}),
+          },
           { face: "cli", nameOf },
         )) as Record<string, unknown>;
         progress.done();
@@ -163,7 +182,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       } catch (e) {
         progress.done();
         if (!isPyroError(e) && !(e instanceof Error)) throw e;
-        reportError(io, e, json);
+        if (pipeGone.signal.aborted && !io.signal.aborted) io.setExitCode(EXIT.sigpipe);
+        else reportError(io, e, json);
       }
     });
   }
@@ -178,6 +198,11 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
   }
 }
 
+/** Operations that run a guest command (their results carry exit_code and output). */
+function isCommandOp(o: Operation): boolean {
+  return "exit_code" in o.result.shape && "output_id" in o.result.shape;
+}
+
 function writeResult(
   io: CliIo,
   o: Operation,
@@ -185,14 +210,20 @@ function writeResult(
   json: boolean,
   opts: Record<string, unknown>,
 ): void {
-  const isExec = "exit_code" in result && "stdout" in result;
+  const isExec = isCommandOp(o);
   if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else if (opts.idOnly === true && typeof result.workspace_id === "string")
     io.stdout.write(`${result.workspace_id}\n`);
   else if (isExec) {
-    io.stdout.write(String(result.stdout));
-    io.stderr.write(String(result.stderr));
+    // The output itself was streamed as it came; only the summary line is left.
     if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${RENDER[o.name]!(result)}\n`);
+  } else if (o.name === "output_read") {
+    // The page's bytes, exact (a base64 page is decoded), so pages concatenate to the stream.
+    io.stdout.write(Buffer.from(String(result.data), result.encoding === "base64" ? "base64" : "utf8"));
+    if (!result.eof && process.env.PYRO_QUIET !== "1")
+      io.stderr.write(
+        `[pyro] bytes ${result.offset}-${result.next_offset} of ${result.total_bytes}; next page: pyro output read ${result.output_id} --stream ${result.stream} --offset ${result.next_offset}\n`,
+      );
   } else io.stdout.write(`${RENDER[o.name]!(result)}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));
 }

@@ -28,10 +28,15 @@ function kv(pairs: [string, unknown][]): string {
     .join("\n");
 }
 
+/** Log output as text; base64 (non-UTF-8) output is named, not dumped. */
+function shown(text: string, encoding: string | undefined): string {
+  return encoding === "base64" ? "(binary output, base64 in --json)" : text.trimEnd();
+}
+
 function execFooter(r: Any): string {
   const parts = [`exit ${r.exit_code}`, `${r.execution_mode}`, `${r.duration_ms} ms`];
   if (r.timed_out) parts.push("TIMED OUT");
-  if (r.stdout_truncated || r.stderr_truncated) parts.push("output truncated");
+  parts.push(`output ${r.output_id}`);
   if (r.execution_mode === "host_compat") parts.push("NO ISOLATION (host_compat)");
   return `[pyro] ${parts.join(" · ")}`;
 }
@@ -150,17 +155,21 @@ export const RENDER: Record<string, (r: Any) => string> = {
     `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})`,
   workspace_logs: (r) =>
     r.commands.length
-      ? r.commands
-          .map((c: Any) => {
-            const head = `#${c.sequence} ${c.started_at} (${c.duration_ms} ms) $ ${c.command} → exit ${c.exit_code}${c.timed_out ? " (timed out)" : ""}`;
+      ? [
+          ...(r.command_count > r.commands.length
+            ? [`(${r.command_count - r.commands.length} earlier command(s) not shown; see --limit)`]
+            : []),
+          ...r.commands.map((c: Any) => {
+            const head = `#${c.sequence} ${c.started_at} (${c.duration_ms} ms) $ ${c.command} → exit ${c.exit_code}${c.timed_out ? " (timed out)" : ""} [out ${bytes(c.stdout_bytes)}, err ${bytes(c.stderr_bytes)}; ${c.output_id}]`;
             const body = [
-              c.stdout && `  stdout: ${c.stdout.trimEnd().replace(/\n/g, "\n          ")}`,
-              c.stderr && `  stderr: ${c.stderr.trimEnd().replace(/\n/g, "\n          ")}`,
+              c.stdout && `  stdout: ${shown(c.stdout, c.stdout_encoding).replace(/\n/g, "\n          ")}`,
+              c.stderr && `  stderr: ${shown(c.stderr, c.stderr_encoding).replace(/\n/g, "\n          ")}`,
             ];
             return [head, ...body.filter(Boolean)].join("\n");
-          })
-          .join("\n")
+          }),
+        ].join("\n")
       : `no commands run in ${r.workspace_id} yet`,
+  output_read: (r) => r.data,
   workspace_delete: (r) => `deleted ${r.workspace_id}`,
   workspace_list: (r) =>
     r.workspaces.length

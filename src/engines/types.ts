@@ -38,8 +38,15 @@ export interface ExecRequest {
   cwd?: string;
   env?: Record<string, string>;
   timeoutMs: number;
+  /** How much of each stream the outcome's stdout/stderr strings hold (in memory). */
   maxOutputBytes?: number;
   signal?: AbortSignal;
+  /**
+   * Every chunk of the command's output, live, as raw bytes, beyond maxOutputBytes too: the
+   * runtime logs the full output to a file and streams it to the faces through these.
+   */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
 }
 
 export interface ExecOutcome {

@@ -6,7 +6,7 @@ import { OPERATIONS, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
-import { progressForwarder } from "./progress.js";
+import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
 
 export interface CreateServerOptions {
@@ -81,13 +81,14 @@ export async function callOperation(
   tool: ToolOptions = {},
   hostAccess: HostAccessPolicy = defaultMcpPolicy(),
 ): Promise<CallToolResult> {
+  const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
+  const progress = progressReporter(ctx, log, interval);
   try {
-    const onProgress = progressForwarder(ctx, log);
     const raw = await invoke(
       runtime,
       op,
       args,
-      { signal: ctx.mcpReq.signal, hostAccess, ...(onProgress ? { onProgress } : {}) },
+      { signal: ctx.mcpReq.signal, hostAccess, ...progress?.callbacks },
       { face: "mcp", schema: toolInput(op, tool) },
     );
     // The published outputSchema forbids extra keys; parsing strips anything the runtime
@@ -101,6 +102,8 @@ export async function callOperation(
     const err = errorForFace(e, "mcp");
     if (err.code === "engine_failure") log(`${op.name} failed: ${err.stack ?? err.message}`);
     return { content: [{ type: "text", text: renderError(err) }], isError: true };
+  } finally {
+    progress?.stop();
   }
 }
 

@@ -1,5 +1,7 @@
 import * as z from "zod";
 import { DEFAULT_ENVIRONMENT } from "../environments/catalog.js";
+import { READ_LIMIT } from "../output/store.js";
+import { OUTPUT_BUDGET } from "../output/view.js";
 
 /**
  * Wire schemas shared by the CLI (flag validation), the SDK (types) and the MCP server
@@ -64,6 +66,14 @@ const allow_host_compat = z
   .describe(
     "If no isolated engine works, run on the host WITHOUT isolation (results say execution_mode=host_compat). Default false.",
   );
+const max_output_bytes = z
+  .number()
+  .int()
+  .min(OUTPUT_BUDGET.min)
+  .max(OUTPUT_BUDGET.max)
+  .describe(
+    `Output budget of the result in bytes, stdout and stderr together (${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}). Default ${OUTPUT_BUDGET.default}. Past it each stream keeps its head and tail; the full output is kept on the host for output_read.`,
+  );
 export const workspaceId = z
   .string()
   .max(20_000)
@@ -83,6 +93,7 @@ export const RunInput = z.object({
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
   network: network.default(false),
   allow_host_compat: allow_host_compat.default(false),
+  max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
 });
 
 export const VmCreateInput = z.object({
@@ -98,6 +109,7 @@ export const VmExecInput = z.object({
   vm_id: vmId,
   command,
   timeout_seconds: timeout_seconds.default(DEFAULTS.timeout_seconds),
+  max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
 });
 export const EmptyInput = z.object({});
 export const EnvNameInput = z.object({ environment });
@@ -138,18 +150,76 @@ export const WorkspaceExecInput = z.object({
   workspace_id: workspaceId,
   command,
   timeout_seconds: timeout_seconds.default(DEFAULTS.timeout_seconds),
+  max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
+});
+export const WorkspaceLogsInput = z.object({
+  workspace_id: workspaceId,
+  limit: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(20)
+    .describe("How many of the most recent commands to return (1-1000). Default 20."),
+  include_output: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Also return each command's stdout/stderr, within max_output_bytes for all entries together. Default false.",
+    ),
+  max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
+});
+export const OutputReadInput = z.object({
+  output_id: z
+    .string()
+    .min(1)
+    .max(200)
+    .describe("output_id of a vm_run, vm_exec or workspace_exec result (vm_… or ws_…:SEQUENCE)."),
+  stream: z.enum(["stdout", "stderr"]).default("stdout").describe("Which stream. Default stdout."),
+  offset: z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe("Byte offset to start at (next_offset of the previous page). Default 0."),
+  limit: z
+    .number()
+    .int()
+    .min(1)
+    .max(READ_LIMIT.max)
+    .default(READ_LIMIT.default)
+    .describe(`Bytes to read (1-${READ_LIMIT.max}). Default ${READ_LIMIT.default}.`),
 });
 
 /* ---------- results ---------- */
+
+const encoding = z.enum(["utf-8", "base64"]);
+/** The bounded view of both streams (src/output/view.ts), in contract order. */
+const outputViewFields = {
+  stdout: z
+    .string()
+    .describe(
+      "Standard output, within max_output_bytes: past it, head and tail joined by a `[pyro: N bytes omitted…]` line.",
+    ),
+  stderr: z.string().describe("Standard error, like stdout."),
+  stdout_truncated: z.boolean().describe("stdout here is not the whole stream (see stdout_omitted_bytes)."),
+  stderr_truncated: z.boolean(),
+  stdout_encoding: encoding.describe(
+    "utf-8, or base64 when the bytes are not valid UTF-8 (head and tail encoded apart, around the marker).",
+  ),
+  stderr_encoding: encoding,
+  stdout_bytes: z.number().int().describe("Bytes the command wrote to stdout in all."),
+  stderr_bytes: z.number().int(),
+  stdout_omitted_bytes: z.number().int().describe("Bytes of stdout left out of this result (0 if none)."),
+  stderr_omitted_bytes: z.number().int(),
+};
 
 const execFields = {
   environment: z.string(),
   command: z.string().describe("The command as run (argv joined with shell quoting)."),
   exit_code: z.number().int().describe("The command's exit code; 124 on timeout."),
-  stdout: z.string(),
-  stderr: z.string(),
-  stdout_truncated: z.boolean(),
-  stderr_truncated: z.boolean(),
+  ...outputViewFields,
+  output_id: z.string().describe("Handle of the full output kept on the host: page it with output_read."),
   timed_out: z.boolean(),
   duration_ms: z.number().int(),
   boot_ms: z.number().int(),
@@ -245,7 +315,10 @@ export const WorkspaceStatusResult = z.object({
 export const WorkspaceSummary = z.object({
   workspace_id: z.string(),
   state: WorkspaceState,
-  reason: z.string().nullable().describe("Why it is not running (failed, damaged, expired); null when running."),
+  reason: z
+    .string()
+    .nullable()
+    .describe("Why it is not running (failed, damaged, expired); null when running."),
   environment: z.string(),
   created_at: z.string(),
   expires_at: z.string(),
@@ -282,15 +355,29 @@ export const CommandLogEntry = z.object({
   sequence: z.number().int(),
   command: z.string(),
   exit_code: z.number().int(),
-  stdout: z.string(),
-  stderr: z.string(),
-  stdout_truncated: z.boolean(),
-  stderr_truncated: z.boolean(),
   timed_out: z.boolean(),
   started_at: z.string(),
   duration_ms: z.number().int(),
+  stdout_bytes: z.number().int(),
+  stderr_bytes: z.number().int(),
+  output_id: z.string(),
+  ...z.object(outputViewFields).omit({ stdout_bytes: true, stderr_bytes: true }).partial().shape,
 });
-export const WorkspaceLogsResult = z.object({ workspace_id: z.string(), commands: z.array(CommandLogEntry) });
+export const WorkspaceLogsResult = z.object({
+  workspace_id: z.string(),
+  command_count: z.number().int().describe("Commands run in the workspace in all."),
+  commands: z.array(CommandLogEntry).describe("The most recent `limit` commands, oldest first."),
+});
+export const OutputReadResult = z.object({
+  output_id: z.string(),
+  stream: z.enum(["stdout", "stderr"]),
+  offset: z.number().int(),
+  next_offset: z.number().int().describe("Offset of the next page."),
+  total_bytes: z.number().int().describe("Bytes of the stream stored on the host."),
+  eof: z.boolean().describe("This page reaches the end of the stream."),
+  data: z.string(),
+  encoding: encoding.describe("utf-8, or base64 when the page is not valid UTF-8."),
+});
 export const WorkspaceDeleteResult = z.object({ workspace_id: z.string(), deleted: z.boolean() });
 
 export const EngineReport = z.object({
@@ -344,6 +431,9 @@ export type WorkspaceStatusResultT = z.infer<typeof WorkspaceStatusResult>;
 export type WorkspaceExecResultT = z.infer<typeof WorkspaceExecResult>;
 export type WorkspaceSyncResultT = z.infer<typeof WorkspaceSyncResult>;
 export type CommandLogEntryT = z.infer<typeof CommandLogEntry>;
+export type WorkspaceLogsInputT = z.infer<typeof WorkspaceLogsInput>;
+export type WorkspaceLogsResultT = z.infer<typeof WorkspaceLogsResult>;
+export type OutputReadInputT = z.infer<typeof OutputReadInput>;
 export type SeedInfoT = z.infer<typeof SeedInfo>;
 export type DoctorResultT = z.infer<typeof DoctorResult>;
 export type ReapResultT = z.infer<typeof ReapResult>;

@@ -1,10 +1,18 @@
 import type * as z from "zod";
 import { PyroError } from "../errors.js";
 import { checkId } from "../ids.js";
+import { ONESHOT_RETENTION, READ_LIMIT, readOutputPage } from "../output/store.js";
+import { OUTPUT_BUDGET } from "../output/view.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
 import * as S from "./schemas.js";
 import { nearest } from "./suggest.js";
+
+/** The output budget, stated in every command tool's description. */
+const OUTPUT_NOTE =
+  `Output budget: stdout and stderr together carry at most max_output_bytes (default ${OUTPUT_BUDGET.default}, ${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}); ` +
+  "past it each stream keeps its head and tail, the middle is counted in stdout_omitted_bytes/stderr_omitted_bytes and marked, " +
+  "and the full output stays on the host: page it with output_read using output_id. A stream that is not valid UTF-8 comes base64 (stdout_encoding/stderr_encoding).";
 
 /**
  * Every public operation, once. The CLI commands, SDK methods and MCP tools are derived
@@ -51,7 +59,8 @@ export const OPERATIONS = [
     description:
       "Run one command in a fresh, isolated Linux sandbox (Debian 12) and delete the sandbox afterwards. " +
       "This is the default tool: prefer vm_run for one-shot commands; use workspace_* only for repeated commands in one workspace. " +
-      "Returns exit_code, stdout, stderr (each capped at 1 MiB, flagged by *_truncated), timed_out and timings in ms. " +
+      "Returns exit_code, stdout, stderr, timed_out and timings in ms. " +
+      OUTPUT_NOTE +
       "Network is off unless network=true. The environment is built on first use (about 20-60 s once).",
     input: S.RunInput,
     result: S.RunResult,
@@ -166,7 +175,8 @@ export const OPERATIONS = [
     sdk: "execVm",
     title: "Run one command in a VM, then delete it",
     description:
-      "Run one command in a VM (starting it if needed) and then delete the VM. Timeout default 30 s. For several commands in one place use workspace_*.",
+      "Run one command in a VM (starting it if needed) and then delete the VM. Timeout default 30 s. For several commands in one place use workspace_*. " +
+      OUTPUT_NOTE,
     input: S.VmExecInput,
     result: S.VmExecResult,
     mcp: true,
@@ -303,7 +313,8 @@ export const OPERATIONS = [
     sdk: "execWorkspace",
     title: "Run a command in a workspace",
     description:
-      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s; output capped at 1 MiB per stream. Never deletes the workspace.",
+      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s. Never deletes the workspace. " +
+      OUTPUT_NOTE,
     input: S.WorkspaceExecInput,
     result: S.WorkspaceExecResult,
     mcp: true,
@@ -337,17 +348,44 @@ export const OPERATIONS = [
     sdk: "logsWorkspace",
     title: "Workspace command history",
     description:
-      "Every command run in the workspace, in order: command, exit code, stdout, stderr, start time and duration.",
-    input: S.WorkspaceIdInput,
+      "The workspace's command history, oldest first: the most recent `limit` (default 20) commands with exit code, start time, duration, output sizes and output_id. " +
+      `Output only with include_output=true, within max_output_bytes (default ${OUTPUT_BUDGET.default}) for all entries together; page full output with output_read.`,
+    input: S.WorkspaceLogsInput,
     result: S.WorkspaceLogsResult,
     mcp: true,
     readOnly: true,
     cli: {
       path: ["workspace", "logs"],
       positional: ["workspace_id"],
-      examples: ["pyro workspace logs ws_0123456789abcdef"],
+      examples: [
+        "pyro workspace logs ws_0123456789abcdef",
+        "pyro workspace logs ws_0123456789abcdef --limit 3 --include-output",
+      ],
     },
-    handler: (rt, i) => rt.workspaces.logs(i.workspace_id),
+    handler: (rt, i) => rt.workspaces.logs(i),
+  }),
+  op({
+    name: "output_read",
+    sdk: "readOutput",
+    title: "Read a command's full output",
+    description:
+      "Page through the full stdout or stderr of a command whose result left bytes out (stdout_omitted_bytes > 0): " +
+      "output_id from a vm_run, vm_exec or workspace_exec result, stream, offset (bytes) and limit " +
+      `(default ${READ_LIMIT.default}, at most ${READ_LIMIT.max} bytes). Returns data (encoding utf-8, or base64 when not valid UTF-8), next_offset, total_bytes and eof. ` +
+      `One-shot output is kept for the newest ${ONESHOT_RETENTION.runs} runs and at most 24 h; workspace output until the workspace is deleted.`,
+    input: S.OutputReadInput,
+    result: S.OutputReadResult,
+    mcp: true,
+    readOnly: true,
+    cli: {
+      path: ["output", "read"],
+      positional: ["output_id"],
+      examples: [
+        "pyro output read vm_0123456789abcdef --offset 8192 --limit 65536",
+        "pyro output read ws_0123456789abcdef:3 --stream stderr --json",
+      ],
+    },
+    handler: (rt, i) => readOutputPage(rt.paths, i),
   }),
   op({
     name: "workspace_delete",

@@ -13,6 +13,12 @@ export interface Progress {
 export interface CallContext {
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  /**
+   * A running command's output, live, as raw bytes (chunk boundaries are arbitrary: a
+   * character may span two chunks). Results still carry the bounded view.
+   */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
   /** Directory relative host paths (seed_path, source_path) are resolved against. */
   cwd?: string;
   /**

@@ -1,8 +1,7 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
-import { outcomeFields } from "../engines/outcome.js";
-import type { SandboxSpec } from "../engines/types.js";
+import type { Engine, SandboxSpec } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
 import type {
@@ -13,6 +12,9 @@ import type {
   VmStatusResultT,
 } from "../operations/schemas.js";
 import { ExecutionModeSchema } from "../operations/schemas.js";
+import { commandFields, finishRecording, streamInto } from "../output/command.js";
+import { CommandRecorder } from "../output/recorder.js";
+import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { displayCommand, toArgv } from "./command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
@@ -105,23 +107,48 @@ export class VmManager {
       memMib: input.mem_mib,
       network: input.network,
     };
-    const out = await engine.runOnce(spec, {
-      argv: toArgv(input.command),
-      cwd: "/",
-      timeoutMs: input.timeout_seconds * 1000,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-    });
+    const rec = await this.recorder(vm_id, input.max_output_bytes, ctx);
+    let out: Awaited<ReturnType<typeof engine.runOnce>>;
+    try {
+      out = await engine.runOnce(spec, {
+        argv: toArgv(input.command),
+        cwd: "/",
+        timeoutMs: input.timeout_seconds * 1000,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        ...streamInto(rec),
+      });
+    } catch (e) {
+      rec.close();
+      throw e;
+    }
+    finishRecording(rec, out);
     return {
       vm_id,
       environment: input.environment,
       command: displayCommand(input.command),
-      ...outcomeFields(out),
+      ...commandFields(out, rec, input.max_output_bytes, vm_id),
       duration_ms: Math.round(performance.now() - t0),
       boot_ms: out.bootMs,
       exec_ms: out.execMs,
       execution_mode: engine.executionMode,
       cleaned_up: true,
     };
+  }
+
+  /**
+   * Where a one-shot command's full output goes: <state>/outputs/<vm_id>.*, paged with
+   * output_read; older logs past the retention limit are dropped first.
+   */
+  private async recorder(vmId: string, budget: number, ctx: CallContext): Promise<CommandRecorder> {
+    await mkdir(this.d.paths.outputsDir, { recursive: true, mode: 0o700 });
+    await pruneOneShotOutputs(this.d.paths).catch(() => undefined);
+    return new CommandRecorder({
+      stdoutPath: oneShotOutputPath(this.d.paths, vmId, "stdout"),
+      stderrPath: oneShotOutputPath(this.d.paths, vmId, "stderr"),
+      keep: budget,
+      onStdout: ctx.onStdout,
+      onStderr: ctx.onStderr,
+    });
   }
 
   async create(input: VmCreateInputT, ctx: CallContext = {}): Promise<VmStatusResultT> {
@@ -248,17 +275,26 @@ export class VmManager {
       rec = await this.records.load(id);
     }
     try {
-      const out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
-        argv: toArgv(input.command),
-        cwd: "/",
-        timeoutMs: input.timeout_seconds * 1000,
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-      });
+      const recorder = await this.recorder(id, input.max_output_bytes, ctx);
+      let out: Awaited<ReturnType<Engine["exec"]>>;
+      try {
+        out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
+          argv: toArgv(input.command),
+          cwd: "/",
+          timeoutMs: input.timeout_seconds * 1000,
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
+          ...streamInto(recorder),
+        });
+      } catch (e) {
+        recorder.close();
+        throw e;
+      }
+      finishRecording(recorder, out);
       return {
         vm_id: id,
         environment: rec.environment,
         command: displayCommand(input.command),
-        ...outcomeFields(out),
+        ...commandFields(out, recorder, input.max_output_bytes, id),
         duration_ms: Math.round(performance.now() - t0),
         boot_ms: bootMs,
         exec_ms: out.execMs,

@@ -8,10 +8,23 @@ import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import type { Progress } from "../runtime/context.js";
 import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
 
-/** Options every SDK call takes: cancellation and progress for long work. */
+/**
+ * Options every SDK call takes: cancellation, progress for long work, and for commands their
+ * output live: `onStdout`/`onStderr` get raw Buffer chunks as the command writes them (all
+ * of it, beyond max_output_bytes too; a UTF-8 character may span two chunks, so decode with
+ * a StringDecoder or concatenate before `toString()`).
+ */
 export interface CallOptions {
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+/** Per-command options: timeout and the result's output budget. */
+export interface CommandOptions {
+  timeoutSeconds?: number;
+  maxOutputBytes?: number;
 }
 
 export type Command = string | string[];
@@ -34,6 +47,7 @@ export type WorkspaceExecResult = z.infer<typeof S.WorkspaceExecResult>;
 export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
 export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
 export type WorkspaceSummary = z.infer<typeof S.WorkspaceSummary>;
+export type OutputPage = z.infer<typeof S.OutputReadResult>;
 export type DoctorReport = z.infer<typeof S.DoctorResult>;
 export type ReapResult = z.infer<typeof S.ReapResult>;
 
@@ -115,10 +129,18 @@ export class Pyro {
 
   // ---- one-shot ----
   runInVm(
-    input: SandboxOptions & { command: Command; timeoutSeconds?: number },
+    input: SandboxOptions & { command: Command } & CommandOptions,
     opts?: CallOptions,
   ): Promise<RunResult> {
     return this.#method("vm_run", snake(input), opts);
+  }
+
+  /** A page of a command's full output (its result's output_id), from `offset`. */
+  readOutput(
+    outputId: string,
+    options: { stream?: "stdout" | "stderr"; offset?: number; limit?: number } = {},
+  ): Promise<OutputPage> {
+    return this.call("output_read", { output_id: outputId, ...snake(options) });
   }
 
   // ---- environments ----
@@ -151,11 +173,7 @@ export class Pyro {
     return this.#method("vm_start", { vm_id: vmId }, opts);
   }
   /** Runs one command, then deletes the VM (the contract's semantics). */
-  execVm(
-    vmId: string,
-    input: { command: Command; timeoutSeconds?: number },
-    opts?: CallOptions,
-  ): Promise<RunResult> {
+  execVm(vmId: string, input: { command: Command } & CommandOptions, opts?: CallOptions): Promise<RunResult> {
     return this.#method("vm_exec", { vm_id: vmId, ...snake(input) }, opts);
   }
   stopVm(vmId: string): Promise<VmStatus> {
@@ -205,7 +223,7 @@ export class Pyro {
   }
   execWorkspace(
     workspaceId: string,
-    input: { command: Command; timeoutSeconds?: number },
+    input: { command: Command } & CommandOptions,
     opts?: CallOptions,
   ): Promise<WorkspaceExecResult> {
     return this.#method("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
@@ -213,8 +231,11 @@ export class Pyro {
   statusWorkspace(workspaceId: string): Promise<WorkspaceStatus> {
     return this.#method("workspace_status", { workspace_id: workspaceId });
   }
-  logsWorkspace(workspaceId: string): Promise<WorkspaceLogs> {
-    return this.#method("workspace_logs", { workspace_id: workspaceId });
+  logsWorkspace(
+    workspaceId: string,
+    options: { limit?: number; includeOutput?: boolean; maxOutputBytes?: number } = {},
+  ): Promise<WorkspaceLogs> {
+    return this.#method("workspace_logs", { workspace_id: workspaceId, ...snake(options) });
   }
   deleteWorkspace(workspaceId: string): Promise<{ workspace_id: string; deleted: boolean }> {
     return this.#method("workspace_delete", { workspace_id: workspaceId });
@@ -244,15 +265,12 @@ export class WorkspaceHandle {
   get id(): string {
     return this.workspace_id;
   }
-  exec(
-    command: Command,
-    options: { timeoutSeconds?: number } & CallOptions = {},
-  ): Promise<WorkspaceExecResult> {
-    const { signal, onProgress, ...rest } = options;
+  exec(command: Command, options: CommandOptions & CallOptions = {}): Promise<WorkspaceExecResult> {
+    const { signal, onProgress, onStdout, onStderr, ...rest } = options;
     return this.pyro.execWorkspace(
       this.workspace_id,
       { command, ...rest },
-      { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) },
+      { signal, onProgress, onStdout, onStderr },
     );
   }
   pushSync(sourcePath: string, options: { dest?: string } = {}): Promise<WorkspaceSyncResult> {
@@ -262,8 +280,10 @@ export class WorkspaceHandle {
     this.status = await this.pyro.statusWorkspace(this.workspace_id);
     return this.status;
   }
-  logs(): Promise<WorkspaceLogs> {
-    return this.pyro.logsWorkspace(this.workspace_id);
+  logs(
+    options: { limit?: number; includeOutput?: boolean; maxOutputBytes?: number } = {},
+  ): Promise<WorkspaceLogs> {
+    return this.pyro.logsWorkspace(this.workspace_id, options);
   }
   delete(): Promise<{ workspace_id: string; deleted: boolean }> {
     return this.pyro.deleteWorkspace(this.workspace_id);
@@ -291,8 +311,9 @@ export class VmHandle {
     this.status = await this.pyro.startVm(this.vm_id);
     return this.status;
   }
-  exec(command: Command, options: { timeoutSeconds?: number } = {}): Promise<RunResult> {
-    return this.pyro.execVm(this.vm_id, { command, ...options });
+  exec(command: Command, options: CommandOptions & CallOptions = {}): Promise<RunResult> {
+    const { signal, onProgress, onStdout, onStderr, ...rest } = options;
+    return this.pyro.execVm(this.vm_id, { command, ...rest }, { signal, onProgress, onStdout, onStderr });
   }
   stop(): Promise<VmStatus> {
     return this.pyro.stopVm(this.vm_id);

@@ -21,6 +21,12 @@ export interface CaptureOptions {
   onKill?: (reason: "timeout" | "abort") => Promise<void> | void;
   /** After onKill, give the child this long to exit by itself (and clean up) before SIGKILL. */
   killGraceMs?: number;
+  /**
+   * Called with every chunk of the child's output as it arrives, including what lies beyond
+   * maxOutputBytes (the result's strings stay capped; the callbacks see everything).
+   */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
   /** Kill the child's whole process group (it is started detached). */
   killGroup?: boolean;
   /** With killGroup: also kill what is left of the group once the child exits (background jobs). */
@@ -105,8 +111,14 @@ export function runCapture(
     }
     const out = new CappedBuffer(max);
     const err = new CappedBuffer(max);
-    child.stdout?.on("data", (c: Buffer) => out.push(c));
-    child.stderr?.on("data", (c: Buffer) => err.push(c));
+    child.stdout?.on("data", (c: Buffer) => {
+      out.push(c);
+      opts.onStdout?.(c);
+    });
+    child.stderr?.on("data", (c: Buffer) => {
+      err.push(c);
+      opts.onStderr?.(c);
+    });
     let timedOut = false;
     let aborted = false;
     let killing: Promise<void> | undefined;

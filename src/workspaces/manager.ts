@@ -1,7 +1,7 @@
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
-import { outcomeFields } from "../engines/outcome.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { resolveHostPath } from "../host-paths.js";
@@ -14,10 +14,16 @@ import {
   type WorkspaceCreateInputT,
   type WorkspaceExecInputT,
   type WorkspaceExecResultT,
+  type WorkspaceLogsInputT,
+  type WorkspaceLogsResultT,
   type WorkspaceStatusResultT,
   type WorkspaceSyncInputT,
   type WorkspaceSyncResultT,
 } from "../operations/schemas.js";
+import { commandFields, finishRecording, streamInto } from "../output/command.js";
+import { CommandRecorder, type StreamSnapshot } from "../output/recorder.js";
+import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
+import { outputFields, snapshotOf } from "../output/view.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
@@ -55,6 +61,44 @@ const WorkspaceRecordSchema = z.looseObject({
 });
 type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
+/** A command log entry as stored in commands/<seq>.json (the output is in files beside it). */
+type StoredLogEntry = Omit<
+  CommandLogEntryT,
+  | "stdout"
+  | "stderr"
+  | "stdout_truncated"
+  | "stderr_truncated"
+  | "stdout_encoding"
+  | "stderr_encoding"
+  | "stdout_omitted_bytes"
+  | "stderr_omitted_bytes"
+>;
+
+/** Entries written before output went to files carried it inline (capped at 1 MiB). */
+interface LegacyOutput {
+  stdout?: string;
+  stderr?: string;
+}
+
+/** Head and tail (`keep` bytes each) of an output file; an empty stream if it is missing. */
+async function fileSnapshot(path: string, keep: number): Promise<StreamSnapshot> {
+  const fh = await open(path, "r").catch(() => undefined);
+  if (!fh) return snapshotOf(Buffer.alloc(0));
+  try {
+    const size = (await fh.stat()).size;
+    const read = async (pos: number, len: number) => {
+      const b = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(b, 0, len, pos);
+      return b.subarray(0, bytesRead);
+    };
+    const head = await read(0, Math.min(keep, size));
+    const tail = size <= keep ? head : await read(size - keep, keep);
+    return { bytes: size, logged: size, head, tail };
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Maps a user's --dest onto a normalised guest path that stays inside /workspace. */
 export function resolveWorkspaceDest(dest: string): string {
   if (dest.includes("\0")) throw new PyroError("invalid_argument", "destination contains a NUL byte");
@@ -77,7 +121,9 @@ export function resolveWorkspaceDest(dest: string): string {
  *   workspace.json   the record (atomic writes, per-workspace lock for read-modify-write)
  *   files/           the host side of the guest's /workspace
  *   sandbox/         engine files (bundle, sockets)
- *   commands/        one JSON file per finished command: the log
+ *   commands/        the log: per finished command <seq>.json (the entry) and its full
+ *                    output, <seq>.stdout and <seq>.stderr (streamed to running-<tag>.*
+ *                    while it runs, renamed when its sequence number is assigned)
  * The lock is held only around record updates, never while a command runs, so two execs
  * on one workspace run side by side and each appends its own log entry.
  */
@@ -272,6 +318,16 @@ export class WorkspaceManager {
     const rec = await this.usable(input.workspace_id);
     const started_at = nowIso();
     const command = displayCommand(input.command);
+    const commandsDir = join(this.dir(rec.workspace_id), "commands");
+    await mkdir(commandsDir, { recursive: true });
+    const running = `running-${randomBytes(6).toString("hex")}`;
+    const recorder = new CommandRecorder({
+      stdoutPath: workspaceOutputPath(commandsDir, running, "stdout"),
+      stderrPath: workspaceOutputPath(commandsDir, running, "stderr"),
+      keep: input.max_output_bytes,
+      onStdout: ctx.onStdout,
+      onStderr: ctx.onStderr,
+    });
     let out: Awaited<ReturnType<Engine["exec"]>>;
     try {
       out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
@@ -279,39 +335,52 @@ export class WorkspaceManager {
         cwd: WORKSPACE_ROOT,
         timeoutMs: input.timeout_seconds * 1000,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
+        ...streamInto(recorder),
       });
     } catch (e) {
       const pe = toPyroError(e);
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
-      // An interrupted command still ran (and may have changed files): the history says so.
+      // An interrupted command still ran (and may have changed files): the history says so,
+      // with the output it had produced.
       if (pe.code === "cancelled") {
+        // Into the log only: the caller is told by the error itself.
+        recorder.stderr.push(Buffer.from(`[pyro] ${pe.message}\n`));
+        recorder.close();
         const cancelled = {
           exitCode: 130,
           stdout: "",
-          stderr: `[pyro] ${pe.message}\n`,
+          stderr: "",
           stdoutTruncated: false,
           stderrTruncated: false,
           timedOut: false,
           execMs: 0,
         };
-        await this.appendLog(
-          rec.workspace_id,
-          command,
-          cancelled,
-          started_at,
-          Math.round(performance.now() - t0),
-        ).catch(() => undefined);
+        await this.appendLog(rec.workspace_id, command, cancelled, recorder, running, started_at, t0).catch(
+          () => undefined,
+        );
+      } else {
+        recorder.close();
+        for (const s of ["stdout", "stderr"] as const)
+          await rm(workspaceOutputPath(commandsDir, running, s), { force: true });
       }
       throw pe;
     }
-    const duration_ms = Math.round(performance.now() - t0);
-    const sequence = await this.appendLog(rec.workspace_id, command, out, started_at, duration_ms);
+    finishRecording(recorder, out);
+    const { sequence, duration_ms } = await this.appendLog(
+      rec.workspace_id,
+      command,
+      out,
+      recorder,
+      running,
+      started_at,
+      t0,
+    );
     return {
       workspace_id: rec.workspace_id,
       sequence,
       environment: rec.environment,
       command,
-      ...outcomeFields(out),
+      ...commandFields(out, recorder, input.max_output_bytes, workspaceOutputId(rec.workspace_id, sequence)),
       duration_ms,
       boot_ms: 0,
       exec_ms: out.execMs,
@@ -319,32 +388,45 @@ export class WorkspaceManager {
     };
   }
 
-  /** Appends one finished command to the log under the lock; returns its sequence number. */
+  /**
+   * Appends one finished command to the log under the lock: its output files take their
+   * sequence number, then the entry is written. Returns the sequence number.
+   */
   private async appendLog(
     id: string,
     command: string,
     out: Awaited<ReturnType<Engine["exec"]>>,
+    recorder: CommandRecorder,
+    running: string,
     started_at: string,
-    duration_ms: number,
-  ): Promise<number> {
+    t0: number,
+  ): Promise<{ sequence: number; duration_ms: number }> {
+    const duration_ms = Math.round(performance.now() - t0);
+    const commandsDir = join(this.dir(id), "commands");
     let sequence = 0;
     await this.records.update(id, async (r) => {
       sequence = r.command_count + 1;
-      const entry: CommandLogEntryT = {
+      for (const s of ["stdout", "stderr"] as const)
+        await rename(
+          workspaceOutputPath(commandsDir, running, s),
+          workspaceOutputPath(commandsDir, sequence, s),
+        );
+      const entry: StoredLogEntry = {
         sequence,
         command,
-        ...outcomeFields(out),
+        exit_code: out.exitCode,
+        timed_out: out.timedOut,
         started_at,
         duration_ms,
+        stdout_bytes: recorder.stdout.snapshot().bytes,
+        stderr_bytes: recorder.stderr.snapshot().bytes,
+        output_id: workspaceOutputId(id, sequence),
       };
-      await writeJsonAtomic(
-        join(this.dir(id), "commands", `${String(sequence).padStart(8, "0")}.json`),
-        entry,
-      );
+      await writeJsonAtomic(join(commandsDir, `${String(sequence).padStart(8, "0")}.json`), entry);
       r.command_count = sequence;
       r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
     });
-    return sequence;
+    return { sequence, duration_ms };
   }
 
   async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
@@ -395,18 +477,57 @@ export class WorkspaceManager {
     return this.records.load(r.workspace_id);
   }
 
-  async logs(id: string): Promise<{ workspace_id: string; commands: CommandLogEntryT[] }> {
-    await this.records.load(id);
+  /**
+   * The most recent `limit` commands, oldest first. Output only on request, within the
+   * budget shared by all entries returned.
+   */
+  async logs(input: WorkspaceLogsInputT): Promise<WorkspaceLogsResultT> {
+    const id = input.workspace_id;
+    const rec = await this.records.load(id);
     const dir = join(this.dir(id), "commands");
     const names = (await readdir(dir).catch(() => [] as string[]))
       .filter((n) => /^\d{8}\.json$/.test(n))
-      .sort();
+      .sort()
+      .slice(-input.limit);
     const commands: CommandLogEntryT[] = [];
+    const perEntry = Math.max(64, Math.floor(input.max_output_bytes / Math.max(1, names.length)));
     for (const n of names) {
-      const e = await readJson<CommandLogEntryT>(join(dir, n)).catch(() => undefined);
-      if (e) commands.push(e);
+      const e = await readJson<StoredLogEntry & LegacyOutput>(join(dir, n)).catch(() => undefined);
+      if (!e) continue;
+      const outputId = e.output_id ?? workspaceOutputId(id, e.sequence);
+      const snap = async (s: StreamName) =>
+        typeof e[s] === "string"
+          ? snapshotOf(Buffer.from(e[s]))
+          : await fileSnapshot(workspaceOutputPath(dir, e.sequence, s), perEntry);
+      const [out, err] = input.include_output
+        ? [await snap("stdout"), await snap("stderr")]
+        : [undefined, undefined];
+      const view = out && err ? outputFields(out, err, perEntry, outputId) : undefined;
+      commands.push({
+        sequence: e.sequence,
+        command: e.command,
+        exit_code: e.exit_code,
+        timed_out: e.timed_out,
+        started_at: e.started_at,
+        duration_ms: e.duration_ms,
+        stdout_bytes: e.stdout_bytes ?? Buffer.byteLength(e.stdout ?? ""),
+        stderr_bytes: e.stderr_bytes ?? Buffer.byteLength(e.stderr ?? ""),
+        output_id: outputId,
+        ...(view
+          ? {
+              stdout: view.stdout,
+              stderr: view.stderr,
+              stdout_truncated: view.stdout_truncated,
+              stderr_truncated: view.stderr_truncated,
+              stdout_encoding: view.stdout_encoding,
+              stderr_encoding: view.stderr_encoding,
+              stdout_omitted_bytes: view.stdout_omitted_bytes,
+              stderr_omitted_bytes: view.stderr_omitted_bytes,
+            }
+          : {}),
+      });
     }
-    return { workspace_id: id, commands };
+    return { workspace_id: id, command_count: rec.command_count, commands };
   }
 
   async delete(id: string): Promise<{ workspace_id: string; deleted: boolean }> {

@@ -31,6 +31,7 @@ const TOOLS = [
   "workspace_exec",
   "workspace_status",
   "workspace_logs",
+  "output_read",
   "workspace_delete",
   "workspace_list",
 ];

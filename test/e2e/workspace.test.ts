@@ -354,7 +354,7 @@ test("a workspace session: sync push, exec, persistence, status, logs, list, del
     assert.equal(st.json.workspace_seed.mode, "directory");
     const humanStatus = await runCli(["workspace", "status", id], { env });
     assert.match(humanStatus.stdout, /state: +running/);
-    const logs = await runCliJson<LogsJson>(["workspace", "logs", id], { env });
+    const logs = await runCliJson<LogsJson>(["workspace", "logs", id, "--include-output"], { env });
     assert.deepEqual(
       logs.json.commands.map((c) => c.sequence),
       [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
@@ -427,7 +427,7 @@ test("one workspace, many processes: concurrent execs from two CLIs, status from
     const st = await pyro.statusWorkspace(id);
     assert.equal(st.state, "running");
     assert.equal(st.command_count, 3);
-    const logs = await pyro.logsWorkspace(id);
+    const logs = await pyro.logsWorkspace(id, { includeOutput: true });
     assert.deepEqual(
       logs.commands.map((c) => c.sequence),
       [1, 2, 3],
@@ -445,7 +445,7 @@ test("one workspace, many processes: concurrent execs from two CLIs, status from
     // Ctrl-C on an exec: pyro exits 130, the guest command is killed, the workspace lives on.
     const child = spawn(
       process.execPath,
-      [CLI, "workspace", "exec", id, "--", "sh", "-c", "touch started; sleep 303"],
+      [CLI, "workspace", "exec", id, "--", "sh", "-c", "echo before; touch started; sleep 303"],
       {
         env,
         cwd: REPO,
@@ -461,6 +461,11 @@ test("one workspace, many processes: concurrent execs from two CLIs, status from
     }
     child.kill("SIGINT");
     assert.equal(await exited, 130);
+    // The log keeps the interrupted command with the output it had produced, and says why.
+    const interrupted = (await pyro.logsWorkspace(id, { limit: 1, includeOutput: true })).commands[0]!;
+    assert.equal(interrupted.exit_code, 130);
+    assert.equal(interrupted.stdout, "before\n");
+    assert.match(interrupted.stderr ?? "", /^\[pyro\] command cancelled/);
     const ps = await pyro.execWorkspace(id, {
       command: "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done",
     });

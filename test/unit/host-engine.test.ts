@@ -85,3 +85,17 @@ test("runOnce cleans up its directory and every process the command started", as
   assert.ok(stat === "" || / Z /.test(stat), `a background job outlived the one-shot run: ${stat}`);
   assert.equal(existsSync(s.sandboxDir), false, "the one-shot sandbox directory is gone");
 });
+
+test("runOnce streams the command's output to the request's callbacks", async () => {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const r = await engine.runOnce(spec("once-stream"), {
+    argv: toArgv("echo hello; printf '\\377' >&2"),
+    timeoutMs: 10_000,
+    onStdout: (c) => out.push(c),
+    onStderr: (c) => err.push(c),
+  });
+  assert.equal(r.exitCode, 0);
+  assert.equal(Buffer.concat(out).toString(), "hello\n");
+  assert.deepEqual(Buffer.concat(err), Buffer.from([0xff]));
+});

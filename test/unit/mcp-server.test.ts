@@ -5,7 +5,7 @@ import { Client } from "@modelcontextprotocol/client";
 import { InMemoryTransport, type ServerContext } from "@modelcontextprotocol/server";
 import * as z from "zod";
 import { PyroError } from "../../src/errors.js";
-import { progressForwarder } from "../../src/mcp/progress.js";
+import { progressReporter } from "../../src/mcp/progress.js";
 import { renderError, renderExec, renderResult } from "../../src/mcp/render.js";
 import { callOperation, createServer, mcpOperations } from "../../src/mcp/server.js";
 import type { Operation } from "../../src/operations/table.js";
@@ -54,7 +54,7 @@ const exec = {
 test("renderExec leads with the exit code and flags truncation and timeouts", () => {
   const out = renderExec(exec);
   assert.match(out, /^exit_code: 124 TIMED OUT/);
-  assert.match(out, /stdout \(truncated at 1 MiB\):\npartial\n/);
+  assert.match(out, /stdout \(truncated\):\npartial\n/);
   assert.match(out, /stderr: \(empty\)/);
   assert.match(
     renderExec({ ...exec, workspace_id: "ws_0123456789abcdef", sequence: 4 }),
@@ -62,13 +62,33 @@ test("renderExec leads with the exit code and flags truncation and timeouts", ()
   );
 });
 
-test("renderResult gives a summary line and the JSON for non-exec results", () => {
+test("renderResult gives a summary line and compact JSON for small non-exec results", () => {
   const out = renderResult("workspace_delete", { workspace_id: "ws_0123456789abcdef", deleted: true });
   assert.equal(out.split("\n")[0], "ws_0123456789abcdef deleted");
   assert.deepEqual(JSON.parse(out.slice(out.indexOf("\n") + 1)), {
     workspace_id: "ws_0123456789abcdef",
     deleted: true,
   });
+  const big = renderResult("vm_list_environments", {
+    environments: Array(200).fill({ name: "x".repeat(50) }),
+  });
+  assert.equal(big, "200 environment(s) (details in structuredContent)");
+});
+
+test("renderExec names omitted bytes, base64 streams and how to page the full output", () => {
+  const out = renderExec({
+    ...exec,
+    stdout: "aaa\n[pyro: 10 bytes omitted]\nzzz",
+    stdout_bytes: 16,
+    stdout_omitted_bytes: 10,
+    stderr: "//4=",
+    stderr_encoding: "base64",
+    stderr_bytes: 2,
+    output_id: "vm_0123456789abcdef",
+  });
+  assert.match(out, /stdout \(16 bytes, 10 omitted in the middle\):/);
+  assert.match(out, /stderr \(not valid UTF-8, base64\):\n\/\/4=/);
+  assert.match(out, /output_read \{"output_id":"vm_0123456789abcdef"/);
 });
 
 test("renderError carries code, message and hint", () => {
@@ -79,24 +99,42 @@ test("renderError carries code, message and hint", () => {
   assert.equal(renderError(new PyroError("timeout", "too slow")), "Error (timeout): too slow");
 });
 
-test("progress is forwarded only when the client sent a token, with increasing counters", async () => {
+test("progress is reported only when the client sent a token, with increasing counters", async () => {
   assert.equal(
-    progressForwarder(fakeCtx(), () => undefined),
+    progressReporter(fakeCtx(), () => undefined),
     undefined,
   );
   const sent: { params: { progressToken: unknown; progress: number; message: string } }[] = [];
-  const fwd = progressForwarder(fakeCtx({ progressToken: "t1" }, sent), () => undefined);
-  assert.ok(fwd);
-  fwd({ message: "building" });
-  fwd({ message: "seeding" });
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(
-    sent.map((n) => [n.params.progressToken, n.params.progress, n.params.message]),
-    [
-      ["t1", 1, "building"],
-      ["t1", 2, "seeding"],
-    ],
-  );
+  const rep = progressReporter(fakeCtx({ progressToken: "t1" }, sent), () => undefined, 40);
+  assert.ok(rep);
+  try {
+    rep.callbacks.onProgress?.({ message: "building" });
+    rep.callbacks.onProgress?.({ message: "seeding" });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      sent.map((n) => [n.params.progressToken, n.params.progress, n.params.message]),
+      [
+        ["t1", 1, "building"],
+        ["t1", 2, "seeding"],
+      ],
+    );
+    // The heartbeat: elapsed time and the latest output line, while the call runs.
+    rep.callbacks.onStdout?.(Buffer.from("step 1\nstep 2\n"));
+    await new Promise((r) => setTimeout(r, 100));
+    const beats = sent.slice(2);
+    assert.ok(beats.length >= 1, "a heartbeat was sent");
+    assert.match(beats[beats.length - 1]!.params.message, /^\d+ s elapsed; last output: step 2$/);
+    const counters = sent.map((n) => n.params.progress);
+    assert.deepEqual(
+      counters,
+      [...counters].sort((a, b) => a - b),
+    );
+  } finally {
+    rep.stop();
+  }
+  const n = sent.length;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(sent.length, n, "no heartbeat after stop");
 });
 
 test("callOperation strips fields outside the result schema and turns throws into isError", async () => {

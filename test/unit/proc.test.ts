@@ -177,3 +177,17 @@ test("killGroupOnExit ends the child's background jobs when it exits", async () 
   const stat = await readFile(`/proc/${bg}/stat`, "utf8").catch(() => "");
   assert.ok(stat === "" || / Z /.test(stat), `background job still running: ${stat}`);
 });
+
+test("runCapture hands every chunk to onStdout/onStderr, past the capture cap too", async () => {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const r = await runCapture("/bin/sh", ["-c", "head -c 100000 /dev/zero; printf '\\377' >&2"], {
+    maxOutputBytes: 10,
+    onStdout: (c) => out.push(c),
+    onStderr: (c) => err.push(c),
+  });
+  assert.equal(r.stdout.length, 10);
+  assert.equal(r.stdoutTruncated, true);
+  assert.equal(Buffer.concat(out).length, 100_000);
+  assert.deepEqual(Buffer.concat(err), Buffer.from([0xff]), "raw bytes, not decoded");
+});

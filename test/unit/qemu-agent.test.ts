@@ -202,3 +202,26 @@ test("garbage on the line before HELLO is skipped; a second HELLO starts a clean
     child.kill("SIGKILL");
   }
 });
+
+test("streamed output: callbacks get every byte, beyond the in-memory cap, as it comes", async (t) => {
+  await withAgent(t, async (s) => {
+    const out: { at: number; chunk: Buffer }[] = [];
+    const err: Buffer[] = [];
+    const r = await s.exec(
+      {
+        argv: ["/bin/sh", "-c", "echo first; sleep 0.5; head -c 300000 /dev/zero; echo oops >&2"],
+        timeoutMs: 10_000,
+        maxOutputBytes: 1000,
+      },
+      { onStdout: (chunk) => out.push({ at: performance.now(), chunk }), onStderr: (c) => err.push(c) },
+    );
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.stdout.length, 1000, "the in-memory copy stays capped");
+    const all = Buffer.concat(out.map((o) => o.chunk));
+    assert.equal(all.length, 6 + 300_000, "the callbacks saw all of it (the agent's cap is lifted)");
+    assert.equal(all.subarray(0, 6).toString(), "first\n");
+    const second = out.findIndex((o) => o.chunk.includes(0));
+    assert.ok(out[second]!.at - out[0]!.at >= 400, "the first line came before the sleep ended");
+    assert.equal(Buffer.concat(err).toString(), "oops\n");
+  });
+});

@@ -421,7 +421,11 @@ export class FirecrackerEngine implements Engine {
           timeoutMs: req.timeoutMs,
           maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
         },
-        req.signal ? { signal: req.signal } : {},
+        {
+          ...(req.signal ? { signal: req.signal } : {}),
+          ...(req.onStdout ? { onStdout: req.onStdout } : {}),
+          ...(req.onStderr ? { onStderr: req.onStderr } : {}),
+        },
       );
       if (req.signal?.aborted)
         throw new PyroError("cancelled", "command cancelled; its processes were killed");

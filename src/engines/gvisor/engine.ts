@@ -248,6 +248,7 @@ export class GvisorEngine implements Engine {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
       signal: req.signal,
+      ...streamTo(req),
       // SIGTERM to the init's `run` makes it kill the command's whole process group.
       // (Signalling `runsc exec` itself would not: it does not forward signals.)
       onKill: async () => {
@@ -393,6 +394,7 @@ export class GvisorEngine implements Engine {
         timeoutMs: req.timeoutMs,
         maxOutputBytes: req.maxOutputBytes,
         signal: req.signal,
+        ...streamTo(req),
         onKill: async () => {
           await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
         },
@@ -423,6 +425,12 @@ async function writeExpiry(ctlDir: string, expiresAt: string): Promise<void> {
   const tmp = join(ctlDir, `.expires_at.${process.pid}`);
   await writeFile(tmp, unixSeconds(expiresAt), { mode: 0o644 });
   await rename(tmp, join(ctlDir, "expires_at"));
+}
+
+/** The request's output callbacks as runsc options (no copy when there are none). */
+function streamTo(req: ExecRequest) {
+  const { onStdout, onStderr } = req;
+  return { ...(onStdout ? { onStdout } : {}), ...(onStderr ? { onStderr } : {}) };
 }
 
 function lastLines(s: string, n = 3): string {

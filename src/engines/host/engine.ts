@@ -76,6 +76,8 @@ export class HostEngine implements Engine {
         timeoutMs: req.timeoutMs,
         maxOutputBytes: req.maxOutputBytes,
         signal: req.signal,
+        ...(req.onStdout ? { onStdout: req.onStdout } : {}),
+        ...(req.onStderr ? { onStderr: req.onStderr } : {}),
         killGroup: true,
         killGroupOnExit: oneShot,
       });

@@ -49,6 +49,17 @@ class Capped {
   }
 }
 
+/** The agent's per-stream cap when output is streamed: the largest its u32 field holds. */
+export const STREAMED_MAX_OUTPUT = 0xffffffff;
+
+export interface RunOptions {
+  stdin?: Readable;
+  signal?: AbortSignal;
+  /** Each STDOUT/STDERR frame's bytes as they arrive, beyond the in-memory cap too. */
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface OpenOptions {
@@ -208,10 +219,17 @@ export class AgentSession {
       timeoutMs: number;
       maxOutputBytes: number;
     },
-    opts: { stdin?: Readable; signal?: AbortSignal } = {},
+    opts: RunOptions = {},
   ): Promise<AgentResult> {
+    // Streamed output must not stop at the in-memory cap: the agent then forwards all of it
+    // (it drops what lies beyond the cap in its EXEC frame) and only our buffers are capped.
+    const streamed = opts.onStdout !== undefined || opts.onStderr !== undefined;
     return this.run(
-      encodeExec({ ...req, stdin: opts.stdin !== undefined }),
+      encodeExec({
+        ...req,
+        maxOutputBytes: streamed ? STREAMED_MAX_OUTPUT : req.maxOutputBytes,
+        stdin: opts.stdin !== undefined,
+      }),
       req.timeoutMs,
       req.maxOutputBytes,
       opts,
@@ -226,7 +244,7 @@ export class AgentSession {
     request: Buffer,
     timeoutMs: number,
     maxOutputBytes: number,
-    opts: { stdin?: Readable; signal?: AbortSignal },
+    opts: RunOptions,
   ): Promise<AgentResult> {
     const out = new Capped(maxOutputBytes);
     const err = new Capped(maxOutputBytes);
@@ -278,9 +296,11 @@ export class AgentSession {
         switch (f.type) {
           case T.STDOUT:
             out.push(f.payload);
+            opts.onStdout?.(f.payload);
             break;
           case T.STDERR:
             err.push(f.payload);
+            opts.onStderr?.(f.payload);
             break;
           case T.ERROR:
             finished = true;

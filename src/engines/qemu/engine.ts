@@ -623,7 +623,11 @@ export class QemuEngine implements Engine {
           timeoutMs: req.timeoutMs,
           maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
         },
-        req.signal ? { signal: req.signal } : {},
+        {
+          ...(req.signal ? { signal: req.signal } : {}),
+          ...(req.onStdout ? { onStdout: req.onStdout } : {}),
+          ...(req.onStderr ? { onStderr: req.onStderr } : {}),
+        },
       );
     } catch (e) {
       if (!isOurProcess(d.pid, d.marker)) {
