@@ -129,6 +129,15 @@ export const WorkspaceCreateInput = z.object({
     ),
   vcpu_count: vcpu_count.default(DEFAULTS.vcpu_count),
   mem_mib: mem_mib.default(DEFAULTS.mem_mib),
+  disk_mib: z
+    .number()
+    .int()
+    .min(64)
+    .max(1_048_576)
+    .default(4096)
+    .describe(
+      "Size of /workspace in MiB (64-1048576, default 4096): the guest sees it in df and a write past it fails with ENOSPC. Enforced where pyro can mount a disk image (as root); always recorded.",
+    ),
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
   network: network.default(false),
   allow_host_compat: allow_host_compat.default(false),
@@ -305,6 +314,10 @@ export const WorkspaceStatusResult = z.object({
   expires_at: z.string(),
   vcpu_count: z.number().int(),
   mem_mib: z.number().int(),
+  disk_mib: z.number().int(),
+  disk_enforced: z
+    .boolean()
+    .describe("Whether disk_mib is enforced (a mounted disk image) or only recorded."),
   network: z.boolean(),
   execution_mode: ExecutionModeSchema.nullable(),
   command_count: z.number().int(),

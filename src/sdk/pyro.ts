@@ -197,7 +197,7 @@ export class Pyro {
 
   // ---- workspaces ----
   async createWorkspace(
-    input: SandboxOptions & { seedPath?: string } = {},
+    input: SandboxOptions & { seedPath?: string; diskMib?: number } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceHandle> {
     return new WorkspaceHandle(

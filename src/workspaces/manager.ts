@@ -32,6 +32,7 @@ import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
 import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "../runtime/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
+import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -50,6 +51,8 @@ const WorkspaceRecordSchema = z.looseObject({
   expires_at: z.string(),
   vcpu_count: z.number().int(),
   mem_mib: z.number().int(),
+  disk_mib: z.number().int().positive().default(4096),
+  disk_enforced: z.boolean().default(false),
   network: z.boolean(),
   engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
   execution_mode: ExecutionModeSchema,
@@ -196,6 +199,8 @@ export class WorkspaceManager {
       expires_at: isoPlusSeconds(input.ttl_seconds),
       vcpu_count: input.vcpu_count,
       mem_mib: input.mem_mib,
+      disk_mib: input.disk_mib,
+      disk_enforced: false,
       network: input.network,
       engine: engine.name,
       execution_mode: engine.executionMode,
@@ -215,10 +220,18 @@ export class WorkspaceManager {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await this.records.write(id, rec);
-      await mkdir(filesDir, { recursive: true });
+      rec.disk_enforced = (await createDisk(dir, filesDir, input.disk_mib)).disk_enforced;
       if (src) {
         ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
-        await importIntoFreshDir(src, filesDir, ctx.signal);
+        await importIntoFreshDir(src, filesDir, ctx.signal).catch((e: unknown) => {
+          if (/ENOSPC|No space left/i.test(String((e as Error)?.message ?? e)))
+            throw new PyroError(
+              "seed_rejected",
+              `the seed (${stats.bytes_written} bytes) does not fit the workspace disk of ${input.disk_mib} MiB`,
+              "pass a larger --disk-mib (disk_mib)",
+            );
+          throw e;
+        });
       }
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
@@ -242,7 +255,7 @@ export class WorkspaceManager {
     } catch (e) {
       if (handle) await engine.destroy(handle).catch(() => undefined);
       else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      await removeWorkspaceDir(dir).catch(() => undefined);
       throw toPyroError(e);
     }
   }
@@ -260,7 +273,7 @@ export class WorkspaceManager {
         await this.engineFor(r)
           .destroy(r.handle)
           .catch(() => undefined);
-      await rm(join(this.dir(r.workspace_id), "files"), { recursive: true, force: true });
+      await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
@@ -549,7 +562,7 @@ export class WorkspaceManager {
         );
       }
       await this.removeSandbox(id, e);
-      await rm(dir, { recursive: true, force: true });
+      await removeWorkspaceDir(dir);
     });
     await this.records.removeLock(id);
     return { workspace_id: id, deleted: true };
@@ -599,7 +612,7 @@ export class WorkspaceManager {
               dir: this.dir(rec.workspace_id),
               rec,
             });
-            await rm(this.dir(rec.workspace_id), { recursive: true, force: true });
+            await removeWorkspaceDir(this.dir(rec.workspace_id));
           });
           await this.records.removeLock(rec.workspace_id);
           return true;
@@ -615,7 +628,7 @@ export class WorkspaceManager {
         const sandboxDir = join(e.dir, "sandbox");
         for (const engine of allEngines(this.d.paths, this.d.env))
           if (await engine.orphanAlive(e.id, sandboxDir)) return false;
-        await rm(e.dir, { recursive: true, force: true });
+        await removeWorkspaceDir(e.dir);
         return true;
       },
     );
@@ -634,6 +647,8 @@ export class WorkspaceManager {
       expires_at: at,
       vcpu_count: 0,
       mem_mib: 0,
+      disk_mib: 0,
+      disk_enforced: false,
       network: false,
       execution_mode: null,
       command_count: 0,
@@ -658,6 +673,8 @@ export class WorkspaceManager {
       expires_at: r.expires_at,
       vcpu_count: r.vcpu_count,
       mem_mib: r.mem_mib,
+      disk_mib: r.disk_mib,
+      disk_enforced: r.disk_enforced,
       network: r.network,
       execution_mode: r.execution_mode,
       command_count: r.command_count,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, stat } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { chmod, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { runCli, runCliJson, withGvisorState } from "../helpers.js";
@@ -62,5 +63,77 @@ test("a set-uid root program planted in /workspace by a guest is harmless to ano
     const look = await run("runuser", ["-u", HOSTILE_USER, "--", "ls", stateDir]);
     assert.notEqual(look.code, 0);
     assert.equal((await runCli(["workspace", "delete", ws], { env })).code, 0);
+  });
+});
+
+/** Mount points under `dir` (a workspace disk left mounted would show here). */
+function mountsUnder(dir: string): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m.startsWith(`${dir}/`));
+}
+
+test("a workspace disk: the guest sees --disk-mib in df, cannot write past it, and nothing stays mounted", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("skipped: disk images are mounted only as root");
+  await withGvisorState(t, async ({ env, stateDir }) => {
+    const c = await runCliJson<{ workspace_id: string; disk_mib: number; disk_enforced: boolean }>(
+      ["workspace", "create", "debian:12", "--disk-mib", "64"],
+      { env },
+    );
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(c.json.disk_mib, 64);
+    assert.equal(c.json.disk_enforced, true);
+    const ws = c.json.workspace_id;
+    const df = await runCli(["workspace", "exec", ws, "--", "sh", "-c", "df -m /workspace | tail -1"], {
+      env,
+    });
+    const size = Number(df.stdout.trim().split(/\s+/)[1]);
+    assert.ok(size > 40 && size <= 64, `df says ${df.stdout}`);
+    const fill = await runCli(
+      [
+        "workspace",
+        "exec",
+        ws,
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/workspace/big bs=1M count=200 2>&1; echo rc=$?",
+      ],
+      { env },
+    );
+    assert.match(fill.stdout, /No space left on device/);
+    assert.doesNotMatch(fill.stdout, /rc=0/);
+    // The host holds at most the image's size, not the 200 MB the guest tried to write.
+    const img = await stat(join(stateDir, "workspaces", ws, "disk.img"));
+    assert.ok(img.blocks * 512 <= 70 * 1024 * 1024, `image uses ${img.blocks * 512} bytes`);
+    // Still usable after hitting the limit.
+    const after = await runCli(["workspace", "exec", ws, "--", "sh", "-c", "rm /workspace/big && echo ok"], {
+      env,
+    });
+    assert.equal(after.stdout.trim(), "ok");
+    assert.equal(mountsUnder(stateDir).length, 1);
+    assert.equal((await runCli(["workspace", "delete", ws], { env })).code, 0);
+    assert.deepEqual(mountsUnder(stateDir), []);
+  });
+});
+
+test("a seed larger than the workspace disk is refused clearly and leaves nothing mounted", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("skipped: disk images are mounted only as root");
+  await withGvisorState(t, async ({ env, stateDir }) => {
+    const seed = join(stateDir, "..", `big-seed-${process.pid}`);
+    await mkdir(seed, { recursive: true });
+    await writeFile(join(seed, "blob"), Buffer.alloc(100 * 1024 * 1024, 1));
+    try {
+      const c = await runCli(["workspace", "create", "debian:12", "--disk-mib", "64", "--seed-path", seed], {
+        env,
+      });
+      assert.notEqual(c.code, 0);
+      assert.match(c.stderr, /does not fit the workspace disk of 64 MiB/);
+      assert.match(c.stderr, /--disk-mib/);
+      assert.deepEqual(mountsUnder(stateDir), []);
+    } finally {
+      await rm(seed, { recursive: true, force: true });
+    }
   });
 });

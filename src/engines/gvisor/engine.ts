@@ -205,7 +205,7 @@ export class GvisorEngine implements Engine {
       id: spec.id,
       sandboxDir: spec.sandboxDir,
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
-      data: { flags, containerId: cid, ctlDir, init: true },
+      data: { flags, containerId: cid, ctlDir, init: true, memMib: spec.memMib },
     };
     const created = await runToLog(
       flags.binary,
@@ -265,6 +265,13 @@ export class GvisorEngine implements Engine {
       r.exitCode !== null &&
       (await this.inspect(handle)).state !== "running"
     ) {
+      const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
+      if (await oomKilled(cid))
+        throw new PyroError(
+          "sandbox_dead",
+          `sandbox ${handle.id} was killed: out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`,
+          "delete it and create a new one with a larger mem_mib",
+        );
       throw new PyroError(
         "sandbox_dead",
         `sandbox ${handle.id} stopped while the command ran`,
@@ -419,6 +426,22 @@ export class GvisorEngine implements Engine {
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * Whether the kernel's OOM killer fired in the sandbox's memory cgroup (runsc names it after
+ * the container): how an out-of-memory death is told from other ones. cgroup v1 and v2.
+ */
+export async function oomKilled(cid: string): Promise<boolean> {
+  for (const [file, re] of [
+    [`/sys/fs/cgroup/memory/${cid}/memory.oom_control`, /^oom_kill (\d+)/m],
+    [`/sys/fs/cgroup/${cid}/memory.events`, /^oom_kill (\d+)/m],
+  ] as const) {
+    const text = await readFile(file, "utf8").catch(() => "");
+    const m = re.exec(text);
+    if (m && Number(m[1]) > 0) return true;
+  }
+  return false;
 }
 
 async function writeExpiry(ctlDir: string, expiresAt: string): Promise<void> {
