@@ -137,3 +137,37 @@ test("a seed larger than the workspace disk is refused clearly and leaves nothin
     }
   });
 });
+
+test("a command over the memory limit: the error says out of memory, not just exit 137", async (t) => {
+  await withGvisorState(t, async ({ env }) => {
+    const c = await runCliJson<{ workspace_id: string }>(
+      ["workspace", "create", "debian:12", "--mem-mib", "256"],
+      {
+        env,
+      },
+    );
+    assert.equal(c.code, 0, c.stderr);
+    const ws = c.json.workspace_id;
+    // `tail -n 1` of one endless line keeps all of it in memory.
+    const hog = await runCli(
+      [
+        "workspace",
+        "exec",
+        ws,
+        "--timeout-seconds",
+        "60",
+        "--",
+        "sh",
+        "-c",
+        'head -c 1500M /dev/zero | tr "\\0" a | tail -n 1 | wc -c',
+      ],
+      { env },
+    );
+    assert.equal(hog.code, 1, hog.stderr);
+    assert.match(hog.stderr, /out of memory at mem_mib=256/);
+    const st = await runCliJson<{ state: string; reason: string }>(["workspace", "status", ws], { env });
+    assert.equal(st.json.state, "failed");
+    assert.match(st.json.reason, /out of memory/);
+    assert.equal((await runCli(["workspace", "delete", ws], { env })).code, 0);
+  });
+});
