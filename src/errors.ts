@@ -17,7 +17,15 @@ export type ErrorCode =
   | "seed_rejected"
   | "timeout"
   | "cancelled"
-  | "host_dependency_missing";
+  | "host_dependency_missing"
+  | "registry_unreachable"
+  | "registry_auth_failed"
+  | "registry_error"
+  | "image_not_found"
+  | "image_digest_mismatch"
+  | "image_layer_unsafe"
+  | "image_unsupported"
+  | "recipe_invalid";
 
 export class PyroError extends Error {
   readonly code: ErrorCode;

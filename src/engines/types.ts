@@ -19,6 +19,8 @@ export interface SandboxSpec {
   vcpuCount: number;
   memMib: number;
   network: boolean;
+  /** The user processes run as (an OCI image's User); root when absent. */
+  user?: { uid: number; gid: number };
 }
 
 /** Plain serialisable data: persisted with the VM/workspace so a later process re-attaches. */
@@ -35,6 +37,8 @@ export interface ExecRequest {
   argv: string[];
   cwd?: string;
   env?: Record<string, string>;
+  /** Run as this user (an OCI image's User); the sandbox's default (root) when absent. */
+  user?: { uid: number; gid: number };
   timeoutMs: number;
   maxOutputBytes?: number;
   signal?: AbortSignal;

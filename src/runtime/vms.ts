@@ -2,6 +2,7 @@ import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { outcomeFields } from "../engines/outcome.js";
 import type { EngineName, ExecutionMode, SandboxHandle, SandboxSpec } from "../engines/types.js";
+import { processOf, userOf } from "../environments/runtime-config.js";
 import { PyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
 import type {
@@ -80,10 +81,11 @@ export class VmManager {
       vcpuCount: input.vcpu_count,
       memMib: input.mem_mib,
       network: input.network,
+      ...userOf(env.runtime),
     };
     const out = await engine.runOnce(spec, {
       argv: toArgv(input.command),
-      cwd: "/",
+      ...processOf(env.runtime),
       timeoutMs: input.timeout_seconds * 1000,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
@@ -172,6 +174,7 @@ export class VmManager {
         vcpuCount: r.vcpu_count,
         memMib: r.mem_mib,
         network: r.network,
+        ...userOf(env.runtime),
       });
       r.state = "running";
       r.reason = null;
@@ -192,9 +195,11 @@ export class VmManager {
       rec = await this.records.load(id);
     }
     try {
+      const runtime = await this.d.envs.runtimeConfig(rec.environment);
       const out = await this.engineFor(rec).exec(rec.handle!, {
         argv: toArgv(input.command),
-        cwd: "/",
+        ...processOf(runtime),
+        ...userOf(runtime),
         timeoutMs: input.timeout_seconds * 1000,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
       });

@@ -2,6 +2,7 @@ import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { outcomeFields } from "../engines/outcome.js";
 import type { Engine, EngineName, ExecutionMode, SandboxHandle } from "../engines/types.js";
+import { chownTree, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
 import type {
@@ -122,6 +123,8 @@ export class WorkspaceManager {
         ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
         await importIntoFreshDir(src, filesDir);
       }
+      // An image that runs as a non-root User gets a /workspace it can write.
+      if (env.runtime.uid !== 0) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
       handle = await engine.create({
@@ -133,6 +136,7 @@ export class WorkspaceManager {
         vcpuCount: input.vcpu_count,
         memMib: input.mem_mib,
         network: input.network,
+        ...userOf(env.runtime),
       });
       ctx.signal?.throwIfAborted();
       const rec: WorkspaceRecord = {
@@ -219,10 +223,14 @@ export class WorkspaceManager {
     const started_at = nowIso();
     const command = displayCommand(input.command);
     let out: Awaited<ReturnType<Engine["exec"]>>;
+    // An image's Env and User apply; its WorkingDir does not: workspaces work in /workspace.
+    const runtime = await this.d.envs.runtimeConfig(rec.environment);
     try {
       out = await this.engineFor(rec).exec(rec.handle!, {
         argv: toArgv(input.command),
         cwd: WORKSPACE_ROOT,
+        ...(Object.keys(runtime.env).length ? { env: runtime.env } : {}),
+        ...userOf(runtime),
         timeoutMs: input.timeout_seconds * 1000,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
       });
