@@ -104,7 +104,7 @@ export async function busyboxLayer(): Promise<LayerEntry[]> {
   return [
     { name: "bin", type: "directory" },
     { name: "bin/busybox", body: bb, mode: 0o755 },
-    ...["sh", "cat", "id", "pwd", "env", "ls", "echo", "true"].map((n) => ({
+    ...["sh", "cat", "id", "pwd", "env", "ls", "echo", "true", "sleep", "tar", "kill"].map((n) => ({
       name: `bin/${n}`,
       type: "symlink" as const,
       linkname: "busybox",
@@ -226,7 +226,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   };
 }
 
-export interface Proxy {
+export interface RegistryProxy {
   port: number;
   host: string;
   tokensIssued: number;
@@ -242,7 +242,7 @@ export interface Proxy {
 export async function startProxy(
   upstream: string,
   opts: { token?: string; basic?: string; corrupt?: string } = {},
-): Promise<Proxy> {
+): Promise<RegistryProxy> {
   const state = { tokensIssued: 0 };
   const server: Server = createServer((req, res) => {
     const url = req.url ?? "/";
