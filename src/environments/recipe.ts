@@ -141,7 +141,7 @@ export async function loadRecipe(file: string): Promise<ResolvedRecipe> {
   for (const f of recipe.files) {
     const src = isAbsolute(f.src) ? f.src : resolve(dir, f.src);
     const dest = posix.normalize(f.dest);
-    if (dest === "/" || dest.split("/").includes(".."))
+    if (dest === "/" || f.dest.split("/").includes(".."))
       throw invalid(file, `files: dest ${JSON.stringify(f.dest)} must be a path below / without ..`);
     try {
       fileDigests.push(await treeDigest(src));
