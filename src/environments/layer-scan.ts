@@ -90,6 +90,12 @@ export class LayerScanner {
         return;
       }
     }
+    // A device node would be created on the host (in the cache) as root: /dev is the
+    // runtime's job, and no image needs to ship one.
+    if (e.type === "CharacterDevice" || e.type === "BlockDevice") {
+      this.refuse(raw, "is a device node");
+      return;
+    }
     if (e.type === "SymbolicLink") this.facts.symlinks.push(p);
     this.facts.paths.push(p);
   }

@@ -137,6 +137,7 @@ describe("layer scanning", () => {
       [[{ name: "a/../../x", body: "" }], /climbs out/],
       [[{ name: "/abs", body: "" }], /absolute/],
       [[{ name: "h", type: "link", linkname: "../../etc/shadow" }], /hardlink/],
+      [[{ name: "dev/sda", type: "block-device", devmajor: 8, devminor: 0 }], /device node/],
     ] as const) {
       const r = await scan(entries as never);
       assert.equal(r.problem?.code, "image_layer_unsafe");
