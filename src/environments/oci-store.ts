@@ -3,9 +3,10 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
-import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture, which } from "../util/proc.js";
 import type { BuildProgress } from "./build.js";
+import { withBuildLock } from "./build-lock.js";
 import { checkLayerOrder, type LayerFacts, LayerScanner } from "./layer-scan.js";
 import { type OciRef, parseOciRef } from "./oci-ref.js";
 import { type Descriptor, type ImageManifest, RegistryClient, resolveImage } from "./registry.js";
@@ -155,117 +156,121 @@ export class OciStore {
         );
     await mkdir(this.blobsDir, { recursive: true });
     const bin = await this.umoci();
-    return withLock(`${this.entryPath(digest)}.build`, async () => {
-      const again = await this.entry(digest);
-      if (again) {
-        await this.recordRef(ref, digest);
-        return {
-          rootfs: join(this.entryPath(digest), "rootfs"),
-          manifest: again,
-          pulled: false,
-          bytes_downloaded: 0,
-          layers_downloaded: 0,
-          layers_cached: img.manifest.layers.length,
-        };
-      }
-      // Blobs: the manifest as served, the config, the layers. Missing ones are fetched
-      // (three at a time), each hashed and scanned on the way in.
-      await this.putBlob(digest, img.manifestBytes);
-      const configBytes = await this.fetchSmallBlob(client, img.manifest.config);
-      const total = img.manifest.layers.reduce((s, l) => s + (l.size || 0), 0);
-      let done = 0;
-      let downloaded = 0;
-      let fetchedLayers = 0;
-      let lastReport = 0;
-      const report = (force = false) => {
-        const now = Date.now();
-        if (!force && now - lastReport < 250) return;
-        lastReport = now;
-        opts.onProgress?.({
-          phase: "download",
-          message: `pulling ${ref.canonical}: ${mb(done)}/${mb(total)} (${img.manifest.layers.length} layers)`,
-        });
-      };
-      const facts = new Map<string, LayerFacts>();
-      const queue = [...new Set(img.manifest.layers.map((l) => l.digest))].map(
-        (d) => img.manifest.layers.find((l) => l.digest === d)!,
-      );
-      const worker = async () => {
-        for (let l = queue.shift(); l; l = queue.shift()) {
-          const have = await stat(join(this.blobsDir, hex(l.digest))).catch(() => undefined);
-          const r = await this.fetchLayer(client, l, !have, (n) => {
-            done += n;
-            if (!have) downloaded += n;
-            report();
-          });
-          if (!have) fetchedLayers++;
-          facts.set(l.digest, r);
-        }
-      };
-      await Promise.all([worker(), worker(), worker()]);
-      report(true);
-      checkLayerOrder(img.manifest.layers.map((l) => ({ digest: l.digest, facts: facts.get(l.digest)! })));
-
-      const entryDir = this.entryPath(digest);
-      const tmp = join(this.dir, `${TMP_PREFIX}${imageEntryName(digest)}-${process.pid}`);
-      await this.removeTemps(imageEntryName(digest));
-      try {
-        await mkdir(tmp, { recursive: true });
-        opts.onProgress?.({
-          phase: "extract",
-          message: `unpacking ${img.manifest.layers.length} layers with umoci`,
-        });
-        await this.unpack(bin, tmp, digest, img.manifest, opts.signal);
-        const rootfs = join(tmp, "rootfs");
-        // The mount point for workspaces, as in every catalog environment.
-        await mkdir(join(rootfs, "workspace"), { recursive: true });
-        const config = JSON.parse(configBytes.toString("utf8")) as {
-          config?: {
-            Env?: string[];
-            WorkingDir?: string;
-            User?: string;
-            Entrypoint?: string[];
-            Cmd?: string[];
+    return withBuildLock(
+      `${this.entryPath(digest)}.build`,
+      async () => {
+        const again = await this.entry(digest);
+        if (again) {
+          await this.recordRef(ref, digest);
+          return {
+            rootfs: join(this.entryPath(digest), "rootfs"),
+            manifest: again,
+            pulled: false,
+            bytes_downloaded: 0,
+            layers_downloaded: 0,
+            layers_cached: img.manifest.layers.length,
           };
+        }
+        // Blobs: the manifest as served, the config, the layers. Missing ones are fetched
+        // (three at a time), each hashed and scanned on the way in.
+        await this.putBlob(digest, img.manifestBytes);
+        const configBytes = await this.fetchSmallBlob(client, img.manifest.config);
+        const total = img.manifest.layers.reduce((s, l) => s + (l.size || 0), 0);
+        let done = 0;
+        let downloaded = 0;
+        let fetchedLayers = 0;
+        let lastReport = 0;
+        const report = (force = false) => {
+          const now = Date.now();
+          if (!force && now - lastReport < 250) return;
+          lastReport = now;
+          opts.onProgress?.({
+            phase: "download",
+            message: `pulling ${ref.canonical}: ${mb(done)}/${mb(total)} (${img.manifest.layers.length} layers)`,
+          });
         };
-        const c = config.config ?? {};
-        const image_config = {
-          env: c.Env ?? [],
-          working_dir: c.WorkingDir || null,
-          user: c.User || null,
-          entrypoint: c.Entrypoint ?? null,
-          cmd: c.Cmd ?? null,
+        const facts = new Map<string, LayerFacts>();
+        const queue = [...new Set(img.manifest.layers.map((l) => l.digest))].map(
+          (d) => img.manifest.layers.find((l) => l.digest === d)!,
+        );
+        const worker = async () => {
+          for (let l = queue.shift(); l; l = queue.shift()) {
+            const have = await stat(join(this.blobsDir, hex(l.digest))).catch(() => undefined);
+            const r = await this.fetchLayer(client, l, !have, (n) => {
+              done += n;
+              if (!have) downloaded += n;
+              report();
+            });
+            if (!have) fetchedLayers++;
+            facts.set(l.digest, r);
+          }
         };
-        const manifest: ImageEntryManifest = {
-          kind: "image",
-          name: ref.canonical,
-          reference: ref.canonical,
-          digest,
-          config_digest: img.manifest.config.digest,
-          layers: img.manifest.layers.map((l) => l.digest),
-          runtime: await resolveRuntimeConfig(rootfs, image_config),
-          image_config,
-          built_at: new Date().toISOString(),
-          size_bytes: await duBytes(rootfs),
-          build_ms: Math.round(performance.now() - started),
-        };
-        await writeJsonAtomic(join(tmp, "manifest.json"), manifest);
-        await rm(entryDir, { recursive: true, force: true });
-        await rename(tmp, entryDir);
-        await this.recordRef(ref, digest);
-        return {
-          rootfs: join(entryDir, "rootfs"),
-          manifest,
-          pulled: true,
-          bytes_downloaded: downloaded,
-          layers_downloaded: fetchedLayers,
-          layers_cached: img.manifest.layers.length - fetchedLayers,
-        };
-      } catch (e) {
-        await rm(tmp, { recursive: true, force: true });
-        throw e;
-      }
-    });
+        await Promise.all([worker(), worker(), worker()]);
+        report(true);
+        checkLayerOrder(img.manifest.layers.map((l) => ({ digest: l.digest, facts: facts.get(l.digest)! })));
+
+        const entryDir = this.entryPath(digest);
+        const tmp = join(this.dir, `${TMP_PREFIX}${imageEntryName(digest)}-${process.pid}`);
+        await this.removeTemps(imageEntryName(digest));
+        try {
+          await mkdir(tmp, { recursive: true });
+          opts.onProgress?.({
+            phase: "extract",
+            message: `unpacking ${img.manifest.layers.length} layers with umoci`,
+          });
+          await this.unpack(bin, tmp, digest, img.manifest, opts.signal);
+          const rootfs = join(tmp, "rootfs");
+          // The mount point for workspaces, as in every catalog environment.
+          await mkdir(join(rootfs, "workspace"), { recursive: true });
+          const config = JSON.parse(configBytes.toString("utf8")) as {
+            config?: {
+              Env?: string[];
+              WorkingDir?: string;
+              User?: string;
+              Entrypoint?: string[];
+              Cmd?: string[];
+            };
+          };
+          const c = config.config ?? {};
+          const image_config = {
+            env: c.Env ?? [],
+            working_dir: c.WorkingDir || null,
+            user: c.User || null,
+            entrypoint: c.Entrypoint ?? null,
+            cmd: c.Cmd ?? null,
+          };
+          const manifest: ImageEntryManifest = {
+            kind: "image",
+            name: ref.canonical,
+            reference: ref.canonical,
+            digest,
+            config_digest: img.manifest.config.digest,
+            layers: img.manifest.layers.map((l) => l.digest),
+            runtime: await resolveRuntimeConfig(rootfs, image_config),
+            image_config,
+            built_at: new Date().toISOString(),
+            size_bytes: await duBytes(rootfs),
+            build_ms: Math.round(performance.now() - started),
+          };
+          await writeJsonAtomic(join(tmp, "manifest.json"), manifest);
+          await rm(entryDir, { recursive: true, force: true });
+          await rename(tmp, entryDir);
+          await this.recordRef(ref, digest);
+          return {
+            rootfs: join(entryDir, "rootfs"),
+            manifest,
+            pulled: true,
+            bytes_downloaded: downloaded,
+            layers_downloaded: fetchedLayers,
+            layers_cached: img.manifest.layers.length - fetchedLayers,
+          };
+        } catch (e) {
+          await rm(tmp, { recursive: true, force: true });
+          throw e;
+        }
+      },
+      opts.signal,
+    );
   }
 
   private async recordRef(ref: OciRef, digest: string): Promise<void> {

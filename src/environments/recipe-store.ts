@@ -4,9 +4,10 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { create as tarCreate, extract as tarExtract } from "tar";
 import { PyroError } from "../errors.js";
-import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
+import { withBuildLock } from "./build-lock.js";
 import type { OciStore } from "./oci-store.js";
 import { loadRecipe, type ResolvedRecipe, userRecipeDigest } from "./recipe.js";
 import { DEFAULT_RUNTIME, duBytes, type RuntimeConfig } from "./runtime-config.js";
@@ -118,89 +119,93 @@ export class RecipeStore {
       await this.point(r, digest);
       return { manifest: done, built: false };
     }
-    return withLock(`${this.entryPath(digest)}.build`, async () => {
-      const again = await this.entry(digest);
-      if (again) {
-        await this.point(r, digest);
-        return { manifest: again, built: false };
-      }
-      const started = performance.now();
-      const tmp = join(this.dir, `${TMP_PREFIX}${recipeEntryName(digest)}-${process.pid}`);
-      await this.removeTemps(recipeEntryName(digest));
-      try {
-        await mkdir(tmp, { recursive: true });
-        const stage = join(tmp, "stage");
-        await this.stageFiles(r, stage);
-        const rootfs = join(tmp, "rootfs");
-        if (r.base.kind === "debian") {
-          const hooks: string[] = [];
-          if (r.files.length) hooks.push(`sync-in ${stage} /`);
-          if (r.recipe.workdir) hooks.push(`mkdir -p "$1"${shq(r.recipe.workdir)}`);
-          const envArgs = Object.entries(r.recipe.env)
-            .map(([k, v]) => shq(`${k}=${v}`))
-            .join(" ");
-          for (const cmd of r.recipe.run)
-            hooks.push(`chroot "$1" /usr/bin/env ${envArgs} /bin/sh -c ${shq(cmd)}`);
-          await buildRootfs(
-            {
-              name: r.recipe.name,
-              description: r.recipe.description ?? "",
-              suite: r.base.suite,
-              variant: r.base.variant,
-              include: [...new Set([...r.base.include, ...r.recipe.packages])],
-              builderVersion: 1,
-            },
-            rootfs,
-            { ...opts, env: this.env, hooks },
-          );
-        } else {
-          opts.onProgress?.({ phase: "extract", message: `copying the base image ${r.base.ref}` });
-          const cp = await runCapture("cp", ["-a", "--reflink=auto", baseRootfs!, rootfs], {
-            timeoutMs: 30 * 60_000,
-          });
-          if (cp.exitCode !== 0)
-            throw new PyroError(
-              "environment_build_failed",
-              `copying the base image failed: ${cp.stderr.trim()}`,
-            );
-          if (r.files.length)
-            await copyIntoRootfs(
-              stage,
-              rootfs,
-              r.files.map((f) => `.${f.dest}`),
-            );
-          if (r.recipe.workdir) await mkdir(join(rootfs, r.recipe.workdir), { recursive: true });
+    return withBuildLock(
+      `${this.entryPath(digest)}.build`,
+      async () => {
+        const again = await this.entry(digest);
+        if (again) {
+          await this.point(r, digest);
+          return { manifest: again, built: false };
         }
-        await rm(stage, { recursive: true, force: true });
-        const runtime: RuntimeConfig = {
-          env: { ...baseRuntime.env, ...r.recipe.env },
-          cwd: r.recipe.workdir ?? baseRuntime.cwd,
-          uid: baseRuntime.uid,
-          gid: baseRuntime.gid,
-        };
-        const manifest: RecipeEntryManifest = {
-          kind: "recipe",
-          name: r.recipe.name,
-          description: r.recipe.description ?? `Built from ${r.path}`,
-          digest,
-          recipe_path: r.path,
-          base: r.base.kind === "image" ? `${r.base.ref}@${baseDigest}` : r.base.suite,
-          packages: [...r.recipe.packages],
-          runtime,
-          built_at: new Date().toISOString(),
-          size_bytes: await duBytes(rootfs),
-          build_ms: Math.round(performance.now() - started),
-        };
-        await writeJsonAtomic(join(tmp, "manifest.json"), manifest);
-        await rm(this.entryPath(digest), { recursive: true, force: true });
-        await rename(tmp, this.entryPath(digest));
-        await this.point(r, digest);
-        return { manifest, built: true };
-      } catch (e) {
-        await rm(tmp, { recursive: true, force: true });
-        throw e;
-      }
-    });
+        const started = performance.now();
+        const tmp = join(this.dir, `${TMP_PREFIX}${recipeEntryName(digest)}-${process.pid}`);
+        await this.removeTemps(recipeEntryName(digest));
+        try {
+          await mkdir(tmp, { recursive: true });
+          const stage = join(tmp, "stage");
+          await this.stageFiles(r, stage);
+          const rootfs = join(tmp, "rootfs");
+          if (r.base.kind === "debian") {
+            const hooks: string[] = [];
+            if (r.files.length) hooks.push(`sync-in ${stage} /`);
+            if (r.recipe.workdir) hooks.push(`mkdir -p "$1"${shq(r.recipe.workdir)}`);
+            const envArgs = Object.entries(r.recipe.env)
+              .map(([k, v]) => shq(`${k}=${v}`))
+              .join(" ");
+            for (const cmd of r.recipe.run)
+              hooks.push(`chroot "$1" /usr/bin/env ${envArgs} /bin/sh -c ${shq(cmd)}`);
+            await buildRootfs(
+              {
+                name: r.recipe.name,
+                description: r.recipe.description ?? "",
+                suite: r.base.suite,
+                variant: r.base.variant,
+                include: [...new Set([...r.base.include, ...r.recipe.packages])],
+                builderVersion: 1,
+              },
+              rootfs,
+              { ...opts, env: this.env, hooks },
+            );
+          } else {
+            opts.onProgress?.({ phase: "extract", message: `copying the base image ${r.base.ref}` });
+            const cp = await runCapture("cp", ["-a", "--reflink=auto", baseRootfs!, rootfs], {
+              timeoutMs: 30 * 60_000,
+            });
+            if (cp.exitCode !== 0)
+              throw new PyroError(
+                "environment_build_failed",
+                `copying the base image failed: ${cp.stderr.trim()}`,
+              );
+            if (r.files.length)
+              await copyIntoRootfs(
+                stage,
+                rootfs,
+                r.files.map((f) => `.${f.dest}`),
+              );
+            if (r.recipe.workdir) await mkdir(join(rootfs, r.recipe.workdir), { recursive: true });
+          }
+          await rm(stage, { recursive: true, force: true });
+          const runtime: RuntimeConfig = {
+            env: { ...baseRuntime.env, ...r.recipe.env },
+            cwd: r.recipe.workdir ?? baseRuntime.cwd,
+            uid: baseRuntime.uid,
+            gid: baseRuntime.gid,
+          };
+          const manifest: RecipeEntryManifest = {
+            kind: "recipe",
+            name: r.recipe.name,
+            description: r.recipe.description ?? `Built from ${r.path}`,
+            digest,
+            recipe_path: r.path,
+            base: r.base.kind === "image" ? `${r.base.ref}@${baseDigest}` : r.base.suite,
+            packages: [...r.recipe.packages],
+            runtime,
+            built_at: new Date().toISOString(),
+            size_bytes: await duBytes(rootfs),
+            build_ms: Math.round(performance.now() - started),
+          };
+          await writeJsonAtomic(join(tmp, "manifest.json"), manifest);
+          await rm(this.entryPath(digest), { recursive: true, force: true });
+          await rename(tmp, this.entryPath(digest));
+          await this.point(r, digest);
+          return { manifest, built: true };
+        } catch (e) {
+          await rm(tmp, { recursive: true, force: true });
+          throw e;
+        }
+      },
+      opts.signal,
+    );
   }
 
   private async point(r: ResolvedRecipe, digest: string): Promise<void> {

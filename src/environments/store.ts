@@ -1,9 +1,10 @@
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
-import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
+import { withBuildLock } from "./build-lock.js";
 import {
   CATALOG,
   type EnvironmentRecipe,
@@ -263,34 +264,38 @@ export class EnvironmentStore {
     const existing = await this.manifest(name);
     if (existing) return { rootfs: join(this.entryPath(r), "rootfs"), pulled: false, manifest: existing };
     await mkdir(this.dir, { recursive: true });
-    return withLock(`${this.entryPath(r)}.build`, async () => {
-      // Another process may have finished the build while we waited for the lock.
-      const again = await this.manifest(name);
-      if (again) return { rootfs: join(this.entryPath(r), "rootfs"), pulled: false, manifest: again };
-      await this.removeTemps(entryDirName(r));
-      const tmp = join(this.dir, `${TMP_PREFIX}${entryDirName(r)}-${process.pid}`);
-      const started = performance.now();
-      try {
-        await mkdir(tmp, { recursive: true });
-        await buildRootfs(r, join(tmp, "rootfs"), opts);
-        opts.onProgress?.({ phase: "finish", message: "measuring and sealing the cache entry" });
-        const manifest: EnvironmentManifest = {
-          name: r.name,
-          digest: recipeDigest(r),
-          recipe: r,
-          built_at: new Date().toISOString(),
-          size_bytes: await duBytes(join(tmp, "rootfs")),
-          build_ms: Math.round(performance.now() - started),
-        };
-        await writeJsonAtomic(join(tmp, "manifest.json"), manifest);
-        await rm(this.entryPath(r), { recursive: true, force: true });
-        await rename(tmp, this.entryPath(r));
-        return { rootfs: join(this.entryPath(r), "rootfs"), pulled: true, manifest };
-      } catch (e) {
-        await rm(tmp, { recursive: true, force: true });
-        throw e;
-      }
-    });
+    return withBuildLock(
+      `${this.entryPath(r)}.build`,
+      async () => {
+        // Another process may have finished the build while we waited for the lock.
+        const again = await this.manifest(name);
+        if (again) return { rootfs: join(this.entryPath(r), "rootfs"), pulled: false, manifest: again };
+        await this.removeTemps(entryDirName(r));
+        const tmp = join(this.dir, `${TMP_PREFIX}${entryDirName(r)}-${process.pid}`);
+        const started = performance.now();
+        try {
+          await mkdir(tmp, { recursive: true });
+          await buildRootfs(r, join(tmp, "rootfs"), opts);
+          opts.onProgress?.({ phase: "finish", message: "measuring and sealing the cache entry" });
+          const manifest: EnvironmentManifest = {
+            name: r.name,
+            digest: recipeDigest(r),
+            recipe: r,
+            built_at: new Date().toISOString(),
+            size_bytes: await duBytes(join(tmp, "rootfs")),
+            build_ms: Math.round(performance.now() - started),
+          };
+          await writeJsonAtomic(join(tmp, "manifest.json"), manifest);
+          await rm(this.entryPath(r), { recursive: true, force: true });
+          await rename(tmp, this.entryPath(r));
+          return { rootfs: join(this.entryPath(r), "rootfs"), pulled: true, manifest };
+        } catch (e) {
+          await rm(tmp, { recursive: true, force: true });
+          throw e;
+        }
+      },
+      opts.signal,
+    );
   }
 
   private async removeTemps(entry: string): Promise<void> {

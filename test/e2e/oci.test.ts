@@ -180,6 +180,19 @@ describe("OCI images as environments (local registry, gVisor)", () => {
     });
   });
 
+  test("two processes pulling the same image at once: one downloads and unpacks, the other waits and reuses it", async (t) => {
+    await withOci(t, async ({ env, ref }) => {
+      type Pull = { pulled: boolean; bytes_downloaded: number };
+      const image = ref("test/alpine-like:1");
+      const [a, b] = await Promise.all([
+        cliJson<Pull>(["env", "pull", image, "--json"], env),
+        cliJson<Pull>(["env", "pull", image, "--json"], env),
+      ]);
+      assert.deepEqual([a.pulled, b.pulled].sort(), [false, true], JSON.stringify([a, b]));
+      assert.equal(Math.min(a.bytes_downloaded, b.bytes_downloaded), 0);
+    });
+  });
+
   test("the SDK runs an image and makes a workspace from it (Env and User apply, /workspace is writable)", async (t) => {
     await withOci(t, async ({ env, ref }) => {
       const pyro = new Pyro({ env });
