@@ -89,6 +89,8 @@ async function cliJson<T>(args: string[], env: NodeJS.ProcessEnv): Promise<T> {
   return JSON.parse(r.stdout) as T;
 }
 
+const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+
 async function layerSizes(repo: string, tag: string): Promise<number[]> {
   const r = await fetch(`http://${reg.host}/v2/${repo}/manifests/${tag}`, {
     headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
@@ -177,6 +179,48 @@ describe("OCI images as environments (local registry, gVisor)", () => {
       assert.deepEqual(again, { ...again, pulled: false, bytes_downloaded: 0 });
       const r = await runCli(["run", ref("test/shared:b"), "--", "cat", "/etc/b.txt"], { env });
       assert.equal(r.stdout.split("\n")[0], "only in b");
+      // By digest, as `…@sha256:` references are written: the same image, nothing fetched.
+      const digest = (
+        await fetch(`http://${reg.host}/v2/test/shared/manifests/b`, {
+          method: "HEAD",
+          headers: { accept: OCI_MANIFEST },
+        })
+      ).headers.get("docker-content-digest");
+      const pinned = await cliJson<Pull>(["env", "pull", ref(`test/shared@${digest}`), "--json"], env);
+      assert.deepEqual(pinned, { ...pinned, pulled: false, bytes_downloaded: 0 });
+      const wrong = await runCli(["env", "pull", ref(`test/shared@sha256:${"0".repeat(64)}`), "--json"], {
+        env,
+      });
+      assert.equal(JSON.parse(wrong.stdout).error.code, "image_not_found");
+    });
+  });
+
+  test("an image index (multi-arch) resolves to this machine's platform", async (t) => {
+    await withOci(t, async ({ env, ref }) => {
+      await reg.push("test/multi", "amd", { layers: [LAYER1, osReleaseLayer()] });
+      const head = await fetch(`http://${reg.host}/v2/test/multi/manifests/amd`, {
+        method: "HEAD",
+        headers: { accept: OCI_MANIFEST },
+      });
+      const entry = (arch: string) => ({
+        mediaType: OCI_MANIFEST,
+        digest: head.headers.get("docker-content-digest"),
+        size: Number(head.headers.get("content-length")),
+        platform: { os: "linux", architecture: arch },
+      });
+      const put = await fetch(`http://${reg.host}/v2/test/multi/manifests/all`, {
+        method: "PUT",
+        headers: { "content-type": "application/vnd.oci.image.index.v1+json" },
+        body: JSON.stringify({
+          schemaVersion: 2,
+          mediaType: "application/vnd.oci.image.index.v1+json",
+          manifests: [entry("s390x"), entry(process.arch === "x64" ? "amd64" : process.arch)],
+        }),
+      });
+      assert.equal(put.status, 201, await put.text());
+      const r = await runCli(["run", ref("test/multi:all"), "--", "cat", "/etc/os-release"], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, OS_RELEASE);
     });
   });
 
