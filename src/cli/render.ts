@@ -107,12 +107,12 @@ export const RENDER: Record<string, (r: Any) => string> = {
   workspace_exec: execFooter,
   vm_list_environments: (r) =>
     table([
-      ["NAME", "KIND", "INSTALLED", "SIZE", "DESCRIPTION"],
+      ["NAME", "INSTALLED", "SIZE", "KIND", "DESCRIPTION"],
       ...r.environments.map((e: Any) => [
         e.name,
-        e.kind,
         e.installed ? "yes" : "no",
         bytes(e.size_bytes),
+        e.kind,
         e.description,
       ]),
     ]),
