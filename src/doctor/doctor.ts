@@ -99,7 +99,9 @@ export async function runDoctor(
     problems.push("mmdebstrap is missing, so environments cannot be built: run `sudo scripts/setup-host.sh`");
   // Not fatal (catalog environments work without it): only OCI images need it.
   if (!tools.umoci)
-    problems.push("umoci is missing, so OCI images cannot be used as environments: run `sudo scripts/setup-host.sh`");
+    problems.push(
+      "umoci is missing, so OCI images cannot be used as environments: run `sudo scripts/setup-host.sh`",
+    );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
   let user = "unknown";
   try {

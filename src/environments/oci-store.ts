@@ -10,7 +10,7 @@ import { withBuildLock } from "./build-lock.js";
 import { checkLayerOrder, type LayerFacts, LayerScanner } from "./layer-scan.js";
 import { type OciRef, parseOciRef } from "./oci-ref.js";
 import { type Descriptor, type ImageManifest, RegistryClient, resolveImage } from "./registry.js";
-import { duBytes, type RuntimeConfig, resolveRuntimeConfig } from "./runtime-config.js";
+import { duBytes, mkdirInRootfs, type RuntimeConfig, resolveRuntimeConfig } from "./runtime-config.js";
 
 /**
  * OCI images as environments. Layout under the environments dir:
@@ -221,7 +221,7 @@ export class OciStore {
           await this.unpack(bin, tmp, digest, img.manifest, opts.signal);
           const rootfs = join(tmp, "rootfs");
           // The mount point for workspaces, as in every catalog environment.
-          await mkdir(join(rootfs, "workspace"), { recursive: true });
+          await mkdirInRootfs(rootfs, "/workspace");
           const config = JSON.parse(configBytes.toString("utf8")) as {
             config?: {
               Env?: string[];
@@ -239,6 +239,8 @@ export class OciStore {
             entrypoint: c.Entrypoint ?? null,
             cmd: c.Cmd ?? null,
           };
+          // Docker creates a missing WorkingDir; so does pyro (never through a symlink).
+          if (image_config.working_dir) await mkdirInRootfs(rootfs, image_config.working_dir);
           const manifest: ImageEntryManifest = {
             kind: "image",
             name: ref.canonical,

@@ -10,7 +10,7 @@ import { type BuildProgress, buildRootfs } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
 import type { OciStore } from "./oci-store.js";
 import { loadRecipe, type ResolvedRecipe, userRecipeDigest } from "./recipe.js";
-import { DEFAULT_RUNTIME, duBytes, type RuntimeConfig } from "./runtime-config.js";
+import { DEFAULT_RUNTIME, duBytes, mkdirInRootfs, type RuntimeConfig } from "./runtime-config.js";
 
 /**
  * User environments built from recipes. `recipe-<hex16>/` holds one build (rootfs/ +
@@ -172,7 +172,12 @@ export class RecipeStore {
                 rootfs,
                 r.files.map((f) => `.${f.dest}`),
               );
-            if (r.recipe.workdir) await mkdir(join(rootfs, r.recipe.workdir), { recursive: true });
+            if (r.recipe.workdir && !(await mkdirInRootfs(rootfs, r.recipe.workdir)))
+              throw new PyroError(
+                "environment_build_failed",
+                `workdir ${r.recipe.workdir} cannot be created in the base image: a part of it is a symlink or a file`,
+                "pick a workdir made of real directories in the image",
+              );
           }
           await rm(stage, { recursive: true, force: true });
           const runtime: RuntimeConfig = {

@@ -1,4 +1,4 @@
-import { lchown, lstat, readdir, readFile } from "node:fs/promises";
+import { lchown, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { runCapture } from "../util/proc.js";
@@ -120,4 +120,22 @@ export async function chownTree(path: string, uid: number, gid: number): Promise
   const st = await lstat(path);
   if (!st.isDirectory()) return;
   for (const n of await readdir(path)) await chownTree(join(path, n), uid, gid);
+}
+
+/**
+ * `mkdir -p` of an absolute guest path inside a rootfs that may hold hostile symlinks: every
+ * component is lstat'ed and a symlink (or a non-directory) stops the walk, so nothing is ever
+ * created through a link, i.e. outside the rootfs. Returns whether the whole path now exists
+ * as real directories.
+ */
+export async function mkdirInRootfs(rootfs: string, guestPath: string): Promise<boolean> {
+  let cur = rootfs;
+  for (const part of guestPath.split("/").filter((p) => p && p !== ".")) {
+    if (part === "..") return false;
+    cur = join(cur, part);
+    const st = await lstat(cur).catch(() => undefined);
+    if (!st) await mkdir(cur, { mode: 0o755 });
+    else if (!st.isDirectory()) return false;
+  }
+  return true;
 }

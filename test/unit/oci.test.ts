@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
@@ -7,7 +8,7 @@ import { checkLayerOrder, type LayerFacts, LayerScanner } from "../../src/enviro
 import { looksLikeImageRef, parseOciRef, registryScheme } from "../../src/environments/oci-ref.js";
 import { loadRecipe, userRecipeDigest } from "../../src/environments/recipe.js";
 import { dockerCredentials, ociArch, parseChallenge } from "../../src/environments/registry.js";
-import { envListToRecord, resolveUser } from "../../src/environments/runtime-config.js";
+import { envListToRecord, mkdirInRootfs, resolveUser } from "../../src/environments/runtime-config.js";
 import { PyroError } from "../../src/errors.js";
 import { tempDir } from "../helpers.js";
 import { layerTar } from "../oci-fixtures.js";
@@ -194,6 +195,25 @@ describe("image config", () => {
       await assert.rejects(resolveUser(root, "nobody"), /not in its \/etc\/passwd/);
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("directories made in a rootfs", () => {
+  test("mkdirInRootfs creates real directories and never goes through a symlink", async () => {
+    const root = await tempDir("pyro-rootfs-");
+    const outside = await tempDir("pyro-outside-");
+    try {
+      assert.equal(await mkdirInRootfs(root, "/home/app/src"), true);
+      assert.ok(existsSync(join(root, "home", "app", "src")));
+      await symlink(outside, join(root, "opt"));
+      assert.equal(await mkdirInRootfs(root, "/opt/app"), false);
+      assert.equal(existsSync(join(outside, "app")), false, "nothing created outside the rootfs");
+      await writeFile(join(root, "file"), "");
+      assert.equal(await mkdirInRootfs(root, "/file/x"), false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+      await rm(outside, { recursive: true, force: true });
     }
   });
 });
