@@ -23,7 +23,14 @@ export const sha = (b: Buffer) => `sha256:${createHash("sha256").update(b).diges
 export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
   const pack = tarStream.pack();
   for (const { body, ...h } of entries) {
-    const header = { mode: h.type === "directory" ? 0o755 : 0o644, ...h, type: h.type ?? "file" };
+    // A fixed mtime: the same entries must give the same layer digest on every push, or
+    // images meant to share a layer would not.
+    const header = {
+      mode: h.type === "directory" ? 0o755 : 0o644,
+      mtime: new Date("2024-01-01T00:00:00Z"),
+      ...h,
+      type: h.type ?? "file",
+    };
     if (header.type === "file") pack.entry(header, body ?? "");
     else pack.entry(header);
   }

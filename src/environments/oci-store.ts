@@ -61,6 +61,7 @@ export interface PullResult {
 }
 
 const TMP_PREFIX = ".tmp-";
+const RECENT_BLOB_MS = 60 * 60_000;
 const LAYER_TYPES = new Set([
   "application/vnd.oci.image.layer.v1.tar",
   "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -462,7 +463,11 @@ export class OciStore {
       if (part && pidAlive(Number(part[1])) && Number(part[1]) !== process.pid) continue;
       if (!part && keptBlobs.has(n)) continue;
       const p = join(this.blobsDir, n);
-      freed += (await stat(p).catch(() => undefined))?.size ?? 0;
+      const st = await stat(p).catch(() => undefined);
+      // A blob a pull in another process fetched a moment ago belongs to no image *yet*:
+      // a plain prune leaves recent blobs alone (the next prune takes them if still unused).
+      if (!opts.all && st && Date.now() - st.mtimeMs < RECENT_BLOB_MS) continue;
+      freed += st?.size ?? 0;
       await rm(p, { force: true });
       removed.push(`blob sha256:${n.slice(0, 12)}`);
     }
