@@ -7,7 +7,11 @@
  *   - createWorkspace with a 10 MB, 1000-file seed directory.
  *   - the QEMU microVM engine (when qemu is installed): cold boot, snapshot restore, and the
  *     exec round trip into a running VM (boot_ms / exec_ms as pyro reports them).
- * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_JSON=1 for JSON.
+ *   - OCI pull: `pyro env pull` of a ~100 MB image from a local docker-registry into an empty
+ *     cache (download, digest check, layer scan, umoci unpack) vs `skopeo copy` to an OCI
+ *     layout + `umoci raw unpack` of the same image (when those tools are installed).
+ * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_OCI=0 to skip the
+ * OCI pull, BENCH_JSON=1 for JSON.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -19,6 +23,7 @@ import { findRunsc, globalFlags } from "../src/engines/gvisor/runsc.js";
 import { qemuQuickAvailable } from "../src/engines/qemu/select.js";
 import { Pyro } from "../src/index.js";
 import { resolvePaths } from "../src/paths.js";
+import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
@@ -150,6 +155,10 @@ async function main(): Promise<void> {
     await qws.delete();
     rows.push(...qemuRows);
   }
+  const ociRows: { name: string; samples: number[] }[] = [];
+  const ociSkip = process.env.BENCH_OCI === "0" ? "BENCH_OCI=0" : ociToolsSkipReason();
+  if (!ociSkip) ociRows.push(...(await benchOciPull(stateDir, env)));
+  rows.push(...ociRows);
   await rm(stateDir, { recursive: true, force: true });
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
@@ -157,6 +166,7 @@ async function main(): Promise<void> {
     cli_vs_raw_run: med[cli.name]! / med[raw.name]!,
     sdk_vs_raw_run: med[sdk.name]! / med[raw.name]!,
     exec_vs_raw_exec: med[wsExec.name]! / med[rawExec.name]!,
+    ...(ociRows.length ? { oci_pull_vs_skopeo_umoci: med[ociRows[0]!.name]! / med[ociRows[1]!.name]! } : {}),
   };
   if (process.env.BENCH_JSON === "1") {
     console.log(JSON.stringify({ iterations: N, medians_ms: med, ratios }, null, 2));
@@ -176,6 +186,65 @@ async function main(): Promise<void> {
     const [c, r] = qemuRows;
     console.log(`  qemu restore / cold boot          ${(med[r!.name]! / med[c!.name]!).toFixed(2)}x`);
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
+  if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
+    console.log(
+      `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,
+    );
+  else console.log(`  (OCI pull rows skipped: ${ociSkip})`);
+}
+
+/**
+ * A ~100 MB image (four 24 MB layers of incompressible data in 100 KB files, plus one layer
+ * of 4,000 small files) pushed to a local docker-registry, then pulled into an empty cache
+ * by pyro and by skopeo + umoci, interleaved.
+ */
+async function benchOciPull(stateDir: string, env: NodeJS.ProcessEnv) {
+  process.stderr.write("bench: OCI pull of a ~100 MB image from a local registry...\n");
+  const reg = await startRegistry();
+  try {
+    const big = (n: number) =>
+      Array.from({ length: 240 }, (_, i) => ({ name: `data${n}/f${i}.bin`, body: randomBytes(100_000) }));
+    const small = Array.from({ length: 4000 }, (_, i) => ({
+      name: `small/d${i % 40}/f${i}.txt`,
+      body: `file ${i}\n`.repeat(20),
+    }));
+    await reg.push("bench/big", "1", { layers: [big(0), big(1), big(2), big(3), small] });
+    const ref = `127.0.0.1:${reg.port}/bench/big:1`;
+    const ours = { name: "pyro env pull 100 MB image", samples: [] as number[] };
+    const theirs = { name: "skopeo copy + umoci raw unpack", samples: [] as number[] };
+    const iterations = Math.min(N, 3);
+    for (let i = 0; i < iterations; i++) {
+      const cache = join(stateDir, `oci-cache-${i}`);
+      ours.samples.push(
+        await timeProcess(process.execPath, [CLI, "env", "pull", ref], { ...env, PYRO_CACHE_DIR: cache }),
+      );
+      await rm(cache, { recursive: true, force: true });
+      const layout = join(stateDir, `oci-layout-${i}`);
+      theirs.samples.push(
+        await timeIt(async () => {
+          await timeProcess("/usr/bin/skopeo", [
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            `docker://${ref}`,
+            `oci:${layout}:x`,
+          ]);
+          await timeProcess("/usr/bin/umoci", [
+            "raw",
+            "unpack",
+            "--image",
+            `${layout}:x`,
+            join(layout, "rootfs"),
+          ]);
+        }),
+      );
+      await rm(layout, { recursive: true, force: true });
+    }
+    return [ours, theirs];
+  } finally {
+    await reg.stop();
+  }
 }
 
 main().catch((e) => {

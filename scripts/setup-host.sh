@@ -3,6 +3,7 @@
 #   - runsc (gVisor) from Debian trixie: bookworm's build fails statx on directories.
 #     Fetched with a private apt list so the host's apt configuration is left untouched.
 #   - mmdebstrap to build environment root filesystems from Debian packages.
+#   - umoci to unpack OCI images (and, for the tests, skopeo and docker-registry).
 set -euo pipefail
 
 SUDO=""
@@ -63,6 +64,29 @@ if [ "${#qemu_pkgs[@]}" -gt 0 ]; then
   log "installing ${qemu_pkgs[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${qemu_pkgs[@]}" >/dev/null
+fi
+
+# --- OCI images as environments: umoci unpacks image layers (runtime). The tests also run
+#     Debian's docker-registry on 127.0.0.1 (a free port of their own) and push test images
+#     with skopeo. docker-registry's package starts a registry service on :5000 when it is
+#     installed; pyro never uses that service, so when this script installs the package it
+#     stops and disables the service again (an already-installed registry is left alone).
+oci_pkgs=()
+for p in umoci skopeo docker-registry; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || oci_pkgs+=("$p")
+done
+if [ "${#oci_pkgs[@]}" -gt 0 ]; then
+  log "installing ${oci_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${oci_pkgs[@]}" >/dev/null
+  if printf '%s\n' "${oci_pkgs[@]}" | grep -qx docker-registry; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/docker-registry ]; then
+      $SUDO /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+    fi
+    log "docker-registry installed for the tests; its own service (port 5000) is stopped and disabled"
+  fi
 fi
 
 if [ -n "${PYRO_CACHE_DIR:-}" ]; then

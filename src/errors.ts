@@ -19,7 +19,15 @@ export type ErrorCode =
   | "host_path_denied"
   | "timeout"
   | "cancelled"
-  | "host_dependency_missing";
+  | "host_dependency_missing"
+  | "registry_unreachable"
+  | "registry_auth_failed"
+  | "registry_error"
+  | "image_not_found"
+  | "image_digest_mismatch"
+  | "image_layer_unsafe"
+  | "image_unsupported"
+  | "recipe_invalid";
 
 /**
  * A hint is written once, below the faces, but read in a face's language: "list workspaces

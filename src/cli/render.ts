@@ -84,10 +84,21 @@ function envInfo(e: Any): string {
     ["name", e.name],
     ["description", e.description],
     ["installed", e.installed ? "yes" : "no"],
-    ["digest", e.digest],
+    ["kind", e.kind],
+    ["digest", e.digest ?? "(not pulled yet)"],
     [
       "recipe",
-      `mmdebstrap ${e.recipe.suite} --variant=${e.recipe.variant} + ${e.recipe.packages.join(", ")}`,
+      e.recipe
+        ? e.kind === "catalog"
+          ? `mmdebstrap ${e.recipe.suite} --variant=${e.recipe.variant} + ${e.recipe.packages.join(", ")}`
+          : `base ${e.recipe.suite}${e.recipe.packages.length ? ` + ${e.recipe.packages.join(", ")}` : ""}`
+        : "-",
+    ],
+    [
+      "config",
+      e.config
+        ? `user ${e.config.uid}:${e.config.gid}, workdir ${e.config.working_dir ?? "/"}, env ${Object.keys(e.config.env).join(" ") || "-"}`
+        : "-",
     ],
     ["path", e.path],
     ["size", bytes(e.size_bytes)],
@@ -101,16 +112,22 @@ export const RENDER: Record<string, (r: Any) => string> = {
   workspace_exec: execFooter,
   vm_list_environments: (r) =>
     table([
-      ["NAME", "INSTALLED", "SIZE", "DESCRIPTION"],
+      ["NAME", "INSTALLED", "SIZE", "KIND", "DESCRIPTION"],
       ...r.environments.map((e: Any) => [
         e.name,
         e.installed ? "yes" : "no",
         bytes(e.size_bytes),
+        e.kind,
         e.description,
       ]),
     ]),
   env_pull: (r) =>
-    `${r.environment.name}: ${r.pulled ? "built" : "already installed"} (${bytes(r.environment.size_bytes)}) at ${r.environment.path}`,
+    `${r.environment.name}: ${r.pulled ? (r.environment.kind === "image" ? "pulled" : "built") : "already installed"} (${bytes(r.environment.size_bytes)}) at ${r.environment.path}` +
+    (r.environment.kind === "image"
+      ? `\ndownloaded ${bytes(r.bytes_downloaded)} in ${r.layers_downloaded} layer(s); ${r.layers_cached} layer(s) already cached`
+      : ""),
+  env_build: (r) =>
+    `${r.environment.name}: ${r.built ? "built" : "unchanged (cache hit)"} in ${(r.duration_ms / 1000).toFixed(1)} s (${bytes(r.environment.size_bytes)}) at ${r.environment.path}`,
   env_inspect: envInfo,
   env_prune: (r) =>
     r.removed.length ? `removed ${r.removed.join(", ")} (${bytes(r.bytes_freed)} freed)` : "nothing to prune",

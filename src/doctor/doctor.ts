@@ -93,10 +93,15 @@ export async function runDoctor(
   if (!rootfs)
     problems.push("no environment installed yet: `pyro env pull debian:12` (or any `pyro run` pulls it)");
   const tools: Record<string, string | null> = {};
-  for (const t of ["runsc", "mmdebstrap", "qemu-system-x86_64", "firecracker", "tar"])
+  for (const t of ["runsc", "mmdebstrap", "qemu-system-x86_64", "firecracker", "tar", "umoci"])
     tools[t] = (await which(t, env)) ?? null;
   if (!tools.mmdebstrap)
     problems.push("mmdebstrap is missing, so environments cannot be built: run `sudo scripts/setup-host.sh`");
+  // Not fatal (catalog environments work without it): only OCI images need it.
+  if (!tools.umoci)
+    problems.push(
+      "umoci is missing, so OCI images cannot be used as environments: run `sudo scripts/setup-host.sh`",
+    );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
   let user = "unknown";
   try {

@@ -21,6 +21,8 @@ export interface SandboxSpec {
   network: boolean;
   /** When the sandbox must be gone; engines that can enforce it without pyro running do. */
   expiresAt?: string;
+  /** The user processes run as (an OCI image's User); root when absent. */
+  user?: { uid: number; gid: number };
 }
 
 /** Plain serialisable data: persisted with the VM/workspace so a later process re-attaches. */
@@ -37,6 +39,8 @@ export interface ExecRequest {
   argv: string[];
   cwd?: string;
   env?: Record<string, string>;
+  /** Run as this user (an OCI image's User); the sandbox's default (root) when absent. */
+  user?: { uid: number; gid: number };
   timeoutMs: number;
   /** How much of each stream the outcome's stdout/stderr strings hold (in memory). */
   maxOutputBytes?: number;

@@ -25,7 +25,13 @@ function phaseOf(line: string): BuildProgress["phase"] {
 export async function buildRootfs(
   recipe: EnvironmentRecipe,
   target: string,
-  opts: { onProgress?: (p: BuildProgress) => void; signal?: AbortSignal; env?: NodeJS.ProcessEnv } = {},
+  opts: {
+    onProgress?: (p: BuildProgress) => void;
+    signal?: AbortSignal;
+    env?: NodeJS.ProcessEnv;
+    /** More mmdebstrap --customize-hook values, run in order after pyro's own (user recipes). */
+    hooks?: string[];
+  } = {},
 ): Promise<void> {
   const env = opts.env ?? process.env;
   const binary = env.PYRO_MMDEBSTRAP || (await which("mmdebstrap", env));
@@ -38,10 +44,11 @@ export async function buildRootfs(
   }
   const args = [
     `--variant=${recipe.variant}`,
-    `--include=${recipe.include.join(",")}`,
+    ...(recipe.include.length ? [`--include=${recipe.include.join(",")}`] : []),
     "--verbose",
     // /workspace exists in every image so the mount point needs no guest-side setup.
     '--customize-hook=mkdir -p "$1/workspace" && echo pyro > "$1/etc/hostname"',
+    ...(opts.hooks ?? []).map((h) => `--customize-hook=${h}`),
     recipe.suite,
     target,
   ];

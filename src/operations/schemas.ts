@@ -29,7 +29,7 @@ const environment = z
   .min(1)
   .max(200)
   .describe(
-    `Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3). Default ${DEFAULT_ENVIRONMENT}.`,
+    `Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3); an OCI image reference with its registry ("docker.io/library/python:3.12-slim", "localhost:5000/app:1", "ghcr.io/org/img@sha256:…"), pulled on first use; or a user environment made with \`pyro env build\`. Default ${DEFAULT_ENVIRONMENT}.`,
   );
 const command = z
   .union([z.string().min(1).max(100_000), z.array(z.string().max(100_000)).min(1).max(10_000)])
@@ -278,16 +278,43 @@ export const ReapResult = z.object({
 
 export const EnvInfo = z.object({
   name: z.string(),
+  kind: z.enum(["catalog", "image", "recipe"]),
   description: z.string(),
-  digest: z.string(),
+  digest: z.string().nullable(),
   installed: z.boolean(),
   path: z.string().nullable(),
   size_bytes: z.number().nullable(),
   built_at: z.string().nullable(),
-  recipe: z.object({ suite: z.string(), variant: z.string(), packages: z.array(z.string()) }),
+  recipe: z.object({ suite: z.string(), variant: z.string(), packages: z.array(z.string()) }).nullable(),
+  config: z
+    .object({
+      env: z.record(z.string(), z.string()),
+      working_dir: z.string().nullable(),
+      uid: z.number(),
+      gid: z.number(),
+    })
+    .nullable(),
 });
 export const EnvListResult = z.object({ environments: z.array(EnvInfo) });
-export const EnvPullResult = z.object({ environment: EnvInfo, pulled: z.boolean() });
+export const EnvPullResult = z.object({
+  environment: EnvInfo,
+  pulled: z.boolean(),
+  bytes_downloaded: z.number(),
+  layers_downloaded: z.number(),
+  layers_cached: z.number(),
+});
+export const EnvBuildInput = z.object({
+  recipe_path: z
+    .string()
+    .min(1)
+    .max(4096)
+    .describe("Path of a JSON recipe file (relative paths resolve against the current directory)."),
+});
+export const EnvBuildResult = z.object({
+  environment: EnvInfo,
+  built: z.boolean(),
+  duration_ms: z.number(),
+});
 export const EnvPruneResult = z.object({ removed: z.array(z.string()), bytes_freed: z.number() });
 
 export const SeedInfo = z.object({

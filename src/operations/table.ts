@@ -94,16 +94,37 @@ export const OPERATIONS = [
     name: "env_pull",
     sdk: "pullEnvironment",
     title: "Build or fetch an environment",
-    description: "Build an environment's root filesystem into the cache (no-op when it is already there).",
+    description:
+      "Build a catalog environment's root filesystem into the cache (no-op when it is already there), or pull an OCI image reference from its registry (again: a moved tag is fetched; layers already cached are not downloaded).",
     input: S.EnvNameInput,
     result: S.EnvPullResult,
     mcp: false,
     cli: {
       path: ["env", "pull"],
       positional: ["environment"],
-      examples: ["pyro env pull debian:12", "pyro env pull debian:12-build --json"],
+      examples: [
+        "pyro env pull debian:12",
+        "pyro env pull docker.io/library/python:3.12-slim",
+        "pyro env pull localhost:5000/app:1 --json",
+      ],
     },
     handler: (rt, i, ctx) => rt.pullEnvironment(i.environment, ctx),
+  }),
+  op({
+    name: "env_build",
+    sdk: "buildEnvironment",
+    title: "Build a user environment from a recipe",
+    description:
+      "Build a user environment from a JSON recipe (base, packages, files, run, env, workdir); cached by the recipe's digest, so an unchanged recipe is not rebuilt. The recipe's name is then usable wherever an environment is.",
+    input: S.EnvBuildInput,
+    result: S.EnvBuildResult,
+    mcp: false,
+    cli: {
+      path: ["env", "build"],
+      positional: ["recipe_path"],
+      examples: ["pyro env build ./recipe.json", "pyro env build ./recipe.json --json"],
+    },
+    handler: (rt, i, ctx) => rt.buildEnvironment(i.recipe_path, ctx),
   }),
   op({
     name: "env_inspect",

@@ -1,6 +1,6 @@
+import { resolve } from "node:path";
 import { runDoctor } from "../doctor/doctor.js";
 import { imageDigestFor, pruneMicrovmCache } from "../engines/qemu/prune.js";
-import { CATALOG } from "../environments/catalog.js";
 import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
@@ -28,7 +28,7 @@ export class Runtime {
   constructor(opts: RuntimeOptions = {}) {
     const env = opts.env ?? process.env;
     this.paths = opts.paths ?? resolvePaths(env);
-    this.envs = new EnvironmentStore(this.paths.environmentsDir);
+    this.envs = new EnvironmentStore(this.paths.environmentsDir, env);
     let privateState: Promise<void> | undefined;
     this.deps = {
       paths: this.paths,
@@ -65,10 +65,7 @@ export class Runtime {
   async pruneEnvironments(opts: { all: boolean }): Promise<{ removed: string[]; bytes_freed: number }> {
     const envs = await this.envs.prune(opts);
     const keep = new Set<string>();
-    for (const r of CATALOG) {
-      const m = await this.envs.manifest(r.name);
-      if (m) keep.add(imageDigestFor(m));
-    }
+    for (const m of await this.envs.installedManifests()) keep.add(imageDigestFor(m));
     const vm = await pruneMicrovmCache(this.paths.cacheDir, keep, opts, this.deps.env);
     return { removed: [...envs.removed, ...vm.removed], bytes_freed: envs.bytes_freed + vm.bytes_freed };
   }
@@ -78,10 +75,29 @@ export class Runtime {
   }
 
   async pullEnvironment(name: string, ctx: CallContext = {}) {
-    const r = await this.envs.ensure(name, {
+    const r = await this.envs.pull(name, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: p.message }),
     });
-    return { environment: await this.envs.info(name), pulled: r.pulled };
+    return {
+      environment: await this.envs.info(name),
+      pulled: r.pulled,
+      bytes_downloaded: r.bytes_downloaded,
+      layers_downloaded: r.layers_downloaded,
+      layers_cached: r.layers_cached,
+    };
+  }
+
+  async buildEnvironment(recipePath: string, ctx: CallContext = {}) {
+    const t0 = performance.now();
+    const r = await this.envs.recipes.build(resolve(ctx.cwd ?? process.cwd(), recipePath), {
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onProgress: (p) => ctx.onProgress?.({ message: p.message }),
+    });
+    return {
+      environment: await this.envs.info(r.manifest.name),
+      built: r.built,
+      duration_ms: Math.round(performance.now() - t0),
+    };
   }
 }

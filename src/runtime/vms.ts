@@ -2,6 +2,7 @@ import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
 import type { Engine, SandboxSpec } from "../engines/types.js";
+import { processOf, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
 import type {
@@ -106,13 +107,14 @@ export class VmManager {
       vcpuCount: input.vcpu_count,
       memMib: input.mem_mib,
       network: input.network,
+      ...userOf(env.runtime),
     };
     const rec = await this.recorder(vm_id, input.max_output_bytes, ctx);
     let out: Awaited<ReturnType<typeof engine.runOnce>>;
     try {
       out = await engine.runOnce(spec, {
         argv: toArgv(input.command),
-        cwd: "/",
+        ...processOf(env.runtime),
         timeoutMs: input.timeout_seconds * 1000,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...streamInto(rec),
@@ -239,6 +241,7 @@ export class VmManager {
         memMib: rec.mem_mib,
         network: rec.network,
         expiresAt: rec.expires_at,
+        ...userOf(env.runtime),
       });
       return this.view(
         await this.records.update(id, (r) => {
@@ -276,11 +279,13 @@ export class VmManager {
     }
     try {
       const recorder = await this.recorder(id, input.max_output_bytes, ctx);
+      const runtime = await this.d.envs.runtimeConfig(rec.environment);
       let out: Awaited<ReturnType<Engine["exec"]>>;
       try {
         out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
           argv: toArgv(input.command),
-          cwd: "/",
+          ...processOf(runtime),
+          ...userOf(runtime),
           timeoutMs: input.timeout_seconds * 1000,
           ...(ctx.signal ? { signal: ctx.signal } : {}),
           ...streamInto(recorder),

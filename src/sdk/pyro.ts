@@ -42,6 +42,8 @@ export type RunResult = z.infer<typeof S.RunResult>;
 export type VmStatus = z.infer<typeof S.VmStatusResult>;
 export type VmNetworkInfo = z.infer<typeof S.VmNetworkResult>;
 export type EnvironmentInfo = z.infer<typeof S.EnvInfo>;
+export type EnvironmentPullResult = z.infer<typeof S.EnvPullResult>;
+export type EnvironmentBuildResult = z.infer<typeof S.EnvBuildResult>;
 export type WorkspaceStatus = z.infer<typeof S.WorkspaceStatusResult>;
 export type WorkspaceExecResult = z.infer<typeof S.WorkspaceExecResult>;
 export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
@@ -149,11 +151,13 @@ export class Pyro {
       (r) => r.environments,
     );
   }
-  pullEnvironment(
-    environment: string,
-    opts?: CallOptions,
-  ): Promise<{ environment: EnvironmentInfo; pulled: boolean }> {
+  /** Builds a catalog environment, or pulls an OCI image reference (bytes counted in the result). */
+  pullEnvironment(environment: string, opts?: CallOptions): Promise<EnvironmentPullResult> {
     return this.#method("env_pull", { environment }, opts);
+  }
+  /** Builds a user environment from a JSON recipe file (a cache hit when nothing changed). */
+  buildEnvironment(recipePath: string, opts?: CallOptions): Promise<EnvironmentBuildResult> {
+    return this.call("env_build", { recipe_path: recipePath }, opts);
   }
   inspectEnvironment(environment: string): Promise<EnvironmentInfo> {
     return this.#method("env_inspect", { environment });

@@ -3,6 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
 import type { Engine, SandboxHandle } from "../engines/types.js";
+import { chownTree, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { resolveHostPath } from "../host-paths.js";
 import { checkId, newId } from "../ids.js";
@@ -233,6 +234,8 @@ export class WorkspaceManager {
           throw e;
         });
       }
+      // An image that runs as a non-root User gets a /workspace it can write.
+      if (env.runtime.uid !== 0) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
       handle = await engine.create({
@@ -245,6 +248,7 @@ export class WorkspaceManager {
         memMib: input.mem_mib,
         network: input.network,
         expiresAt: rec.expires_at,
+        ...userOf(env.runtime),
       });
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
@@ -342,10 +346,14 @@ export class WorkspaceManager {
       onStderr: ctx.onStderr,
     });
     let out: Awaited<ReturnType<Engine["exec"]>>;
+    // An image's Env and User apply; its WorkingDir does not: workspaces work in /workspace.
+    const runtime = await this.d.envs.runtimeConfig(rec.environment);
     try {
       out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
         argv: toArgv(input.command),
         cwd: WORKSPACE_ROOT,
+        ...(Object.keys(runtime.env).length ? { env: runtime.env } : {}),
+        ...userOf(runtime),
         timeoutMs: input.timeout_seconds * 1000,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...streamInto(recorder),

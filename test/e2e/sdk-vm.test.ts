@@ -149,7 +149,7 @@ test("listEnvironments and inspectEnvironment", async (t) => {
     assert.equal(info.name, "debian:12");
     assert.equal(info.installed, true);
     assert.equal(info.digest, envs[0]!.digest);
-    assert.deepEqual(info.recipe.packages, ["ca-certificates", "git"]);
+    assert.deepEqual(info.recipe?.packages, ["ca-certificates", "git"]);
     await rejectsWith(
       pyro.inspectEnvironment("debian:11"),
       "unknown_environment",

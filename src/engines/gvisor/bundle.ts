@@ -127,7 +127,7 @@ export function buildOciConfig(
     ociVersion: "1.0.0",
     process: {
       terminal: false,
-      user: { uid: 0, gid: 0 },
+      user: spec.user ?? { uid: 0, gid: 0 },
       args: process.args,
       env: guestEnv(process.env),
       cwd: process.cwd,

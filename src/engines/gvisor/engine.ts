@@ -243,6 +243,7 @@ export class GvisorEngine implements Engine {
     );
     const args = ["exec", "--internal-pid-file", pidFile, "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
+    if (req.user) args.push("--user", `${req.user.uid}:${req.user.gid}`);
     args.push(cid, ...(handle.data.init ? withDeadline(argv, req.timeoutMs) : argv));
     const r = await runsc(flags, args, {
       timeoutMs: req.timeoutMs,
