@@ -21,6 +21,7 @@ export const DEFAULTS = {
   mem_mib: 1024,
   timeout_seconds: 30,
   ttl_seconds: 600,
+  max_ttl_seconds: 86_400,
   network: false,
 } as const;
 
@@ -117,6 +118,21 @@ export const EnvPruneInput = z.object({
   all: z.boolean().default(false).describe("Also remove installed catalog environments."),
 });
 
+const workspaceTtl = z
+  .number()
+  .int()
+  .min(1)
+  .max(LIMITS.ttlMax)
+  .describe(
+    "Idle time in seconds: the workspace expires this long after its last exec or sync push (each one extends it). Default 600.",
+  );
+const workspaceMaxTtl = z
+  .number()
+  .int()
+  .min(1)
+  .max(LIMITS.ttlMax)
+  .describe("Hard limit in seconds from creation, however busy the workspace is. Default 86400 (24 h).");
+
 export const WorkspaceCreateInput = z.object({
   environment: environment.default(DEFAULT_ENVIRONMENT),
   seed_path: z
@@ -138,9 +154,15 @@ export const WorkspaceCreateInput = z.object({
     .describe(
       "Size of /workspace in MiB (64-1048576, default 4096): the guest sees it in df and a write past it fails with ENOSPC. Enforced where pyro can mount a disk image (as root); always recorded.",
     ),
-  ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
+  ttl_seconds: workspaceTtl.default(DEFAULTS.ttl_seconds),
+  max_ttl_seconds: workspaceMaxTtl.default(DEFAULTS.max_ttl_seconds),
   network: network.default(false),
   allow_host_compat: allow_host_compat.default(false),
+});
+export const WorkspaceUpdateInput = z.object({
+  workspace_id: workspaceId,
+  ttl_seconds: workspaceTtl.optional(),
+  max_ttl_seconds: workspaceMaxTtl.optional(),
 });
 export const WorkspaceIdInput = z.object({ workspace_id: workspaceId });
 export const WorkspaceSyncInput = z.object({
@@ -345,6 +367,14 @@ export const WorkspaceStatusResult = z.object({
   disk_enforced: z
     .boolean()
     .describe("Whether disk_mib is enforced (a mounted disk image) or only recorded."),
+  ttl_seconds: z
+    .number()
+    .int()
+    .describe("Idle time after which the workspace expires; each exec or push extends it."),
+  max_expires_at: z
+    .string()
+    .describe("When the workspace expires however busy it is (creation + max_ttl_seconds)."),
+  last_activity_at: z.string().describe("The last exec or sync push (or creation)."),
   network: z.boolean(),
   execution_mode: ExecutionModeSchema.nullable(),
   command_count: z.number().int(),
@@ -474,6 +504,7 @@ export type CommandLogEntryT = z.infer<typeof CommandLogEntry>;
 export type WorkspaceLogsInputT = z.infer<typeof WorkspaceLogsInput>;
 export type WorkspaceLogsResultT = z.infer<typeof WorkspaceLogsResult>;
 export type OutputReadInputT = z.infer<typeof OutputReadInput>;
+export type WorkspaceUpdateInputT = z.infer<typeof WorkspaceUpdateInput>;
 export type SeedInfoT = z.infer<typeof SeedInfo>;
 export type DoctorResultT = z.infer<typeof DoctorResult>;
 export type ReapResultT = z.infer<typeof ReapResult>;

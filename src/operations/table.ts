@@ -297,6 +297,7 @@ export const OPERATIONS = [
     title: "Create a persistent workspace",
     description:
       "Create and start a persistent sandbox whose /workspace directory survives between commands. " +
+      "It expires ttl_seconds (default 600) after its last exec or sync push, and at the latest max_ttl_seconds (default 24 h) after creation: its sandbox and files are then removed (workspace_update changes both). " +
       "seed_path (a host directory or .tar/.tar.gz/.tgz) is unpacked into /workspace first. " +
       "Use only for repeated commands in one place; prefer vm_run for one-shot commands. Delete it with workspace_delete when done.",
     input: S.WorkspaceCreateInput,
@@ -423,6 +424,26 @@ export const OPERATIONS = [
       examples: ["pyro workspace delete ws_0123456789abcdef"],
     },
     handler: (rt, i) => rt.workspaces.delete(i.workspace_id),
+  }),
+  op({
+    name: "workspace_update",
+    sdk: "updateWorkspace",
+    title: "Change a workspace's TTLs",
+    description:
+      "Change how long a workspace lives: ttl_seconds (idle time; each exec or sync push extends the expiry by it) and max_ttl_seconds (hard limit from creation). " +
+      "Returns the workspace's status with the new expires_at and max_expires_at.",
+    input: S.WorkspaceUpdateInput,
+    result: S.WorkspaceStatusResult,
+    mcp: true,
+    cli: {
+      path: ["workspace", "update"],
+      positional: ["workspace_id"],
+      examples: [
+        "pyro workspace update ws_0123456789abcdef --ttl-seconds 3600",
+        "pyro workspace update ws_0123456789abcdef --max-ttl-seconds 172800 --json",
+      ],
+    },
+    handler: (rt, i) => rt.workspaces.update(i),
   }),
   op({
     name: "workspace_list",

@@ -201,7 +201,7 @@ export class Pyro {
 
   // ---- workspaces ----
   async createWorkspace(
-    input: SandboxOptions & { seedPath?: string; diskMib?: number } = {},
+    input: SandboxOptions & { seedPath?: string; diskMib?: number; maxTtlSeconds?: number } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceHandle> {
     return new WorkspaceHandle(
@@ -243,6 +243,13 @@ export class Pyro {
   }
   deleteWorkspace(workspaceId: string): Promise<{ workspace_id: string; deleted: boolean }> {
     return this.#method("workspace_delete", { workspace_id: workspaceId });
+  }
+  /** New idle TTL and/or hard maximum; returns the status with the recomputed expiry. */
+  updateWorkspace(
+    workspaceId: string,
+    options: { ttlSeconds?: number; maxTtlSeconds?: number },
+  ): Promise<WorkspaceStatus> {
+    return this.#method("workspace_update", { workspace_id: workspaceId, ...snake(options) });
   }
   listWorkspaces(): Promise<WorkspaceSummary[]> {
     return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
@@ -288,6 +295,10 @@ export class WorkspaceHandle {
     options: { limit?: number; includeOutput?: boolean; maxOutputBytes?: number } = {},
   ): Promise<WorkspaceLogs> {
     return this.pyro.logsWorkspace(this.workspace_id, options);
+  }
+  async update(options: { ttlSeconds?: number; maxTtlSeconds?: number }): Promise<WorkspaceStatus> {
+    this.status = await this.pyro.updateWorkspace(this.workspace_id, options);
+    return this.status;
   }
   delete(): Promise<{ workspace_id: string; deleted: boolean }> {
     return this.pyro.deleteWorkspace(this.workspace_id);

@@ -20,6 +20,7 @@ import {
   type WorkspaceStatusResultT,
   type WorkspaceSyncInputT,
   type WorkspaceSyncResultT,
+  type WorkspaceUpdateInputT,
 } from "../operations/schemas.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import { CommandRecorder, type StreamSnapshot } from "../output/recorder.js";
@@ -37,6 +38,13 @@ import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
+/** The idle expiry after activity at `at`, capped by the hard maximum. */
+export function nextExpiry(at: number, ttlSeconds: number, maxExpiresAt: string | undefined): string {
+  const idle = at + ttlSeconds * 1000;
+  const cap = maxExpiresAt ? Date.parse(maxExpiresAt) : Number.POSITIVE_INFINITY;
+  return new Date(Math.min(idle, cap)).toISOString();
+}
+
 /**
  * The stored record, validated on every load (see RecordStore). `creating` is written before
  * anything else exists, with the creating process as `owner`, so a sandbox whose creator
@@ -50,6 +58,9 @@ const WorkspaceRecordSchema = z.looseObject({
   reason: z.string().nullable(),
   created_at: z.string(),
   expires_at: z.string(),
+  ttl_seconds: z.number().int().positive().default(600),
+  max_expires_at: z.string().optional(),
+  last_activity_at: z.string().optional(),
   vcpu_count: z.number().int(),
   mem_mib: z.number().int(),
   disk_mib: z.number().int().positive().default(4096),
@@ -197,7 +208,10 @@ export class WorkspaceManager {
       state: "creating",
       reason: null,
       created_at: nowIso(),
-      expires_at: isoPlusSeconds(input.ttl_seconds),
+      expires_at: nextExpiry(Date.now(), input.ttl_seconds, isoPlusSeconds(input.max_ttl_seconds)),
+      ttl_seconds: input.ttl_seconds,
+      max_expires_at: isoPlusSeconds(input.max_ttl_seconds),
+      last_activity_at: nowIso(),
       vcpu_count: input.vcpu_count,
       mem_mib: input.mem_mib,
       disk_mib: input.disk_mib,
@@ -332,7 +346,12 @@ export class WorkspaceManager {
 
   async exec(input: WorkspaceExecInputT, ctx: CallContext = {}): Promise<WorkspaceExecResultT> {
     const t0 = performance.now();
-    const rec = await this.usable(input.workspace_id);
+    let rec = await this.usable(input.workspace_id);
+    // A command must not be cut short by the idle expiry (the sandbox enforces it on itself):
+    // when its deadline would pass the expiry, the expiry moves first.
+    const deadline = Date.now() + input.timeout_seconds * 1000;
+    if (Date.parse(rec.expires_at) < deadline + rec.ttl_seconds * 1000 && !this.capped(rec))
+      rec = await this.touch(rec.workspace_id, deadline);
     const started_at = nowIso();
     const command = displayCommand(input.command);
     const commandsDir = join(this.dir(rec.workspace_id), "commands");
@@ -446,7 +465,9 @@ export class WorkspaceManager {
       await writeJsonAtomic(join(commandsDir, `${String(sequence).padStart(8, "0")}.json`), entry);
       r.command_count = sequence;
       r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
+      this.markActive(r, Date.now());
     });
+    await this.pushExpiry(id);
     return { sequence, duration_ms };
   }
 
@@ -464,7 +485,53 @@ export class WorkspaceManager {
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
       throw pe;
     }
+    await this.touch(rec.workspace_id, Date.now());
     return { workspace_id: rec.workspace_id, source_path: src.path, mode: src.kind, destination, ...stats };
+  }
+
+  /** Whether the expiry already sits at the hard maximum (nothing can extend it). */
+  private capped(r: WorkspaceRecord): boolean {
+    return !!r.max_expires_at && Date.parse(r.expires_at) >= Date.parse(r.max_expires_at);
+  }
+
+  /** Activity at `at`: the idle expiry moves to at + ttl (never past the hard maximum, never back). */
+  private markActive(r: WorkspaceRecord, at: number): void {
+    const next = nextExpiry(at, r.ttl_seconds, r.max_expires_at);
+    if (Date.parse(next) > Date.parse(r.expires_at)) r.expires_at = next;
+    r.last_activity_at = new Date(Math.min(at, Date.now())).toISOString();
+  }
+
+  /** Records activity (exec, push, and the file operations) and tells the sandbox its new expiry. */
+  async touch(id: string, at: number): Promise<WorkspaceRecord> {
+    const rec = await this.records.update(id, (r) => {
+      if (r.state === "running") this.markActive(r, at);
+    });
+    await this.pushExpiry(id, rec);
+    return rec;
+  }
+
+  /** Hands the record's expiry to the engine, which enforces it with no pyro process alive. */
+  private async pushExpiry(id: string, known?: WorkspaceRecord): Promise<void> {
+    const rec = known ?? (await this.records.load(id).catch(() => undefined));
+    if (!rec?.handle || rec.state !== "running") return;
+    await this.engineFor(rec)
+      .setExpiry?.(asHandle(rec.handle), rec.expires_at)
+      .catch(() => undefined);
+  }
+
+  /** `workspace update`: new idle TTL and/or hard maximum; the expiry is recomputed from the last activity. */
+  async update(input: WorkspaceUpdateInputT): Promise<WorkspaceStatusResultT> {
+    const id = checkId("ws", input.workspace_id);
+    await this.usable(id);
+    const rec = await this.records.update(id, (r) => {
+      if (input.max_ttl_seconds !== undefined)
+        r.max_expires_at = new Date(Date.parse(r.created_at) + input.max_ttl_seconds * 1000).toISOString();
+      if (input.ttl_seconds !== undefined) r.ttl_seconds = input.ttl_seconds;
+      const last = Date.parse(r.last_activity_at ?? r.created_at);
+      r.expires_at = nextExpiry(last, r.ttl_seconds, r.max_expires_at);
+    });
+    await this.pushExpiry(id, rec);
+    return this.view(await this.current(rec));
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
@@ -657,6 +724,9 @@ export class WorkspaceManager {
       mem_mib: 0,
       disk_mib: 0,
       disk_enforced: false,
+      ttl_seconds: 0,
+      max_expires_at: at,
+      last_activity_at: at,
       network: false,
       execution_mode: null,
       command_count: 0,
@@ -683,6 +753,9 @@ export class WorkspaceManager {
       mem_mib: r.mem_mib,
       disk_mib: r.disk_mib,
       disk_enforced: r.disk_enforced,
+      ttl_seconds: r.ttl_seconds,
+      max_expires_at: r.max_expires_at ?? r.expires_at,
+      last_activity_at: r.last_activity_at ?? r.created_at,
       network: r.network,
       execution_mode: r.execution_mode,
       command_count: r.command_count,
