@@ -19,6 +19,11 @@
  *       wait on zombies) and, when F holds a Unix time in seconds that has passed, ends the
  *       sandbox (the TTL holds with no pyro process alive). F is re-read every few seconds.
  *
+ *   init watch --pid P --marker M --expires-file F
+ *       Run on the HOST, detached, beside a microVM: kills process P (only while its command
+ *       line still contains M, so a reused pid is never hit) once the time in F has passed,
+ *       and exits when P is gone. The QEMU engine's equivalent of `idle`'s expiry.
+ *
  * Built static: cc -static -O2 -o dist/guest/pyro-sandbox-init guest/sandbox-init.c
  */
 #define _GNU_SOURCE
@@ -48,7 +53,8 @@ static int64_t now_ms(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: init run [--deadline-ms N] -- PROG [ARGS...]\n"
-          "       init idle [--expires-file FILE]\n");
+          "       init idle [--expires-file FILE]\n"
+          "       init watch --pid PID --marker TEXT --expires-file FILE\n");
   exit(2);
 }
 
@@ -187,6 +193,40 @@ static int cmd_idle(int argc, char **argv) {
   }
 }
 
+/* Whether `pid` is alive and its command line contains `marker`. */
+static int process_matches(pid_t pid, const char *marker) {
+  char path[64], buf[8192];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  return n > 0 && memmem(buf, n, marker, strlen(marker)) != NULL;
+}
+
+static int cmd_watch(int argc, char **argv) {
+  pid_t pid = 0;
+  const char *marker = NULL, *expires_file = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--pid") == 0 && i + 1 < argc) pid = (pid_t)atoi(argv[++i]);
+    else if (strcmp(argv[i], "--marker") == 0 && i + 1 < argc) marker = argv[++i];
+    else if (strcmp(argv[i], "--expires-file") == 0 && i + 1 < argc) expires_file = argv[++i];
+    else usage();
+  }
+  if (pid <= 0 || !marker || !expires_file) usage();
+  setsid();
+  signal(SIGHUP, SIG_IGN);
+  for (;;) {
+    if (!process_matches(pid, marker)) return 0;
+    int64_t at = read_expiry(expires_file);
+    if (at > 0 && (int64_t)time(NULL) >= at) {
+      kill(pid, SIGKILL);
+      return 0;
+    }
+    sleep(EXPIRY_POLL_MS / 1000);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
     puts(INIT_VERSION);
@@ -194,6 +234,7 @@ int main(int argc, char **argv) {
   }
   if (argc >= 2 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "idle") == 0) return cmd_idle(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "watch") == 0) return cmd_watch(argc - 2, argv + 2);
   usage();
   return 2;
 }

@@ -21,6 +21,14 @@ export interface StaticBinarySpec {
   hint: string;
 }
 
+/** The sandbox init (guest/sandbox-init.c): gVisor's in-sandbox init, and the host-side VM watchdog. */
+export const SANDBOX_INIT: StaticBinarySpec = {
+  name: "pyro-sandbox-init",
+  source: "sandbox-init.c",
+  envVar: "PYRO_SANDBOX_INIT",
+  hint: "run `npm run build` (compiles guest/sandbox-init.c with `cc -static`), or set PYRO_SANDBOX_INIT",
+};
+
 /**
  * The package root (where package.json and guest/ or dist/guest/ live). Searched upwards
  * because this module runs from src/ (tests), dist/engines/ (tsc) or a dist/cli bundle chunk.

@@ -95,7 +95,13 @@ export class EnvironmentStore {
     throw new PyroError(
       "unknown_environment",
       `unknown environment ${shown}; known environments: ${[...knownEnvironmentNames(), ...users].join(", ")}`,
-      "see them with `pyro env list`; an OCI image needs its registry, e.g. docker.io/library/python:3.12-slim, and `pyro env build FILE` makes your own",
+      [
+        "see them with ",
+        { op: "vm_list_environments" },
+        "; an OCI image needs its registry, e.g. docker.io/library/python:3.12-slim, and ",
+        { op: "env_build" },
+        " makes your own",
+      ],
     );
   }
 

@@ -30,7 +30,7 @@ const environment = z
   .min(1)
   .max(200)
   .describe(
-    `Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3); an OCI image reference with its registry ("docker.io/library/python:3.12-slim", "localhost:5000/app:1", "ghcr.io/org/img@sha256:…"), pulled on first use; or a user environment made with \`pyro env build\`. Default ${DEFAULT_ENVIRONMENT}.`,
+    `Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3); an OCI image reference with its registry ("docker.io/library/python:3.12-slim", "localhost:5000/app:1", "ghcr.io/org/img@sha256:…"), pulled on first use; or a user environment the operator built from a recipe. Default ${DEFAULT_ENVIRONMENT}.`,
   );
 const command = z
   .union([z.string().min(1).max(100_000), z.array(z.string().max(100_000)).min(1).max(10_000)])
@@ -256,6 +256,11 @@ const execFields = {
   boot_ms: z.number().int(),
   exec_ms: z.number().int(),
   execution_mode: ExecutionModeSchema,
+  notes: z
+    .array(z.string())
+    .describe(
+      "Where the engine honoured the request differently from what was asked (e.g. gVisor's CPU count).",
+    ),
 };
 
 export const RunResult = z.object({ vm_id: z.string(), ...execFields, cleaned_up: z.boolean() });
@@ -377,6 +382,11 @@ export const WorkspaceStatusResult = z.object({
   last_activity_at: z.string().describe("The last exec or sync push (or creation)."),
   network: z.boolean(),
   execution_mode: ExecutionModeSchema.nullable(),
+  notes: z
+    .array(z.string())
+    .describe(
+      "Where the engine honoured the request differently from what was asked (e.g. gVisor's CPU count).",
+    ),
   command_count: z.number().int(),
   last_command: LastCommand.nullable(),
   workspace_seed: SeedInfo,
@@ -393,6 +403,9 @@ export const WorkspaceSummary = z.object({
   created_at: z.string(),
   expires_at: z.string(),
   command_count: z.number().int(),
+  last_activity_at: z
+    .string()
+    .describe("The last exec or sync push (or creation): the idle TTL counts from it."),
   last_command_at: z.string().nullable().describe("When the last command started; null if none ran."),
 });
 export function workspaceSummary(w: z.infer<typeof WorkspaceStatusResult>): z.infer<typeof WorkspaceSummary> {
@@ -404,6 +417,7 @@ export function workspaceSummary(w: z.infer<typeof WorkspaceStatusResult>): z.in
     created_at: w.created_at,
     expires_at: w.expires_at,
     command_count: w.command_count,
+    last_activity_at: w.last_activity_at,
     last_command_at: w.last_command?.started_at ?? null,
   };
 }

@@ -1,6 +1,7 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
+import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
@@ -133,6 +134,7 @@ export class VmManager {
       boot_ms: out.bootMs,
       exec_ms: out.execMs,
       execution_mode: engine.executionMode,
+      notes: resultNotes(engine.executionMode, input.vcpu_count),
       cleaned_up: true,
     };
   }
@@ -304,6 +306,7 @@ export class VmManager {
         boot_ms: bootMs,
         exec_ms: out.execMs,
         execution_mode: rec.execution_mode ?? "gvisor",
+        notes: resultNotes(rec.execution_mode, rec.vcpu_count),
         cleaned_up: true,
       };
     } finally {

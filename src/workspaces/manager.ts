@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
+import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
@@ -425,6 +426,7 @@ export class WorkspaceManager {
       boot_ms: 0,
       exec_ms: out.execMs,
       execution_mode: rec.execution_mode,
+      notes: resultNotes(rec.execution_mode, rec.vcpu_count),
     };
   }
 
@@ -725,6 +727,7 @@ export class WorkspaceManager {
       disk_mib: 0,
       disk_enforced: false,
       ttl_seconds: 0,
+      notes: [],
       max_expires_at: at,
       last_activity_at: at,
       network: false,
@@ -754,6 +757,7 @@ export class WorkspaceManager {
       disk_mib: r.disk_mib,
       disk_enforced: r.disk_enforced,
       ttl_seconds: r.ttl_seconds,
+      notes: resultNotes(r.execution_mode, r.vcpu_count),
       max_expires_at: r.max_expires_at ?? r.expires_at,
       last_activity_at: r.last_activity_at ?? r.created_at,
       network: r.network,

@@ -33,6 +33,7 @@ const TOOLS = [
   "workspace_logs",
   "output_read",
   "workspace_delete",
+  "workspace_update",
   "workspace_list",
 ];
 
@@ -246,6 +247,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
         "created_at",
         "environment",
         "expires_at",
+        "last_activity_at",
         "last_command_at",
         "reason",
         "state",

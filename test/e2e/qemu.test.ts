@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import {
   runCli,
+  runCliJson,
   runCliJsonGuest,
   type Skippable,
   skipped,
@@ -358,4 +359,21 @@ test("firecracker engine end to end (needs the firecracker binary and a KVM that
   } finally {
     await c.cleanup().catch(() => undefined);
   }
+});
+
+test("a QEMU workspace past its TTL is stopped by its watchdog with no pyro process alive", async (t) => {
+  await withState(t, async ({ env, stateDir }) => {
+    const c = await runCliJson<{ workspace_id: string; expires_at: string }>(
+      ["workspace", "create", "debian:12", "--ttl-seconds", "3"],
+      { env, timeoutMs: 150_000 },
+    );
+    assert.equal(c.code, 0, c.stderr);
+    const vmsOf = async () => (await processesMentioning(stateDir)).filter((l) => !l.includes(" watch "));
+    assert.equal((await vmsOf()).length, 1, "the VM should be running");
+    const limit = Date.parse(c.json.expires_at) + 60_000;
+    while ((await vmsOf()).length > 0 && Date.now() < limit) await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await vmsOf(), [], "the VM still runs 60 s after its expiry");
+    t.diagnostic(`VM gone ${Date.now() - Date.parse(c.json.expires_at)} ms after its expiry`);
+    assert.equal((await runCli(["workspace", "delete", c.json.workspace_id], { env })).code, 0);
+  });
 });

@@ -7,7 +7,7 @@ import { buildCpio, type CpioEntry } from "./cpio.js";
 import { type GuestKernel, resolveModules } from "./kernel.js";
 
 /** Bumped when the init script or layout changes, so cached initramfs files are rebuilt. */
-export const INITRAMFS_VERSION = 1;
+export const INITRAMFS_VERSION = 2;
 
 /** Modules every guest loads (virtio transport, disk, agent channel, entropy), in dependency order. */
 export const BASE_MODULES = ["virtio_mmio", "virtio_blk", "virtio_console"] as const;
@@ -56,6 +56,8 @@ mkdir -p /newroot/run/pyro
 cp /pyro-agent /bin/busybox /newroot/run/pyro/
 ip link set lo up
 hostname pyro
+# Minimal images have no /etc/hosts; test suites resolve localhost.
+[ -s /newroot/etc/hosts ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tpyro\n' > /newroot/etc/hosts
 if [ "$net" = 1 ]; then
   ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || echo "pyro-init: network setup failed"
   rm -f /newroot/etc/resolv.conf

@@ -5,9 +5,10 @@ import type { Readable } from "node:stream";
 import { PyroError } from "../../errors.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
 import { runToLog } from "../../util/proc.js";
+import { writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
-import { ensureStaticBinary } from "../static-binaries.js";
+import { ensureStaticBinary, SANDBOX_INIT } from "../static-binaries.js";
 import type {
   Engine,
   ExecOutcome,
@@ -40,13 +41,6 @@ import {
 const MIN_RUNSC_DATE = 20240729;
 const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
 
-const INIT_BINARY = {
-  name: "pyro-sandbox-init",
-  source: "sandbox-init.c",
-  envVar: "PYRO_SANDBOX_INIT",
-  hint: "run `npm run build` (compiles guest/sandbox-init.c with `cc -static`), or set PYRO_SANDBOX_INIT",
-};
-
 /**
  * The sandbox init enforces each command's deadline inside the sandbox, so a command ends on
  * time even when the pyro process that started it was killed. The host's own timer fires
@@ -64,11 +58,6 @@ export function withDeadline(argv: string[], timeoutMs: number): string[] {
     "--",
     ...argv,
   ];
-}
-
-/** Unix seconds, the format the sandbox init reads from its expiry file. */
-function unixSeconds(iso: string): string {
-  return `${Math.ceil(Date.parse(iso) / 1000)}\n`;
 }
 
 /** Container names carry a prefix so `runsc list` shows which sandboxes are pyro's. */
@@ -93,7 +82,7 @@ export class GvisorEngine implements Engine {
 
   /** The read-only host files every sandbox gets: the init, and a shared /etc/hosts. */
   private async mounts(ctlDir?: string): Promise<SandboxMounts> {
-    const init = await ensureStaticBinary(INIT_BINARY, this.cacheDir, this.env);
+    const init = await ensureStaticBinary(SANDBOX_INIT, this.cacheDir, this.env);
     // In the cache (it is rebuildable), not in runsc's root: runsc owns that directory.
     const hostsFile = join(this.cacheDir, "gvisor", "hosts");
     if (!existsSync(hostsFile)) {
@@ -443,12 +432,6 @@ export async function oomKilled(cid: string): Promise<boolean> {
     if (m && Number(m[1]) > 0) return true;
   }
   return false;
-}
-
-async function writeExpiry(ctlDir: string, expiresAt: string): Promise<void> {
-  const tmp = join(ctlDir, `.expires_at.${process.pid}`);
-  await writeFile(tmp, unixSeconds(expiresAt), { mode: 0o644 });
-  await rename(tmp, join(ctlDir, "expires_at"));
 }
 
 /** The request's output callbacks as runsc options (no copy when there are none). */

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -7,10 +8,12 @@ import { PyroError, toPyroError } from "../../errors.js";
 import type { PyroPaths } from "../../paths.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture } from "../../util/proc.js";
+import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import { ensureAgentBinary, ensureInitramfs, findBusybox } from "../guest-image/initramfs.js";
 import { ensureGuestKernel, findGuestKernel, type GuestKernel, KERNEL_HINT } from "../guest-image/kernel.js";
 import { runProbeCommand } from "../probe-run.js";
+import { ensureStaticBinary, SANDBOX_INIT } from "../static-binaries.js";
 import type {
   Engine,
   ExecOutcome,
@@ -352,6 +355,8 @@ export class QemuEngine implements Engine {
         await this.putArchive(h, tar, "/workspace");
       }
       (h.data as QemuHandleData).boot.ms = Math.round(performance.now() - t0);
+      if (spec.expiresAt && pid)
+        Object.assign(h.data, await this.watchExpiry(spec, pid, marker, spec.expiresAt));
       await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
       return h;
     } catch (e) {
@@ -673,6 +678,38 @@ export class QemuEngine implements Engine {
     await killVm(d.pid, d.marker);
   }
 
+  /**
+   * The VM's TTL without a pyro process alive: a detached `pyro-sandbox-init watch` on the
+   * host kills the VM process once the time in ctl/expires_at has passed (and exits with it).
+   */
+  private async watchExpiry(
+    spec: SandboxSpec,
+    pid: number,
+    marker: string,
+    expiresAt: string,
+  ): Promise<{ ctlDir: string; watchPid?: number }> {
+    const ctlDir = join(spec.sandboxDir, "ctl");
+    await mkdir(ctlDir, { recursive: true });
+    await writeExpiry(ctlDir, expiresAt);
+    const init = await ensureStaticBinary(SANDBOX_INIT, this.paths.cacheDir, this.env);
+    const args = [
+      "watch",
+      "--pid",
+      String(pid),
+      "--marker",
+      marker,
+      "--expires-file",
+      join(ctlDir, EXPIRES_FILE),
+    ];
+    const watcher = spawn(init, args, { detached: true, stdio: "ignore" });
+    watcher.unref();
+    return { ctlDir, ...(watcher.pid ? { watchPid: watcher.pid } : {}) };
+  }
+
+  async setExpiry(handle: SandboxHandle, expiresAt: string): Promise<void> {
+    if (typeof handle.data.ctlDir === "string") await writeExpiry(handle.data.ctlDir, expiresAt);
+  }
+
   async orphanAlive(_id: string, sandboxDir: string): Promise<boolean> {
     return (await findProcesses((await vmFiles(sandboxDir)).qmpSocket)).length > 0;
   }
@@ -692,6 +729,9 @@ export class QemuEngine implements Engine {
       if (!(await killVm(d.pid, d.marker)))
         throw new PyroError("engine_failure", `qemu process ${d.pid} of ${handle.id} did not exit`);
     }
+    // The expiry watchdog would exit on its own within seconds; it goes with the VM.
+    const watchPid = handle.data.watchPid;
+    if (typeof watchPid === "number" && typeof d.marker === "string") await killVm(watchPid, d.marker);
     await this.removeFiles(handle.sandboxDir, d.files);
   }
 

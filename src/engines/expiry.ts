@@ -1,0 +1,15 @@
+import { rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * A sandbox's expiry as its watchdog reads it: `<ctlDir>/expires_at`, a Unix time in seconds,
+ * replaced atomically. gVisor's sandbox init reads it from inside the sandbox; for microVMs a
+ * host-side `pyro-sandbox-init watch` process does, so a TTL holds with no pyro process alive.
+ */
+export const EXPIRES_FILE = "expires_at";
+
+export async function writeExpiry(ctlDir: string, expiresAt: string): Promise<void> {
+  const tmp = join(ctlDir, `.${EXPIRES_FILE}.${process.pid}`);
+  await writeFile(tmp, `${Math.ceil(Date.parse(expiresAt) / 1000)}\n`, { mode: 0o644 });
+  await rename(tmp, join(ctlDir, EXPIRES_FILE));
+}
