@@ -115,10 +115,6 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "host directory tools may read seeds and sync sources from, symlinks resolved (repeatable; default: the directory the server is started in)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .option(
-      "--allow-host-compat",
-      "let tools offer allow_host_compat: a call that sets it may run WITHOUT isolation (operator's choice)",
-    )
     .action(async (o: { allowPath?: string[]; allowHostCompat?: boolean }) => {
       const { serveStdio } = await import("../mcp/stdio.js");
       try {
