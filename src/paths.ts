@@ -15,7 +15,16 @@ export interface PyroPaths {
   vmsDir: string;
   workspacesDir: string;
   runscRoot: string;
+  /**
+   * Read-only environment caches shared by every user of the host, searched after the
+   * user's own: `PYRO_SHARED_CACHE` (empty: none), by default `/var/cache/pyro`, which
+   * `scripts/setup-host.sh` fills as root. An unprivileged user cannot build in root's mode,
+   * so this is how they get environments without building their own.
+   */
+  sharedEnvironmentsDirs?: string[];
 }
+
+export const DEFAULT_SHARED_CACHE = "/var/cache/pyro";
 
 export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
   const home = env.HOME || homedir();
@@ -28,6 +37,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
     (pyroHome
       ? join(pyroHome, "state")
       : join(env.XDG_STATE_HOME || join(home, ".local", "state"), "pyro-mcp"));
+  const shared = env.PYRO_SHARED_CACHE ?? DEFAULT_SHARED_CACHE;
   return {
     cacheDir,
     stateDir,
@@ -35,5 +45,6 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
     vmsDir: join(stateDir, "vms"),
     workspacesDir: join(stateDir, "workspaces"),
     runscRoot: join(stateDir, "runsc"),
+    sharedEnvironmentsDirs: shared && shared !== cacheDir ? [join(shared, "environments")] : [],
   };
 }

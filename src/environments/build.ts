@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { PyroError } from "../errors.js";
+import { findMkfsErofs, MKFS_EROFS_OPTIONS, rootfsImagePath } from "../util/erofs.js";
 import { which } from "../util/proc.js";
 import type { EnvironmentRecipe } from "./catalog.js";
 
@@ -36,12 +37,30 @@ export async function buildRootfs(
       "run `sudo scripts/setup-host.sh` (or `apt-get install mmdebstrap`)",
     );
   }
+  // Without root, mmdebstrap's root mode is out of reach; unshare mode builds in a user
+  // namespace from the user's subordinate ids (/etc/subuid, newuidmap from `uidmap`).
+  const unshare = (process.getuid?.() ?? 0) !== 0;
+  const mkfs = await findMkfsErofs(env);
+  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
   const args = [
     `--variant=${recipe.variant}`,
     `--include=${recipe.include.join(",")}`,
     "--verbose",
+    ...(unshare ? ["--mode=unshare"] : []),
     // /workspace exists in every image so the mount point needs no guest-side setup.
     '--customize-hook=mkdir -p "$1/workspace" && echo pyro > "$1/etc/hostname"',
+    // The EROFS image gVisor boots (util/erofs.ts), packed where owners are still right:
+    // in unshare mode, hooks run inside the build's user namespace.
+    ...(mkfs
+      ? [
+          `--customize-hook=${q(mkfs)} ${MKFS_EROFS_OPTIONS.join(" ")} ${q(rootfsImagePath(target))} "$1" && chmod 0644 ${q(rootfsImagePath(target))}`,
+        ]
+      : []),
+    // Then every file becomes the building user's on the host (root inside the namespace),
+    // so they can read, measure and later delete the tree; the image keeps the real owners.
+    ...(unshare
+      ? ['--customize-hook=find "$1" -xdev \\( ! -uid 0 -o ! -gid 0 \\) -exec chown -h 0:0 {} +']
+      : []),
     recipe.suite,
     target,
   ];
@@ -79,7 +98,9 @@ export async function buildRootfs(
           new PyroError(
             "environment_build_failed",
             `building ${recipe.name} failed (mmdebstrap exit ${code ?? sig}): ${tail.slice(-4).join(" | ")}`,
-            "check that the Debian mirror is reachable and that pyro runs as root (or that unprivileged user namespaces work)",
+            unshare
+              ? "check that the Debian mirror is reachable, and `pyro doctor` for what building without root needs here (subordinate ids in /etc/subuid, newuidmap)"
+              : "check that the Debian mirror is reachable",
           ),
         );
     });

@@ -14,6 +14,7 @@ export interface OciConfig {
     noNewPrivileges?: boolean;
   };
   root: { path: string; readonly: boolean };
+  annotations?: Record<string, string>;
   hostname: string;
   mounts: { destination: string; type: string; source: string; options?: string[] }[];
   linux: {
@@ -72,6 +73,12 @@ export interface SandboxMounts {
   ctlDir?: string;
   /** /etc/hosts with localhost and the sandbox's hostname: many rootfs trees have none. */
   hostsFile?: string;
+  /**
+   * The environment as an EROFS image, read by the sentry itself (see util/erofs.ts); the OCI
+   * root is then `emptyRoot`, an empty directory of ours, so nothing is ever created in the
+   * shared environment tree (runsc makes mount points in a directory root).
+   */
+  rootfsImage?: { image: string; emptyRoot: string };
 }
 
 export function buildOciConfig(
@@ -135,7 +142,17 @@ export function buildOciConfig(
       rlimits: [{ type: "RLIMIT_NOFILE", hard: 65536, soft: 65536 }],
       noNewPrivileges: false,
     },
-    root: { path: spec.rootfs, readonly: false },
+    root: { path: extra?.rootfsImage?.emptyRoot ?? spec.rootfs, readonly: false },
+    ...(extra?.rootfsImage
+      ? {
+          annotations: {
+            "dev.gvisor.spec.rootfs.type": "erofs",
+            "dev.gvisor.spec.rootfs.source": extra.rootfsImage.image,
+            // Writes go to memory, as --overlay2=root:memory does for a directory root.
+            "dev.gvisor.spec.rootfs.overlay": "memory",
+          },
+        }
+      : {}),
     hostname: HOSTNAME,
     mounts,
     linux: {
