@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
+import { mkdir, rm } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { PyroError } from "../errors.js";
-import { findMkfsErofs, MKFS_EROFS_OPTIONS, rootfsImagePath } from "../util/erofs.js";
-import { which } from "../util/proc.js";
+import { buildErofsImage, findMkfsErofs, rootfsImagePath } from "../util/erofs.js";
+import { runCapture, which } from "../util/proc.js";
 import type { EnvironmentRecipe } from "./catalog.js";
 
 export interface BuildProgress {
@@ -38,10 +39,12 @@ export async function buildRootfs(
     );
   }
   // Without root, mmdebstrap's root mode is out of reach; unshare mode builds in a user
-  // namespace from the user's subordinate ids (/etc/subuid, newuidmap from `uidmap`).
+  // namespace made of the user's subordinate ids (/etc/subuid, newuidmap from `uidmap`). Its
+  // root is a subordinate id, not the user, so a directory it wrote could not be read in
+  // full, nor deleted, by the user: it writes a tarball instead, which the user unpacks as
+  // their own files (measured: Debian 12, mmdebstrap 1.3.5, a fresh `useradd` user).
   const unshare = (process.getuid?.() ?? 0) !== 0;
-  const mkfs = await findMkfsErofs(env);
-  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+  const out = unshare ? `${target}.tar` : target;
   const args = [
     `--variant=${recipe.variant}`,
     `--include=${recipe.include.join(",")}`,
@@ -49,20 +52,8 @@ export async function buildRootfs(
     ...(unshare ? ["--mode=unshare"] : []),
     // /workspace exists in every image so the mount point needs no guest-side setup.
     '--customize-hook=mkdir -p "$1/workspace" && echo pyro > "$1/etc/hostname"',
-    // The EROFS image gVisor boots (util/erofs.ts), packed where owners are still right:
-    // in unshare mode, hooks run inside the build's user namespace.
-    ...(mkfs
-      ? [
-          `--customize-hook=${q(mkfs)} ${MKFS_EROFS_OPTIONS.join(" ")} ${q(rootfsImagePath(target))} "$1" && chmod 0644 ${q(rootfsImagePath(target))}`,
-        ]
-      : []),
-    // Then every file becomes the building user's on the host (root inside the namespace),
-    // so they can read, measure and later delete the tree; the image keeps the real owners.
-    ...(unshare
-      ? ['--customize-hook=find "$1" -xdev \\( ! -uid 0 -o ! -gid 0 \\) -exec chown -h 0:0 {} +']
-      : []),
     recipe.suite,
-    target,
+    out,
   ];
   if (env.PYRO_DEBIAN_MIRROR) args.push(env.PYRO_DEBIAN_MIRROR);
   opts.onProgress?.({
@@ -105,4 +96,34 @@ export async function buildRootfs(
         );
     });
   });
+  if (unshare) await unpackAsOwn(out, target, env);
+  // The EROFS image gVisor boots (util/erofs.ts), sealed into the cache entry with the tree.
+  // Without mkfs.erofs, a rootful gVisor boots the directory; doctor says what is missing.
+  if (await findMkfsErofs(env)) {
+    opts.onProgress?.({ phase: "finish", message: "packing the EROFS image gVisor boots" });
+    await buildErofsImage(target, rootfsImagePath(target), { allRoot: unshare, env });
+  }
+}
+
+/**
+ * Unpacks an unshare-mode tarball as the user's own files (owners are recorded as root in
+ * the image). Device nodes are left out: an unprivileged user cannot make them, and every
+ * engine mounts its own /dev.
+ */
+async function unpackAsOwn(tarball: string, target: string, env: NodeJS.ProcessEnv): Promise<void> {
+  try {
+    await mkdir(target, { mode: 0o755 });
+    const r = await runCapture(
+      "tar",
+      ["-x", "-p", "--no-same-owner", "--exclude=./dev/*", "-f", tarball, "-C", target],
+      { timeoutMs: 600_000, env },
+    );
+    if (r.exitCode !== 0)
+      throw new PyroError(
+        "environment_build_failed",
+        `unpacking the environment failed (tar exit ${r.exitCode ?? r.signal}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`,
+      );
+  } finally {
+    await rm(tarball, { force: true });
+  }
 }

@@ -189,11 +189,13 @@ export class GvisorEngine implements Engine {
       };
     }
     const r = probe.outcome;
+    // Said where it changes what a user gets: no cgroups are set up without root.
+    const mode = runscRootless() ? " without root (memory and CPU limits not enforced)" : "";
     return {
       engine: this.name,
       available: probe.ok,
       detail: probe.ok
-        ? `${version}: a sandbox ran a command in ${r.execMs} ms`
+        ? `${version}${mode}: a sandbox ran a command in ${r.execMs} ms`
         : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
       probeMs: r.execMs,
       capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : caps,
