@@ -124,20 +124,16 @@ fi
 # --- Running as an ordinary user. Subordinate ids let mmdebstrap build environments in a user
 #     namespace (`useradd` gives new users a range on Debian; older accounts may have none).
 #     The range is the first free 65536 ids above every range already given out.
-add_subids() {
-  local user="$1" file="$2" flag="$3"
-  if awk -F: -v u="$user" -v id="$(id -u "$user")" '($1==u || $1==id) && $3>=65536 {f=1} END {exit !f}' "$file" 2>/dev/null; then
-    return 0
-  fi
-  local start
-  start="$(awk -F: 'BEGIN {m=100000} {e=$2+$3; if (e>m) m=e} END {print m}' /etc/subuid /etc/subgid 2>/dev/null)"
-  $SUDO usermod "$flag" "${start}-$((start + 65535))" "$user"
-  log "gave $user subordinate ids ${start}-$((start + 65535)) in $file"
+has_subids() {
+  awk -F: -v u="$1" -v id="$(id -u "$1")" '($1==u || $1==id) && $3>=65536 {f=1} END {exit !f}' "$2" 2>/dev/null
 }
 for u in "${users[@]}"; do
   if ! id "$u" >/dev/null 2>&1; then log "no such user: $u"; exit 2; fi
-  add_subids "$u" /etc/subuid --add-subuids
-  add_subids "$u" /etc/subgid --add-subgids
+  if has_subids "$u" /etc/subuid && has_subids "$u" /etc/subgid; then continue; fi
+  start="$(awk -F: 'BEGIN {m=100000} {e=$2+$3; if (e>m) m=e} END {print m}' /etc/subuid /etc/subgid 2>/dev/null)"
+  has_subids "$u" /etc/subuid || $SUDO usermod --add-subuids "${start}-$((start + 65535))" "$u"
+  has_subids "$u" /etc/subgid || $SUDO usermod --add-subgids "${start}-$((start + 65535))" "$u"
+  log "gave $u subordinate ids ${start}-$((start + 65535))"
 done
 
 # --- The shared environment cache: root builds, every user reads (never writes) it. pyro
