@@ -81,6 +81,24 @@ export interface SandboxMounts {
   rootfsImage?: { image: string; emptyRoot: string };
 }
 
+/**
+ * Boots the config from an EROFS image instead of its root directory: the sentry reads the
+ * image (owners and modes as recorded in it) and writes go to memory, as
+ * `--overlay2=root:memory` does for a directory root.
+ */
+export function useRootfsImage(config: OciConfig, img: { image: string; emptyRoot: string }): OciConfig {
+  return {
+    ...config,
+    root: { path: img.emptyRoot, readonly: false },
+    annotations: {
+      ...config.annotations,
+      "dev.gvisor.spec.rootfs.type": "erofs",
+      "dev.gvisor.spec.rootfs.source": img.image,
+      "dev.gvisor.spec.rootfs.overlay": "memory",
+    },
+  };
+}
+
 export function buildOciConfig(
   spec: SandboxSpec,
   process: { args: string[]; cwd: string; env?: Record<string, string> },
@@ -130,7 +148,7 @@ export function buildOciConfig(
       options: ["rbind", "ro"],
     });
   }
-  return {
+  const config: OciConfig = {
     ociVersion: "1.0.0",
     process: {
       terminal: false,
@@ -142,17 +160,7 @@ export function buildOciConfig(
       rlimits: [{ type: "RLIMIT_NOFILE", hard: 65536, soft: 65536 }],
       noNewPrivileges: false,
     },
-    root: { path: extra?.rootfsImage?.emptyRoot ?? spec.rootfs, readonly: false },
-    ...(extra?.rootfsImage
-      ? {
-          annotations: {
-            "dev.gvisor.spec.rootfs.type": "erofs",
-            "dev.gvisor.spec.rootfs.source": extra.rootfsImage.image,
-            // Writes go to memory, as --overlay2=root:memory does for a directory root.
-            "dev.gvisor.spec.rootfs.overlay": "memory",
-          },
-        }
-      : {}),
+    root: { path: spec.rootfs, readonly: false },
     hostname: HOSTNAME,
     mounts,
     linux: {
@@ -171,4 +179,5 @@ export function buildOciConfig(
       },
     },
   };
+  return extra?.rootfsImage ? useRootfsImage(config, extra.rootfsImage) : config;
 }
