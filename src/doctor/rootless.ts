@@ -34,9 +34,10 @@ export function subordinateIds(text: string, user: string, uid: number): number 
 export async function checkRootless(
   user: string,
   env: NodeJS.ProcessEnv = process.env,
-  files: { subuid?: string; subgid?: string; procSys?: string } = {},
+  /** Where to look, and as whom (tests). */
+  files: { subuid?: string; subgid?: string; procSys?: string; uid?: number } = {},
 ): Promise<RootlessCheck> {
-  const uid = process.getuid?.() ?? 0;
+  const uid = files.uid ?? process.getuid?.() ?? 0;
   const problems: string[] = [];
   if (uid === 0) return { problems, userns: true };
   const sys = files.procSys ?? "/proc/sys";

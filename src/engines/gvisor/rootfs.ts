@@ -44,7 +44,7 @@ async function writableDir(p: string): Promise<boolean> {
  */
 export async function rootfsSource(
   rootfsDir: string,
-  opts: { cacheDir: string; rootless: boolean; env?: NodeJS.ProcessEnv },
+  opts: { cacheDir: string; rootless: boolean; env?: NodeJS.ProcessEnv; uid?: number },
 ): Promise<RootfsSource> {
   const beside = rootfsImagePath(rootfsDir);
   if (await readable(beside)) return { dir: rootfsDir, image: beside };
@@ -56,7 +56,7 @@ export async function rootfsSource(
     .digest("hex");
   const own = join(opts.cacheDir, "gvisor", "images", `${key.slice(0, 24)}.erofs`);
   if (await readable(own)) return { dir: rootfsDir, image: own };
-  const uid = process.getuid?.() ?? 0;
+  const uid = opts.uid ?? process.getuid?.() ?? 0;
   const ours = uid === 0 || st.uid === uid;
   if (ours && (await findMkfsErofs(opts.env))) {
     const out = (await writableDir(dirname(rootfsDir))) ? beside : own;
