@@ -227,6 +227,22 @@ describe("pyro without root", () => {
     ]);
     assert.equal(ex.exit_code, 0);
     assert.equal(ex.stdout, "hello from the host\n");
+    // A deadline still ends the command (runsc kill --pid into the user's own sandbox).
+    const t0 = Date.now();
+    const slowRun = await runAs(a, [
+      "workspace",
+      "exec",
+      "--json",
+      "--timeout-seconds",
+      "1",
+      workspaceId,
+      "--",
+      "sleep",
+      "30",
+    ]);
+    const slow = JSON.parse(slowRun.stdout) as { timed_out: boolean };
+    assert.equal(slow.timed_out, true);
+    assert.ok(Date.now() - t0 < 15_000, `timeout took ${Date.now() - t0} ms`);
     const pushed = await runAs(a, ["workspace", "sync", "push", workspaceId, seed, "--dest", "again"]);
     assert.equal(pushed.code, 0, pushed.stderr);
     const logs = await jsonAs<{ entries?: unknown[]; commands?: unknown[] }>(a, [
