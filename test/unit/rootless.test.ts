@@ -78,6 +78,15 @@ test("rootfsSource: the image beside the rootfs wins; another user's tree withou
   // Rootful, same tree: the directory, as before.
   assert.deepEqual(await rootfsSource(rootfs, { cacheDir, rootless: false, uid: 4242 }), { dir: rootfs });
   await writeFile(rootfsImagePath(rootfs), "image");
+  // PYRO_GVISOR_EROFS=0 keeps the directory as root, and is ignored without root.
+  assert.deepEqual(
+    await rootfsSource(rootfs, { cacheDir, rootless: false, env: { PYRO_GVISOR_EROFS: "0" } }),
+    { dir: rootfs },
+  );
+  assert.deepEqual(
+    await rootfsSource(rootfs, { cacheDir, rootless: true, uid: 4242, env: { PYRO_GVISOR_EROFS: "0" } }),
+    { dir: rootfs, image: rootfsImagePath(rootfs) },
+  );
   assert.deepEqual(await rootfsSource(rootfs, { cacheDir, rootless: true, uid: 4242 }), {
     dir: rootfs,
     image: rootfsImagePath(rootfs),

@@ -46,6 +46,9 @@ export async function rootfsSource(
   rootfsDir: string,
   opts: { cacheDir: string; rootless: boolean; env?: NodeJS.ProcessEnv; uid?: number },
 ): Promise<RootfsSource> {
+  // An operator's way out, as root, should a runsc release mishandle EROFS roots (one 2026
+  // release did in chroot mode: google/gvisor#13529). Without root the image is the only way.
+  if (opts.env?.PYRO_GVISOR_EROFS === "0" && !opts.rootless) return { dir: rootfsDir };
   const beside = rootfsImagePath(rootfsDir);
   if (await readable(beside)) return { dir: rootfsDir, image: beside };
   const st = await stat(rootfsDir).catch(() => undefined);
