@@ -152,8 +152,10 @@ else
   for e in ${PYRO_SHARED_ENVIRONMENTS:-debian:12}; do
     # A run, not just a pull: it also packs the EROFS image non-root sandboxes boot from,
     # and proves the environment boots.
-    st="$(mktemp -d)"
-    if $SUDO env PYRO_CACHE_DIR="$shared" PYRO_SHARED_CACHE= PYRO_STATE_DIR="$st" "$pyro_cli" run "$e" -- true >/dev/null; then
+    # (root's own state dir for it: pyro refuses a state dir that is not the caller's)
+    st="$($SUDO mktemp -d)"
+    log "preparing shared environment $e in $shared (a first build takes about 20 s)"
+    if $SUDO env PYRO_CACHE_DIR="$shared" PYRO_SHARED_CACHE= PYRO_STATE_DIR="$st" PYRO_QUIET=1 "$pyro_cli" run "$e" -- true >/dev/null; then
       log "shared environment $e ready in $shared"
     else
       log "warning: could not prepare $e in $shared (see the error above)"
