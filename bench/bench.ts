@@ -10,19 +10,24 @@
  *   - OCI pull: `pyro env pull` of a ~100 MB image from a local docker-registry into an empty
  *     cache (download, digest check, layer scan, umoci unpack) vs `skopeo copy` to an OCI
  *     layout + `umoci raw unpack` of the same image (when those tools are installed).
- * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_OCI=0 to skip the
- * OCI pull, BENCH_JSON=1 for JSON.
+ *   - without root: `pyro run debian:12 -- true` as an ordinary user (rootless runsc, the
+ *     shared read-only environment) vs the same as root, both through `runuser`. Run as root,
+ *     the bench makes a temporary user for it (useradd) and removes it after.
+ * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
+ * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildOciConfig } from "../src/engines/gvisor/bundle.js";
+import { buildOciConfig, useRootfsImage } from "../src/engines/gvisor/bundle.js";
 import { findRunsc, globalFlags } from "../src/engines/gvisor/runsc.js";
 import { qemuQuickAvailable } from "../src/engines/qemu/select.js";
 import { Pyro } from "../src/index.js";
 import { resolvePaths } from "../src/paths.js";
+import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
@@ -81,9 +86,15 @@ async function main(): Promise<void> {
     memMib: 1024,
     network: false,
   };
+  // pyro boots the environment's EROFS image when it has one (it makes one on first use).
+  await pyro.runInVm({ environment: "debian:12", command: ["true"] });
+  const image = rootfsImagePath(rootfs);
+  const emptyRoot = join(stateDir, "empty-root");
+  await mkdir(emptyRoot);
+  const rawConfig = buildOciConfig(spec, { args: ["true"], cwd: "/" });
   await writeFile(
     join(bundle, "config.json"),
-    JSON.stringify(buildOciConfig(spec, { args: ["true"], cwd: "/" })),
+    JSON.stringify(existsSync(image) ? useRootfsImage(rawConfig, { image, emptyRoot }) : rawConfig),
   );
   const rawFlags = globalFlags(rawRoot, false, env);
 
@@ -134,6 +145,8 @@ async function main(): Promise<void> {
   }
   for (const id of created) await pyro.deleteWorkspace(id);
 
+  const rootlessRows = await benchRootless(rootfs, add);
+
   const qemuRows: { name: string; samples: number[] }[] = [];
   if (process.env.BENCH_QEMU !== "0" && (await qemuQuickAvailable(paths, env, { requireKvm: false }))) {
     process.stderr.write("bench: qemu microVM (cold boot, snapshot restore, exec round trip)...\n");
@@ -163,6 +176,9 @@ async function main(): Promise<void> {
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
   const ratios = {
+    ...(rootlessRows
+      ? { rootless_vs_root_run: med[rootlessRows[1].name]! / med[rootlessRows[0].name]! }
+      : {}),
     cli_vs_raw_run: med[cli.name]! / med[raw.name]!,
     sdk_vs_raw_run: med[sdk.name]! / med[raw.name]!,
     exec_vs_raw_exec: med[wsExec.name]! / med[rawExec.name]!,
@@ -182,6 +198,15 @@ async function main(): Promise<void> {
   console.log(`  SDK runInVm / raw runsc run       ${ratios.sdk_vs_raw_run.toFixed(2)}x  (≤ 1.15x)`);
   console.log(`  execWorkspace / raw runsc exec    ${ratios.exec_vs_raw_exec.toFixed(2)}x  (≤ 1.20x)`);
   console.log(`  createWorkspace 10MB/1000 files   ${(med[create.name]! / 1000).toFixed(2)} s  (≤ 0.50 s)`);
+  if (rootlessRows) {
+    const [asRoot, asUser] = rootlessRows;
+    console.log(
+      `  pyro run without root / as root   ${(med[asUser.name]! / med[asRoot.name]!).toFixed(2)}x  (≤ 1.10x)`,
+    );
+  } else
+    console.log(
+      "  (rootless rows skipped: run the bench as root so it can make a user, or BENCH_ROOTLESS=0)",
+    );
   if (qemuRows.length) {
     const [c, r] = qemuRows;
     console.log(`  qemu restore / cold boot          ${(med[r!.name]! / med[c!.name]!).toFixed(2)}x`);
@@ -244,6 +269,69 @@ async function benchOciPull(stateDir: string, env: NodeJS.ProcessEnv) {
     return [ours, theirs];
   } finally {
     await reg.stop();
+  }
+}
+
+type Row = { name: string; samples: number[] };
+
+/**
+ * `pyro run` as root and as a fresh ordinary user, interleaved, both through `runuser` so
+ * the wrapper costs the same. The user reads debian:12 from a shared cache (a hard-linked
+ * copy of root's, as setup-host.sh makes /var/cache/pyro) and pyro from a readable copy.
+ */
+async function benchRootless(rootfs: string, add: (name: string) => Row): Promise<[Row, Row] | undefined> {
+  if (process.env.BENCH_ROOTLESS === "0" || process.getuid?.() !== 0) return undefined;
+  const user = `pyro-bench${process.pid % 100000}`;
+  const work = await mkdtemp("/var/tmp/pyro-bench-");
+  const sh = (cmd: string, args: string[]) =>
+    execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  try {
+    sh("useradd", ["--create-home", user]);
+    const home = sh("getent", ["passwd", user]).split(":")[5]!;
+    await mkdir(join(work, "shared", "environments"), { recursive: true });
+    sh("cp", ["-al", join(rootfs, ".."), join(work, "shared", "environments")]);
+    await cp(join(import.meta.dirname, "..", "package.json"), join(work, "pkg", "package.json"));
+    await cp(join(import.meta.dirname, "..", "dist"), join(work, "pkg", "dist"), { recursive: true });
+    sh("chmod", ["-R", "a+rX", work]);
+    const cli = join(work, "pkg", "dist", "cli", "main.js");
+    const as = (who: string, h: string, extra: string[]) => [
+      "-u",
+      who,
+      "--",
+      "env",
+      "-i",
+      `HOME=${h}`,
+      `PATH=${process.env.PATH ?? "/usr/bin:/bin"}`,
+      "PYRO_QUIET=1",
+      ...extra,
+      process.execPath,
+      cli,
+      "run",
+      "debian:12",
+      "--",
+      "true",
+    ];
+    const rootState = join(work, "root-state");
+    const rootArgs = as("root", process.env.HOME ?? "/root", [`PYRO_STATE_DIR=${rootState}`]);
+    const userArgs = as(user, home, [`PYRO_SHARED_CACHE=${join(work, "shared")}`]);
+    // Warm both (code caches, the user's first image lookup) before timing.
+    await timeProcess("runuser", rootArgs);
+    await timeProcess("runuser", userArgs);
+    const asRoot = add("pyro run true, as root (runuser)");
+    const asUser = add("pyro run true, without root (runuser)");
+    process.stderr.write(`bench: rootless vs root pyro run, ${N} interleaved iterations...\n`);
+    for (let i = 0; i < N; i++) {
+      asRoot.samples.push(await timeProcess("runuser", rootArgs));
+      asUser.samples.push(await timeProcess("runuser", userArgs));
+    }
+    return [asRoot, asUser];
+  } finally {
+    try {
+      sh("userdel", ["--remove", user]);
+    } catch {
+      // never made
+    }
+    await rm(work, { recursive: true, force: true });
   }
 }
 

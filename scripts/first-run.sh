@@ -31,6 +31,8 @@ trap cleanup EXIT
 # A clean environment: only the fresh HOME decides where pyro keeps its files.
 unset PYRO_HOME PYRO_STATE_DIR PYRO_CACHE_DIR XDG_CACHE_HOME XDG_STATE_HOME PYRO_QUIET PYRO_ENGINE
 export HOME="$home" NO_COLOR=1
+# ...and no host-wide shared environment cache (/var/cache/pyro), so the build below is real.
+export PYRO_SHARED_CACHE=
 
 tmp_out="$work/first-run.md"
 transcript="$work/transcript"

@@ -4,7 +4,25 @@
 #     Fetched with a private apt list so the host's apt configuration is left untouched.
 #   - mmdebstrap to build environment root filesystems from Debian packages.
 #   - umoci to unpack OCI images (and, for the tests, skopeo and docker-registry).
+#   - What pyro needs to run as an ordinary user (no root after this script): uidmap
+#     (newuidmap, for building environments in a user namespace), erofs-utils (gVisor boots
+#     environments from EROFS images without root), subordinate id ranges for the users named
+#     with --user (and the one who ran sudo), and the shared read-only environment cache
+#     /var/cache/pyro (PYRO_SHARED_CACHE), filled when pyro is built (docs/architecture.md).
+# Usage: setup-host.sh [--user NAME]...
 set -euo pipefail
+umask 022
+
+users=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --user) [ $# -ge 2 ] || { echo "setup-host: --user needs a user name" >&2; exit 2; }; users+=("$2"); shift 2 ;;
+    --user=*) users+=("${1#--user=}"); shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup-host: unknown argument $1 (usage: setup-host.sh [--user NAME]...)" >&2; exit 2 ;;
+  esac
+done
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then users+=("$SUDO_USER"); fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -14,7 +32,7 @@ MIN_RUNSC_DATE=20240729
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in mmdebstrap ca-certificates e2fsprogs; do
+for p in mmdebstrap ca-certificates e2fsprogs uidmap erofs-utils; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -125,4 +143,47 @@ else
   rm -rf "$ktmp"
   if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ]; then chown -R "$SUDO_USER": "$kernels_dir"; fi
   log "guest kernel $krelease unpacked at $kernels_dir/$kname"
+fi
+
+# --- Running as an ordinary user. Subordinate ids let mmdebstrap build environments in a user
+#     namespace (`useradd` gives new users a range on Debian; older accounts may have none).
+#     The range is the first free 65536 ids above every range already given out.
+has_subids() {
+  awk -F: -v u="$1" -v id="$(id -u "$1")" '($1==u || $1==id) && $3>=65536 {f=1} END {exit !f}' "$2" 2>/dev/null
+}
+for u in "${users[@]}"; do
+  if ! id "$u" >/dev/null 2>&1; then log "no such user: $u"; exit 2; fi
+  if has_subids "$u" /etc/subuid && has_subids "$u" /etc/subgid; then continue; fi
+  start="$(awk -F: 'BEGIN {m=100000} {e=$2+$3; if (e>m) m=e} END {print m}' /etc/subuid /etc/subgid 2>/dev/null)"
+  has_subids "$u" /etc/subuid || $SUDO usermod --add-subuids "${start}-$((start + 65535))" "$u"
+  has_subids "$u" /etc/subgid || $SUDO usermod --add-subgids "${start}-$((start + 65535))" "$u"
+  log "gave $u subordinate ids ${start}-$((start + 65535))"
+done
+
+# --- The shared environment cache: root builds, every user reads (never writes) it. pyro
+#     looks there after the user's own cache. Filled only once pyro is built (this script runs
+#     before `npm run build` on a fresh checkout: run it again afterwards to fill it).
+shared="${PYRO_SHARED_CACHE:-/var/cache/pyro}"
+$SUDO mkdir -p "$shared/environments"
+$SUDO chmod 0755 "$shared" "$shared/environments"
+script_dir="$(cd "$(dirname "$0")" && pwd)"
+pyro_cli=""
+if [ -x "$script_dir/../dist/cli/main.js" ]; then pyro_cli="$script_dir/../dist/cli/main.js"
+elif command -v pyro >/dev/null 2>&1; then pyro_cli="$(command -v pyro)"; fi
+if [ -z "$pyro_cli" ]; then
+  log "pyro is not built yet: after \`npm run build\`, run this script again to fill $shared for all users"
+else
+  for e in ${PYRO_SHARED_ENVIRONMENTS:-debian:12}; do
+    # A run, not just a pull: it also packs the EROFS image non-root sandboxes boot from,
+    # and proves the environment boots.
+    # (root's own state dir for it: pyro refuses a state dir that is not the caller's)
+    st="$($SUDO mktemp -d)"
+    log "preparing shared environment $e in $shared (a first build takes about 20 s)"
+    if $SUDO env PYRO_CACHE_DIR="$shared" PYRO_SHARED_CACHE= PYRO_STATE_DIR="$st" PYRO_QUIET=1 "$pyro_cli" run "$e" -- true >/dev/null; then
+      log "shared environment $e ready in $shared"
+    else
+      log "warning: could not prepare $e in $shared (see the error above)"
+    fi
+    $SUDO rm -rf "$st"
+  done
 fi

@@ -17,7 +17,16 @@ export interface PyroPaths {
   /** Full output logs of one-shot runs (vm_run, vm_exec), kept for a while to be paged. */
   outputsDir: string;
   runscRoot: string;
+  /**
+   * Read-only environment caches shared by every user of the host, searched after the
+   * user's own: `PYRO_SHARED_CACHE` (empty: none), by default `/var/cache/pyro`, which
+   * `scripts/setup-host.sh` fills as root. An unprivileged user cannot build in root's mode,
+   * so this is how they get environments without building their own.
+   */
+  sharedEnvironmentsDirs?: string[];
 }
+
+export const DEFAULT_SHARED_CACHE = "/var/cache/pyro";
 
 export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
   const home = env.HOME || homedir();
@@ -30,6 +39,7 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
     (pyroHome
       ? join(pyroHome, "state")
       : join(env.XDG_STATE_HOME || join(home, ".local", "state"), "pyro-mcp"));
+  const shared = env.PYRO_SHARED_CACHE ?? DEFAULT_SHARED_CACHE;
   return {
     cacheDir,
     stateDir,
@@ -38,5 +48,6 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): PyroPaths {
     workspacesDir: join(stateDir, "workspaces"),
     outputsDir: join(stateDir, "outputs"),
     runscRoot: join(stateDir, "runsc"),
+    sharedEnvironmentsDirs: shared && shared !== cacheDir ? [join(shared, "environments")] : [],
   };
 }

@@ -107,7 +107,8 @@ export async function runscBinary(): Promise<string | undefined> {
 
 /** Why gVisor e2e tests cannot run here, or undefined when they can. */
 export async function gvisorSkipReason(): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return "gVisor tests need root (runsc runs rootful here)";
+  if (process.getuid?.() !== 0)
+    return "these gVisor tests run as root (test/e2e/rootless.test.ts covers ordinary users)";
   if (!(await runscBinary())) return "runsc not installed (run scripts/setup-host.sh)";
   return undefined;
 }

@@ -11,6 +11,7 @@ import type { EnvironmentStore } from "../environments/store.js";
 import type { DoctorResultT } from "../operations/schemas.js";
 import type { PyroPaths } from "../paths.js";
 import { which } from "../util/proc.js";
+import { checkRootless } from "./rootless.js";
 
 async function canAccess(p: string, mode: number): Promise<boolean> {
   try {
@@ -86,12 +87,32 @@ export async function runDoctor(
   const rank = (p: ProbeResult) => (p.engine === "qemu" && p.extra?.accel !== "kvm" ? 1 : 0);
   isolated.sort((a, b) => rank(a) - rank(b));
   const def = isolated[0]?.engine ?? null;
+  let user = "unknown";
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  const root = process.getuid?.() === 0;
+  // What this user (not root) needs, with fixes; listed first, since the rest follows from it.
+  const rootless = await checkRootless(user, env);
+  problems.push(...rootless.problems);
   if (!def)
     problems.push(
-      "no isolated engine works: run `sudo scripts/setup-host.sh`, or use --allow-host-compat (no isolation)",
+      root
+        ? "no isolated engine works: run `sudo scripts/setup-host.sh`, or use --allow-host-compat (no isolation)"
+        : "no isolated engine works for you: fix the problems above, or run `sudo scripts/setup-host.sh` (or use --allow-host-compat: no isolation)",
     );
   if (!rootfs)
-    problems.push("no environment installed yet: `pyro env pull debian:12` (or any `pyro run` pulls it)");
+    problems.push(
+      root
+        ? "no environment installed yet: `pyro env pull debian:12` (or any `pyro run` pulls it); `sudo scripts/setup-host.sh` after building pyro also fills the shared cache other users read"
+        : `no environment installed yet, neither yours nor shared (${(paths.sharedEnvironmentsDirs ?? []).join(", ") || "no shared cache"}): \`pyro env pull debian:12\` builds one in your cache without root, or an administrator's \`sudo scripts/setup-host.sh\` fills the shared cache`,
+    );
+  if (root === false && kvmExists && !kvm.writable)
+    problems.push(
+      `/dev/kvm exists but you cannot open it, so microVM engines cannot use KVM for you: run \`sudo usermod -aG kvm ${user}\` and log in again`,
+    );
   const tools: Record<string, string | null> = {};
   for (const t of ["runsc", "mmdebstrap", "qemu-system-x86_64", "firecracker", "tar", "umoci"])
     tools[t] = (await which(t, env)) ?? null;
@@ -103,12 +124,6 @@ export async function runDoctor(
       "umoci is missing, so OCI images cannot be used as environments: run `sudo scripts/setup-host.sh`",
     );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
-  let user = "unknown";
-  try {
-    user = userInfo().username;
-  } catch {
-    // no passwd entry
-  }
   return {
     platform: {
       os: platform(),
@@ -116,7 +131,7 @@ export async function runDoctor(
       kernel: release(),
       node: process.version,
       user,
-      root: process.getuid?.() === 0,
+      root,
     },
     kvm,
     engines: probes.map((p) => ({

@@ -71,9 +71,14 @@ export class EnvironmentStore {
   readonly images: OciStore;
   readonly recipes: RecipeStore;
 
+  /**
+   * `shared`: read-only cache dirs of the same layout, searched after the user's own (the
+   * host-wide one `setup-host.sh` fills, see paths.ts). Never written, built into or pruned.
+   */
   constructor(
     private readonly dir: string,
     env: NodeJS.ProcessEnv = process.env,
+    private readonly shared: readonly string[] = [],
   ) {
     this.images = new OciStore(dir, env);
     this.recipes = new RecipeStore(dir, this.images, env);
@@ -105,9 +110,13 @@ export class EnvironmentStore {
     );
   }
 
+  /** The user's own entry, or else a shared one that holds a valid build of the recipe. */
   private entryPath(r: EnvironmentRecipe): string {
-    return join(this.dir, entryDirName(r));
+    return this.found.get(r.name) ?? join(this.dir, entryDirName(r));
   }
+
+  /** Shared entries found by manifest(), by environment name. */
+  private readonly found = new Map<string, string>();
 
   rootfsPath(name: string): string {
     return join(this.entryPath(findRecipe(name)), "rootfs");
@@ -115,10 +124,17 @@ export class EnvironmentStore {
 
   async manifest(name: string): Promise<EnvironmentManifest | undefined> {
     const r = findRecipe(name);
-    const m = await readJson<EnvironmentManifest>(join(this.entryPath(r), "manifest.json")).catch(
-      () => undefined,
-    );
-    return m && m.digest === recipeDigest(r) ? m : undefined;
+    for (const dir of [this.dir, ...this.shared]) {
+      const entry = join(dir, entryDirName(r));
+      const m = await readJson<EnvironmentManifest>(join(entry, "manifest.json")).catch(() => undefined);
+      if (m && m.digest === recipeDigest(r)) {
+        if (dir === this.dir) this.found.delete(r.name);
+        else this.found.set(r.name, entry);
+        return m;
+      }
+    }
+    this.found.delete(r.name);
+    return undefined;
   }
 
   async info(name: string): Promise<EnvironmentInfo> {
@@ -277,6 +293,7 @@ export class EnvironmentStore {
         const again = await this.manifest(name);
         if (again) return { rootfs: join(this.entryPath(r), "rootfs"), pulled: false, manifest: again };
         await this.removeTemps(entryDirName(r));
+        this.found.delete(r.name);
         const tmp = join(this.dir, `${TMP_PREFIX}${entryDirName(r)}-${process.pid}`);
         const started = performance.now();
         try {

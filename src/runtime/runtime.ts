@@ -28,7 +28,11 @@ export class Runtime {
   constructor(opts: RuntimeOptions = {}) {
     const env = opts.env ?? process.env;
     this.paths = opts.paths ?? resolvePaths(env);
-    this.envs = new EnvironmentStore(this.paths.environmentsDir, env);
+    this.envs = new EnvironmentStore(
+      this.paths.environmentsDir,
+      env,
+      this.paths.sharedEnvironmentsDirs ?? [],
+    );
     let privateState: Promise<void> | undefined;
     this.deps = {
       paths: this.paths,

@@ -232,7 +232,10 @@ test("workspace flow on qemu: create with seed, sync push, exec, logs, delete", 
       );
       const st = await runCliJsonGuest<{ state: string }>(["workspace", "status", id], { env });
       assert.equal(st.json.state, "running");
-      assert.equal((await processesMentioning(stateDir)).length, 1, "one VM for the workspace");
+      const procs = await processesMentioning(stateDir);
+      // The VM, and the host-side watchdog that ends it at its expiry.
+      assert.equal(procs.filter((l) => !l.includes(" watch ")).length, 1, "one VM for the workspace");
+      assert.equal(procs.filter((l) => l.includes(" watch ")).length, 1, "one expiry watchdog");
       const d = await runCli(["workspace", "delete", id], { env, timeoutMs: 60_000 });
       assert.equal(d.code, 0, d.stderr);
       await assertNoQemu(stateDir);

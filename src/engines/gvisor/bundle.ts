@@ -14,6 +14,7 @@ export interface OciConfig {
     noNewPrivileges?: boolean;
   };
   root: { path: string; readonly: boolean };
+  annotations?: Record<string, string>;
   hostname: string;
   mounts: { destination: string; type: string; source: string; options?: string[] }[];
   linux: {
@@ -72,6 +73,30 @@ export interface SandboxMounts {
   ctlDir?: string;
   /** /etc/hosts with localhost and the sandbox's hostname: many rootfs trees have none. */
   hostsFile?: string;
+  /**
+   * The environment as an EROFS image, read by the sentry itself (see util/erofs.ts); the OCI
+   * root is then `emptyRoot`, an empty directory of ours, so nothing is ever created in the
+   * shared environment tree (runsc makes mount points in a directory root).
+   */
+  rootfsImage?: { image: string; emptyRoot: string };
+}
+
+/**
+ * Boots the config from an EROFS image instead of its root directory: the sentry reads the
+ * image (owners and modes as recorded in it) and writes go to memory, as
+ * `--overlay2=root:memory` does for a directory root.
+ */
+export function useRootfsImage(config: OciConfig, img: { image: string; emptyRoot: string }): OciConfig {
+  return {
+    ...config,
+    root: { path: img.emptyRoot, readonly: false },
+    annotations: {
+      ...config.annotations,
+      "dev.gvisor.spec.rootfs.type": "erofs",
+      "dev.gvisor.spec.rootfs.source": img.image,
+      "dev.gvisor.spec.rootfs.overlay": "memory",
+    },
+  };
 }
 
 export function buildOciConfig(
@@ -123,7 +148,7 @@ export function buildOciConfig(
       options: ["rbind", "ro"],
     });
   }
-  return {
+  const config: OciConfig = {
     ociVersion: "1.0.0",
     process: {
       terminal: false,
@@ -154,4 +179,5 @@ export function buildOciConfig(
       },
     },
   };
+  return extra?.rootfsImage ? useRootfsImage(config, extra.rootfsImage) : config;
 }

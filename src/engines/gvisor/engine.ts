@@ -28,12 +28,14 @@ import {
   INIT_IN_GUEST,
   type SandboxMounts,
 } from "./bundle.js";
+import { rootfsSource } from "./rootfs.js";
 import {
   findRunsc,
   globalFlags,
   pidAlive,
   type RunscFlags,
   runsc,
+  runscRootless,
   runscState,
   runscVersion,
 } from "./runsc.js";
@@ -80,8 +82,17 @@ export class GvisorEngine implements Engine {
     private readonly cacheDir: string = join(dirname(runscRoot), "cache"),
   ) {}
 
-  /** The read-only host files every sandbox gets: the init, and a shared /etc/hosts. */
-  private async mounts(ctlDir?: string): Promise<SandboxMounts> {
+  /**
+   * The read-only host files every sandbox gets: the init, a shared /etc/hosts, and the
+   * environment's EROFS image when it has one (always, without root: see rootfs.ts).
+   */
+  private async mounts(rootfs: string, ctlDir?: string): Promise<SandboxMounts> {
+    const source = await rootfsSource(rootfs, {
+      cacheDir: this.cacheDir,
+      rootless: runscRootless(),
+      env: this.env,
+    });
+    const rootfsImage = source.image ? { image: source.image, emptyRoot: await this.emptyRoot() } : undefined;
     const init = await ensureStaticBinary(SANDBOX_INIT, this.cacheDir, this.env);
     // In the cache (it is rebuildable), not in runsc's root: runsc owns that directory.
     const hostsFile = join(this.cacheDir, "gvisor", "hosts");
@@ -91,7 +102,14 @@ export class GvisorEngine implements Engine {
       await writeFile(tmp, HOSTS_FILE, { mode: 0o644 });
       await rename(tmp, hostsFile);
     }
-    return { init, hostsFile, ...(ctlDir ? { ctlDir } : {}) };
+    return { init, hostsFile, ...(ctlDir ? { ctlDir } : {}), ...(rootfsImage ? { rootfsImage } : {}) };
+  }
+
+  /** An empty directory for the OCI root when the rootfs is an image (runsc wants a directory). */
+  private async emptyRoot(): Promise<string> {
+    const dir = join(this.cacheDir, "gvisor", "empty-root");
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    return dir;
   }
 
   /** Moves the sandbox's expiry; its init stops the sandbox once it has passed. */
@@ -160,11 +178,13 @@ export class GvisorEngine implements Engine {
       };
     }
     const r = probe.outcome;
+    // Said where it changes what a user gets: no cgroups are set up without root.
+    const mode = runscRootless() ? " without root (memory and CPU limits not enforced)" : "";
     return {
       engine: this.name,
       available: probe.ok,
       detail: probe.ok
-        ? `${version}: a sandbox ran a command in ${r.execMs} ms`
+        ? `${version}${mode}: a sandbox ran a command in ${r.execMs} ms`
         : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
       probeMs: r.execMs,
       capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : caps,
@@ -185,7 +205,7 @@ export class GvisorEngine implements Engine {
     const config = buildOciConfig(
       spec,
       { args: [INIT_IN_GUEST, "idle", "--expires-file", `${CTL_IN_GUEST}/expires_at`], cwd: "/" },
-      await this.mounts(ctlDir),
+      await this.mounts(spec.rootfs, ctlDir),
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const cid = containerId(spec.id);
@@ -196,9 +216,11 @@ export class GvisorEngine implements Engine {
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
       data: { flags, containerId: cid, ctlDir, init: true, memMib: spec.memMib },
     };
+    // `run --detach` creates and starts in one call: rootless runsc refuses `create` ("Rootless
+    // mode not supported with create"), and one code path serves both modes.
     const created = await runToLog(
       flags.binary,
-      [...flags.global, "create", "--bundle", bundle, cid],
+      [...flags.global, "run", "--detach", "--bundle", bundle, cid],
       join(spec.sandboxDir, "create.log"),
       {
         timeoutMs: 60_000,
@@ -206,12 +228,7 @@ export class GvisorEngine implements Engine {
     );
     if (created.exitCode !== 0) {
       await this.destroy(handle);
-      throw new PyroError("engine_failure", `runsc create failed: ${lastLines(created.output)}`);
-    }
-    const started = await runsc(flags, ["start", cid], { timeoutMs: 60_000 });
-    if (started.exitCode !== 0) {
-      await this.destroy(handle);
-      throw new PyroError("engine_failure", `runsc start failed: ${lastLines(started.stderr)}`);
+      throw new PyroError("engine_failure", `runsc run --detach failed: ${lastLines(created.output)}`);
     }
     const st = await runscState(flags, cid);
     if (st?.pid) handle.data.pid = st.pid;
@@ -379,7 +396,7 @@ export class GvisorEngine implements Engine {
         cwd: req.cwd ?? "/",
         ...(req.env ? { env: req.env } : {}),
       },
-      await this.mounts(),
+      await this.mounts(spec.rootfs),
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);

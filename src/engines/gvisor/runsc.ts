@@ -15,8 +15,25 @@ export async function findRunsc(env: NodeJS.ProcessEnv = process.env): Promise<s
   return which("runsc", env);
 }
 
-export function globalFlags(root: string, network: boolean, env: NodeJS.ProcessEnv = process.env): string[] {
+/**
+ * Whether runsc runs without root: as any user but root. `--rootless` makes runsc put the
+ * sandbox and gofer in a user namespace of their own, mapped to the caller (measured on
+ * Debian 12, runsc 20240729: `run`, `run --detach`, `exec`, `kill`, `state`, `delete` work;
+ * `create` refuses with "Rootless mode not supported with create"). No cgroups are set up,
+ * so the memory and CPU limits are not enforced by the host.
+ */
+export function runscRootless(): boolean {
+  return (process.getuid?.() ?? 0) !== 0;
+}
+
+export function globalFlags(
+  root: string,
+  network: boolean,
+  env: NodeJS.ProcessEnv = process.env,
+  rootless: boolean = runscRootless(),
+): string[] {
   const flags = [`--root=${root}`, `--network=${network ? "host" : "none"}`, "--overlay2=root:memory"];
+  if (rootless) flags.push("--rootless");
   if (env.PYRO_RUNSC_PLATFORM) flags.push(`--platform=${env.PYRO_RUNSC_PLATFORM}`);
   return flags;
 }
