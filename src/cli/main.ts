@@ -44,6 +44,18 @@ function usageError(e: CommanderError): PyroError {
   return new PyroError("invalid_argument", message, `see \`${commandPath(failedCommand)} --help\``);
 }
 
+interface ServeFlags {
+  allowPath?: string[];
+  allowHostCompat?: boolean;
+  profile?: string;
+  projectPath?: string;
+  repoUrl?: string;
+  repoRef?: string;
+  includeUntracked?: boolean;
+  /** false with --no-project */
+  project?: boolean;
+}
+
 async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
   let interrupted = 0;
@@ -108,19 +120,39 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
     )
     .option(
       "--allow-path <dir>",
       "host directory tools may read seeds and sync sources from, symlinks resolved (repeatable; default: the directory the server is started in)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .action(async (o: { allowPath?: string[]; allowHostCompat?: boolean }) => {
+    .option("--profile <name>", "which tools to serve: vm-run, workspace-core (default) or workspace-full")
+    .option(
+      "--project-path <dir>",
+      "seed workspace_create without seed_path from this git checkout's tracked files (default: the checkout the server starts in, if any)",
+    )
+    .option(
+      "--repo-url <url>",
+      "clone this git repository (shallow, into pyro's cache) and seed from it instead",
+    )
+    .option("--repo-ref <ref>", "branch or tag of --repo-url (default: its default branch)")
+    .option("--include-untracked", "project seeds also carry untracked files that are not ignored")
+    .option("--no-project", "do not seed from the checkout the server starts in")
+    .action(async (o: ServeFlags) => {
       const { serveStdio } = await import("../mcp/stdio.js");
       try {
         await serveStdio({
           ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
           allowHostCompat: o.allowHostCompat === true,
+          ...(o.profile ? { profile: o.profile } : {}),
+          project: {
+            ...(o.projectPath ? { path: o.projectPath } : {}),
+            ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),
+            ...(o.repoRef ? { repoRef: o.repoRef } : {}),
+            includeUntracked: o.includeUntracked === true,
+            noProject: o.project === false,
+          },
         });
       } catch (e) {
         // A bad --allow-path is reported like any CLI error, before serving anything.

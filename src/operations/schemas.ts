@@ -211,12 +211,29 @@ export const EnvListResult = z.object({ environments: z.array(EnvInfo) });
 export const EnvPullResult = z.object({ environment: EnvInfo, pulled: z.boolean() });
 export const EnvPruneResult = z.object({ removed: z.array(z.string()), bytes_freed: z.number() });
 
+/**
+ * Where a workspace's seed came from. `project_path` / `repo_url`: the server's project
+ * (`pyro mcp serve` in a git checkout, `--project-path`, `--repo-url`), seeded with its
+ * git-tracked files because the call gave no seed_path. Records written before these fields
+ * existed read as `seed_path` (or `none` when empty).
+ */
+function seedOriginFields() {
+  return {
+    origin_kind: z
+      .enum(["none", "seed_path", "project_path", "repo_url"])
+      .describe("none (empty), seed_path (the caller's), project_path or repo_url (the server's project)."),
+    origin_ref: z.string().nullable().describe("The project's branch or tag, when it came from a project."),
+    origin_commit: z.string().nullable().describe("The project's HEAD commit, when it came from a project."),
+    origin_url: z.string().nullable().describe("The repository URL, for repo_url."),
+  };
+}
 export const SeedInfo = z.object({
-  mode: z.enum(["empty", "directory", "tar_archive"]),
+  mode: z.enum(["empty", "directory", "tar_archive", "project"]),
   seed_path: z.string().nullable(),
   destination: z.string(),
   entry_count: z.number().int(),
   bytes_written: z.number().int(),
+  ...seedOriginFields(),
 });
 export const LastCommand = z.object({
   sequence: z.number().int(),
@@ -245,7 +262,10 @@ export const WorkspaceStatusResult = z.object({
 export const WorkspaceSummary = z.object({
   workspace_id: z.string(),
   state: WorkspaceState,
-  reason: z.string().nullable().describe("Why it is not running (failed, damaged, expired); null when running."),
+  reason: z
+    .string()
+    .nullable()
+    .describe("Why it is not running (failed, damaged, expired); null when running."),
   environment: z.string(),
   created_at: z.string(),
   expires_at: z.string(),

@@ -6,6 +6,9 @@ import type { Runtime } from "../runtime/runtime.js";
 import * as S from "./schemas.js";
 import { nearest } from "./suggest.js";
 
+// Which of these operations each MCP profile serves: one mapping, beside the table.
+export { DEFAULT_PROFILE, PROFILES, type ProfileName, profileTools } from "./profiles.js";
+
 /**
  * Every public operation, once. The CLI commands, SDK methods and MCP tools are derived
  * from this table, and the public-contract test walks it, so the three faces cannot drift.

@@ -104,12 +104,15 @@ export class Pyro {
    * host directories its tools may read (default: the process's working directory);
    * `allowHostCompat`: let its tools offer unisolated execution (operator's choice).
    */
-  async createServer(opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean } = {}) {
+  async createServer(
+    opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean; profile?: string } = {},
+  ) {
     const { createServer } = await import("../mcp/server.js");
     return createServer({
       runtime: this.runtime,
       ...(opts.allowPaths ? { allowPaths: opts.allowPaths } : {}),
       ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
+      ...(opts.profile ? { profile: opts.profile } : {}),
     });
   }
 

@@ -18,6 +18,7 @@ import {
   type WorkspaceSyncInputT,
   type WorkspaceSyncResultT,
 } from "../operations/schemas.js";
+import type { ProjectSeed } from "../project/source.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
@@ -28,6 +29,25 @@ import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 
 export const WORKSPACE_ROOT = "/workspace";
+
+/** The seed as stored: records from before the origin fields lack them (see seedView). */
+const SeedRecord = SeedInfo.partial({
+  origin_kind: true,
+  origin_ref: true,
+  origin_commit: true,
+  origin_url: true,
+});
+
+/** The stored seed with its origin filled in for records written before origins existed. */
+function seedView(s: z.infer<typeof SeedRecord>): z.infer<typeof SeedInfo> {
+  return {
+    ...s,
+    origin_kind: s.origin_kind ?? (s.mode === "empty" ? "none" : "seed_path"),
+    origin_ref: s.origin_ref ?? null,
+    origin_commit: s.origin_commit ?? null,
+    origin_url: s.origin_url ?? null,
+  };
+}
 
 /**
  * The stored record, validated on every load (see RecordStore). `creating` is written before
@@ -51,7 +71,7 @@ const WorkspaceRecordSchema = z.looseObject({
   owner: OwnerSchema.nullable().optional(),
   command_count: z.number().int().nonnegative(),
   last_command: LastCommand.nullable(),
-  workspace_seed: SeedInfo,
+  workspace_seed: SeedRecord,
 });
 type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
@@ -123,11 +143,26 @@ export class WorkspaceManager {
   }
 
   async create(input: WorkspaceCreateInputT, ctx: CallContext = {}): Promise<WorkspaceStatusResultT> {
-    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
     // Everything about the seed is checked before anything is written.
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
-    const src = seedPath ? await classifySource(seedPath, "seed path") : undefined;
+    // No seed_path on a server started for a project: the project's git-tracked files.
+    const project = !seedPath && ctx.project ? await ctx.project.snapshot(ctx.signal) : undefined;
+    try {
+      return await this.createSeeded(input, ctx, seedPath, project);
+    } finally {
+      await project?.cleanup();
+    }
+  }
+
+  private async createSeeded(
+    input: WorkspaceCreateInputT,
+    ctx: CallContext,
+    seedPath: string | undefined,
+    project: ProjectSeed | undefined,
+  ): Promise<WorkspaceStatusResultT> {
+    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
+    const src = project ? project.source : seedPath ? await classifySource(seedPath, "seed path") : undefined;
     const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
     const env = await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
@@ -158,11 +193,15 @@ export class WorkspaceManager {
       command_count: 0,
       last_command: null,
       workspace_seed: {
-        mode: src ? src.kind : "empty",
-        seed_path: src ? src.path : null,
+        mode: project ? "project" : src ? src.kind : "empty",
+        seed_path: project ? project.origin.root : src ? src.path : null,
         destination: WORKSPACE_ROOT,
         entry_count: stats.entry_count,
         bytes_written: stats.bytes_written,
+        origin_kind: project ? project.origin.kind : src ? "seed_path" : "none",
+        origin_ref: project?.origin.ref ?? null,
+        origin_commit: project?.origin.commit ?? null,
+        origin_url: project?.origin.url ?? null,
       },
     };
     let handle: SandboxHandle | undefined;
@@ -171,7 +210,10 @@ export class WorkspaceManager {
       await this.records.write(id, rec);
       await mkdir(filesDir, { recursive: true });
       if (src) {
-        ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
+        const from = project
+          ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
+          : src.path;
+        ctx.onProgress?.({ message: `seeding /workspace from ${from} (${stats.entry_count} entries)` });
         await importIntoFreshDir(src, filesDir, ctx.signal);
       }
       ctx.signal?.throwIfAborted();
@@ -523,6 +565,10 @@ export class WorkspaceManager {
         destination: WORKSPACE_ROOT,
         entry_count: 0,
         bytes_written: 0,
+        origin_kind: "none",
+        origin_ref: null,
+        origin_commit: null,
+        origin_url: null,
       },
     };
   }
@@ -541,7 +587,7 @@ export class WorkspaceManager {
       execution_mode: r.execution_mode,
       command_count: r.command_count,
       last_command: r.last_command,
-      workspace_seed: r.workspace_seed,
+      workspace_seed: seedView(r.workspace_seed),
     };
   }
 }
