@@ -5,6 +5,7 @@ import { unknownNames } from "../operations/suggest.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import { addOperationCommands, type CliIo, EXIT, reportError } from "./commands.js";
+import { addHostCommands } from "./host.js";
 
 /** The command whose parse failed last, so a usage error can point at its --help. */
 let failedCommand: Command | undefined;
@@ -110,6 +111,7 @@ Examples:
 State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_HOME moves both).`,
   );
   addOperationCommands(program, () => (runtime ??= new Runtime()), io);
+  addHostCommands(program, io);
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp
     .command("serve")
