@@ -105,6 +105,23 @@ export const EnvPruneInput = z.object({
   all: z.boolean().default(false).describe("Also remove installed catalog environments."),
 });
 
+export const PrepareInput = z.object({
+  environment: environment.default(DEFAULT_ENVIRONMENT),
+  network: z
+    .boolean()
+    .default(false)
+    .describe("Warm a sandbox with network access (as network=true calls get)."),
+  force: z.boolean().default(false).describe("Prepare again even when the environment is already warm."),
+});
+export const DoctorInput = z.object({
+  environment: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe("Also say whether this environment is warm, cold or stale (see `pyro prepare`)."),
+});
+
 export const WorkspaceCreateInput = z.object({
   environment: environment.default(DEFAULT_ENVIRONMENT),
   seed_path: z
@@ -313,6 +330,21 @@ export const CommandLogEntry = z.object({
 export const WorkspaceLogsResult = z.object({ workspace_id: z.string(), commands: z.array(CommandLogEntry) });
 export const WorkspaceDeleteResult = z.object({ workspace_id: z.string(), deleted: z.boolean() });
 
+export const WarmState = z.enum(["warm", "cold", "stale"]);
+export const PrepareResult = z.object({
+  environment: z.string(),
+  state: WarmState,
+  pulled: z.boolean().describe("Whether the environment was built (or fetched) by this call."),
+  warm_run_ms: z
+    .number()
+    .int()
+    .nullable()
+    .describe("The throwaway sandbox's run; null when it was already warm."),
+  execution_mode: ExecutionModeSchema.nullable(),
+  detail: z.string(),
+});
+export const EnvironmentState = z.object({ name: z.string(), state: WarmState, detail: z.string() });
+
 export const EngineReport = z.object({
   engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
   available: z.boolean(),
@@ -349,6 +381,9 @@ export const DoctorResult = z.object({
   host_tools: z.record(z.string(), z.string().nullable()),
   ok: z.boolean(),
   problems: z.array(z.string()),
+  environment_state: EnvironmentState.nullable()
+    .optional()
+    .describe("With --environment: warm, cold or stale."),
 });
 
 export type RunInputT = z.infer<typeof RunInput>;
@@ -367,3 +402,5 @@ export type CommandLogEntryT = z.infer<typeof CommandLogEntry>;
 export type SeedInfoT = z.infer<typeof SeedInfo>;
 export type DoctorResultT = z.infer<typeof DoctorResult>;
 export type ReapResultT = z.infer<typeof ReapResult>;
+export type PrepareInputT = z.infer<typeof PrepareInput>;
+export type PrepareResultT = z.infer<typeof PrepareResult>;

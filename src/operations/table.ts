@@ -2,6 +2,7 @@ import type * as z from "zod";
 import { PyroError } from "../errors.js";
 import { checkId } from "../ids.js";
 import type { CallContext } from "../runtime/context.js";
+import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import * as S from "./schemas.js";
 import { nearest } from "./suggest.js";
@@ -130,12 +131,34 @@ export const OPERATIONS = [
     title: "Check the host",
     description:
       "Probe the host: platform, KVM, each engine (by really running a sandbox), capabilities, networking, cache and state paths.",
-    input: S.EmptyInput,
+    input: S.DoctorInput,
     result: S.DoctorResult,
     mcp: false,
     readOnly: true,
-    cli: { path: ["doctor"], examples: ["pyro doctor", "pyro doctor --json"] },
-    handler: (rt, _i, ctx) => rt.doctor(ctx),
+    cli: {
+      path: ["doctor"],
+      examples: ["pyro doctor", "pyro doctor --json", "pyro doctor --environment debian:12"],
+    },
+    handler: async (rt, i, ctx) => ({
+      ...(await rt.doctor(ctx)),
+      environment_state: i.environment ? await environmentState(rt, i.environment) : null,
+    }),
+  }),
+  op({
+    name: "prepare",
+    sdk: "prepare",
+    title: "Prepare an environment",
+    description:
+      "Build the environment if needed and run one throwaway sandbox, so the first real call starts warm; records it for `pyro doctor --environment`.",
+    input: S.PrepareInput,
+    result: S.PrepareResult,
+    mcp: false,
+    cli: {
+      path: ["prepare"],
+      positional: ["environment"],
+      examples: ["pyro prepare", "pyro prepare debian:12-build --json", "pyro prepare debian:12 --force"],
+    },
+    handler: (rt, i, ctx) => prepare(rt, i, ctx),
   }),
   op({
     name: "vm_create",

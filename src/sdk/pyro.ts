@@ -142,8 +142,16 @@ export class Pyro {
   pruneEnvironments(options: { all?: boolean } = {}): Promise<{ removed: string[]; bytes_freed: number }> {
     return this.#method("env_prune", snake(options));
   }
-  doctor(): Promise<DoctorReport> {
-    return this.#method("doctor");
+  doctor(options: { environment?: string } = {}): Promise<DoctorReport> {
+    return this.#method("doctor", snake(options));
+  }
+  /** Builds the environment and runs one throwaway sandbox so the first real call starts warm. */
+  prepare(
+    environment?: string,
+    options: { network?: boolean; force?: boolean } = {},
+    opts?: CallOptions,
+  ): Promise<z.infer<typeof S.PrepareResult>> {
+    return this.#method("prepare", { ...(environment ? { environment } : {}), ...snake(options) }, opts);
   }
 
   // ---- VM lifecycle ----
