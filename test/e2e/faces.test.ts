@@ -258,7 +258,7 @@ describe("MCP: model-facing input through the official clients", { timeout: 60_0
 
   test("raw stdio: malformed lines are answered -32700 / -32600, then normal traffic flows", async () => {
     const { env, cleanup } = await testEnv();
-    const child = spawn(process.execPath, [CLI, "mcp", "serve"], {
+    const child = spawn(process.execPath, [CLI, "mcp", "serve", "--profile", "workspace-full"], {
       env,
       cwd: REPO,
       stdio: ["pipe", "pipe", "ignore"],
