@@ -239,3 +239,22 @@ test("host doctor: ok for a working entry, stale once pyro moved; repair re-poin
     await done();
   }
 });
+
+test("examples/mcp: each client's example file has the documented shape", async () => {
+  const dir = join(REPO, "examples", "mcp");
+  const files: [ClientName, string][] = [
+    ["claude-code", "claude-code.mcp.json"],
+    ["claude-code", "claude_desktop_config.json"],
+    ["cursor", "cursor.mcp.json"],
+    ["vscode", "vscode.mcp.json"],
+    ["opencode", "opencode.json"],
+    ["codex", "codex.config.toml"],
+  ];
+  for (const [client, file] of files) {
+    const text = await readFile(join(dir, file), "utf8");
+    const entry = entryIn(client, text);
+    assert.ok(entry, `${file} has a pyro entry`);
+    assert.deepEqual(entry.args.slice(0, 2), ["mcp", "serve"], file);
+    assert.equal(entry.command, "pyro", file);
+  }
+});
