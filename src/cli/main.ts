@@ -115,7 +115,9 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp
     .command("serve")
-    .description("Serve pyro's tools (vm_run, vm_*, workspace_*) over MCP on stdio; logs go to stderr")
+    .description(
+      "Serve pyro's tools over MCP on stdio (one profile's worth; in a git checkout, seeding workspaces from it); logs go to stderr",
+    )
     .option(
       "--allow-host-compat",
       "let the tools offer allow_host_compat: a call that sets it runs WITHOUT isolation when no isolated engine works (off by default; the model never sees the option)",
