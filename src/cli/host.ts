@@ -105,7 +105,7 @@ export function addHostCommands(program: Command, io: CliIo): void {
           for (const e of configured)
             print(`${e.status.padEnd(6)} ${e.client} (${e.scope}) ${e.path}: ${e.detail}`);
           const bad = configured.filter((e) => e.status !== "ok").map((e) => e.client);
-          if (bad.length) print(`fix: pyro host repair ${[...new Set(bad)].join(" / ")}`);
+          for (const c of new Set(bad)) print(`fix: pyro host repair ${c}`);
         }
         if (!ok) io.setExitCode(1);
       }),

@@ -5,6 +5,7 @@ import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { packageRoot } from "../engines/static-binaries.js";
 import { PyroError } from "../errors.js";
 import { DEFAULT_PROFILE, type ProfileName, parseProfile } from "../operations/profiles.js";
+import { nearest } from "../operations/suggest.js";
 import { VERSION } from "../version.js";
 import {
   CLIENT_SPECS,
@@ -29,9 +30,10 @@ import { readTomlServer, writeTomlServer } from "./toml.js";
 
 export function parseClient(name: string): Client {
   if ((CLIENTS as readonly string[]).includes(name)) return CLIENT_SPECS[name as ClientName];
+  const near = nearest(name, [...CLIENTS]);
   throw new PyroError(
     "invalid_argument",
-    `unknown MCP client ${JSON.stringify(name)}`,
+    `unknown MCP client ${JSON.stringify(name)}${near ? `; did you mean \`${near}\`?` : ""}`,
     `clients are: ${CLIENTS.join(", ")}`,
   );
 }
