@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants, existsSync, realpathSync } from "node:fs";
-import { chmod, copyFile, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { packageRoot } from "../engines/static-binaries.js";
 import { PyroError } from "../errors.js";
@@ -146,20 +146,31 @@ export function mergedConfig(c: Client, path: string, existing: string | undefin
   return `${JSON.stringify(doc, null, indent)}\n`;
 }
 
-/** Writes `text` to `path` atomically, keeping its mode, after copying the old file aside. */
-async function writeWithBackup(path: string, text: string, existed: boolean): Promise<string | null> {
-  await mkdir(dirname(path), { recursive: true });
+/**
+ * Writes `text` to `path` atomically, keeping its mode, after copying the old file aside. A
+ * symlinked config (dotfiles kept in a repository) is written where the link points, so the
+ * link stays a link. A new file gets `newMode`: user-scope files hold the client's own
+ * settings and may hold secrets, so they are created private.
+ */
+async function writeWithBackup(
+  path: string,
+  text: string,
+  existed: boolean,
+  newMode: number,
+): Promise<string | null> {
+  const target = existed ? await realpath(path) : path;
+  await mkdir(dirname(target), { recursive: true });
   let backup: string | null = null;
-  let mode: number | undefined;
+  let mode = newMode;
   if (existed) {
-    backup = `${path}.pyro-backup-${new Date().toISOString().replace(/[:.]/g, "-")}`;
-    await copyFile(path, backup);
-    mode = (await stat(path)).mode & 0o777;
+    backup = `${target}.pyro-backup-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    await copyFile(target, backup);
+    mode = (await stat(target)).mode & 0o777;
   }
-  const tmp = `${path}.pyro-tmp-${process.pid}`;
-  await writeFile(tmp, text, { mode: mode ?? 0o644 });
-  if (mode !== undefined) await chmod(tmp, mode);
-  await rename(tmp, path);
+  const tmp = `${target}.pyro-tmp-${process.pid}`;
+  await writeFile(tmp, text, { mode });
+  await chmod(tmp, mode);
+  await rename(tmp, target);
   return backup;
 }
 
@@ -174,7 +185,9 @@ export async function connect(
   const existing = await readText(path);
   const next = mergedConfig(client, path, existing, launch);
   const changed = next !== existing;
-  const backup = changed && !opts.dryRun ? await writeWithBackup(path, next, existing !== undefined) : null;
+  const newMode = scope === "user" ? 0o600 : 0o644;
+  const backup =
+    changed && !opts.dryRun ? await writeWithBackup(path, next, existing !== undefined, newMode) : null;
   return {
     client: client.name,
     scope,

@@ -1,5 +1,16 @@
 import assert from "node:assert/strict";
-import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { CLIENT_SPECS, CLIENTS, type ClientName, type Launch, type Where } from "../../src/host/clients.js";
@@ -256,5 +267,28 @@ test("examples/mcp: each client's example file has the documented shape", async 
     assert.ok(entry, `${file} has a pyro entry`);
     assert.deepEqual(entry.args.slice(0, 2), ["mcp", "serve"], file);
     assert.equal(entry.command, "pyro", file);
+  }
+});
+
+test("a symlinked config is written through the link; a new user-scope file is private", async () => {
+  const { where, root, done } = await sandbox();
+  try {
+    const launch = serverLaunch(await fakePyro(root), "workspace-core");
+    const dotfiles = join(root, "dotfiles");
+    await mkdir(dotfiles);
+    await copyFile(fixtureFile("claude-code"), join(dotfiles, "claude.json"));
+    await symlink(join(dotfiles, "claude.json"), join(where.home, ".claude.json"));
+    const r = await connect(CLIENT_SPECS["claude-code"], "user", launch, where);
+    assert.equal(r.changed, true);
+    assert.ok((await lstat(join(where.home, ".claude.json"))).isSymbolicLink(), "still a link");
+    assert.deepEqual(entryIn("claude-code", await readFile(join(dotfiles, "claude.json"), "utf8")), launch);
+    assert.equal((await backups(join(dotfiles, "claude.json"))).length, 1, "backed up beside the real file");
+
+    const fresh = await connect(CLIENT_SPECS.cursor, "user", launch, where);
+    assert.equal((await stat(fresh.path)).mode & 0o777, 0o600);
+    const shared = await connect(CLIENT_SPECS.cursor, "project", launch, where);
+    assert.equal((await stat(shared.path)).mode & 0o777, 0o644);
+  } finally {
+    await done();
   }
 });
