@@ -114,7 +114,9 @@ export const CLIENT_SPECS: Record<ClientName, Client> = {
   },
   // VS Code: `servers` (not `mcpServers`) in .vscode/mcp.json, or the user profile's
   // mcp.json; a stdio server needs "type": "stdio", "command", optional "args"/"env".
-  // Source: code.visualstudio.com/docs/copilot/reference/mcp-configuration.
+  // Source: code.visualstudio.com/docs/copilot/reference/mcp-configuration. A workspace
+  // server with no "cwd" starts in the workspace folder (microsoft/vscode PR 330253 describes
+  // the extension host's `defaultCwd`), so project scope gets the project-aware start.
   vscode: {
     name: "vscode",
     title: "VS Code",

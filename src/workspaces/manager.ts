@@ -143,13 +143,14 @@ export class WorkspaceManager {
   }
 
   async create(input: WorkspaceCreateInputT, ctx: CallContext = {}): Promise<WorkspaceStatusResultT> {
+    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
     // Everything about the seed is checked before anything is written.
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
     // No seed_path on a server started for a project: the project's git-tracked files.
     const project = !seedPath && ctx.project ? await ctx.project.snapshot(ctx.signal) : undefined;
     try {
-      return await this.createSeeded(input, ctx, seedPath, project);
+      return await this.createSeeded(input, ctx, engine, seedPath, project);
     } finally {
       await project?.cleanup();
     }
@@ -158,10 +159,10 @@ export class WorkspaceManager {
   private async createSeeded(
     input: WorkspaceCreateInputT,
     ctx: CallContext,
+    engine: Engine,
     seedPath: string | undefined,
     project: ProjectSeed | undefined,
   ): Promise<WorkspaceStatusResultT> {
-    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
     const src = project ? project.source : seedPath ? await classifySource(seedPath, "seed path") : undefined;
     const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
     const env = await this.d.envs.ensure(input.environment, {
