@@ -102,6 +102,15 @@ export function addHostCommands(program: Command, io: CliIo): void {
           const configured = entries.filter((e) => e.configured);
           if (configured.length === 0)
             print("no MCP client is configured to start pyro; run `pyro host connect CLIENT`");
+          const unconnected = new Set(
+            entries
+              .filter(
+                (e) => e.client_installed && !entries.some((x) => x.client === e.client && x.configured),
+              )
+              .map((e) => e.client),
+          );
+          for (const c of unconnected)
+            print(`${c} is installed here but not connected: pyro host connect ${c}`);
           for (const e of configured)
             print(`${e.status.padEnd(6)} ${e.client} (${e.scope}) ${e.path}: ${e.detail}`);
           const bad = configured.filter((e) => e.status !== "ok").map((e) => e.client);

@@ -31,6 +31,8 @@ export function defaultWhere(env: NodeJS.ProcessEnv = process.env, cwd = process
 
 interface ClientBase {
   name: ClientName;
+  /** The client's command, to tell whether it is installed here. */
+  bin: string;
   title: string;
   /** Where the shape below comes from. */
   docs: string;
@@ -75,6 +77,7 @@ export const CLIENT_SPECS: Record<ClientName, Client> = {
   // as summarised at dev.to/aicoding-guide "claude mcp add --scope: local vs project vs user".
   "claude-code": {
     name: "claude-code",
+    bin: "claude",
     title: "Claude Code",
     docs: "https://docs.anthropic.com/en/docs/claude-code/mcp",
     defaultScope: "user",
@@ -90,6 +93,7 @@ export const CLIENT_SPECS: Record<ClientName, Client> = {
   // developers.openai.com/codex/mcp.
   codex: {
     name: "codex",
+    bin: "codex",
     title: "Codex",
     docs: "https://github.com/openai/codex/blob/main/docs/config.md#mcp_servers",
     defaultScope: "user",
@@ -103,6 +107,7 @@ export const CLIENT_SPECS: Record<ClientName, Client> = {
   // project); a local server is { "command", "args", "env" }. Source: cursor.com/docs/mcp.
   cursor: {
     name: "cursor",
+    bin: "cursor",
     title: "Cursor",
     docs: "https://cursor.com/docs/mcp",
     defaultScope: "user",
@@ -119,6 +124,7 @@ export const CLIENT_SPECS: Record<ClientName, Client> = {
   // the extension host's `defaultCwd`), so project scope gets the project-aware start.
   vscode: {
     name: "vscode",
+    bin: "code",
     title: "VS Code",
     docs: "https://code.visualstudio.com/docs/copilot/reference/mcp-configuration",
     defaultScope: "project",
@@ -139,6 +145,7 @@ export const CLIENT_SPECS: Record<ClientName, Client> = {
   // ~/.config/opencode/opencode.json. Source: opencode.ai/docs/mcp-servers ("Local").
   opencode: {
     name: "opencode",
+    bin: "opencode",
     title: "OpenCode",
     docs: "https://opencode.ai/docs/mcp-servers",
     defaultScope: "user",

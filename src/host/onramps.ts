@@ -206,6 +206,8 @@ export async function connect(
 export type EntryStatus = "ok" | "stale" | "broken";
 
 export interface DoctorEntry extends ConfigFile {
+  /** The client's own command is on PATH (claude, codex, cursor, code, opencode). */
+  client_installed: boolean;
   configured: boolean;
   status: EntryStatus | "not_configured";
   detail: string;
@@ -323,11 +325,12 @@ export async function doctor(
   const out: DoctorEntry[] = [];
   for (const name of clients) {
     const c = CLIENT_SPECS[name];
+    const installed = onPath(c.bin, where.env) !== undefined;
     for (const scope of ["user", "project"] as const) {
       const path = c.file(scope, where);
       // In the home directory, a client's project file can be its user file.
       if (out.some((e) => e.client === name && e.path === path)) continue;
-      const base = { client: name, scope, path, format: c.format };
+      const base = { client: name, scope, path, format: c.format, client_installed: installed };
       const { launch } = await readEntry(c, path);
       if (launch === undefined) {
         out.push({

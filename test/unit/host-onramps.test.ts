@@ -211,6 +211,12 @@ test("host doctor: ok for a working entry, stale once pyro moved; repair re-poin
     assert.equal(entry().status, "ok", entry().detail);
     assert.equal(entry().profile, "vm-run");
     assert.equal(report.find((e) => e.client === "cursor")!.status, "not_configured");
+    assert.equal(entry().client_installed, false, "no `claude` on this PATH");
+    const bin = join(root, "bin");
+    await mkdir(bin);
+    await writeFile(join(bin, "cursor"), "#!/bin/sh\n", { mode: 0o755 });
+    const withCursor = await doctor({ ...where, env: { ...where.env, PATH: bin } }, old, ["cursor"]);
+    assert.equal(withCursor[0]!.client_installed, true);
 
     await rm(join(root, "old"), { recursive: true });
     report = await doctor(where, old, ["claude-code"]);
