@@ -39,6 +39,10 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
   const runtime = new Runtime();
   const profile = parseProfile(opts.profile);
   // Resolved (and a --repo-url cloned) before serving: a bad project is a startup error.
+  if (opts.project?.repoUrl && !opts.project.noProject)
+    log(
+      `cloning ${opts.project.repoUrl}${opts.project.repoRef ? ` (${opts.project.repoRef})` : ""} (shallow)`,
+    );
   const project = opts.project?.noProject
     ? undefined
     : await resolveProject(opts.project ?? {}, { cwd: process.cwd(), cacheDir: runtime.paths.cacheDir });
