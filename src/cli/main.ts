@@ -5,6 +5,7 @@ import { unknownNames } from "../operations/suggest.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import { addOperationCommands, type CliIo, EXIT, reportError } from "./commands.js";
+import { addHostCommands } from "./host.js";
 
 /** The command whose parse failed last, so a usage error can point at its --help. */
 let failedCommand: Command | undefined;
@@ -42,6 +43,18 @@ function usageError(e: CommanderError): PyroError {
     .replace(/\s*\n\s*/g, " ")
     .trim();
   return new PyroError("invalid_argument", message, `see \`${commandPath(failedCommand)} --help\``);
+}
+
+interface ServeFlags {
+  allowPath?: string[];
+  allowHostCompat?: boolean;
+  profile?: string;
+  projectPath?: string;
+  repoUrl?: string;
+  repoRef?: string;
+  includeUntracked?: boolean;
+  /** false with --no-project */
+  project?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -98,29 +111,52 @@ Examples:
 State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_HOME moves both).`,
   );
   addOperationCommands(program, () => (runtime ??= new Runtime()), io);
+  addHostCommands(program, io);
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp
     .command("serve")
-    .description("Serve pyro's tools (vm_run, vm_*, workspace_*) over MCP on stdio; logs go to stderr")
+    .description(
+      "Serve pyro's tools over MCP on stdio (one profile's worth; in a git checkout, seeding workspaces from it); logs go to stderr",
+    )
     .option(
       "--allow-host-compat",
       "let the tools offer allow_host_compat: a call that sets it runs WITHOUT isolation when no isolated engine works (off by default; the model never sees the option)",
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
     )
     .option(
       "--allow-path <dir>",
       "host directory tools may read seeds and sync sources from, symlinks resolved (repeatable; default: the directory the server is started in)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .action(async (o: { allowPath?: string[]; allowHostCompat?: boolean }) => {
+    .option("--profile <name>", "which tools to serve: vm-run, workspace-core (default) or workspace-full")
+    .option(
+      "--project-path <dir>",
+      "seed workspace_create without seed_path from this git checkout's tracked files (default: the checkout the server starts in, if any)",
+    )
+    .option(
+      "--repo-url <url>",
+      "clone this git repository (shallow, into pyro's cache) and seed from it instead",
+    )
+    .option("--repo-ref <ref>", "branch or tag of --repo-url (default: its default branch)")
+    .option("--include-untracked", "project seeds also carry untracked files that are not ignored")
+    .option("--no-project", "do not seed from the checkout the server starts in")
+    .action(async (o: ServeFlags) => {
       const { serveStdio } = await import("../mcp/stdio.js");
       try {
         await serveStdio({
           ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
           allowHostCompat: o.allowHostCompat === true,
+          ...(o.profile ? { profile: o.profile } : {}),
+          project: {
+            ...(o.projectPath ? { path: o.projectPath } : {}),
+            ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),
+            ...(o.repoRef ? { repoRef: o.repoRef } : {}),
+            includeUntracked: o.includeUntracked === true,
+            noProject: o.project === false,
+          },
         });
       } catch (e) {
         // A bad --allow-path is reported like any CLI error, before serving anything.

@@ -149,9 +149,15 @@ export const RENDER: Record<string, (r: Any) => string> = {
         .join(" ")}`,
     ];
     if (r.problems.length) lines.push("problems:", ...r.problems.map((p: string) => `  - ${p}`));
+    if (r.environment_state)
+      lines.push(
+        `environment: ${r.environment_state.name} is ${r.environment_state.state}: ${r.environment_state.detail}`,
+      );
     lines.push(r.ok ? "OK: pyro can run isolated sandboxes here" : "NOT OK: see problems above");
     return lines.join("\n");
   },
+  prepare: (r) =>
+    `${r.environment}: ${r.state}${r.pulled ? " (built now)" : ""}${r.warm_run_ms !== null ? `; first sandbox ran in ${r.warm_run_ms} ms (${r.execution_mode})` : ""}. ${r.detail}`,
   vm_create: vmStatus,
   vm_start: vmStatus,
   vm_stop: vmStatus,

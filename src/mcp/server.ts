@@ -2,8 +2,10 @@ import { type CallToolResult, McpServer, type ServerContext } from "@modelcontex
 import { defaultMcpPolicy, type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
+import { type ProfileName, parseProfile, profileTools, textForTools } from "../operations/profiles.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
+import type { ProjectSeeder } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
@@ -26,6 +28,16 @@ export interface CreateServerOptions {
    * tools then offer `allow_host_compat`. Off by default: a model never sees the option.
    */
   allowHostCompat?: boolean;
+  /**
+   * Which tools to serve (`pyro mcp serve --profile`): `vm-run`, `workspace-core` (the
+   * default) or `workspace-full`. See src/operations/profiles.ts.
+   */
+  profile?: ProfileName | string;
+  /**
+   * The project workspace_create seeds from when a call gives no seed_path (`pyro mcp serve`
+   * in a git checkout, `--project-path`, `--repo-url`); see src/project/source.ts.
+   */
+  project?: ProjectSeeder;
 }
 
 /** The host-access policy of a server created with these options (throws on a bad directory). */
@@ -44,9 +56,27 @@ const INSTRUCTIONS =
 // work a hostile payload can make validation do.
 const MAX_TOOL_INPUT_ELEMENTS = 50_000;
 
-/** The operations exposed as MCP tools, in table order. */
-export function mcpOperations(): Operation[] {
-  return OPERATIONS.filter((o) => o.mcp) as unknown as Operation[];
+/** The operations a profile exposes as MCP tools, in table order (default: the default profile). */
+export function mcpOperations(profile?: ProfileName | string): Operation[] {
+  const names = profileTools(parseProfile(profile));
+  return (OPERATIONS as unknown as Operation[]).filter((o) => names.includes(o.name));
+}
+
+/** The server's instructions, mentioning only tools the profile has. */
+export function serverInstructions(tools: ReadonlySet<string>): string {
+  return textForTools(INSTRUCTIONS, tools);
+}
+
+/** A tool's description as this server publishes it: only its own tools, and its project. */
+export function toolDescription(op: Operation, tools: ReadonlySet<string>, project?: ProjectSeeder): string {
+  let d = textForTools(op.description, tools);
+  if (project && op.name === "workspace_create") {
+    const p = project.project;
+    const what = p.includeUntracked ? "git-tracked and untracked (not ignored) files" : "git-tracked files";
+    const where = p.kind === "repo_url" ? `the repository ${p.url}` : `the project ${p.root}`;
+    d += ` This server has a project: without seed_path, /workspace is seeded with the ${what} of ${where}${p.ref ? ` (${p.ref})` : ""}.`;
+  }
+  return d;
 }
 
 function stderrLog(line: string): void {
@@ -80,6 +110,7 @@ export async function callOperation(
   log: (line: string) => void = stderrLog,
   tool: ToolOptions = {},
   hostAccess: HostAccessPolicy = defaultMcpPolicy(),
+  served?: { tools?: ReadonlySet<string>; project?: ProjectSeeder },
 ): Promise<CallToolResult> {
   const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
   const progress = progressReporter(ctx, log, interval);
@@ -88,7 +119,12 @@ export async function callOperation(
       runtime,
       op,
       args,
-      { signal: ctx.mcpReq.signal, hostAccess, ...progress?.callbacks },
+      {
+        signal: ctx.mcpReq.signal,
+        hostAccess,
+        ...progress?.callbacks,
+        ...(served?.project ? { project: served.project } : {}),
+      },
       { face: "mcp", schema: toolInput(op, tool) },
     );
     // The published outputSchema forbids extra keys; parsing strips anything the runtime
@@ -99,7 +135,7 @@ export async function callOperation(
       structuredContent: structured,
     };
   } catch (e) {
-    const err = errorForFace(e, "mcp");
+    const err = errorForFace(e, "mcp", served?.tools);
     if (err.code === "engine_failure") log(`${op.name} failed: ${err.stack ?? err.message}`);
     return { content: [{ type: "text", text: renderError(err) }], isError: true };
   } finally {
@@ -116,20 +152,23 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   const log = opts.log ?? stderrLog;
   const hostAccess = serverHostPolicy(opts);
   const tool: ToolOptions = { allowHostCompat: opts.allowHostCompat === true };
+  const ops = mcpOperations(opts.profile);
+  const tools = new Set(ops.map((o) => o.name));
+  const served = { tools, ...(opts.project ? { project: opts.project } : {}) };
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },
     {
       capabilities: { tools: {} },
-      instructions: INSTRUCTIONS,
+      instructions: serverInstructions(tools),
       maxToolInputElements: MAX_TOOL_INPUT_ELEMENTS,
     },
   );
-  for (const op of mcpOperations()) {
+  for (const op of ops) {
     server.registerTool(
       op.name,
       {
         title: op.title,
-        description: op.description,
+        description: toolDescription(op, tools, opts.project),
         inputSchema: publishedInputSchema(toolInputJsonSchema(op, tool)),
         outputSchema: op.result,
         annotations: {
@@ -140,7 +179,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
           openWorldHint: false,
         },
       },
-      (args, ctx) => callOperation(runtime, op, args, ctx, log, tool, hostAccess),
+      (args, ctx) => callOperation(runtime, op, args, ctx, log, tool, hostAccess, served),
     );
   }
   return server;

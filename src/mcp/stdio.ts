@@ -1,5 +1,8 @@
+import { join } from "node:path";
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import { StdioServerTransport, serveStdio as serveStdioEntry } from "@modelcontextprotocol/server/stdio";
+import { parseProfile } from "../operations/profiles.js";
+import { type ProjectOptions, projectSeeder, resolveProject } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
 import { JsonRpcLineFilter } from "./jsonrpc-filter.js";
 import { createServer, serverHostPolicy } from "./server.js";
@@ -17,9 +20,16 @@ const EXIT_BACKSTOP_MS = 15_000;
  * `pyro mcp serve`: MCP over stdio until the client closes stdin or a signal arrives.
  * Stdout carries protocol messages only, so stray console output is sent to stderr.
  */
-export async function serveStdio(
-  opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean } = {},
-): Promise<void> {
+export interface ServeStdioOptions {
+  allowPaths?: readonly string[];
+  allowHostCompat?: boolean;
+  /** `--profile`: which tools to serve. */
+  profile?: string;
+  /** `--project-path`, `--repo-url`, `--repo-ref`, `--include-untracked`; `noProject` turns detection off. */
+  project?: ProjectOptions & { noProject?: boolean };
+}
+
+export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
   for (const k of ["log", "info", "debug"] as const) console[k] = console.error;
   if (process.stdin.isTTY)
     log("serving on stdio; this is meant to be started by an MCP client (Ctrl-D quits)");
@@ -27,6 +37,21 @@ export async function serveStdio(
   // One runtime for the connection: the entry may build a probe instance before pinning
   // the real one, and both must see the same state and reaper.
   const runtime = new Runtime();
+  const profile = parseProfile(opts.profile);
+  // Resolved (and a --repo-url cloned) before serving: a bad project is a startup error.
+  if (opts.project?.repoUrl && !opts.project.noProject)
+    log(
+      `cloning ${opts.project.repoUrl}${opts.project.repoRef ? ` (${opts.project.repoRef})` : ""} (shallow)`,
+    );
+  const project = opts.project?.noProject
+    ? undefined
+    : await resolveProject(opts.project ?? {}, { cwd: process.cwd(), cacheDir: runtime.paths.cacheDir });
+  if (project)
+    log(
+      `project: ${project.kind === "repo_url" ? `${project.url} cloned to ` : ""}${project.root}` +
+        `${project.ref ? ` (${project.ref})` : ""}; workspace_create without seed_path seeds its ` +
+        (project.includeUntracked ? "tracked and untracked files" : "git-tracked files"),
+    );
   // Checked once, before serving: a bad --allow-path is an error at startup, not at a tool call.
   const allowPaths = serverHostPolicy(opts).roots;
   if (allowPaths.length === 0)
@@ -49,6 +74,8 @@ export async function serveStdio(
         log,
         ...(opts.allowPaths?.length ? { allowPaths } : {}),
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
+        profile,
+        ...(project ? { project: projectSeeder(project, join(runtime.paths.stateDir, "tmp")) } : {}),
       }),
     { transport: wire, onerror: (e) => log(`transport: ${e.message}`) },
   );

@@ -54,9 +54,14 @@ function sdkCall(op: Operation, args: Record<string, string | number | boolean>)
   return `pyro.${op.sdk}(${out.join(", ")})`;
 }
 
-function renderPart(p: HintPart, face: Face): string {
+/**
+ * `tools`: for MCP, the tools this server serves (its profile). An operation outside it is
+ * worded as the operator's command, as for one that is no tool at all.
+ */
+function renderPart(p: HintPart, face: Face, tools?: ReadonlySet<string>): string {
   if (typeof p === "string") return p;
-  if ("unisolated" in p) return face === "mcp" ? "" : p.unisolated.map((q) => renderPart(q, face)).join("");
+  if ("unisolated" in p)
+    return face === "mcp" ? "" : p.unisolated.map((q) => renderPart(q, face, tools)).join("");
   if ("option" in p) {
     if (face === "cli")
       return p.value === true ? `\`--${kebab(p.option)}\`` : `\`--${kebab(p.option)} ${shellWord(p.value)}\``;
@@ -70,15 +75,16 @@ function renderPart(p: HintPart, face: Face): string {
   if (face === "sdk") return `\`${sdkCall(op, args)}\``;
   // A model can only call tools; an operation that is not one is host administration,
   // which the operator does on the host.
-  if (!op.mcp) return `\`${cliCall(op, args)}\` (the operator runs this on the host)`;
+  if (!op.mcp || (tools && !tools.has(op.name)))
+    return `\`${cliCall(op, args)}\` (the operator runs this on the host)`;
   return Object.keys(args).length
     ? `the \`${op.name}\` tool with ${JSON.stringify(args)}`
     : `the \`${op.name}\` tool`;
 }
 
-export function renderHint(parts: Hint, face: Face): string {
+export function renderHint(parts: Hint, face: Face, tools?: ReadonlySet<string>): string {
   return parts
-    .map((p) => renderPart(p, face))
+    .map((p) => renderPart(p, face, tools))
     .join("")
     .replace(/\s+([,;.])/g, "$1")
     .replace(/[,;]\s*$/, "")
@@ -86,9 +92,9 @@ export function renderHint(parts: Hint, face: Face): string {
 }
 
 /** Any thrown value as a PyroError whose hint speaks the face's language. */
-export function errorForFace(e: unknown, face: Face): PyroError {
+export function errorForFace(e: unknown, face: Face, tools?: ReadonlySet<string>): PyroError {
   const err = toPyroError(e);
   if (!err.hintParts) return err;
-  const hint = renderHint(err.hintParts, face);
+  const hint = renderHint(err.hintParts, face, tools);
   return hint === err.hint ? err : err.withHint(hint || undefined);
 }

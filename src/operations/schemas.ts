@@ -132,6 +132,22 @@ const workspaceMaxTtl = z
   .min(1)
   .max(LIMITS.ttlMax)
   .describe("Hard limit in seconds from creation, however busy the workspace is. Default 86400 (24 h).");
+export const PrepareInput = z.object({
+  environment: environment.default(DEFAULT_ENVIRONMENT),
+  network: z
+    .boolean()
+    .default(false)
+    .describe("Warm a sandbox with network access (as network=true calls get)."),
+  force: z.boolean().default(false).describe("Prepare again even when the environment is already warm."),
+});
+export const DoctorInput = z.object({
+  environment: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe("Also say whether this environment is warm, cold or stale (see `pyro prepare`)."),
+});
 
 export const WorkspaceCreateInput = z.object({
   environment: environment.default(DEFAULT_ENVIRONMENT),
@@ -344,12 +360,29 @@ export const EnvBuildResult = z.object({
 });
 export const EnvPruneResult = z.object({ removed: z.array(z.string()), bytes_freed: z.number() });
 
+/**
+ * Where a workspace's seed came from. `project_path` / `repo_url`: the server's project
+ * (`pyro mcp serve` in a git checkout, `--project-path`, `--repo-url`), seeded with its
+ * git-tracked files because the call gave no seed_path. Records written before these fields
+ * existed read as `seed_path` (or `none` when empty).
+ */
+function seedOriginFields() {
+  return {
+    origin_kind: z
+      .enum(["none", "seed_path", "project_path", "repo_url"])
+      .describe("none (empty), seed_path (the caller's), project_path or repo_url (the server's project)."),
+    origin_ref: z.string().nullable().describe("The project's branch or tag, when it came from a project."),
+    origin_commit: z.string().nullable().describe("The project's HEAD commit, when it came from a project."),
+    origin_url: z.string().nullable().describe("The repository URL, for repo_url."),
+  };
+}
 export const SeedInfo = z.object({
-  mode: z.enum(["empty", "directory", "tar_archive"]),
+  mode: z.enum(["empty", "directory", "tar_archive", "project"]),
   seed_path: z.string().nullable(),
   destination: z.string(),
   entry_count: z.number().int(),
   bytes_written: z.number().int(),
+  ...seedOriginFields(),
 });
 export const LastCommand = z.object({
   sequence: z.number().int(),
@@ -464,6 +497,21 @@ export const OutputReadResult = z.object({
 });
 export const WorkspaceDeleteResult = z.object({ workspace_id: z.string(), deleted: z.boolean() });
 
+export const WarmState = z.enum(["warm", "cold", "stale"]);
+export const PrepareResult = z.object({
+  environment: z.string(),
+  state: WarmState,
+  pulled: z.boolean().describe("Whether the environment was built (or fetched) by this call."),
+  warm_run_ms: z
+    .number()
+    .int()
+    .nullable()
+    .describe("The throwaway sandbox's run; null when it was already warm."),
+  execution_mode: ExecutionModeSchema.nullable(),
+  detail: z.string(),
+});
+export const EnvironmentState = z.object({ name: z.string(), state: WarmState, detail: z.string() });
+
 export const EngineReport = z.object({
   engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
   available: z.boolean(),
@@ -500,6 +548,9 @@ export const DoctorResult = z.object({
   host_tools: z.record(z.string(), z.string().nullable()),
   ok: z.boolean(),
   problems: z.array(z.string()),
+  environment_state: EnvironmentState.nullable()
+    .optional()
+    .describe("With --environment: warm, cold or stale."),
 });
 
 export type RunInputT = z.infer<typeof RunInput>;
@@ -522,3 +573,5 @@ export type WorkspaceUpdateInputT = z.infer<typeof WorkspaceUpdateInput>;
 export type SeedInfoT = z.infer<typeof SeedInfo>;
 export type DoctorResultT = z.infer<typeof DoctorResult>;
 export type ReapResultT = z.infer<typeof ReapResult>;
+export type PrepareInputT = z.infer<typeof PrepareInput>;
+export type PrepareResultT = z.infer<typeof PrepareResult>;

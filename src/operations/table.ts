@@ -4,6 +4,7 @@ import { checkId } from "../ids.js";
 import { ONESHOT_RETENTION, READ_LIMIT, readOutputPage } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
 import type { CallContext } from "../runtime/context.js";
+import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import * as S from "./schemas.js";
 import { nearest } from "./suggest.js";
@@ -13,6 +14,9 @@ const OUTPUT_NOTE =
   `Output budget: stdout and stderr together carry at most max_output_bytes (default ${OUTPUT_BUDGET.default}, ${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}); ` +
   "past it each stream keeps its head and tail, the middle is counted in stdout_omitted_bytes/stderr_omitted_bytes and marked, " +
   "and the full output stays on the host: page it with output_read using output_id. A stream that is not valid UTF-8 comes base64 (stdout_encoding/stderr_encoding).";
+
+// Which of these operations each MCP profile serves: one mapping, beside the table.
+export { DEFAULT_PROFILE, PROFILES, type ProfileName, profileTools } from "./profiles.js";
 
 /**
  * Every public operation, once. The CLI commands, SDK methods and MCP tools are derived
@@ -157,12 +161,34 @@ export const OPERATIONS = [
     title: "Check the host",
     description:
       "Probe the host: platform, KVM, each engine (by really running a sandbox), capabilities, networking, cache and state paths.",
-    input: S.EmptyInput,
+    input: S.DoctorInput,
     result: S.DoctorResult,
     mcp: false,
     readOnly: true,
-    cli: { path: ["doctor"], examples: ["pyro doctor", "pyro doctor --json"] },
-    handler: (rt, _i, ctx) => rt.doctor(ctx),
+    cli: {
+      path: ["doctor"],
+      examples: ["pyro doctor", "pyro doctor --json", "pyro doctor --environment debian:12"],
+    },
+    handler: async (rt, i, ctx) => ({
+      ...(await rt.doctor(ctx)),
+      environment_state: i.environment ? await environmentState(rt, i.environment) : null,
+    }),
+  }),
+  op({
+    name: "prepare",
+    sdk: "prepare",
+    title: "Prepare an environment",
+    description:
+      "Build the environment if needed and run one throwaway sandbox, so the first real call starts warm; records it for `pyro doctor --environment`.",
+    input: S.PrepareInput,
+    result: S.PrepareResult,
+    mcp: false,
+    cli: {
+      path: ["prepare"],
+      positional: ["environment"],
+      examples: ["pyro prepare", "pyro prepare debian:12-build --json", "pyro prepare debian:12 --force"],
+    },
+    handler: (rt, i, ctx) => prepare(rt, i, ctx),
   }),
   op({
     name: "vm_create",

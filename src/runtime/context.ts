@@ -1,6 +1,7 @@
 import type { EnvironmentStore } from "../environments/store.js";
 import type { HostAccessPolicy } from "../host-paths.js";
 import type { PyroPaths } from "../paths.js";
+import type { ProjectSeeder } from "../project/source.js";
 
 /** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
 export interface Progress {
@@ -26,6 +27,11 @@ export interface CallContext {
    * access: the CLI's and the SDK's caller is the operator. The MCP server sets it.
    */
   hostAccess?: HostAccessPolicy;
+  /**
+   * The project of the MCP server this call came through (`pyro mcp serve` in a git
+   * checkout, `--project-path`, `--repo-url`): workspace_create without seed_path seeds from it.
+   */
+  project?: ProjectSeeder;
 }
 
 export interface RuntimeDeps {

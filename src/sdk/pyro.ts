@@ -120,12 +120,15 @@ export class Pyro {
    * host directories its tools may read (default: the process's working directory);
    * `allowHostCompat`: let its tools offer unisolated execution (operator's choice).
    */
-  async createServer(opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean } = {}) {
+  async createServer(
+    opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean; profile?: string } = {},
+  ) {
     const { createServer } = await import("../mcp/server.js");
     return createServer({
       runtime: this.runtime,
       ...(opts.allowPaths ? { allowPaths: opts.allowPaths } : {}),
       ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
+      ...(opts.profile ? { profile: opts.profile } : {}),
     });
   }
 
@@ -165,8 +168,16 @@ export class Pyro {
   pruneEnvironments(options: { all?: boolean } = {}): Promise<{ removed: string[]; bytes_freed: number }> {
     return this.#method("env_prune", snake(options));
   }
-  doctor(): Promise<DoctorReport> {
-    return this.#method("doctor");
+  doctor(options: { environment?: string } = {}): Promise<DoctorReport> {
+    return this.#method("doctor", snake(options));
+  }
+  /** Builds the environment and runs one throwaway sandbox so the first real call starts warm. */
+  prepare(
+    environment?: string,
+    options: { network?: boolean; force?: boolean } = {},
+    opts?: CallOptions,
+  ): Promise<z.infer<typeof S.PrepareResult>> {
+    return this.#method("prepare", { ...(environment ? { environment } : {}), ...snake(options) }, opts);
   }
 
   // ---- VM lifecycle ----

@@ -27,6 +27,7 @@ import { commandFields, finishRecording, streamInto } from "../output/command.js
 import { CommandRecorder, type StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import { outputFields, snapshotOf } from "../output/view.js";
+import type { ProjectSeed } from "../project/source.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
@@ -44,6 +45,25 @@ export function nextExpiry(at: number, ttlSeconds: number, maxExpiresAt: string 
   const idle = at + ttlSeconds * 1000;
   const cap = maxExpiresAt ? Date.parse(maxExpiresAt) : Number.POSITIVE_INFINITY;
   return new Date(Math.min(idle, cap)).toISOString();
+}
+
+/** The seed as stored: records from before the origin fields lack them (see seedView). */
+const SeedRecord = SeedInfo.partial({
+  origin_kind: true,
+  origin_ref: true,
+  origin_commit: true,
+  origin_url: true,
+});
+
+/** The stored seed with its origin filled in for records written before origins existed. */
+function seedView(s: z.infer<typeof SeedRecord>): z.infer<typeof SeedInfo> {
+  return {
+    ...s,
+    origin_kind: s.origin_kind ?? (s.mode === "empty" ? "none" : "seed_path"),
+    origin_ref: s.origin_ref ?? null,
+    origin_commit: s.origin_commit ?? null,
+    origin_url: s.origin_url ?? null,
+  };
 }
 
 /**
@@ -73,7 +93,7 @@ const WorkspaceRecordSchema = z.looseObject({
   owner: OwnerSchema.nullable().optional(),
   command_count: z.number().int().nonnegative(),
   last_command: LastCommand.nullable(),
-  workspace_seed: SeedInfo,
+  workspace_seed: SeedRecord,
 });
 type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
@@ -189,7 +209,23 @@ export class WorkspaceManager {
     // Everything about the seed is checked before anything is written.
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
-    const src = seedPath ? await classifySource(seedPath, "seed path") : undefined;
+    // No seed_path on a server started for a project: the project's git-tracked files.
+    const project = !seedPath && ctx.project ? await ctx.project.snapshot(ctx.signal) : undefined;
+    try {
+      return await this.createSeeded(input, ctx, engine, seedPath, project);
+    } finally {
+      await project?.cleanup();
+    }
+  }
+
+  private async createSeeded(
+    input: WorkspaceCreateInputT,
+    ctx: CallContext,
+    engine: Engine,
+    seedPath: string | undefined,
+    project: ProjectSeed | undefined,
+  ): Promise<WorkspaceStatusResultT> {
+    const src = project ? project.source : seedPath ? await classifySource(seedPath, "seed path") : undefined;
     const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
     const env = await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
@@ -225,11 +261,15 @@ export class WorkspaceManager {
       command_count: 0,
       last_command: null,
       workspace_seed: {
-        mode: src ? src.kind : "empty",
-        seed_path: src ? src.path : null,
+        mode: project ? "project" : src ? src.kind : "empty",
+        seed_path: project ? project.origin.root : src ? src.path : null,
         destination: WORKSPACE_ROOT,
         entry_count: stats.entry_count,
         bytes_written: stats.bytes_written,
+        origin_kind: project ? project.origin.kind : src ? "seed_path" : "none",
+        origin_ref: project?.origin.ref ?? null,
+        origin_commit: project?.origin.commit ?? null,
+        origin_url: project?.origin.url ?? null,
       },
     };
     let handle: SandboxHandle | undefined;
@@ -238,7 +278,10 @@ export class WorkspaceManager {
       await this.records.write(id, rec);
       rec.disk_enforced = (await createDisk(dir, filesDir, input.disk_mib)).disk_enforced;
       if (src) {
-        ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
+        const from = project
+          ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
+          : src.path;
+        ctx.onProgress?.({ message: `seeding /workspace from ${from} (${stats.entry_count} entries)` });
         await importIntoFreshDir(src, filesDir, ctx.signal).catch((e: unknown) => {
           if (/ENOSPC|No space left/i.test(String((e as Error)?.message ?? e)))
             throw new PyroError(
@@ -740,6 +783,10 @@ export class WorkspaceManager {
         destination: WORKSPACE_ROOT,
         entry_count: 0,
         bytes_written: 0,
+        origin_kind: "none",
+        origin_ref: null,
+        origin_commit: null,
+        origin_url: null,
       },
     };
   }
@@ -764,7 +811,7 @@ export class WorkspaceManager {
       execution_mode: r.execution_mode,
       command_count: r.command_count,
       last_command: r.last_command,
-      workspace_seed: r.workspace_seed,
+      workspace_seed: seedView(r.workspace_seed),
     };
   }
 }

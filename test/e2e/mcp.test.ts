@@ -12,7 +12,8 @@ import { assertNoSandboxes, CLI, gvisorSkipReason, REPO, skipped, tempDir, testE
 /**
  * Drives the BUILT server (`node dist/cli/main.js mcp serve`) the way real hosts do: the
  * official v1 SDK client (what Claude Desktop-era hosts embed), the v2 client, raw stdio,
- * and the MCP Inspector CLI, which nobody on this project wrote.
+ * and the MCP Inspector CLI, which nobody on this project wrote. Servers here serve the
+ * workspace-full profile (every tool); profiles themselves are tested in profiles.test.ts.
  */
 
 const TOOLS = [
@@ -59,7 +60,7 @@ async function connect(
 ): Promise<{ client: Client; stderr: () => string; close: () => Promise<void> }> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, "mcp", "serve", ...serveArgs],
+    args: [CLI, "mcp", "serve", "--profile", "workspace-full", ...serveArgs],
     env: stringEnv(env),
     cwd,
     stderr: "pipe",
@@ -165,7 +166,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
     const { env, cleanup } = await testEnv();
     const transport = new StdioClientTransportV2({
       command: process.execPath,
-      args: [CLI, "mcp", "serve"],
+      args: [CLI, "mcp", "serve", "--profile", "workspace-full"],
       env: stringEnv(env),
       stderr: "pipe",
     });
@@ -331,12 +332,16 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
       await cleanup();
     }
     // A directory that is not there is an error at startup, not at the first call.
-    const bad = spawnSync(process.execPath, [CLI, "mcp", "serve", "--allow-path", "/no/such/dir"], {
-      env,
-      input: "",
-      encoding: "utf8",
-      timeout: 15_000,
-    });
+    const bad = spawnSync(
+      process.execPath,
+      [CLI, "mcp", "serve", "--profile", "workspace-full", "--allow-path", "/no/such/dir"],
+      {
+        env,
+        input: "",
+        encoding: "utf8",
+        timeout: 15_000,
+      },
+    );
     assert.equal(bad.status, 2, bad.stderr);
     assert.match(bad.stderr, /allowed path "\/no\/such\/dir" does not exist/);
   });
@@ -401,7 +406,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
 
   test("raw stdio: stdout is protocol only, garbage is survived, exits cleanly when stdin closes", async () => {
     const { env, cleanup } = await testEnv();
-    const child = spawn(process.execPath, [CLI, "mcp", "serve"], {
+    const child = spawn(process.execPath, [CLI, "mcp", "serve", "--profile", "workspace-full"], {
       env,
       cwd: REPO,
       stdio: ["pipe", "pipe", "pipe"],
@@ -462,7 +467,20 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
       new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
         execFile(
           inspector,
-          ["--cli", "-q", "--format", "json", ...args, "--", process.execPath, CLI, "mcp", "serve"],
+          [
+            "--cli",
+            "-q",
+            "--format",
+            "json",
+            ...args,
+            "--",
+            process.execPath,
+            CLI,
+            "mcp",
+            "serve",
+            "--profile",
+            "workspace-full",
+          ],
           { env, cwd: REPO, timeout: 30_000 },
           (err, stdout, stderr) =>
             res({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout, stderr }),

@@ -52,6 +52,8 @@ type Status = {
     bytes_written: number;
   };
 };
+/** workspace_seed's origin for a seed the caller named (no project involved). */
+const FROM_SEED_PATH = { origin_kind: "seed_path", origin_ref: null, origin_commit: null, origin_url: null };
 type ExecJson = {
   timed_out: boolean;
   workspace_id: string;
@@ -153,6 +155,7 @@ test("create seeds /workspace from a directory, .tar, .tar.gz and .tgz before it
         destination: "/workspace",
         entry_count: 5,
         bytes_written: 14 + 13 + 2,
+        ...FROM_SEED_PATH,
       });
       assert.equal(d.command_count, 0);
       assert.equal(d.last_command, null);
@@ -168,6 +171,7 @@ test("create seeds /workspace from a directory, .tar, .tar.gz and .tgz before it
         destination: "/workspace",
         entry_count: 4,
         bytes_written: 14,
+        ...FROM_SEED_PATH,
       });
       const expected = "./proj/\n./proj/a.txt archive a\n./proj/link archive a\n./top.txt top\n";
       assert.equal(await guestTree(env, tarId), expected);
