@@ -418,7 +418,7 @@ export const OPERATIONS = [
     title: "Read a command's full output",
     description:
       "Page through the full stdout or stderr of a command whose result left bytes out (stdout_omitted_bytes > 0): " +
-      "output_id from a vm_run, vm_exec or workspace_exec result, stream, offset (bytes) and limit " +
+      "output_id from a command's result, stream, offset (bytes) and limit " +
       `(default ${READ_LIMIT.default}, at most ${READ_LIMIT.max} bytes). Returns data (encoding utf-8, or base64 when not valid UTF-8), next_offset, total_bytes and eof. ` +
       `One-shot output is kept for the newest ${ONESHOT_RETENTION.runs} runs and at most 24 h; workspace output until the workspace is deleted.`,
     input: S.OutputReadInput,

@@ -34,7 +34,7 @@ const ALL_TOOLS = OPERATIONS.filter((o) => o.mcp).map((o) => o.name);
 
 test("profiles: vm-run < workspace-core (the default) < workspace-full = every tool", () => {
   assert.equal(DEFAULT_PROFILE, "workspace-core");
-  assert.deepEqual(profileTools("vm-run"), ["vm_run"]);
+  assert.deepEqual(profileTools("vm-run"), ["vm_run", "output_read"]);
   const core = profileTools("workspace-core");
   for (const t of [
     "vm_run",
