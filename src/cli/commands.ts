@@ -70,6 +70,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
     vm: "Low-level VM lifecycle (prefer `pyro run` for one-shot commands)",
     workspace: "Persistent workspaces: create, sync push, exec, status, logs, delete",
     "workspace sync": "Copy host files into a workspace",
+    "workspace file": "Files in a workspace: list, read, write, edit",
+    "workspace patch": "Apply a unified diff in a workspace",
   };
   const groupFor = (path: string[]): Command => {
     const key = path.join(" ");

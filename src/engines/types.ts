@@ -40,6 +40,8 @@ export interface ExecRequest {
   timeoutMs: number;
   maxOutputBytes?: number;
   signal?: AbortSignal;
+  /** Bytes for the command's stdin (else /dev/null): how file contents travel in. */
+  stdin?: Buffer;
 }
 
 export interface ExecOutcome {
@@ -50,6 +52,8 @@ export interface ExecOutcome {
   stderrTruncated: boolean;
   timedOut: boolean;
   execMs: number;
+  /** stdout as bytes, binary-safe (file contents and archives travel out this way). */
+  stdoutBytes?: Buffer;
 }
 
 export interface OneShotOutcome extends ExecOutcome {

@@ -133,6 +133,12 @@ export const WorkspaceSyncInput = z.object({
     .describe(
       "Where in the workspace to put it: /workspace (default) or a path under it; relative paths are relative to /workspace.",
     ),
+  update_baseline: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Also record what was pushed in the baseline, so workspace_diff does not show it as a change. Default false.",
+    ),
 });
 export const WorkspaceExecInput = z.object({
   workspace_id: workspaceId,
@@ -245,7 +251,10 @@ export const WorkspaceStatusResult = z.object({
 export const WorkspaceSummary = z.object({
   workspace_id: z.string(),
   state: WorkspaceState,
-  reason: z.string().nullable().describe("Why it is not running (failed, damaged, expired); null when running."),
+  reason: z
+    .string()
+    .nullable()
+    .describe("Why it is not running (failed, damaged, expired); null when running."),
   environment: z.string(),
   created_at: z.string(),
   expires_at: z.string(),
@@ -272,6 +281,9 @@ export const WorkspaceSyncResult = z.object({
   destination: z.string(),
   entry_count: z.number().int(),
   bytes_written: z.number().int(),
+  baseline_updated: z
+    .boolean()
+    .describe("Whether the baseline (what workspace_diff compares with) moved too."),
 });
 export const WorkspaceExecResult = z.object({
   workspace_id: z.string(),

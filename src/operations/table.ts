@@ -3,6 +3,7 @@ import { PyroError } from "../errors.js";
 import { checkId } from "../ids.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { FILE_OPERATIONS } from "./files.js";
 import * as S from "./schemas.js";
 import { nearest } from "./suggest.js";
 
@@ -287,14 +288,17 @@ export const OPERATIONS = [
     sdk: "pushWorkspaceSync",
     title: "Copy host files into a workspace",
     description:
-      "Copy a host directory or .tar/.tar.gz/.tgz archive into a running workspace at dest (default /workspace; must stay inside /workspace). Existing files are overwritten, others left alone.",
+      "Copy a host directory or .tar/.tar.gz/.tgz archive into a running workspace at dest (default /workspace; must stay inside /workspace). Existing files are overwritten, others left alone. update_baseline=true also records them in the baseline, so workspace_diff does not report them.",
     input: S.WorkspaceSyncInput,
     result: S.WorkspaceSyncResult,
     mcp: true,
     cli: {
       path: ["workspace", "sync", "push"],
       positional: ["workspace_id", "source_path"],
-      examples: ["pyro workspace sync push ws_0123456789abcdef ./src --dest /workspace/src"],
+      examples: [
+        "pyro workspace sync push ws_0123456789abcdef ./src --dest /workspace/src",
+        "pyro workspace sync push ws_0123456789abcdef ./vendor --update-baseline",
+      ],
     },
     handler: (rt, i, ctx) => rt.workspaces.syncPush(i, ctx),
   }),
@@ -378,6 +382,7 @@ export const OPERATIONS = [
     cli: { path: ["workspace", "list"], examples: ["pyro workspace list", "pyro workspace list --json"] },
     handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
   }),
+  ...FILE_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

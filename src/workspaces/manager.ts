@@ -26,6 +26,8 @@ import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
 import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "../runtime/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
+import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
+import { Guest, relToWorkspace } from "./guest.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -174,6 +176,8 @@ export class WorkspaceManager {
         ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
         await importIntoFreshDir(src, filesDir, ctx.signal);
       }
+      // The seeded tree is the baseline diff and export --changed-only compare against.
+      await baselineBeforeStart(dir, engine.name, ctx.signal);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
       handle = await engine.create({
@@ -187,6 +191,7 @@ export class WorkspaceManager {
         network: input.network,
         expiresAt: rec.expires_at,
       });
+      await baselineAfterStart(dir, engine.name);
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
       rec.state = "running";
@@ -361,7 +366,29 @@ export class WorkspaceManager {
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
       throw pe;
     }
-    return { workspace_id: rec.workspace_id, source_path: src.path, mode: src.kind, destination, ...stats };
+    if (input.update_baseline)
+      await updateBaseline(this.dir(rec.workspace_id), relToWorkspace(destination), tarStreamOf(src));
+    return {
+      workspace_id: rec.workspace_id,
+      source_path: src.path,
+      mode: src.kind,
+      destination,
+      ...stats,
+      baseline_updated: input.update_baseline,
+    };
+  }
+
+  /**
+   * A running workspace's sandbox for the capability modules (files, diff, export, summary),
+   * with its directory on the host (baseline, exports log).
+   */
+  async open(id: string): Promise<{ guest: Guest; dir: string; baseline: string }> {
+    const rec = await this.usable(id);
+    const guest = new Guest(this.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
+      this.markFailed(rec.workspace_id, why),
+    );
+    const dir = this.dir(rec.workspace_id);
+    return { guest, dir, baseline: baselineDir(dir) };
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {

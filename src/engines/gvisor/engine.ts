@@ -248,6 +248,7 @@ export class GvisorEngine implements Engine {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
       signal: req.signal,
+      ...(req.stdin ? { stdin: req.stdin } : {}),
       // SIGTERM to the init's `run` makes it kill the command's whole process group.
       // (Signalling `runsc exec` itself would not: it does not forward signals.)
       onKill: async () => {

@@ -76,6 +76,7 @@ export class HostEngine implements Engine {
         timeoutMs: req.timeoutMs,
         maxOutputBytes: req.maxOutputBytes,
         signal: req.signal,
+        ...(req.stdin ? { stdin: req.stdin } : {}),
         killGroup: true,
         killGroupOnExit: oneShot,
       });

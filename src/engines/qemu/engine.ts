@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
 import { PyroError, toPyroError } from "../../errors.js";
 import type { PyroPaths } from "../../paths.js";
@@ -623,7 +623,10 @@ export class QemuEngine implements Engine {
           timeoutMs: req.timeoutMs,
           maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
         },
-        req.signal ? { signal: req.signal } : {},
+        {
+          ...(req.signal ? { signal: req.signal } : {}),
+          ...(req.stdin ? { stdin: Readable.from([req.stdin]) } : {}),
+        },
       );
     } catch (e) {
       if (!isOurProcess(d.pid, d.marker)) {
@@ -641,6 +644,7 @@ export class QemuEngine implements Engine {
     return {
       exitCode: r.timedOut ? 124 : r.exitCode,
       stdout: r.stdout.toString("utf8"),
+      stdoutBytes: r.stdout,
       stderr: r.stderr.toString("utf8"),
       stdoutTruncated: r.stdoutTruncated,
       stderrTruncated: r.stderrTruncated,
