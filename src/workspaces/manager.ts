@@ -384,6 +384,14 @@ export class WorkspaceManager {
    */
   async open(id: string): Promise<{ guest: Guest; dir: string; baseline: string }> {
     const rec = await this.usable(id);
+    // The file tools run shell scripts against /workspace inside the sandbox; a host-compat
+    // "sandbox" is the host itself, where /workspace would be the host's own directory.
+    if (rec.engine === "host")
+      throw new PyroError(
+        "engine_unavailable",
+        `workspace ${id} runs without isolation (host_compat); the file, diff and export tools need an isolated engine`,
+        `its files are on the host in ${join(this.dir(rec.workspace_id), "files")}`,
+      );
     const guest = new Guest(this.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
       this.markFailed(rec.workspace_id, why),
     );

@@ -346,7 +346,9 @@ export class QemuEngine implements Engine {
       }
       const h = handle();
       if (spec.workspaceDir && (await readdir(spec.workspaceDir).catch(() => [] as string[])).length > 0) {
-        const tar = tarCreate({ cwd: spec.workspaceDir, portable: true, follow: false }, [
+        // Not `portable`: that resets modes to 0644/0755 (a 0444 git object would then show as
+        // changed against the baseline); the guest's tar runs with --no-same-owner anyway.
+        const tar = tarCreate({ cwd: spec.workspaceDir, portable: false, follow: false }, [
           ".",
         ]) as unknown as Readable;
         await this.putArchive(h, tar, "/workspace");
