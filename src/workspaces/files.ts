@@ -305,6 +305,12 @@ export async function writeFileBytes(
 /** A file mode as the CLI and tools take it: octal digits, no set-id or sticky bits. */
 export function checkMode(mode: string | undefined): string | undefined {
   if (mode === undefined) return undefined;
+  if (/^[1-7][0-7]{3}$/.test(mode))
+    throw new PyroError(
+      "invalid_argument",
+      `mode ${JSON.stringify(mode)} has set-uid, set-gid or sticky bits, which pyro never sets`,
+      `pass the permission bits only, e.g. ${mode.slice(1)}`,
+    );
   if (!/^0?[0-7]{3}$/.test(mode))
     throw new PyroError(
       "invalid_argument",
