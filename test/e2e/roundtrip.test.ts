@@ -423,3 +423,87 @@ test("hostile paths: a guest symlink to /etc is never followed on export; ../ re
     }),
   );
 });
+
+/** sync push and the baseline, and diff paging, through the CLI on one engine. */
+async function pushAndPage(env: NodeJS.ProcessEnv, check?: (ws: string) => Promise<void>): Promise<void> {
+  await withHostDir("pyro-roundtrip-push-", async (host) => {
+    const seed = join(host, "seed");
+    await mkdir(seed);
+    await writeFile(join(seed, "keep.txt"), "keep\n");
+    const cr = await runCliJson<Json>(["workspace", "create", "debian:12", "--seed-path", seed], { env });
+    assert.equal(cr.code, 0, cr.stderr);
+    const ws = cr.json.workspace_id as string;
+    try {
+      const a = join(host, "a");
+      await mkdir(a);
+      for (let i = 0; i < 5; i++) await writeFile(join(a, `f${i}.txt`), `${"line\n".repeat(400)}${i}\n`);
+      const p1 = await runCliJson<Json>(["workspace", "sync", "push", ws, a, "--dest", "pushed"], { env });
+      assert.equal(p1.json.baseline_updated, false);
+      const d1 = await runCliJson<Json>(["workspace", "diff", ws, "--name-only"], { env });
+      assert.deepEqual(
+        d1.json.files.map((f: Json) => f.path),
+        [0, 1, 2, 3, 4].map((i) => `pushed/f${i}.txt`),
+        "a plain push is a change against the baseline",
+      );
+      // Paging: a small budget returns whole files' diffs and a cursor, until done.
+      const seen: string[] = [];
+      let cursor = 0;
+      for (let page = 0; page < 10; page++) {
+        const d = await runCliJson<Json>(
+          ["workspace", "diff", ws, "--max-bytes", "4096", "--cursor", String(cursor)],
+          {
+            env,
+          },
+        );
+        assert.ok(Buffer.byteLength(d.json.patch) <= 4096 + 200, `page ${page} stays within the budget`);
+        seen.push(...[...d.json.patch.matchAll(/^\+\+\+ b\/(\S+)$/gm)].map((m: RegExpMatchArray) => m[1]!));
+        if (d.json.next_cursor === null) break;
+        assert.equal(d.json.truncated, true);
+        cursor = d.json.next_cursor;
+      }
+      assert.deepEqual(
+        seen,
+        [0, 1, 2, 3, 4].map((i) => `pushed/f${i}.txt`),
+      );
+
+      // --update-baseline: pushed files are part of the baseline, not changes.
+      const b = join(host, "b");
+      await mkdir(b);
+      await writeFile(join(b, "vendored.txt"), "v\n");
+      const p2 = await runCliJson<Json>(
+        ["workspace", "sync", "push", ws, b, "--dest", "vendor", "--update-baseline"],
+        {
+          env,
+        },
+      );
+      assert.equal(p2.json.baseline_updated, true);
+      const d2 = await runCliJson<Json>(["workspace", "diff", ws, "--name-only"], { env });
+      assert.equal(d2.json.counts.files, 5, "vendor/ is not a change");
+      const r = await runCliJson<Json>(["workspace", "file", "read", ws, "vendor/vendored.txt"], { env });
+      assert.equal(r.json.content, "v\n");
+      await check?.(ws);
+    } finally {
+      await runCli(["workspace", "delete", ws], { env });
+    }
+  });
+}
+
+test("sync push and the baseline; diff pages with a cursor (gVisor)", async (t) => {
+  await withGvisorState(t, async ({ env }) => pushAndPage(env));
+});
+
+test("sync push and the baseline on QEMU: the host's record stays consistent", async (t) => {
+  await withTestState(
+    t,
+    await qemuSkipReason(),
+    { PYRO_ENGINE: "qemu", PYRO_QEMU_ACCEL: process.env.PYRO_QEMU_ACCEL ?? "tcg" },
+    async ({ env, stateDir }) =>
+      pushAndPage(env, async (ws) => {
+        // The guest disk is the only copy of /workspace: the host keeps no stale one to be
+        // mistaken for it, and the baseline moved with --update-baseline.
+        const dir = join(stateDir, "workspaces", ws);
+        assert.deepEqual(await readdir(join(dir, "files")), []);
+        assert.deepEqual((await tree(join(dir, "baseline"))).sort(), ["keep.txt", "vendor/vendored.txt"]);
+      }),
+  );
+});
