@@ -287,6 +287,7 @@ test("a workspace session: sync push, exec, persistence, status, logs, list, del
       destination: "/workspace",
       entry_count: 3,
       bytes_written: 19,
+      baseline_updated: false,
     });
     // relative --dest, an archive, and an absolute path under /workspace
     const arch = await makeTar(join(host, "more.tgz"), [{ name: "m.txt", body: "from archive\n" }], true);
