@@ -254,6 +254,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
         "environment",
         "expires_at",
         "last_command_at",
+        "reason",
         "state",
         "workspace_id",
       ]);
