@@ -50,7 +50,7 @@ export const RENDER_FILES: Record<string, (r: Any) => string> = {
           .join("\n")}${r.truncated ? "\n[pyro] listing cut at --max-entries" : ""}`
       : "(empty)",
   workspace_file_read: (r) =>
-    `${r.content}${r.next_offset !== null ? `\n[pyro] more follows: --offset ${r.next_offset}` : ""}`,
+    `${r.encoding === "utf-8" ? r.content.replace(/\n$/, "") : r.content}${r.next_offset !== null ? `\n[pyro] more follows: --offset ${r.next_offset}` : ""}`,
   workspace_file_write: (r) => `wrote ${r.bytes_written} bytes to /workspace/${r.path}`,
   workspace_file_edit: (r) =>
     `edited /workspace/${r.path} (${r.replacements} replacement${r.replacements === 1 ? "" : "s"})`,

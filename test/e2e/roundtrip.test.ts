@@ -276,12 +276,16 @@ async function mcpFace(env: NodeJS.ProcessEnv, root: string): Promise<Face> {
   };
 }
 
-function withFace(make: (c: TestState, host: string) => Promise<Face>) {
+function withFace(
+  make: (c: TestState, host: string) => Promise<Face>,
+  extra?: (face: Face, host: string) => Promise<void>,
+) {
   return async (c: TestState) =>
     withHostDir("pyro-roundtrip-", async (host) => {
       const face = await make(c, host);
       try {
         await scenario(face, host);
+        await extra?.(face, host);
       } finally {
         await face.close();
       }
@@ -305,7 +309,26 @@ test("round trip through the SDK and its handle members (gVisor)", async (t) => 
 test("round trip through MCP with the official client (gVisor)", async (t) => {
   await withGvisorState(
     t,
-    withFace(async (c, host) => mcpFace(c.env, host)),
+    withFace(
+      async (c, host) => mcpFace(c.env, host),
+      async (face, host) => {
+        // A model may export only under the operator's --allow-path roots.
+        const seed = join(host, "s2");
+        await mkdir(seed);
+        const ws = await face.create(seed);
+        try {
+          const denied = await face.call("workspace_export", {
+            workspace_id: ws,
+            output: "/tmp/pyro-denied-export",
+          });
+          assert.equal(denied.ok, false);
+          if (!denied.ok) assert.match(denied.message, /host_path_denied|outside the host paths/);
+          assert.equal(existsSync("/tmp/pyro-denied-export"), false);
+        } finally {
+          await face.call("workspace_delete", { workspace_id: ws });
+        }
+      },
+    ),
   );
 });
 
@@ -408,6 +431,26 @@ test("hostile paths: a guest symlink to /etc is never followed on export; ../ re
           { env },
         );
         assert.equal(probe.code, 1, "mkdir -p did not run through the symlink");
+
+        // A file over the read budget: refused whole, readable by lines.
+        await runCliJsonGuest<Json>(["workspace", "exec", ws, "--", "sh", "-c", "seq 1 100000 > big.txt"], {
+          env,
+        });
+        const big = await runCliJson<Json>(["workspace", "file", "read", ws, "big.txt"], { env });
+        assert.equal(big.code, 2);
+        assert.match(
+          big.json.error.message,
+          /"big.txt" is 588895 bytes, over the read budget of 262144 bytes/,
+        );
+        assert.match(big.json.error.hint, /--offset/);
+        const part = await runCliJson<Json>(
+          ["workspace", "file", "read", ws, "big.txt", "--offset", "10", "--limit", "3"],
+          {
+            env,
+          },
+        );
+        assert.equal(part.json.content, "10\n11\n12\n");
+        assert.equal(part.json.next_offset, 13);
 
         // A missing file and a directory where a file is expected, with the fix.
         const missing = await runCli(["workspace", "file", "read", ws, "nope.txt"], { env });
