@@ -1,4 +1,4 @@
-import { lstat, mkdir, rename } from "node:fs/promises";
+import { lstat, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { x as tarExtract } from "tar";
@@ -24,6 +24,21 @@ export function baselineDir(wsDir: string): string {
   return join(wsDir, "baseline");
 }
 
+/**
+ * When the baseline was last recorded (ms). diff's quick check (same size and mtime second
+ * means unchanged) cannot be trusted for a baseline file whose mtime is not strictly before
+ * that second: the guest could have changed it within the same second ("racy git"). Such
+ * files are compared by content. A workspace without the stamp compares every one so.
+ */
+export async function baselineRecordedAt(baseline: string): Promise<number> {
+  const v = Number((await readFile(`${baseline}.at`, "utf8").catch(() => "")).trim());
+  return Number.isFinite(v) && v > 0 ? v : Number.POSITIVE_INFINITY;
+}
+
+async function stamp(baseline: string): Promise<void> {
+  await writeFile(`${baseline}.at`, `${Date.now()}\n`);
+}
+
 /** Before the sandbox starts: engines whose /workspace IS `files/` get a copy. */
 export async function baselineBeforeStart(
   wsDir: string,
@@ -44,6 +59,7 @@ export async function baselineBeforeStart(
   );
   if (r.exitCode !== 0)
     throw new PyroError("engine_failure", `recording the baseline failed: ${r.stderr.trim().slice(-300)}`);
+  await stamp(dest);
 }
 
 /** After the sandbox started: engines that copied `files/` into their own disk hand it over. */
@@ -51,6 +67,7 @@ export async function baselineAfterStart(wsDir: string, engine: EngineName): Pro
   if (engine !== "qemu" && engine !== "firecracker") return;
   await rename(join(wsDir, "files"), baselineDir(wsDir));
   await mkdir(join(wsDir, "files"));
+  await stamp(baselineDir(wsDir));
 }
 
 /**
@@ -81,4 +98,5 @@ export async function updateBaseline(wsDir: string, relDest: string, tar: Readab
     tar.pipe(sink);
   });
   await stripSetIdBits(root);
+  await stamp(root);
 }

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { Parser } from "tar";
 import { PyroError } from "../errors.js";
 import { runCapture } from "../util/proc.js";
+import { baselineRecordedAt } from "./baseline.js";
 import { isText, parseFindEntries } from "./files.js";
 import { type Guest, relToWorkspace, stdoutBytes, workspacePath } from "./guest.js";
 
@@ -15,7 +16,8 @@ import { type Guest, relToWorkspace, stdoutBytes, workspacePath } from "./guest.
  * 1. The guest lists /workspace once (`find -printf`: type, mode, size, mtime, link target).
  * 2. The host walks the baseline (lstat, never following a link).
  * 3. Same type, mode, size and mtime (whole seconds: what a tar copy keeps) means unchanged,
- *    rsync's quick check; anything else is a candidate, and candidates that are regular
+ *    rsync's quick check, for files last modified before the second the baseline was
+ *    recorded (later ones could have changed within the same second); anything else is a candidate, and candidates that are regular
  *    files come back from the guest in one `tar -c` to be compared byte for byte and
  *    diffed with the host's `diff -u` against the baseline copy.
  * So a diff costs two execs whatever the tree's size, plus one host `diff` per changed text file.
@@ -196,21 +198,21 @@ const gitMode = (k: Kind, m: number) => (k === "symlink" ? "120000" : `100${octa
 
 /** A change worth showing: directories only count when they appear, vanish or change type. */
 function compare(
-  path: string,
+  racySec: number,
   a: TreeEntry | undefined,
   b: TreeEntry | undefined,
 ): { status: Status; candidate: boolean } | undefined {
   if (!a && b) return b.kind === "directory" ? undefined : { status: "added", candidate: false };
   if (a && !b) return a.kind === "directory" ? undefined : { status: "deleted", candidate: false };
   if (!a || !b) return undefined;
-  void path;
   if (a.kind !== b.kind) return { status: "type_changed", candidate: false };
   if (a.kind === "directory") return undefined;
   if (a.kind === "symlink") return a.link !== b.link ? { status: "modified", candidate: false } : undefined;
   if (a.kind !== "file") return undefined;
   const modeChanged = (a.mode & 0o777) !== (b.mode & 0o777);
   if (a.size !== b.size) return { status: "modified", candidate: false };
-  if (a.mtimeSec === b.mtimeSec) return modeChanged ? { status: "modified", candidate: false } : undefined;
+  if (a.mtimeSec === b.mtimeSec && a.mtimeSec < racySec)
+    return modeChanged ? { status: "modified", candidate: false } : undefined;
   return { status: "modified", candidate: !modeChanged };
 }
 
@@ -277,11 +279,16 @@ export async function computeDiff(
 ): Promise<DiffComputation> {
   const scope = relToWorkspace(workspacePath(opts.path));
   const within = (p: string) => scope === "." || p === scope || p.startsWith(`${scope}/`);
-  const [base, cur] = await Promise.all([walkBaseline(baselineDir), guestManifest(g, opts.signal)]);
+  const [base, cur, recordedAt] = await Promise.all([
+    walkBaseline(baselineDir),
+    guestManifest(g, opts.signal),
+    baselineRecordedAt(baselineDir),
+  ]);
+  const racySec = Math.floor(recordedAt / 1000);
   const paths = [...new Set([...base.keys(), ...cur.keys()])].filter(within).sort();
   const pending: { path: string; status: Status; candidate: boolean }[] = [];
   for (const p of paths) {
-    const c = compare(p, base.get(p), cur.get(p));
+    const c = compare(racySec, base.get(p), cur.get(p));
     if (c) pending.push({ path: p, ...c });
   }
   // Every changed or candidate regular file (within the text limit) comes back in one tar.
