@@ -15,7 +15,9 @@ import { stripSetIdBits } from "./archive.js";
  * Cost. When the engine keeps /workspace on the host (gVisor's bind mount of `files/`,
  * host-compat), the seed must exist twice, since the guest writes `files/` in place; it is
  * copied with `cp -a --reflink=auto`, a copy-on-write clone on btrfs/XFS and a plain copy
- * elsewhere (ext4 here: ~0.1 s for the 10 MB / 1000-file bench seed). Hardlinks would be free
+ * elsewhere (ext4 here: 0.65-0.75 s of cp for the 10 MB / 1000-file bench seed on the loaded
+ * 2-core dev VM, per-file cost; 0.12 s for 200 MB in 10 files), overlapped with the sandbox's
+ * start (manager.create). Hardlinks would be free
  * but wrong: a guest writing a file in place would change the baseline with it. When the
  * engine copies the seed into its own disk (QEMU), `files/` is not used after create, so
  * it is renamed to `baseline/`: no copy at all.

@@ -168,6 +168,7 @@ export class WorkspaceManager {
       },
     };
     let handle: SandboxHandle | undefined;
+    let baseline: Promise<void> | undefined;
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await this.records.write(id, rec);
@@ -176,8 +177,10 @@ export class WorkspaceManager {
         ctx.onProgress?.({ message: `seeding /workspace from ${src.path} (${stats.entry_count} entries)` });
         await importIntoFreshDir(src, filesDir, ctx.signal);
       }
-      // The seeded tree is the baseline diff and export --changed-only compare against.
-      await baselineBeforeStart(dir, engine.name, ctx.signal);
+      // The seeded tree is the baseline diff and export --changed-only compare against. It is
+      // copied while the sandbox starts: no guest command can run before create returns.
+      baseline = baselineBeforeStart(dir, engine.name, ctx.signal);
+      baseline.catch(() => undefined);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
       handle = await engine.create({
@@ -191,6 +194,7 @@ export class WorkspaceManager {
         network: input.network,
         expiresAt: rec.expires_at,
       });
+      await baseline;
       await baselineAfterStart(dir, engine.name);
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
@@ -201,6 +205,7 @@ export class WorkspaceManager {
     } catch (e) {
       if (handle) await engine.destroy(handle).catch(() => undefined);
       else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
+      await baseline?.catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
       throw toPyroError(e);
     }
