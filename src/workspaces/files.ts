@@ -338,7 +338,7 @@ export async function writeFile(
     throw new PyroError(
       "invalid_argument",
       `content is ${data.length} bytes, over the ${FILE_LIMITS.writeMax}-byte limit of one write`,
-      "copy large files in with workspace_sync_push",
+      ["copy large files in with ", { op: "workspace_sync_push" }],
     );
   await writeFileBytes(
     g,
@@ -372,11 +372,10 @@ export async function editFile(
 ) {
   const path = workspacePath(input.path);
   if (input.old_string === "")
-    throw new PyroError(
-      "invalid_argument",
-      "old_string is empty",
-      "to create or overwrite a file use workspace_file_write",
-    );
+    throw new PyroError("invalid_argument", "old_string is empty", [
+      "to create or overwrite a file use ",
+      { op: "workspace_file_write" },
+    ]);
   if (input.old_string === input.new_string)
     throw new PyroError("invalid_argument", "old_string and new_string are the same", "nothing to change");
   const before = await readFileBytes(g, path, FILE_LIMITS.writeMax, "path", input.path, signal);

@@ -138,11 +138,10 @@ export function guestRefusal(out: ExecOutcome, path: string, field = "path"): Py
         { op: "workspace_file_list" },
       ]);
     case GUEST_EXIT.isDir:
-      return new PyroError(
-        "invalid_argument",
-        `${field} ${shown} is a directory, not a file`,
-        "name a file, or list the directory's contents with workspace_file_list",
-      );
+      return new PyroError("invalid_argument", `${field} ${shown} is a directory, not a file`, [
+        "name a file, or list the directory's contents with ",
+        { op: "workspace_file_list" },
+      ]);
     case GUEST_EXIT.notDir:
       return new PyroError("invalid_argument", `${field} ${shown}: a parent is not a directory (${detail})`);
     case GUEST_EXIT.notRegular:

@@ -81,7 +81,11 @@ export function parsePatch(text: string, strip = 1): FilePatch[] {
       throw new PyroError(
         "invalid_argument",
         `patch line ${i + 1} (${JSON.stringify(l.slice(0, 80))}) is a rename, copy or binary change, which patch apply does not support`,
-        "use workspace_file_write for binary files, or a patch made with `git diff --no-renames`",
+        [
+          "write binary files with ",
+          { op: "workspace_file_write" },
+          ", and make the patch with `git diff --no-renames`",
+        ],
       );
     if (l.startsWith("--- ") && lines[i + 1]?.startsWith("+++ ")) {
       cur = {
@@ -246,7 +250,7 @@ export async function applyPatch(
       throw new PyroError(
         "invalid_argument",
         `the patch creates ${rel}, which already exists in the workspace; nothing was changed`,
-        "was the patch applied already? Check with workspace_diff",
+        ["was the patch applied already? Check with ", { op: "workspace_diff" }],
       );
     if (!creating) {
       const b = await readFileBytes(
