@@ -157,7 +157,8 @@ export async function exportWorkspace(
       const tmp = `${staging}.tar`;
       const names = await readdir(staging);
       await tarCreate(
-        { cwd: staging, file: tmp, gzip: format === "tar.gz", portable: true, follow: false },
+        // Not `portable`: that would reset the modes export promises to keep.
+        { cwd: staging, file: tmp, gzip: format === "tar.gz", portable: false, follow: false },
         names.length ? names : [],
       );
       await replaceTarget(tmp, target, input.force);
@@ -357,6 +358,9 @@ async function writeTree(root: string, items: TarItem[]): Promise<Written> {
     await symlink(l.linkpath, join(root, l.path));
     w.links++;
   }
+  // The staging directory is made 0700; without a root entry (changed_only) the export's
+  // root gets the usual mode for a new directory.
+  if (!dirModes.some(([rel]) => rel === "")) dirModes.push(["", 0o777 & ~process.umask()]);
   // Directory modes last (deepest first), so a read-only directory did not block its contents.
   for (const [rel, mode] of dirModes.sort((a, b) => b[0].length - a[0].length)) {
     await chmod(join(root, rel), rel === "" ? (mode | 0o700) & 0o1777 : mode);

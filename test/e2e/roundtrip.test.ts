@@ -147,6 +147,11 @@ async function scenario(face: Face, host: string): Promise<void> {
     assert.equal(ex.bytes, "hello\nthere\n".length + "new file\n".length);
     assert.equal(ex.verified, true);
     assert.equal(await readFile(join(out, "a.txt"), "utf8"), "hello\nthere\n");
+    assert.equal(
+      (await lstat(out)).mode & 0o777,
+      0o777 & ~process.umask(),
+      "the export root is a normal directory",
+    );
     const again = await face.call("workspace_export", { workspace_id: ws, output: out, changed_only: true });
     assert.equal(again.ok, false, "an existing non-empty target is refused");
     if (!again.ok) assert.match(again.message, /exists and is not empty/);
@@ -402,6 +407,17 @@ test("hostile paths: a guest symlink to /etc is never followed on export; ../ re
             .digest("hex"),
           etcBefore,
         );
+
+        // As an archive: the same entries, modes kept (set-id dropped), readable by GNU tar.
+        const tgz = await runCliJson<Json>(["workspace", "export", ws, "--output", join(host, "o3.tar.gz")], {
+          env,
+        });
+        assert.equal(tgz.code, 0, JSON.stringify(tgz.json));
+        assert.equal(tgz.json.format, "tar.gz");
+        const listing = execFileSync("tar", ["-tvzf", join(host, "o3.tar.gz")], { encoding: "utf8" });
+        assert.match(listing, /^-rwxr-xr-x .* suid$/m);
+        assert.match(listing, /^-rw-r--r-- .* ok\.txt$/m);
+        assert.doesNotMatch(listing, / out($| ->)/m);
 
         // An output that is a symlink is refused even with --force.
         await symlink(join(host, "o2"), join(host, "link"));
