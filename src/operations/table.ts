@@ -307,7 +307,8 @@ export const OPERATIONS = [
     sdk: "execWorkspace",
     title: "Run a command in a workspace",
     description:
-      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s; output capped at 1 MiB per stream. Never deletes the workspace.",
+      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s; output capped at 1 MiB per stream. Never deletes the workspace. " +
+      "To read, write or edit files prefer the workspace_file_* tools (no shell quoting).",
     input: S.WorkspaceExecInput,
     result: S.WorkspaceExecResult,
     mcp: true,
