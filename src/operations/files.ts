@@ -119,7 +119,11 @@ export const WorkspaceExportResult = z.object({
   bytes: z.number().int().describe("Bytes of file content written, verified."),
   directories: z.number().int(),
   symlinks: z.number().int(),
-  verified: z.boolean(),
+  verified: z
+    .boolean()
+    .describe(
+      "The counts were checked against what the guest reported (whole exports) or every changed file arrived whole (changed_only); false only when the guest could not count (no find/awk).",
+    ),
   skipped: z
     .array(z.object({ path: z.string(), reason: z.string() }))
     .describe("Entries not written, with why (symlinks leaving the export, devices, FIFOs)."),

@@ -183,7 +183,7 @@ export async function exportWorkspace(
       bytes: w.bytes,
       directories: w.dirs,
       symlinks: w.links,
-      verified: true,
+      verified: input.changed_only || expected !== undefined,
       skipped: w.skipped.slice(0, EXPORT_LIMITS.listMax),
       skipped_count: w.skipped.length,
       deleted: deleted.slice(0, EXPORT_LIMITS.listMax),
