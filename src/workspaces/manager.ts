@@ -225,6 +225,7 @@ export class WorkspaceManager {
           .destroy(r.handle)
           .catch(() => undefined);
       await rm(join(this.dir(r.workspace_id), "files"), { recursive: true, force: true });
+      await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;

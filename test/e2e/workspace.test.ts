@@ -491,6 +491,11 @@ test("TTL expiry: status says expired (not not-found), exec fails clearly, delet
     assert.equal(st.json.state, "expired");
     assert.match(st.json.reason ?? "", /ttl elapsed/);
     assert.deepEqual(await runscList(stateDir), [], "the expired sandbox was stopped");
+    assert.deepEqual(
+      (await readdir(join(stateDir, "workspaces", id))).filter((n) => n === "files" || n === "baseline"),
+      [],
+      "its files and its baseline are removed",
+    );
     const ex = await runCli(["workspace", "exec", id, "--", "true"], { env });
     assert.equal(ex.code, 1);
     assert.match(ex.stderr, new RegExp(`workspace ${id} expired`));
