@@ -13,6 +13,10 @@
  *   - without root: `pyro run debian:12 -- true` as an ordinary user (rootless runsc, the
  *     shared read-only environment) vs the same as root, both through `runuser`. Run as root,
  *     the bench makes a temporary user for it (useradd) and removes it after.
+ *   - the workspace round trip: SDK readWorkspaceFile of a 100 KiB file vs raw `runsc exec cat`
+ *     of it; SDK diffWorkspace of a 1000-file text seed with 10 changes vs raw `runsc exec cat`
+ *     of the whole tree (the data a diff has to account for).
+ * BENCH_ONLY=roundtrip runs only the round-trip rows.
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -104,6 +108,14 @@ async function main(): Promise<void> {
     rows.push(r);
     return r;
   };
+  const only = process.env.BENCH_ONLY;
+  if (only === "roundtrip") {
+    await roundTrip(pyro, env, runscBin, paths, add);
+    printRows(rows, N);
+    printRoundTrip(rows);
+    await rm(stateDir, { recursive: true, force: true });
+    return;
+  }
   const raw = add("raw `runsc run` true");
   const cli = add("pyro run (CLI process) true");
   const sdk = add("SDK runInVm true");
@@ -146,6 +158,7 @@ async function main(): Promise<void> {
   for (const id of created) await pyro.deleteWorkspace(id);
 
   const rootlessRows = await benchRootless(rootfs, add);
+  await roundTrip(pyro, env, runscBin, paths, add);
 
   const qemuRows: { name: string; samples: number[] }[] = [];
   if (process.env.BENCH_QEMU !== "0" && (await qemuQuickAvailable(paths, env, { requireKvm: false }))) {
@@ -188,11 +201,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ iterations: N, medians_ms: med, ratios }, null, 2));
     return;
   }
-  console.log(`\npyro bench — medians of ${N} interleaved runs (ms)\n`);
-  for (const r of rows)
-    console.log(
-      `  ${r.name.padEnd(40)} ${median(r.samples).toFixed(1).padStart(8)}   (min ${Math.min(...r.samples).toFixed(1)}, max ${Math.max(...r.samples).toFixed(1)})`,
-    );
+  printRows(rows, N);
   console.log("\nratios (goal):");
   console.log(`  CLI pyro run / raw runsc run      ${ratios.cli_vs_raw_run.toFixed(2)}x  (≤ 1.30x)`);
   console.log(`  SDK runInVm / raw runsc run       ${ratios.sdk_vs_raw_run.toFixed(2)}x  (≤ 1.15x)`);
@@ -211,6 +220,7 @@ async function main(): Promise<void> {
     const [c, r] = qemuRows;
     console.log(`  qemu restore / cold boot          ${(med[r!.name]! / med[c!.name]!).toFixed(2)}x`);
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
+  printRoundTrip(rows);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
       `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,
@@ -332,6 +342,84 @@ async function benchRootless(rootfs: string, add: (name: string) => Row): Promis
       // never made
     }
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+function printRows(rows: Row[], n: number): void {
+  console.log(`\npyro bench — medians of ${n} interleaved runs (ms)\n`);
+  for (const r of rows)
+    console.log(
+      `  ${r.name.padEnd(40)} ${median(r.samples).toFixed(1).padStart(8)}   (min ${Math.min(...r.samples).toFixed(1)}, max ${Math.max(...r.samples).toFixed(1)})`,
+    );
+}
+
+const RT = {
+  rawRead: "raw `runsc exec cat` 100 KiB",
+  read: "SDK readWorkspaceFile 100 KiB",
+  rawTree: "raw `runsc exec cat` 1000-file tree",
+  diff: "SDK diffWorkspace 1000 files/10 changed",
+};
+
+function printRoundTrip(rows: Row[]): void {
+  const med = (name: string) => median(rows.find((r) => r.name === name)!.samples);
+  console.log(
+    `  file read 100 KiB / raw cat        ${(med(RT.read) / med(RT.rawRead)).toFixed(2)}x  (≤ 1.50x)`,
+  );
+  console.log(
+    `  diff 1000 files,10 changed / raw cat of the tree ${(med(RT.diff) / med(RT.rawTree)).toFixed(2)}x  (≤ 1.50x)`,
+  );
+}
+
+/** The round-trip rows: file read and diff against raw `runsc exec cat` of the same data. */
+async function roundTrip(
+  pyro: Pyro,
+  env: NodeJS.ProcessEnv,
+  runscBin: string,
+  paths: ReturnType<typeof resolvePaths>,
+  add: (name: string) => Row,
+): Promise<void> {
+  process.stderr.write("bench: round trip (file read, diff)...\n");
+  const seed = await mkdtemp(join(tmpdir(), "pyro-bench-rt-"));
+  const line = "the quick brown fox jumps over the lazy dog 0123456789\n";
+  for (let i = 0; i < 1000; i++) {
+    const d = join(seed, `d${i % 25}`);
+    await mkdir(d, { recursive: true });
+    await writeFile(join(d, `f${i}.txt`), line.repeat(180)); // ~10 KB of text each
+  }
+  await writeFile(join(seed, "big.txt"), line.repeat(Math.ceil(102_400 / line.length)).slice(0, 102_400));
+  const ws = await pyro.createWorkspace({ environment: "debian:12", seedPath: seed });
+  try {
+    const flags = globalFlags(paths.runscRoot, false, env);
+    const cid = `pyro-${ws.id}`;
+    const rawRead = add(RT.rawRead);
+    const read = add(RT.read);
+    for (let i = 0; i < N; i++) {
+      rawRead.samples.push(await timeProcess(runscBin, [...flags, "exec", cid, "cat", "/workspace/big.txt"]));
+      read.samples.push(await timeIt(() => ws.files.read("big.txt")));
+    }
+    // 10 small edits: one line appended to 10 files spread over the tree.
+    for (let i = 0; i < 10; i++)
+      await ws.files.write(`d${(i * 7) % 25}/f${i * 7}.txt`, `${line.repeat(180)}changed\n`);
+    const rawTree = add(RT.rawTree);
+    const diff = add(RT.diff);
+    for (let i = 0; i < N; i++) {
+      rawTree.samples.push(
+        await timeProcess(runscBin, [
+          ...flags,
+          "exec",
+          "--cwd",
+          "/workspace",
+          cid,
+          "sh",
+          "-c",
+          "cat d*/* big.txt",
+        ]),
+      );
+      diff.samples.push(await timeIt(() => ws.diff()));
+    }
+  } finally {
+    await ws.delete();
+    await rm(seed, { recursive: true, force: true });
   }
 }
 

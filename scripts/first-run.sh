@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/first-run.md from a real first run of the built CLI: doctor → env list →
-# env pull → run → workspace create --seed-path → sync push → exec → status → logs → delete.
+# env pull → run → workspace create --seed-path → sync push → exec → file edit/read → diff →
+# export → summary → status → logs → delete.
 #
 # It runs with a fresh, temporary HOME, so the environment cache and the state start empty
 # and `env pull` really builds debian:12 (about 20 s and 220 MiB from the Debian mirror).
@@ -128,12 +129,21 @@ pyro workspace exec "$ws" -- sh -c 'cat notes/todo.txt && echo done > result.txt
 pyro workspace exec "$ws" -- cat result.txt
 endsection
 
-section "8. Status and history" "\`status\` shows state, resources, expiry, the seed and the last command; \`logs\` the whole command history with output."
+section "8. Edit, review and hand back" "The file tools read and change files without shell quoting. \`diff\` shows what changed since the workspace was seeded (its baseline; the pushed notes count as changes, since \`sync push\` was not given \`--update-baseline\`), and \`export --changed-only\` copies just that back to the host."
+pyro workspace file edit "$ws" hello.sh --old-string 'hello from' --new-string 'hi from'
+pyro workspace file read "$ws" hello.sh
+pyro workspace diff "$ws" --stat
+pyro workspace diff "$ws" hello.sh
+pyro workspace export "$ws" --changed-only --output ./hello-changes
+pyro workspace summary "$ws"
+endsection
+
+section "9. Status and history" "\`status\` shows state, resources, expiry, the seed and the last command; \`logs\` the whole command history with output."
 pyro workspace status "$ws"
 pyro workspace logs "$ws"
 endsection
 
-section "9. Delete it" "Deleting stops the sandbox and removes the workspace's files, log and state."
+section "10. Delete it" "Deleting stops the sandbox and removes the workspace's files, log and state."
 pyro workspace delete "$ws"
 pyro workspace list
 endsection

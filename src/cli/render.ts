@@ -1,3 +1,5 @@
+import { RENDER_FILES } from "./render-files.js";
+
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
 type Any = Record<string, any>;
@@ -175,7 +177,7 @@ export const RENDER: Record<string, (r: Any) => string> = {
   workspace_create: workspaceStatus,
   workspace_status: workspaceStatus,
   workspace_sync_push: (r) =>
-    `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})`,
+    `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})${r.baseline_updated ? "; baseline updated" : ""}`,
   workspace_logs: (r) =>
     r.commands.length
       ? [
@@ -207,4 +209,5 @@ export const RENDER: Record<string, (r: Any) => string> = {
           ]),
         ])
       : "no workspaces",
+  ...RENDER_FILES,
 };

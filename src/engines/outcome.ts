@@ -14,6 +14,7 @@ export function execOutcome(r: CaptureResult): ExecOutcome {
     stderrTruncated: r.stderrTruncated,
     timedOut: r.timedOut,
     execMs: r.durationMs,
+    ...(r.stdoutBytes ? { stdoutBytes: r.stdoutBytes } : {}),
   };
 }
 

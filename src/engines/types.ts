@@ -51,6 +51,8 @@ export interface ExecRequest {
    */
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
+  /** Bytes for the command's stdin (else /dev/null): how file contents travel in. */
+  stdin?: Buffer;
 }
 
 export interface ExecOutcome {
@@ -61,6 +63,8 @@ export interface ExecOutcome {
   stderrTruncated: boolean;
   timedOut: boolean;
   execMs: number;
+  /** stdout as bytes, binary-safe (file contents and archives travel out this way). */
+  stdoutBytes?: Buffer;
 }
 
 export interface OneShotOutcome extends ExecOutcome {

@@ -192,6 +192,12 @@ export const WorkspaceSyncInput = z.object({
     .describe(
       "Where in the workspace to put it: /workspace (default) or a path under it; relative paths are relative to /workspace.",
     ),
+  update_baseline: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Also record what was pushed in the baseline, so workspace_diff does not show it as a change. Default false.",
+    ),
 });
 export const WorkspaceExecInput = z.object({
   workspace_id: workspaceId,
@@ -221,7 +227,9 @@ export const OutputReadInput = z.object({
     .string()
     .min(1)
     .max(200)
-    .describe("output_id of a command's result (vm_… for one-shot runs, ws_…:SEQUENCE for workspace commands)."),
+    .describe(
+      "output_id of a command's result (vm_… for one-shot runs, ws_…:SEQUENCE for workspace commands).",
+    ),
   stream: z.enum(["stdout", "stderr"]).default("stdout").describe("Which stream. Default stdout."),
   offset: z
     .number()
@@ -462,6 +470,9 @@ export const WorkspaceSyncResult = z.object({
   destination: z.string(),
   entry_count: z.number().int(),
   bytes_written: z.number().int(),
+  baseline_updated: z
+    .boolean()
+    .describe("Whether the baseline (what workspace_diff compares with) moved too."),
 });
 export const WorkspaceExecResult = z.object({
   workspace_id: z.string(),

@@ -6,6 +6,7 @@ import { OUTPUT_BUDGET } from "../output/view.js";
 import type { CallContext } from "../runtime/context.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { FILE_OPERATIONS } from "./files.js";
 import * as S from "./schemas.js";
 import { nearest } from "./suggest.js";
 
@@ -13,7 +14,7 @@ import { nearest } from "./suggest.js";
 const OUTPUT_NOTE =
   `Output budget: stdout and stderr together carry at most max_output_bytes (default ${OUTPUT_BUDGET.default}, ${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}); ` +
   "past it each stream keeps its head and tail, the middle is counted in stdout_omitted_bytes/stderr_omitted_bytes and marked, " +
-  "and the full output stays on the host: page it with output_read using output_id. A stream that is not valid UTF-8 comes base64 (stdout_encoding/stderr_encoding).";
+  "and the full output stays on the host: page it with output_read using output_id. A stream that is not valid UTF-8 comes base64 (stdout_encoding/stderr_encoding). ";
 
 // Which of these operations each MCP profile serves: one mapping, beside the table.
 export { DEFAULT_PROFILE, PROFILES, type ProfileName, profileTools } from "./profiles.js";
@@ -345,14 +346,17 @@ export const OPERATIONS = [
     sdk: "pushWorkspaceSync",
     title: "Copy host files into a workspace",
     description:
-      "Copy a host directory or .tar/.tar.gz/.tgz archive into a running workspace at dest (default /workspace; must stay inside /workspace). Existing files are overwritten, others left alone.",
+      "Copy a host directory or .tar/.tar.gz/.tgz archive into a running workspace at dest (default /workspace; must stay inside /workspace). Existing files are overwritten, others left alone. update_baseline=true also records them in the baseline, so workspace_diff does not report them.",
     input: S.WorkspaceSyncInput,
     result: S.WorkspaceSyncResult,
     mcp: true,
     cli: {
       path: ["workspace", "sync", "push"],
       positional: ["workspace_id", "source_path"],
-      examples: ["pyro workspace sync push ws_0123456789abcdef ./src --dest /workspace/src"],
+      examples: [
+        "pyro workspace sync push ws_0123456789abcdef ./src --dest /workspace/src",
+        "pyro workspace sync push ws_0123456789abcdef ./vendor --update-baseline",
+      ],
     },
     handler: (rt, i, ctx) => rt.workspaces.syncPush(i, ctx),
   }),
@@ -362,7 +366,8 @@ export const OPERATIONS = [
     title: "Run a command in a workspace",
     description:
       "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s. Never deletes the workspace. " +
-      OUTPUT_NOTE,
+      OUTPUT_NOTE +
+      "To read, write or edit files prefer the workspace_file_* tools (no shell quoting).",
     input: S.WorkspaceExecInput,
     result: S.WorkspaceExecResult,
     mcp: true,
@@ -484,6 +489,7 @@ export const OPERATIONS = [
     cli: { path: ["workspace", "list"], examples: ["pyro workspace list", "pyro workspace list --json"] },
     handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
   }),
+  ...FILE_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

@@ -1,5 +1,6 @@
 import type * as z from "zod";
 import { PyroError } from "../errors.js";
+import type * as F from "../operations/files.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import type * as S from "../operations/schemas.js";
@@ -51,6 +52,37 @@ export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
 export type WorkspaceSummary = z.infer<typeof S.WorkspaceSummary>;
 export type OutputPage = z.infer<typeof S.OutputReadResult>;
 export type DoctorReport = z.infer<typeof S.DoctorResult>;
+export type WorkspaceDiff = z.infer<typeof F.WorkspaceDiffResult>;
+export type WorkspaceExportResult = z.infer<typeof F.WorkspaceExportResult>;
+export type WorkspaceFileList = z.infer<typeof F.WorkspaceFileListResult>;
+export type WorkspaceFileContent = z.infer<typeof F.WorkspaceFileReadResult>;
+export type WorkspaceFileWriteResult = z.infer<typeof F.WorkspaceFileWriteResult>;
+export type WorkspaceFileEditResult = z.infer<typeof F.WorkspaceFileEditResult>;
+export type WorkspacePatchResult = z.infer<typeof F.WorkspacePatchApplyResult>;
+export type WorkspaceWorkSummary = z.infer<typeof F.WorkspaceSummaryResult>;
+export interface DiffOptions {
+  path?: string;
+  stat?: boolean;
+  nameOnly?: boolean;
+  maxBytes?: number;
+  cursor?: number;
+}
+export interface ExportOptions {
+  path?: string;
+  force?: boolean;
+  changedOnly?: boolean;
+}
+export interface ReadOptions {
+  offset?: number;
+  limit?: number;
+  maxBytes?: number;
+  encoding?: "utf-8" | "base64";
+}
+export interface WriteOptions {
+  encoding?: "utf-8" | "base64";
+  mode?: string;
+  createParents?: boolean;
+}
 export type ReapResult = z.infer<typeof S.ReapResult>;
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -227,7 +259,7 @@ export class Pyro {
   pushWorkspaceSync(
     workspaceId: string,
     sourcePath: string,
-    options: { dest?: string } = {},
+    options: { dest?: string; updateBaseline?: boolean } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceSyncResult> {
     return this.#method(
@@ -262,6 +294,53 @@ export class Pyro {
   ): Promise<WorkspaceStatus> {
     return this.#method("workspace_update", { workspace_id: workspaceId, ...snake(options) });
   }
+  diffWorkspace(workspaceId: string, options: DiffOptions = {}, opts?: CallOptions): Promise<WorkspaceDiff> {
+    return this.#method("workspace_diff", { workspace_id: workspaceId, ...snake(options) }, opts);
+  }
+  /** Copies /workspace (or `options.path` in it) to the host path `output`. */
+  exportWorkspace(
+    workspaceId: string,
+    options: ExportOptions & { output: string },
+    opts?: CallOptions,
+  ): Promise<WorkspaceExportResult> {
+    return this.#method("workspace_export", { workspace_id: workspaceId, ...snake(options) }, opts);
+  }
+  listWorkspaceFiles(
+    workspaceId: string,
+    options: { path?: string; recursive?: boolean; maxEntries?: number } = {},
+  ): Promise<WorkspaceFileList> {
+    return this.#method("workspace_file_list", { workspace_id: workspaceId, ...snake(options) });
+  }
+  readWorkspaceFile(
+    workspaceId: string,
+    path: string,
+    options: ReadOptions = {},
+  ): Promise<WorkspaceFileContent> {
+    return this.#method("workspace_file_read", { workspace_id: workspaceId, path, ...snake(options) });
+  }
+  writeWorkspaceFile(
+    workspaceId: string,
+    path: string,
+    options: WriteOptions & { content: string },
+  ): Promise<WorkspaceFileWriteResult> {
+    return this.#method("workspace_file_write", { workspace_id: workspaceId, path, ...snake(options) });
+  }
+  editWorkspaceFile(
+    workspaceId: string,
+    path: string,
+    options: { oldString: string; newString: string; replaceAll?: boolean },
+  ): Promise<WorkspaceFileEditResult> {
+    return this.#method("workspace_file_edit", { workspace_id: workspaceId, path, ...snake(options) });
+  }
+  applyWorkspacePatch(
+    workspaceId: string,
+    options: { patch: string; strip?: number; check?: boolean },
+  ): Promise<WorkspacePatchResult> {
+    return this.#method("workspace_patch_apply", { workspace_id: workspaceId, ...snake(options) });
+  }
+  summarizeWorkspace(workspaceId: string): Promise<WorkspaceWorkSummary> {
+    return this.#method("workspace_summary", { workspace_id: workspaceId });
+  }
   listWorkspaces(): Promise<WorkspaceSummary[]> {
     return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
   }
@@ -271,8 +350,25 @@ export class Pyro {
 export class WorkspaceHandle {
   readonly workspace_id: string;
   status: WorkspaceStatus;
-  /** File transfer into the workspace. */
-  readonly files: { push: (sourcePath: string, options?: { dest?: string }) => Promise<WorkspaceSyncResult> };
+  /** Files of /workspace: push host files in, list, read, write, edit. */
+  readonly files: {
+    push: (
+      sourcePath: string,
+      options?: { dest?: string; updateBaseline?: boolean },
+    ) => Promise<WorkspaceSyncResult>;
+    list: (
+      path?: string,
+      options?: { recursive?: boolean; maxEntries?: number },
+    ) => Promise<WorkspaceFileList>;
+    read: (path: string, options?: ReadOptions) => Promise<WorkspaceFileContent>;
+    write: (path: string, content: string, options?: WriteOptions) => Promise<WorkspaceFileWriteResult>;
+    edit: (
+      path: string,
+      oldString: string,
+      newString: string,
+      options?: { replaceAll?: boolean },
+    ) => Promise<WorkspaceFileEditResult>;
+  };
 
   constructor(
     private readonly pyro: Pyro,
@@ -280,9 +376,33 @@ export class WorkspaceHandle {
   ) {
     this.workspace_id = status.workspace_id;
     this.status = status;
+    const id = status.workspace_id;
     this.files = {
-      push: (sourcePath, options = {}) => this.pyro.pushWorkspaceSync(this.workspace_id, sourcePath, options),
+      push: (sourcePath, options = {}) => this.pyro.pushWorkspaceSync(id, sourcePath, options),
+      list: (path, options = {}) =>
+        this.pyro.listWorkspaceFiles(id, { ...(path !== undefined ? { path } : {}), ...options }),
+      read: (path, options = {}) => this.pyro.readWorkspaceFile(id, path, options),
+      write: (path, content, options = {}) => this.pyro.writeWorkspaceFile(id, path, { content, ...options }),
+      edit: (path, oldString, newString, options = {}) =>
+        this.pyro.editWorkspaceFile(id, path, { oldString, newString, ...options }),
     };
+  }
+  /** Changes under /workspace since the baseline (the seed). */
+  diff(options: DiffOptions = {}): Promise<WorkspaceDiff> {
+    return this.pyro.diffWorkspace(this.workspace_id, options);
+  }
+  /** Copies /workspace (or `options.path`) to the host path `output`. */
+  export(output: string, options: ExportOptions = {}): Promise<WorkspaceExportResult> {
+    return this.pyro.exportWorkspace(this.workspace_id, { output, ...options });
+  }
+  applyPatch(
+    patch: string,
+    options: { strip?: number; check?: boolean } = {},
+  ): Promise<WorkspacePatchResult> {
+    return this.pyro.applyWorkspacePatch(this.workspace_id, { patch, ...options });
+  }
+  summary(): Promise<WorkspaceWorkSummary> {
+    return this.pyro.summarizeWorkspace(this.workspace_id);
   }
   get id(): string {
     return this.workspace_id;
@@ -295,7 +415,10 @@ export class WorkspaceHandle {
       { signal, onProgress, onStdout, onStderr },
     );
   }
-  pushSync(sourcePath: string, options: { dest?: string } = {}): Promise<WorkspaceSyncResult> {
+  pushSync(
+    sourcePath: string,
+    options: { dest?: string; updateBaseline?: boolean } = {},
+  ): Promise<WorkspaceSyncResult> {
     return this.files.push(sourcePath, options);
   }
   async refresh(): Promise<WorkspaceStatus> {

@@ -43,6 +43,8 @@ export interface CaptureResult {
   timedOut: boolean;
   aborted: boolean;
   durationMs: number;
+  /** stdout as bytes (binary-safe; `stdout` is its UTF-8 decoding). */
+  stdoutBytes?: Buffer;
 }
 
 class CappedBuffer {
@@ -64,6 +66,9 @@ class CappedBuffer {
       this.chunks.push(chunk);
       this.size += chunk.length;
     }
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
   }
   text(): string {
     const buf = Buffer.concat(this.chunks);
@@ -200,6 +205,7 @@ export function runCapture(
         exitCode: code,
         signal: sig,
         stdout: out.text(),
+        stdoutBytes: out.bytes(),
         stderr: err.text(),
         stdoutTruncated: out.truncated,
         stderrTruncated: err.truncated,

@@ -46,8 +46,14 @@ export async function isMounted(path: string): Promise<boolean> {
  * Makes `filesDir` the workspace's disk of `mib` MiB: a mounted image when possible
  * (root, mkfs.ext4 and mount present), else a plain directory. `filesDir` must not exist.
  */
-export async function createDisk(workspaceDir: string, filesDir: string, mib: number): Promise<DiskInfo> {
+export async function createDisk(
+  workspaceDir: string,
+  filesDir: string,
+  mib: number,
+  mountable = true,
+): Promise<DiskInfo> {
   await mkdir(filesDir, { recursive: true });
+  if (!mountable) return { disk_mib: mib, disk_enforced: false };
   const mkfs = await which("mkfs.ext4");
   const mount = await which("mount");
   const truncate = await which("truncate");

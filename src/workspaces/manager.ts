@@ -36,7 +36,9 @@ import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
 import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "../runtime/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
+import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
 import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
+import { Guest, relToWorkspace } from "./guest.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -273,10 +275,14 @@ export class WorkspaceManager {
       },
     };
     let handle: SandboxHandle | undefined;
+    let baseline: Promise<void> | undefined;
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await this.records.write(id, rec);
-      rec.disk_enforced = (await createDisk(dir, filesDir, input.disk_mib)).disk_enforced;
+      // Only gVisor shares files/ with the guest; a microVM's /workspace is on its own disk.
+      rec.disk_enforced = (
+        await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
+      ).disk_enforced;
       if (src) {
         const from = project
           ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
@@ -294,6 +300,10 @@ export class WorkspaceManager {
       }
       // An image that runs as a non-root User gets a /workspace it can write.
       if (env.runtime.uid !== 0) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
+      // The seeded tree is the baseline diff and export --changed-only compare against. It is
+      // copied while the sandbox starts: no guest command can run before create returns.
+      baseline = baselineBeforeStart(dir, engine.name, ctx.signal);
+      baseline.catch(() => undefined);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
       handle = await engine.create({
@@ -308,6 +318,8 @@ export class WorkspaceManager {
         expiresAt: rec.expires_at,
         ...userOf(env.runtime),
       });
+      await baseline;
+      await baselineAfterStart(dir, engine.name);
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
       rec.state = "running";
@@ -317,6 +329,7 @@ export class WorkspaceManager {
     } catch (e) {
       if (handle) await engine.destroy(handle).catch(() => undefined);
       else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
+      await baseline?.catch(() => undefined);
       await removeWorkspaceDir(dir).catch(() => undefined);
       throw toPyroError(e);
     }
@@ -336,6 +349,7 @@ export class WorkspaceManager {
           .destroy(r.handle)
           .catch(() => undefined);
       await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
+      await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
@@ -531,7 +545,37 @@ export class WorkspaceManager {
       throw pe;
     }
     await this.touch(rec.workspace_id, Date.now());
-    return { workspace_id: rec.workspace_id, source_path: src.path, mode: src.kind, destination, ...stats };
+    if (input.update_baseline)
+      await updateBaseline(this.dir(rec.workspace_id), relToWorkspace(destination), tarStreamOf(src));
+    return {
+      workspace_id: rec.workspace_id,
+      source_path: src.path,
+      mode: src.kind,
+      destination,
+      ...stats,
+      baseline_updated: input.update_baseline,
+    };
+  }
+
+  /**
+   * A running workspace's sandbox for the capability modules (files, diff, export, summary),
+   * with its directory on the host (baseline, exports log).
+   */
+  async open(id: string): Promise<{ guest: Guest; dir: string; baseline: string }> {
+    const rec = await this.usable(id);
+    // The file tools run shell scripts against /workspace inside the sandbox; a host-compat
+    // "sandbox" is the host itself, where /workspace would be the host's own directory.
+    if (rec.engine === "host")
+      throw new PyroError(
+        "engine_unavailable",
+        `workspace ${id} runs without isolation (host_compat); the file, diff and export tools need an isolated engine`,
+        `its files are on the host in ${join(this.dir(rec.workspace_id), "files")}`,
+      );
+    const guest = new Guest(this.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
+      this.markFailed(rec.workspace_id, why),
+    );
+    const dir = this.dir(rec.workspace_id);
+    return { guest, dir, baseline: baselineDir(dir) };
   }
 
   /** Whether the expiry already sits at the hard maximum (nothing can extend it). */

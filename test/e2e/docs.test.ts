@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 import * as z from "zod";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
+import * as F from "../../src/operations/files.js";
 import type { Operation } from "../../src/operations/table.js";
 import { toolInput } from "../../src/operations/tool-schema.js";
 import { REPO, runCli } from "../helpers.js";
@@ -230,6 +231,12 @@ describe("docs/public-contract.md matches the code", () => {
       "commands[]": S.CommandLogEntry,
       "environments[]": S.EnvInfo,
       "workspaces[]": S.WorkspaceSummary,
+      counts: F.WorkspaceDiffResult.shape.counts,
+      "files[]": F.WorkspaceDiffResult.shape.files.element,
+      "entries[]": F.WorkspaceFileListResult.shape.entries.element,
+      "skipped[]": F.WorkspaceExportResult.shape.skipped.element,
+      commands: F.WorkspaceSummaryResult.shape.commands,
+      exports: F.WorkspaceSummaryResult.shape.exports,
     };
     const table = rows(section(section(contract, "Result fields"), "Nested objects", 3));
     assert.deepEqual(sorted(table.map((r) => ticks(r[0])[0]!)), sorted(Object.keys(nested)));

@@ -36,6 +36,14 @@ const TOOLS = [
   "workspace_delete",
   "workspace_update",
   "workspace_list",
+  "workspace_diff",
+  "workspace_export",
+  "workspace_file_list",
+  "workspace_file_read",
+  "workspace_file_write",
+  "workspace_file_edit",
+  "workspace_patch_apply",
+  "workspace_summary",
 ];
 
 type ToolResult = {

@@ -291,6 +291,7 @@ test("a workspace session: sync push, exec, persistence, status, logs, list, del
       destination: "/workspace",
       entry_count: 3,
       bytes_written: 19,
+      baseline_updated: false,
     });
     // relative --dest, an archive, and an absolute path under /workspace
     const arch = await makeTar(join(host, "more.tgz"), [{ name: "m.txt", body: "from archive\n" }], true);
@@ -499,6 +500,11 @@ test("TTL expiry: status says expired (not not-found), exec fails clearly, delet
     assert.equal(st.json.state, "expired");
     assert.match(st.json.reason ?? "", /ttl elapsed/);
     assert.deepEqual(await runscList(stateDir), [], "the expired sandbox was stopped");
+    assert.deepEqual(
+      (await readdir(join(stateDir, "workspaces", id))).filter((n) => n === "files" || n === "baseline"),
+      [],
+      "its files and its baseline are removed",
+    );
     const ex = await runCli(["workspace", "exec", id, "--", "true"], { env });
     assert.equal(ex.code, 1);
     assert.match(ex.stderr, new RegExp(`workspace ${id} expired`));

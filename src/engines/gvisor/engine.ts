@@ -256,6 +256,7 @@ export class GvisorEngine implements Engine {
       maxOutputBytes: req.maxOutputBytes,
       signal: req.signal,
       ...streamTo(req),
+      ...(req.stdin ? { stdin: req.stdin } : {}),
       // SIGTERM to the init's `run` makes it kill the command's whole process group.
       // (Signalling `runsc exec` itself would not: it does not forward signals.)
       onKill: async () => {

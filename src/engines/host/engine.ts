@@ -78,6 +78,7 @@ export class HostEngine implements Engine {
         signal: req.signal,
         ...(req.onStdout ? { onStdout: req.onStdout } : {}),
         ...(req.onStderr ? { onStderr: req.onStderr } : {}),
+        ...(req.stdin ? { stdin: req.stdin } : {}),
         killGroup: true,
         killGroupOnExit: oneShot,
       });

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
 import { PyroError, toPyroError } from "../../errors.js";
 import type { PyroPaths } from "../../paths.js";
@@ -349,7 +349,9 @@ export class QemuEngine implements Engine {
       }
       const h = handle();
       if (spec.workspaceDir && (await readdir(spec.workspaceDir).catch(() => [] as string[])).length > 0) {
-        const tar = tarCreate({ cwd: spec.workspaceDir, portable: true, follow: false }, [
+        // Not `portable`: that resets modes to 0644/0755 (a 0444 git object would then show as
+        // changed against the baseline); the guest's tar runs with --no-same-owner anyway.
+        const tar = tarCreate({ cwd: spec.workspaceDir, portable: false, follow: false }, [
           ".",
         ]) as unknown as Readable;
         await this.putArchive(h, tar, "/workspace");
@@ -632,6 +634,7 @@ export class QemuEngine implements Engine {
           ...(req.signal ? { signal: req.signal } : {}),
           ...(req.onStdout ? { onStdout: req.onStdout } : {}),
           ...(req.onStderr ? { onStderr: req.onStderr } : {}),
+          ...(req.stdin ? { stdin: Readable.from([req.stdin]) } : {}),
         },
       );
     } catch (e) {
@@ -650,6 +653,7 @@ export class QemuEngine implements Engine {
     return {
       exitCode: r.timedOut ? 124 : r.exitCode,
       stdout: r.stdout.toString("utf8"),
+      stdoutBytes: r.stdout,
       stderr: r.stderr.toString("utf8"),
       stdoutTruncated: r.stdoutTruncated,
       stderrTruncated: r.stderrTruncated,
