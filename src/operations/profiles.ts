@@ -31,6 +31,7 @@ const CORE = [
   "workspace_file_list",
   "workspace_file_read",
   "workspace_file_write",
+  "workspace_file_edit",
   "workspace_patch_apply",
   "workspace_diff",
   "workspace_export",
