@@ -1,4 +1,6 @@
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
+import { SESSION_RENDER } from "../operations/session-ops.js";
+
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
 type Any = Record<string, any>;
 
@@ -107,6 +109,7 @@ function envInfo(e: Any): string {
 }
 
 export const RENDER: Record<string, (r: Any) => string> = {
+  ...SESSION_RENDER,
   vm_run: execFooter,
   vm_exec: execFooter,
   workspace_exec: execFooter,

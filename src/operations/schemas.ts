@@ -221,7 +221,9 @@ export const OutputReadInput = z.object({
     .string()
     .min(1)
     .max(200)
-    .describe("output_id of a command's result (vm_… for one-shot runs, ws_…:SEQUENCE for workspace commands)."),
+    .describe(
+      "output_id of a command's result (vm_… for one-shot runs, ws_…:SEQUENCE for workspace commands).",
+    ),
   stream: z.enum(["stdout", "stderr"]).default("stdout").describe("Which stream. Default stdout."),
   offset: z
     .number()

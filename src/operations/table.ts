@@ -7,6 +7,7 @@ import type { CallContext } from "../runtime/context.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import * as S from "./schemas.js";
+import { SESSION_OPERATIONS } from "./session-ops.js";
 import { nearest } from "./suggest.js";
 
 /** The output budget, stated in every command tool's description. */
@@ -484,6 +485,8 @@ export const OPERATIONS = [
     cli: { path: ["workspace", "list"], examples: ["pyro workspace list", "pyro workspace list --json"] },
     handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
   }),
+  // Shells and services (session-ops.ts).
+  ...SESSION_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];
