@@ -29,4 +29,5 @@ export {
   type WorkspaceSummary,
   type WorkspaceSyncResult,
 } from "./sdk/pyro.js";
+export type { ServiceInfo, ServiceLogs, ShellInfo, ShellOutput } from "./sdk/sessions.js";
 export { VERSION } from "./version.js";
