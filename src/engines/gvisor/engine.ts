@@ -202,7 +202,8 @@ export class GvisorEngine implements Engine {
     const runDir = join(spec.sandboxDir, "run");
     await mkdir(bundle, { recursive: true });
     await mkdir(ctlDir, { recursive: true });
-    await mkdir(runDir, { recursive: true, mode: 0o700 });
+    // 0755: an image's non-root user must reach its shells' files (the state dir keeps others out).
+    await mkdir(runDir, { recursive: true, mode: 0o755 });
     if (spec.expiresAt) await writeExpiry(ctlDir, spec.expiresAt);
     // The init idles, reaps orphans and ends the sandbox past its expiry (with no pyro
     // process alive); commands arrive later with `runsc exec`. Its stdio is a log file, so no
