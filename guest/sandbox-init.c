@@ -31,6 +31,12 @@
  *         pid   PROG's pid, written once it runs;  exit  its exit code, written last
  *       PROG leads its own session; signals and stop go to its whole process group.
  *
+ *       With --daemon (QEMU, where no runsc keeps it) it first leaves the caller's session.
+ *
+ *   init files DIR read CURSOR MAX | init files DIR append in|ctl HEX
+ *       The same directory for a host that cannot read it (QEMU: through the agent's exec):
+ *       a header line "TOTAL OLDEST PID EXIT" then output from CURSOR; or an append.
+ *
  *   init probe tcp PORT | init probe http URL
  *       Readiness probes for services: exit 0 when 127.0.0.1:PORT accepts a connection, or
  *       when URL (http://HOST[:PORT]/PATH, HOST numeric or localhost) answers with a status
@@ -45,6 +51,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -80,6 +87,7 @@ static void usage(void) {
           "       init idle [--expires-file FILE]\n"
           "       init supervise --dir DIR [--pty COLS ROWS] [--ring-bytes N] -- PROG [ARGS...]\n"
           "       init probe tcp PORT | init probe http URL\n"
+          "       init files DIR read CURSOR MAX | init files DIR append in|ctl HEX\n"
           "       init watch --pid PID --marker TEXT --expires-file FILE\n");
   exit(2);
 }
@@ -288,7 +296,7 @@ static ssize_t read_new(int fd, int64_t *off, char *buf, size_t n) {
 }
 
 static int cmd_supervise(int argc, char **argv) {
-  int pty = 0, cols = 80, rows = 24;
+  int pty = 0, cols = 80, rows = 24, daemonize = 0;
   int64_t ring = 1 << 20;
   int i = 0;
   for (; i < argc; i++) {
@@ -298,12 +306,28 @@ static int cmd_supervise(int argc, char **argv) {
       cols = atoi(argv[++i]);
       rows = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--ring-bytes") == 0 && i + 1 < argc) ring = strtoll(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--daemon") == 0) daemonize = 1;
     else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
     } else usage();
   }
   if (!sv_dir || i >= argc) usage();
+  if (daemonize) {
+    /* Where no runsc keeps the process (QEMU's agent): leave the caller's session and stdio,
+     * so the exec that started us returns at once and nothing of its ends us. */
+    pid_t d = fork();
+    if (d < 0) return 1;
+    if (d > 0) _exit(0);
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      if (devnull > 2) close(devnull);
+    }
+  }
   if (ring < 4096) ring = 4096;
   sv_seg_bytes = ring / RING_SEGMENTS;
   char **prog = argv + i;
@@ -451,6 +475,107 @@ static int cmd_supervise(int argc, char **argv) {
   return 0;
 }
 
+
+/* ---- files: a supervisor's directory, for hosts that cannot read it directly (QEMU) ---- */
+
+static int64_t small_file(const char *dir, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  long long v = -1;
+  if (fscanf(f, "%lld", &v) != 1) v = -1;
+  fclose(f);
+  return (int64_t)v;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/*
+ * files DIR read CURSOR MAX: one line "TOTAL OLDEST PID EXIT" (-1 for no pid/exit yet), then
+ * up to MAX bytes of output from max(CURSOR, OLDEST).
+ * files DIR append in|ctl HEX: appends the hex-decoded bytes.
+ */
+static int cmd_files(int argc, char **argv) {
+  if (argc < 2) usage();
+  const char *dir = argv[0];
+  if (strcmp(argv[1], "append") == 0 && argc == 4) {
+    if (strcmp(argv[2], "in") != 0 && strcmp(argv[2], "ctl") != 0) usage();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, argv[2]);
+    size_t n = strlen(argv[3]) / 2;
+    unsigned char *buf = malloc(n + 1);
+    if (!buf) return 1;
+    for (size_t k = 0; k < n; k++) {
+      int hi = hexval(argv[3][2 * k]), lo = hexval(argv[3][2 * k + 1]);
+      if (hi < 0 || lo < 0) return 2;
+      buf[k] = (unsigned char)(hi << 4 | lo);
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      fprintf(stderr, "pyro: %s: %s\n", path, strerror(errno));
+      return 1;
+    }
+    ssize_t w = write(fd, buf, n);
+    close(fd);
+    return w == (ssize_t)n ? 0 : 1;
+  }
+  if (strcmp(argv[1], "read") != 0 || argc != 4) usage();
+  int64_t cursor = strtoll(argv[2], NULL, 10), max = strtoll(argv[3], NULL, 10);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/out", dir);
+  int64_t starts[64];
+  int n = 0;
+  DIR *d = opendir(path);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64)
+      if (strlen(e->d_name) == 16 && strspn(e->d_name, "0123456789") == 16) starts[n++] = strtoll(e->d_name, NULL, 10);
+    closedir(d);
+  }
+  qsort(starts, (size_t)n, sizeof starts[0], cmp_i64);
+  int64_t total = 0, oldest = 0;
+  if (n > 0) {
+    struct stat st;
+    char seg[4096];
+    snprintf(seg, sizeof seg, "%s/out/%016lld", dir, (long long)starts[n - 1]);
+    total = starts[n - 1] + (stat(seg, &st) == 0 ? st.st_size : 0);
+    oldest = starts[0];
+  }
+  printf("%lld %lld %lld %lld\n", (long long)total, (long long)oldest, (long long)small_file(dir, "pid"),
+         (long long)small_file(dir, "exit"));
+  int64_t pos = cursor < oldest ? oldest : cursor;
+  char buf[65536];
+  for (int k = 0; k < n && max > 0; k++) {
+    int64_t end = k + 1 < n ? starts[k + 1] : total;
+    if (end <= pos) continue;
+    char seg[4096];
+    snprintf(seg, sizeof seg, "%s/out/%016lld", dir, (long long)starts[k]);
+    int fd = open(seg, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    while (max > 0) {
+      ssize_t r = pread(fd, buf, (size_t)(max < (int64_t)sizeof buf ? max : (int64_t)sizeof buf), (off_t)(pos - starts[k]));
+      if (r <= 0) break;
+      fwrite(buf, 1, (size_t)r, stdout);
+      pos += r;
+      max -= r;
+    }
+    close(fd);
+    if (pos < end) break; /* segment shorter than listed: stop at what was read */
+  }
+  fflush(stdout);
+  return 0;
+}
+
 /* ---- probe: service readiness ---- */
 
 static int connect_to(const char *host, int port) {
@@ -567,6 +692,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "idle") == 0) return cmd_idle(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "supervise") == 0) return cmd_supervise(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "files") == 0) return cmd_files(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "probe") == 0) return cmd_probe(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "watch") == 0) return cmd_watch(argc - 2, argv + 2);
   usage();

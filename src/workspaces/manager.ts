@@ -171,6 +171,8 @@ export interface AttachedWorkspace {
   handle: SandboxHandle;
   env: Record<string, string>;
   user?: { uid: number; gid: number };
+  /** pyro's cache (where the static sandbox init is found or built). */
+  cacheDir: string;
 }
 
 export class WorkspaceManager {
@@ -580,6 +582,7 @@ export class WorkspaceManager {
       handle: asHandle(rec.handle!),
       env: runtime.env,
       ...userOf(runtime),
+      cacheDir: this.d.paths.cacheDir,
     };
   }
 

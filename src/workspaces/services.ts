@@ -9,7 +9,8 @@ import { nowIso } from "../runtime/context.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
 import { unwrap, waitStarted } from "./shells.js";
-import { RING_BYTES, SupervisedDir, sleep, utf8Boundary } from "./supervised.js";
+import { type OutputChunk, RING_BYTES, type SupervisorFiles, sleep, utf8Boundary } from "./supervised.js";
+import { sessionHost } from "./supervisor-exec.js";
 
 type ServiceInfo = z.infer<typeof S.ServiceInfo>;
 type StartInput = z.infer<typeof S.ServiceStartInput>;
@@ -31,7 +32,6 @@ interface ServiceMeta {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const INIT = "/.pyro/init";
 const PROBE_EVERY_MS = 200;
 /** A service with no readiness check is watched this long for an exit at once. */
 const SETTLE_MS = 300;
@@ -47,16 +47,7 @@ export class ServiceManager {
 
   private async attach(workspaceId: string) {
     const ws = await this.workspaces.attach(workspaceId);
-    const root = ws.engine.runDir?.(ws.handle);
-    if (!root || !ws.engine.spawnDetached)
-      throw new PyroError(
-        "engine_unavailable",
-        `workspace ${ws.workspaceId} cannot run services: ${ws.engine.name === "gvisor" ? "it was created by an older pyro" : `the ${ws.engine.name} engine has no services yet`}`,
-        ws.engine.name === "gvisor"
-          ? ["create a new workspace with ", { op: "workspace_create" }]
-          : "use the gvisor engine (PYRO_ENGINE=gvisor)",
-      );
-    return { ws, root };
+    return { ws, host: await sessionHost(ws, "services") };
   }
 
   private metaPath(ws: AttachedWorkspace, name: string): string {
@@ -74,17 +65,17 @@ export class ServiceManager {
   }
 
   private async find(workspaceId: string, name: string) {
-    const { ws, root } = await this.attach(workspaceId);
+    const { ws, host } = await this.attach(workspaceId);
     const meta = NAME.test(name) ? await readJson<ServiceMeta>(this.metaPath(ws, name)) : undefined;
     if (!meta)
       throw new PyroError("not_found", `workspace ${ws.workspaceId} has no service ${JSON.stringify(name)}`, [
         "list its services with ",
         { op: "service_list", args: { workspace_id: ws.workspaceId } },
       ]);
-    return { ws, meta, dir: new SupervisedDir(root, `services/${name}`) };
+    return { ws, meta, dir: host.files(`services/${name}`), host };
   }
 
-  private async info(ws: AttachedWorkspace, meta: ServiceMeta, dir: SupervisedDir): Promise<ServiceInfo> {
+  private async info(ws: AttachedWorkspace, meta: ServiceMeta, dir: SupervisorFiles): Promise<ServiceInfo> {
     const exit = await dir.exitCode();
     return {
       workspace_id: ws.workspaceId,
@@ -120,8 +111,8 @@ export class ServiceManager {
         `ready_http ${JSON.stringify(input.ready_http)} is not an http://HOST[:PORT]/PATH URL`,
         "e.g. http://127.0.0.1:8000/ (https is not probed; HOST numeric or localhost)",
       );
-    const { ws, root } = await this.attach(input.workspace_id);
-    const dir = new SupervisedDir(root, `services/${name}`);
+    const { ws, host } = await this.attach(input.workspace_id);
+    const dir = host.files(`services/${name}`);
     const old = await readJson<ServiceMeta>(this.metaPath(ws, name));
     if (old && (await dir.exitCode()) === undefined && (await dir.exists()))
       throw new PyroError(
@@ -133,7 +124,7 @@ export class ServiceManager {
           ", or pick another name",
         ],
       );
-    const probe = probeFor(input);
+    const probe = probeFor(input, host.init);
     const meta: ServiceMeta = {
       name,
       command: displayCommand(input.command),
@@ -150,9 +141,9 @@ export class ServiceManager {
     await mkdir(join(ws.dir, "services"), { recursive: true });
     await writeJsonAtomic(this.metaPath(ws, name), meta);
     const t0 = Date.now();
-    await ws.engine.spawnDetached!(ws.handle, {
-      argv: [
-        INIT,
+    await host.spawn(
+      [
+        host.init,
         "supervise",
         "--dir",
         dir.guest,
@@ -161,10 +152,8 @@ export class ServiceManager {
         "--",
         ...unwrap(toArgv(input.command)),
       ],
-      cwd: input.cwd,
-      env: ws.env,
-      ...(ws.user ? { user: ws.user } : {}),
-    });
+      input.cwd,
+    );
     await waitStarted(dir);
 
     const exitedEarly = async () => {
@@ -220,7 +209,7 @@ export class ServiceManager {
   }
 
   /** TERM to the service's process group, KILL after graceMs; waits for it to end. */
-  private async halt(dir: SupervisedDir, graceMs: number): Promise<number | undefined> {
+  private async halt(dir: SupervisorFiles, graceMs: number): Promise<number | undefined> {
     let exit = await dir.exitCode();
     if (exit !== undefined) return exit;
     await dir.control(`stop ${Math.round(graceMs)}`);
@@ -253,14 +242,14 @@ export class ServiceManager {
   }
 
   async list(workspaceId: string): Promise<z.infer<typeof S.ServiceListResult>> {
-    const { ws, root } = await this.attach(workspaceId);
+    const { ws, host } = await this.attach(workspaceId);
     const names = await readdir(join(ws.dir, "services")).catch(() => [] as string[]);
     const services: ServiceInfo[] = [];
     for (const n of names.sort()) {
       const name = n.replace(/\.json$/, "");
       if (!n.endsWith(".json") || !NAME.test(name)) continue;
       const meta = await readJson<ServiceMeta>(this.metaPath(ws, name));
-      if (meta) services.push(await this.info(ws, meta, new SupervisedDir(root, `services/${name}`)));
+      if (meta) services.push(await this.info(ws, meta, host.files(`services/${name}`)));
     }
     return { workspace_id: ws.workspaceId, services };
   }
@@ -274,7 +263,7 @@ export class ServiceManager {
     opts: { signal?: AbortSignal; onChunk?: (b: Buffer) => void } = {},
   ): Promise<z.infer<typeof S.ServiceLogsResult>> {
     const { ws, meta, dir } = await this.find(input.workspace_id, input.name);
-    let chunk = await dir.read(input.cursor ?? 0, RING_BYTES);
+    let chunk = await readAll(dir, input.cursor ?? 0);
     let data = chunk.data.subarray(0, utf8Boundary(chunk.data));
     let cursor = chunk.cursor;
     if (input.tail_lines !== undefined && input.cursor === undefined) {
@@ -316,7 +305,7 @@ export class ServiceManager {
 }
 
 /** The readiness probe as an argv run with exec, and how it is shown. */
-function probeFor(i: StartInput): { kind: string; label: string; argv: string[] } | undefined {
+function probeFor(i: StartInput, INIT: string): { kind: string; label: string; argv: string[] } | undefined {
   if (i.ready_file !== undefined)
     return {
       kind: "file",
@@ -336,6 +325,20 @@ function probeFor(i: StartInput): { kind: string; label: string; argv: string[] 
   return undefined;
 }
 
+/** The kept output from cursor, in as many reads as the transport needs (QEMU pages it). */
+async function readAll(dir: SupervisorFiles, cursor: number): Promise<OutputChunk> {
+  const first = await dir.read(cursor, RING_BYTES);
+  const parts = [first.data];
+  let next = first.next_cursor;
+  while (next < first.total_bytes && next - first.cursor < RING_BYTES) {
+    const more = await dir.read(next, RING_BYTES - (next - first.cursor));
+    if (more.data.length === 0 || more.cursor !== next) break;
+    parts.push(more.data);
+    next = more.next_cursor;
+  }
+  return { ...first, next_cursor: next, data: Buffer.concat(parts) };
+}
+
 function tailLines(data: Buffer, n: number): Buffer {
   let end = data.length;
   if (end > 0 && data[end - 1] === 0x0a) end--; // a final newline ends the last line
@@ -347,7 +350,7 @@ function tailLines(data: Buffer, n: number): Buffer {
   return data.subarray(pos);
 }
 
-async function lastLines(dir: SupervisedDir): Promise<string> {
+async function lastLines(dir: SupervisorFiles): Promise<string> {
   const total = await dir.totalBytes();
   const chunk = await dir.read(Math.max(0, total - 8192), 8192);
   const text = tailLines(chunk.data, LOG_TAIL_LINES).toString("utf8").trimEnd();

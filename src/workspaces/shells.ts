@@ -8,7 +8,8 @@ import { displayCommand, EXEC_WRAPPER, toArgv } from "../runtime/command.js";
 import { nowIso } from "../runtime/context.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
-import { plainText, RING_BYTES, SupervisedDir, sleep, utf8Boundary } from "./supervised.js";
+import { plainText, RING_BYTES, type SupervisorFiles, sleep, utf8Boundary } from "./supervised.js";
+import { sessionHost } from "./supervisor-exec.js";
 
 type ShellInfo = z.infer<typeof S.ShellInfo>;
 
@@ -23,7 +24,6 @@ interface ShellMeta {
 }
 
 const SHELL_ID = /^sh_[0-9a-f]{12}$/;
-const INIT = "/.pyro/init";
 /** Default program: bash where the environment has it, else sh; interactive either way. */
 const DEFAULT_SHELL = ["/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash -i; exec sh -i"];
 const POLL_MS = 10;
@@ -40,16 +40,7 @@ export class ShellManager {
 
   private async attach(workspaceId: string) {
     const ws = await this.workspaces.attach(workspaceId);
-    const root = ws.engine.runDir?.(ws.handle);
-    if (!root || !ws.engine.spawnDetached)
-      throw new PyroError(
-        "engine_unavailable",
-        `workspace ${ws.workspaceId} cannot run shells: ${ws.engine.name === "gvisor" ? "it was created by an older pyro" : `the ${ws.engine.name} engine has no shells yet`}`,
-        ws.engine.name === "gvisor"
-          ? ["create a new workspace with ", { op: "workspace_create" }]
-          : "use the gvisor engine (PYRO_ENGINE=gvisor)",
-      );
-    return { ws, root };
+    return { ws, host: await sessionHost(ws, "shells") };
   }
 
   private metaDir(ws: AttachedWorkspace): string {
@@ -57,7 +48,7 @@ export class ShellManager {
   }
 
   private async find(workspaceId: string, shellId: string) {
-    const { ws, root } = await this.attach(workspaceId);
+    const { ws, host } = await this.attach(workspaceId);
     if (!SHELL_ID.test(shellId) || !(await readJson<ShellMeta>(join(this.metaDir(ws), `${shellId}.json`)))) {
       throw new PyroError(
         "not_found",
@@ -66,10 +57,10 @@ export class ShellManager {
       );
     }
     const meta = (await readJson<ShellMeta>(join(this.metaDir(ws), `${shellId}.json`)))!;
-    return { ws, meta, dir: new SupervisedDir(root, `shells/${shellId}`) };
+    return { ws, meta, dir: host.files(`shells/${shellId}`) };
   }
 
-  private async info(ws: AttachedWorkspace, meta: ShellMeta, dir: SupervisedDir): Promise<ShellInfo> {
+  private async info(ws: AttachedWorkspace, meta: ShellMeta, dir: SupervisorFiles): Promise<ShellInfo> {
     const exit = await dir.exitCode();
     return {
       workspace_id: ws.workspaceId,
@@ -82,7 +73,7 @@ export class ShellManager {
   }
 
   async open(input: z.infer<typeof S.ShellOpenInput>): Promise<ShellInfo> {
-    const { ws, root } = await this.attach(input.workspace_id);
+    const { ws, host } = await this.attach(input.workspace_id);
     const shellId = `sh_${randomBytes(6).toString("hex")}`;
     const argv = input.command === undefined ? DEFAULT_SHELL : unwrap(toArgv(input.command));
     const meta: ShellMeta = {
@@ -93,14 +84,14 @@ export class ShellManager {
       rows: input.rows,
       created_at: nowIso(),
     };
-    const dir = new SupervisedDir(root, `shells/${shellId}`);
+    const dir = host.files(`shells/${shellId}`);
     await dir.prepare(ws.user);
     await mkdir(this.metaDir(ws), { recursive: true });
     await writeJsonAtomic(join(this.metaDir(ws), `${shellId}.json`), meta);
     try {
-      await ws.engine.spawnDetached!(ws.handle, {
-        argv: [
-          INIT,
+      await host.spawn(
+        [
+          host.init,
           "supervise",
           "--dir",
           dir.guest,
@@ -112,10 +103,8 @@ export class ShellManager {
           "--",
           ...argv,
         ],
-        cwd: input.cwd,
-        env: ws.env,
-        ...(ws.user ? { user: ws.user } : {}),
-      });
+        input.cwd,
+      );
       await waitStarted(dir);
     } catch (e) {
       await rm(join(this.metaDir(ws), `${shellId}.json`), { force: true });
@@ -202,14 +191,14 @@ export class ShellManager {
   }
 
   async list(workspaceId: string): Promise<z.infer<typeof S.ShellListResult>> {
-    const { ws, root } = await this.attach(workspaceId);
+    const { ws, host } = await this.attach(workspaceId);
     const names = await readdir(this.metaDir(ws)).catch(() => [] as string[]);
     const shells: ShellInfo[] = [];
     for (const n of names.sort()) {
       const id = n.replace(/\.json$/, "");
       if (!SHELL_ID.test(id)) continue;
       const meta = await readJson<ShellMeta>(join(this.metaDir(ws), n));
-      if (meta) shells.push(await this.info(ws, meta, new SupervisedDir(root, `shells/${id}`)));
+      if (meta) shells.push(await this.info(ws, meta, host.files(`shells/${id}`)));
     }
     shells.sort((a, b) => a.created_at.localeCompare(b.created_at));
     return { workspace_id: ws.workspaceId, shells };
@@ -217,7 +206,7 @@ export class ShellManager {
 }
 
 /** Waits until the supervisor has started the program (pid written) or it already ended. */
-export async function waitStarted(dir: SupervisedDir, ms = 10_000): Promise<void> {
+export async function waitStarted(dir: SupervisorFiles, ms = 10_000): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     if ((await dir.pid()) !== undefined || (await dir.exitCode()) !== undefined) return;
@@ -228,7 +217,7 @@ export async function waitStarted(dir: SupervisedDir, ms = 10_000): Promise<void
 
 /** Returns once the output has not grown for idleMs (or the program exited, or maxMs passed). */
 async function waitIdle(
-  dir: SupervisedDir,
+  dir: SupervisorFiles,
   idleMs: number,
   maxMs: number,
   signal?: AbortSignal,

@@ -32,7 +32,22 @@ export interface OutputChunk {
   data: Buffer;
 }
 
-export class SupervisedDir {
+/** A supervisor's directory, however the host reaches it (files here; QEMU: supervisor-exec.ts). */
+export interface SupervisorFiles {
+  /** The directory's path inside the sandbox. */
+  readonly guest: string;
+  prepare(user?: { uid: number; gid: number }): Promise<void>;
+  exists(): Promise<boolean>;
+  remove(): Promise<void>;
+  input(data: Buffer): Promise<void>;
+  control(line: string): Promise<void>;
+  pid(): Promise<number | undefined>;
+  exitCode(): Promise<number | undefined>;
+  totalBytes(): Promise<number>;
+  read(cursor: number, maxBytes: number): Promise<OutputChunk>;
+}
+
+export class SupervisedDir implements SupervisorFiles {
   readonly host: string;
   readonly guest: string;
 

@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { Pyro, PyroError } from "../../src/index.js";
-import { CLI, runCli, runCliJson, runCliJsonGuest, type TestState, withGvisorState } from "../helpers.js";
+import {
+  CLI,
+  runCli,
+  runCliJson,
+  runCliJsonGuest,
+  type TestState,
+  withGvisorState,
+  withTestState,
+} from "../helpers.js";
 
 /**
  * Shells and services (workspaces/shells.ts, services.ts) through all three faces against
@@ -281,6 +290,61 @@ test("shells and services over MCP (workspace-full)", async (t) => {
       assert.deepEqual(hostProcesses(ws), []);
     } finally {
       await client.close();
+    }
+  });
+});
+
+test("shells and services on the QEMU microVM (through the agent's exec)", async (t) => {
+  const skip =
+    process.getuid?.() !== 0
+      ? "qemu tests need root"
+      : !existsSync("/usr/bin/qemu-system-x86_64") && !process.env.PYRO_QEMU
+        ? "qemu not installed"
+        : undefined;
+  const qemu = { PYRO_ENGINE: "qemu", PYRO_QEMU_ACCEL: process.env.PYRO_QEMU_ACCEL ?? "tcg" };
+  await withTestState(t, skip, qemu, async (c) => {
+    const pyro = new Pyro({ env: c.env });
+    const ws = await pyro.createWorkspace({ environment: "debian:12" });
+    try {
+      assert.equal(ws.status.execution_mode, "qemu");
+      const sh = await ws.shells.open({ command: ["sh", "-i"] });
+      await ws.shells.write(sh.shell_id, "x=$((6*7)); echo $x", { newline: true });
+      const first = await ws.shells.read(sh.shell_id, { plain: true, waitForIdleMs: 300 });
+      assert.match(first.output, /^42$/m);
+      // A second, separate process reads on from that cursor.
+      await ws.shells.write(sh.shell_id, "echo again-$x", { newline: true });
+      const r = await runCliJson<ShellRead>(
+        [
+          "workspace",
+          "shell",
+          "read",
+          ws.id,
+          sh.shell_id,
+          "--cursor",
+          String(first.next_cursor),
+          "--plain",
+          "--wait-for-idle-ms",
+          "300",
+        ],
+        { env: c.env },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.json.output, /^again-42$/m);
+      assert.doesNotMatch(r.json.output, /^42$/m);
+
+      const svc = await ws.services.start("w", "echo up; touch /tmp/ready; exec sleep 100", {
+        readyFile: "/tmp/ready",
+      });
+      assert.equal(svc.ready, true);
+      await assert.rejects(
+        ws.services.start("bad", "echo bye; exit 4"),
+        (e: unknown) =>
+          e instanceof PyroError && /exited with code 4/.test(e.message) && /bye/.test(e.message),
+      );
+      assert.equal((await ws.services.stop("w")).state, "stopped");
+      assert.equal((await ws.services.logs("w")).output, "up\n");
+    } finally {
+      await ws.delete();
     }
   });
 });
