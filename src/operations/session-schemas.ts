@@ -12,6 +12,7 @@ const cwd = z
   .string()
   .min(1)
   .max(4096)
+  .regex(/^\//, "must be an absolute path inside the sandbox, e.g. /workspace/app")
   .default("/workspace")
   .describe("Working directory inside the sandbox (absolute). Default /workspace.");
 const command = z
