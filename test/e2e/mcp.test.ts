@@ -36,6 +36,17 @@ const TOOLS = [
   "workspace_delete",
   "workspace_update",
   "workspace_list",
+  // Shells and services (session-ops.ts).
+  "shell_open",
+  "shell_write",
+  "shell_read",
+  "shell_signal",
+  "shell_close",
+  "service_start",
+  "service_list",
+  "service_status",
+  "service_logs",
+  "service_stop",
 ];
 
 type ToolResult = {
