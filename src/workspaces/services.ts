@@ -6,7 +6,7 @@ import { PyroError } from "../errors.js";
 import type * as S from "../operations/session-schemas.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { nowIso } from "../runtime/context.js";
-import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
 import { unwrap, waitStarted } from "./shells.js";
 import { type OutputChunk, RING_BYTES, type SupervisorFiles, sleep, utf8Boundary } from "./supervised.js";
@@ -113,48 +113,52 @@ export class ServiceManager {
       );
     const { ws, host } = await this.attach(input.workspace_id);
     const dir = host.files(`services/${name}`);
-    const old = await readJson<ServiceMeta>(this.metaPath(ws, name));
-    if (old && (await dir.exitCode()) === undefined && (await dir.exists()))
-      throw new PyroError(
-        "invalid_state",
-        `service ${name} is already running in workspace ${ws.workspaceId}`,
+    // Under a lock per name: two processes starting the same name cannot both pass the check.
+    const { meta, probe, t0 } = await withLock(this.metaPath(ws, name), async () => {
+      const old = await readJson<ServiceMeta>(this.metaPath(ws, name));
+      if (old && (await dir.exitCode()) === undefined && (await dir.exists()))
+        throw new PyroError(
+          "invalid_state",
+          `service ${name} is already running in workspace ${ws.workspaceId}`,
+          [
+            "stop it first with ",
+            { op: "service_stop", args: { workspace_id: ws.workspaceId, name } },
+            ", or pick another name",
+          ],
+        );
+      const probe = probeFor(input, host.init);
+      const meta: ServiceMeta = {
+        name,
+        command: displayCommand(input.command),
+        cwd: input.cwd,
+        readiness: probe?.label ?? null,
+        started_at: nowIso(),
+        restarts: old ? old.restarts + 1 : 0,
+        ready: false,
+        ready_ms: null,
+        stopped: false,
+        failed: false,
+      };
+      await dir.prepare(ws.user);
+      await mkdir(join(ws.dir, "services"), { recursive: true });
+      await writeJsonAtomic(this.metaPath(ws, name), meta);
+      const t0 = Date.now();
+      await host.spawn(
         [
-          "stop it first with ",
-          { op: "service_stop", args: { workspace_id: ws.workspaceId, name } },
-          ", or pick another name",
+          host.init,
+          "supervise",
+          "--dir",
+          dir.guest,
+          "--ring-bytes",
+          String(RING_BYTES),
+          "--",
+          ...unwrap(toArgv(input.command)),
         ],
+        input.cwd,
       );
-    const probe = probeFor(input, host.init);
-    const meta: ServiceMeta = {
-      name,
-      command: displayCommand(input.command),
-      cwd: input.cwd,
-      readiness: probe?.label ?? null,
-      started_at: nowIso(),
-      restarts: old ? old.restarts + 1 : 0,
-      ready: false,
-      ready_ms: null,
-      stopped: false,
-      failed: false,
-    };
-    await dir.prepare(ws.user);
-    await mkdir(join(ws.dir, "services"), { recursive: true });
-    await writeJsonAtomic(this.metaPath(ws, name), meta);
-    const t0 = Date.now();
-    await host.spawn(
-      [
-        host.init,
-        "supervise",
-        "--dir",
-        dir.guest,
-        "--ring-bytes",
-        String(RING_BYTES),
-        "--",
-        ...unwrap(toArgv(input.command)),
-      ],
-      input.cwd,
-    );
-    await waitStarted(dir);
+      await waitStarted(dir);
+      return { meta, probe, t0 };
+    });
 
     const exitedEarly = async () => {
       const code = await dir.exitCode();

@@ -224,6 +224,17 @@ test("services: readiness, curl from inside, stop, logs after; faults reported w
       (e: unknown) => e instanceof PyroError && e.code === "not_found",
     );
 
+    // Two starts of one name at once: exactly one runs.
+    const both = await Promise.allSettled([
+      handle.services.start("twin", "sleep 30"),
+      handle.services.start("twin", "sleep 30"),
+    ]);
+    assert.equal(both.filter((r) => r.status === "fulfilled").length, 1);
+    assert.match(
+      String((both.find((r) => r.status === "rejected") as PromiseRejectedResult).reason),
+      /already running/,
+    );
+
     // Deleting the workspace with a service running reaps it: nothing left on the host.
     assert.ok(hostProcesses(ws).length > 0);
     await pyro.deleteWorkspace(ws);
