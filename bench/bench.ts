@@ -3,7 +3,8 @@
  * one process so machine load hits both equally. Prints a table and the ratios.
  *   - one-shot: `pyro run debian:12 -- true` (whole CLI process) and SDK runInVm vs `runsc run`
  *     of the same rootfs with the same flags and OCI config pyro writes.
- *   - workspace: SDK execWorkspace vs raw `runsc exec` into the same sandbox.
+ *   - workspace: SDK execWorkspace vs raw `runsc exec` into the same sandbox, and a shell
+ *     round trip (write a line to `cat` on a PTY, read its echo) against the same raw exec.
  *   - createWorkspace with a 10 MB, 1000-file seed directory.
  *   - the QEMU microVM engine (when qemu is installed): cold boot, snapshot restore, and the
  *     exec round trip into a running VM (boot_ms / exec_ms as pyro reports them).
@@ -135,6 +136,24 @@ async function main(): Promise<void> {
     rawExec.samples.push(await timeProcess(runscBin, [...wsFlags, "exec", `pyro-${ws.id}`, "true"]));
     wsExec.samples.push(await timeIt(() => ws.exec(["true"])));
   }
+  // A shell round trip: write a line to `cat` on a PTY, read until its echo is back.
+  const shellTrip = add("SDK shell write + read echo");
+  const sh = await ws.shells.open({ command: ["cat"] });
+  let cursor = 0;
+  for (let i = 0; i < N; i++) {
+    const line = `ping-${i}`;
+    shellTrip.samples.push(
+      await timeIt(async () => {
+        await ws.shells.write(sh.shell_id, line, { newline: true });
+        let seen = "";
+        while (!seen.includes(line)) {
+          const r = await ws.shells.read(sh.shell_id, { cursor });
+          cursor = r.next_cursor;
+          seen += r.output;
+        }
+      }),
+    );
+  }
   await ws.delete();
 
   process.stderr.write("bench: createWorkspace with a 10 MB / 1000-file seed...\n");
@@ -195,6 +214,7 @@ async function main(): Promise<void> {
     cli_vs_raw_run: med[cli.name]! / med[raw.name]!,
     sdk_vs_raw_run: med[sdk.name]! / med[raw.name]!,
     exec_vs_raw_exec: med[wsExec.name]! / med[rawExec.name]!,
+    shell_round_trip_vs_raw_exec: med[shellTrip.name]! / med[rawExec.name]!,
     ...(ociRows.length ? { oci_pull_vs_skopeo_umoci: med[ociRows[0]!.name]! / med[ociRows[1]!.name]! } : {}),
   };
   if (process.env.BENCH_JSON === "1") {
@@ -206,6 +226,9 @@ async function main(): Promise<void> {
   console.log(`  CLI pyro run / raw runsc run      ${ratios.cli_vs_raw_run.toFixed(2)}x  (≤ 1.30x)`);
   console.log(`  SDK runInVm / raw runsc run       ${ratios.sdk_vs_raw_run.toFixed(2)}x  (≤ 1.15x)`);
   console.log(`  execWorkspace / raw runsc exec    ${ratios.exec_vs_raw_exec.toFixed(2)}x  (≤ 1.20x)`);
+  console.log(
+    `  shell round trip / raw runsc exec ${ratios.shell_round_trip_vs_raw_exec.toFixed(2)}x  (≤ 1.50x)`,
+  );
   console.log(`  createWorkspace 10MB/1000 files   ${(med[create.name]! / 1000).toFixed(2)} s  (≤ 0.50 s)`);
   if (rootlessRows) {
     const [asRoot, asUser] = rootlessRows;

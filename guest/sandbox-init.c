@@ -19,6 +19,29 @@
  *       wait on zombies) and, when F holds a Unix time in seconds that has passed, ends the
  *       sandbox (the TTL holds with no pyro process alive). F is re-read every few seconds.
  *
+ *   init supervise --dir D [--pty COLS ROWS] [--ring-bytes N] -- PROG [ARGS...]
+ *       A shell (with --pty) or a service (without): started detached (`runsc exec --detach`),
+ *       it outlives every pyro process. D (under /.pyro/run, a host directory pyro reads and
+ *       writes directly, never /workspace) is the whole interface, plain files, so no runsc
+ *       call is needed to talk to it:
+ *         in    bytes for PROG's terminal, appended by the host; read from a kept offset
+ *         ctl   lines appended by the host: "signal N", "resize COLS ROWS", "stop GRACE_MS"
+ *         out/  PROG's output (terminal, or stdout+stderr) as segment files named by the
+ *               byte offset they start at; the oldest are deleted past N bytes (a ring)
+ *         pid   PROG's pid, written once it runs;  exit  its exit code, written last
+ *       PROG leads its own session; signals and stop go to its whole process group.
+ *
+ *       With --daemon (QEMU, where no runsc keeps it) it first leaves the caller's session.
+ *
+ *   init files DIR read CURSOR MAX | init files DIR append in|ctl HEX
+ *       The same directory for a host that cannot read it (QEMU: through the agent's exec):
+ *       a header line "TOTAL OLDEST PID EXIT" then output from CURSOR; or an append.
+ *
+ *   init probe tcp PORT | init probe http URL
+ *       Readiness probes for services: exit 0 when 127.0.0.1:PORT accepts a connection, or
+ *       when URL (http://HOST[:PORT]/PATH, HOST numeric or localhost) answers with a status
+ *       below 500.
+ *
  *   init watch --pid P --marker M --expires-file F
  *       Run on the HOST, detached, beside a microVM: kills process P (only while its command
  *       line still contains M, so a reused pid is never hit) once the time in F has passed,
@@ -27,7 +50,15 @@
  * Built static: cc -static -O2 -o dist/guest/pyro-sandbox-init guest/sandbox-init.c
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <termios.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -39,7 +70,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define INIT_VERSION "pyro-sandbox-init 1"
+#define INIT_VERSION "pyro-sandbox-init 2"
 #define EXPIRY_POLL_MS 5000
 
 extern char **environ;
@@ -54,6 +85,9 @@ static void usage(void) {
   fprintf(stderr,
           "usage: init run [--deadline-ms N] -- PROG [ARGS...]\n"
           "       init idle [--expires-file FILE]\n"
+          "       init supervise --dir DIR [--pty COLS ROWS] [--ring-bytes N] -- PROG [ARGS...]\n"
+          "       init probe tcp PORT | init probe http URL\n"
+          "       init files DIR read CURSOR MAX | init files DIR append in|ctl HEX\n"
           "       init watch --pid PID --marker TEXT --expires-file FILE\n");
   exit(2);
 }
@@ -193,6 +227,429 @@ static int cmd_idle(int argc, char **argv) {
   }
 }
 
+
+/* ---- supervise: shells and services ---- */
+
+#define RING_SEGMENTS 4
+
+static const char *sv_dir;
+static int64_t sv_total;      /* bytes of output so far: the next byte's offset */
+static int64_t sv_seg_start;  /* offset the current segment starts at */
+static int64_t sv_seg_bytes;  /* max bytes per segment */
+static int sv_seg_fd = -1;
+static int64_t sv_segs[RING_SEGMENTS + 1];
+static int sv_nsegs;
+
+static void sv_path(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", sv_dir, name); }
+
+static void write_file_atomic(const char *name, const char *text) {
+  char path[4096], tmp[4096];
+  sv_path(path, sizeof path, name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  ssize_t ignored = write(fd, text, strlen(text));
+  (void)ignored;
+  close(fd);
+  rename(tmp, path);
+}
+
+static void seg_name(char *buf, size_t n, int64_t start) { snprintf(buf, n, "%s/out/%016lld", sv_dir, (long long)start); }
+
+static void seg_open(void) {
+  char path[4096];
+  seg_name(path, sizeof path, sv_total);
+  sv_seg_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  sv_seg_start = sv_total;
+  sv_segs[sv_nsegs++] = sv_total;
+  while (sv_nsegs > RING_SEGMENTS) {
+    seg_name(path, sizeof path, sv_segs[0]);
+    unlink(path);
+    memmove(sv_segs, sv_segs + 1, sizeof(int64_t) * (size_t)(--sv_nsegs));
+  }
+}
+
+static void out_append(const char *buf, size_t n) {
+  while (n > 0) {
+    if (sv_seg_fd < 0 || sv_total - sv_seg_start >= sv_seg_bytes) {
+      if (sv_seg_fd >= 0) close(sv_seg_fd);
+      seg_open();
+    }
+    size_t room = (size_t)(sv_seg_bytes - (sv_total - sv_seg_start));
+    size_t k = n < room ? n : room;
+    if (sv_seg_fd >= 0) {
+      ssize_t ignored = write(sv_seg_fd, buf, k);
+      (void)ignored;
+    }
+    sv_total += (int64_t)k;
+    buf += k;
+    n -= k;
+  }
+}
+
+/* Reads whatever was appended to `fd` since `*off`, into buf; returns the byte count. */
+static ssize_t read_new(int fd, int64_t *off, char *buf, size_t n) {
+  if (fd < 0) return 0;
+  ssize_t r = pread(fd, buf, n, (off_t)*off);
+  if (r > 0) *off += r;
+  return r;
+}
+
+static int cmd_supervise(int argc, char **argv) {
+  int pty = 0, cols = 80, rows = 24, daemonize = 0;
+  int64_t ring = 1 << 20;
+  int i = 0;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) sv_dir = argv[++i];
+    else if (strcmp(argv[i], "--pty") == 0 && i + 2 < argc) {
+      pty = 1;
+      cols = atoi(argv[++i]);
+      rows = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--ring-bytes") == 0 && i + 1 < argc) ring = strtoll(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--daemon") == 0) daemonize = 1;
+    else if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    } else usage();
+  }
+  if (!sv_dir || i >= argc) usage();
+  if (daemonize) {
+    /* Where no runsc keeps the process (QEMU's agent): leave the caller's session and stdio,
+     * so the exec that started us returns at once and nothing of its ends us. */
+    pid_t d = fork();
+    if (d < 0) return 1;
+    if (d > 0) _exit(0);
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      if (devnull > 2) close(devnull);
+    }
+  }
+  if (ring < 4096) ring = 4096;
+  sv_seg_bytes = ring / RING_SEGMENTS;
+  char **prog = argv + i;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/out", sv_dir);
+  mkdir(path, 0755);
+
+  int master = -1, slave = -1, pipefd[2] = {-1, -1};
+  if (pty) {
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) {
+      fprintf(stderr, "pyro: no pseudo-terminal: %s\n", strerror(errno));
+      return 1;
+    }
+    struct winsize ws = {(unsigned short)rows, (unsigned short)cols, 0, 0};
+    ioctl(master, TIOCSWINSZ, &ws);
+    slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    if (slave < 0) {
+      fprintf(stderr, "pyro: cannot open the terminal: %s\n", strerror(errno));
+      return 1;
+    }
+  } else if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  /* Input is read only by the supervisor, so the host never blocks on a full pipe. */
+  sv_path(path, sizeof path, "in");
+  int in_fd = open(path, O_RDONLY | O_CLOEXEC);
+  sv_path(path, sizeof path, "ctl");
+  int ctl_fd = open(path, O_RDONLY | O_CLOEXEC);
+
+  pid_t pid = fork();
+  if (pid < 0) return 1;
+  if (pid == 0) {
+    setsid();
+    if (pty) {
+      ioctl(slave, TIOCSCTTY, 0);
+      dup2(slave, 0);
+      dup2(slave, 1);
+      dup2(slave, 2);
+      if (slave > 2) close(slave);
+    } else {
+      int devnull = open("/dev/null", O_RDONLY);
+      dup2(devnull, 0);
+      dup2(pipefd[1], 1);
+      dup2(pipefd[1], 2);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(prog[0], prog);
+    fprintf(stderr, "pyro: %s: %s\n", prog[0], errno == ENOENT ? "not found" : strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
+  }
+  int out_fd = pty ? master : pipefd[0];
+  if (pty) close(slave);
+  else close(pipefd[1]);
+  char text[64];
+  snprintf(text, sizeof text, "%d\n", (int)pid);
+  write_file_atomic("pid", text);
+
+  int64_t in_off = 0, ctl_off = 0;
+  char buf[65536];
+  char ctl_line[256];
+  size_t ctl_len = 0;
+  int status = 0, exited = 0, out_open = 1;
+  int64_t kill_at = 0;
+  int idle_ms = 2;
+  for (;;) {
+    int st;
+    pid_t p;
+    while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+      if (p == pid) {
+        status = st;
+        exited = 1;
+      }
+    int activity = 0;
+    if (out_open) {
+      struct pollfd pf = {out_fd, POLLIN, 0};
+      int n = poll(&pf, 1, exited ? 0 : idle_ms);
+      if (n > 0) {
+        ssize_t r = read(out_fd, buf, sizeof buf);
+        if (r > 0) {
+          out_append(buf, (size_t)r);
+          activity = 1;
+        } else if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
+          out_open = 0; /* EOF (pipe) or EIO (terminal: every holder of it closed it) */
+        }
+      } else if (exited) {
+        out_open = 0; /* PROG is gone and nothing is left to read */
+      }
+    } else if (!exited) {
+      struct timespec ts = {0, idle_ms * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    if (exited && !out_open) break;
+    ssize_t r = read_new(in_fd, &in_off, buf, sizeof buf);
+    if (r > 0) {
+      activity = 1;
+      if (pty) {
+        for (ssize_t w = 0; w < r;) {
+          ssize_t k = write(master, buf + w, (size_t)(r - w));
+          if (k <= 0) break;
+          w += k;
+        }
+      }
+    }
+    while ((r = read_new(ctl_fd, &ctl_off, buf, sizeof buf)) > 0) {
+      activity = 1;
+      for (ssize_t j = 0; j < r; j++) {
+        if (buf[j] != '\n') {
+          if (ctl_len < sizeof ctl_line - 1) ctl_line[ctl_len++] = buf[j];
+          continue;
+        }
+        ctl_line[ctl_len] = 0;
+        ctl_len = 0;
+        int a = 0, b = 0;
+        if (sscanf(ctl_line, "signal %d", &a) == 1 && a > 0 && a < 65) {
+          /* To the terminal's foreground group (what ^C reaches), else PROG's group. */
+          pid_t fg = pty ? tcgetpgrp(master) : -1;
+          kill_group(fg > 0 ? fg : pid, a);
+          if (fg > 0 && fg != pid && a == SIGKILL) kill_group(pid, a);
+        } else if (sscanf(ctl_line, "resize %d %d", &a, &b) == 2 && pty) {
+          struct winsize ws = {(unsigned short)b, (unsigned short)a, 0, 0};
+          ioctl(master, TIOCSWINSZ, &ws);
+        } else if (sscanf(ctl_line, "stop %d", &a) == 1) {
+          kill_group(pid, SIGTERM);
+          if (pty) kill_group(pid, SIGHUP);
+          kill_at = now_ms() + (a > 0 ? a : 0);
+        }
+      }
+    }
+    if (kill_at && !exited && now_ms() >= kill_at) {
+      kill_group(pid, SIGKILL);
+      kill_at = 0;
+    }
+    /* Quick while things happen, then back off: a shell that waits costs little. */
+    idle_ms = activity ? 2 : (idle_ms < 20 ? idle_ms + 1 : 20);
+  }
+  /* Everything PROG started goes with it. */
+  kill_group(pid, SIGKILL);
+  snprintf(text, sizeof text, "%d\n", exit_code_of(status));
+  write_file_atomic("exit", text);
+  return 0;
+}
+
+
+/* ---- files: a supervisor's directory, for hosts that cannot read it directly (QEMU) ---- */
+
+static int64_t small_file(const char *dir, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  long long v = -1;
+  if (fscanf(f, "%lld", &v) != 1) v = -1;
+  fclose(f);
+  return (int64_t)v;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/*
+ * files DIR read CURSOR MAX: one line "TOTAL OLDEST PID EXIT" (-1 for no pid/exit yet), then
+ * up to MAX bytes of output from max(CURSOR, OLDEST).
+ * files DIR append in|ctl HEX: appends the hex-decoded bytes.
+ */
+static int cmd_files(int argc, char **argv) {
+  if (argc < 2) usage();
+  const char *dir = argv[0];
+  if (strcmp(argv[1], "append") == 0 && argc == 4) {
+    if (strcmp(argv[2], "in") != 0 && strcmp(argv[2], "ctl") != 0) usage();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, argv[2]);
+    size_t n = strlen(argv[3]) / 2;
+    unsigned char *buf = malloc(n + 1);
+    if (!buf) return 1;
+    for (size_t k = 0; k < n; k++) {
+      int hi = hexval(argv[3][2 * k]), lo = hexval(argv[3][2 * k + 1]);
+      if (hi < 0 || lo < 0) return 2;
+      buf[k] = (unsigned char)(hi << 4 | lo);
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      fprintf(stderr, "pyro: %s: %s\n", path, strerror(errno));
+      return 1;
+    }
+    ssize_t w = write(fd, buf, n);
+    close(fd);
+    return w == (ssize_t)n ? 0 : 1;
+  }
+  if (strcmp(argv[1], "read") != 0 || argc != 4) usage();
+  int64_t cursor = strtoll(argv[2], NULL, 10), max = strtoll(argv[3], NULL, 10);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/out", dir);
+  int64_t starts[64];
+  int n = 0;
+  DIR *d = opendir(path);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64)
+      if (strlen(e->d_name) == 16 && strspn(e->d_name, "0123456789") == 16) starts[n++] = strtoll(e->d_name, NULL, 10);
+    closedir(d);
+  }
+  qsort(starts, (size_t)n, sizeof starts[0], cmp_i64);
+  int64_t total = 0, oldest = 0;
+  if (n > 0) {
+    struct stat st;
+    char seg[4096];
+    snprintf(seg, sizeof seg, "%s/out/%016lld", dir, (long long)starts[n - 1]);
+    total = starts[n - 1] + (stat(seg, &st) == 0 ? st.st_size : 0);
+    oldest = starts[0];
+  }
+  printf("%lld %lld %lld %lld\n", (long long)total, (long long)oldest, (long long)small_file(dir, "pid"),
+         (long long)small_file(dir, "exit"));
+  int64_t pos = cursor < oldest ? oldest : cursor;
+  char buf[65536];
+  for (int k = 0; k < n && max > 0; k++) {
+    int64_t end = k + 1 < n ? starts[k + 1] : total;
+    if (end <= pos) continue;
+    char seg[4096];
+    snprintf(seg, sizeof seg, "%s/out/%016lld", dir, (long long)starts[k]);
+    int fd = open(seg, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    while (max > 0) {
+      ssize_t r = pread(fd, buf, (size_t)(max < (int64_t)sizeof buf ? max : (int64_t)sizeof buf), (off_t)(pos - starts[k]));
+      if (r <= 0) break;
+      fwrite(buf, 1, (size_t)r, stdout);
+      pos += r;
+      max -= r;
+    }
+    close(fd);
+    if (pos < end) break; /* segment shorter than listed: stop at what was read */
+  }
+  fflush(stdout);
+  return 0;
+}
+
+/* ---- probe: service readiness ---- */
+
+static int connect_to(const char *host, int port) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)port);
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) return -2;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int cmd_probe(int argc, char **argv) {
+  if (argc != 2) usage();
+  if (strcmp(argv[0], "tcp") == 0) {
+    int fd = connect_to("127.0.0.1", atoi(argv[1]));
+    if (fd < 0) return 1;
+    close(fd);
+    return 0;
+  }
+  if (strcmp(argv[0], "http") != 0) usage();
+  const char *url = argv[1];
+  if (strncmp(url, "http://", 7) != 0) {
+    fprintf(stderr, "pyro: only http:// URLs can be probed\n");
+    return 2;
+  }
+  char host[256];
+  const char *h = url + 7;
+  size_t hl = strcspn(h, ":/");
+  if (hl == 0 || hl >= sizeof host) return 2;
+  memcpy(host, h, hl);
+  host[hl] = 0;
+  int port = 80;
+  const char *rest = h + hl;
+  if (*rest == ':') port = (int)strtol(rest + 1, (char **)&rest, 10);
+  const char *path = *rest == '/' ? rest : "/";
+  int fd = connect_to(host, port);
+  if (fd == -2) {
+    fprintf(stderr, "pyro: %s: give a numeric IPv4 address or localhost\n", host);
+    return 2;
+  }
+  if (fd < 0) return 1;
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char req[2048];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host);
+  if (n <= 0 || n >= (int)sizeof req || write(fd, req, (size_t)n) != n) {
+    close(fd);
+    return 1;
+  }
+  char resp[64];
+  ssize_t got = 0;
+  while (got < (ssize_t)sizeof resp - 1) {
+    ssize_t r = read(fd, resp + got, sizeof resp - 1 - (size_t)got);
+    if (r <= 0) break;
+    got += r;
+  }
+  /* Read the rest before closing: unread data would make the close a reset, which servers log. */
+  char sink[4096];
+  for (int k = 0; k < 256 && read(fd, sink, sizeof sink) > 0; k++) {
+  }
+  close(fd);
+  resp[got] = 0;
+  int code = 0;
+  if (sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1) return 1;
+  return code > 0 && code < 500 ? 0 : 1;
+}
+
 /* Whether `pid` is alive and its command line contains `marker`. */
 static int process_matches(pid_t pid, const char *marker) {
   char path[64], buf[8192];
@@ -234,6 +691,9 @@ int main(int argc, char **argv) {
   }
   if (argc >= 2 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "idle") == 0) return cmd_idle(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "supervise") == 0) return cmd_supervise(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "files") == 0) return cmd_files(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "probe") == 0) return cmd_probe(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "watch") == 0) return cmd_watch(argc - 2, argv + 2);
   usage();
   return 2;

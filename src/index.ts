@@ -37,4 +37,5 @@ export {
   type WorkspaceSyncResult,
   type WorkspaceWorkSummary,
 } from "./sdk/pyro.js";
+export type { ServiceInfo, ServiceLogs, ShellInfo, ShellOutput } from "./sdk/sessions.js";
 export { VERSION } from "./version.js";

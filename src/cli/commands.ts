@@ -3,6 +3,7 @@ import * as z from "zod";
 import { isPyroError, PyroError } from "../errors.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
+import { sessionNote } from "../operations/session-ops.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { progressPrinter } from "./progress.js";
@@ -130,7 +131,9 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       });
       if (o.cli.rest) {
         const rest = afterDashDash ?? restGiven;
-        if (!rest || rest.length === 0) {
+        // An optional command (`shell open`) may be left out.
+        const restOptional = shape[o.cli.rest] instanceof z.ZodOptional;
+        if ((!rest || rest.length === 0) && !restOptional) {
           reportError(
             io,
             new PyroError(
@@ -142,7 +145,7 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
           );
           return;
         }
-        input[o.cli.rest] = rest;
+        if (rest && rest.length > 0) input[o.cli.rest] = rest;
       }
       for (const field of Object.keys(shape)) {
         const key = field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -151,7 +154,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       const progress = progressPrinter(io.stderr);
       // A command's output goes to our stdout/stderr live, byte for byte, as it comes
       // (plain mode only: with --json, stdout is the one JSON document of the result).
-      const live = !json && isCommandOp(o);
+      // `service logs --follow` streams the same way, until the service ends or ^C.
+      const live = !json && (isCommandOp(o) || opts.follow === true);
       // A reader that goes away (`pyro run -- yes | head -1`) ends the command, as SIGPIPE
       // would end a local one, instead of letting it run on to its timeout.
       const pipeGone = new AbortController();
@@ -227,5 +231,7 @@ function writeResult(
         `[pyro] bytes ${result.offset}-${result.next_offset} of ${result.total_bytes}; next page: pyro output read ${result.output_id} --stream ${result.stream} --offset ${result.next_offset}\n`,
       );
   } else io.stdout.write(`${RENDER[o.name]!(result)}\n`);
+  const note = json ? undefined : sessionNote(o.name, result);
+  if (note && process.env.PYRO_QUIET !== "1") io.stderr.write(`${note}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));
 }

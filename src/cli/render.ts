@@ -1,6 +1,7 @@
+/** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
+import { SESSION_RENDER } from "../operations/session-ops.js";
 import { RENDER_FILES } from "./render-files.js";
 
-/** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
 type Any = Record<string, any>;
 
@@ -109,6 +110,7 @@ function envInfo(e: Any): string {
 }
 
 export const RENDER: Record<string, (r: Any) => string> = {
+  ...SESSION_RENDER,
   vm_run: execFooter,
   vm_exec: execFooter,
   workspace_exec: execFooter,

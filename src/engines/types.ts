@@ -55,6 +55,13 @@ export interface ExecRequest {
   stdin?: Buffer;
 }
 
+export interface DetachedRequest {
+  argv: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  user?: { uid: number; gid: number };
+}
+
 export interface ExecOutcome {
   exitCode: number;
   stdout: string;
@@ -120,6 +127,14 @@ export interface Engine {
    */
   orphanAlive(id: string, sandboxDir: string): Promise<boolean>;
   removeOrphan(id: string, sandboxDir: string): Promise<void>;
+  /**
+   * Long-running processes (shells, services; see workspaces/supervised.ts): the host
+   * directory the sandbox shares read-write at `guest`, or undefined when this sandbox has
+   * none (made before shells existed, or an engine without them).
+   */
+  runDir?(handle: SandboxHandle): { host: string; guest: string } | undefined;
+  /** Starts argv in the sandbox and returns at once; it outlives this process. */
+  spawnDetached?(handle: SandboxHandle, req: DetachedRequest): Promise<void>;
   /** Moves the expiry the sandbox enforces on itself (see SandboxSpec.expiresAt). */
   setExpiry?(handle: SandboxHandle, expiresAt: string): Promise<void>;
 }

@@ -8,6 +8,7 @@ import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { FILE_OPERATIONS } from "./files.js";
 import * as S from "./schemas.js";
+import { SESSION_OPERATIONS } from "./session-ops.js";
 import { nearest } from "./suggest.js";
 
 /** The output budget, stated in every command tool's description. */
@@ -490,6 +491,8 @@ export const OPERATIONS = [
     handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
   }),
   ...FILE_OPERATIONS,
+  // Shells and services (session-ops.ts).
+  ...SESSION_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

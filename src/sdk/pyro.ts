@@ -8,6 +8,19 @@ import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import type { Progress } from "../runtime/context.js";
 import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
+import {
+  followServiceLog,
+  type ServiceInfo,
+  type ServiceLogs,
+  type ServiceLogsOptions,
+  type ServiceStartOptions,
+  type ShellInfo,
+  type ShellOpenOptions,
+  type ShellOutput,
+  type ShellReadOptions,
+  WorkspaceServices,
+  WorkspaceShells,
+} from "./sessions.js";
 
 /**
  * Options every SDK call takes: cancellation, progress for long work, and for commands their
@@ -344,12 +357,98 @@ export class Pyro {
   listWorkspaces(): Promise<WorkspaceSummary[]> {
     return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
   }
+
+  // ---- shells and services (types and handle members in sessions.ts) ----
+  openShell(workspaceId: string, options: ShellOpenOptions = {}): Promise<ShellInfo> {
+    return this.#method("shell_open", { workspace_id: workspaceId, ...snake(options) });
+  }
+  writeShell(
+    workspaceId: string,
+    shellId: string,
+    input: { input: string; newline?: boolean },
+  ): Promise<{ workspace_id: string; shell_id: string; bytes_written: number }> {
+    return this.#method("shell_write", { workspace_id: workspaceId, shell_id: shellId, ...snake(input) });
+  }
+  readShell(
+    workspaceId: string,
+    shellId: string,
+    options: ShellReadOptions = {},
+    opts?: CallOptions,
+  ): Promise<ShellOutput> {
+    return this.#method(
+      "shell_read",
+      { workspace_id: workspaceId, shell_id: shellId, ...snake(options) },
+      opts,
+    );
+  }
+  signalShell(
+    workspaceId: string,
+    shellId: string,
+    signal: "INT" | "TERM" | "KILL" | "HUP" | "QUIT",
+  ): Promise<ShellInfo> {
+    return this.#method("shell_signal", { workspace_id: workspaceId, shell_id: shellId, signal });
+  }
+  resizeShell(
+    workspaceId: string,
+    shellId: string,
+    size: { cols: number; rows: number },
+  ): Promise<ShellInfo> {
+    return this.#method("shell_resize", { workspace_id: workspaceId, shell_id: shellId, ...size });
+  }
+  closeShell(
+    workspaceId: string,
+    shellId: string,
+  ): Promise<{ workspace_id: string; shell_id: string; closed: boolean; exit_code: number | null }> {
+    return this.#method("shell_close", { workspace_id: workspaceId, shell_id: shellId });
+  }
+  listShells(workspaceId: string): Promise<{ workspace_id: string; shells: ShellInfo[] }> {
+    return this.#method("shell_list", { workspace_id: workspaceId });
+  }
+  startService(
+    workspaceId: string,
+    name: string,
+    input: { command: Command } & ServiceStartOptions,
+  ): Promise<ServiceInfo> {
+    return this.#method("service_start", { workspace_id: workspaceId, name, ...snake(input) });
+  }
+  listServices(workspaceId: string): Promise<{ workspace_id: string; services: ServiceInfo[] }> {
+    return this.#method("service_list", { workspace_id: workspaceId });
+  }
+  statusService(workspaceId: string, name: string): Promise<ServiceInfo> {
+    return this.#method("service_status", { workspace_id: workspaceId, name });
+  }
+  logsService(
+    workspaceId: string,
+    name: string,
+    options: ServiceLogsOptions = {},
+    opts?: CallOptions,
+  ): Promise<ServiceLogs> {
+    return this.#method("service_logs", { workspace_id: workspaceId, name, ...snake(options) }, opts);
+  }
+  stopService(
+    workspaceId: string,
+    name: string,
+    options: { graceSeconds?: number } = {},
+  ): Promise<ServiceInfo> {
+    return this.#method("service_stop", { workspace_id: workspaceId, name, ...snake(options) });
+  }
+  /** A service's log as an async iterator of new output, until it has ended (see followServiceLog). */
+  followService(
+    workspaceId: string,
+    name: string,
+    options: { cursor?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<string> {
+    return followServiceLog(this, workspaceId, name, options);
+  }
 }
 
 /** A workspace as an object: its status fields (as of the last refresh) plus capability methods. */
 export class WorkspaceHandle {
   readonly workspace_id: string;
   status: WorkspaceStatus;
+  /** Persistent terminals (`ws.shells.open()`), and long-running services (`ws.services.start(…)`). */
+  readonly shells: WorkspaceShells;
+  readonly services: WorkspaceServices;
   /** Files of /workspace: push host files in, list, read, write, edit. */
   readonly files: {
     push: (
@@ -377,6 +476,8 @@ export class WorkspaceHandle {
     this.workspace_id = status.workspace_id;
     this.status = status;
     const id = status.workspace_id;
+    this.shells = new WorkspaceShells(pyro, this.workspace_id);
+    this.services = new WorkspaceServices(pyro, this.workspace_id);
     this.files = {
       push: (sourcePath, options = {}) => this.pyro.pushWorkspaceSync(id, sourcePath, options),
       list: (path, options = {}) =>

@@ -165,6 +165,18 @@ export function resolveWorkspaceDest(dest: string): string {
  * The lock is held only around record updates, never while a command runs, so two execs
  * on one workspace run side by side and each appends its own log entry.
  */
+export interface AttachedWorkspace {
+  workspaceId: string;
+  /** The workspace's state directory on the host. */
+  dir: string;
+  engine: Engine;
+  handle: SandboxHandle;
+  env: Record<string, string>;
+  user?: { uid: number; gid: number };
+  /** pyro's cache (where the static sandbox init is found or built). */
+  cacheDir: string;
+}
+
 export class WorkspaceManager {
   private readonly records: RecordStore<WorkspaceRecord>;
 
@@ -597,6 +609,25 @@ export class WorkspaceManager {
     });
     await this.pushExpiry(id, rec);
     return rec;
+  }
+
+  /**
+   * A running workspace's sandbox for shells and services (shells.ts, services.ts), with the
+   * environment's Env and User; counts as activity, like exec.
+   */
+  async attach(id: string): Promise<AttachedWorkspace> {
+    const rec = await this.usable(checkId("ws", id));
+    if (!this.capped(rec)) await this.touch(rec.workspace_id, Date.now());
+    const runtime = await this.d.envs.runtimeConfig(rec.environment);
+    return {
+      workspaceId: rec.workspace_id,
+      dir: this.dir(rec.workspace_id),
+      engine: this.engineFor(rec),
+      handle: asHandle(rec.handle!),
+      env: runtime.env,
+      ...userOf(runtime),
+      cacheDir: this.d.paths.cacheDir,
+    };
   }
 
   /** Hands the record's expiry to the engine, which enforces it with no pyro process alive. */

@@ -44,6 +44,17 @@ const TOOLS = [
   "workspace_file_edit",
   "workspace_patch_apply",
   "workspace_summary",
+  // Shells and services (session-ops.ts).
+  "shell_open",
+  "shell_write",
+  "shell_read",
+  "shell_signal",
+  "shell_close",
+  "service_start",
+  "service_list",
+  "service_status",
+  "service_logs",
+  "service_stop",
 ];
 
 type ToolResult = {

@@ -26,6 +26,8 @@ export interface OciConfig {
 /** Where the sandbox init and its control directory appear inside the sandbox. */
 export const INIT_IN_GUEST = "/.pyro/init";
 export const CTL_IN_GUEST = "/.pyro/ctl";
+/** Shells' and services' files (see `init supervise`): read-write, outside /workspace. */
+export const RUN_IN_GUEST = "/.pyro/run";
 export const HOSTNAME = "pyro";
 
 export const HOSTS_FILE = `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${HOSTNAME}\n`;
@@ -71,6 +73,8 @@ export interface SandboxMounts {
   init: string;
   /** A host directory the init reads its expiry from, at /.pyro/ctl (persistent sandboxes). */
   ctlDir?: string;
+  /** A host directory shared read-write at /.pyro/run: shells' and services' files. */
+  runDir?: string;
   /** /etc/hosts with localhost and the sandbox's hostname: many rootfs trees have none. */
   hostsFile?: string;
   /**
@@ -130,6 +134,13 @@ export function buildOciConfig(
         type: "bind",
         source: extra.ctlDir,
         options: ["rbind", "ro"],
+      });
+    if (extra.runDir)
+      mounts.push({
+        destination: RUN_IN_GUEST,
+        type: "bind",
+        source: extra.runDir,
+        options: ["rbind", "rw"],
       });
     if (extra.hostsFile)
       mounts.push({

@@ -1,5 +1,6 @@
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { PyroError } from "../../errors.js";
@@ -10,6 +11,7 @@ import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../static-binaries.js";
 import type {
+  DetachedRequest,
   Engine,
   ExecOutcome,
   ExecRequest,
@@ -26,6 +28,7 @@ import {
   guestEnv,
   HOSTS_FILE,
   INIT_IN_GUEST,
+  RUN_IN_GUEST,
   type SandboxMounts,
 } from "./bundle.js";
 import { rootfsSource } from "./rootfs.js";
@@ -196,8 +199,11 @@ export class GvisorEngine implements Engine {
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
     const ctlDir = join(spec.sandboxDir, "ctl");
+    const runDir = join(spec.sandboxDir, "run");
     await mkdir(bundle, { recursive: true });
     await mkdir(ctlDir, { recursive: true });
+    // 0755: an image's non-root user must reach its shells' files (the state dir keeps others out).
+    await mkdir(runDir, { recursive: true, mode: 0o755 });
     if (spec.expiresAt) await writeExpiry(ctlDir, spec.expiresAt);
     // The init idles, reaps orphans and ends the sandbox past its expiry (with no pyro
     // process alive); commands arrive later with `runsc exec`. Its stdio is a log file, so no
@@ -205,7 +211,7 @@ export class GvisorEngine implements Engine {
     const config = buildOciConfig(
       spec,
       { args: [INIT_IN_GUEST, "idle", "--expires-file", `${CTL_IN_GUEST}/expires_at`], cwd: "/" },
-      await this.mounts(spec.rootfs, ctlDir),
+      { ...(await this.mounts(spec.rootfs, ctlDir)), runDir },
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const cid = containerId(spec.id);
@@ -214,7 +220,7 @@ export class GvisorEngine implements Engine {
       id: spec.id,
       sandboxDir: spec.sandboxDir,
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
-      data: { flags, containerId: cid, ctlDir, init: true, memMib: spec.memMib },
+      data: { flags, containerId: cid, ctlDir, runDir, init: true, memMib: spec.memMib },
     };
     // `run --detach` creates and starts in one call: rootless runsc refuses `create` ("Rootless
     // mode not supported with create"), and one code path serves both modes.
@@ -287,6 +293,42 @@ export class GvisorEngine implements Engine {
       );
     }
     return execOutcome(r);
+  }
+
+  runDir(handle: SandboxHandle): { host: string; guest: string } | undefined {
+    const host = handle.data.runDir;
+    return typeof host === "string" ? { host, guest: RUN_IN_GUEST } : undefined;
+  }
+
+  /**
+   * A `runsc exec` of our own, started in its own session with its output to a log file and
+   * not waited for: it outlives this process, and ends when the program does or the sandbox
+   * goes. (runsc's own `exec --detach` appends `--pid-file=…` to the program's argv in this
+   * runsc release, so it cannot be used.)
+   */
+  async spawnDetached(handle: SandboxHandle, req: DetachedRequest): Promise<void> {
+    const flags = this.handleFlags(handle);
+    const cid = String(handle.data.containerId);
+    await this.assertRunning(handle);
+    const args = [...flags.global, "exec", "--cwd", req.cwd ?? "/"];
+    for (const kv of guestEnv(req.env)) args.push("--env", kv);
+    if (req.user) args.push("--user", `${req.user.uid}:${req.user.gid}`);
+    args.push(cid, ...req.argv);
+    const log = await open(join(handle.sandboxDir, "detached.log"), "a", 0o600);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn(flags.binary, args, { detached: true, stdio: ["ignore", log.fd, log.fd] });
+        child.once("error", (e) =>
+          reject(new PyroError("engine_failure", `runsc exec could not start: ${e.message}`)),
+        );
+        child.once("spawn", () => {
+          child.unref();
+          resolve();
+        });
+      });
+    } finally {
+      await log.close();
+    }
   }
 
   async putArchive(handle: SandboxHandle, tar: Readable, dest: string): Promise<void> {
