@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,8 +33,13 @@ export async function testEnv(
     stateDir,
     env,
     cleanup: async () => {
-      await assertNoSandboxes(stateDir);
-      await rm(stateDir, { recursive: true, force: true });
+      try {
+        await assertNoSandboxes(stateDir);
+      } finally {
+        // A failed test may leave a workspace disk mounted: rm -r would empty it, then fail.
+        await unmountUnder(stateDir);
+        await rm(stateDir, { recursive: true, force: true });
+      }
     },
   };
 }
@@ -111,6 +116,17 @@ export async function gvisorSkipReason(): Promise<string | undefined> {
     return "these gVisor tests run as root (test/e2e/rootless.test.ts covers ordinary users)";
   if (!(await runscBinary())) return "runsc not installed (run scripts/setup-host.sh)";
   return undefined;
+}
+
+/** Lazily unmounts every mount point below `dir` (workspace disks a failed test left). */
+export async function unmountUnder(dir: string): Promise<void> {
+  const info = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  const points = info
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of points) await execOut("umount", ["-l", m]);
 }
 
 /** Fails if any runsc sandbox or container state is left under this state dir. */
