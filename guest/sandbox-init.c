@@ -684,6 +684,94 @@ static int cmd_watch(int argc, char **argv) {
   }
 }
 
+/* Exit codes of a refused file read: the same as the shell scripts' (src/workspaces/guest.ts). */
+#define READ_OUTSIDE 10
+#define READ_MISSING 11
+#define READ_IS_DIR 12
+#define READ_NOT_REGULAR 15
+
+static int in_workspace(const char *p) {
+  return strcmp(p, "/workspace") == 0 || strncmp(p, "/workspace/", 11) == 0;
+}
+
+/*
+ * init read --max N [--deadline-ms T] PATH
+ *   The file tools' plain read in one exec (no shell, no head): PATH's real location must be
+ *   inside /workspace and a regular file; writes at most N+1 bytes of it to stdout (one more
+ *   than the budget, so the host can tell "over"). Carries its own deadline (alarm), so the
+ *   engine runs it without the `run` wrapper. Refusals use the shell scripts' exit codes.
+ */
+static int cmd_read(int argc, char **argv) {
+  long long max = -1, deadline_ms = 60000;
+  const char *path = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--max") == 0 && i + 1 < argc) max = strtoll(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--deadline-ms") == 0 && i + 1 < argc) deadline_ms = strtoll(argv[++i], NULL, 10);
+    else if (!path) path = argv[i];
+    else usage();
+  }
+  if (!path || max < 0) usage();
+  if (deadline_ms > 0) alarm((unsigned)((deadline_ms + 999) / 1000)); /* SIGALRM ends us */
+  char dir[PATH_MAX], real[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+  if (dir[0] == 0) snprintf(dir, sizeof dir, "/");
+  if (strcmp(path, "/workspace") != 0) {
+    if (!realpath(dir, real)) {
+      fprintf(stderr, "no such directory: %s\n", dir);
+      return READ_MISSING;
+    }
+    if (!in_workspace(real)) {
+      fprintf(stderr, "resolves to %s/%s, outside /workspace\n", real, base);
+      return READ_OUTSIDE;
+    }
+  }
+  struct stat st;
+  if (lstat(path, &st) < 0) {
+    fprintf(stderr, "no such file or directory\n");
+    return READ_MISSING;
+  }
+  if (!realpath(path, real)) {
+    fprintf(stderr, "a dangling symlink\n");
+    return READ_MISSING;
+  }
+  if (!in_workspace(real)) {
+    fprintf(stderr, "resolves to %s, outside /workspace\n", real);
+    return READ_OUTSIDE;
+  }
+  int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    fprintf(stderr, "cannot open %s: %s\n", real, strerror(errno));
+    return READ_MISSING;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "is a directory\n");
+    return READ_IS_DIR;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fprintf(stderr, "not a regular file\n");
+    return READ_NOT_REGULAR;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  long long left = max + 1;
+  char buf[65536];
+  while (left > 0) {
+    ssize_t n = read(fd, buf, left < (long long)sizeof buf ? (size_t)left : sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(1, buf + off, (size_t)(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return 1;
+      off += w;
+    }
+    left -= n;
+  }
+  close(fd);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
     puts(INIT_VERSION);
@@ -695,6 +783,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "files") == 0) return cmd_files(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "probe") == 0) return cmd_probe(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "watch") == 0) return cmd_watch(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "read") == 0) return cmd_read(argc - 2, argv + 2);
   usage();
   return 2;
 }

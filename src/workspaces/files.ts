@@ -128,10 +128,12 @@ export async function readFileBytes(
   shown = path,
   signal?: AbortSignal,
 ): Promise<Buffer> {
-  const out = await g.sh(READ_SCRIPT, [path, String(max), "1", "0"], {
-    maxOutputBytes: max + 1,
-    ...(signal ? { signal } : {}),
-  });
+  const out =
+    (await g.readPlain(path, max, signal)) ??
+    (await g.sh(READ_SCRIPT, [path, String(max), "1", "0"], {
+      maxOutputBytes: max + 1,
+      ...(signal ? { signal } : {}),
+    }));
   if (out.exitCode !== 0) throw guestRefusal(out, shown, field);
   const b = stdoutBytes(out);
   if (b.length > max) throw await tooLarge(g, path, shown, max, field);
@@ -175,10 +177,12 @@ export async function readFile(
   const offset = input.offset ?? 1;
   const limit = input.limit ?? 0;
   const partial = input.offset !== undefined || input.limit !== undefined;
-  const out = await g.sh(READ_SCRIPT, [path, String(input.max_bytes), String(offset), String(limit)], {
-    maxOutputBytes: input.max_bytes + 1,
-    ...(signal ? { signal } : {}),
-  });
+  const out =
+    (!partial ? await g.readPlain(path, input.max_bytes, signal) : undefined) ??
+    (await g.sh(READ_SCRIPT, [path, String(input.max_bytes), String(offset), String(limit)], {
+      maxOutputBytes: input.max_bytes + 1,
+      ...(signal ? { signal } : {}),
+    }));
   if (out.exitCode !== 0) throw guestRefusal(out, input.path);
   let b = stdoutBytes(out);
   let truncated = false;

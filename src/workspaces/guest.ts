@@ -1,4 +1,5 @@
 import { posix } from "node:path";
+import { INIT_IN_GUEST } from "../engines/gvisor/bundle.js";
 import type { Engine, ExecOutcome, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
 
@@ -89,6 +90,32 @@ export class Guest {
     readonly workspaceId: string,
     private readonly onDead?: (reason: string) => Promise<void>,
   ) {}
+
+  /**
+   * A plain read (whole file, at most max+1 bytes) in one exec where the engine has the
+   * sandbox init (gVisor): `/.pyro/init read` makes the same checks as READ_SCRIPT with the
+   * same exit codes, without a shell and `head` (two execs fewer, ~20 ms under gVisor).
+   * Undefined where only the script can do it.
+   */
+  async readPlain(path: string, max: number, signal?: AbortSignal): Promise<ExecOutcome | undefined> {
+    if (this.handle.engine !== "gvisor" || !this.handle.data.init) return undefined;
+    try {
+      const out = await this.engine.exec(this.handle, {
+        argv: [INIT_IN_GUEST, "read", "--max", String(max), "--deadline-ms", "60000", path],
+        cwd: WORKSPACE,
+        timeoutMs: 60_000,
+        maxOutputBytes: max + 1,
+        ...(signal ? { signal } : {}),
+      });
+      if (out.timedOut)
+        throw new PyroError("timeout", `a file operation in workspace ${this.workspaceId} timed out`);
+      return out;
+    } catch (e) {
+      const pe = toPyroError(e);
+      if (pe.code === "sandbox_dead") await this.onDead?.(pe.message);
+      throw pe;
+    }
+  }
 
   /** Runs a shell script (with the prelude) and returns its outcome; args are $1… */
   async sh(script: string, args: string[], opts: GuestRunOptions = {}): Promise<ExecOutcome> {

@@ -256,7 +256,9 @@ export class GvisorEngine implements Engine {
     const args = ["exec", "--internal-pid-file", pidFile, "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
     if (req.user) args.push("--user", `${req.user.uid}:${req.user.gid}`);
-    args.push(cid, ...(handle.data.init ? withDeadline(argv, req.timeoutMs) : argv));
+    // `init read` carries its own deadline: no `run` wrapper (one exec instead of two).
+    const selfTimed = argv[0] === INIT_IN_GUEST && argv[1] === "read";
+    args.push(cid, ...(handle.data.init && !selfTimed ? withDeadline(argv, req.timeoutMs) : argv));
     const r = await runsc(flags, args, {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
