@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
-import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture, which } from "../util/proc.js";
 import type { BuildProgress } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
@@ -113,12 +113,7 @@ export class OciStore {
   }
 
   async refs(): Promise<RefRecord[]> {
-    const out: RefRecord[] = [];
-    for (const n of await readdir(this.refsDir).catch(() => [] as string[])) {
-      if (!n.endsWith(".json")) continue;
-      const r = await readJson<RefRecord>(join(this.refsDir, n)).catch(() => undefined);
-      if (r?.reference && r.digest) out.push(r);
-    }
+    const out = await readJsonDir<RefRecord>(this.refsDir, (r) => !!r.reference && !!r.digest);
     return out.sort((a, b) => a.reference.localeCompare(b.reference));
   }
 

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { create as tarCreate, extract as tarExtract } from "tar";
 import { PyroError } from "../errors.js";
-import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
@@ -84,12 +84,7 @@ export class RecipeStore {
   }
 
   async records(): Promise<UserEnvRecord[]> {
-    const out: UserEnvRecord[] = [];
-    for (const n of await readdir(this.usersDir).catch(() => [] as string[])) {
-      if (!n.endsWith(".json")) continue;
-      const r = await readJson<UserEnvRecord>(join(this.usersDir, n)).catch(() => undefined);
-      if (r?.name && r.digest) out.push(r);
-    }
+    const out = await readJsonDir<UserEnvRecord>(this.usersDir, (r) => !!r.name && !!r.digest);
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 

@@ -1,6 +1,9 @@
 import { isAbsolute, relative } from "node:path";
 import * as z from "zod";
-import type { SandboxHandle } from "../engines/types.js";
+import type { EngineName, SandboxHandle } from "../engines/types.js";
+import { PyroError } from "../errors.js";
+import type { PyroPaths } from "../paths.js";
+import { allEngines, engineByName } from "./engine-select.js";
 
 /**
  * What every sandbox record (VM or workspace) shares and how it is checked on load: a record
@@ -46,4 +49,30 @@ export function handleProblem(
 
 export function asHandle(h: z.infer<typeof HandleSchema>): SandboxHandle {
   return h as SandboxHandle;
+}
+
+/**
+ * Ends a record's sandbox and checks that it is gone: through the handle when the record has
+ * one, else (interrupted create, damaged record) by asking the record's engine, or every
+ * engine that could have made it when the record cannot say. Throws rather than let a
+ * delete report success over a live sandbox. `what` names it in errors ("VM vm_…").
+ */
+export async function removeRecordSandbox(
+  what: string,
+  id: string,
+  sandboxDir: string,
+  rec: { engine: EngineName | null; handle: z.infer<typeof HandleSchema> | null } | undefined,
+  paths: PyroPaths,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const known = rec?.engine ? engineByName(rec.engine, paths, env) : undefined;
+  if (rec?.handle) {
+    if (!known)
+      throw new PyroError("engine_unavailable", `engine ${rec.engine} is not available in this build`);
+    const handle = asHandle(rec.handle);
+    await known.destroy(handle);
+    if ((await known.inspect(handle).catch(() => undefined))?.state === "running")
+      throw new PyroError("engine_failure", `the sandbox of ${what} is still running after delete`);
+  }
+  for (const engine of known ? [known] : allEngines(paths, env)) await engine.removeOrphan(id, sandboxDir);
 }

@@ -23,7 +23,7 @@ import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } fr
 import { allEngines, engineByName, selectEngine } from "./engine-select.js";
 import { currentOwner, type Owner, ownerAlive } from "./owner.js";
 import { type RecordEntry, RecordStore } from "./record-store.js";
-import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "./sandbox-record.js";
+import { asHandle, HandleSchema, handleProblem, OwnerSchema, removeRecordSandbox } from "./sandbox-record.js";
 
 /** Validated on every load; `starting` carries the owner so an interrupted start is found. */
 const VmRecordSchema = z.looseObject({
@@ -346,18 +346,15 @@ export class VmManager {
   }
 
   /** As for workspaces: through the handle, else every engine that could have made it. */
-  private async removeSandbox(id: string, e: RecordEntry<VmRecord>): Promise<void> {
-    const sandboxDir = join(this.dir(id), "sandbox");
-    if (e.rec?.handle) {
-      const engine = this.engineFor(e.rec);
-      const handle = asHandle(e.rec.handle);
-      await engine.destroy(handle);
-      if ((await engine.inspect(handle).catch(() => undefined))?.state === "running")
-        throw new PyroError("engine_failure", `the sandbox of VM ${id} is still running after delete`);
-    }
-    const known = e.rec?.engine ? engineByName(e.rec.engine, this.d.paths, this.d.env) : undefined;
-    for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env))
-      await engine.removeOrphan(id, sandboxDir);
+  private removeSandbox(id: string, e: RecordEntry<VmRecord>): Promise<void> {
+    return removeRecordSandbox(
+      `VM ${id}`,
+      id,
+      join(this.dir(id), "sandbox"),
+      e.rec,
+      this.d.paths,
+      this.d.env,
+    );
   }
 
   async status(id: string): Promise<VmStatusResultT> {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import lockfile from "proper-lockfile";
 
@@ -37,6 +37,17 @@ export async function readJson<T>(path: string): Promise<T | undefined> {
     throw e;
   }
   return JSON.parse(text) as T;
+}
+
+/** Every `*.json` file in `dir` that parses and passes `valid` (a missing dir is empty). */
+export async function readJsonDir<T>(dir: string, valid: (v: T) => boolean): Promise<T[]> {
+  const out: T[] = [];
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (!n.endsWith(".json")) continue;
+    const v = await readJson<T>(join(dir, n)).catch(() => undefined);
+    if (v && valid(v)) out.push(v);
+  }
+  return out;
 }
 
 /**

@@ -33,7 +33,13 @@ import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } fr
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
 import { currentOwner, ownerAlive } from "../runtime/owner.js";
 import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
-import { asHandle, HandleSchema, handleProblem, OwnerSchema } from "../runtime/sandbox-record.js";
+import {
+  asHandle,
+  HandleSchema,
+  handleProblem,
+  OwnerSchema,
+  removeRecordSandbox,
+} from "../runtime/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
@@ -515,7 +521,7 @@ export class WorkspaceManager {
     const duration_ms = Math.round(performance.now() - t0);
     const commandsDir = join(this.dir(id), "commands");
     let sequence = 0;
-    await this.records.update(id, async (r) => {
+    const rec = await this.records.update(id, async (r) => {
       sequence = r.command_count + 1;
       for (const s of ["stdout", "stderr"] as const)
         await rename(
@@ -538,7 +544,7 @@ export class WorkspaceManager {
       r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
       this.markActive(r, Date.now());
     });
-    await this.pushExpiry(id);
+    await this.pushExpiry(rec);
     return { sequence, duration_ms };
   }
 
@@ -607,7 +613,7 @@ export class WorkspaceManager {
     const rec = await this.records.update(id, (r) => {
       if (r.state === "running") this.markActive(r, at);
     });
-    await this.pushExpiry(id, rec);
+    await this.pushExpiry(rec);
     return rec;
   }
 
@@ -631,9 +637,8 @@ export class WorkspaceManager {
   }
 
   /** Hands the record's expiry to the engine, which enforces it with no pyro process alive. */
-  private async pushExpiry(id: string, known?: WorkspaceRecord): Promise<void> {
-    const rec = known ?? (await this.records.load(id).catch(() => undefined));
-    if (!rec?.handle || rec.state !== "running") return;
+  private async pushExpiry(rec: WorkspaceRecord): Promise<void> {
+    if (!rec.handle || rec.state !== "running") return;
     await this.engineFor(rec)
       .setExpiry?.(asHandle(rec.handle), rec.expires_at)
       .catch(() => undefined);
@@ -650,7 +655,7 @@ export class WorkspaceManager {
       const last = Date.parse(r.last_activity_at ?? r.created_at);
       r.expires_at = nextExpiry(last, r.ttl_seconds, r.max_expires_at);
     });
-    await this.pushExpiry(id, rec);
+    await this.pushExpiry(rec);
     return this.view(await this.current(rec));
   }
 
@@ -768,20 +773,15 @@ export class WorkspaceManager {
    * record has one, else (interrupted create, damaged record) by asking every engine that
    * could have made it. Throws rather than let a delete report success over a live sandbox.
    */
-  private async removeSandbox(id: string, e: RecordEntry<WorkspaceRecord>): Promise<void> {
-    const sandboxDir = join(this.dir(id), "sandbox");
-    if (e.rec?.handle) {
-      const engine = this.engineFor(e.rec);
-      const handle = asHandle(e.rec.handle);
-      await engine.destroy(handle);
-      const after = await engine.inspect(handle).catch(() => undefined);
-      if (after?.state === "running")
-        throw new PyroError("engine_failure", `the sandbox of workspace ${id} is still running after delete`);
-    }
-    const known = e.rec ? engineByName(e.rec.engine, this.d.paths, this.d.env) : undefined;
-    for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env)) {
-      await engine.removeOrphan(id, sandboxDir);
-    }
+  private removeSandbox(id: string, e: RecordEntry<WorkspaceRecord>): Promise<void> {
+    return removeRecordSandbox(
+      `workspace ${id}`,
+      id,
+      join(this.dir(id), "sandbox"),
+      e.rec,
+      this.d.paths,
+      this.d.env,
+    );
   }
 
   list(): Promise<WorkspaceStatusResultT[]> {

@@ -103,6 +103,10 @@ export function useRootfsImage(config: OciConfig, img: { image: string; emptyRoo
   };
 }
 
+function bind(destination: string, source: string, mode: "ro" | "rw"): OciConfig["mounts"][number] {
+  return { destination, type: "bind", source, options: ["rbind", mode] };
+}
+
 export function buildOciConfig(
   spec: SandboxSpec,
   process: { args: string[]; cwd: string; env?: Record<string, string> },
@@ -118,46 +122,16 @@ export function buildOciConfig(
     },
     { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
   ];
-  if (spec.workspaceDir) {
-    mounts.push({
-      destination: "/workspace",
-      type: "bind",
-      source: spec.workspaceDir,
-      options: ["rbind", "rw"],
-    });
-  }
+  if (spec.workspaceDir) mounts.push(bind("/workspace", spec.workspaceDir, "rw"));
   if (extra) {
-    mounts.push({ destination: INIT_IN_GUEST, type: "bind", source: extra.init, options: ["rbind", "ro"] });
-    if (extra.ctlDir)
-      mounts.push({
-        destination: CTL_IN_GUEST,
-        type: "bind",
-        source: extra.ctlDir,
-        options: ["rbind", "ro"],
-      });
-    if (extra.runDir)
-      mounts.push({
-        destination: RUN_IN_GUEST,
-        type: "bind",
-        source: extra.runDir,
-        options: ["rbind", "rw"],
-      });
-    if (extra.hostsFile)
-      mounts.push({
-        destination: "/etc/hosts",
-        type: "bind",
-        source: extra.hostsFile,
-        options: ["rbind", "ro"],
-      });
+    mounts.push(bind(INIT_IN_GUEST, extra.init, "ro"));
+    if (extra.ctlDir) mounts.push(bind(CTL_IN_GUEST, extra.ctlDir, "ro"));
+    if (extra.runDir) mounts.push(bind(RUN_IN_GUEST, extra.runDir, "rw"));
+    if (extra.hostsFile) mounts.push(bind("/etc/hosts", extra.hostsFile, "ro"));
   }
   if (spec.network) {
     // The guest resolves names the way the host does; only with --network.
-    mounts.push({
-      destination: "/etc/resolv.conf",
-      type: "bind",
-      source: "/etc/resolv.conf",
-      options: ["rbind", "ro"],
-    });
+    mounts.push(bind("/etc/resolv.conf", "/etc/resolv.conf", "ro"));
   }
   const config: OciConfig = {
     ociVersion: "1.0.0",
