@@ -32,6 +32,8 @@
  *       PROG leads its own session; signals and stop go to its whole process group.
  *
  *       With --daemon (QEMU, where no runsc keeps it) it first leaves the caller's session.
+ *       With --redact-dir S every secret value in S (a file per secret, named by it) is
+ *       replaced by "[REDACTED:NAME]" before it reaches out/ (read before PROG starts).
  *
  *   init files DIR read CURSOR MAX | init files DIR append in|ctl HEX
  *       The same directory for a host that cannot read it (QEMU: through the agent's exec):
@@ -85,7 +87,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: init run [--deadline-ms N] -- PROG [ARGS...]\n"
           "       init idle [--expires-file FILE]\n"
-          "       init supervise --dir DIR [--pty COLS ROWS] [--ring-bytes N] -- PROG [ARGS...]\n"
+          "       init supervise --dir DIR [--pty COLS ROWS] [--ring-bytes N] [--redact-dir DIR] -- PROG [ARGS...]\n"
           "       init probe tcp PORT | init probe http URL\n"
           "       init files DIR read CURSOR MAX | init files DIR append in|ctl HEX\n"
           "       init watch --pid PID --marker TEXT --expires-file FILE\n");
@@ -295,6 +297,154 @@ static ssize_t read_new(int fd, int64_t *off, char *buf, size_t n) {
   return r;
 }
 
+/* ---- redaction of secret values in a supervisor's output ----
+ * The same algorithm as the host's StreamRedactor (src/secrets/redactor.ts): each value in
+ * --redact-dir (one file per secret, named by it) becomes "[REDACTED:NAME]" before a byte
+ * reaches the ring, which under gVisor is a host directory. Only the longest tail that could
+ * still start a value is held back; overlapping values are replaced as one span. */
+
+#define RD_MAX 128
+#define RD_MIN_BYTES 4
+#define RD_MAX_BYTES 65536
+
+struct rd_pattern {
+  char name[72];
+  unsigned char *v;
+  size_t n;
+};
+static struct rd_pattern rd[RD_MAX];
+static int rd_count;
+static unsigned char *rd_pend;
+static size_t rd_pend_n, rd_pend_cap;
+
+static void rd_add(const char *name, const unsigned char *v, size_t n) {
+  if (n < RD_MIN_BYTES || rd_count >= RD_MAX) return;
+  for (int k = 0; k < rd_count; k++)
+    if (rd[k].n == n && memcmp(rd[k].v, v, n) == 0) return;
+  unsigned char *copy = malloc(n);
+  if (!copy) return;
+  memcpy(copy, v, n);
+  snprintf(rd[rd_count].name, sizeof rd[rd_count].name, "%s", name);
+  rd[rd_count].v = copy;
+  rd[rd_count].n = n;
+  rd_count++;
+}
+
+static int rd_longer_first(const void *a, const void *b) {
+  size_t x = ((const struct rd_pattern *)a)->n, y = ((const struct rd_pattern *)b)->n;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void rd_load(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return; /* a workspace without secrets */
+  struct dirent *e;
+  static unsigned char buf[RD_MAX_BYTES + 1];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' || strlen(e->d_name) > 64) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf && (r = read(fd, buf + n, sizeof buf - n)) > 0) n += (size_t)r;
+    close(fd);
+    if (n > RD_MAX_BYTES) continue;
+    rd_add(e->d_name, buf, n);
+    size_t t = n;
+    while (t > 0 && (buf[t - 1] == '\n' || buf[t - 1] == '\r')) t--;
+    if (t < n) rd_add(e->d_name, buf, t);
+  }
+  closedir(d);
+  qsort(rd, (size_t)rd_count, sizeof rd[0], rd_longer_first);
+}
+
+/* At b[i]: the index of the longest value that matches, -2 when a value could still match
+ * once more bytes come (never when final), -1 for none. */
+static int rd_at(const unsigned char *b, size_t len, size_t i, int final) {
+  for (int k = 0; k < rd_count; k++) {
+    if (b[i] != rd[k].v[0]) continue;
+    size_t avail = len - i;
+    if (avail >= rd[k].n) {
+      if (memcmp(b + i, rd[k].v, rd[k].n) == 0) return k;
+    } else if (!final && memcmp(b + i, rd[k].v, avail) == 0) {
+      return -2;
+    }
+  }
+  return -1;
+}
+
+static void out_append(const char *buf, size_t n);
+
+static void rd_marker(const char *name) {
+  char m[96];
+  int k = snprintf(m, sizeof m, "[REDACTED:%s]", name);
+  out_append(m, (size_t)k);
+}
+
+static void rd_run(int final) {
+  unsigned char *b = rd_pend;
+  size_t n = rd_pend_n, i = 0, from = 0;
+  while (i < n) {
+    int k = rd_at(b, n, i, final);
+    if (k == -1) {
+      i++;
+      continue;
+    }
+    if (k == -2) break;
+    size_t end = i + rd[k].n;
+    int names[8], nn = 0, undecided = 0;
+    names[nn++] = k;
+    for (size_t j = i + 1; j < end; j++) {
+      int o = rd_at(b, n, j, final);
+      if (o == -2) {
+        undecided = 1;
+        break;
+      }
+      if (o >= 0 && j + rd[o].n > end) {
+        end = j + rd[o].n;
+        int dup = 0;
+        for (int q = 0; q < nn; q++) dup |= strcmp(rd[names[q]].name, rd[o].name) == 0;
+        if (!dup && nn < 8) names[nn++] = o;
+      }
+    }
+    if (undecided) break;
+    if (i > from) out_append((const char *)b + from, i - from);
+    for (int q = 0; q < nn; q++) rd_marker(rd[names[q]].name);
+    i = end;
+    from = end;
+  }
+  if (i > from) out_append((const char *)b + from, i - from);
+  memmove(b, b + i, n - i);
+  rd_pend_n = n - i;
+}
+
+/* PROG's output: redacted into the ring. */
+static void rd_feed(const char *buf, size_t n) {
+  if (rd_count == 0) {
+    out_append(buf, n);
+    return;
+  }
+  if (rd_pend_n + n > rd_pend_cap) {
+    size_t cap = (rd_pend_n + n) * 2;
+    unsigned char *p = realloc(rd_pend, cap);
+    if (!p) {
+      /* No memory to hold back: drop the output rather than risk writing a value. */
+      return;
+    }
+    rd_pend = p;
+    rd_pend_cap = cap;
+  }
+  memcpy(rd_pend + rd_pend_n, buf, n);
+  rd_pend_n += n;
+  rd_run(0);
+}
+
+static void rd_flush(void) {
+  if (rd_count && rd_pend_n) rd_run(1);
+}
+
 static int cmd_supervise(int argc, char **argv) {
   int pty = 0, cols = 80, rows = 24, daemonize = 0;
   int64_t ring = 1 << 20;
@@ -307,6 +457,7 @@ static int cmd_supervise(int argc, char **argv) {
       rows = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--ring-bytes") == 0 && i + 1 < argc) ring = strtoll(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--daemon") == 0) daemonize = 1;
+    else if (strcmp(argv[i], "--redact-dir") == 0 && i + 1 < argc) rd_load(argv[++i]);
     else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -412,7 +563,7 @@ static int cmd_supervise(int argc, char **argv) {
       if (n > 0) {
         ssize_t r = read(out_fd, buf, sizeof buf);
         if (r > 0) {
-          out_append(buf, (size_t)r);
+          rd_feed(buf, (size_t)r);
           activity = 1;
         } else if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
           out_open = 0; /* EOF (pipe) or EIO (terminal: every holder of it closed it) */
@@ -468,6 +619,7 @@ static int cmd_supervise(int argc, char **argv) {
     /* Quick while things happen, then back off: a shell that waits costs little. */
     idle_ms = activity ? 2 : (idle_ms < 20 ? idle_ms + 1 : 20);
   }
+  rd_flush();
   /* Everything PROG started goes with it. */
   kill_group(pid, SIGKILL);
   snprintf(text, sizeof text, "%d\n", exit_code_of(status));

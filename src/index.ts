@@ -19,6 +19,8 @@ export {
   type ReapResult,
   type RunResult,
   type SandboxOptions,
+  type SecretEnvOptions,
+  type SecretSource,
   VmHandle,
   type VmNetworkInfo,
   type VmStatus,

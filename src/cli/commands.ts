@@ -31,6 +31,11 @@ export function describeOf(t: z.ZodType): string | undefined {
   }
 }
 
+/** A repeatable flag's values, in order. */
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
 function parseNumber(v: string): number {
   if (!/^-?\d+(\.\d+)?$/.test(v.trim()))
     throw new InvalidArgumentError(`${JSON.stringify(v)} is not a number.`);
@@ -99,17 +104,21 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
     }
     if (o.cli.rest) cmd.argument("[command...]", "the command to run, after --");
     for (const [field, t] of Object.entries(shape)) {
-      if (positional.includes(field) || field === o.cli.rest) continue;
+      if (positional.includes(field) || field === o.cli.rest || o.cli.fieldFlags?.[field]) continue;
       const base = baseType(t);
       const desc = describeOf(t) ?? field;
       let opt: Option;
       if (base instanceof z.ZodBoolean) opt = new Option(flagOf(field), desc);
       else if (base instanceof z.ZodNumber)
         opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
+      else if (base instanceof z.ZodArray)
+        opt = new Option(`${flagOf(field)} <value>`, `${desc} (repeatable)`).argParser(collect);
       else opt = new Option(`${flagOf(field)} <value>`, desc);
       cmd.addOption(opt);
     }
-    for (const f of o.cli.extraFlags ?? []) cmd.option(f.flag, f.description);
+    for (const f of o.cli.extraFlags ?? [])
+      if (f.repeatable) cmd.option(f.flag, f.description, collect);
+      else cmd.option(f.flag, f.description);
     cmd.option("--json", "print the result as JSON");
     cmd.addHelpText("after", `\nExamples:\n${o.cli.examples.map((e) => `  $ ${e}`).join("\n")}\n`);
 
@@ -149,7 +158,14 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       }
       for (const field of Object.keys(shape)) {
         const key = field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+        if (o.cli.fieldFlags?.[field]) continue;
         if (opts[key] !== undefined && !positional.includes(field)) input[field] = opts[key];
+      }
+      try {
+        Object.assign(input, o.cli.fromFlags?.(opts));
+      } catch (e) {
+        reportError(io, e, json);
+        return;
       }
       const progress = progressPrinter(io.stderr);
       // A command's output goes to our stdout/stderr live, byte for byte, as it comes

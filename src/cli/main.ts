@@ -55,6 +55,9 @@ interface ServeFlags {
   includeUntracked?: boolean;
   /** false with --no-project */
   project?: boolean;
+  secretEnv?: string[];
+  secretFile?: string[];
+  allowSecretValues?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -124,7 +127,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
     )
     .option(
       "--allow-path <dir>",
@@ -143,6 +146,20 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .option("--repo-ref <ref>", "branch or tag of --repo-url (default: its default branch)")
     .option("--include-untracked", "project seeds also carry untracked files that are not ignored")
     .option("--no-project", "do not seed from the checkout the server starts in")
+    .option(
+      "--secret-env <NAME[=VAR]>",
+      "offer models the secret NAME, its value read from this process's environment variable NAME (or VAR) at workspace_create (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--secret-file <NAME=PATH>",
+      "offer models the secret NAME, its value read from the host file PATH at workspace_create (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--allow-secret-values",
+      "let models send secret values in workspace_create (off by default: models name secrets the operator offered)",
+    )
     .action(async (o: ServeFlags) => {
       const { serveStdio } = await import("../mcp/stdio.js");
       try {
@@ -150,6 +167,8 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
           ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
           allowHostCompat: o.allowHostCompat === true,
           ...(o.profile ? { profile: o.profile } : {}),
+          secrets: { secretEnv: o.secretEnv ?? [], secretFiles: o.secretFile ?? [] },
+          allowSecretValues: o.allowSecretValues === true,
           project: {
             ...(o.projectPath ? { path: o.projectPath } : {}),
             ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),

@@ -7,6 +7,7 @@ import { OPERATIONS, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
 import type { ProjectSeeder } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
+import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import { VERSION } from "../version.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
@@ -38,6 +39,14 @@ export interface CreateServerOptions {
    * in a git checkout, `--project-path`, `--repo-url`); see src/project/source.ts.
    */
   project?: ProjectSeeder;
+  /**
+   * Secrets a model may name in workspace_create (`pyro mcp serve --secret-env NAME[=VAR]`,
+   * `--secret-file NAME=PATH`); values are read from this process's environment or the file
+   * when a workspace is created. A model never names a host file or variable itself.
+   */
+  secrets?: OperatorSecrets;
+  /** `--allow-secret-values`: a model may also send { name, value }. Off by default. */
+  allowSecretValues?: boolean;
 }
 
 /** The host-access policy of a server created with these options (throws on a bad directory). */
@@ -110,7 +119,7 @@ export async function callOperation(
   log: (line: string) => void = stderrLog,
   tool: ToolOptions = {},
   hostAccess: HostAccessPolicy = defaultMcpPolicy(),
-  served?: { tools?: ReadonlySet<string>; project?: ProjectSeeder },
+  served?: { tools?: ReadonlySet<string>; project?: ProjectSeeder; secretPolicy?: SecretPolicy },
 ): Promise<CallToolResult> {
   const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
   const progress = progressReporter(ctx, log, interval);
@@ -124,6 +133,8 @@ export async function callOperation(
         hostAccess,
         ...progress?.callbacks,
         ...(served?.project ? { project: served.project } : {}),
+        // Always set over MCP: the caller is a model (names only unless the operator allowed values).
+        secretPolicy: served?.secretPolicy ?? secretPolicy({}, false),
       },
       { face: "mcp", schema: toolInput(op, tool) },
     );
@@ -151,10 +162,17 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   const runtime = opts.runtime ?? new Runtime();
   const log = opts.log ?? stderrLog;
   const hostAccess = serverHostPolicy(opts);
-  const tool: ToolOptions = { allowHostCompat: opts.allowHostCompat === true };
+  const tool: ToolOptions = {
+    allowHostCompat: opts.allowHostCompat === true,
+    allowSecretValues: opts.allowSecretValues === true,
+  };
   const ops = mcpOperations(opts.profile);
   const tools = new Set(ops.map((o) => o.name));
-  const served = { tools, ...(opts.project ? { project: opts.project } : {}) };
+  const served = {
+    tools,
+    ...(opts.project ? { project: opts.project } : {}),
+    secretPolicy: secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true),
+  };
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },
     {

@@ -4,6 +4,7 @@ import { StdioServerTransport, serveStdio as serveStdioEntry } from "@modelconte
 import { parseProfile } from "../operations/profiles.js";
 import { type ProjectOptions, projectSeeder, resolveProject } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
+import { type OperatorSecrets, secretPolicy } from "../secrets/spec.js";
 import { JsonRpcLineFilter } from "./jsonrpc-filter.js";
 import { createServer, serverHostPolicy } from "./server.js";
 
@@ -27,6 +28,9 @@ export interface ServeStdioOptions {
   profile?: string;
   /** `--project-path`, `--repo-url`, `--repo-ref`, `--include-untracked`; `noProject` turns detection off. */
   project?: ProjectOptions & { noProject?: boolean };
+  /** `--secret-env`, `--secret-file`: secrets models may name; `--allow-secret-values`. */
+  secrets?: OperatorSecrets;
+  allowSecretValues?: boolean;
 }
 
 export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
@@ -56,6 +60,10 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
   const allowPaths = serverHostPolicy(opts).roots;
   if (allowPaths.length === 0)
     log("no host paths are allowed (started in /); pass --allow-path DIR to allow some");
+  // Checked once, before serving: a bad secret name is a startup error.
+  const secrets = secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true);
+  if (secrets.catalog.size) log(`secrets models may name: ${[...secrets.catalog.keys()].join(", ")}`);
+  if (opts.allowSecretValues) log("--allow-secret-values: models may send secret values");
   if (opts.allowHostCompat)
     log("--allow-host-compat: tools offer allow_host_compat; a call that sets it may run WITHOUT isolation");
   // Bad lines are answered by the filter (-32700 / -32600) before the SDK sees them.
@@ -74,6 +82,8 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
         log,
         ...(opts.allowPaths?.length ? { allowPaths } : {}),
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
+        ...(opts.secrets ? { secrets: opts.secrets } : {}),
+        ...(opts.allowSecretValues ? { allowSecretValues: true } : {}),
         profile,
         ...(project ? { project: projectSeeder(project, join(runtime.paths.stateDir, "tmp")) } : {}),
       }),

@@ -2,6 +2,7 @@ import * as z from "zod";
 import { PyroError } from "../errors.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { redactOperation } from "../secrets/redact-op.js";
 import { errorForFace, type Face } from "./hints.js";
 import { unknownNames } from "./suggest.js";
 import type { Operation } from "./table.js";
@@ -54,8 +55,11 @@ export function describeIssues(
         !isOptional(shape[top])
       )
         return `\`${field}\` is required`;
+      // Never echo what was given for a secret: it may be the value.
       const got =
-        "input" in i && i.input !== undefined ? ` (got ${JSON.stringify(i.input)?.slice(0, 80)})` : "";
+        "input" in i && i.input !== undefined && top !== "secrets"
+          ? ` (got ${JSON.stringify(i.input)?.slice(0, 80)})`
+          : "";
       return `${field}: ${i.message}${got}`;
     })
     .join("; ");
@@ -93,7 +97,8 @@ export async function invoke(
     // A face's schema may leave fields out; the full schema fills in their defaults.
     const input = opts.schema ? op.input.parse(parsed.data) : parsed.data;
     if (op.name !== "vm_reap_expired") await rt.reapIfDue();
-    return await op.handler(rt, input, ctx);
+    // Secret values never leave in a result or an error (src/secrets/redact-op.ts).
+    return await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
   } catch (e) {
     throw errorForFace(e, face);
   }

@@ -2,6 +2,7 @@ import * as z from "zod";
 import { DEFAULT_ENVIRONMENT } from "../environments/catalog.js";
 import { READ_LIMIT } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
+import { secretEnvField, secretsField } from "../secrets/spec.js";
 
 /**
  * Wire schemas shared by the CLI (flag validation), the SDK (types) and the MCP server
@@ -174,6 +175,7 @@ export const WorkspaceCreateInput = z.object({
   max_ttl_seconds: workspaceMaxTtl.default(DEFAULTS.max_ttl_seconds),
   network: network.default(false),
   allow_host_compat: allow_host_compat.default(false),
+  secrets: secretsField.optional(),
 });
 export const WorkspaceUpdateInput = z.object({
   workspace_id: workspaceId,
@@ -204,6 +206,7 @@ export const WorkspaceExecInput = z.object({
   command,
   timeout_seconds: timeout_seconds.default(DEFAULTS.timeout_seconds),
   max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
+  secret_env: secretEnvField.optional(),
 });
 export const WorkspaceLogsInput = z.object({
   workspace_id: workspaceId,
@@ -431,6 +434,11 @@ export const WorkspaceStatusResult = z.object({
   command_count: z.number().int(),
   last_command: LastCommand.nullable(),
   workspace_seed: SeedInfo,
+  secrets: z
+    .array(z.object({ name: z.string(), bytes: z.number().int() }))
+    .describe(
+      "The workspace's secrets: names and sizes only (values stay in the sandbox, /run/pyro-secrets).",
+    ),
 });
 /** One line of workspace_list: enough to recognise a workspace and act on it. */
 export const WorkspaceSummary = z.object({

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { secretEnvField } from "../secrets/spec.js";
 import { workspaceId } from "./schemas.js";
 
 /** Wire schemas of shells and services (workspaces/shells.ts, services.ts). */
@@ -32,6 +33,7 @@ export const ShellOpenInput = z.object({
   cwd,
   cols: z.number().int().min(10).max(1000).default(120).describe("Terminal width in columns. Default 120."),
   rows: z.number().int().min(2).max(1000).default(40).describe("Terminal height in rows. Default 40."),
+  secret_env: secretEnvField.optional(),
 });
 export const ShellInfo = z.object({
   workspace_id: z.string(),
@@ -167,6 +169,7 @@ export const ServiceStartInput = z.object({
     .max(3600)
     .default(60)
     .describe("How long to wait for readiness before stopping the service and failing. Default 60."),
+  secret_env: secretEnvField.optional(),
 });
 export const ServiceInfo = z.object({
   workspace_id: z.string(),

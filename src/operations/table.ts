@@ -6,6 +6,7 @@ import { OUTPUT_BUDGET } from "../output/view.js";
 import type { CallContext } from "../runtime/context.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { secretsFromFlags } from "../secrets/spec.js";
 import { FILE_OPERATIONS } from "./files.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
@@ -32,9 +33,35 @@ export interface CliSpec {
   /** Input field filled from everything after `--`. */
   rest?: "command";
   examples: string[];
-  /** Extra CLI-only flags handled by the renderer (e.g. --id-only). */
-  extraFlags?: { flag: string; description: string }[];
+  /** Extra CLI-only flags handled by the renderer (e.g. --id-only); repeatable ones collect a list. */
+  extraFlags?: { flag: string; description: string; repeatable?: boolean }[];
+  /**
+   * Input fields the CLI spells with other flags (`secrets` as --secret/--secret-file/
+   * --secret-env): no flag of their own; `fromFlags` builds them from the parsed options.
+   */
+  fieldFlags?: Record<string, string[]>;
+  fromFlags?: (opts: Record<string, unknown>) => Record<string, unknown>;
 }
+
+/** `workspace create`'s secret flags, which the CLI turns into the wire's `secrets`. */
+const SECRET_FLAGS = [
+  {
+    flag: "--secret <NAME=VALUE>",
+    description:
+      "a secret given on the command line (visible in your shell history; prefer --secret-file or --secret-env) (repeatable)",
+    repeatable: true,
+  },
+  {
+    flag: "--secret-file <NAME=PATH>",
+    description: "a secret read from a host file (repeatable)",
+    repeatable: true,
+  },
+  {
+    flag: "--secret-env <NAME[=VAR]>",
+    description: "a secret read from pyro's environment variable NAME (or VAR) (repeatable)",
+    repeatable: true,
+  },
+];
 
 export interface Operation<I extends z.ZodObject = z.ZodObject, R extends z.ZodObject = z.ZodObject> {
   /** Wire name: the MCP tool name, and the key SDK calls go through. */
@@ -337,8 +364,17 @@ export const OPERATIONS = [
       examples: [
         "pyro workspace create debian:12 --seed-path ./myrepo",
         "WS=$(pyro workspace create debian:12 --id-only)",
+        "pyro workspace create debian:12 --secret-env GITHUB_TOKEN --secret-file KEY=./deploy.key",
       ],
-      extraFlags: [{ flag: "--id-only", description: "print only the new workspace id (for scripts)" }],
+      extraFlags: [
+        { flag: "--id-only", description: "print only the new workspace id (for scripts)" },
+        ...SECRET_FLAGS,
+      ],
+      fieldFlags: { secrets: SECRET_FLAGS.map((f) => f.flag.split(" ")[0]!) },
+      fromFlags: (o) => {
+        const secrets = secretsFromFlags(o);
+        return secrets.length ? { secrets } : {};
+      },
     },
     handler: (rt, i, ctx) => rt.workspaces.create(i, ctx),
   }),

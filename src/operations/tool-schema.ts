@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { modelSecretsField } from "../secrets/spec.js";
 import { strictInput } from "./invoke.js";
 import { getOperation, type Operation } from "./table.js";
 
@@ -13,18 +14,24 @@ export const OPERATOR_ONLY_FIELDS = ["allow_host_compat"] as const;
 export interface ToolOptions {
   /** The operator allows unisolated execution (`pyro mcp serve --allow-host-compat`). */
   allowHostCompat?: boolean;
+  /** The operator lets a model send secret values (`pyro mcp serve --allow-secret-values`). */
+  allowSecretValues?: boolean;
 }
 
 const cache = new Map<string, z.ZodObject>();
 
 /** The strict input schema a model may call `op` with. */
 export function toolInput(op: Operation, opts: ToolOptions = {}): z.ZodObject {
-  const key = `${op.name}|${opts.allowHostCompat === true}`;
+  const key = `${op.name}|${opts.allowHostCompat === true}|${opts.allowSecretValues === true}`;
   let s = cache.get(key);
   if (!s) {
     const hidden = opts.allowHostCompat ? [] : OPERATOR_ONLY_FIELDS.filter((f) => f in op.input.shape);
     const mask = Object.fromEntries(hidden.map((f) => [f, true as const]));
-    s = strictInput(hidden.length ? (op.input.omit(mask as never) as z.ZodObject) : op.input);
+    let base = hidden.length ? (op.input.omit(mask as never) as z.ZodObject) : op.input;
+    // A model names secrets; host files and variables are the operator's (src/secrets/spec.ts).
+    if ("secrets" in base.shape)
+      base = base.extend({ secrets: modelSecretsField(opts.allowSecretValues === true).optional() });
+    s = strictInput(base);
     cache.set(key, s);
   }
   return s;

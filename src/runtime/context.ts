@@ -2,6 +2,7 @@ import type { EnvironmentStore } from "../environments/store.js";
 import type { HostAccessPolicy } from "../host-paths.js";
 import type { PyroPaths } from "../paths.js";
 import type { ProjectSeeder } from "../project/source.js";
+import type { SecretPolicy } from "../secrets/spec.js";
 
 /** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
 export interface Progress {
@@ -32,6 +33,11 @@ export interface CallContext {
    * checkout, `--project-path`, `--repo-url`): workspace_create without seed_path seeds from it.
    */
   project?: ProjectSeeder;
+  /**
+   * Set by the MCP server: the caller is a model, which names secrets the operator offered
+   * (and gives values only when the operator allowed it). See src/secrets/spec.ts.
+   */
+  secretPolicy?: SecretPolicy;
 }
 
 export interface RuntimeDeps {

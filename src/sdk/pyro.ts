@@ -43,6 +43,23 @@ export interface CommandOptions {
 
 export type Command = string | string[];
 
+/**
+ * A workspace secret for createWorkspace: its name and one source. Only the name (and size)
+ * is stored; the value lives in the sandbox's memory at /run/pyro-secrets/NAME and is
+ * redacted as [REDACTED:NAME] from every output.
+ */
+export interface SecretSource {
+  name: string;
+  value?: string;
+  filePath?: string;
+  fromEnv?: string;
+}
+
+/** Workspace secrets to set as environment variables of one process: NAME or VAR=NAME. */
+export interface SecretEnvOptions {
+  secretEnv?: string[];
+}
+
 export interface SandboxOptions {
   environment?: string;
   vcpuCount?: number;
@@ -257,12 +274,22 @@ export class Pyro {
 
   // ---- workspaces ----
   async createWorkspace(
-    input: SandboxOptions & { seedPath?: string; diskMib?: number; maxTtlSeconds?: number } = {},
+    input: SandboxOptions & {
+      seedPath?: string;
+      diskMib?: number;
+      maxTtlSeconds?: number;
+      secrets?: SecretSource[];
+    } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceHandle> {
+    const { secrets, ...rest } = input;
     return new WorkspaceHandle(
       this,
-      await this.#method<WorkspaceStatus>("workspace_create", snake(input), opts),
+      await this.#method<WorkspaceStatus>(
+        "workspace_create",
+        { ...snake(rest), ...(secrets ? { secrets: secrets.map((s) => snake(s)) } : {}) },
+        opts,
+      ),
     );
   }
   /** A handle for an existing workspace (by id), e.g. one created by another process. */
@@ -283,7 +310,7 @@ export class Pyro {
   }
   execWorkspace(
     workspaceId: string,
-    input: { command: Command } & CommandOptions,
+    input: { command: Command } & CommandOptions & SecretEnvOptions,
     opts?: CallOptions,
   ): Promise<WorkspaceExecResult> {
     return this.#method("workspace_exec", { workspace_id: workspaceId, ...snake(input) }, opts);
@@ -508,7 +535,10 @@ export class WorkspaceHandle {
   get id(): string {
     return this.workspace_id;
   }
-  exec(command: Command, options: CommandOptions & CallOptions = {}): Promise<WorkspaceExecResult> {
+  exec(
+    command: Command,
+    options: CommandOptions & SecretEnvOptions & CallOptions = {},
+  ): Promise<WorkspaceExecResult> {
     const { signal, onProgress, onStdout, onStderr, ...rest } = options;
     return this.pyro.execWorkspace(
       this.workspace_id,

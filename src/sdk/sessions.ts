@@ -14,6 +14,8 @@ export interface ShellOpenOptions {
   cwd?: string;
   cols?: number;
   rows?: number;
+  /** Workspace secrets as environment variables of the shell: NAME or VAR=NAME. */
+  secretEnv?: string[];
 }
 export interface ShellReadOptions {
   cursor?: number;
@@ -29,6 +31,8 @@ export interface ServiceStartOptions {
   readyHttp?: string;
   readyCommand?: string;
   readyTimeoutSeconds?: number;
+  /** Workspace secrets as environment variables of the service: NAME or VAR=NAME. */
+  secretEnv?: string[];
 }
 export interface ServiceLogsOptions {
   tailLines?: number;

@@ -40,6 +40,11 @@ import {
   OwnerSchema,
   removeRecordSandbox,
 } from "../runtime/sandbox-record.js";
+import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
+import { SecretRecordSchema, secretValuesCache } from "../secrets/keeper.js";
+import { redactError, redactingSinks, redactOutcome } from "../secrets/redact-op.js";
+import { redactText, type SecretValue } from "../secrets/redactor.js";
+import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
@@ -102,6 +107,8 @@ const WorkspaceRecordSchema = z.looseObject({
   command_count: z.number().int().nonnegative(),
   last_command: LastCommand.nullable(),
   workspace_seed: SeedRecord,
+  /** Names, sizes and where values came from; never a value (see src/secrets/). */
+  secrets: z.array(SecretRecordSchema).optional(),
 });
 type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
@@ -181,6 +188,10 @@ export interface AttachedWorkspace {
   user?: { uid: number; gid: number };
   /** pyro's cache (where the static sandbox init is found or built). */
   cacheDir: string;
+  /** Names of the workspace's secrets (for secret_env and the supervisor's redaction). */
+  secretNames: string[];
+  /** Their values (read back once per process), to redact what pyro writes itself. */
+  secretValues: () => Promise<SecretValue[]>;
 }
 
 export class WorkspaceManager {
@@ -230,9 +241,19 @@ export class WorkspaceManager {
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
     // No seed_path on a server started for a project: the project's git-tracked files.
+    // Secrets are read (files, variables) before anything exists, and held in memory only.
+    if (input.secrets?.length && engine.name === "host")
+      throw new PyroError(
+        "engine_unavailable",
+        "secrets need an isolated engine: under host_compat /run/pyro-secrets would be the host's own /run",
+        "run pyro where gVisor or QEMU works (see `pyro doctor`)",
+      );
+    const secrets = input.secrets?.length
+      ? await resolveSecrets(input.secrets, { ...ctx, env: this.d.env })
+      : [];
     const project = !seedPath && ctx.project ? await ctx.project.snapshot(ctx.signal) : undefined;
     try {
-      return await this.createSeeded(input, ctx, engine, seedPath, project);
+      return await this.createSeeded(input, ctx, engine, seedPath, project, secrets);
     } finally {
       await project?.cleanup();
     }
@@ -244,6 +265,7 @@ export class WorkspaceManager {
     engine: Engine,
     seedPath: string | undefined,
     project: ProjectSeed | undefined,
+    secrets: ResolvedSecret[] = [],
   ): Promise<WorkspaceStatusResultT> {
     const src = project ? project.source : seedPath ? await classifySource(seedPath, "seed path") : undefined;
     const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
@@ -338,6 +360,12 @@ export class WorkspaceManager {
       });
       await baseline;
       await baselineAfterStart(dir, engine.name);
+      if (secrets.length) {
+        ctx.onProgress?.({ message: `writing ${secrets.length} secret(s) to /run/pyro-secrets` });
+        await writeSecrets(engine, handle, secrets, userOf(env.runtime).user);
+        rec.secrets = secrets.map((s) => ({ name: s.name, bytes: s.value.length, source: s.source }));
+        secretValuesCache.set(id, secrets);
+      }
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
       rec.state = "running";
@@ -429,7 +457,14 @@ export class WorkspaceManager {
     if (Date.parse(rec.expires_at) < deadline + rec.ttl_seconds * 1000 && !this.capped(rec))
       rec = await this.touch(rec.workspace_id, deadline);
     const started_at = nowIso();
-    const command = displayCommand(input.command);
+    // The values, for redaction and secret_env; the command as typed may hold one too.
+    const secrets = await this.secretValues(rec);
+    const secretEnv = parseSecretEnv(
+      input.secret_env ?? [],
+      (rec.secrets ?? []).map((s) => s.name),
+      rec.workspace_id,
+    );
+    const command = redactText(secrets, displayCommand(input.command));
     const commandsDir = join(this.dir(rec.workspace_id), "commands");
     await mkdir(commandsDir, { recursive: true });
     const running = `running-${randomBytes(6).toString("hex")}`;
@@ -443,18 +478,23 @@ export class WorkspaceManager {
     let out: Awaited<ReturnType<Engine["exec"]>>;
     // An image's Env and User apply; its WorkingDir does not: workspaces work in /workspace.
     const runtime = await this.d.envs.runtimeConfig(rec.environment);
+    // Every byte is redacted before the recorder logs it or a face sees it.
+    const sinks = redactingSinks(secrets, recorder);
     try {
       out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
-        argv: toArgv(input.command),
+        argv: withSecretEnv(toArgv(input.command), secretEnv),
         cwd: WORKSPACE_ROOT,
         ...(Object.keys(runtime.env).length ? { env: runtime.env } : {}),
         ...userOf(runtime),
         timeoutMs: input.timeout_seconds * 1000,
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...streamInto(recorder),
+        onStdout: sinks.onStdout,
+        onStderr: sinks.onStderr,
       });
     } catch (e) {
-      const pe = toPyroError(e);
+      sinks.flush();
+      const pe = redactError(secrets, toPyroError(e)) as PyroError;
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
       // An interrupted command still ran (and may have changed files): the history says so,
       // with the output it had produced.
@@ -481,6 +521,8 @@ export class WorkspaceManager {
       }
       throw pe;
     }
+    sinks.flush();
+    out = redactOutcome(secrets, out);
     finishRecording(recorder, out);
     const { sequence, duration_ms } = await this.appendLog(
       rec.workspace_id,
@@ -633,7 +675,66 @@ export class WorkspaceManager {
       env: runtime.env,
       ...userOf(runtime),
       cacheDir: this.d.paths.cacheDir,
+      secretNames: (rec.secrets ?? []).map((s) => s.name),
+      secretValues: () => this.secretValues(rec.workspace_id),
     };
+  }
+
+  /**
+   * The workspace's secret values, for redaction: [] when it has none or its sandbox is not
+   * running (the values died with it). Read back from the sandbox once per process (one exec)
+   * and kept in this process's memory only. Throws when the guest changed them (fail closed).
+   */
+  async secretValues(recOrId: WorkspaceRecord | string): Promise<SecretValue[]> {
+    const rec = typeof recOrId === "string" ? await this.records.load(checkId("ws", recOrId)) : recOrId;
+    if (!rec.secrets?.length || rec.state !== "running" || !rec.handle) return [];
+    const cached = secretValuesCache.get(rec.workspace_id);
+    if (cached) return cached;
+    const values = await readSecrets(
+      this.engineFor(rec),
+      asHandle(rec.handle),
+      rec.secrets,
+      rec.workspace_id,
+    );
+    secretValuesCache.set(rec.workspace_id, values);
+    return values;
+  }
+
+  /**
+   * Captures the values before the sandbox goes away (stop, reset, snapshot restore):
+   * hand them to `materialiseSecrets` once the new sandbox runs. In memory only.
+   */
+  async captureSecrets(id: string): Promise<SecretValue[]> {
+    return this.secretValues(id);
+  }
+
+  /**
+   * Writes the workspace's secrets into its (new) sandbox under /run/pyro-secrets: for
+   * stop/start, reset and restore. `values` are those `captureSecrets` returned in the same
+   * process; without them, secrets given as a file or variable are read again, and one given
+   * as a literal value is an error naming it (pyro never stored it).
+   */
+  async materialiseSecrets(id: string, values?: readonly SecretValue[]): Promise<void> {
+    const rec = await this.records.load(checkId("ws", id));
+    if (!rec.secrets?.length) return;
+    if (!rec.handle)
+      throw new PyroError("invalid_state", `workspace ${id} has no sandbox to write secrets into`);
+    const out: SecretValue[] = [];
+    for (const m of rec.secrets) {
+      const v =
+        values?.find((x) => x.name === m.name)?.value ?? (await rereadSource(m.name, m.source, this.d.env));
+      out.push({ name: m.name, value: v });
+    }
+    const runtime = await this.d.envs.runtimeConfig(rec.environment);
+    await writeSecrets(this.engineFor(rec), asHandle(rec.handle), out, userOf(runtime).user);
+    // Sizes may differ when a file was re-read.
+    await this.records.update(id, (r) => {
+      r.secrets = (r.secrets ?? []).map((m) => ({
+        ...m,
+        bytes: out.find((x) => x.name === m.name)!.value.length,
+      }));
+    });
+    secretValuesCache.set(id, out);
   }
 
   /** Hands the record's expiry to the engine, which enforces it with no pyro process alive. */
@@ -764,6 +865,7 @@ export class WorkspaceManager {
       await this.removeSandbox(id, e);
       await removeWorkspaceDir(dir);
     });
+    secretValuesCache.delete(id);
     await this.records.removeLock(id);
     return { workspace_id: id, deleted: true };
   }
@@ -863,6 +965,7 @@ export class WorkspaceManager {
         origin_commit: null,
         origin_url: null,
       },
+      secrets: [],
     };
   }
 
@@ -887,6 +990,7 @@ export class WorkspaceManager {
       command_count: r.command_count,
       last_command: r.last_command,
       workspace_seed: seedView(r.workspace_seed),
+      secrets: (r.secrets ?? []).map((s) => ({ name: s.name, bytes: s.bytes })),
     };
   }
 }

@@ -6,6 +6,9 @@ import { PyroError } from "../errors.js";
 import type * as S from "../operations/session-schemas.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { nowIso } from "../runtime/context.js";
+import { withSecretEnv } from "../secrets/guest.js";
+import { redactText } from "../secrets/redactor.js";
+import { parseSecretEnv, SECRETS_DIR } from "../secrets/spec.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
 import { unwrap, waitStarted } from "./shells.js";
@@ -112,6 +115,7 @@ export class ServiceManager {
         "e.g. http://127.0.0.1:8000/ (https is not probed; HOST numeric or localhost)",
       );
     const { ws, host } = await this.attach(input.workspace_id);
+    const secretEnv = parseSecretEnv(input.secret_env ?? [], ws.secretNames, ws.workspaceId);
     const dir = host.files(`services/${name}`);
     // Under a lock per name: two processes starting the same name cannot both pass the check.
     const { meta, probe, t0 } = await withLock(this.metaPath(ws, name), async () => {
@@ -129,7 +133,7 @@ export class ServiceManager {
       const probe = probeFor(input, host.init);
       const meta: ServiceMeta = {
         name,
-        command: displayCommand(input.command),
+        command: redactText(await ws.secretValues(), displayCommand(input.command)),
         cwd: input.cwd,
         readiness: probe?.label ?? null,
         started_at: nowIso(),
@@ -151,8 +155,10 @@ export class ServiceManager {
           dir.guest,
           "--ring-bytes",
           String(RING_BYTES),
+          // The supervisor redacts secret values before they reach the ring (a host directory).
+          ...(ws.secretNames.length ? ["--redact-dir", SECRETS_DIR] : []),
           "--",
-          ...unwrap(toArgv(input.command)),
+          ...withSecretEnv(unwrap(toArgv(input.command)), secretEnv),
         ],
         input.cwd,
       );

@@ -6,6 +6,9 @@ import { PyroError } from "../errors.js";
 import type * as S from "../operations/session-schemas.js";
 import { displayCommand, EXEC_WRAPPER, toArgv } from "../runtime/command.js";
 import { nowIso } from "../runtime/context.js";
+import { withSecretEnv } from "../secrets/guest.js";
+import { redactText } from "../secrets/redactor.js";
+import { parseSecretEnv, SECRETS_DIR } from "../secrets/spec.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
 import { plainText, RING_BYTES, type SupervisorFiles, sleep, utf8Boundary } from "./supervised.js";
@@ -75,10 +78,17 @@ export class ShellManager {
   async open(input: z.infer<typeof S.ShellOpenInput>): Promise<ShellInfo> {
     const { ws, host } = await this.attach(input.workspace_id);
     const shellId = `sh_${randomBytes(6).toString("hex")}`;
-    const argv = input.command === undefined ? DEFAULT_SHELL : unwrap(toArgv(input.command));
+    const secretEnv = parseSecretEnv(input.secret_env ?? [], ws.secretNames, ws.workspaceId);
+    const argv = withSecretEnv(
+      input.command === undefined ? DEFAULT_SHELL : unwrap(toArgv(input.command)),
+      secretEnv,
+    );
     const meta: ShellMeta = {
       shell_id: shellId,
-      command: input.command === undefined ? "bash -i" : displayCommand(input.command),
+      command:
+        input.command === undefined
+          ? "bash -i"
+          : redactText(await ws.secretValues(), displayCommand(input.command)),
       cwd: input.cwd,
       cols: input.cols,
       rows: input.rows,
@@ -100,6 +110,8 @@ export class ShellManager {
           String(input.rows),
           "--ring-bytes",
           String(RING_BYTES),
+          // The supervisor redacts secret values before they reach the ring (a host directory).
+          ...(ws.secretNames.length ? ["--redact-dir", SECRETS_DIR] : []),
           "--",
           ...argv,
         ],
