@@ -87,3 +87,45 @@ export async function redactOperation<T>(
   }
   return redactDeep(await ws.secretValues(id), result);
 }
+
+/**
+ * Like redactingSinks, for values still being read back from the sandbox: the read-back exec
+ * runs beside the command instead of before it (its ~30-80 ms hidden behind the command's
+ * start), and chunks that arrive first wait in memory. If the values cannot be read, nothing
+ * that waited is ever released (fail closed) and `done` throws.
+ */
+export function deferredRedactingSinks(
+  values: Promise<SecretValue[]>,
+  to: Sinks,
+): Sinks & { done(): Promise<SecretValue[]> } {
+  let inner: (Sinks & { flush(): void }) | undefined;
+  let failed = false;
+  const queue: [boolean, Buffer][] = [];
+  const ready = values.then(
+    (v) => {
+      inner = redactingSinks(v, to);
+      for (const [err, c] of queue) (err ? inner.onStderr : inner.onStdout)(c);
+      queue.length = 0;
+      return v;
+    },
+    (e: unknown) => {
+      failed = true;
+      queue.length = 0;
+      throw e;
+    },
+  );
+  ready.catch(() => undefined);
+  const sink = (err: boolean) => (c: Buffer) => {
+    if (inner) (err ? inner.onStderr : inner.onStdout)(c);
+    else if (!failed) queue.push([err, Buffer.from(c)]);
+  };
+  return {
+    onStdout: sink(false),
+    onStderr: sink(true),
+    async done() {
+      const v = await ready;
+      inner!.flush();
+      return v;
+    },
+  };
+}

@@ -42,7 +42,7 @@ import {
 } from "../runtime/sandbox-record.js";
 import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
 import { SecretRecordSchema, secretValuesCache } from "../secrets/keeper.js";
-import { redactError, redactingSinks, redactOutcome } from "../secrets/redact-op.js";
+import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
 import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
@@ -457,14 +457,16 @@ export class WorkspaceManager {
     if (Date.parse(rec.expires_at) < deadline + rec.ttl_seconds * 1000 && !this.capped(rec))
       rec = await this.touch(rec.workspace_id, deadline);
     const started_at = nowIso();
-    // The values, for redaction and secret_env; the command as typed may hold one too.
-    const secrets = await this.secretValues(rec);
+    // The values, for redaction, are read back beside the command (see deferredRedactingSinks).
+    const secretsRead = rec.secrets?.length ? this.secretValues(rec) : Promise.resolve([]);
     const secretEnv = parseSecretEnv(
       input.secret_env ?? [],
       (rec.secrets ?? []).map((s) => s.name),
       rec.workspace_id,
     );
-    const command = redactText(secrets, displayCommand(input.command));
+    // The command as typed may hold a value too; redacted once the values are known.
+    let command = displayCommand(input.command);
+    let secrets: SecretValue[] = [];
     const commandsDir = join(this.dir(rec.workspace_id), "commands");
     await mkdir(commandsDir, { recursive: true });
     const running = `running-${randomBytes(6).toString("hex")}`;
@@ -479,7 +481,7 @@ export class WorkspaceManager {
     // An image's Env and User apply; its WorkingDir does not: workspaces work in /workspace.
     const runtime = await this.d.envs.runtimeConfig(rec.environment);
     // Every byte is redacted before the recorder logs it or a face sees it.
-    const sinks = redactingSinks(secrets, recorder);
+    const sinks = deferredRedactingSinks(secretsRead, recorder);
     try {
       out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
         argv: withSecretEnv(toArgv(input.command), secretEnv),
@@ -493,7 +495,8 @@ export class WorkspaceManager {
         onStderr: sinks.onStderr,
       });
     } catch (e) {
-      sinks.flush();
+      secrets = await sinks.done().catch(() => []);
+      command = redactText(secrets, command);
       const pe = redactError(secrets, toPyroError(e)) as PyroError;
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
       // An interrupted command still ran (and may have changed files): the history says so,
@@ -521,7 +524,16 @@ export class WorkspaceManager {
       }
       throw pe;
     }
-    sinks.flush();
+    try {
+      secrets = await sinks.done();
+    } catch (e) {
+      // The command ran, but its output cannot be redacted: none of it is kept or shown.
+      recorder.close();
+      for (const s of ["stdout", "stderr"] as const)
+        await rm(workspaceOutputPath(commandsDir, running, s), { force: true });
+      throw e;
+    }
+    command = redactText(secrets, command);
     out = redactOutcome(secrets, out);
     finishRecording(recorder, out);
     const { sequence, duration_ms } = await this.appendLog(
