@@ -351,10 +351,10 @@ static void rd_load(const char *dir) {
     while (n < sizeof buf && (r = read(fd, buf + n, sizeof buf - n)) > 0) n += (size_t)r;
     close(fd);
     if (n > RD_MAX_BYTES) continue;
-    rd_add(e->d_name, buf, n);
+    /* Without trailing newlines, as the host does (see patternsOf). */
     size_t t = n;
     while (t > 0 && (buf[t - 1] == '\n' || buf[t - 1] == '\r')) t--;
-    if (t < n) rd_add(e->d_name, buf, t);
+    rd_add(e->d_name, buf, t >= RD_MIN_BYTES ? t : n);
   }
   closedir(d);
   qsort(rd, (size_t)rd_count, sizeof rd[0], rd_longer_first);

@@ -27,7 +27,12 @@ interface Pattern {
   bytes: Buffer;
 }
 
-/** The patterns for a set of secrets: each value, and the value without its trailing newline(s). */
+/**
+ * The patterns for a set of secrets. A value that ends in newlines (a file written by
+ * `echo token > f`) is looked for without them: a program printing the token (or `$(cat f)`)
+ * leaves them out, and where they are printed they stay visible (a newline is no secret), so
+ * output keeps its lines.
+ */
 export function patternsOf(secrets: readonly SecretValue[]): Pattern[] {
   const out: Pattern[] = [];
   const seen = new Set<string>();
@@ -39,12 +44,9 @@ export function patternsOf(secrets: readonly SecretValue[]): Pattern[] {
     out.push({ name, bytes });
   };
   for (const s of secrets) {
-    add(s.name, s.value);
-    // A file written by `echo token > f` ends in a newline that a program printing the
-    // token (or `$(cat f)`) leaves out: the trimmed value is a secret too.
     let end = s.value.length;
     while (end > 0 && (s.value[end - 1] === 0x0a || s.value[end - 1] === 0x0d)) end--;
-    if (end < s.value.length) add(s.name, s.value.subarray(0, end));
+    add(s.name, end >= MIN_SECRET_BYTES ? s.value.subarray(0, end) : s.value);
   }
   // Longest first: at one position the longest value wins.
   return out.sort((a, b) => b.bytes.length - a.bytes.length);

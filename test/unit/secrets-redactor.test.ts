@@ -81,11 +81,13 @@ test("binary output and binary values", () => {
   assert.deepEqual(redactBytes([S("BIN", value)], input), want);
 });
 
-test("a value with a trailing newline is also caught without it", () => {
+test("a value with a trailing newline is caught without it, and the newline stays", () => {
   const secrets = [S("TOKEN", "from-a-file\n")];
   assert.equal(redactText(secrets, "x=from-a-file;"), "x=[REDACTED:TOKEN];");
-  assert.equal(redactText(secrets, "from-a-file\nnext"), "[REDACTED:TOKEN]next");
-  assert.equal(patternsOf(secrets).length, 2);
+  assert.equal(redactText(secrets, "from-a-file\nnext"), "[REDACTED:TOKEN]\nnext");
+  assert.equal(patternsOf(secrets).length, 1);
+  // A short value padded by its newline is kept whole.
+  assert.equal(redactText([S("P", "abc\n")], "abc\n"), "[REDACTED:P]");
 });
 
 test("short values are not patterns (they are refused at create)", () => {
