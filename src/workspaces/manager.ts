@@ -698,8 +698,15 @@ export class WorkspaceManager {
    * and kept in this process's memory only. Throws when the guest changed them (fail closed).
    */
   async secretValues(recOrId: WorkspaceRecord | string): Promise<SecretValue[]> {
-    const rec = typeof recOrId === "string" ? await this.records.load(checkId("ws", recOrId)) : recOrId;
-    if (!rec.secrets?.length || rec.state !== "running" || !rec.handle) return [];
+    // A missing or damaged record has no sandbox whose output could hold a value.
+    const rec =
+      typeof recOrId === "string"
+        ? await Promise.resolve()
+            .then(() => this.records.read(checkId("ws", recOrId)))
+            .then((e) => e.rec)
+            .catch(() => undefined)
+        : recOrId;
+    if (!rec?.secrets?.length || rec.state !== "running" || !rec.handle) return [];
     const cached = secretValuesCache.get(rec.workspace_id);
     if (cached) return cached;
     const values = await readSecrets(
