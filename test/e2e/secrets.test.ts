@@ -45,6 +45,8 @@ function assertNone(text: string, values: string[], where: string): void {
 }
 
 const PRINT = 'cat /run/pyro-secrets/TOKEN; echo; echo "$TOKEN"';
+/** grepState reads every file, the workspace's sparse disk image too: keep it small. */
+const SMALL_DISK = ["--disk-mib", "64"];
 
 test("CLI: create with all three sources, exec/logs/output read/shell/service/file/diff/errors redacted, 0400, state dir clean", async (t) => {
   await withGvisorState(t, async (c) => {
@@ -60,6 +62,7 @@ test("CLI: create with all three sources, exec/logs/output read/shell/service/fi
           "workspace",
           "create",
           "debian:12",
+          ...SMALL_DISK,
           "--secret",
           `TOKEN=${token}`,
           "--secret-file",
@@ -220,9 +223,12 @@ test("CLI: create with all three sources, exec/logs/output read/shell/service/fi
         assert.notEqual(err.code, 0);
         assert.match(err.json.error.message, /REDACTED:TOKEN/);
         assertNone(JSON.stringify(err.json) + err.stderr, values, "an error");
-        // The guest's own copy under /workspace is the user's data on the host's disk; remove it
-        // so what is left is what pyro wrote.
-        await runCli(["workspace", "exec", ws, "--", "rm", "/workspace/leak.txt"], { env });
+        // The guest's own copy under /workspace is the user's data on the host's disk (the
+        // workspace's disk image): overwritten in place and removed, so what is left is what
+        // pyro wrote.
+        await runCli(["workspace", "exec", ws, "--", "sh", "-c", "shred -u -z /workspace/leak.txt && sync"], {
+          env,
+        });
 
         // Nothing pyro keeps holds a value: records, command logs, output files, rings.
         assert.deepEqual(grepState(c.stateDir, values), [], "the state dir holds a secret value");
@@ -284,6 +290,7 @@ test("SDK: streamed chunks never carry a value, even split across chunks; secret
     const pyro = new Pyro({ env: c.env });
     const ws = await pyro.createWorkspace({
       environment: "debian:12",
+      diskMib: 64,
       secrets: [{ name: "TOKEN", value: token }],
     });
     try {
@@ -318,6 +325,53 @@ test("SDK: streamed chunks never carry a value, even split across chunks; secret
     } finally {
       await ws.delete();
     }
+  });
+});
+
+test("re-materialise (what stop/start and reset call): captured values, re-read sources, literal values refused", async (t) => {
+  await withGvisorState(t, async (c) => {
+    const literal = fresh("lit");
+    const fromEnv = fresh("env");
+    const pyro = new Pyro({ env: { ...c.env, RE_VAR: fromEnv } });
+    const ws = await pyro.createWorkspace({
+      environment: "debian:12",
+      diskMib: 64,
+      secrets: [
+        { name: "LIT", value: literal },
+        { name: "VAR", fromEnv: "RE_VAR" },
+      ],
+    });
+    try {
+      const cat = "cat /run/pyro-secrets/LIT /run/pyro-secrets/VAR";
+      const m = pyro.runtime.workspaces;
+      const captured = await m.captureSecrets(ws.id);
+      assert.deepEqual(
+        captured.map((s) => [s.name, s.value.toString()]),
+        [
+          ["LIT", literal],
+          ["VAR", fromEnv],
+        ],
+      );
+      // A new sandbox has no /run/pyro-secrets: wiping it stands in for one.
+      await ws.exec("rm -rf /run/pyro-secrets");
+      assert.notEqual((await ws.exec(cat)).exit_code, 0);
+      await m.materialiseSecrets(ws.id, captured);
+      const back = await ws.exec(`${cat}; stat -c %a /run/pyro-secrets/LIT`);
+      assert.equal(back.stdout, "[REDACTED:LIT][REDACTED:VAR]400\n");
+      // Another process, nothing captured: the variable is read again, the literal cannot be.
+      await ws.exec("rm -rf /run/pyro-secrets");
+      await assert.rejects(
+        () => m.materialiseSecrets(ws.id),
+        (e: unknown) =>
+          e instanceof PyroError &&
+          e.code === "invalid_state" &&
+          /secret LIT was given as a literal value/.test(e.message),
+      );
+      assertNone(JSON.stringify(await ws.refresh()), [literal, fromEnv], "status");
+    } finally {
+      await ws.delete();
+    }
+    assert.deepEqual(grepState(c.stateDir, [literal, fromEnv]), []);
   });
 });
 
@@ -376,7 +430,8 @@ test("MCP: names only (operator's --secret-env), values refused unless --allow-s
       assert.match(hostFile.content![0]!.text, /may not name a host file/);
 
       const ws = String(
-        (await call("workspace_create", { secrets: [{ name: "TOKEN" }] })).structuredContent!.workspace_id,
+        (await call("workspace_create", { disk_mib: 64, secrets: [{ name: "TOKEN" }] })).structuredContent!
+          .workspace_id,
       );
       try {
         const r = await call("workspace_exec", { workspace_id: ws, command: PRINT, secret_env: ["TOKEN"] });
@@ -406,7 +461,7 @@ test("MCP: names only (operator's --secret-env), values refused unless --allow-s
     const allowed = await mcpClient(c, ["--allow-secret-values"], {});
     try {
       const ws = String(
-        (await allowed.call("workspace_create", { secrets: [{ name: "GIVEN", value: given }] }))
+        (await allowed.call("workspace_create", { disk_mib: 64, secrets: [{ name: "GIVEN", value: given }] }))
           .structuredContent!.workspace_id,
       );
       try {
