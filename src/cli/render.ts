@@ -67,6 +67,15 @@ function workspaceStatus(r: Any): string {
         ? `#${r.last_command.sequence} ${r.last_command.command} → exit ${r.last_command.exit_code}`
         : "-",
     ],
+    // Names and sizes only: values stay in the sandbox (/run/pyro-secrets).
+    ...(r.secrets?.length
+      ? [
+          ["secrets", r.secrets.map((x: Any) => `${x.name} (${bytes(x.bytes)})`).join(", ")] as [
+            string,
+            string,
+          ],
+        ]
+      : []),
   ]);
 }
 
