@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import * as z from "zod";
@@ -94,10 +95,14 @@ export function secretPolicy(o: OperatorSecrets, allowValues: boolean, cwd = pro
         `secret ${s.name} is configured twice`,
         "name each secret once",
       );
-    catalog.set(
-      s.name,
-      s.file_path !== undefined ? { file_path: resolvePath(cwd, s.file_path) } : { from_env: s.from_env! },
-    );
+    const file = s.file_path !== undefined ? resolvePath(cwd, s.file_path) : undefined;
+    if (file !== undefined && !statSync(file, { throwIfNoEntry: false })?.isFile())
+      throw new PyroError(
+        "invalid_argument",
+        `--secret-file ${s.name}: ${file} is not a file`,
+        "pass an existing file (read again at each workspace_create)",
+      );
+    catalog.set(s.name, file !== undefined ? { file_path: file } : { from_env: s.from_env! });
   }
   return { catalog, allowValues };
 }
