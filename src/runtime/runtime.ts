@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
+import { WarmPool } from "../pool/pool.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
 import type { CallContext, RuntimeDeps } from "./context.js";
 import { ensurePrivateDir } from "./private-dir.js";
@@ -29,7 +30,7 @@ export class Runtime {
   private readonly deps: RuntimeDeps;
   private lastReap = 0;
   private reaping: Promise<unknown> | undefined;
-  private readonly env: NodeJS.ProcessEnv;
+  readonly env: NodeJS.ProcessEnv;
   private readonly detachedReap: readonly string[] | undefined;
 
   constructor(opts: RuntimeOptions = {}) {
@@ -60,13 +61,16 @@ export class Runtime {
   }
 
   /**
-   * Expired sandboxes are reaped by some later call (no daemon needed): at most once per
-   * interval for the whole state dir, and never on the calling operation's path
-   * (runtime/reap-schedule.ts).
+   * Expired sandboxes are reaped by later calls (no daemon needed). Workspaces, which can be
+   * hundreds, and the warm pool's stale sandboxes: at most once per interval for the whole
+   * state dir, and never on the calling operation's path (runtime/reap-schedule.ts).
    */
   async reapIfDue(): Promise<void> {
     if (Date.now() - this.lastReap < 5_000) return;
     this.lastReap = Date.now();
+    // VMs on every call: their directory holds only live one-shot runs and vm_create VMs (a
+    // few), and a run whose pyro was killed is cleaned up by the very next call.
+    await this.vms.reap().catch(() => undefined);
     if (!(await claimReap(this.paths.stateDir, reapIntervalMs(this.env)).catch(() => false))) return;
     if (this.detachedReap) spawnDetached(this.detachedReap, this.env);
     else {
@@ -82,6 +86,9 @@ export class Runtime {
     // A background reap in flight would take records from under this one's result.
     await this.reaping;
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
+    // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process, of keys
+    // no longer configured) go too; nothing new is started here.
+    await new WarmPool(this.paths, this.envs, this.env).fill({ create: false }).catch(() => undefined);
     return { reaped_vms, reaped_workspaces };
   }
 
