@@ -59,7 +59,7 @@ export const POOL_OPERATIONS = [
     name: "pool_fill",
     sdk: "fillPool",
     title: "Top the warm pool up",
-    description: `Remove stale pool sandboxes and start new ones until every configured key has PYRO_POOL_SIZE ready (what runs detached after each claim). busy: another process was filling. ${POOL_ENV}`,
+    description: `Remove stale pool sandboxes and start new ones until every configured key has PYRO_POOL_SIZE ready (what runs detached after each claim). busy: another process held the pool for 30 s. ${POOL_ENV}`,
     input: EmptyInput,
     result: PoolFillResult,
     mcp: false,

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
+import { PyroError } from "../errors.js";
 import { newId } from "../ids.js";
 import type { PyroPaths } from "../paths.js";
 import { engineByName } from "../runtime/engine-select.js";
@@ -157,10 +158,13 @@ export class WarmPool {
 
   /**
    * Under the fill lock: removes what is stale, then creates sandboxes until every configured
-   * key has `size` ready. Returns undefined when another process holds the lock.
+   * key has `size` ready. Waits up to `waitMs` for another filler or cleaner to finish (then it
+   * finds the pool full and has little left to do); undefined if that did not happen in time.
    */
-  async fill(opts: { create?: boolean } = {}): Promise<{ created: number; destroyed: number } | undefined> {
-    return this.locked(async () => {
+  async fill(
+    opts: { create?: boolean; waitMs?: number } = {},
+  ): Promise<{ created: number; destroyed: number } | undefined> {
+    return this.waitLocked(opts.waitMs ?? 30_000, async () => {
       const destroyed = await this.clean(false);
       let created = 0;
       if (opts.create !== false && this.config.size > 0)
@@ -176,17 +180,27 @@ export class WarmPool {
   }
 
   /** Destroys every sandbox the pool holds (claims of live processes finish first, then go). */
-  async drain(timeoutMs = 30_000): Promise<{ destroyed: number; in_use: number }> {
+  async drain(timeoutMs = 60_000): Promise<{ destroyed: number; in_use: number }> {
+    const r = await this.waitLocked(timeoutMs, async () => {
+      const destroyed = await this.clean(true);
+      const in_use = (await this.entries()).filter((e) => e.where === "claimed").length;
+      if (in_use === 0) await rm(this.root, { recursive: true, force: true });
+      return { destroyed, in_use };
+    });
+    if (!r)
+      throw new PyroError(
+        "invalid_state",
+        `another pyro process held the pool's lock (${join(this.root, "fill.lock")}) for ${timeoutMs / 1000} s`,
+        "try again; if no pyro process is running, remove that file",
+      );
+    return r;
+  }
+
+  private async waitLocked<T>(timeoutMs: number, fn: () => Promise<T>): Promise<T | undefined> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const r = await this.locked(async () => {
-        const destroyed = await this.clean(true);
-        const in_use = (await this.entries()).filter((e) => e.where === "claimed").length;
-        if (in_use === 0) await rm(this.root, { recursive: true, force: true });
-        return { destroyed, in_use };
-      });
-      if (r) return r;
-      if (Date.now() > until) return { destroyed: 0, in_use: -1 };
+      const r = await this.locked(fn);
+      if (r !== undefined || Date.now() > until) return r;
       await new Promise((res) => setTimeout(res, 200));
     }
   }

@@ -88,7 +88,9 @@ export class Runtime {
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
     // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process, of keys
     // no longer configured) go too; nothing new is started here.
-    await new WarmPool(this.paths, this.envs, this.env).fill({ create: false }).catch(() => undefined);
+    await new WarmPool(this.paths, this.envs, this.env)
+      .fill({ create: false, waitMs: 0 })
+      .catch(() => undefined);
     return { reaped_vms, reaped_workspaces };
   }
 

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { CLI, REPO, runCli, runCliJson, runscList, withGvisorState } from "./../helpers.js";
+import { CLI, REPO, runCli, runCliJson, runscList, type TestState, withGvisorState } from "./../helpers.js";
 
 /**
  * The warm pool (src/pool/) against real gVisor sandboxes: claims are exclusive, a claimer
@@ -13,6 +13,16 @@ import { CLI, REPO, runCli, runCliJson, runscList, withGvisorState } from "./../
  * detached filler races their assertions.
  */
 const POOL = { PYRO_POOL_SIZE: "3", PYRO_POOL_TOPUP: "0", PYRO_QUIET: "1" };
+/** Drains the pool even when the test fails, before the state dir (and its runsc root) goes. */
+function guarded(fn: (c: TestState) => Promise<void>): (c: TestState) => Promise<void> {
+  return async (c) => {
+    try {
+      await fn(c);
+    } finally {
+      await runCli(["pool", "drain"], { env: c.env });
+    }
+  };
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function poolIds(stateDir: string, where: "ready" | "claimed" | "used"): Promise<string[]> {
@@ -37,7 +47,7 @@ async function sandboxProcesses(id: string): Promise<number[]> {
 test("concurrent runs never share a pooled sandbox; drain leaves no sandbox and no record", async (t) => {
   await withGvisorState(
     t,
-    async ({ env, stateDir }) => {
+    guarded(async ({ env, stateDir }) => {
       const fill = await runCliJson<{ created: number; busy: boolean }>(["pool", "fill", "--json"], { env });
       assert.equal(fill.code, 0, fill.stderr);
       assert.equal(fill.json.created, 3);
@@ -75,7 +85,7 @@ test("concurrent runs never share a pooled sandbox; drain leaves no sandbox and 
       assert.equal(existsSync(join(stateDir, "pool")), false, "no pool records left");
       assert.deepEqual(await runscList(stateDir), [], "no sandbox left");
       for (const id of pooled) assert.deepEqual(await sandboxProcesses(id), []);
-    },
+    }),
     POOL,
   );
 });
@@ -83,7 +93,7 @@ test("concurrent runs never share a pooled sandbox; drain leaves no sandbox and 
 test("kill -9 of the process holding a claim: the sandbox stops itself by the command's deadline", async (t) => {
   await withGvisorState(
     t,
-    async ({ env, stateDir }) => {
+    guarded(async ({ env, stateDir }) => {
       const fill = await runCli(["pool", "fill"], { env: { ...env, PYRO_POOL_SIZE: "1" } });
       assert.equal(fill.code, 0, fill.stderr);
       const [id] = await poolIds(stateDir, "ready");
@@ -115,7 +125,7 @@ test("kill -9 of the process holding a claim: the sandbox stops itself by the co
       assert.deepEqual(await runscList(stateDir), []);
       assert.equal((await runCli(["pool", "drain"], { env })).code, 0);
       assert.equal(existsSync(join(stateDir, "pool")), false);
-    },
+    }),
     POOL,
   );
 });
