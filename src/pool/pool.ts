@@ -162,10 +162,10 @@ export class WarmPool {
    * finds the pool full and has little left to do); undefined if that did not happen in time.
    */
   async fill(
-    opts: { create?: boolean; waitMs?: number } = {},
+    opts: { create?: boolean; waitMs?: number; keepUnconfigured?: boolean } = {},
   ): Promise<{ created: number; destroyed: number } | undefined> {
     return this.waitLocked(opts.waitMs ?? 30_000, async () => {
-      const destroyed = await this.clean(false);
+      const destroyed = await this.clean(false, opts.keepUnconfigured === true);
       let created = 0;
       if (opts.create !== false && this.config.size > 0)
         for (const key of this.config.keys) {
@@ -300,8 +300,10 @@ export class WarmPool {
    * Destroys used sandboxes, claims whose process died (or whose deadline is long past),
    * ready sandboxes that are dead, near their idle expiry or of a key no longer configured
    * (`all`: every ready one), and sandbox directories no entry names (a fill killed mid-create).
+   * `keepUnconfigured`: the periodic reap's clean, run by any process whatever its own
+   * PYRO_POOL_* settings, leaves other settings' ready sandboxes alone (they expire on their own).
    */
-  private async clean(all: boolean): Promise<number> {
+  private async clean(all: boolean, keepUnconfigured = false): Promise<number> {
     const configured = new Set(this.config.size > 0 ? this.config.keys.map(poolKeyId) : []);
     const doomed: { id: string; path: string }[] = [];
     const known = new Set<string>();
@@ -318,7 +320,7 @@ export class WarmPool {
           all ||
           !entry ||
           !e.key ||
-          !configured.has(poolKeyId(e.key)) ||
+          (!keepUnconfigured && !configured.has(poolKeyId(e.key))) ||
           Date.parse(entry.idle_expires_at) < now + CLAIM_MARGIN_MS * 3 ||
           !pidAlive(entry.handle?.data.pid as number | undefined);
       }
@@ -347,7 +349,7 @@ export class WarmPool {
     );
     // Key directories with nothing left in them.
     for (const kd of await readdir(this.root).catch(() => [] as string[])) {
-      if (!/^[0-9a-f]{16}$/.test(kd) || configured.has(kd)) continue;
+      if (!/^[0-9a-f]{16}$/.test(kd) || configured.has(kd) || keepUnconfigured) continue;
       const left = (
         await Promise.all(
           ["ready", "claimed", "used"].map((w) => readdir(join(this.root, kd, w)).catch(() => [])),

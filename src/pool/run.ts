@@ -10,6 +10,30 @@ import type { CallContext, RuntimeDeps } from "../runtime/context.js";
 import { keyFor } from "./config.js";
 import { WarmPool } from "./pool.js";
 
+/** Run fields a pooled sandbox serves as well as a fresh one (the key, and per-command ones). */
+const POOLABLE_FIELDS = new Set([
+  "environment",
+  "command",
+  "vcpu_count",
+  "mem_mib",
+  "network",
+  "timeout_seconds",
+  "ttl_seconds",
+  "allow_host_compat",
+  "max_output_bytes",
+]);
+
+/**
+ * A pooled sandbox was made with only the key's settings: a run asking for anything else (a
+ * field added later: secrets, a network policy, published ports...) gets a fresh sandbox.
+ */
+export function poolableRun(input: Record<string, unknown>): boolean {
+  for (const [k, v] of Object.entries(input))
+    if (!POOLABLE_FIELDS.has(k) && v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
+      return false;
+  return true;
+}
+
 /** The sandbox init's own deadline comes 1.5 s after the host's timer (engines/gvisor). */
 const INIT_GRACE_MS = 1_500;
 
@@ -29,6 +53,7 @@ export async function runFromPool(
   recorder: (vmId: string) => Promise<CommandRecorder>,
 ): Promise<Omit<RunResultT, "duration_ms"> | undefined> {
   if (engine.name !== "gvisor") return undefined;
+  if (!poolableRun(input)) return undefined;
   let pool: WarmPool;
   try {
     pool = new WarmPool(d.paths, d.envs, d.env);

@@ -86,10 +86,10 @@ export class Runtime {
     // A background reap in flight would take records from under this one's result.
     await this.reaping;
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
-    // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process, of keys
-    // no longer configured) go too; nothing new is started here.
+    // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process) go too;
+    // nothing new is started here.
     await new WarmPool(this.paths, this.envs, this.env)
-      .fill({ create: false, waitMs: 0 })
+      .fill({ create: false, waitMs: 0, keepUnconfigured: true })
       .catch(() => undefined);
     return { reaped_vms, reaped_workspaces };
   }
