@@ -17,7 +17,9 @@
  *   - the workspace round trip: SDK readWorkspaceFile of a 100 KiB file vs raw `runsc exec cat`
  *     of it; SDK diffWorkspace of a 1000-file text seed with 10 changes vs raw `runsc exec cat`
  *     of the whole tree (the data a diff has to account for).
- * BENCH_ONLY=roundtrip runs only the round-trip rows.
+ *   - issue 17 (bench/speed.ts): CLI start-up, CLI workspace exec, and the warm pool (CLI run
+ *     and SDK runInVm from a warm pool vs raw `runsc run`, memory per pooled sandbox).
+ * BENCH_ONLY=roundtrip runs only the round-trip rows; BENCH_ONLY=speed only issue 17's.
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -34,6 +36,7 @@ import { Pyro } from "../src/index.js";
 import { resolvePaths } from "../src/paths.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
+import { benchCliExec, benchPool, benchStartup, printSpeedRatios } from "./speed.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
@@ -110,6 +113,14 @@ async function main(): Promise<void> {
     return r;
   };
   const only = process.env.BENCH_ONLY;
+  if (only === "speed") {
+    const pool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
+    printRows(rows, N);
+    console.log("\nratios (goal):");
+    printSpeedRatios(rows, pool);
+    await rm(stateDir, { recursive: true, force: true });
+    return;
+  }
   if (only === "roundtrip") {
     await roundTrip(pyro, env, runscBin, paths, add);
     printRows(rows, N);
@@ -176,6 +187,7 @@ async function main(): Promise<void> {
   }
   for (const id of created) await pyro.deleteWorkspace(id);
 
+  const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
 
@@ -244,11 +256,27 @@ async function main(): Promise<void> {
     console.log(`  qemu restore / cold boot          ${(med[r!.name]! / med[c!.name]!).toFixed(2)}x`);
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
   printRoundTrip(rows);
+  printSpeedRatios(rows, speedPool);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
       `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,
     );
   else console.log(`  (OCI pull rows skipped: ${ociSkip})`);
+}
+
+/** Issue 17's rows (bench/speed.ts). */
+async function speedRows(
+  env: NodeJS.ProcessEnv,
+  pyro: Pyro,
+  runscBin: string,
+  paths: ReturnType<typeof resolvePaths>,
+  rawFlags: string[],
+  bundle: string,
+  add: (name: string) => Row,
+) {
+  await benchStartup(N, add);
+  await benchCliExec(N, pyro, env, runscBin, globalFlags(paths.runscRoot, false, env), add);
+  return benchPool(N, env, runscBin, (i) => [...rawFlags, "run", "--bundle", bundle, `raw-pool-${i}`], add);
 }
 
 /**

@@ -113,7 +113,9 @@ Examples:
 
 State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_HOME moves both).`,
   );
-  addOperationCommands(program, () => (runtime ??= new Runtime()), io);
+  // Reaping runs in a detached `pyro vm reap`, never on this command's path.
+  const detachedReap = [process.execPath, process.argv[1]!, "vm", "reap", "--json"];
+  addOperationCommands(program, () => (runtime ??= new Runtime({ detachedReap })), io);
   addHostCommands(program, io);
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp
@@ -161,28 +163,22 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "let models send secret values in workspace_create (off by default: models name secrets the operator offered)",
     )
     .action(async (o: ServeFlags) => {
-      const { serveStdio } = await import("../mcp/stdio.js");
-      try {
-        await serveStdio({
-          ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
-          allowHostCompat: o.allowHostCompat === true,
-          ...(o.profile ? { profile: o.profile } : {}),
-          secrets: { secretEnv: o.secretEnv ?? [], secretFiles: o.secretFile ?? [] },
-          allowSecretValues: o.allowSecretValues === true,
-          project: {
-            ...(o.projectPath ? { path: o.projectPath } : {}),
-            ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),
-            ...(o.repoRef ? { repoRef: o.repoRef } : {}),
-            includeUntracked: o.includeUntracked === true,
-            noProject: o.project === false,
-          },
-        });
-      } catch (e) {
-        // A bad --allow-path is reported like any CLI error, before serving anything.
-        reportError(io, e, false);
-        return;
-      }
-      exitCode = -1;
+      const { serveMcp } = await import("./serve.js");
+      const serving = await serveMcp(io, {
+        ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
+        allowHostCompat: o.allowHostCompat === true,
+        ...(o.profile ? { profile: o.profile } : {}),
+        secrets: { secretEnv: o.secretEnv ?? [], secretFiles: o.secretFile ?? [] },
+        allowSecretValues: o.allowSecretValues === true,
+        project: {
+          ...(o.projectPath ? { path: o.projectPath } : {}),
+          ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),
+          ...(o.repoRef ? { repoRef: o.repoRef } : {}),
+          includeUntracked: o.includeUntracked === true,
+          noProject: o.project === false,
+        },
+      });
+      if (serving) exitCode = -1;
     });
   const demo = program
     .command("demo")

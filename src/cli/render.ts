@@ -177,6 +177,26 @@ export const RENDER: Record<string, (r: Any) => string> = {
   vm_status: vmStatus,
   vm_delete: (r) => `deleted ${r.vm_id}`,
   vm_network_info: (r) => `${r.vm_id}: network ${r.network ? "on" : "off"} (mode ${r.mode})`,
+  pool_status: (r) =>
+    `pool size ${r.size} per key (PYRO_POOL_SIZE${r.size === 0 ? ": off" : ""}), idle expiry ${r.idle_seconds} s\n` +
+    (r.keys.length
+      ? table([
+          ["KEY", "READY", "IN USE", "TO DESTROY", "RSS/READY"],
+          ...r.keys.map((k: Any) => [
+            `${k.key}${k.configured ? "" : " (not configured: drained by the next fill)"}`,
+            String(k.ready),
+            String(k.in_use),
+            String(k.pending_destroy),
+            k.rss_mib_per_ready === null ? "-" : `${k.rss_mib_per_ready} MiB`,
+          ]),
+        ])
+      : "no keys"),
+  pool_fill: (r) =>
+    r.busy
+      ? "another pyro process is filling the pool"
+      : `pool filled: ${r.created} sandbox(es) started, ${r.destroyed} stale one(s) destroyed`,
+  pool_drain: (r) =>
+    `pool drained: ${r.destroyed} sandbox(es) destroyed${r.in_use > 0 ? `, ${r.in_use} still in use (destroyed by the next fill)` : ""}`,
   vm_reap_expired: (r) => `reaped ${r.reaped_vms.length} VM(s), ${r.reaped_workspaces.length} workspace(s)`,
   vm_list: (r) =>
     r.vms.length

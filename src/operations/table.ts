@@ -8,6 +8,7 @@ import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { secretsFromFlags } from "../secrets/spec.js";
 import { FILE_OPERATIONS } from "./files.js";
+import { POOL_OPERATIONS } from "./pool.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
 import { nearest } from "./suggest.js";
@@ -529,6 +530,8 @@ export const OPERATIONS = [
   ...FILE_OPERATIONS,
   // Shells and services (session-ops.ts).
   ...SESSION_OPERATIONS,
+  // The warm pool (pool.ts).
+  ...POOL_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

@@ -1,16 +1,21 @@
 import { resolve } from "node:path";
-import { runDoctor } from "../doctor/doctor.js";
-import { imageDigestFor, pruneMicrovmCache } from "../engines/qemu/prune.js";
 import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
+import { WarmPool } from "../pool/pool.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
 import type { CallContext, RuntimeDeps } from "./context.js";
 import { ensurePrivateDir } from "./private-dir.js";
+import { claimReap, reapIntervalMs, spawnDetached } from "./reap-schedule.js";
 import { VmManager } from "./vms.js";
 
 export interface RuntimeOptions {
   env?: NodeJS.ProcessEnv;
   paths?: PyroPaths;
+  /**
+   * A command that reaps in a process of its own (the CLI: `pyro vm reap`), started detached
+   * when a reap is due, so a short-lived process neither waits for it nor scans records itself.
+   */
+  detachedReap?: readonly string[];
 }
 
 /**
@@ -24,9 +29,14 @@ export class Runtime {
   readonly workspaces: WorkspaceManager;
   private readonly deps: RuntimeDeps;
   private lastReap = 0;
+  private reaping: Promise<unknown> | undefined;
+  readonly env: NodeJS.ProcessEnv;
+  private readonly detachedReap: readonly string[] | undefined;
 
   constructor(opts: RuntimeOptions = {}) {
     const env = opts.env ?? process.env;
+    this.env = env;
+    this.detachedReap = opts.detachedReap;
     this.paths = opts.paths ?? resolvePaths(env);
     this.envs = new EnvironmentStore(
       this.paths.environmentsDir,
@@ -50,15 +60,37 @@ export class Runtime {
     this.workspaces = new WorkspaceManager(this.deps);
   }
 
-  /** Expired sandboxes are reaped on the next call at the latest (no daemon needed). */
+  /**
+   * Expired sandboxes are reaped by later calls (no daemon needed). Workspaces, which can be
+   * hundreds, and the warm pool's stale sandboxes: at most once per interval for the whole
+   * state dir, and never on the calling operation's path (runtime/reap-schedule.ts).
+   */
   async reapIfDue(): Promise<void> {
     if (Date.now() - this.lastReap < 5_000) return;
     this.lastReap = Date.now();
-    await this.reapExpired().catch(() => undefined);
+    // VMs on every call: their directory holds only live one-shot runs and vm_create VMs (a
+    // few), and a run whose pyro was killed is cleaned up by the very next call.
+    await this.vms.reap().catch(() => undefined);
+    if (!(await claimReap(this.paths.stateDir, reapIntervalMs(this.env)).catch(() => false))) return;
+    if (this.detachedReap) spawnDetached(this.detachedReap, this.env);
+    else {
+      const p = this.reapExpired().catch(() => undefined);
+      this.reaping = p;
+      void p.finally(() => {
+        if (this.reaping === p) this.reaping = undefined;
+      });
+    }
   }
 
   async reapExpired(): Promise<{ reaped_vms: string[]; reaped_workspaces: string[] }> {
+    // A background reap in flight would take records from under this one's result.
+    await this.reaping;
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
+    // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process) go too;
+    // nothing new is started here.
+    await new WarmPool(this.paths, this.envs, this.env)
+      .fill({ create: false, waitMs: 0, keepUnconfigured: true })
+      .catch(() => undefined);
     return { reaped_vms, reaped_workspaces };
   }
 
@@ -68,13 +100,17 @@ export class Runtime {
    */
   async pruneEnvironments(opts: { all: boolean }): Promise<{ removed: string[]; bytes_freed: number }> {
     const envs = await this.envs.prune(opts);
+    // Loaded here, not at start-up: every CLI command would pay for the microVM engines.
+    const { imageDigestFor, pruneMicrovmCache } = await import("../engines/qemu/prune.js");
     const keep = new Set<string>();
     for (const m of await this.envs.installedManifests()) keep.add(imageDigestFor(m));
     const vm = await pruneMicrovmCache(this.paths.cacheDir, keep, opts, this.deps.env);
     return { removed: [...envs.removed, ...vm.removed], bytes_freed: envs.bytes_freed + vm.bytes_freed };
   }
 
-  doctor(ctx: CallContext = {}) {
+  async doctor(ctx: CallContext = {}) {
+    // The doctor probes every engine: loaded only for it (see pruneEnvironments).
+    const { runDoctor } = await import("../doctor/doctor.js");
     return runDoctor(this.paths, this.envs, this.deps.env, ctx.onProgress);
   }
 

@@ -17,6 +17,7 @@ import { ExecutionModeSchema } from "../operations/schemas.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
+import { runFromPool } from "../pool/run.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { displayCommand, toArgv } from "./command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
@@ -92,6 +93,11 @@ export class VmManager {
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
     });
     await this.d.privateState();
+    // A warm sandbox from the pool, when one is kept for these settings (src/pool/).
+    const pooled = await runFromPool(this.d, engine, env, input, ctx, (id) =>
+      this.recorder(id, input.max_output_bytes, ctx),
+    );
+    if (pooled) return { ...pooled, duration_ms: Math.round(performance.now() - t0) };
     const vm_id = newId("vm");
     const sandboxDir = this.dir(vm_id);
     await mkdir(sandboxDir, { recursive: true, mode: 0o700 });

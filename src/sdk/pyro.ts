@@ -3,6 +3,7 @@ import { PyroError } from "../errors.js";
 import type * as F from "../operations/files.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
+import type * as P from "../operations/pool.js";
 import type * as S from "../operations/schemas.js";
 import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
@@ -270,6 +271,17 @@ export class Pyro {
   }
   reapExpired(): Promise<ReapResult> {
     return this.#method("vm_reap_expired");
+  }
+
+  // ---- the warm pool (configured by PYRO_POOL_SIZE / PYRO_POOL_KEYS / PYRO_POOL_IDLE_SECONDS) ----
+  poolStatus(): Promise<z.infer<typeof P.PoolStatusResult>> {
+    return this.#method("pool_status");
+  }
+  fillPool(): Promise<z.infer<typeof P.PoolFillResult>> {
+    return this.#method("pool_fill");
+  }
+  drainPool(): Promise<z.infer<typeof P.PoolDrainResult>> {
+    return this.#method("pool_drain");
   }
 
   // ---- workspaces ----

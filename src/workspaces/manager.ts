@@ -452,9 +452,11 @@ export class WorkspaceManager {
     const t0 = performance.now();
     let rec = await this.usable(input.workspace_id);
     // A command must not be cut short by the idle expiry (the sandbox enforces it on itself):
-    // when its deadline would pass the expiry, the expiry moves first.
+    // when its deadline (plus a margin) would pass the expiry, the expiry moves first. Only
+    // then: the record write and expiry push cost more than a tenth of a short exec, and the
+    // finished command moves the expiry anyway (appendLog).
     const deadline = Date.now() + input.timeout_seconds * 1000;
-    if (Date.parse(rec.expires_at) < deadline + rec.ttl_seconds * 1000 && !this.capped(rec))
+    if (Date.parse(rec.expires_at) < deadline + 10_000 && !this.capped(rec))
       rec = await this.touch(rec.workspace_id, deadline);
     const started_at = nowIso();
     // The values, for redaction, are read back beside the command (see deferredRedactingSinks).

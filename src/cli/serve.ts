@@ -1,0 +1,18 @@
+import { type ServeStdioOptions, serveStdio } from "../mcp/stdio.js";
+import { type CliIo, reportError } from "./commands.js";
+
+/**
+ * `pyro mcp serve`, kept apart from the other commands: the CLI bundles it separately
+ * (scripts/bundle-cli.mjs), so the MCP SDK is read and compiled only when serving. Errors are
+ * reported here, by this bundle's own error classes. Returns whether the server is running.
+ */
+export async function serveMcp(io: CliIo, opts: ServeStdioOptions): Promise<boolean> {
+  try {
+    await serveStdio(opts);
+    return true;
+  } catch (e) {
+    // A bad --allow-path is reported like any CLI error, before serving anything.
+    reportError(io, e, false);
+    return false;
+  }
+}

@@ -1,0 +1,85 @@
+import * as z from "zod";
+import { WarmPool } from "../pool/pool.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { EmptyInput } from "./schemas.js";
+import type { Operation } from "./table.js";
+
+/** The warm pool's operations (src/pool/): CLI and SDK only; a model has no use for them. */
+export const PoolKeyStatus = z.object({
+  key: z.string(),
+  environment: z.string(),
+  vcpu_count: z.number().int(),
+  mem_mib: z.number().int(),
+  network: z.boolean(),
+  configured: z.boolean(),
+  ready: z.number().int(),
+  in_use: z.number().int(),
+  pending_destroy: z.number().int(),
+  rss_mib_per_ready: z.number().nullable(),
+});
+export const PoolStatusResult = z.object({
+  size: z.number().int(),
+  idle_seconds: z.number().int(),
+  keys: z.array(PoolKeyStatus),
+});
+export const PoolFillResult = z.object({
+  created: z.number().int(),
+  destroyed: z.number().int(),
+  busy: z.boolean(),
+});
+export const PoolDrainResult = z.object({ destroyed: z.number().int(), in_use: z.number().int() });
+
+const POOL_ENV =
+  "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 0: off), " +
+  "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net], default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
+
+const poolOf = (rt: Runtime) => new WarmPool(rt.paths, rt.envs, rt.env);
+
+function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+  return o;
+}
+
+export const POOL_OPERATIONS = [
+  op({
+    name: "pool_status",
+    sdk: "poolStatus",
+    title: "Show the warm pool",
+    description: `The warm pool of pre-started gVisor sandboxes vm_run takes from: per key, how many are ready, in use and waiting to be destroyed, and the memory (RSS) of a ready one. ${POOL_ENV}`,
+    input: EmptyInput,
+    result: PoolStatusResult,
+    mcp: false,
+    readOnly: true,
+    cli: {
+      path: ["pool", "status"],
+      examples: ["pyro pool status", "PYRO_POOL_SIZE=2 pyro pool status --json"],
+    },
+    handler: (rt) => poolOf(rt).status(),
+  }),
+  op({
+    name: "pool_fill",
+    sdk: "fillPool",
+    title: "Top the warm pool up",
+    description: `Remove stale pool sandboxes and start new ones until every configured key has PYRO_POOL_SIZE ready (what runs detached after each claim). busy: another process held the pool for 30 s. ${POOL_ENV}`,
+    input: EmptyInput,
+    result: PoolFillResult,
+    mcp: false,
+    cli: { path: ["pool", "fill"], examples: ["PYRO_POOL_SIZE=2 pyro pool fill", "pyro pool fill --json"] },
+    handler: async (rt) => {
+      const r = await poolOf(rt).fill();
+      return r ? { ...r, busy: false } : { created: 0, destroyed: 0, busy: true };
+    },
+  }),
+  op({
+    name: "pool_drain",
+    sdk: "drainPool",
+    title: "Empty the warm pool",
+    description:
+      "Destroy every pooled sandbox and remove the pool's records (a sandbox in use by a running command is left to finish; in_use counts them).",
+    input: EmptyInput,
+    result: PoolDrainResult,
+    mcp: false,
+    destructive: true,
+    cli: { path: ["pool", "drain"], examples: ["pyro pool drain", "pyro pool drain --json"] },
+    handler: (rt) => poolOf(rt).drain(),
+  }),
+];

@@ -1,0 +1,123 @@
+import { createHash } from "node:crypto";
+import { PyroError } from "../errors.js";
+
+/**
+ * The warm pool's settings, from the environment (no config file: the CLI, SDK and MCP
+ * server of one user read the same variables).
+ *
+ *   PYRO_POOL_SIZE          ready sandboxes kept per key (default 0: off, see docs/architecture.md)
+ *   PYRO_POOL_KEYS          which keys, comma-separated (default `debian:12`); a key is
+ *                           `ENV[#VCPUxMEM][#net]`, e.g. `debian:12#2x2048#net`
+ *   PYRO_POOL_IDLE_SECONDS  a ready sandbox not claimed within this stops itself (default 900)
+ */
+export interface PoolKey {
+  environment: string;
+  vcpu_count: number;
+  mem_mib: number;
+  network: boolean;
+}
+
+export interface PoolConfig {
+  size: number;
+  keys: PoolKey[];
+  idleSeconds: number;
+}
+
+export const POOL_DEFAULTS = { size: 0, keys: "debian:12", idleSeconds: 900, vcpu: 1, mem: 1024 } as const;
+
+/** `debian:12`, `debian:12#2x2048`, `debian:12#net`, `debian:12#2x2048#net`. */
+export function parsePoolKey(text: string): PoolKey {
+  const [environment, ...rest] = text.trim().split("#");
+  const bad = (why: string) =>
+    new PyroError(
+      "invalid_argument",
+      `PYRO_POOL_KEYS: bad key ${JSON.stringify(text)} (${why})`,
+      "write keys as ENV[#VCPUxMEM][#net], comma-separated, e.g. debian:12,debian:12#2x2048#net",
+    );
+  if (!environment) throw bad("no environment");
+  const key: PoolKey = {
+    environment,
+    vcpu_count: POOL_DEFAULTS.vcpu,
+    mem_mib: POOL_DEFAULTS.mem,
+    network: false,
+  };
+  for (const part of rest) {
+    const m = /^(\d+)x(\d+)$/.exec(part);
+    if (m) {
+      key.vcpu_count = Number(m[1]);
+      key.mem_mib = Number(m[2]);
+    } else if (part === "net") key.network = true;
+    else throw bad(`unknown part ${JSON.stringify(part)}`);
+  }
+  if (key.vcpu_count < 1 || key.mem_mib < 128) throw bad("at least 1 vCPU and 128 MiB");
+  return key;
+}
+
+export function formatPoolKey(k: PoolKey): string {
+  const res =
+    k.vcpu_count === POOL_DEFAULTS.vcpu && k.mem_mib === POOL_DEFAULTS.mem
+      ? ""
+      : `#${k.vcpu_count}x${k.mem_mib}`;
+  return `${k.environment}${res}${k.network ? "#net" : ""}`;
+}
+
+/** A key's directory name: a digest, since environment names hold `:` and `/`. */
+export function poolKeyId(k: PoolKey): string {
+  return createHash("sha256")
+    .update(JSON.stringify([k.environment, k.vcpu_count, k.mem_mib, k.network]))
+    .digest("hex")
+    .slice(0, 16);
+}
+
+function intFrom(v: string | undefined, fallback: number, name: string, min: number): number {
+  if (v === undefined || v.trim() === "") return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new PyroError(
+      "invalid_argument",
+      `${name}=${JSON.stringify(v)} is not a whole number ≥ ${min}`,
+      `set ${name} to a whole number, or unset it`,
+    );
+  return n;
+}
+
+export function poolConfig(env: NodeJS.ProcessEnv): PoolConfig {
+  const size = intFrom(env.PYRO_POOL_SIZE, POOL_DEFAULTS.size, "PYRO_POOL_SIZE", 0);
+  const idleSeconds = intFrom(
+    env.PYRO_POOL_IDLE_SECONDS,
+    POOL_DEFAULTS.idleSeconds,
+    "PYRO_POOL_IDLE_SECONDS",
+    10,
+  );
+  const keys = (env.PYRO_POOL_KEYS ?? POOL_DEFAULTS.keys)
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(parsePoolKey);
+  return { size: Math.min(size, 64), keys, idleSeconds };
+}
+
+/** The configured key a run with these settings may take a sandbox from, if any. */
+export function keyFor(cfg: PoolConfig, want: PoolKey): PoolKey | undefined {
+  if (cfg.size === 0) return undefined;
+  return cfg.keys.find(
+    (k) =>
+      k.environment === want.environment &&
+      k.vcpu_count === want.vcpu_count &&
+      k.mem_mib === want.mem_mib &&
+      k.network === want.network,
+  );
+}
+
+/**
+ * A claimed entry's file name carries its claim: `<id>.<deadline s>.<pid>.json`, so claiming
+ * is one rename and nothing else is written on the run's path.
+ */
+export function claimedName(id: string, deadlineMs: number, pid: number): string {
+  return `${id}.${Math.ceil(deadlineMs / 1000)}.${pid}.json`;
+}
+
+export function parseClaimedName(name: string): { id: string; deadlineMs: number; pid: number } | undefined {
+  const m = /^(vm_[0-9a-f]{16})\.(\d+)\.(\d+)\.json$/.exec(name);
+  return m ? { id: m[1]!, deadlineMs: Number(m[2]) * 1000, pid: Number(m[3]) } : undefined;
+}

@@ -1,0 +1,421 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Engine, SandboxHandle } from "../engines/types.js";
+import { userOf } from "../environments/runtime-config.js";
+import type { EnvironmentStore } from "../environments/store.js";
+import { PyroError } from "../errors.js";
+import { newId } from "../ids.js";
+import type { PyroPaths } from "../paths.js";
+import { engineByName } from "../runtime/engine-select.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { pidAlive } from "../util/proc.js";
+import {
+  claimedName,
+  formatPoolKey,
+  type PoolConfig,
+  type PoolKey,
+  parseClaimedName,
+  poolConfig,
+  poolKeyId,
+} from "./config.js";
+
+/**
+ * The warm pool, without a daemon: state on disk under `<state>/pool/`.
+ *
+ *   <keyid>/key.json            the key (environment, vcpu_count, mem_mib, network)
+ *   <keyid>/ready/<id>.json     a started, never-used sandbox (its handle), waiting
+ *   <keyid>/claimed/<id>.<deadline>.<pid>.json   taken by process <pid> for one command
+ *   <keyid>/used/<id>.json      its command is done: to be destroyed
+ *   sandboxes/<id>/             the sandboxes' engine files
+ *   fill.lock                   held (pid inside) by the one process filling or cleaning
+ *
+ * A claim is one rename from ready/ to claimed/: two processes can never both win it. The
+ * claimer moves the sandbox's own expiry (the init's expires_at) to its command's deadline, so
+ * a claimer killed mid-run leaves a sandbox that stops itself at that deadline; a ready sandbox
+ * stops itself after the idle time. After a claim (used once), the entry goes to used/ with its
+ * expiry set to now, and a detached `pyro pool fill` destroys it and tops the pool up. Any
+ * fill (and the periodic reap) also removes what is stale: dead or idle-expired ready
+ * sandboxes, claims of dead processes, keys no longer configured.
+ */
+export interface PoolEntry {
+  id: string;
+  key: PoolKey;
+  handle: SandboxHandle;
+  created_at: string;
+  idle_expires_at: string;
+}
+
+export interface Claim {
+  entry: PoolEntry;
+  path: string;
+}
+
+export interface PoolKeyStatus {
+  key: string;
+  environment: string;
+  vcpu_count: number;
+  mem_mib: number;
+  network: boolean;
+  configured: boolean;
+  ready: number;
+  in_use: number;
+  pending_destroy: number;
+  /** RSS of the ready sandboxes' host processes (runsc sandbox and gofer), per sandbox, MiB. */
+  rss_mib_per_ready: number | null;
+}
+
+/** A claimed sandbox whose expiry passed this long ago is destroyed even if its owner lives. */
+const CLAIM_GRACE_MS = 60_000;
+/** A ready sandbox this close to its idle expiry is not handed out (the init polls every 5 s). */
+const CLAIM_MARGIN_MS = 10_000;
+
+export class WarmPool {
+  readonly root: string;
+  readonly config: PoolConfig;
+  private engineCache: Engine | undefined;
+
+  constructor(
+    private readonly paths: PyroPaths,
+    private readonly envs: EnvironmentStore,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {
+    this.root = join(paths.stateDir, "pool");
+    this.config = poolConfig(env);
+  }
+
+  private get engine(): Engine {
+    this.engineCache ??= engineByName("gvisor", this.paths, this.env)!;
+    return this.engineCache;
+  }
+  private keyDir(k: PoolKey): string {
+    return join(this.root, poolKeyId(k));
+  }
+  private sandboxDir(id: string): string {
+    return join(this.root, "sandboxes", id);
+  }
+
+  /**
+   * The run's path: takes a ready sandbox for `key` (or nothing) and moves its expiry to the
+   * command's deadline. A few file operations; no scan beyond this key's ready/ directory.
+   */
+  async claim(key: PoolKey, deadlineMs: number): Promise<Claim | undefined> {
+    const dir = this.keyDir(key);
+    const names = await readdir(join(dir, "ready")).catch(() => [] as string[]);
+    for (const n of names) {
+      if (!/^vm_[0-9a-f]{16}\.json$/.test(n)) continue;
+      const id = n.slice(0, -5);
+      const path = join(dir, "claimed", claimedName(id, deadlineMs, process.pid));
+      try {
+        await rename(join(dir, "ready", n), path);
+      } catch {
+        continue; // another process took it first
+      }
+      const entry = await readJson<PoolEntry>(path).catch(() => undefined);
+      const fresh =
+        entry?.handle &&
+        Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
+        pidAlive(entry.handle.data.pid as number | undefined);
+      if (!fresh) {
+        await rename(path, join(dir, "used", n)).catch(() => undefined);
+        continue;
+      }
+      // From here the sandbox lives only as long as this command may: if this process dies,
+      // the sandbox's init stops it at the deadline (plus the init's own grace).
+      await this.engine.setExpiry?.(entry.handle, new Date(deadlineMs + 5_000).toISOString());
+      return { entry, path };
+    }
+    return undefined;
+  }
+
+  /** Used once: the sandbox stops itself now-ish, and a detached fill destroys it and tops up. */
+  async release(c: Claim): Promise<void> {
+    await this.engine
+      .setExpiry?.(c.entry.handle, new Date(Date.now() - 1_000).toISOString())
+      .catch(() => undefined);
+    await rename(c.path, join(this.keyDir(c.entry.key), "used", `${c.entry.id}.json`)).catch(() => undefined);
+  }
+
+  /** Starts `pyro pool fill` detached (unless PYRO_POOL_TOPUP=0), so this process waits for nothing. */
+  spawnFill(): void {
+    if (this.env.PYRO_POOL_TOPUP === "0") return;
+    const cli = cliPath();
+    if (!cli) return;
+    try {
+      const child = spawn(process.execPath, [cli, "pool", "fill", "--json"], {
+        detached: true,
+        stdio: "ignore",
+        env: this.env,
+      });
+      child.on("error", () => undefined);
+      child.unref();
+    } catch {
+      // The next claim tries again.
+    }
+  }
+
+  /**
+   * Under the fill lock: removes what is stale, then creates sandboxes until every configured
+   * key has `size` ready. Waits up to `waitMs` for another filler or cleaner to finish (then it
+   * finds the pool full and has little left to do); undefined if that did not happen in time.
+   */
+  async fill(
+    opts: { create?: boolean; waitMs?: number; keepUnconfigured?: boolean } = {},
+  ): Promise<{ created: number; destroyed: number } | undefined> {
+    return this.waitLocked(opts.waitMs ?? 30_000, async () => {
+      const destroyed = await this.clean(false, opts.keepUnconfigured === true);
+      let created = 0;
+      if (opts.create !== false && this.config.size > 0)
+        for (const key of this.config.keys) {
+          const have = (await readdir(join(this.keyDir(key), "ready")).catch(() => [])).length;
+          for (let i = have; i < this.config.size; i++) {
+            await this.createOne(key);
+            created++;
+          }
+        }
+      return { created, destroyed };
+    });
+  }
+
+  /** Destroys every sandbox the pool holds (claims of live processes finish first, then go). */
+  async drain(timeoutMs = 60_000): Promise<{ destroyed: number; in_use: number }> {
+    const r = await this.waitLocked(timeoutMs, async () => {
+      const destroyed = await this.clean(true);
+      const in_use = (await this.entries()).filter((e) => e.where === "claimed").length;
+      if (in_use === 0) await rm(this.root, { recursive: true, force: true });
+      return { destroyed, in_use };
+    });
+    if (!r)
+      throw new PyroError(
+        "invalid_state",
+        `another pyro process held the pool's lock (${join(this.root, "fill.lock")}) for ${timeoutMs / 1000} s`,
+        "try again; if no pyro process is running, remove that file",
+      );
+    return r;
+  }
+
+  private async waitLocked<T>(timeoutMs: number, fn: () => Promise<T>): Promise<T | undefined> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.locked(fn);
+      if (r !== undefined || Date.now() > until) return r;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  async status(): Promise<{ size: number; idle_seconds: number; keys: PoolKeyStatus[] }> {
+    const byKey = new Map<string, PoolKeyStatus>();
+    const statusOf = (k: PoolKey, configured: boolean): PoolKeyStatus => {
+      const id = poolKeyId(k);
+      let s = byKey.get(id);
+      if (!s) {
+        s = {
+          key: formatPoolKey(k),
+          ...k,
+          configured,
+          ready: 0,
+          in_use: 0,
+          pending_destroy: 0,
+          rss_mib_per_ready: null,
+        };
+        byKey.set(id, s);
+      }
+      return s;
+    };
+    if (this.config.size > 0) for (const k of this.config.keys) statusOf(k, true);
+    const rss: Record<string, number[]> = {};
+    for (const e of await this.entries()) {
+      if (!e.key) continue;
+      const s = statusOf(e.key, false);
+      if (e.where === "ready") {
+        s.ready += 1;
+        const kb = await sandboxRssKb(e.id);
+        if (kb > 0) rss[s.key] = [...(rss[s.key] ?? []), kb];
+      } else if (e.where === "claimed") s.in_use += 1;
+      else s.pending_destroy += 1;
+    }
+    for (const s of byKey.values()) {
+      const xs = rss[s.key];
+      if (xs?.length)
+        s.rss_mib_per_ready = Math.round(xs.reduce((a, b) => a + b, 0) / xs.length / 102.4) / 10;
+    }
+    return { size: this.config.size, idle_seconds: this.config.idleSeconds, keys: [...byKey.values()] };
+  }
+
+  // ---- internals ----
+
+  private async createOne(key: PoolKey): Promise<void> {
+    const env = await this.envs.ensure(key.environment);
+    const id = newId("vm");
+    const sandboxDir = this.sandboxDir(id);
+    await mkdir(sandboxDir, { recursive: true, mode: 0o700 });
+    const idle = new Date(Date.now() + this.config.idleSeconds * 1000).toISOString();
+    const handle = await this.engine.create({
+      id,
+      environment: key.environment,
+      rootfs: env.rootfs,
+      sandboxDir,
+      vcpuCount: key.vcpu_count,
+      memMib: key.mem_mib,
+      network: key.network,
+      expiresAt: idle,
+      ...userOf(env.runtime),
+    });
+    const dir = this.keyDir(key);
+    for (const d of ["ready", "claimed", "used"]) await mkdir(join(dir, d), { recursive: true });
+    await writeJsonAtomic(join(dir, "key.json"), key);
+    const entry: PoolEntry = { id, key, handle, created_at: new Date().toISOString(), idle_expires_at: idle };
+    // Written beside ready/, then renamed in: a claimer never sees half an entry.
+    await writeJsonAtomic(join(dir, `${id}.json`), entry);
+    await rename(join(dir, `${id}.json`), join(dir, "ready", `${id}.json`));
+  }
+
+  /** Every entry on disk, with where it is. */
+  private async entries(): Promise<
+    { id: string; key?: PoolKey; where: "ready" | "claimed" | "used"; path: string; name: string }[]
+  > {
+    const out: {
+      id: string;
+      key?: PoolKey;
+      where: "ready" | "claimed" | "used";
+      path: string;
+      name: string;
+    }[] = [];
+    for (const kd of await readdir(this.root).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{16}$/.test(kd)) continue;
+      const key = await readJson<PoolKey>(join(this.root, kd, "key.json")).catch(() => undefined);
+      for (const where of ["ready", "claimed", "used"] as const)
+        for (const name of await readdir(join(this.root, kd, where)).catch(() => [] as string[])) {
+          const id = /^(vm_[0-9a-f]{16})\./.exec(name)?.[1];
+          if (id)
+            out.push({ id, ...(key ? { key } : {}), where, path: join(this.root, kd, where, name), name });
+        }
+    }
+    return out;
+  }
+
+  /**
+   * Destroys used sandboxes, claims whose process died (or whose deadline is long past),
+   * ready sandboxes that are dead, near their idle expiry or of a key no longer configured
+   * (`all`: every ready one), and sandbox directories no entry names (a fill killed mid-create).
+   * `keepUnconfigured`: the periodic reap's clean, run by any process whatever its own
+   * PYRO_POOL_* settings, leaves other settings' ready sandboxes alone (they expire on their own).
+   */
+  private async clean(all: boolean, keepUnconfigured = false): Promise<number> {
+    const configured = new Set(this.config.size > 0 ? this.config.keys.map(poolKeyId) : []);
+    const doomed: { id: string; path: string }[] = [];
+    const known = new Set<string>();
+    const now = Date.now();
+    for (const e of await this.entries()) {
+      known.add(e.id);
+      let drop = e.where === "used";
+      if (e.where === "claimed") {
+        const c = parseClaimedName(e.name);
+        drop = !c || !pidAlive(c.pid) || now > c.deadlineMs + CLAIM_GRACE_MS;
+      } else if (e.where === "ready") {
+        const entry = await readJson<PoolEntry>(e.path).catch(() => undefined);
+        drop =
+          all ||
+          !entry ||
+          !e.key ||
+          (!keepUnconfigured && !configured.has(poolKeyId(e.key))) ||
+          Date.parse(entry.idle_expires_at) < now + CLAIM_MARGIN_MS * 3 ||
+          !pidAlive(entry.handle?.data.pid as number | undefined);
+      }
+      if (drop) doomed.push(e);
+    }
+    for (const id of await readdir(join(this.root, "sandboxes")).catch(() => [] as string[]))
+      if (/^vm_[0-9a-f]{16}$/.test(id) && !known.has(id)) doomed.push({ id, path: "" });
+    // In parallel: `runsc delete` waits ~1.5 s here for the sandbox's pid to vanish.
+    await Promise.all(
+      doomed.map(async (d) => {
+        // A ready entry is taken out of ready/ first, so no claimer can win it meanwhile.
+        let path = d.path;
+        if (path.includes("/ready/")) {
+          const moved = path.replace("/ready/", "/used/");
+          if (
+            !(await rename(path, moved).then(
+              () => true,
+              () => false,
+            ))
+          )
+            return;
+          path = moved;
+        }
+        await this.destroy(d.id, path);
+      }),
+    );
+    // Key directories with nothing left in them.
+    for (const kd of await readdir(this.root).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{16}$/.test(kd) || configured.has(kd) || keepUnconfigured) continue;
+      const left = (
+        await Promise.all(
+          ["ready", "claimed", "used"].map((w) => readdir(join(this.root, kd, w)).catch(() => [])),
+        )
+      ).flat();
+      if (left.length === 0) await rm(join(this.root, kd), { recursive: true, force: true });
+    }
+    return doomed.length;
+  }
+
+  private async destroy(id: string, entryPath: string): Promise<void> {
+    const dir = this.sandboxDir(id);
+    const entry = entryPath ? await readJson<PoolEntry>(entryPath).catch(() => undefined) : undefined;
+    try {
+      if (entry?.handle) await this.engine.destroy(entry.handle);
+      else await this.engine.removeOrphan(id, dir);
+    } catch {
+      return; // left for the next clean
+    }
+    await rm(dir, { recursive: true, force: true });
+    if (entryPath) await unlink(entryPath).catch(() => undefined);
+  }
+
+  /** One filler at a time: `fill.lock` holds its pid; a dead holder's lock is taken over. */
+  private async locked<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    const lock = join(this.root, "fill.lock");
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fh = await open(lock, "wx", 0o600);
+        await fh.writeFile(String(process.pid));
+        await fh.close();
+      } catch {
+        const holder = Number((await readFile(lock, "utf8").catch(() => "")).trim());
+        if (holder > 0 && pidAlive(holder)) return undefined;
+        await unlink(lock).catch(() => undefined);
+        continue;
+      }
+      try {
+        return await fn();
+      } finally {
+        await unlink(lock).catch(() => undefined);
+      }
+    }
+    return undefined;
+  }
+}
+
+/** The CLI that `pool fill` runs as: dist/cli/main.js beside this module (bundle or not). */
+function cliPath(): string | undefined {
+  for (const rel of ["../cli/main.js", "../../dist/cli/main.js"]) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** RSS (KiB) of the host processes of pool sandbox `id`: runsc's sandbox and gofer. */
+export async function sandboxRssKb(id: string): Promise<number> {
+  let total = 0;
+  for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (!cmd.startsWith("runsc") || !cmd.includes(`/sandboxes/${id}/`)) continue;
+    const st = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+    total += Number(/VmRSS:\s+(\d+)/.exec(st)?.[1] ?? 0);
+  }
+  return total;
+}

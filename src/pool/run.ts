@@ -1,0 +1,108 @@
+import { resultNotes } from "../engines/notes.js";
+import type { Engine } from "../engines/types.js";
+import { processOf, userOf } from "../environments/runtime-config.js";
+import type { EnsuredEnvironment } from "../environments/store.js";
+import type { RunInputT, RunResultT } from "../operations/schemas.js";
+import { commandFields, finishRecording, streamInto } from "../output/command.js";
+import type { CommandRecorder } from "../output/recorder.js";
+import { displayCommand, toArgv } from "../runtime/command.js";
+import type { CallContext, RuntimeDeps } from "../runtime/context.js";
+import { keyFor } from "./config.js";
+import { WarmPool } from "./pool.js";
+
+/** Run fields a pooled sandbox serves as well as a fresh one (the key, and per-command ones). */
+const POOLABLE_FIELDS = new Set([
+  "environment",
+  "command",
+  "vcpu_count",
+  "mem_mib",
+  "network",
+  "timeout_seconds",
+  "ttl_seconds",
+  "allow_host_compat",
+  "max_output_bytes",
+]);
+
+/**
+ * A pooled sandbox was made with only the key's settings: a run asking for anything else (a
+ * field added later: secrets, a network policy, published ports...) gets a fresh sandbox.
+ */
+export function poolableRun(input: Record<string, unknown>): boolean {
+  for (const [k, v] of Object.entries(input))
+    if (!POOLABLE_FIELDS.has(k) && v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
+      return false;
+  return true;
+}
+
+/** The sandbox init's own deadline comes 1.5 s after the host's timer (engines/gvisor). */
+const INIT_GRACE_MS = 1_500;
+
+/**
+ * vm_run from the warm pool: when a pool is kept for the run's settings (gVisor only) and a
+ * ready sandbox is there, the command runs in it with `runsc exec` (no sandbox start on the
+ * path), the sandbox is then given up (never reused) and a detached `pyro pool fill` destroys
+ * it and tops the pool up. Undefined when the pool has nothing for this run: the caller
+ * starts a fresh sandbox as always (and a fill is started for next time).
+ */
+export async function runFromPool(
+  d: RuntimeDeps,
+  engine: Engine,
+  env: EnsuredEnvironment,
+  input: RunInputT,
+  ctx: CallContext,
+  recorder: (vmId: string) => Promise<CommandRecorder>,
+): Promise<Omit<RunResultT, "duration_ms"> | undefined> {
+  if (engine.name !== "gvisor") return undefined;
+  if (!poolableRun(input)) return undefined;
+  let pool: WarmPool;
+  try {
+    pool = new WarmPool(d.paths, d.envs, d.env);
+  } catch {
+    return undefined; // a bad PYRO_POOL_* setting: `pyro pool status` says what is wrong
+  }
+  const key = keyFor(pool.config, {
+    environment: input.environment,
+    vcpu_count: input.vcpu_count,
+    mem_mib: input.mem_mib,
+    network: input.network,
+  });
+  if (!key) return undefined;
+  const timeoutMs = input.timeout_seconds * 1000;
+  const claim = await pool.claim(key, Date.now() + timeoutMs + INIT_GRACE_MS).catch(() => undefined);
+  if (!claim) {
+    pool.spawnFill();
+    return undefined;
+  }
+  const vm_id = claim.entry.id;
+  let out: Awaited<ReturnType<Engine["exec"]>>;
+  let rec: CommandRecorder | undefined;
+  try {
+    rec = await recorder(vm_id);
+    out = await engine.exec(claim.entry.handle, {
+      argv: toArgv(input.command),
+      ...processOf(env.runtime),
+      ...userOf(env.runtime),
+      timeoutMs,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...streamInto(rec),
+    });
+  } catch (e) {
+    rec?.close();
+    throw e;
+  } finally {
+    await pool.release(claim);
+    pool.spawnFill();
+  }
+  finishRecording(rec, out);
+  return {
+    vm_id,
+    environment: input.environment,
+    command: displayCommand(input.command),
+    ...commandFields(out, rec, input.max_output_bytes, vm_id),
+    boot_ms: 0,
+    exec_ms: out.execMs,
+    execution_mode: engine.executionMode,
+    notes: resultNotes(engine.executionMode, input.vcpu_count),
+    cleaned_up: true,
+  };
+}

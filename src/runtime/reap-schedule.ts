@@ -1,0 +1,61 @@
+import { spawn } from "node:child_process";
+import { stat, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * When the TTL reaper runs. Reaping looks at every VM and workspace record, so it must not
+ * run on every call (the CLI is a new process each time: an in-process throttle never
+ * fires, and `workspace exec` grew with the number of workspaces). One stamp file per state
+ * dir says when the last reap was started, by any process: a call reaps only when the stamp
+ * is older than the interval, and then off its own path (a detached child for the CLI, a
+ * promise nobody waits for in the SDK and MCP server). A workspace or VM past its TTL is
+ * still refused on its own next use: each operation checks its own record's expiry.
+ */
+export const DEFAULT_REAP_INTERVAL_S = 30;
+
+export function reapIntervalMs(env: NodeJS.ProcessEnv): number {
+  const v = Number(env.PYRO_REAP_INTERVAL_SECONDS);
+  return (Number.isFinite(v) && v >= 0 ? v : DEFAULT_REAP_INTERVAL_S) * 1000;
+}
+
+export const reapStampPath = (stateDir: string) => join(stateDir, "reap.stamp");
+
+/**
+ * Pure: is a reap due, given the stamp's mtime? Without a stamp (a new state dir, or one from
+ * before stamps) the first call only starts the clock: the first reap comes one interval later.
+ */
+export function reapDue(stampMtimeMs: number | undefined, now: number, intervalMs: number): boolean {
+  if (stampMtimeMs === undefined) return false;
+  // A stamp from the future (clock moved back) counts as old, or reaping would stop.
+  return now - stampMtimeMs >= intervalMs || stampMtimeMs > now + 60_000;
+}
+
+/**
+ * Claims the next reap: true when one is due, and then the stamp is moved to now so that
+ * other processes skip it. Two processes may both claim one at the same instant; reaping is
+ * idempotent (each record is handled under its lock), so that only costs a second scan.
+ */
+export async function claimReap(stateDir: string, intervalMs: number, now = Date.now()): Promise<boolean> {
+  const path = reapStampPath(stateDir);
+  const st = await stat(path).catch(() => undefined);
+  if (!st) {
+    // No state dir yet is fine: nothing to reap, and the next call tries again.
+    await writeFile(path, "pyro: the last TTL reap started at this file's mtime\n").catch(() => undefined);
+    return false;
+  }
+  if (!reapDue(st.mtimeMs, now, intervalMs)) return false;
+  const t = new Date(now);
+  await utimes(path, t, t);
+  return true;
+}
+
+/** Starts `argv` (the CLI's own `pyro vm reap`) detached, its output discarded. */
+export function spawnDetached(argv: readonly string[], env: NodeJS.ProcessEnv): void {
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: "ignore", env });
+    child.on("error", () => undefined);
+    child.unref();
+  } catch {
+    // A reap that cannot start now happens on a later call.
+  }
+}

@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { CLI, REPO, runCli, runCliJson, runscList, type TestState, withGvisorState } from "./../helpers.js";
+
+/**
+ * The warm pool (src/pool/) against real gVisor sandboxes: claims are exclusive, a claimer
+ * killed mid-run leaves a sandbox that stops itself at the command's deadline, and drain
+ * leaves nothing behind. PYRO_POOL_TOPUP=0: the tests fill the pool themselves, so no
+ * detached filler races their assertions.
+ */
+const POOL = { PYRO_POOL_SIZE: "3", PYRO_POOL_TOPUP: "0", PYRO_QUIET: "1" };
+/** Drains the pool even when the test fails, before the state dir (and its runsc root) goes. */
+function guarded(fn: (c: TestState) => Promise<void>): (c: TestState) => Promise<void> {
+  return async (c) => {
+    try {
+      await fn(c);
+    } finally {
+      await runCli(["pool", "drain"], { env: c.env });
+    }
+  };
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function poolIds(stateDir: string, where: "ready" | "claimed" | "used"): Promise<string[]> {
+  const root = join(stateDir, "pool");
+  const out: string[] = [];
+  for (const k of await readdir(root).catch(() => [] as string[]))
+    for (const n of await readdir(join(root, k, where)).catch(() => [] as string[])) out.push(n.slice(0, 19));
+  return out.sort();
+}
+
+/** Host processes of one pool sandbox (runsc's sandbox and gofer carry its bundle path). */
+async function sandboxProcesses(id: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const p of await readdir("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    const cmd = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
+    if (cmd.startsWith("runsc") && cmd.includes(`/sandboxes/${id}/`)) pids.push(Number(p));
+  }
+  return pids;
+}
+
+test("concurrent runs never share a pooled sandbox; drain leaves no sandbox and no record", async (t) => {
+  await withGvisorState(
+    t,
+    guarded(async ({ env, stateDir }) => {
+      const fill = await runCliJson<{ created: number; busy: boolean }>(["pool", "fill", "--json"], { env });
+      assert.equal(fill.code, 0, fill.stderr);
+      assert.equal(fill.json.created, 3);
+      const ready = await poolIds(stateDir, "ready");
+      assert.equal(ready.length, 3);
+      // Six processes at once for three ready sandboxes: three claim one each, three start
+      // fresh sandboxes; no id twice.
+      const runs = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          runCliJson<{ vm_id: string; exit_code: number; stdout: string; boot_ms: number }>(
+            ["run", "debian:12", "--json", "--", "sh", "-c", "echo $$; ls /tmp | wc -l"],
+            { env },
+          ),
+        ),
+      );
+      for (const r of runs) assert.equal(r.code, 0, r.stderr);
+      const ids = runs.map((r) => r.json.vm_id);
+      assert.equal(new Set(ids).size, 6, `distinct sandboxes: ${ids.join(" ")}`);
+      const pooled = ids.filter((id) => ready.includes(id));
+      assert.equal(pooled.length, 3, "each ready sandbox was claimed exactly once");
+      for (const r of runs) assert.match(r.json.stdout, /\n0\n$/, "a fresh /tmp: nothing used it before");
+      assert.deepEqual(await poolIds(stateDir, "ready"), []);
+      assert.equal((await poolIds(stateDir, "used")).length, 3, "used once, then given up");
+
+      const st = await runCliJson<{ keys: { ready: number; pending_destroy: number }[] }>(
+        ["pool", "status", "--json"],
+        { env },
+      );
+      assert.equal(st.json.keys[0]!.pending_destroy, 3);
+      const drain = await runCliJson<{ destroyed: number; in_use: number }>(["pool", "drain", "--json"], {
+        env,
+      });
+      assert.equal(drain.code, 0, drain.stderr);
+      assert.deepEqual(drain.json, { destroyed: 3, in_use: 0 });
+      assert.equal(existsSync(join(stateDir, "pool")), false, "no pool records left");
+      assert.deepEqual(await runscList(stateDir), [], "no sandbox left");
+      for (const id of pooled) assert.deepEqual(await sandboxProcesses(id), []);
+    }),
+    POOL,
+  );
+});
+
+test("kill -9 of the process holding a claim: the sandbox stops itself by the command's deadline", async (t) => {
+  await withGvisorState(
+    t,
+    guarded(async ({ env, stateDir }) => {
+      const fill = await runCli(["pool", "fill"], { env: { ...env, PYRO_POOL_SIZE: "1" } });
+      assert.equal(fill.code, 0, fill.stderr);
+      const [id] = await poolIds(stateDir, "ready");
+      assert.ok(id);
+      assert.ok((await sandboxProcesses(id)).length > 0, "the ready sandbox runs");
+      const timeout = 3;
+      const child = spawn(
+        process.execPath,
+        [CLI, "run", "debian:12", "--timeout-seconds", String(timeout), "--", "sleep", "600"],
+        { env: { ...env, PYRO_POOL_SIZE: "1" }, cwd: REPO, stdio: "ignore" },
+      );
+      // Claimed (renamed into claimed/), then killed while its command runs.
+      for (let i = 0; i < 100 && (await poolIds(stateDir, "claimed")).length === 0; i++) await sleep(50);
+      assert.deepEqual(await poolIds(stateDir, "claimed"), [id]);
+      await sleep(500);
+      const t0 = Date.now();
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("close", r));
+      // Deadline: the command's timeout + the init's grace (1.5 s) + 5 s margin, polled by the
+      // sandbox init every 5 s. No pyro process is alive meanwhile.
+      const limitMs = (timeout + 1.5 + 5 + 5 + 2) * 1000;
+      while ((await sandboxProcesses(id)).length > 0 && Date.now() - t0 < limitMs) await sleep(250);
+      assert.deepEqual(await sandboxProcesses(id), [], `sandbox gone within ${limitMs} ms`);
+      // Its leftovers (runsc's record of the stopped sandbox, the claim) go with the next fill.
+      const next = await runCliJson<{ destroyed: number }>(["pool", "fill", "--json"], {
+        env: { ...env, PYRO_POOL_SIZE: "0" },
+      });
+      assert.equal(next.json.destroyed, 1);
+      assert.deepEqual(await runscList(stateDir), []);
+      assert.equal((await runCli(["pool", "drain"], { env })).code, 0);
+      assert.equal(existsSync(join(stateDir, "pool")), false);
+    }),
+    POOL,
+  );
+});
