@@ -413,7 +413,10 @@ export const OPERATIONS = [
       path: ["workspace", "exec"],
       positional: ["workspace_id"],
       rest: "command",
-      examples: ["pyro workspace exec ws_0123456789abcdef -- make test"],
+      examples: [
+        "pyro workspace exec ws_0123456789abcdef -- make test",
+        "pyro workspace exec ws_0123456789abcdef --secret-env GITHUB_TOKEN -- git push",
+      ],
     },
     handler: (rt, i, ctx) => rt.workspaces.exec(i, ctx),
   }),

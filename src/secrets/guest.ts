@@ -46,7 +46,10 @@ export function secretsTar(secrets: readonly SecretValue[], uid: number, gid: nu
   return Buffer.concat(blocks);
 }
 
-/** $1: "tmpfs" to mount one first (QEMU); $2: owner uid:gid. The archive is on stdin. */
+/**
+ * $1: "tmpfs" to mount one first (QEMU); $2: owner uid:gid. The archive is on stdin. Names are
+ * validated ([A-Za-z_][A-Za-z0-9_]*), so `"$d"/*` covers every secret written before.
+ */
 const MATERIALISE = `set -eu
 d=${SECRETS_DIR}
 umask 077
@@ -54,10 +57,12 @@ mkdir -p "$d"
 if [ "$1" = tmpfs ] && ! mountpoint -q "$d"; then
   mount -t tmpfs -o mode=0700,size=4m,nosuid,nodev,noexec pyro-secrets "$d"
 fi
-find "$d" -mindepth 1 -delete
+rm -rf "$d"/*
 chmod 0700 "$d"
 chown "$2" "$d"
-tar -x -f - -C "$d" --same-owner --same-permissions --no-overwrite-dir
+# Short options only, so busybox tar (Alpine images) does as GNU tar: modes kept, and owners
+# too since this runs as root. The archive has no directory entry: "$d" keeps its own mode.
+tar -xpf - -C "$d"
 `;
 
 async function run(
