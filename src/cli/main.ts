@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { Command, CommanderError, type ErrorOptions } from "commander";
-import { PyroError } from "../errors.js";
+import { isPyroError, PyroError } from "../errors.js";
 import { unknownNames } from "../operations/suggest.js";
+import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
-import { addOperationCommands, type CliIo, EXIT, reportError } from "./commands.js";
+import { addOperationCommands, type CliIo, EXIT, exitCodeFor, reportError } from "./commands.js";
 import { addHostCommands } from "./host.js";
+import { addTokenCommands } from "./token.js";
 
 /** The command whose parse failed last, so a usage error can point at its --help. */
 let failedCommand: Command | undefined;
@@ -55,6 +57,12 @@ interface ServeFlags {
   includeUntracked?: boolean;
   /** false with --no-project */
   project?: boolean;
+  /** `--http [HOST:]PORT` and its options (src/remote/http.ts). */
+  http?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxConcurrent?: string;
+  maxUploadMib?: string;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -96,7 +104,26 @@ async function main(argv: string[]): Promise<number> {
     .enablePositionalOptions()
     // Errors are reported by reportError below (text or --json); help still prints normally.
     .configureOutput({ outputError: () => undefined })
+    .option(
+      "--remote <url>",
+      "run operation commands on a `pyro mcp serve --http` server (token: PYRO_TOKEN)",
+    )
     .exitOverride();
+  // Only operation commands can run remotely; the rest act on this host and say so.
+  program.hook("preAction", (_p, action) => {
+    const remote = remoteUrl(program.opts().remote as string | undefined);
+    const top = (() => {
+      let c: Command = action;
+      while (c.parent && c.parent !== program) c = c.parent;
+      return c.name();
+    })();
+    if (remote && ["mcp", "host", "token", "demo"].includes(top))
+      throw new PyroError(
+        "remote_unsupported",
+        `\`pyro ${top}\` acts on this host and cannot run against the remote server ${remote}`,
+        "run it without --remote (and without PYRO_REMOTE), or on the server itself",
+      );
+  });
   program.addHelpText(
     "after",
     `
@@ -112,6 +139,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   );
   addOperationCommands(program, () => (runtime ??= new Runtime()), io);
   addHostCommands(program, io);
+  addTokenCommands(program, io);
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp
     .command("serve")
@@ -124,7 +152,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n',
     )
     .option(
       "--allow-path <dir>",
@@ -143,7 +171,45 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .option("--repo-ref <ref>", "branch or tag of --repo-url (default: its default branch)")
     .option("--include-untracked", "project seeds also carry untracked files that are not ignored")
     .option("--no-project", "do not seed from the checkout the server starts in")
+    .option(
+      "--http <[host:]port>",
+      "serve MCP over Streamable HTTP instead of stdio, with bearer tokens (`pyro token create`); host defaults to 127.0.0.1",
+    )
+    .option("--tls-cert <file>", "with --http: serve HTTPS with this PEM certificate (and --tls-key)")
+    .option("--tls-key <file>", "with --http: the certificate's PEM private key")
+    .option("--max-concurrent <n>", "with --http: requests served at once; more get 503 (default 64)")
+    .option("--max-upload-mib <n>", "with --http: largest upload (POST /uploads) in MiB (default 512)")
     .action(async (o: ServeFlags) => {
+      if (o.http !== undefined) {
+        const { serveHttp } = await import("../remote/http.js");
+        const num = (flag: string, v: string | undefined) => {
+          if (v === undefined) return undefined;
+          const n = Number(v);
+          if (!Number.isInteger(n) || n <= 0)
+            throw new PyroError(
+              "invalid_argument",
+              `${flag} must be a positive whole number (got ${JSON.stringify(v)})`,
+            );
+          return n;
+        };
+        try {
+          const maxConcurrent = num("--max-concurrent", o.maxConcurrent);
+          const uploadMib = num("--max-upload-mib", o.maxUploadMib);
+          await serveHttp({
+            listen: o.http,
+            ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
+            allowHostCompat: o.allowHostCompat === true,
+            ...(o.profile ? { profile: o.profile } : {}),
+            ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),
+            ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
+            ...(maxConcurrent ? { maxConcurrent } : {}),
+            ...(uploadMib ? { maxUploadBytes: uploadMib * 1024 * 1024 } : {}),
+          });
+        } catch (e) {
+          reportError(io, e, false);
+        }
+        return;
+      }
       const { serveStdio } = await import("../mcp/stdio.js");
       try {
         await serveStdio({
@@ -209,6 +275,10 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       if (e.code === "commander.help") return e.exitCode === 0 ? 0 : EXIT.usage;
       reportError(io, usageError(e), json);
       return EXIT.usage;
+    }
+    if (isPyroError(e)) {
+      reportError(io, e, json);
+      return exitCodeFor(e);
     }
     throw e;
   }

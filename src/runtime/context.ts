@@ -32,6 +32,11 @@ export interface CallContext {
    * checkout, `--project-path`, `--repo-url`): workspace_create without seed_path seeds from it.
    */
   project?: ProjectSeeder;
+  /**
+   * The remote tenant (a token id, `pyro mcp serve --http`) the call acts for: stamped into
+   * the records it creates; src/remote/tenancy.ts keeps other tenants' records out of reach.
+   */
+  tenant?: string;
 }
 
 export interface RuntimeDeps {

@@ -102,6 +102,8 @@ const WorkspaceRecordSchema = z.looseObject({
   command_count: z.number().int().nonnegative(),
   last_command: LastCommand.nullable(),
   workspace_seed: SeedRecord,
+  // The remote tenant (token id) that created it (src/remote/); absent for local callers.
+  tenant: z.string().optional(),
 });
 type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
@@ -260,6 +262,7 @@ export class WorkspaceManager {
     // file or sandbox does, so whatever moment this process dies at, list/status/delete and
     // the reaper find what it left.
     const rec: WorkspaceRecord = {
+      ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
       workspace_id: id,
       environment: input.environment,
       state: "creating",
