@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdir, stat } from "node:fs/promises";
+import { chmod, mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
 import { PyroError } from "../errors.js";
@@ -90,6 +90,12 @@ export class TokenStore {
     return parsed.data.tokens;
   }
 
+  /** The file lives in a 0700 directory anyway; 0600 says what it is to anyone looking. */
+  private async save(tokens: TokenRecord[]): Promise<void> {
+    await writeJsonAtomic(this.file, { tokens });
+    await chmod(this.file, 0o600);
+  }
+
   private async prepare(): Promise<void> {
     await ensurePrivateDir(join(this.dir, ".."));
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
@@ -128,7 +134,7 @@ export class TokenStore {
           "pick another --name, or revoke the old one first with `pyro token revoke NAME`",
         );
       all.push(rec);
-      await writeJsonAtomic(this.file, { tokens: all });
+      await this.save(all);
     });
     return { ...info(rec), token: secret };
   }
@@ -153,7 +159,7 @@ export class TokenStore {
           "list tokens with `pyro token list`",
         );
       t.revoked_at ??= new Date().toISOString();
-      await writeJsonAtomic(this.file, { tokens: all });
+      await this.save(all);
       return info(t);
     });
   }
