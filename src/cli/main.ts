@@ -181,6 +181,20 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .option("--max-upload-mib <n>", "with --http: largest upload (POST /uploads) in MiB (default 512)")
     .action(async (o: ServeFlags) => {
       if (o.http !== undefined) {
+        // A project seeds every workspace_create without seed_path: over HTTP that would hand
+        // the operator's checkout to every token holder, so it is a stdio-only feature.
+        if (o.projectPath || o.repoUrl) {
+          reportError(
+            io,
+            new PyroError(
+              "invalid_argument",
+              "--project-path and --repo-url are for stdio; over --http, clients send their seeds (uploads)",
+              "drop them, or map a server directory with --allow-path DIR",
+            ),
+            false,
+          );
+          return;
+        }
         const { serveHttp } = await import("../remote/http.js");
         const num = (flag: string, v: string | undefined) => {
           if (v === undefined) return undefined;

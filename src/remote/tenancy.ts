@@ -119,6 +119,7 @@ export class TenantGate {
     }
     if (result && typeof result === "object") {
       const r = result as Record<string, unknown>;
+      this.hideTransferPaths(r);
       if ((op.name === "vm_run" || op.name === "vm_exec") && typeof r.output_id === "string")
         this.rememberOneShot(t, r.output_id);
       if (download) r.output = `/downloads/${download}`;
@@ -128,8 +129,35 @@ export class TenantGate {
           v.some((x) => x && typeof x === "object" && ("vm_id" in x || "workspace_id" in x))
         )
           r[k] = await this.mine(t, v as Record<string, unknown>[]);
+        else if (Array.isArray(v) && v.some((x) => typeof x === "string" && SANDBOX_ID_RE.test(x))) {
+          // Id lists (vm_reap_expired's reaped ids): only the caller's.
+          const keep: unknown[] = [];
+          for (const x of v) if (typeof x !== "string" || (await this.owns(t, x))) keep.push(x);
+          r[k] = keep;
+        }
     }
     return result;
+  }
+
+  /**
+   * Results echo the seed or sync source (`workspace_seed.seed_path`, `source_path`): a
+   * remote caller sees the "upload:ID" it gave, not where the server keeps uploads.
+   */
+  private hideTransferPaths(r: Record<string, unknown>): void {
+    const root = this.transfers.root;
+    const shown = (v: unknown) =>
+      typeof v === "string" && v.startsWith(`${root}/uploads/`)
+        ? `upload:${v.slice(v.lastIndexOf("/") + 1).replace(/\.tar(\.gz)?$/, "")}`
+        : v;
+    const fix = (o: Record<string, unknown>) => {
+      if ("source_path" in o) o.source_path = shown(o.source_path);
+      const seed = o.workspace_seed as Record<string, unknown> | undefined;
+      if (seed && typeof seed === "object") seed.seed_path = shown(seed.seed_path);
+    };
+    fix(r);
+    for (const v of Object.values(r))
+      if (Array.isArray(v))
+        for (const x of v) if (x && typeof x === "object") fix(x as Record<string, unknown>);
   }
 
   private rememberOneShot(t: Tenant, id: string): void {

@@ -20,7 +20,7 @@ const UPLOAD_RE = /^upl_[0-9a-f]{16}$/;
 const DOWNLOAD_RE = /^dl_[0-9a-f]{16}$/;
 
 export class TransferStore {
-  constructor(private readonly root: string) {}
+  constructor(readonly root: string) {}
 
   uploadDir(tenant: string): string {
     if (!TOKEN_ID_RE.test(tenant)) throw new Error(`bad tenant ${tenant}`);

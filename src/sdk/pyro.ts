@@ -153,7 +153,18 @@ export class Pyro {
   /** A call through the remote server; errors are rebuilt as PyroErrors with the server's code. */
   async #remoteCall(op: Operation, input: Record<string, unknown>, opts: CallOptions): Promise<unknown> {
     try {
-      return await this.#remote!.call(op, input, opts.signal ? { signal: opts.signal } : {});
+      const r = (await this.#remote!.call(op, input, opts.signal ? { signal: opts.signal } : {})) as Record<
+        string,
+        unknown
+      >;
+      // No live stream over HTTP: output callbacks get the result's (bounded) output at the end.
+      if (typeof r.stdout === "string" && "exit_code" in r) {
+        const b = (s: unknown, enc: unknown) =>
+          Buffer.from(String(s ?? ""), enc === "base64" ? "base64" : "utf8");
+        if (r.stdout) opts.onStdout?.(b(r.stdout, r.stdout_encoding));
+        if (r.stderr) opts.onStderr?.(b(r.stderr, r.stderr_encoding));
+      }
+      return r;
     } catch (e) {
       throw errorForFace(e, "sdk");
     }

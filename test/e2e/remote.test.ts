@@ -120,8 +120,15 @@ test("MCP over Streamable HTTP: tokens, upload → workspace → download, tenan
         const denied = await A.call("workspace_create", { seed_path: seed });
         assert.equal(denied.ok, false, "a server path is refused over HTTP without --allow-path");
         if (!denied.ok) assert.equal(denied.code, "host_path_denied");
-        const ws = ok(await A.call("workspace_create", { seed_path: `upload:${uploadId}` }))
-          .workspace_id as string;
+        const created = ok(await A.call("workspace_create", { seed_path: `upload:${uploadId}` }));
+        assert.equal(
+          created.workspace_seed.seed_path,
+          `upload:${uploadId}`,
+          "the server's own path is not shown",
+        );
+        const ws = created.workspace_id as string;
+        const listed = ok(await A.call("workspace_list")).workspaces;
+        assert.equal(listed[0].workspace_seed?.seed_path ?? `upload:${uploadId}`, `upload:${uploadId}`);
         const ex = ok(
           await A.call("workspace_exec", { workspace_id: ws, command: "cat a.txt && echo new > b.txt" }),
         );
@@ -181,6 +188,16 @@ test("MCP over Streamable HTTP: tokens, upload → workspace → download, tenan
         assert.equal(stolen.ok, false, "another tenant's upload id is unknown");
         if (!stolen.ok) assert.equal(stolen.code, "not_found");
         ok(await A.call("workspace_status", { workspace_id: ws }));
+
+        // VMs too, and id lists in results (vm_reap_expired) carry only the caller's ids.
+        const vm = ok(await A.call("vm_create", {})).vm_id as string;
+        for (const tool of ["vm_status", "vm_start", "vm_delete"]) {
+          const r = await B.call(tool, { vm_id: vm });
+          assert.equal(r.ok, false, `${tool} on another tenant's VM`);
+          if (!r.ok) assert.equal(r.code, "not_found", `${tool}: ${r.text}`);
+        }
+        assert.deepEqual(ok(await B.call("vm_reap_expired")), { reaped_vms: [], reaped_workspaces: [] });
+        ok(await A.call("vm_delete", { vm_id: vm }));
 
         // B's limit: one sandbox at a time.
         const wsB = ok(await B.call("workspace_create", {})).workspace_id as string;

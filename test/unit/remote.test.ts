@@ -153,3 +153,60 @@ test("HTTP: /healthz open, 401 without a live token, 413 over the body and uploa
   assert.match(log, /POST \/uploads 201 \d+ms tenant=a\(tok_[0-9a-f]{16}\)/);
   assert.ok(!log.includes(a.token), "the token is never logged");
 });
+
+test("HTTP with --tls-cert/--tls-key: HTTPS with the given certificate; one without the other is refused", async () => {
+  const rt = await runtime();
+  const dir = await tempDir("pyro-remote-tls-");
+  dirs.push(dir);
+  const cert = `${dir}/cert.pem`;
+  const key = `${dir}/key.pem`;
+  const { execFileSync } = await import("node:child_process");
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { stdio: "ignore" },
+  );
+  await assert.rejects(
+    startHttpServer({ listen: "127.0.0.1:0", runtime: rt, tlsCert: cert, log: () => undefined }),
+    /--tls-cert and --tls-key go together/,
+  );
+  const h = await startHttpServer({
+    listen: "127.0.0.1:0",
+    runtime: rt,
+    tlsCert: cert,
+    tlsKey: key,
+    log: () => undefined,
+  });
+  try {
+    assert.match(h.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const https = await import("node:https");
+    const ca = await readFile(cert);
+    const status = await new Promise<number>((resolve, reject) =>
+      https
+        .get(`${h.url}/healthz`, { ca }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on("error", reject),
+    );
+    assert.equal(status, 200);
+  } finally {
+    await h.close(1000);
+  }
+});
