@@ -63,6 +63,7 @@ interface ServeFlags {
   tlsKey?: string;
   maxConcurrent?: string;
   maxUploadMib?: string;
+  allowRepoSeeds?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -179,6 +180,10 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .option("--tls-key <file>", "with --http: the certificate's PEM private key")
     .option("--max-concurrent <n>", "with --http: requests served at once; more get 503 (default 64)")
     .option("--max-upload-mib <n>", "with --http: largest upload (POST /uploads) in MiB (default 512)")
+    .option(
+      "--allow-repo-seeds",
+      'with --http: workspace_create may take seed_path "git:https://HOST/REPO[#REF]", cloned by this server (off by default)',
+    )
     .action(async (o: ServeFlags) => {
       if (o.http !== undefined) {
         // A project seeds every workspace_create without seed_path: over HTTP that would hand
@@ -218,6 +223,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
             ...(maxConcurrent ? { maxConcurrent } : {}),
             ...(uploadMib ? { maxUploadBytes: uploadMib * 1024 * 1024 } : {}),
+            ...(o.allowRepoSeeds ? { allowRepoSeeds: true } : {}),
           });
         } catch (e) {
           reportError(io, e, false);

@@ -42,6 +42,8 @@ export interface HttpServeOptions {
   /** Server directories remote tools may name as host paths (default: none). */
   allowPaths?: readonly string[];
   allowHostCompat?: boolean;
+  /** workspace_create may take seed_path "git:https://…", cloned by the server. */
+  allowRepoSeeds?: boolean;
   profile?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -147,7 +149,7 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
   const transfers = new TransferStore(join(runtime.paths.stateDir, "remote"));
   // Over HTTP the caller is a program elsewhere: no server directory unless the operator maps it.
   const roots = opts.allowPaths?.length ? hostAccessPolicy(opts.allowPaths).roots : [];
-  const gate = new TenantGate(runtime, transfers, roots);
+  const gate = new TenantGate(runtime, transfers, roots, opts.allowRepoSeeds === true);
   const profile = parseProfile(opts.profile);
   const maxConcurrent = opts.maxConcurrent ?? DEFAULTS.maxConcurrent;
   const maxBody = opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes;

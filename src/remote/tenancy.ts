@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
 import type { Operation } from "../operations/table.js";
+import { projectSeeder, resolveProject } from "../project/source.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { Tenant } from "./tokens.js";
@@ -63,6 +64,8 @@ export class TenantGate {
     private readonly rt: Runtime,
     private readonly transfers: TransferStore,
     private readonly operatorRoots: readonly string[],
+    /** `--allow-repo-seeds`: workspace_create may take seed_path "git:https://…" (cloned here). */
+    private readonly allowRepoSeeds = false,
   ) {}
 
   /** The gate one tenant's calls go through. */
@@ -106,6 +109,14 @@ export class TenantGate {
       ? { ...hostAccessPolicy(roots), widen: REMOTE_WIDEN }
       : hostAccessPolicy([], { widen: REMOTE_WIDEN, emptyBecause: REMOTE_NO_ROOTS });
     const call: CallContext = { ...ctx, tenant: t.id, hostAccess };
+    if (
+      op.name === "workspace_create" &&
+      typeof input.seed_path === "string" &&
+      input.seed_path.startsWith("git:")
+    ) {
+      call.project = await this.repoSeeder(t, input.seed_path.slice(4), ctx.signal);
+      delete input.seed_path;
+    }
 
     const reserve = CREATES.has(op.name) ? await this.reserve(t, op, input) : undefined;
     let result: unknown;
@@ -137,6 +148,48 @@ export class TenantGate {
         }
     }
     return result;
+  }
+
+  /**
+   * A seed from a git repository the server clones (shallow; `#REF` picks a branch or tag),
+   * seeded like a stdio server's --repo-url: the tracked files. Off unless the operator allows
+   * it, and https only: a tenant must not make the server read `file://` paths or reach
+   * internal hosts over other protocols.
+   */
+  private async repoSeeder(t: Tenant, spec: string, _signal?: AbortSignal) {
+    if (!this.allowRepoSeeds)
+      throw new PyroError(
+        "invalid_argument",
+        "this server does not seed from git URLs",
+        'upload the tree instead (seed_path "upload:ID"), or ask the operator to start the server with --allow-repo-seeds',
+      );
+    const hash = spec.indexOf("#");
+    const url = hash < 0 ? spec : spec.slice(0, hash);
+    const ref = hash < 0 ? undefined : spec.slice(hash + 1);
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (
+      !parsed ||
+      parsed.protocol !== "https:" ||
+      parsed.username ||
+      parsed.password ||
+      (ref !== undefined && !/^[A-Za-z0-9._/-]{1,200}$/.test(ref))
+    )
+      throw new PyroError(
+        "invalid_argument",
+        `seed_path ${JSON.stringify(`git:${spec}`.slice(0, 200))} is not git:https://HOST/PATH[#REF]`,
+        'e.g. "git:https://github.com/org/repo.git#main" (https only, no credentials in the URL)',
+      );
+    const project = await resolveProject(
+      { repoUrl: parsed.href, ...(ref ? { repoRef: ref } : {}) },
+      { cwd: "/", cacheDir: join(this.transfers.root, "repos", t.id) },
+    );
+    if (!project) throw new PyroError("invalid_argument", `cannot clone ${parsed.href}`);
+    return projectSeeder(project, join(this.rt.paths.stateDir, "tmp"));
   }
 
   /**

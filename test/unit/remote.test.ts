@@ -210,3 +210,35 @@ test("HTTP with --tls-cert/--tls-key: HTTPS with the given certificate; one with
     await h.close(1000);
   }
 });
+
+test("git seeds over HTTP: off unless --allow-repo-seeds, then https only (no file://, no credentials)", async () => {
+  const rt = await runtime();
+  const { TenantGate } = await import("../../src/remote/tenancy.js");
+  const { TransferStore } = await import("../../src/remote/transfers.js");
+  const { getOperation } = await import("../../src/operations/table.js");
+  const transfers = new TransferStore(`${rt.paths.stateDir}/remote`);
+  const tenant = {
+    id: "tok_0123456789abcdef",
+    name: "t",
+    limits: { max_sandboxes: null, max_mem_mib: null },
+  };
+  const op = getOperation("workspace_create");
+  const never = async () => assert.fail("the operation must not run");
+  const off = new TenantGate(rt, transfers, [], false).for(tenant);
+  await assert.rejects(
+    off.run(op, { seed_path: "git:https://example.com/r.git" }, {}, never),
+    /does not seed from git URLs/,
+  );
+  const on = new TenantGate(rt, transfers, [], true).for(tenant);
+  for (const bad of [
+    "git:file:///etc",
+    "git:http://example.com/r.git",
+    "git:https://u:p@example.com/r.git",
+    "git:https://x/r.git#a b",
+  ])
+    await assert.rejects(
+      on.run(op, { seed_path: bad }, {}, never),
+      /is not git:https:\/\/HOST\/PATH\[#REF\]/,
+      bad,
+    );
+});
