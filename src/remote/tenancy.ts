@@ -166,15 +166,9 @@ export class TenantGate {
     const hash = spec.indexOf("#");
     const url = hash < 0 ? spec : spec.slice(0, hash);
     const ref = hash < 0 ? undefined : spec.slice(hash + 1);
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(url);
-    } catch {
-      parsed = undefined;
-    }
+    const parsed = URL.canParse(url) ? new URL(url) : undefined;
     if (
-      !parsed ||
-      parsed.protocol !== "https:" ||
+      parsed?.protocol !== "https:" ||
       parsed.username ||
       parsed.password ||
       (ref !== undefined && !/^[A-Za-z0-9._/-]{1,200}$/.test(ref))
