@@ -14,8 +14,8 @@ import type { TransferStore } from "./transfers.js";
  * request goes through `TenantGate.run`, in one place, instead of teaching each operation
  * about tenants:
  *
- * - every id in the input (`vm_…`, `ws_…`, `ws_…:SEQ` output ids, whatever the field is
- *   called, so operations added later are covered) must belong to the caller; another
+ * - every id in the input (`vm_…`, `ws_…`, `ws_…:SEQ` output ids, in any field named `…_id`,
+ *   so operations added later are covered) must belong to the caller; another
  *   tenant's id answers exactly as a missing one ("not found", never "forbidden": whether
  *   an id exists is none of the caller's business);
  * - list results keep only the caller's entries;
@@ -82,8 +82,10 @@ export class TenantGate {
   ): Promise<unknown> {
     const input: Record<string, unknown> =
       args !== null && typeof args === "object" && !Array.isArray(args) ? { ...(args as object) } : {};
-    for (const v of Object.values(input))
-      if (typeof v === "string" && SANDBOX_ID_RE.test(v) && !(await this.owns(t, v)))
+    // Id fields by name (`vm_id`, `workspace_id`, `output_id`, `source_workspace_id`…), so a
+    // file that happens to be called ws_… is still just a path.
+    for (const [k, v] of Object.entries(input))
+      if (/(^|_)id$/.test(k) && typeof v === "string" && SANDBOX_ID_RE.test(v) && !(await this.owns(t, v)))
         throw notFound(v.split(":")[0]!);
 
     const roots = [...this.operatorRoots];

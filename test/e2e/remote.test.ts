@@ -290,12 +290,22 @@ test("CLI --remote: operation commands run on the server; host commands say they
         });
         assert.equal(ex.code, 0, ex.stderr);
         assert.equal(ex.stdout, "from the client\n");
+        const more = join(host, "more");
+        await mkdir(more);
+        await writeFile(join(more, "y.txt"), "pushed\n");
+        const push = await runCli(["--remote", server.url, "workspace", "sync", "push", ws, more], { env });
+        assert.equal(push.code, 0, push.stderr);
+        const cat = await runCli(["--remote", server.url, "workspace", "exec", ws, "--", "cat", "y.txt"], {
+          env,
+        });
+        assert.equal(cat.stdout, "pushed\n", cat.stderr);
         const out = join(host, "out");
         const exp = await runCli(["--remote", server.url, "workspace", "export", ws, "--output", out], {
           env,
         });
         assert.equal(exp.code, 0, exp.stderr);
         assert.equal(await readFile(join(out, "x.txt"), "utf8"), "from the client\n");
+        assert.equal(await readFile(join(out, "y.txt"), "utf8"), "pushed\n");
         const host1 = await runCli(["--remote", server.url, "token", "list"], { env });
         assert.equal(host1.code, 1);
         assert.match(host1.stderr, /cannot run against the remote server/);
