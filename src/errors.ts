@@ -27,7 +27,11 @@ export type ErrorCode =
   | "image_digest_mismatch"
   | "image_layer_unsafe"
   | "image_unsupported"
-  | "recipe_invalid";
+  | "recipe_invalid"
+  // Remote (src/remote/): a token's limits, a refused token, an operation a remote server cannot do.
+  | "limit_exceeded"
+  | "unauthorized"
+  | "remote_unsupported";
 
 /**
  * A hint is written once, below the faces, but read in a face's language: "list workspaces

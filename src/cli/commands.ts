@@ -5,6 +5,7 @@ import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { sessionNote } from "../operations/session-ops.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
+import { invokeRemote, remoteUrl } from "../remote/cli-remote.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { progressPrinter } from "./progress.js";
 import { RENDER } from "./render.js";
@@ -188,18 +189,26 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
         // Name fields as this command takes them: ENVIRONMENT, COMMAND, --timeout-seconds.
         const nameOf = (f: string) =>
           positional.includes(f) || f === o.cli.rest ? f.toUpperCase() : flagOf(f);
-        const result = (await invoke(
-          getRuntime(),
-          o,
-          input,
-          {
-            signal: live ? AbortSignal.any([io.signal, pipeGone.signal]) : io.signal,
-            onProgress: (p) => progress.update(p),
-            cwd: process.cwd(),
-            ...(live ? { onStdout: write(io.stdout), onStderr: write(io.stderr) } : {}),
-          },
-          { face: "cli", nameOf },
-        )) as Record<string, unknown>;
+        // `pyro --remote URL` / PYRO_REMOTE: the same operation on a remote server (src/remote/).
+        const remote = remoteUrl((command.optsWithGlobals() as { remote?: string }).remote);
+        const result = remote
+          ? await invokeRemote(remote, o, input, {
+              signal: io.signal,
+              cwd: process.cwd(),
+              ...(live ? { stdout: write(io.stdout), stderr: write(io.stderr) } : {}),
+            })
+          : ((await invoke(
+              getRuntime(),
+              o,
+              input,
+              {
+                signal: live ? AbortSignal.any([io.signal, pipeGone.signal]) : io.signal,
+                onProgress: (p) => progress.update(p),
+                cwd: process.cwd(),
+                ...(live ? { onStdout: write(io.stdout), onStderr: write(io.stderr) } : {}),
+              },
+              { face: "cli", nameOf },
+            )) as Record<string, unknown>);
         progress.done();
         writeResult(io, o, result, json, opts);
       } catch (e) {

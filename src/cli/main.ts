@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { Command, CommanderError, type ErrorOptions } from "commander";
-import { PyroError } from "../errors.js";
+import { isPyroError, PyroError } from "../errors.js";
 import { unknownNames } from "../operations/suggest.js";
+import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
-import { addOperationCommands, type CliIo, EXIT, reportError } from "./commands.js";
+import { addOperationCommands, type CliIo, EXIT, exitCodeFor, reportError } from "./commands.js";
 import { addHostCommands } from "./host.js";
+import { addTokenCommands } from "./token.js";
 
 /** The command whose parse failed last, so a usage error can point at its --help. */
 let failedCommand: Command | undefined;
@@ -58,6 +60,13 @@ interface ServeFlags {
   secretEnv?: string[];
   secretFile?: string[];
   allowSecretValues?: boolean;
+  /** `--http [HOST:]PORT` and its options (src/remote/http.ts). */
+  http?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxConcurrent?: string;
+  maxUploadMib?: string;
+  allowRepoSeeds?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -99,7 +108,26 @@ async function main(argv: string[]): Promise<number> {
     .enablePositionalOptions()
     // Errors are reported by reportError below (text or --json); help still prints normally.
     .configureOutput({ outputError: () => undefined })
+    .option(
+      "--remote <url>",
+      "run operation commands on a `pyro mcp serve --http` server (token: PYRO_TOKEN)",
+    )
     .exitOverride();
+  // Only operation commands can run remotely; the rest act on this host and say so.
+  program.hook("preAction", (_p, action) => {
+    const remote = remoteUrl(program.opts().remote as string | undefined);
+    const top = (() => {
+      let c: Command = action;
+      while (c.parent && c.parent !== program) c = c.parent;
+      return c.name();
+    })();
+    if (remote && ["mcp", "host", "token", "demo"].includes(top))
+      throw new PyroError(
+        "remote_unsupported",
+        `\`pyro ${top}\` acts on this host and cannot run against the remote server ${remote}`,
+        "run it without --remote (and without PYRO_REMOTE), or on the server itself",
+      );
+  });
   program.addHelpText(
     "after",
     `
@@ -117,6 +145,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   const detachedReap = [process.execPath, process.argv[1]!, "vm", "reap", "--json"];
   addOperationCommands(program, () => (runtime ??= new Runtime({ detachedReap })), io);
   addHostCommands(program, io);
+  addTokenCommands(program, io);
   const mcp = program.command("mcp").description("Model Context Protocol server");
   mcp
     .command("serve")
@@ -129,7 +158,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n',
     )
     .option(
       "--allow-path <dir>",
@@ -162,7 +191,64 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "--allow-secret-values",
       "let models send secret values in workspace_create (off by default: models name secrets the operator offered)",
     )
+    .option(
+      "--http <[host:]port>",
+      "serve MCP over Streamable HTTP instead of stdio, with bearer tokens (`pyro token create`); host defaults to 127.0.0.1",
+    )
+    .option("--tls-cert <file>", "with --http: serve HTTPS with this PEM certificate (and --tls-key)")
+    .option("--tls-key <file>", "with --http: the certificate's PEM private key")
+    .option("--max-concurrent <n>", "with --http: requests served at once; more get 503 (default 64)")
+    .option("--max-upload-mib <n>", "with --http: largest upload (POST /uploads) in MiB (default 512)")
+    .option(
+      "--allow-repo-seeds",
+      'with --http: workspace_create may take seed_path "git:https://HOST/REPO[#REF]", cloned by this server (off by default)',
+    )
     .action(async (o: ServeFlags) => {
+      if (o.http !== undefined) {
+        // A project seeds every workspace_create without seed_path: over HTTP that would hand
+        // the operator's checkout to every token holder, so it is a stdio-only feature.
+        if (o.projectPath || o.repoUrl) {
+          reportError(
+            io,
+            new PyroError(
+              "invalid_argument",
+              "--project-path and --repo-url are for stdio; over --http, clients send their seeds (uploads)",
+              "drop them, or map a server directory with --allow-path DIR",
+            ),
+            false,
+          );
+          return;
+        }
+        const { serveHttp } = await import("../remote/http.js");
+        const num = (flag: string, v: string | undefined) => {
+          if (v === undefined) return undefined;
+          const n = Number(v);
+          if (!Number.isInteger(n) || n <= 0)
+            throw new PyroError(
+              "invalid_argument",
+              `${flag} must be a positive whole number (got ${JSON.stringify(v)})`,
+            );
+          return n;
+        };
+        try {
+          const maxConcurrent = num("--max-concurrent", o.maxConcurrent);
+          const uploadMib = num("--max-upload-mib", o.maxUploadMib);
+          await serveHttp({
+            listen: o.http,
+            ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
+            allowHostCompat: o.allowHostCompat === true,
+            ...(o.profile ? { profile: o.profile } : {}),
+            ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),
+            ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
+            ...(maxConcurrent ? { maxConcurrent } : {}),
+            ...(uploadMib ? { maxUploadBytes: uploadMib * 1024 * 1024 } : {}),
+            ...(o.allowRepoSeeds ? { allowRepoSeeds: true } : {}),
+          });
+        } catch (e) {
+          reportError(io, e, false);
+        }
+        return;
+      }
       const { serveMcp } = await import("./serve.js");
       const serving = await serveMcp(io, {
         ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
@@ -224,6 +310,10 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       if (e.code === "commander.help") return e.exitCode === 0 ? 0 : EXIT.usage;
       reportError(io, usageError(e), json);
       return EXIT.usage;
+    }
+    if (isPyroError(e)) {
+      reportError(io, e, json);
+      return exitCodeFor(e);
     }
     throw e;
   }

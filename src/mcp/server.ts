@@ -6,6 +6,8 @@ import { type ProfileName, parseProfile, profileTools, textForTools } from "../o
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
 import type { ProjectSeeder } from "../project/source.js";
+import type { OperationGate } from "../remote/tenancy.js";
+import type { CallContext } from "../runtime/context.js";
 import { Runtime } from "../runtime/runtime.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import { VERSION } from "../version.js";
@@ -47,10 +49,20 @@ export interface CreateServerOptions {
   secrets?: OperatorSecrets;
   /** `--allow-secret-values`: a model may also send { name, value }. Off by default. */
   allowSecretValues?: boolean;
+  /**
+   * Every tool call goes through it (`pyro mcp serve --http`: the caller's tenant, see
+   * src/remote/tenancy.ts); it may rewrite the input and context and filter the result.
+   */
+  gate?: OperationGate;
+  /** The host-access policy itself, instead of one built from allowPaths (HTTP: no default root). */
+  hostAccess?: HostAccessPolicy;
 }
 
 /** The host-access policy of a server created with these options (throws on a bad directory). */
-export function serverHostPolicy(opts: Pick<CreateServerOptions, "allowPaths"> = {}): HostAccessPolicy {
+export function serverHostPolicy(
+  opts: Pick<CreateServerOptions, "allowPaths" | "hostAccess"> = {},
+): HostAccessPolicy {
+  if (opts.hostAccess) return opts.hostAccess;
   return opts.allowPaths && opts.allowPaths.length > 0
     ? hostAccessPolicy(opts.allowPaths)
     : defaultMcpPolicy();
@@ -119,25 +131,27 @@ export async function callOperation(
   log: (line: string) => void = stderrLog,
   tool: ToolOptions = {},
   hostAccess: HostAccessPolicy = defaultMcpPolicy(),
-  served?: { tools?: ReadonlySet<string>; project?: ProjectSeeder; secretPolicy?: SecretPolicy },
+  served?: {
+    tools?: ReadonlySet<string>;
+    project?: ProjectSeeder;
+    secretPolicy?: SecretPolicy;
+    gate?: OperationGate;
+  },
 ): Promise<CallToolResult> {
   const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
   const progress = progressReporter(ctx, log, interval);
   try {
-    const raw = await invoke(
-      runtime,
-      op,
-      args,
-      {
-        signal: ctx.mcpReq.signal,
-        hostAccess,
-        ...progress?.callbacks,
-        ...(served?.project ? { project: served.project } : {}),
-        // Always set over MCP: the caller is a model (names only unless the operator allowed values).
-        secretPolicy: served?.secretPolicy ?? secretPolicy({}, false),
-      },
-      { face: "mcp", schema: toolInput(op, tool) },
-    );
+    const call: CallContext = {
+      signal: ctx.mcpReq.signal,
+      hostAccess,
+      ...progress?.callbacks,
+      ...(served?.project ? { project: served.project } : {}),
+      // Always set over MCP: the caller is a model (names only unless the operator allowed values).
+      secretPolicy: served?.secretPolicy ?? secretPolicy({}, false),
+    };
+    const run = (a: unknown, c: CallContext) =>
+      invoke(runtime, op, a, c, { face: "mcp", schema: toolInput(op, tool) });
+    const raw = served?.gate ? await served.gate.run(op, args, call, run) : await run(args, call);
     // The published outputSchema forbids extra keys; parsing strips anything the runtime
     // added beyond the contract so strict clients (ajv in the v1 SDK) accept the result.
     const structured = op.result.parse(raw) as Record<string, unknown>;
@@ -148,7 +162,12 @@ export async function callOperation(
   } catch (e) {
     const err = errorForFace(e, "mcp", served?.tools);
     if (err.code === "engine_failure") log(`${op.name} failed: ${err.stack ?? err.message}`);
-    return { content: [{ type: "text", text: renderError(err) }], isError: true };
+    // The error as data too, for programs (the SDK's remote mode rebuilds the PyroError).
+    return {
+      content: [{ type: "text", text: renderError(err) }],
+      isError: true,
+      _meta: { "pyro/error": err.toJSON() },
+    };
   } finally {
     progress?.stop();
   }
@@ -172,6 +191,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
     tools,
     ...(opts.project ? { project: opts.project } : {}),
     secretPolicy: secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true),
+    ...(opts.gate ? { gate: opts.gate } : {}),
   };
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },

@@ -38,6 +38,11 @@ export interface CallContext {
    * (and gives values only when the operator allowed it). See src/secrets/spec.ts.
    */
   secretPolicy?: SecretPolicy;
+  /**
+   * The remote tenant (a token id, `pyro mcp serve --http`) the call acts for: stamped into
+   * the records it creates; src/remote/tenancy.ts keeps other tenants' records out of reach.
+   */
+  tenant?: string;
 }
 
 export interface RuntimeDeps {

@@ -42,6 +42,8 @@ const VmRecordSchema = z.looseObject({
   execution_mode: ExecutionModeSchema.nullable(),
   handle: HandleSchema.nullable(),
   owner: OwnerSchema.nullable().optional(),
+  // The remote tenant (token id) that created it (src/remote/); absent for local callers.
+  tenant: z.string().optional(),
 });
 type VmRecord = z.infer<typeof VmRecordSchema>;
 
@@ -170,6 +172,7 @@ export class VmManager {
     await this.d.privateState();
     const vm_id = newId("vm");
     const rec: VmRecord = {
+      ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
       vm_id,
       environment: input.environment,
       state: "created",

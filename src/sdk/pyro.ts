@@ -7,6 +7,7 @@ import type * as P from "../operations/pool.js";
 import type * as S from "../operations/schemas.js";
 import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
+import { RemoteClient, type RemoteOptions } from "../remote/client.js";
 import type { Progress } from "../runtime/context.js";
 import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
 import {
@@ -142,9 +143,19 @@ function snake(o: object): Record<string, unknown> {
  */
 export class Pyro {
   readonly runtime: Runtime;
+  /** Remote mode (`new Pyro({ url, token })`): every call goes to a `pyro mcp serve --http`. */
+  #remote: RemoteClient | undefined;
 
-  constructor(opts: RuntimeOptions | { runtime: Runtime } = {}) {
-    this.runtime = "runtime" in opts ? opts.runtime : new Runtime(opts);
+  constructor(opts: RuntimeOptions | { runtime: Runtime } | RemoteOptions = {}) {
+    if ("url" in opts && typeof opts.url === "string") {
+      this.#remote = new RemoteClient(opts);
+      this.runtime = new Runtime();
+    } else this.runtime = "runtime" in opts ? opts.runtime : new Runtime(opts as RuntimeOptions);
+  }
+
+  /** Ends a remote connection (a local Pyro holds none); later calls reconnect. */
+  async close(): Promise<void> {
+    await this.#remote?.close();
   }
 
   /** Calls an operation by its wire name with wire (snake_case) input. */
@@ -153,7 +164,28 @@ export class Pyro {
     input: Record<string, unknown> = {},
     opts: CallOptions = {},
   ): Promise<T> {
+    if (this.#remote) return (await this.#remoteCall(operation(name), input, opts)) as T;
     return (await invoke(this.runtime, operation(name), input, opts, { face: "sdk" })) as T;
+  }
+
+  /** A call through the remote server; errors are rebuilt as PyroErrors with the server's code. */
+  async #remoteCall(op: Operation, input: Record<string, unknown>, opts: CallOptions): Promise<unknown> {
+    try {
+      const r = (await this.#remote!.call(op, input, opts.signal ? { signal: opts.signal } : {})) as Record<
+        string,
+        unknown
+      >;
+      // No live stream over HTTP: output callbacks get the result's (bounded) output at the end.
+      if (typeof r.stdout === "string" && "exit_code" in r) {
+        const b = (s: unknown, enc: unknown) =>
+          Buffer.from(String(s ?? ""), enc === "base64" ? "base64" : "utf8");
+        if (r.stdout) opts.onStdout?.(b(r.stdout, r.stdout_encoding));
+        if (r.stderr) opts.onStderr?.(b(r.stderr, r.stderr_encoding));
+      }
+      return r;
+    } catch (e) {
+      throw errorForFace(e, "sdk");
+    }
   }
 
   /**
@@ -170,11 +202,13 @@ export class Pyro {
         `${name} is not a tool (it is for the host's operator, not a model)`,
       );
     const schema = toolInput(op, allowHostCompat ? { allowHostCompat } : {});
+    if (this.#remote) return (await this.#remoteCall(op, (args ?? {}) as Record<string, unknown>, call)) as T;
     return (await invoke(this.runtime, op, args, call, { face: "mcp", schema })) as T;
   }
 
   /** Typed methods: input arrives camelCase, so errors name fields the same way. */
   async #method<T>(name: string, input: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<T> {
+    if (this.#remote) return (await this.#remoteCall(operation(name), input, opts)) as T;
     return (await invoke(this.runtime, operation(name), input, opts, { face: "sdk", nameOf: camel })) as T;
   }
 
@@ -186,6 +220,12 @@ export class Pyro {
   async createServer(
     opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean; profile?: string } = {},
   ) {
+    if (this.#remote)
+      throw new PyroError(
+        "remote_unsupported",
+        "createServer needs a local runtime; this Pyro talks to a remote server",
+        "use new Pyro() on the host that runs the sandboxes",
+      );
     const { createServer } = await import("../mcp/server.js");
     return createServer({
       runtime: this.runtime,

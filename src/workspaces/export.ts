@@ -12,6 +12,7 @@ import {
   symlink,
 } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { c as tarCreate } from "tar";
 import { PyroError } from "../errors.js";
 import { type HostPathContext, resolveHostPath } from "../host-paths.js";
@@ -366,4 +367,67 @@ async function writeTree(root: string, items: TarItem[]): Promise<Written> {
     await chmod(join(root, rel), rel === "" ? (mode | 0o700) & 0o1777 : mode);
   }
   return w;
+}
+
+/**
+ * The client's half of a remote export (`new Pyro({ url })`, `pyro --remote`): the server
+ * exported to an archive and sent it; this writes it to the client's `output` with the same
+ * rules as a local export (target checks, strict parse, a fresh staging directory, symlinks
+ * only when they stay inside, set-id bits dropped, then one rename into place).
+ */
+export async function writeExportArchive(
+  archive: Buffer,
+  output: string,
+  force: boolean,
+  cwd: string = process.cwd(),
+  /** The export's path in the workspace (the result's `path`): a file's export is one item. */
+  scope = ".",
+): Promise<{ output: string; format: "directory" | "file" | "tar" | "tar.gz" }> {
+  const format = formatOf(output);
+  const target = resolve(cwd, output);
+  await checkTarget(output, target, target, force);
+  const raw = archive[0] === 0x1f && archive[1] === 0x8b ? gunzipSync(archive) : archive;
+  const items = await parseTar(raw).catch((e: Error) => {
+    throw new PyroError(
+      "engine_failure",
+      `the archive from the server is damaged (${e.message}); nothing was written`,
+    );
+  });
+  // The server's archive has no entry for its root, so a directory holding one file looks
+  // like a file's export: only the scope's own name tells them apart.
+  const single =
+    scope !== "." &&
+    items.length === 1 &&
+    items[0]!.type !== "Directory" &&
+    posix.basename(items[0]!.path) === posix.basename(scope);
+  await mkdir(dirname(target), { recursive: true });
+  const staging = await mkdtemp(join(dirname(target), `.${basename(target)}.pyro-export-`));
+  try {
+    await writeTree(staging, items);
+    if (format === "directory")
+      await replaceTarget(single ? join(staging, items[0]!.path) : staging, target, force);
+    else {
+      const tmp = `${staging}.tar`;
+      const names = await readdir(staging);
+      await tarCreate(
+        { cwd: staging, file: tmp, gzip: format === "tar.gz", portable: false, follow: false },
+        names,
+      );
+      await replaceTarget(tmp, target, force);
+    }
+    return { output: target, format: single && format === "directory" ? "file" : format };
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+    await rm(`${staging}.tar`, { force: true });
+  }
+}
+
+/** The local export's target checks, for a remote export to run before asking the server. */
+export async function checkExportTarget(
+  output: string,
+  force: boolean,
+  cwd: string = process.cwd(),
+): Promise<void> {
+  const target = resolve(cwd, output);
+  await checkTarget(output, target, target, force);
 }

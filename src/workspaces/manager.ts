@@ -109,6 +109,8 @@ const WorkspaceRecordSchema = z.looseObject({
   workspace_seed: SeedRecord,
   /** Names, sizes and where values came from; never a value (see src/secrets/). */
   secrets: z.array(SecretRecordSchema).optional(),
+  // The remote tenant (token id) that created it (src/remote/); absent for local callers.
+  tenant: z.string().optional(),
 });
 type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
@@ -282,6 +284,7 @@ export class WorkspaceManager {
     // file or sandbox does, so whatever moment this process dies at, list/status/delete and
     // the reaper find what it left.
     const rec: WorkspaceRecord = {
+      ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
       workspace_id: id,
       environment: input.environment,
       state: "creating",

@@ -18,6 +18,7 @@ import {
   withHostDir,
   withTestState,
 } from "../helpers.js";
+import { createToken, startHttpServer } from "../remote-helpers.js";
 
 /**
  * The workspace round trip end to end, once per face (CLI, SDK, MCP through the official
@@ -185,8 +186,7 @@ async function scenario(face: Face, host: string): Promise<void> {
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
-function sdkFace(env: NodeJS.ProcessEnv): Face {
-  const pyro = new Pyro({ env });
+function sdkFace(env: NodeJS.ProcessEnv, pyro = new Pyro({ env }), close = async () => undefined): Face {
   return {
     create: async (seed) => (await pyro.createWorkspace({ seedPath: seed })).workspace_id,
     call: async (op, args) => {
@@ -211,7 +211,7 @@ function sdkFace(env: NodeJS.ProcessEnv): Face {
         return { ok: false, message: (e as Error).message };
       }
     },
-    close: async () => undefined,
+    close,
   };
 }
 
@@ -308,6 +308,23 @@ test("round trip through the SDK and its handle members (gVisor)", async (t) => 
   await withGvisorState(
     t,
     withFace(async (c) => sdkFace(c.env)),
+  );
+});
+
+test("round trip through the SDK in remote mode (pyro mcp serve --http, gVisor)", async (t) => {
+  await withGvisorState(
+    t,
+    withFace(async (c) => {
+      // The same scenario, with the seed packed and uploaded and the export fetched and
+      // written locally by the SDK: the caller cannot tell the server is elsewhere.
+      const { token } = await createToken(c.env, "roundtrip");
+      const server = await startHttpServer(c.env, ["--profile", "workspace-full"]);
+      const pyro = new Pyro({ url: server.url, token });
+      return sdkFace(c.env, pyro, async () => {
+        await pyro.close();
+        assert.equal(await server.stop(), 0);
+      });
+    }),
   );
 });
 
