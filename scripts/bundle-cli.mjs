@@ -29,12 +29,21 @@ const common = {
  * The main bundle's lazy imports of whole faces (`await import("./serve.js")`) become loads of
  * their own bundle through the launcher (with its code cache), instead of being compiled in.
  */
-const LAZY = { "./serve.js": "pyro-mcp.cjs", "./demo.js": "pyro-demo.cjs" };
+const LAZY = {
+  "./serve.js": "pyro-mcp.cjs",
+  "./demo.js": "pyro-demo.cjs",
+  "./mcp-client.js": "pyro-mcp-client.cjs",
+};
+const LAZY_IMPORTERS = {
+  "./serve.js": "src/cli/main.ts",
+  "./demo.js": "src/cli/main.ts",
+  "./mcp-client.js": "src/remote/client.ts",
+};
 const lazyBundles = {
   name: "lazy-bundles",
   setup(b) {
-    b.onResolve({ filter: /^\.\/(serve|demo)\.js$/ }, (args) =>
-      args.importer.endsWith("src/cli/main.ts")
+    b.onResolve({ filter: /^\.\/(serve|demo|mcp-client)\.js$/ }, (args) =>
+      args.importer.endsWith(LAZY_IMPORTERS[args.path])
         ? { path: LAZY[args.path], namespace: "lazy-bundle" }
         : undefined,
     );
@@ -89,8 +98,23 @@ await build({
   outfile: "dist/cli/pyro.cjs",
   plugins: [lazyBundles, lazyModules],
 });
-await build({ ...common, entryPoints: ["src/cli/serve.ts"], outfile: "dist/cli/pyro-mcp.cjs" });
-await build({ ...common, entryPoints: ["src/cli/demo.ts"], outfile: "dist/cli/pyro-demo.cjs" });
+await build({
+  ...common,
+  entryPoints: ["src/cli/serve.ts"],
+  outfile: "dist/cli/pyro-mcp.cjs",
+  plugins: [lazyBundles],
+});
+await build({
+  ...common,
+  entryPoints: ["src/cli/demo.ts"],
+  outfile: "dist/cli/pyro-demo.cjs",
+  plugins: [lazyBundles],
+});
+await build({
+  ...common,
+  entryPoints: ["src/remote/mcp-client.ts"],
+  outfile: "dist/cli/pyro-mcp-client.cjs",
+});
 
 const { version } = JSON.parse(await readFile("package.json", "utf8"));
 const launcher = `#!/usr/bin/env node

@@ -219,7 +219,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
           );
           return;
         }
-        const { serveHttp } = await import("../remote/http.js");
+        const { serveHttp } = await import("./serve.js");
         const num = (flag: string, v: string | undefined) => {
           if (v === undefined) return undefined;
           const n = Number(v);

@@ -16,3 +16,6 @@ export async function serveMcp(io: CliIo, opts: ServeStdioOptions): Promise<bool
     return false;
   }
 }
+
+// `pyro mcp serve --http` lives in this bundle too: it needs the MCP SDK and node:http.
+export { serveHttp } from "../remote/http.js";

@@ -80,7 +80,7 @@ export class RemoteClient {
 
   private connect(): Promise<McpClient> {
     this.client ??= (async () => {
-      const { Client, StreamableHTTPClientTransport } = await import("@modelcontextprotocol/client");
+      const { Client, StreamableHTTPClientTransport } = await import("./mcp-client.js");
       const client = new Client({ name: "pyro-sdk", version: VERSION });
       const transport = new StreamableHTTPClientTransport(new URL(`${this.base}/mcp`), {
         requestInit: { headers: this.headers() },
