@@ -27,7 +27,8 @@ export type ErrorCode =
   | "image_digest_mismatch"
   | "image_layer_unsafe"
   | "image_unsupported"
-  | "recipe_invalid";
+  | "recipe_invalid"
+  | "disk_full";
 
 /**
  * A hint is written once, below the faces, but read in a face's language: "list workspaces

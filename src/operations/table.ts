@@ -9,6 +9,7 @@ import type { Runtime } from "../runtime/runtime.js";
 import { FILE_OPERATIONS } from "./files.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
+import { SNAPSHOT_OPERATIONS } from "./snapshots.js";
 import { nearest } from "./suggest.js";
 
 /** The output budget, stated in every command tool's description. */
@@ -493,6 +494,8 @@ export const OPERATIONS = [
   ...FILE_OPERATIONS,
   // Shells and services (session-ops.ts).
   ...SESSION_OPERATIONS,
+  // Snapshots, reset and fork (snapshots.ts).
+  ...SNAPSHOT_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

@@ -45,6 +45,7 @@ import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
 import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
 import { Guest, relToWorkspace } from "./guest.js";
+import { recoverInterruptedOp } from "./snapshots.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -103,7 +104,18 @@ const WorkspaceRecordSchema = z.looseObject({
   last_command: LastCommand.nullable(),
   workspace_seed: SeedRecord,
 });
-type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
+export type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
+
+/** Files and baseline for a workspace made from another's state (fork; see createFrom). */
+export interface PreparedFiles {
+  seed: WorkspaceRecord["workspace_seed"];
+  /** More record fields (e.g. where it was forked from). */
+  extra?: Record<string, unknown>;
+  /** Fills the new, empty files/ directory (before any sandbox exists). */
+  into(filesDir: string, signal?: AbortSignal): Promise<void>;
+  /** Records the baseline (while the sandbox starts). */
+  baseline(wsDir: string): Promise<void>;
+}
 
 /** A command log entry as stored in commands/<seq>.json (the output is in files beside it). */
 type StoredLogEntry = Omit<
@@ -238,12 +250,38 @@ export class WorkspaceManager {
     }
   }
 
+  /**
+   * A workspace whose files and baseline come from `fill` rather than a seed (fork, in
+   * snapshots.ts), through the same intent-first create and the same cleanup on failure.
+   */
+  createFrom(
+    input: WorkspaceCreateInputT,
+    engine: Engine,
+    fill: PreparedFiles,
+    ctx: CallContext = {},
+  ): Promise<WorkspaceStatusResultT> {
+    return this.createSeeded(input, ctx, engine, undefined, undefined, fill);
+  }
+
+  /** For snapshots.ts (snapshot, reset, fork): the record store, deps and helpers. */
+  internals() {
+    return {
+      records: this.records,
+      deps: this.d,
+      dir: (id: string) => this.dir(id),
+      engineFor: (r: WorkspaceRecord) => this.engineFor(r),
+      view: (r: WorkspaceRecord) => this.view(r),
+      usable: (id: string) => this.usableRecord(id),
+    };
+  }
+
   private async createSeeded(
     input: WorkspaceCreateInputT,
     ctx: CallContext,
     engine: Engine,
     seedPath: string | undefined,
     project: ProjectSeed | undefined,
+    fill?: PreparedFiles,
   ): Promise<WorkspaceStatusResultT> {
     const src = project ? project.source : seedPath ? await classifySource(seedPath, "seed path") : undefined;
     const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
@@ -280,7 +318,8 @@ export class WorkspaceManager {
       owner: currentOwner(),
       command_count: 0,
       last_command: null,
-      workspace_seed: {
+      ...(fill?.extra ?? {}),
+      workspace_seed: fill?.seed ?? {
         mode: project ? "project" : src ? src.kind : "empty",
         seed_path: project ? project.origin.root : src ? src.path : null,
         destination: WORKSPACE_ROOT,
@@ -301,7 +340,8 @@ export class WorkspaceManager {
       rec.disk_enforced = (
         await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
       ).disk_enforced;
-      if (src) {
+      if (fill) await fill.into(filesDir, ctx.signal);
+      else if (src) {
         const from = project
           ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
           : src.path;
@@ -320,7 +360,7 @@ export class WorkspaceManager {
       if (env.runtime.uid !== 0) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
       // The seeded tree is the baseline diff and export --changed-only compare against. It is
       // copied while the sandbox starts: no guest command can run before create returns.
-      baseline = baselineBeforeStart(dir, engine.name, ctx.signal);
+      baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine.name, ctx.signal);
       baseline.catch(() => undefined);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
@@ -337,7 +377,7 @@ export class WorkspaceManager {
         ...userOf(env.runtime),
       });
       await baseline;
-      await baselineAfterStart(dir, engine.name);
+      if (!fill) await baselineAfterStart(dir, engine.name);
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
       rec.state = "running";
@@ -376,6 +416,12 @@ export class WorkspaceManager {
 
   /** A workspace that can take commands, or a clear error saying why not. */
   private async usable(id: string): Promise<WorkspaceRecord> {
+    // A snapshot or reset whose pyro process died is finished first (snapshots.ts).
+    await recoverInterruptedOp(this, id);
+    return this.usableRecord(id);
+  }
+
+  private async usableRecord(id: string): Promise<WorkspaceRecord> {
     const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired") {
       throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, [
@@ -432,7 +478,8 @@ export class WorkspaceManager {
     const command = displayCommand(input.command);
     const commandsDir = join(this.dir(rec.workspace_id), "commands");
     await mkdir(commandsDir, { recursive: true });
-    const running = `running-${randomBytes(6).toString("hex")}`;
+    // The pid in the name tells a reset that this exec is still running (snapshots.ts).
+    const running = `running-${process.pid}-${randomBytes(6).toString("hex")}`;
     const recorder = new CommandRecorder({
       stdoutPath: workspaceOutputPath(commandsDir, running, "stdout"),
       stderrPath: workspaceOutputPath(commandsDir, running, "stderr"),
@@ -660,7 +707,8 @@ export class WorkspaceManager {
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
-    const e = await this.records.read(checkId("ws", id));
+    let e = await this.records.read(checkId("ws", id));
+    if (e.rec && (await recoverInterruptedOp(this, id).catch(() => false))) e = await this.records.read(id);
     if (e.problem === "missing" && !(await stat(e.dir).catch(() => undefined))) throw this.notFound(id);
     if (!e.rec) return this.damagedView(e);
     return this.view(await this.current(e.rec));
