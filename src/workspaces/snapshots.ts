@@ -142,6 +142,9 @@ export class Snapshots {
 
   private async finish(id: string, cur: OpRecord): Promise<void> {
     const store = this.store(id);
+    // The dead process's runsc children (a pause, a delete) outlive it: let them end first,
+    // or a late `runsc delete` would remove the sandbox this recovery starts under the same name.
+    await waitForRunscCalls(containerIdOf(await this.x.records.load(id)));
     if (cur.paused) {
       const rec = await this.x.records.load(id);
       await thaw(rec).catch(() => undefined);
@@ -522,6 +525,30 @@ async function runningExecs(wsDir: string): Promise<number[]> {
 async function rmTemps(dir: string): Promise<void> {
   for (const n of await readdir(dir).catch(() => [] as string[]))
     if (n.startsWith(".") && n.includes(`.${process.pid}.`)) await rm(join(dir, n), { force: true });
+}
+
+function containerIdOf(rec: WorkspaceRecord): string {
+  return rec.handle?.data.containerId ? String(rec.handle.data.containerId) : `pyro-${rec.workspace_id}`;
+}
+
+/**
+ * Waits (up to 30 s) until no runsc command naming container `cid` runs (found in /proc),
+ * other than the sandbox's own long-lived processes (its boot and gofer).
+ */
+async function waitForRunscCalls(cid: string): Promise<void> {
+  const busy = async () => {
+    for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+      const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+      if (!argv.includes(cid) || !/runsc/.test(argv[0] ?? "")) continue;
+      // The subcommand: the first argument that is no global flag.
+      const sub = argv.slice(1).find((a) => !a.startsWith("-"));
+      if (sub && ["delete", "kill", "pause", "resume", "run"].includes(sub)) return true;
+    }
+    return false;
+  };
+  const t0 = Date.now();
+  while ((await busy()) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
 }
 
 function runscOf(rec: WorkspaceRecord): { flags: RunscFlags; cid: string } | undefined {

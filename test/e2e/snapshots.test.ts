@@ -390,24 +390,31 @@ test("faults: unknown snapshot, busy reset, disk full, failed fork, SIGKILL mid 
           JSON.stringify(names),
         );
 
-        // SIGKILL in the middle of a reset: the next call finishes it (files as at the
-        // snapshot, a running sandbox), and the workspace works.
-        await sh(face, ws, "echo changed > a.txt; rm -r many; echo extra > extra.txt");
-        // Killed a moment in: the old sandbox is killed and being removed, files being restored.
-        assert.ok(await killWhen(c, ["workspace", "reset", ws, "--snapshot", "good"], op, "reset", 300));
-        const status = await runCliJson<Json>(["workspace", "status", ws], { env: c.env });
-        assert.equal(status.json.state, "running", JSON.stringify(status.json));
-        assert.equal(
-          (
-            await sh(
-              face,
-              ws,
-              "cat a.txt; ls many | wc -l; ls extra.txt 2>&1 || true; ls -a | grep -c pyro-restore || true",
-            )
-          ).trim(),
-          "done\n600\nls: cannot access 'extra.txt': No such file or directory\n0",
-        );
-        assert.equal((await runscList(c.stateDir)).length, 1, "one sandbox: the old one is gone");
+        // SIGKILL in the middle of a reset, at three points (early; while the old sandbox is
+        // killed and removed and the files restored; while the new one starts): the next
+        // call finishes it (files as at the snapshot, one running sandbox), and it works.
+        for (const delayMs of [20, 400, 1300]) {
+          await sh(face, ws, "echo changed > a.txt; rm -r many; echo extra > extra.txt");
+          await killWhen(c, ["workspace", "reset", ws, "--snapshot", "good"], op, "reset", delayMs);
+          const status = await runCliJson<Json>(["workspace", "status", ws], { env: c.env });
+          assert.equal(
+            status.json.state,
+            "running",
+            `killed after ${delayMs} ms: ${JSON.stringify(status.json)}`,
+          );
+          assert.equal(
+            (
+              await sh(
+                face,
+                ws,
+                "cat a.txt; ls many | wc -l; ls extra.txt 2>&1 || true; ls -a | grep -c pyro-restore || true",
+              )
+            ).trim(),
+            "done\n600\nls: cannot access 'extra.txt': No such file or directory\n0",
+            `killed after ${delayMs} ms`,
+          );
+          assert.equal((await runscList(c.stateDir)).length, 1, "one sandbox: the old one is gone");
+        }
       } finally {
         await face.call("workspace_delete", { workspace_id: ws });
       }
