@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createWriteStream } from "node:fs";
+import { type BigIntStats, constants, createWriteStream } from "node:fs";
 import {
   chmod,
   copyFile,
@@ -15,6 +15,7 @@ import {
   stat,
   symlink,
   utimes,
+  writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -77,6 +78,16 @@ interface Index {
   version: 1;
   entries: Record<string, IndexRow>;
 }
+
+/**
+ * Objects are written with the commonest file mode, so a restore's copy usually needs no
+ * chmod (copyFile gives the copy its source's mode). The store's directory is private
+ * (the state dir is 0700) and objects are never written after they are named.
+ */
+const OBJECT_MODE = 0o644;
+
+/** Files up to this size are read and written in one call each (larger ones are streamed). */
+const SMALL = 4 * 1024 * 1024;
 
 /** How far before a scan a file's ctime must be for its stat to vouch for its content. */
 const RACY_NS = 1_000_000_000n;
@@ -141,47 +152,45 @@ export class SnapshotStore {
     let bytes = 0;
     let newBytes = 0;
     const rootSt = await lstat(root, { bigint: true });
-    const walk = async (rel: string): Promise<void> => {
-      const abs = rel ? join(root, rel) : root;
-      const names = (await readdir(abs)).sort();
-      for (const n of names) {
-        const p = rel ? `${rel}/${n}` : n;
-        const full = join(root, p);
-        const st = await lstat(full, { bigint: true });
-        const base = {
-          path: p,
-          mode: Number(st.mode & 0o7777n),
-          uid: Number(st.uid),
-          gid: Number(st.gid),
-          mtime_ms: Number(st.mtimeNs / 1000n) / 1000,
-        };
-        if (st.isDirectory()) {
-          entries.push({ ...base, type: "dir" });
-          await walk(p);
-        } else if (st.isSymbolicLink()) {
-          entries.push({ ...base, type: "symlink", target: await readlink(full) });
-        } else if (st.isFile()) {
-          const key: IndexRow = [String(st.ino), String(st.size), String(st.mtimeNs), String(st.ctimeNs), ""];
-          const prev = old[p];
-          let hash =
-            prev && prev[0] === key[0] && prev[1] === key[1] && prev[2] === key[2] && prev[3] === key[3]
-              ? prev[4]
-              : undefined;
-          if (hash && !(await exists(this.objectPath(hash)))) hash = undefined;
-          if (!hash) {
-            const r = await this.storeFile(full, st.ino, added);
-            hash = r.hash;
-            newBytes += r.stored;
-          }
-          if (st.ctimeNs < startNs - RACY_NS) index[p] = [key[0], key[1], key[2], key[3], hash];
-          bytes += Number(st.size);
-          entries.push({ ...base, type: "file", size: Number(st.size), hash });
-        } else {
-          skipped.push(p);
-        }
+    const found = await walkTree(root);
+    const toStore: { entry: TreeEntry; full: string; st: BigIntStats }[] = [];
+    for (const { p, st } of found) {
+      const full = join(root, p);
+      const base = {
+        path: p,
+        mode: Number(st.mode & 0o7777n),
+        uid: Number(st.uid),
+        gid: Number(st.gid),
+        mtime_ms: Number(st.mtimeNs / 1000n) / 1000,
+      };
+      if (st.isDirectory()) {
+        entries.push({ ...base, type: "dir" });
+      } else if (st.isSymbolicLink()) {
+        entries.push({ ...base, type: "symlink", target: await readlink(full) });
+      } else if (st.isFile()) {
+        const key: IndexRow = [String(st.ino), String(st.size), String(st.mtimeNs), String(st.ctimeNs), ""];
+        const prev = old[p];
+        // gc drops index rows whose object it removed, so a hit's object exists.
+        const hash =
+          prev && prev[0] === key[0] && prev[1] === key[1] && prev[2] === key[2] && prev[3] === key[3]
+            ? prev[4]
+            : undefined;
+        const entry: TreeEntry = { ...base, type: "file", size: Number(st.size), ...(hash ? { hash } : {}) };
+        if (!hash) toStore.push({ entry, full, st });
+        if (hash && st.ctimeNs < startNs - RACY_NS) index[p] = [key[0], key[1], key[2], key[3], hash];
+        bytes += Number(st.size);
+        entries.push(entry);
+      } else {
+        skipped.push(p);
       }
-    };
-    await walk("");
+    }
+    await mapLimit(toStore, 8, async ({ entry, full, st }) => {
+      const r = await this.storeFile(full, st.ino, added);
+      entry.hash = r.hash;
+      newBytes += r.stored;
+      if (st.ctimeNs < startNs - RACY_NS)
+        index[entry.path] = [String(st.ino), String(st.size), String(st.mtimeNs), String(st.ctimeNs), r.hash];
+    });
     const manifest: Manifest = {
       version: 1,
       name,
@@ -216,19 +225,28 @@ export class SnapshotStore {
       // The file that was lstat'ed (not something swapped in since): same inode.
       const fst = await fh.stat({ bigint: true });
       if (fst.ino !== ino || !fst.isFile()) throw new Error(`${path} changed while it was read`);
-      const src = fh.createReadStream({ autoClose: false });
-      src.on("data", (c) => {
-        h.update(c as Buffer);
-        size += (c as Buffer).length;
-      });
-      await pipeline(src, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
+      let data: Buffer | undefined;
+      if (fst.size <= SMALL) {
+        // One read, one write: streams cost more than the bytes for the typical small file.
+        data = await fh.readFile();
+        h.update(data);
+        size = data.length;
+      } else {
+        const src = fh.createReadStream({ autoClose: false });
+        src.on("data", (c) => {
+          h.update(c as Buffer);
+          size += (c as Buffer).length;
+        });
+        await pipeline(src, createWriteStream(tmp, { flags: "wx", mode: OBJECT_MODE }));
+      }
       const hash = h.digest("hex");
       const dest = this.objectPath(hash);
       if (await exists(dest)) {
         await rm(tmp, { force: true });
         return { hash, stored: 0 };
       }
-      await mkdir(join(this.objectsDir, hash.slice(0, 2)), { recursive: true });
+      if (data) await writeFile(tmp, data, { flag: "wx", mode: OBJECT_MODE });
+      await this.objectDir(hash);
       await rename(tmp, dest);
       added.push(hash);
       return { hash, stored: size };
@@ -238,6 +256,14 @@ export class SnapshotStore {
     } finally {
       await fh.close();
     }
+  }
+
+  private readonly madeDirs = new Set<string>();
+  private async objectDir(hash: string): Promise<void> {
+    const d = join(this.objectsDir, hash.slice(0, 2));
+    if (this.madeDirs.has(d)) return;
+    await mkdir(d, { recursive: true });
+    this.madeDirs.add(d);
   }
 
   /** Removes objects (and temp files of dead writers) that no manifest references. */
@@ -262,6 +288,10 @@ export class SnapshotStore {
         await rm(join(sub, h), { force: true });
       }
     }
+    // The stat cache may name contents just removed: those rows go (scan trusts a hit's object).
+    const index = await this.readIndex();
+    const kept = Object.fromEntries(Object.entries(index.entries).filter(([, row]) => keep.has(row[4])));
+    if (Object.keys(kept).length !== Object.keys(index.entries).length) await this.writeIndex(kept);
     return freed;
   }
 
@@ -288,16 +318,7 @@ export class SnapshotStore {
     const old = opts.useIndex ? (await this.readIndex()).entries : {};
     const want = new Map(m.entries.map((e) => [e.path, e]));
     // 1. What is there now (lstat only).
-    const have = new Map<string, import("node:fs").BigIntStats>();
-    const walk = async (rel: string): Promise<void> => {
-      for (const n of await readdir(rel ? join(root, rel) : root)) {
-        const p = rel ? `${rel}/${n}` : n;
-        const st = await lstat(join(root, p), { bigint: true });
-        have.set(p, st);
-        if (st.isDirectory()) await walk(p);
-      }
-    };
-    await walk("");
+    const have = new Map((await walkTree(root)).map(({ p, st }) => [p, st]));
     // 2. Removals: anything unwanted, or of another type, or a symlink with another target.
     let removed = 0;
     const removeList: string[] = [];
@@ -332,9 +353,13 @@ export class SnapshotStore {
     let written = 0;
     let bytesWritten = 0;
     const root0 = isRoot();
-    for (const e of m.entries) {
-      const full = join(root, e.path);
-      if (e.type === "file") {
+    const myUid = process.getuid?.() ?? 0;
+    const myGid = process.getgid?.() ?? 0;
+    await mapLimit(
+      m.entries.filter((e) => e.type === "file"),
+      8,
+      async (e) => {
+        const full = join(root, e.path);
         const st = present(e.path) ? have.get(e.path) : undefined;
         const prev = old[e.path];
         const same =
@@ -353,17 +378,24 @@ export class SnapshotStore {
           Math.abs(Number(st.mtimeNs / 1000n) / 1000 - e.mtime_ms) < 1;
         if (same && sameMeta) {
           index[e.path] = prev;
-          continue;
+          return;
         }
-        const tmp = join(root, `${e.path}.pyro-restore-${randomBytes(4).toString("hex")}`);
+        // Into an empty place directly; over an existing file through a temp file and a
+        // rename, so an interruption never leaves a half-written file under its name.
+        // copyFile gives the object's mode (0644): chmod and chown only when they differ.
+        const tmp = st ? join(root, `${e.path}.pyro-restore-${randomBytes(4).toString("hex")}`) : full;
         await copyFile(this.objectPath(e.hash!), tmp, constants.COPYFILE_EXCL);
-        if (root0) await lchown(tmp, e.uid, e.gid);
-        await chmod(tmp, e.mode);
+        if (root0 && (e.uid !== myUid || e.gid !== myGid)) await lchown(tmp, e.uid, e.gid);
+        if (e.mode !== OBJECT_MODE) await chmod(tmp, e.mode);
         await utimes(tmp, e.mtime_ms / 1000, e.mtime_ms / 1000);
-        await rename(tmp, full);
+        if (tmp !== full) await rename(tmp, full);
         written++;
         bytesWritten += e.size ?? 0;
-      } else if (e.type === "symlink") {
+      },
+    );
+    for (const e of m.entries) {
+      const full = join(root, e.path);
+      if (e.type === "symlink") {
         if (!present(e.path)) {
           await symlink(e.target!, full);
           written++;
@@ -381,12 +413,12 @@ export class SnapshotStore {
       await utimes(full, e.mtime_ms / 1000, e.mtime_ms / 1000);
     }
     // 6. The stat cache, for files as they are now (only stats that can vouch: see RACY_NS).
-    for (const e of opts.useIndex ? m.entries : []) {
-      if (e.type !== "file" || index[e.path]) continue;
+    const unindexed = opts.useIndex ? m.entries.filter((e) => e.type === "file" && !index[e.path]) : [];
+    await mapLimit(unindexed, 16, async (e) => {
       const st = await lstat(join(root, e.path), { bigint: true });
       if (st.ctimeNs < startNs - RACY_NS)
         index[e.path] = [String(st.ino), String(st.size), String(st.mtimeNs), String(st.ctimeNs), e.hash!];
-    }
+    });
     if (opts.useIndex) await this.writeIndex(index);
     return { written, removed, bytes_written: bytesWritten };
   }
@@ -404,6 +436,38 @@ export class SnapshotStore {
     await add(this.dir);
     return total;
   }
+}
+
+/** Every path below `root` with its lstat, in a stable order (sorted, parents first); never follows a symlink. */
+async function walkTree(root: string): Promise<{ p: string; st: BigIntStats }[]> {
+  const out: { p: string; st: BigIntStats }[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await readdir(rel ? join(root, rel) : root)).sort();
+    const paths = names.map((n) => (rel ? `${rel}/${n}` : n));
+    const stats = await Promise.all(paths.map((p) => lstat(join(root, p), { bigint: true })));
+    for (const [i, p] of paths.entries()) {
+      out.push({ p, st: stats[i]! });
+      if (stats[i]!.isDirectory()) await walk(p);
+    }
+  };
+  await walk("");
+  return out;
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; the first failure is thrown once all settled. */
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++]!;
+      await fn(item).catch((e: unknown) => {
+        failure ??= e;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure;
 }
 
 function* ancestors(p: string): Generator<string> {
