@@ -333,6 +333,7 @@ export class WorkspaceManager {
     };
     let handle: SandboxHandle | undefined;
     let baseline: Promise<void> | undefined;
+    let filling: Promise<void> | undefined;
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await this.records.write(id, rec);
@@ -340,8 +341,11 @@ export class WorkspaceManager {
       rec.disk_enforced = (
         await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
       ).disk_enforced;
-      if (fill) await fill.into(filesDir, ctx.signal);
-      else if (src) {
+      // A fork's files are written while its sandbox starts, like the baseline below.
+      if (fill) {
+        filling = fill.into(filesDir, ctx.signal);
+        filling.catch(() => undefined);
+      } else if (src) {
         const from = project
           ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
           : src.path;
@@ -357,7 +361,7 @@ export class WorkspaceManager {
         });
       }
       // An image that runs as a non-root User gets a /workspace it can write.
-      if (env.runtime.uid !== 0) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
+      if (env.runtime.uid !== 0 && !fill) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
       // The seeded tree is the baseline diff and export --changed-only compare against. It is
       // copied while the sandbox starts: no guest command can run before create returns.
       baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine.name, ctx.signal);
@@ -376,6 +380,7 @@ export class WorkspaceManager {
         expiresAt: rec.expires_at,
         ...userOf(env.runtime),
       });
+      await filling;
       await baseline;
       if (!fill) await baselineAfterStart(dir, engine.name);
       ctx.signal?.throwIfAborted();
@@ -388,6 +393,7 @@ export class WorkspaceManager {
       if (handle) await engine.destroy(handle).catch(() => undefined);
       else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
       await baseline?.catch(() => undefined);
+      await filling?.catch(() => undefined);
       await removeWorkspaceDir(dir).catch(() => undefined);
       throw toPyroError(e);
     }

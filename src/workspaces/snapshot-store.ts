@@ -241,7 +241,10 @@ export class SnapshotStore {
       }
       const hash = h.digest("hex");
       const dest = this.objectPath(hash);
-      if (await exists(dest)) {
+      // Two files with one content in one scan: the first stores it (checked before any await).
+      const mine = !this.seen.has(hash);
+      this.seen.add(hash);
+      if (!mine || (await exists(dest))) {
         await rm(tmp, { force: true });
         return { hash, stored: 0 };
       }
@@ -259,6 +262,8 @@ export class SnapshotStore {
   }
 
   private readonly madeDirs = new Set<string>();
+  /** Contents this store instance has stored or found stored (one operation's lifetime). */
+  private readonly seen = new Set<string>();
   private async objectDir(hash: string): Promise<void> {
     const d = join(this.objectsDir, hash.slice(0, 2));
     if (this.madeDirs.has(d)) return;

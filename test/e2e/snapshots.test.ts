@@ -109,6 +109,11 @@ async function scenario(face: Face, host: string): Promise<void> {
     assert.equal(new Set(states).size, 3, "the forks differ");
     for (const [i, s] of states.entries()) assert.match(s, new RegExp(`v1\\nfork-${i}\\n$`));
     assert.equal(await sh(face, ws, LISTING), seeded, "the original is unchanged");
+    const summary = ok(await face.call("workspace_summary", { workspace_id: ws }));
+    assert.deepEqual(
+      summary.snapshot_activity.recent.map((e: Json) => `${e.event} ${e.name}`),
+      ["snapshot_create a", "reset a", "reset baseline", "fork a"],
+    );
     // A fork's baseline is its parent's: its diff shows the snapshot's and its own changes.
     const fd = ok(await face.call("workspace_diff", { workspace_id: ids[0], name_only: true }));
     assert.deepEqual(fd.files.map((f: Json) => `${f.status} ${f.path}`).sort(), [
@@ -159,6 +164,7 @@ function cliFace(env: NodeJS.ProcessEnv): Face {
     workspace_reset: ["workspace", "reset"],
     workspace_fork: ["workspace", "fork"],
     workspace_diff: ["workspace", "diff"],
+    workspace_summary: ["workspace", "summary"],
     workspace_delete: ["workspace", "delete"],
     shell_open: ["workspace", "shell", "open"],
     shell_read: ["workspace", "shell", "read"],
