@@ -78,6 +78,11 @@ export async function recoverInterruptedOp(m: WorkspaceManager, id: string): Pro
         `workspace ${id} is being reset by pyro process ${cur.owner.pid}`,
         "try again when the reset has returned (a few seconds)",
       );
+    // runsc refuses an exec into a paused sandbox: wait out the snapshot's pause (~0.1 s).
+    if (cur.paused) {
+      await waitWhilePaused(opPath(dir), cur.owner);
+      if (!ownerAlive(cur.owner)) return recoverInterruptedOp(m, id);
+    }
     return false;
   }
   await new Snapshots(m).recover(id);
@@ -95,11 +100,15 @@ export class Snapshots {
     return new SnapshotStore(join(this.x.dir(id), "snapshots"));
   }
 
-  /** A running workspace whose engine snapshots are implemented for. */
-  private async target(id: string): Promise<WorkspaceRecord> {
+  /**
+   * A running workspace whose engine snapshots are implemented for; with `revive`, a failed
+   * one too (its sandbox died: a reset gives it a fresh one).
+   */
+  private async target(id: string, revive = false): Promise<WorkspaceRecord> {
     checkId("ws", id);
     await recoverInterruptedOp(this.m, id);
-    const rec = await this.x.usable(id);
+    const failed = revive ? await this.x.records.load(id) : undefined;
+    const rec = failed?.state === "failed" ? failed : await this.x.usable(id);
     if (rec.engine !== "gvisor" && rec.engine !== "host")
       throw new PyroError(
         "engine_unavailable",
@@ -205,7 +214,16 @@ export class Snapshots {
       try {
         scanned = await store.scan(files, name, added, (await store.readIndex()).entries);
       } finally {
-        if (paused) await thaw(rec);
+        if (paused) {
+          await thaw(rec);
+          await writeJsonAtomic(opPath(this.x.dir(id)), {
+            op,
+            name,
+            paused: false,
+            owner: currentOwner(),
+            started_at: new Date().toISOString(),
+          } satisfies OpRecord);
+        }
         paused = false;
       }
       await writeJsonAtomic(store.manifestPath(name), scanned.manifest);
@@ -325,7 +343,7 @@ export class Snapshots {
 
   async reset(id: string, snapshot: string) {
     const t0 = performance.now();
-    await this.target(id);
+    await this.target(id, true);
     if (snapshot !== BASELINE) await this.manifestOrThrow(id, this.store(id), snapshot);
     const running = await runningExecs(this.x.dir(id));
     if (running.length)
@@ -498,6 +516,16 @@ export class Snapshots {
       join(this.x.dir(id), "snapshots", "events.jsonl"),
       `${JSON.stringify({ at: new Date().toISOString(), ...e })}\n`,
     ).catch(() => undefined);
+  }
+}
+
+/** Polls until the operation at `path` no longer has the sandbox paused (or its owner died). */
+async function waitWhilePaused(path: string, owner: Owner): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < 60_000) {
+    await new Promise((r) => setTimeout(r, 20));
+    const cur = await readJson<OpRecord>(path).catch(() => undefined);
+    if (!cur?.paused || cur.owner.pid !== owner.pid || !ownerAlive(owner)) return;
   }
 }
 

@@ -12,6 +12,7 @@ import {
   REPO,
   runCliJson,
   runCliJsonGuest,
+  runscBinary,
   runscList,
   type TestState,
   withGvisorState,
@@ -421,6 +422,22 @@ test("faults: unknown snapshot, busy reset, disk full, failed fork, SIGKILL mid 
           );
           assert.equal((await runscList(c.stateDir)).length, 1, "one sandbox: the old one is gone");
         }
+
+        // A workspace whose sandbox died (killed from outside) is revived by a reset.
+        const runsc = (await runscBinary())!;
+        execFileSync(runsc, [
+          `--root=${join(c.stateDir, "runsc")}`,
+          "--network=none",
+          "--overlay2=root:memory",
+          "kill",
+          `pyro-${ws}`,
+          "KILL",
+        ]);
+        await new Promise((r) => setTimeout(r, 500));
+        const dead = await runCliJson<Json>(["workspace", "status", ws], { env: c.env });
+        assert.equal(dead.json.state, "failed");
+        ok(await face.call("workspace_reset", { workspace_id: ws, snapshot: "good" }));
+        assert.equal((await sh(face, ws, "cat a.txt")).trim(), "done");
       } finally {
         await face.call("workspace_delete", { workspace_id: ws });
       }
