@@ -111,7 +111,7 @@ export interface PreparedFiles {
   seed: WorkspaceRecord["workspace_seed"];
   /** More record fields (e.g. where it was forked from). */
   extra?: Record<string, unknown>;
-  /** Fills the new, empty files/ directory (before any sandbox exists). */
+  /** Fills the new, empty files/ directory (while the sandbox starts: no guest command runs yet). */
   into(filesDir: string, signal?: AbortSignal): Promise<void>;
   /** Records the baseline (while the sandbox starts). */
   baseline(wsDir: string): Promise<void>;
@@ -414,6 +414,7 @@ export class WorkspaceManager {
           .catch(() => undefined);
       await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
       await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
+      await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
