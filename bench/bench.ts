@@ -19,7 +19,9 @@
  *     of the whole tree (the data a diff has to account for).
  *   - issue 17 (bench/speed.ts): CLI start-up, CLI workspace exec, and the warm pool (CLI run
  *     and SDK runInVm from a warm pool vs raw `runsc run`, memory per pooled sandbox).
- * BENCH_ONLY=roundtrip runs only the round-trip rows; BENCH_ONLY=speed only issue 17's.
+ *   - snapshots: snapshot and reset of a 10 MB / 1000-file workspace with 10 changed files,
+ *     the host disk each snapshot took, and a fork of it into 5 workspaces.
+ * BENCH_ONLY=roundtrip, BENCH_ONLY=speed or BENCH_ONLY=snapshots runs only those rows.
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -125,6 +127,13 @@ async function main(): Promise<void> {
     await roundTrip(pyro, env, runscBin, paths, add);
     printRows(rows, N);
     printRoundTrip(rows);
+    await rm(stateDir, { recursive: true, force: true });
+    return;
+  }
+  if (only === "snapshots") {
+    const disk = await snapshotBench(pyro, add);
+    printRows(rows, N);
+    printSnapshots(rows, disk);
     await rm(stateDir, { recursive: true, force: true });
     return;
   }
@@ -472,6 +481,93 @@ async function roundTrip(
     await ws.delete();
     await rm(seed, { recursive: true, force: true });
   }
+}
+
+const SN = {
+  first: "SDK first snapshot 10MB/1000 files",
+  snap: "SDK snapshot 1000 files/10 changed",
+  reset: "SDK reset 1000 files/10 changed (total)",
+  restore: "  of which restore_ms (files)",
+  fork: "SDK fork into 5 (10MB/1000 files)",
+};
+
+function printSnapshots(rows: Row[], disk: { perSnapshot: number[]; changedBytes: number }): void {
+  const med = (name: string) => median(rows.find((r) => r.name === name)!.samples);
+  const goalDisk = 2 * disk.changedBytes + 1024 * 1024;
+  console.log("\nsnapshots (goal):");
+  console.log(`  snapshot 10 changed of 1000 files  ${(med(SN.snap) / 1000).toFixed(3)} s  (≤ 0.30 s)`);
+  console.log(
+    `  reset to it                        ${(med(SN.reset) / 1000).toFixed(3)} s  (≤ 0.30 s; files alone ${(med(SN.restore) / 1000).toFixed(3)} s)`,
+  );
+  console.log(
+    `  disk per snapshot                  ${(median(disk.perSnapshot) / 1024).toFixed(0)} KiB  (≤ ${(goalDisk / 1024).toFixed(0)} KiB = 2 × ${(disk.changedBytes / 1024).toFixed(0)} KiB changed + 1 MiB)`,
+  );
+  console.log(`  fork into 5                        ${(med(SN.fork) / 1000).toFixed(2)} s  (≤ 1.50 s)`);
+}
+
+/**
+ * Snapshot rows: a 10 MB / 1000-file workspace; each iteration changes 10 files (~100 KB),
+ * snapshots, changes 10 others and resets to the snapshot. Then forks of it into 5.
+ */
+async function snapshotBench(
+  pyro: Pyro,
+  add: (name: string) => Row,
+): Promise<{ perSnapshot: number[]; changedBytes: number }> {
+  process.stderr.write("bench: snapshots, reset, fork...\n");
+  const seed = await mkdtemp(join(tmpdir(), "pyro-bench-snap-"));
+  for (let i = 0; i < 1000; i++) {
+    const d = join(seed, `d${i % 25}`);
+    await mkdir(d, { recursive: true });
+    await writeFile(join(d, `f${i}.bin`), randomBytes(10_000));
+  }
+  const ws = await pyro.createWorkspace({ environment: "debian:12", seedPath: seed });
+  const iterations = Math.min(N, 5);
+  const perSnapshot: number[] = [];
+  const changedBytes = 10 * 10_000;
+  // 10 files rewritten with 10 KB of new random bytes, spread over the tree.
+  const change = (k: number) =>
+    ws.exec(
+      `for i in 0 1 2 3 4 5 6 7 8 9; do n=$(( (i * 97 + ${k} * 13) % 1000 )); head -c 10000 /dev/urandom > d$(( n % 25 ))/f$n.bin; done`,
+    );
+  try {
+    const first = add(SN.first);
+    first.samples.push(await timeIt(() => ws.snapshots.create("s0")));
+    const snap = add(SN.snap);
+    const reset = add(SN.reset);
+    const restore = add(SN.restore);
+    for (let i = 1; i <= iterations; i++) {
+      await change(i);
+      let info: Awaited<ReturnType<typeof ws.snapshots.create>> | undefined;
+      snap.samples.push(
+        await timeIt(async () => {
+          info = await ws.snapshots.create(`s${i}`);
+        }),
+      );
+      perSnapshot.push(info!.disk_bytes);
+      await change(i + 100);
+      let r: Awaited<ReturnType<typeof ws.reset>> | undefined;
+      reset.samples.push(
+        await timeIt(async () => {
+          r = await ws.reset(`s${i}`);
+        }),
+      );
+      restore.samples.push(r!.restore_ms);
+    }
+    const fork = add(SN.fork);
+    for (let i = 0; i < Math.min(N, 3); i++) {
+      let forks: Awaited<ReturnType<typeof ws.fork>> = [];
+      fork.samples.push(
+        await timeIt(async () => {
+          forks = await ws.fork({ snapshot: "s1", count: 5 });
+        }),
+      );
+      await Promise.all(forks.map((f) => f.delete()));
+    }
+  } finally {
+    await ws.delete();
+    await rm(seed, { recursive: true, force: true });
+  }
+  return { perSnapshot, changedBytes };
 }
 
 main().catch((e) => {

@@ -31,7 +31,8 @@ export type ErrorCode =
   // Remote (src/remote/): a token's limits, a refused token, an operation a remote server cannot do.
   | "limit_exceeded"
   | "unauthorized"
-  | "remote_unsupported";
+  | "remote_unsupported"
+  | "disk_full";
 
 /**
  * A hint is written once, below the faces, but read in a face's language: "list workspaces

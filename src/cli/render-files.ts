@@ -67,5 +67,13 @@ export const RENDER_FILES: Record<string, (r: Any) => string> = {
       ),
       `exports: ${r.exports.count}`,
       ...r.exports.recent.map((e: Any) => `  ${e.at} ${e.path} → ${e.output} (${e.files} files)`),
+      ...(r.snapshot_activity
+        ? [
+            `snapshots, resets, forks: ${r.snapshot_activity.count}`,
+            ...r.snapshot_activity.recent.map(
+              (e: Any) => `  ${e.at} ${e.event}${e.name ? ` ${e.name}` : ""}`,
+            ),
+          ]
+        : []),
     ].join("\n"),
 };

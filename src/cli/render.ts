@@ -1,5 +1,6 @@
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
 import { SESSION_RENDER } from "../operations/session-ops.js";
+import { SNAPSHOT_RENDER } from "../operations/snapshots.js";
 import { RENDER_FILES } from "./render-files.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
@@ -120,6 +121,7 @@ function envInfo(e: Any): string {
 
 export const RENDER: Record<string, (r: Any) => string> = {
   ...SESSION_RENDER,
+  ...SNAPSHOT_RENDER,
   vm_run: execFooter,
   vm_exec: execFooter,
   workspace_exec: execFooter,

@@ -291,6 +291,21 @@ export const WorkspaceSummaryResult = z.object({
       }),
     ),
   }),
+  snapshot_activity: z
+    .object({
+      count: z.number().int(),
+      recent: z.array(
+        z.object({
+          at: z.string(),
+          event: z.enum(["snapshot_create", "snapshot_delete", "reset", "fork"]),
+          name: z
+            .string()
+            .nullable()
+            .describe("The snapshot (reset: its target; fork: null for the current state)."),
+        }),
+      ),
+    })
+    .describe("Snapshots taken and deleted, resets and forks (the last 5)."),
 });
 
 function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
@@ -447,7 +462,7 @@ export const FILE_OPERATIONS = [
     sdk: "summarizeWorkspace",
     title: "Summary of a workspace's work",
     description:
-      "One short overview for review: commands run (count, failures), files changed since the baseline (paths and line counts) and exports made.",
+      "One short overview for review: commands run (count, failures), files changed since the baseline (paths and line counts), exports made, and snapshots, resets and forks.",
     input: z.object({ workspace_id: workspaceId }),
     result: WorkspaceSummaryResult,
     mcp: true,
@@ -466,7 +481,9 @@ export const FILE_OPERATIONS = [
         include_output: false,
         max_output_bytes: 1024,
       });
-      return summarize(w.guest, w.baseline, join(w.dir, "exports.jsonl"), logs.commands, sig(ctx));
+      return summarize(w.guest, w.baseline, join(w.dir, "exports.jsonl"), logs.commands, sig(ctx), {
+        snapshotsLog: join(w.dir, "snapshots", "events.jsonl"),
+      });
     },
   }),
 ] as const;

@@ -11,6 +11,7 @@ import { FILE_OPERATIONS } from "./files.js";
 import { POOL_OPERATIONS } from "./pool.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
+import { SNAPSHOT_OPERATIONS } from "./snapshots.js";
 import { nearest } from "./suggest.js";
 
 /** The output budget, stated in every command tool's description. */
@@ -535,6 +536,8 @@ export const OPERATIONS = [
   ...SESSION_OPERATIONS,
   // The warm pool (pool.ts).
   ...POOL_OPERATIONS,
+  // Snapshots, reset and fork (snapshots.ts).
+  ...SNAPSHOT_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

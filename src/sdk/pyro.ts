@@ -5,6 +5,7 @@ import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import type * as P from "../operations/pool.js";
 import type * as S from "../operations/schemas.js";
+import type * as Snap from "../operations/snapshots.js";
 import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import { RemoteClient, type RemoteOptions } from "../remote/client.js";
@@ -116,6 +117,10 @@ export interface WriteOptions {
   createParents?: boolean;
 }
 export type ReapResult = z.infer<typeof S.ReapResult>;
+export type WorkspaceSnapshot = z.infer<typeof Snap.WorkspaceSnapshotCreateResult>;
+export type WorkspaceSnapshotList = z.infer<typeof Snap.WorkspaceSnapshotListResult>;
+export type WorkspaceResetResult = z.infer<typeof Snap.WorkspaceResetResult>;
+export type WorkspaceForkResult = z.infer<typeof Snap.WorkspaceForkResult>;
 
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -437,6 +442,32 @@ export class Pyro {
     return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
   }
 
+  // ---- snapshots, reset, fork ----
+  createWorkspaceSnapshot(workspaceId: string, options: { name?: string } = {}): Promise<WorkspaceSnapshot> {
+    return this.#method("workspace_snapshot_create", { workspace_id: workspaceId, ...snake(options) });
+  }
+  listWorkspaceSnapshots(workspaceId: string): Promise<WorkspaceSnapshotList> {
+    return this.#method("workspace_snapshot_list", { workspace_id: workspaceId });
+  }
+  deleteWorkspaceSnapshot(
+    workspaceId: string,
+    name: string,
+  ): Promise<{ workspace_id: string; name: string; deleted: boolean; bytes_freed: number }> {
+    return this.#method("workspace_snapshot_delete", { workspace_id: workspaceId, name });
+  }
+  /** /workspace back to a snapshot (default "baseline", the seeded files), in a fresh sandbox. */
+  resetWorkspace(workspaceId: string, options: { snapshot?: string } = {}): Promise<WorkspaceResetResult> {
+    return this.#method("workspace_reset", { workspace_id: workspaceId, ...snake(options) });
+  }
+  /** `count` new workspaces from this one's current state (or a snapshot); returns their statuses. */
+  forkWorkspace(
+    workspaceId: string,
+    options: { snapshot?: string; count?: number } = {},
+    opts?: CallOptions,
+  ): Promise<WorkspaceForkResult> {
+    return this.#method("workspace_fork", { workspace_id: workspaceId, ...snake(options) }, opts);
+  }
+
   // ---- shells and services (types and handle members in sessions.ts) ----
   openShell(workspaceId: string, options: ShellOpenOptions = {}): Promise<ShellInfo> {
     return this.#method("shell_open", { workspace_id: workspaceId, ...snake(options) });
@@ -583,6 +614,26 @@ export class WorkspaceHandle {
   }
   summary(): Promise<WorkspaceWorkSummary> {
     return this.pyro.summarizeWorkspace(this.workspace_id);
+  }
+  /** Named snapshots of /workspace: `ws.snapshots.create("a")`, `.list()`, `.delete("a")`. */
+  get snapshots() {
+    const id = this.workspace_id;
+    return {
+      create: (name?: string) => this.pyro.createWorkspaceSnapshot(id, name !== undefined ? { name } : {}),
+      list: () => this.pyro.listWorkspaceSnapshots(id).then((r) => r.snapshots),
+      delete: (name: string) => this.pyro.deleteWorkspaceSnapshot(id, name),
+    };
+  }
+  /** Back to a snapshot (default "baseline"), in a fresh sandbox; refreshes `status`. */
+  async reset(snapshot?: string): Promise<WorkspaceResetResult> {
+    const r = await this.pyro.resetWorkspace(this.workspace_id, snapshot !== undefined ? { snapshot } : {});
+    await this.refresh();
+    return r;
+  }
+  /** New independent workspaces from this one's current state (or `options.snapshot`), as handles. */
+  async fork(options: { snapshot?: string; count?: number } = {}): Promise<WorkspaceHandle[]> {
+    const r = await this.pyro.forkWorkspace(this.workspace_id, options);
+    return r.workspaces.map((w) => new WorkspaceHandle(this.pyro, w));
   }
   get id(): string {
     return this.workspace_id;

@@ -93,7 +93,9 @@ export async function updateBaseline(wsDir: string, relDest: string, tar: Readab
       );
   }
   await new Promise<void>((resolve, reject) => {
-    const sink = tarExtract({ cwd: cur, strict: true, preservePaths: false, noChmod: false });
+    // unlink: replace files, never write into them: a fork's baseline shares inodes with its
+    // parent's (hardlinks, see snapshots.ts).
+    const sink = tarExtract({ cwd: cur, strict: true, preservePaths: false, noChmod: false, unlink: true });
     sink.on("error", reject);
     sink.on("finish", () => resolve());
     tar.on("error", reject);

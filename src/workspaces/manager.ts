@@ -50,6 +50,7 @@ import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
 import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
 import { Guest, relToWorkspace } from "./guest.js";
+import { recoverInterruptedOp } from "./snapshots.js";
 
 export const WORKSPACE_ROOT = "/workspace";
 
@@ -112,7 +113,18 @@ const WorkspaceRecordSchema = z.looseObject({
   // The remote tenant (token id) that created it (src/remote/); absent for local callers.
   tenant: z.string().optional(),
 });
-type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
+export type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
+
+/** Files and baseline for a workspace made from another's state (fork; see createFrom). */
+export interface PreparedFiles {
+  seed: WorkspaceRecord["workspace_seed"];
+  /** More record fields (e.g. where it was forked from). */
+  extra?: Record<string, unknown>;
+  /** Fills the new, empty files/ directory (while the sandbox starts: no guest command runs yet). */
+  into(filesDir: string, signal?: AbortSignal): Promise<void>;
+  /** Records the baseline (while the sandbox starts). */
+  baseline(wsDir: string): Promise<void>;
+}
 
 /** A command log entry as stored in commands/<seq>.json (the output is in files beside it). */
 type StoredLogEntry = Omit<
@@ -242,7 +254,6 @@ export class WorkspaceManager {
     // Everything about the seed is checked before anything is written.
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
-    // No seed_path on a server started for a project: the project's git-tracked files.
     // Secrets are read (files, variables) before anything exists, and held in memory only.
     if (input.secrets?.length && engine.name === "host")
       throw new PyroError(
@@ -253,12 +264,38 @@ export class WorkspaceManager {
     const secrets = input.secrets?.length
       ? await resolveSecrets(input.secrets, { ...ctx, env: this.d.env })
       : [];
+    // No seed_path on a server started for a project: the project's git-tracked files.
     const project = !seedPath && ctx.project ? await ctx.project.snapshot(ctx.signal) : undefined;
     try {
       return await this.createSeeded(input, ctx, engine, seedPath, project, secrets);
     } finally {
       await project?.cleanup();
     }
+  }
+
+  /**
+   * A workspace whose files and baseline come from `fill` rather than a seed (fork, in
+   * snapshots.ts), through the same intent-first create and the same cleanup on failure.
+   */
+  createFrom(
+    input: WorkspaceCreateInputT,
+    engine: Engine,
+    fill: PreparedFiles,
+    ctx: CallContext = {},
+  ): Promise<WorkspaceStatusResultT> {
+    return this.createSeeded(input, ctx, engine, undefined, undefined, [], fill);
+  }
+
+  /** For snapshots.ts (snapshot, reset, fork): the record store, deps and helpers. */
+  internals() {
+    return {
+      records: this.records,
+      deps: this.d,
+      dir: (id: string) => this.dir(id),
+      engineFor: (r: WorkspaceRecord) => this.engineFor(r),
+      view: (r: WorkspaceRecord) => this.view(r),
+      usable: (id: string) => this.usableRecord(id),
+    };
   }
 
   private async createSeeded(
@@ -268,6 +305,7 @@ export class WorkspaceManager {
     seedPath: string | undefined,
     project: ProjectSeed | undefined,
     secrets: ResolvedSecret[] = [],
+    fill?: PreparedFiles,
   ): Promise<WorkspaceStatusResultT> {
     const src = project ? project.source : seedPath ? await classifySource(seedPath, "seed path") : undefined;
     const stats = src ? await inspectSource(src, ctx.signal) : { entry_count: 0, bytes_written: 0 };
@@ -305,7 +343,8 @@ export class WorkspaceManager {
       owner: currentOwner(),
       command_count: 0,
       last_command: null,
-      workspace_seed: {
+      ...(fill?.extra ?? {}),
+      workspace_seed: fill?.seed ?? {
         mode: project ? "project" : src ? src.kind : "empty",
         seed_path: project ? project.origin.root : src ? src.path : null,
         destination: WORKSPACE_ROOT,
@@ -319,6 +358,7 @@ export class WorkspaceManager {
     };
     let handle: SandboxHandle | undefined;
     let baseline: Promise<void> | undefined;
+    let filling: Promise<void> | undefined;
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await this.records.write(id, rec);
@@ -326,7 +366,11 @@ export class WorkspaceManager {
       rec.disk_enforced = (
         await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
       ).disk_enforced;
-      if (src) {
+      // A fork's files are written while its sandbox starts, like the baseline below.
+      if (fill) {
+        filling = fill.into(filesDir, ctx.signal);
+        filling.catch(() => undefined);
+      } else if (src) {
         const from = project
           ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
           : src.path;
@@ -342,10 +386,10 @@ export class WorkspaceManager {
         });
       }
       // An image that runs as a non-root User gets a /workspace it can write.
-      if (env.runtime.uid !== 0) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
+      if (env.runtime.uid !== 0 && !fill) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
       // The seeded tree is the baseline diff and export --changed-only compare against. It is
       // copied while the sandbox starts: no guest command can run before create returns.
-      baseline = baselineBeforeStart(dir, engine.name, ctx.signal);
+      baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine.name, ctx.signal);
       baseline.catch(() => undefined);
       ctx.signal?.throwIfAborted();
       ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
@@ -361,8 +405,9 @@ export class WorkspaceManager {
         expiresAt: rec.expires_at,
         ...userOf(env.runtime),
       });
+      await filling;
       await baseline;
-      await baselineAfterStart(dir, engine.name);
+      if (!fill) await baselineAfterStart(dir, engine.name);
       if (secrets.length) {
         ctx.onProgress?.({ message: `writing ${secrets.length} secret(s) to /run/pyro-secrets` });
         await writeSecrets(engine, handle, secrets, userOf(env.runtime).user);
@@ -379,6 +424,7 @@ export class WorkspaceManager {
       if (handle) await engine.destroy(handle).catch(() => undefined);
       else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
       await baseline?.catch(() => undefined);
+      await filling?.catch(() => undefined);
       await removeWorkspaceDir(dir).catch(() => undefined);
       throw toPyroError(e);
     }
@@ -399,6 +445,7 @@ export class WorkspaceManager {
           .catch(() => undefined);
       await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
       await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
+      await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
@@ -407,6 +454,12 @@ export class WorkspaceManager {
 
   /** A workspace that can take commands, or a clear error saying why not. */
   private async usable(id: string): Promise<WorkspaceRecord> {
+    // A snapshot or reset whose pyro process died is finished first (snapshots.ts).
+    await recoverInterruptedOp(this, id);
+    return this.usableRecord(id);
+  }
+
+  private async usableRecord(id: string): Promise<WorkspaceRecord> {
     const rec = await this.expireIfDue(await this.records.load(id));
     if (rec.state === "expired") {
       throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, [
@@ -474,7 +527,8 @@ export class WorkspaceManager {
     let secrets: SecretValue[] = [];
     const commandsDir = join(this.dir(rec.workspace_id), "commands");
     await mkdir(commandsDir, { recursive: true });
-    const running = `running-${randomBytes(6).toString("hex")}`;
+    // The pid in the name tells a reset that this exec is still running (snapshots.ts).
+    const running = `running-${process.pid}-${randomBytes(6).toString("hex")}`;
     const recorder = new CommandRecorder({
       stdoutPath: workspaceOutputPath(commandsDir, running, "stdout"),
       stderrPath: workspaceOutputPath(commandsDir, running, "stderr"),
@@ -785,7 +839,8 @@ export class WorkspaceManager {
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
-    const e = await this.records.read(checkId("ws", id));
+    let e = await this.records.read(checkId("ws", id));
+    if (e.rec && (await recoverInterruptedOp(this, id).catch(() => false))) e = await this.records.read(id);
     if (e.problem === "missing" && !(await stat(e.dir).catch(() => undefined))) throw this.notFound(id);
     if (!e.rec) return this.damagedView(e);
     return this.view(await this.current(e.rec));

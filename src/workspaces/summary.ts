@@ -15,6 +15,7 @@ export async function summarize(
   exportsLog: string,
   commands: CommandLogEntryT[],
   signal?: AbortSignal,
+  more: { snapshotsLog?: string } = {},
 ) {
   const d = await diffWorkspace(
     g,
@@ -23,16 +24,22 @@ export async function summarize(
     signal,
   );
   const failed = commands.filter((c) => c.exit_code !== 0);
-  const exports = (await readFile(exportsLog, "utf8").catch(() => ""))
-    .split("\n")
-    .filter(Boolean)
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as ExportRecord];
-      } catch {
-        return [];
-      }
-    });
+  const jsonLines = async <T>(path: string | undefined): Promise<T[]> =>
+    (path ? await readFile(path, "utf8").catch(() => "") : "")
+      .split("\n")
+      .filter(Boolean)
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as T];
+        } catch {
+          return [];
+        }
+      });
+  const exports = await jsonLines<ExportRecord>(exportsLog);
+  // Written by snapshots.ts, one line per snapshot create/delete, reset and fork.
+  const snapshotEvents = await jsonLines<{ at: string; event: string; name?: string | null }>(
+    more.snapshotsLog,
+  );
   return {
     workspace_id: g.workspaceId,
     commands: {
@@ -60,6 +67,14 @@ export async function summarize(
         files: e.files,
         bytes: e.bytes,
         changed_only: e.changed_only,
+      })),
+    },
+    snapshot_activity: {
+      count: snapshotEvents.length,
+      recent: snapshotEvents.slice(-5).map((e) => ({
+        at: e.at,
+        event: e.event as "snapshot_create" | "snapshot_delete" | "reset" | "fork",
+        name: e.name ?? null,
       })),
     },
   };

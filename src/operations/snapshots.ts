@@ -1,0 +1,217 @@
+import * as z from "zod";
+import type { Runtime } from "../runtime/runtime.js";
+import { Snapshots } from "../workspaces/snapshots.js";
+import { WorkspaceStatusResult, workspaceId } from "./schemas.js";
+import type { Operation } from "./table.js";
+
+/**
+ * Named snapshots, reset and fork: their entries of the operation table (table.ts appends
+ * them) and how the CLI shows their results. workspace_reset is in the workspace-core MCP
+ * profile; snapshots and fork in workspace-full.
+ */
+
+function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+  return o;
+}
+
+const snapshots = (rt: Runtime) => new Snapshots(rt.workspaces);
+const WS = "ws_0123456789abcdef";
+
+const snapshotName = z
+  .string()
+  .min(1)
+  .max(64)
+  .describe("Snapshot name: 1-64 letters, digits, '.', '_' or '-' (e.g. before-refactor).");
+
+export const SnapshotInfo = z.object({
+  name: z.string(),
+  created_at: z.string(),
+  files: z.number().int().describe("Regular files in the snapshot."),
+  bytes: z.number().int().describe("Their total size."),
+  new_bytes: z
+    .number()
+    .int()
+    .describe("File content this snapshot added to the store (unchanged files are shared, not copied)."),
+  disk_bytes: z.number().int().describe("Host disk the snapshot took: new_bytes plus its manifest."),
+  skipped_count: z.number().int().describe("Sockets, FIFOs and devices, which are not kept."),
+});
+
+export const WorkspaceSnapshotCreateInput = z.object({
+  workspace_id: workspaceId,
+  name: snapshotName.optional().describe("Name for the snapshot (default s1, s2, …)."),
+});
+export const WorkspaceSnapshotCreateResult = SnapshotInfo.extend({ workspace_id: z.string() });
+export const WorkspaceSnapshotListResult = z.object({
+  workspace_id: z.string(),
+  snapshots: z.array(SnapshotInfo).describe('Oldest first. "baseline" (the seeded state) is not listed.'),
+});
+export const WorkspaceSnapshotDeleteInput = z.object({ workspace_id: workspaceId, name: snapshotName });
+export const WorkspaceSnapshotDeleteResult = z.object({
+  workspace_id: z.string(),
+  name: z.string(),
+  deleted: z.boolean(),
+  bytes_freed: z.number().int().describe("Stored content no other snapshot used, now removed."),
+});
+export const WorkspaceResetInput = z.object({
+  workspace_id: workspaceId,
+  snapshot: snapshotName
+    .default("baseline")
+    .describe(
+      'The snapshot to go back to, or "baseline" (default): the files the workspace was seeded with.',
+    ),
+});
+export const WorkspaceResetResult = z.object({
+  workspace_id: z.string(),
+  snapshot: z.string(),
+  files_written: z.number().int().describe("Files (and symlinks) rewritten: only those that differed."),
+  files_removed: z.number().int().describe("Paths removed because the snapshot does not have them."),
+  bytes_written: z.number().int(),
+  shells_ended: z.array(z.string()).describe("Shells that ended with the old sandbox."),
+  services_ended: z.array(z.string()).describe("Services that ended with the old sandbox."),
+  sandbox_restarted: z
+    .boolean()
+    .describe("Always true: every process ran in the old sandbox; a fresh one serves the workspace now."),
+  restore_ms: z.number().int().describe("Time to make /workspace match the snapshot."),
+  sandbox_ms: z.number().int().describe("Time to start the fresh sandbox."),
+  old_sandbox_ms: z
+    .number()
+    .int()
+    .describe("Time to end and remove the old sandbox (overlaps restore_ms: the restore runs meanwhile)."),
+  duration_ms: z.number().int(),
+});
+export const WorkspaceForkInput = z.object({
+  workspace_id: workspaceId,
+  snapshot: snapshotName
+    .optional()
+    .describe(
+      'Start the copies from this snapshot (or "baseline"); default: the current state of /workspace.',
+    ),
+  count: z.number().int().min(1).max(20).default(1).describe("How many new workspaces (1-20, default 1)."),
+});
+export const WorkspaceForkResult = z.object({
+  workspace_id: z.string().describe("The workspace forked from (unchanged)."),
+  snapshot: z.string().nullable().describe("The snapshot the forks start from; null for the current state."),
+  workspaces: z.array(WorkspaceStatusResult).describe("The new workspaces, each with its own id."),
+  duration_ms: z.number().int(),
+});
+
+export const SNAPSHOT_OPERATIONS = [
+  op({
+    name: "workspace_snapshot_create",
+    sdk: "createWorkspaceSnapshot",
+    title: "Snapshot a workspace's files",
+    description:
+      "Record the current files of /workspace under a name, to go back to later with workspace_reset or to start copies from with workspace_fork. " +
+      "Cheap: unchanged files are shared with earlier snapshots, so a snapshot costs about the bytes changed since. Commands keep running (paused for the moment of the snapshot).",
+    input: WorkspaceSnapshotCreateInput,
+    result: WorkspaceSnapshotCreateResult,
+    mcp: true,
+    cli: {
+      path: ["workspace", "snapshot", "create"],
+      positional: ["workspace_id"],
+      examples: [
+        `pyro workspace snapshot create ${WS} --name before-refactor`,
+        `pyro workspace snapshot create ${WS} --json`,
+      ],
+    },
+    handler: (rt, i) => snapshots(rt).create(i.workspace_id, i.name),
+  }),
+  op({
+    name: "workspace_snapshot_list",
+    sdk: "listWorkspaceSnapshots",
+    title: "List a workspace's snapshots",
+    description:
+      'The named snapshots of a workspace, oldest first, with their size and the disk each took. "baseline" (the seeded state) is always available to workspace_reset and is not listed.',
+    input: z.object({ workspace_id: workspaceId }),
+    result: WorkspaceSnapshotListResult,
+    mcp: true,
+    readOnly: true,
+    cli: {
+      path: ["workspace", "snapshot", "list"],
+      positional: ["workspace_id"],
+      examples: [`pyro workspace snapshot list ${WS}`, `pyro workspace snapshot list ${WS} --json`],
+    },
+    handler: (rt, i) => snapshots(rt).list(i.workspace_id),
+  }),
+  op({
+    name: "workspace_snapshot_delete",
+    sdk: "deleteWorkspaceSnapshot",
+    title: "Delete a snapshot",
+    description: "Delete a named snapshot of a workspace; content no other snapshot uses is freed.",
+    input: WorkspaceSnapshotDeleteInput,
+    result: WorkspaceSnapshotDeleteResult,
+    mcp: true,
+    destructive: true,
+    cli: {
+      path: ["workspace", "snapshot", "delete"],
+      positional: ["workspace_id", "name"],
+      examples: [`pyro workspace snapshot delete ${WS} before-refactor`],
+    },
+    handler: (rt, i) => snapshots(rt).delete(i.workspace_id, i.name),
+  }),
+  op({
+    name: "workspace_reset",
+    sdk: "resetWorkspace",
+    title: "Reset a workspace",
+    description:
+      'Put /workspace back as it was at a snapshot (snapshot=NAME) or as seeded (snapshot="baseline", the default), in a fresh sandbox: every process of the old one ends, shells and services included (listed in the result). ' +
+      "The workspace keeps its id, its command history and its diff baseline; only files that differ are rewritten. Refused while a command is running in it. Also revives a workspace whose sandbox died (state failed).",
+    input: WorkspaceResetInput,
+    result: WorkspaceResetResult,
+    mcp: true,
+    destructive: true,
+    cli: {
+      path: ["workspace", "reset"],
+      positional: ["workspace_id"],
+      examples: [
+        `pyro workspace reset ${WS}`,
+        `pyro workspace reset ${WS} --snapshot before-refactor --json`,
+      ],
+    },
+    handler: (rt, i) => snapshots(rt).reset(i.workspace_id, i.snapshot),
+  }),
+  op({
+    name: "workspace_fork",
+    sdk: "forkWorkspace",
+    title: "Fork a workspace",
+    description:
+      "Make count (default 1) new workspaces whose /workspace starts as this one's now, or as at a snapshot; each has its own id and sandbox and is independent from then on (same environment, resources and diff baseline). " +
+      "All or nothing: if one cannot be made, none is left. The original is unchanged.",
+    input: WorkspaceForkInput,
+    result: WorkspaceForkResult,
+    mcp: true,
+    cli: {
+      path: ["workspace", "fork"],
+      positional: ["workspace_id"],
+      examples: [
+        `pyro workspace fork ${WS} --count 3`,
+        `pyro workspace fork ${WS} --snapshot before-refactor --json`,
+      ],
+    },
+    handler: (rt, i, ctx) => snapshots(rt).fork(i.workspace_id, i.snapshot, i.count, ctx),
+  }),
+];
+
+// biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
+type Any = Record<string, any>;
+
+const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+const snapLine = (s: Any) =>
+  `${s.name}  ${s.created_at}  ${s.files} files, ${kib(s.bytes)}  (took ${kib(s.disk_bytes)} on disk)`;
+
+export const SNAPSHOT_RENDER: Record<string, (r: Any) => string> = {
+  workspace_snapshot_create: (r) => `snapshot ${snapLine(r)}`,
+  workspace_snapshot_list: (r) =>
+    r.snapshots.length
+      ? r.snapshots.map(snapLine).join("\n")
+      : `no snapshots in ${r.workspace_id} (reset to "baseline" is always possible)`,
+  workspace_snapshot_delete: (r) => `deleted snapshot ${r.name} (${kib(r.bytes_freed)} freed)`,
+  workspace_reset: (r) =>
+    [
+      `reset ${r.workspace_id} to ${r.snapshot}: ${r.files_written} written, ${r.files_removed} removed; fresh sandbox (${r.duration_ms} ms)`,
+      ...(r.shells_ended.length ? [`shells ended: ${r.shells_ended.join(", ")}`] : []),
+      ...(r.services_ended.length ? [`services ended: ${r.services_ended.join(", ")}`] : []),
+    ].join("\n"),
+  workspace_fork: (r) =>
+    `${r.workspaces.map((w: Any) => w.workspace_id).join("\n")}\n[pyro] ${r.workspaces.length} fork(s) of ${r.workspace_id}${r.snapshot ? ` at ${r.snapshot}` : ""} in ${r.duration_ms} ms`,
+};
