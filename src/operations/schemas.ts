@@ -78,7 +78,15 @@ const max_output_bytes = z
 export const workspaceId = z
   .string()
   .max(20_000)
-  .describe("Workspace id as returned by workspace_create (ws_…).");
+  .describe("Workspace id as returned by workspace_create (ws_…), or the workspace's name.");
+/** Names and labels (workspaces/naming.ts checks them). */
+export const workspaceName = z
+  .string()
+  .max(63)
+  .describe("A name for the workspace, unique in this state dir; usable wherever a workspace id is.");
+export const workspaceLabels = z
+  .record(z.string().max(63), z.string().max(256))
+  .describe("Labels as KEY=VALUE pairs (on the CLI: --label K=V, repeatable).");
 export const vmId = z.string().max(20_000).describe("VM id as returned by vm_create (vm_…).");
 
 export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "host_compat"]);
@@ -174,11 +182,27 @@ export const WorkspaceCreateInput = z.object({
   max_ttl_seconds: workspaceMaxTtl.default(DEFAULTS.max_ttl_seconds),
   network: network.default(false),
   allow_host_compat: allow_host_compat.default(false),
+  name: workspaceName.optional(),
+  labels: workspaceLabels.optional(),
 });
 export const WorkspaceUpdateInput = z.object({
   workspace_id: workspaceId,
   ttl_seconds: workspaceTtl.optional(),
   max_ttl_seconds: workspaceMaxTtl.optional(),
+  name: workspaceName.optional().describe('A new name ("" removes it); unique in this state dir.'),
+  labels: workspaceLabels
+    .optional()
+    .describe("Labels to set (KEY=VALUE; on the CLI: --label K=V, repeatable)."),
+  clear_labels: z
+    .array(z.string().max(63))
+    .max(32)
+    .optional()
+    .describe("Label keys to remove (on the CLI: --clear-label K, repeatable)."),
+});
+export const WorkspaceListInput = z.object({
+  labels: workspaceLabels
+    .optional()
+    .describe("Only workspaces with every one of these labels (on the CLI: --label K=V, repeatable)."),
 });
 export const WorkspaceIdInput = z.object({ workspace_id: workspaceId });
 export const WorkspaceSyncInput = z.object({
@@ -399,9 +423,29 @@ export const LastCommand = z.object({
   started_at: z.string(),
   duration_ms: z.number().int(),
 });
-export const WorkspaceState = z.enum(["creating", "running", "stopped", "expired", "failed", "damaged"]);
+export const WorkspaceState = z.enum([
+  "creating",
+  "running",
+  "stopping",
+  "stopped",
+  "starting",
+  "paused",
+  "expired",
+  "failed",
+  "damaged",
+]);
+/** Name and labels, in status and list. */
+const namingFields = {
+  name: z.string().nullable().describe("The workspace's name (workspace_update sets it), or null."),
+  labels: z.record(z.string(), z.string()).describe("The workspace's labels."),
+};
 export const WorkspaceStatusResult = z.object({
   workspace_id: z.string(),
+  ...namingFields,
+  paused_with_memory: z
+    .boolean()
+    .nullable()
+    .describe("When paused: whether its memory (running processes) was saved; null otherwise."),
   environment: z.string(),
   state: WorkspaceState,
   reason: z.string().nullable(),
@@ -435,6 +479,7 @@ export const WorkspaceStatusResult = z.object({
 /** One line of workspace_list: enough to recognise a workspace and act on it. */
 export const WorkspaceSummary = z.object({
   workspace_id: z.string(),
+  ...namingFields,
   state: WorkspaceState,
   reason: z
     .string()
@@ -452,6 +497,8 @@ export const WorkspaceSummary = z.object({
 export function workspaceSummary(w: z.infer<typeof WorkspaceStatusResult>): z.infer<typeof WorkspaceSummary> {
   return {
     workspace_id: w.workspace_id,
+    name: w.name,
+    labels: w.labels,
     state: w.state,
     reason: w.reason,
     environment: w.environment,
@@ -580,6 +627,7 @@ export type CommandLogEntryT = z.infer<typeof CommandLogEntry>;
 export type WorkspaceLogsInputT = z.infer<typeof WorkspaceLogsInput>;
 export type WorkspaceLogsResultT = z.infer<typeof WorkspaceLogsResult>;
 export type OutputReadInputT = z.infer<typeof OutputReadInput>;
+export type WorkspaceListInputT = z.infer<typeof WorkspaceListInput>;
 export type WorkspaceUpdateInputT = z.infer<typeof WorkspaceUpdateInput>;
 export type SeedInfoT = z.infer<typeof SeedInfo>;
 export type DoctorResultT = z.infer<typeof DoctorResult>;

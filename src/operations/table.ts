@@ -7,6 +7,7 @@ import type { CallContext } from "../runtime/context.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { FILE_OPERATIONS } from "./files.js";
+import { LIFECYCLE_OPERATIONS } from "./lifecycle.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
 import { nearest } from "./suggest.js";
@@ -337,6 +338,7 @@ export const OPERATIONS = [
       examples: [
         "pyro workspace create debian:12 --seed-path ./myrepo",
         "WS=$(pyro workspace create debian:12 --id-only)",
+        "pyro workspace create debian:12 --name api-fix --label task=123 --label team=core",
       ],
       extraFlags: [{ flag: "--id-only", description: "print only the new workspace id (for scripts)" }],
     },
@@ -460,9 +462,10 @@ export const OPERATIONS = [
   op({
     name: "workspace_update",
     sdk: "updateWorkspace",
-    title: "Change a workspace's TTLs",
+    title: "Change a workspace's name, labels or TTLs",
     description:
       "Change how long a workspace lives: ttl_seconds (idle time; each exec or sync push extends the expiry by it) and max_ttl_seconds (hard limit from creation). " +
+      'Also its name (unique; "" removes it), labels (set KEY=VALUE pairs) and clear_labels (keys to remove). ' +
       "Returns the workspace's status with the new expires_at and max_expires_at.",
     input: S.WorkspaceUpdateInput,
     result: S.WorkspaceStatusResult,
@@ -473,6 +476,7 @@ export const OPERATIONS = [
       examples: [
         "pyro workspace update ws_0123456789abcdef --ttl-seconds 3600",
         "pyro workspace update ws_0123456789abcdef --max-ttl-seconds 172800 --json",
+        "pyro workspace update ws_0123456789abcdef --name api-fix --label task=123 --clear-label draft",
       ],
     },
     handler: (rt, i) => rt.workspaces.update(i),
@@ -482,15 +486,23 @@ export const OPERATIONS = [
     sdk: "listWorkspaces",
     title: "List workspaces",
     description:
-      "List every workspace that still exists: workspace_id, state, environment, created_at, expires_at, command count and last command time. Use it to find a workspace id again.",
-    input: S.EmptyInput,
+      "List every workspace that still exists, most recently active first: workspace_id, name, labels, state, environment, created_at, expires_at, command count and last command time. " +
+      "labels filters (every pair must match). Use it to find a workspace id again.",
+    input: S.WorkspaceListInput,
     result: S.WorkspaceListResult,
     mcp: true,
     readOnly: true,
-    cli: { path: ["workspace", "list"], examples: ["pyro workspace list", "pyro workspace list --json"] },
-    handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
+    cli: {
+      path: ["workspace", "list"],
+      examples: ["pyro workspace list", "pyro workspace list --label task=123 --json"],
+    },
+    handler: async (rt, i) => ({
+      workspaces: (await rt.workspaces.list(i.labels ? { labels: i.labels } : {})).map(S.workspaceSummary),
+    }),
   }),
   ...FILE_OPERATIONS,
+  // stop/start, pause/resume (lifecycle.ts).
+  ...LIFECYCLE_OPERATIONS,
   // Shells and services (session-ops.ts).
   ...SESSION_OPERATIONS,
 ] as const;
