@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as z from "zod";
+import { cliFieldName } from "../../src/cli/commands.js";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
 import * as F from "../../src/operations/files.js";
@@ -134,9 +135,10 @@ describe("docs/public-contract.md matches the code", () => {
       assert.ok(c, `pyro ${o.cli.path.join(" ")} exists`);
       const positional: readonly string[] = o.cli.positional ?? [];
       const rest: string | undefined = o.cli.rest;
-      const fromSchema = Object.keys(o.input.shape)
+      const shape = o.input.shape as Record<string, z.ZodType>;
+      const fromSchema = Object.keys(shape)
         .filter((f) => !positional.includes(f) && f !== rest)
-        .map((f) => `--${kebab(f)}`);
+        .map((f) => `--${kebab(cliFieldName(f, shape[f]!))}`);
       const extra = ("extraFlags" in o.cli ? (o.cli.extraFlags ?? []) : []).map((f) => f.flag.split(" ")[0]!);
       assert.deepEqual(
         sorted(c.flags),
