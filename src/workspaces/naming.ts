@@ -6,14 +6,15 @@ import { PyroError } from "../errors.js";
  * `workspace list` by. Both are checked here, the same way for every face.
  */
 
-/** Letters, digits, `.`, `_`, `-`; starts with a letter or digit; never an id's shape. */
+/** Letters, digits, `.`, `_`, `-`; starts with a letter or digit; never `ws_…` (ids). */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
 const MAX_LABELS = 32;
 const MAX_VALUE = 256;
 
+/** `ws_…` is left to the id checks (a mistyped id gets "malformed workspace id"). */
 export function looksLikeName(s: string): boolean {
-  return NAME.test(s) && !/^ws_[0-9a-f]{16}$/.test(s);
+  return NAME.test(s) && !s.startsWith("ws_");
 }
 
 export function checkName(name: string): string | null {
@@ -58,16 +59,4 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
 /** Whether `labels` has every pair of `want`. */
 export function labelsMatch(labels: Record<string, string>, want: Record<string, string>): boolean {
   return Object.entries(want).every(([k, v]) => labels[k] === v);
-}
-
-/** `K=V` (a CLI flag's value) as a pair; the value may contain `=`. */
-export function parseLabel(s: string): [string, string] {
-  const i = s.indexOf("=");
-  if (i <= 0)
-    throw new PyroError(
-      "invalid_argument",
-      `bad label ${JSON.stringify(s.slice(0, 80))}`,
-      "write labels as KEY=VALUE",
-    );
-  return [s.slice(0, i), s.slice(i + 1)];
 }

@@ -55,6 +55,11 @@ const TOOLS = [
   "service_status",
   "service_logs",
   "service_stop",
+  // stop/start, pause/resume (lifecycle.ts).
+  "workspace_stop",
+  "workspace_start",
+  "workspace_pause",
+  "workspace_resume",
 ];
 
 type ToolResult = {
