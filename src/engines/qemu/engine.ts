@@ -706,6 +706,40 @@ export class QemuEngine implements Engine {
       throw new PyroError("engine_failure", `qemu process ${d.pid} of ${handle.id} did not exit`);
     const watchPid = handle.data.watchPid;
     if (typeof watchPid === "number") await killVm(watchPid, d.marker);
+    await this.detachFromSnapshot(d.files);
+  }
+
+  /**
+   * A VM restored from a boot snapshot writes to an overlay backed by that snapshot's disk in
+   * the cache, which pruning may remove while the workspace is stopped or paused. Rebase the
+   * overlay onto the base image (safe mode copies what the snapshot's layer held): the
+   * guest-visible disk is the same, and it no longer depends on the cache's snapshots.
+   */
+  private async detachFromSnapshot(files: VmFiles): Promise<void> {
+    const qemuImg = await findQemuImg(this.env);
+    if (!qemuImg) return;
+    const info = await runCapture(qemuImg, ["info", "--output=json", "--backing-chain", "-U", files.disk], {
+      timeoutMs: 30_000,
+    });
+    if (info.exitCode !== 0) return;
+    const chain = JSON.parse(info.stdout) as {
+      filename: string;
+      format: string;
+      "backing-filename"?: string;
+    }[];
+    const backing = chain[0]?.["backing-filename"];
+    const base = chain[chain.length - 1];
+    if (chain.length < 3 || !backing || !base || !backing.startsWith(this.snapRoot)) return;
+    const r = await runCapture(
+      qemuImg,
+      ["rebase", "-f", "qcow2", "-b", base.filename, "-F", base.format, files.disk],
+      { timeoutMs: 600_000 },
+    );
+    if (r.exitCode !== 0)
+      throw new PyroError(
+        "engine_failure",
+        `qemu-img rebase of ${files.disk} failed: ${lastLines(r.stderr)}`,
+      );
   }
 
   /**
