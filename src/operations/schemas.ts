@@ -86,7 +86,7 @@ export const workspaceName = z
   .describe("A name for the workspace, unique in this state dir; usable wherever a workspace id is.");
 export const workspaceLabels = z
   .record(z.string().max(63), z.string().max(256))
-  .describe("Labels as KEY=VALUE pairs (on the CLI: --label K=V, repeatable).");
+  .describe('Labels: string keys and values, e.g. {"task": "123"}.');
 export const vmId = z.string().max(20_000).describe("VM id as returned by vm_create (vm_…).");
 
 export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "host_compat"]);
@@ -192,17 +192,17 @@ export const WorkspaceUpdateInput = z.object({
   name: workspaceName.optional().describe('A new name ("" removes it); unique in this state dir.'),
   labels: workspaceLabels
     .optional()
-    .describe("Labels to set (KEY=VALUE; on the CLI: --label K=V, repeatable)."),
+    .describe("Labels to set or change (keys and values)."),
   clear_labels: z
     .array(z.string().max(63))
     .max(32)
     .optional()
-    .describe("Label keys to remove (on the CLI: --clear-label K, repeatable)."),
+    .describe("Label keys to remove."),
 });
 export const WorkspaceListInput = z.object({
   labels: workspaceLabels
     .optional()
-    .describe("Only workspaces with every one of these labels (on the CLI: --label K=V, repeatable)."),
+    .describe("Only workspaces with every one of these labels (keys and values)."),
 });
 export const WorkspaceIdInput = z.object({ workspace_id: workspaceId });
 export const WorkspaceSyncInput = z.object({
