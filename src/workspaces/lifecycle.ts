@@ -182,6 +182,13 @@ export class WorkspaceLifecycle<R extends LifecycleRecord> {
     extra: (r: R) => void = () => undefined,
   ): Promise<R> {
     return this.host.records.update(id, (r) => {
+      // Checked again under the lock: another process may have begun a step since load.
+      if (
+        (r.state === "stopping" || r.state === "starting") &&
+        r.owner?.pid !== process.pid &&
+        !interruptedTransition(r)
+      )
+        throw notRunningError(r)!;
       r.state = state;
       r.owner = currentOwner();
       extra(r);
