@@ -89,7 +89,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
   const groupHelp: Record<string, string> = {
     env: "Manage sandbox environments (root filesystems)",
     vm: "Low-level VM lifecycle (prefer `pyro run` for one-shot commands)",
-    workspace: "Persistent workspaces: create, sync push, exec, file, diff, export, status, logs, delete",
+    workspace:
+      "Persistent workspaces: create, sync push, exec, file, diff, export, status, logs, stop, start, pause, resume, list, update, delete",
     "workspace sync": "Copy host files into a workspace",
     "workspace file": "Files in a workspace: list, read, write, edit",
     "workspace patch": "Apply a unified diff in a workspace",

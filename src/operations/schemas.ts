@@ -190,14 +190,8 @@ export const WorkspaceUpdateInput = z.object({
   ttl_seconds: workspaceTtl.optional(),
   max_ttl_seconds: workspaceMaxTtl.optional(),
   name: workspaceName.optional().describe('A new name ("" removes it); unique in this state dir.'),
-  labels: workspaceLabels
-    .optional()
-    .describe("Labels to set or change (keys and values)."),
-  clear_labels: z
-    .array(z.string().max(63))
-    .max(32)
-    .optional()
-    .describe("Label keys to remove."),
+  labels: workspaceLabels.optional().describe("Labels to set or change (keys and values)."),
+  clear_labels: z.array(z.string().max(63)).max(32).optional().describe("Label keys to remove."),
 });
 export const WorkspaceListInput = z.object({
   labels: workspaceLabels

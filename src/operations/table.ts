@@ -328,6 +328,7 @@ export const OPERATIONS = [
       "Create and start a persistent sandbox whose /workspace directory survives between commands. " +
       "It expires ttl_seconds (default 600) after its last exec or sync push, and at the latest max_ttl_seconds (default 24 h) after creation: its sandbox and files are then removed (workspace_update changes both). " +
       "seed_path (a host directory or .tar/.tar.gz/.tgz) is unpacked into /workspace first. " +
+      "name (unique, usable instead of the id) and labels help find it again with workspace_list. " +
       "Use only for repeated commands in one place; prefer vm_run for one-shot commands. Delete it with workspace_delete when done.",
     input: S.WorkspaceCreateInput,
     result: S.WorkspaceStatusResult,
@@ -387,7 +388,7 @@ export const OPERATIONS = [
     sdk: "statusWorkspace",
     title: "Workspace status",
     description:
-      "State (running, expired, failed with reason), resources, expiry, command count, last command and seed of a workspace.",
+      "State (running, stopped, paused, expired, failed with reason), name, labels, resources, expiry, command count, last command and seed of a workspace.",
     input: S.WorkspaceIdInput,
     result: S.WorkspaceStatusResult,
     mcp: true,
