@@ -32,6 +32,7 @@ export {
   type WorkspaceFileList,
   type WorkspaceFileWriteResult,
   WorkspaceHandle,
+  type WorkspaceLifecycle,
   type WorkspaceLogs,
   type WorkspacePatchResult,
   type WorkspaceStatus,

@@ -32,9 +32,24 @@ export function describeOf(t: z.ZodType): string | undefined {
   }
 }
 
-/** A repeatable flag's values, in order. */
-function collect(v: string, prev: string[] = []): string[] {
-  return [...prev, v];
+/**
+ * The CLI name of an input field: a collection (`labels`, `clear_labels`) takes one item per
+ * flag, repeatable, named for the item (`--label K=V --label K2=V2`, `--clear-label K`).
+ */
+export function cliFieldName(field: string, t: z.ZodType): string {
+  const b = baseType(t);
+  return b instanceof z.ZodRecord || b instanceof z.ZodArray ? field.replace(/s$/, "") : field;
+}
+
+/** Accumulates a repeatable flag: K=V pairs into an object, other items into an array. */
+function collect(t: z.ZodType) {
+  const isRecord = baseType(t) instanceof z.ZodRecord;
+  return (v: string, prev: unknown): unknown => {
+    if (!isRecord) return [...((prev as string[] | undefined) ?? []), v];
+    const i = v.indexOf("=");
+    if (i <= 0) throw new InvalidArgumentError(`${JSON.stringify(v)} is not KEY=VALUE.`);
+    return { ...((prev as Record<string, string> | undefined) ?? {}), [v.slice(0, i)]: v.slice(i + 1) };
+  };
 }
 
 function parseNumber(v: string): number {
@@ -75,7 +90,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
   const groupHelp: Record<string, string> = {
     env: "Manage sandbox environments (root filesystems)",
     vm: "Low-level VM lifecycle (prefer `pyro run` for one-shot commands)",
-    workspace: "Persistent workspaces: create, sync push, exec, file, diff, export, status, logs, delete",
+    workspace:
+      "Persistent workspaces: create, sync push, exec, file, diff, export, status, logs, stop, start, pause, resume, list, update, delete",
     "workspace sync": "Copy host files into a workspace",
     "workspace file": "Files in a workspace: list, read, write, edit",
     "workspace patch": "Apply a unified diff in a workspace",
@@ -110,11 +126,14 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       const base = baseType(t);
       const desc = describeOf(t) ?? field;
       let opt: Option;
-      if (base instanceof z.ZodBoolean) opt = new Option(flagOf(field), desc);
+      if (base instanceof z.ZodRecord || base instanceof z.ZodArray)
+        opt = new Option(
+          `${flagOf(cliFieldName(field, t))} <${base instanceof z.ZodRecord ? "key=value" : "value"}>`,
+          desc,
+        ).argParser(collect(t));
+      else if (base instanceof z.ZodBoolean) opt = new Option(flagOf(field), desc);
       else if (base instanceof z.ZodNumber)
         opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
-      else if (base instanceof z.ZodArray)
-        opt = new Option(`${flagOf(field)} <value>`, `${desc} (repeatable)`).argParser(collect);
       else opt = new Option(`${flagOf(field)} <value>`, desc);
       cmd.addOption(opt);
     }
@@ -159,7 +178,9 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
         if (rest && rest.length > 0) input[o.cli.rest] = rest;
       }
       for (const field of Object.keys(shape)) {
-        const key = field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+        const key = cliFieldName(field, shape[field]!).replace(/_([a-z])/g, (_, c: string) =>
+          c.toUpperCase(),
+        );
         if (o.cli.fieldFlags?.[field]) continue;
         if (opts[key] !== undefined && !positional.includes(field)) input[field] = opts[key];
       }
@@ -188,7 +209,9 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       try {
         // Name fields as this command takes them: ENVIRONMENT, COMMAND, --timeout-seconds.
         const nameOf = (f: string) =>
-          positional.includes(f) || f === o.cli.rest ? f.toUpperCase() : flagOf(f);
+          positional.includes(f) || f === o.cli.rest
+            ? f.toUpperCase()
+            : flagOf(shape[f] ? cliFieldName(f, shape[f]) : f);
         // `pyro --remote URL` / PYRO_REMOTE: the same operation on a remote server (src/remote/).
         const remote = remoteUrl((command.optsWithGlobals() as { remote?: string }).remote);
         const result = remote

@@ -45,10 +45,25 @@ function execFooter(r: Any): string {
   return `[pyro] ${parts.join(" · ")}`;
 }
 
+function labelText(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
+/** stop/start/pause/resume: what happened, then the status. */
+function workspaceLifecycle(r: Any): string {
+  return `${r.workspace_id}: ${r.detail}\n${workspaceStatus(r)}`;
+}
+
 function workspaceStatus(r: Any): string {
   const seed = r.workspace_seed;
   return kv([
     ["workspace", r.workspace_id],
+    ...(r.name ? [["name", r.name] as [string, unknown]] : []),
+    ...(r.labels && Object.keys(r.labels).length
+      ? [["labels", labelText(r.labels)] as [string, unknown]]
+      : []),
     ["state", r.reason && r.state !== "running" ? `${r.state} (${r.reason})` : r.state],
     ["environment", r.environment],
     ["engine", r.execution_mode === "host_compat" ? "host_compat (NO ISOLATION)" : r.execution_mode],
@@ -208,6 +223,10 @@ export const RENDER: Record<string, (r: Any) => string> = {
         ])
       : "no VMs",
   workspace_create: workspaceStatus,
+  workspace_stop: workspaceLifecycle,
+  workspace_start: workspaceLifecycle,
+  workspace_pause: workspaceLifecycle,
+  workspace_resume: workspaceLifecycle,
   workspace_status: workspaceStatus,
   workspace_sync_push: (r) =>
     `copied ${r.mode} ${r.source_path} → ${r.destination} in ${r.workspace_id} (${r.entry_count} entries, ${bytes(r.bytes_written)})${r.baseline_updated ? "; baseline updated" : ""}`,
@@ -232,9 +251,11 @@ export const RENDER: Record<string, (r: Any) => string> = {
   workspace_list: (r) =>
     r.workspaces.length
       ? table([
-          ["WORKSPACE", "STATE", "ENVIRONMENT", "COMMANDS", "EXPIRES"],
+          ["WORKSPACE", "NAME", "LABELS", "STATE", "ENVIRONMENT", "COMMANDS", "EXPIRES"],
           ...r.workspaces.map((w: Any) => [
             w.workspace_id,
+            w.name ?? "-",
+            labelText(w.labels ?? {}) || "-",
             w.state,
             w.environment,
             String(w.command_count),

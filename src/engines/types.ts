@@ -23,6 +23,11 @@ export interface SandboxSpec {
   expiresAt?: string;
   /** The user processes run as (an OCI image's User); root when absent. */
   user?: { uid: number; gid: number };
+  /**
+   * Start again on the files a `halt` kept (workspace start): engines with their own disk
+   * (QEMU) boot it as it is, without seeding it or touching the shared boot snapshots.
+   */
+  restart?: boolean;
 }
 
 /** Plain serialisable data: persisted with the VM/workspace so a later process re-attaches. */
@@ -137,4 +142,15 @@ export interface Engine {
   spawnDetached?(handle: SandboxHandle, req: DetachedRequest): Promise<void>;
   /** Moves the expiry the sandbox enforces on itself (see SandboxSpec.expiresAt). */
   setExpiry?(handle: SandboxHandle, expiresAt: string): Promise<void>;
+  /**
+   * Ends every process of the sandbox and frees its memory, keeping what `create` with
+   * `restart: true` boots again (QEMU: the disk). Idempotent; absent means `destroy` does it.
+   */
+  halt?(handle: SandboxHandle): Promise<void>;
+  /**
+   * Memory-level pause: saves the running sandbox (memory, processes) into `imageDir` and
+   * ends its processes; `resume` brings it back from there with the same processes.
+   */
+  pause?(handle: SandboxHandle, imageDir: string): Promise<void>;
+  resume?(handle: SandboxHandle, imageDir: string, spec: SandboxSpec): Promise<SandboxHandle>;
 }

@@ -97,6 +97,9 @@ export async function invoke(
     // A face's schema may leave fields out; the full schema fills in their defaults.
     const input = opts.schema ? op.input.parse(parsed.data) : parsed.data;
     if (op.name !== "vm_reap_expired") await rt.reapIfDue();
+    // A workspace's name stands wherever its id does (workspaces/naming.ts).
+    if (typeof input.workspace_id === "string")
+      input.workspace_id = await rt.workspaces.resolveId(input.workspace_id);
     // Secret values never leave in a result or an error (src/secrets/redact-op.ts).
     return await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
   } catch (e) {

@@ -39,6 +39,9 @@ const CORE = [
   "workspace_summary",
   "workspace_logs",
   "workspace_update",
+  // A workspace the operator stopped (or paused) is brought back by the model itself; stop,
+  // pause and resume are the operator's cost decisions (workspace-full).
+  "workspace_start",
   "output_read",
   "workspace_delete",
 ] as const;

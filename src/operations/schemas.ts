@@ -79,7 +79,15 @@ const max_output_bytes = z
 export const workspaceId = z
   .string()
   .max(20_000)
-  .describe("Workspace id as returned by workspace_create (ws_…).");
+  .describe("Workspace id as returned by workspace_create (ws_…), or the workspace's name.");
+/** Names and labels (workspaces/naming.ts checks them). */
+export const workspaceName = z
+  .string()
+  .max(63)
+  .describe("A name for the workspace, unique in this state dir; usable wherever a workspace id is.");
+export const workspaceLabels = z
+  .record(z.string().max(63), z.string().max(256))
+  .describe('Labels: string keys and values, e.g. {"task": "123"}.');
 export const vmId = z.string().max(20_000).describe("VM id as returned by vm_create (vm_…).");
 
 export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "host_compat"]);
@@ -176,11 +184,21 @@ export const WorkspaceCreateInput = z.object({
   network: network.default(false),
   allow_host_compat: allow_host_compat.default(false),
   secrets: secretsField.optional(),
+  name: workspaceName.optional(),
+  labels: workspaceLabels.optional(),
 });
 export const WorkspaceUpdateInput = z.object({
   workspace_id: workspaceId,
   ttl_seconds: workspaceTtl.optional(),
   max_ttl_seconds: workspaceMaxTtl.optional(),
+  name: workspaceName.optional().describe('A new name ("" removes it); unique in this state dir.'),
+  labels: workspaceLabels.optional().describe("Labels to set or change (keys and values)."),
+  clear_labels: z.array(z.string().max(63)).max(32).optional().describe("Label keys to remove."),
+});
+export const WorkspaceListInput = z.object({
+  labels: workspaceLabels
+    .optional()
+    .describe("Only workspaces with every one of these labels (keys and values)."),
 });
 export const WorkspaceIdInput = z.object({ workspace_id: workspaceId });
 export const WorkspaceSyncInput = z.object({
@@ -402,9 +420,29 @@ export const LastCommand = z.object({
   started_at: z.string(),
   duration_ms: z.number().int(),
 });
-export const WorkspaceState = z.enum(["creating", "running", "stopped", "expired", "failed", "damaged"]);
+export const WorkspaceState = z.enum([
+  "creating",
+  "running",
+  "stopping",
+  "stopped",
+  "starting",
+  "paused",
+  "expired",
+  "failed",
+  "damaged",
+]);
+/** Name and labels, in status and list. */
+const namingFields = {
+  name: z.string().nullable().describe("The workspace's name (workspace_update sets it), or null."),
+  labels: z.record(z.string(), z.string()).describe("The workspace's labels."),
+};
 export const WorkspaceStatusResult = z.object({
   workspace_id: z.string(),
+  ...namingFields,
+  paused_with_memory: z
+    .boolean()
+    .nullable()
+    .describe("When paused: whether its memory (running processes) was saved; null otherwise."),
   environment: z.string(),
   state: WorkspaceState,
   reason: z.string().nullable(),
@@ -443,6 +481,7 @@ export const WorkspaceStatusResult = z.object({
 /** One line of workspace_list: enough to recognise a workspace and act on it. */
 export const WorkspaceSummary = z.object({
   workspace_id: z.string(),
+  ...namingFields,
   state: WorkspaceState,
   reason: z
     .string()
@@ -460,6 +499,8 @@ export const WorkspaceSummary = z.object({
 export function workspaceSummary(w: z.infer<typeof WorkspaceStatusResult>): z.infer<typeof WorkspaceSummary> {
   return {
     workspace_id: w.workspace_id,
+    name: w.name,
+    labels: w.labels,
     state: w.state,
     reason: w.reason,
     environment: w.environment,
@@ -588,6 +629,7 @@ export type CommandLogEntryT = z.infer<typeof CommandLogEntry>;
 export type WorkspaceLogsInputT = z.infer<typeof WorkspaceLogsInput>;
 export type WorkspaceLogsResultT = z.infer<typeof WorkspaceLogsResult>;
 export type OutputReadInputT = z.infer<typeof OutputReadInput>;
+export type WorkspaceListInputT = z.infer<typeof WorkspaceListInput>;
 export type WorkspaceUpdateInputT = z.infer<typeof WorkspaceUpdateInput>;
 export type SeedInfoT = z.infer<typeof SeedInfo>;
 export type DoctorResultT = z.infer<typeof DoctorResult>;

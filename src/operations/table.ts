@@ -8,6 +8,7 @@ import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { secretsFromFlags } from "../secrets/spec.js";
 import { FILE_OPERATIONS } from "./files.js";
+import { LIFECYCLE_OPERATIONS } from "./lifecycle.js";
 import { POOL_OPERATIONS } from "./pool.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
@@ -356,6 +357,7 @@ export const OPERATIONS = [
       "Create and start a persistent sandbox whose /workspace directory survives between commands. " +
       "It expires ttl_seconds (default 600) after its last exec or sync push, and at the latest max_ttl_seconds (default 24 h) after creation: its sandbox and files are then removed (workspace_update changes both). " +
       "seed_path (a host directory or .tar/.tar.gz/.tgz) is unpacked into /workspace first. " +
+      "name (unique, usable instead of the id) and labels help find it again with workspace_list. " +
       "Use only for repeated commands in one place; prefer vm_run for one-shot commands. Delete it with workspace_delete when done.",
     input: S.WorkspaceCreateInput,
     result: S.WorkspaceStatusResult,
@@ -367,6 +369,7 @@ export const OPERATIONS = [
         "pyro workspace create debian:12 --seed-path ./myrepo",
         "WS=$(pyro workspace create debian:12 --id-only)",
         "pyro workspace create debian:12 --secret-env GITHUB_TOKEN --secret-file KEY=./deploy.key",
+        "pyro workspace create debian:12 --name api-fix --label task=123 --label team=core",
       ],
       extraFlags: [
         { flag: "--id-only", description: "print only the new workspace id (for scripts)" },
@@ -426,7 +429,7 @@ export const OPERATIONS = [
     sdk: "statusWorkspace",
     title: "Workspace status",
     description:
-      "State (running, expired, failed with reason), resources, expiry, command count, last command and seed of a workspace.",
+      "State (running, stopped, paused, expired, failed with reason), name, labels, resources, expiry, command count, last command and seed of a workspace.",
     input: S.WorkspaceIdInput,
     result: S.WorkspaceStatusResult,
     mcp: true,
@@ -501,9 +504,10 @@ export const OPERATIONS = [
   op({
     name: "workspace_update",
     sdk: "updateWorkspace",
-    title: "Change a workspace's TTLs",
+    title: "Change a workspace's name, labels or TTLs",
     description:
       "Change how long a workspace lives: ttl_seconds (idle time; each exec or sync push extends the expiry by it) and max_ttl_seconds (hard limit from creation). " +
+      'Also its name (unique; "" removes it), labels (set KEY=VALUE pairs) and clear_labels (keys to remove). ' +
       "Returns the workspace's status with the new expires_at and max_expires_at.",
     input: S.WorkspaceUpdateInput,
     result: S.WorkspaceStatusResult,
@@ -514,6 +518,7 @@ export const OPERATIONS = [
       examples: [
         "pyro workspace update ws_0123456789abcdef --ttl-seconds 3600",
         "pyro workspace update ws_0123456789abcdef --max-ttl-seconds 172800 --json",
+        "pyro workspace update ws_0123456789abcdef --name api-fix --label task=123 --clear-label draft",
       ],
     },
     handler: (rt, i) => rt.workspaces.update(i),
@@ -523,15 +528,23 @@ export const OPERATIONS = [
     sdk: "listWorkspaces",
     title: "List workspaces",
     description:
-      "List every workspace that still exists: workspace_id, state, environment, created_at, expires_at, command count and last command time. Use it to find a workspace id again.",
-    input: S.EmptyInput,
+      "List every workspace that still exists, most recently active first: workspace_id, name, labels, state, environment, created_at, expires_at, command count and last command time. " +
+      "labels filters (every pair must match). Use it to find a workspace id again.",
+    input: S.WorkspaceListInput,
     result: S.WorkspaceListResult,
     mcp: true,
     readOnly: true,
-    cli: { path: ["workspace", "list"], examples: ["pyro workspace list", "pyro workspace list --json"] },
-    handler: async (rt) => ({ workspaces: (await rt.workspaces.list()).map(S.workspaceSummary) }),
+    cli: {
+      path: ["workspace", "list"],
+      examples: ["pyro workspace list", "pyro workspace list --label task=123 --json"],
+    },
+    handler: async (rt, i) => ({
+      workspaces: (await rt.workspaces.list(i.labels ? { labels: i.labels } : {})).map(S.workspaceSummary),
+    }),
   }),
   ...FILE_OPERATIONS,
+  // stop/start, pause/resume (lifecycle.ts).
+  ...LIFECYCLE_OPERATIONS,
   // Shells and services (session-ops.ts).
   ...SESSION_OPERATIONS,
   // The warm pool (pool.ts).

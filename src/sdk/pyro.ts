@@ -3,6 +3,7 @@ import { PyroError } from "../errors.js";
 import type * as F from "../operations/files.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
+import type { WorkspaceLifecycleResult } from "../operations/lifecycle.js";
 import type * as P from "../operations/pool.js";
 import type * as S from "../operations/schemas.js";
 import type * as Snap from "../operations/snapshots.js";
@@ -83,6 +84,19 @@ export type WorkspaceExecResult = z.infer<typeof S.WorkspaceExecResult>;
 export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
 export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
 export type WorkspaceSummary = z.infer<typeof S.WorkspaceSummary>;
+/** stop/start/pause/resume: the status plus what the call did. */
+export type WorkspaceUpdateOptions = WorkspaceNaming & {
+  ttlSeconds?: number;
+  maxTtlSeconds?: number;
+  /** Label keys to remove. */
+  clearLabels?: string[];
+};
+export type WorkspaceLifecycle = z.infer<typeof WorkspaceLifecycleResult>;
+/** Name and labels of a workspace (create, update). */
+export interface WorkspaceNaming {
+  name?: string;
+  labels?: Record<string, string>;
+}
 export type OutputPage = z.infer<typeof S.OutputReadResult>;
 export type DoctorReport = z.infer<typeof S.DoctorResult>;
 export type WorkspaceDiff = z.infer<typeof F.WorkspaceDiffResult>;
@@ -331,12 +345,13 @@ export class Pyro {
 
   // ---- workspaces ----
   async createWorkspace(
-    input: SandboxOptions & {
-      seedPath?: string;
-      diskMib?: number;
-      maxTtlSeconds?: number;
-      secrets?: SecretSource[];
-    } = {},
+    input: SandboxOptions &
+      WorkspaceNaming & {
+        seedPath?: string;
+        diskMib?: number;
+        maxTtlSeconds?: number;
+        secrets?: SecretSource[];
+      } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceHandle> {
     const { secrets, ...rest } = input;
@@ -384,11 +399,8 @@ export class Pyro {
   deleteWorkspace(workspaceId: string): Promise<{ workspace_id: string; deleted: boolean }> {
     return this.#method("workspace_delete", { workspace_id: workspaceId });
   }
-  /** New idle TTL and/or hard maximum; returns the status with the recomputed expiry. */
-  updateWorkspace(
-    workspaceId: string,
-    options: { ttlSeconds?: number; maxTtlSeconds?: number },
-  ): Promise<WorkspaceStatus> {
+  /** New idle TTL and/or hard maximum, name, labels; returns the status with the recomputed expiry. */
+  updateWorkspace(workspaceId: string, options: WorkspaceUpdateOptions): Promise<WorkspaceStatus> {
     return this.#method("workspace_update", { workspace_id: workspaceId, ...snake(options) });
   }
   diffWorkspace(workspaceId: string, options: DiffOptions = {}, opts?: CallOptions): Promise<WorkspaceDiff> {
@@ -438,8 +450,26 @@ export class Pyro {
   summarizeWorkspace(workspaceId: string): Promise<WorkspaceWorkSummary> {
     return this.#method("workspace_summary", { workspace_id: workspaceId });
   }
-  listWorkspaces(): Promise<WorkspaceSummary[]> {
-    return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", {}).then((r) => r.workspaces);
+  /** Most recently active first; `labels` keeps those with every pair. */
+  listWorkspaces(options: { labels?: Record<string, string> } = {}): Promise<WorkspaceSummary[]> {
+    return this.#method<{ workspaces: WorkspaceSummary[] }>("workspace_list", snake(options)).then(
+      (r) => r.workspaces,
+    );
+  }
+  /** Ends the sandbox and frees its memory; /workspace, log and baseline stay. */
+  stopWorkspace(workspaceId: string): Promise<WorkspaceLifecycle> {
+    return this.#method("workspace_stop", { workspace_id: workspaceId });
+  }
+  /** A fresh sandbox on the same files (shells and services from before are gone). */
+  startWorkspace(workspaceId: string): Promise<WorkspaceLifecycle> {
+    return this.#method("workspace_start", { workspace_id: workspaceId });
+  }
+  /** Saves memory and processes where the engine can (paused_with_memory says). */
+  pauseWorkspace(workspaceId: string): Promise<WorkspaceLifecycle> {
+    return this.#method("workspace_pause", { workspace_id: workspaceId });
+  }
+  resumeWorkspace(workspaceId: string): Promise<WorkspaceLifecycle> {
+    return this.#method("workspace_resume", { workspace_id: workspaceId });
   }
 
   // ---- snapshots, reset, fork ----
@@ -664,9 +694,35 @@ export class WorkspaceHandle {
   ): Promise<WorkspaceLogs> {
     return this.pyro.logsWorkspace(this.workspace_id, options);
   }
-  async update(options: { ttlSeconds?: number; maxTtlSeconds?: number }): Promise<WorkspaceStatus> {
+  async update(options: WorkspaceUpdateOptions): Promise<WorkspaceStatus> {
     this.status = await this.pyro.updateWorkspace(this.workspace_id, options);
     return this.status;
+  }
+  /** workspace_stop; the handle's status follows. */
+  stop(): Promise<WorkspaceLifecycle> {
+    return this.#step(this.pyro.stopWorkspace(this.workspace_id));
+  }
+  start(): Promise<WorkspaceLifecycle> {
+    return this.#step(this.pyro.startWorkspace(this.workspace_id));
+  }
+  pause(): Promise<WorkspaceLifecycle> {
+    return this.#step(this.pyro.pauseWorkspace(this.workspace_id));
+  }
+  resume(): Promise<WorkspaceLifecycle> {
+    return this.#step(this.pyro.resumeWorkspace(this.workspace_id));
+  }
+  async #step(p: Promise<WorkspaceLifecycle>): Promise<WorkspaceLifecycle> {
+    const r = await p;
+    const {
+      action: _a,
+      detail: _d,
+      ended_shells: _s,
+      ended_services: _v,
+      resumed_with_memory: _r,
+      ...status
+    } = r;
+    this.status = status;
+    return r;
   }
   delete(): Promise<{ workspace_id: string; deleted: boolean }> {
     return this.pyro.deleteWorkspace(this.workspace_id);

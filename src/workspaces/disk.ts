@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, rmdir } from "node:fs/promises";
+import { mkdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { runCapture, which } from "../util/proc.js";
@@ -84,6 +84,26 @@ export async function createDisk(
   // An empty /workspace, as without an image.
   await rmdir(join(filesDir, "lost+found")).catch(() => undefined);
   return { disk_mib: mib, disk_enforced: true };
+}
+
+/**
+ * A stopped workspace's disk image mounted again where it is not (the host rebooted, or
+ * someone unmounted it), so a restarted sandbox sees /workspace as it was.
+ */
+export async function ensureDiskMounted(workspaceDir: string, filesDir: string): Promise<void> {
+  const image = join(workspaceDir, DISK_IMAGE);
+  if (!(await stat(image).catch(() => undefined)) || (await isMounted(filesDir))) return;
+  await mkdir(filesDir, { recursive: true });
+  const mount = (await which("mount")) ?? "mount";
+  const r = await runCapture(mount, ["-o", "loop,nosuid,nodev,noatime", image, filesDir], {
+    timeoutMs: 60_000,
+  });
+  if (r.exitCode !== 0)
+    throw new PyroError(
+      "engine_failure",
+      `cannot mount the workspace disk ${image}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
+      "check that loop devices work on this host (`losetup -f`)",
+    );
 }
 
 /** Unmounts `filesDir` if it is mounted (lazily when busy), then removes it and the image. */

@@ -3,11 +3,11 @@ import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
 import { resultNotes } from "../engines/notes.js";
-import type { Engine, SandboxHandle } from "../engines/types.js";
+import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { resolveHostPath } from "../host-paths.js";
-import { checkId, newId } from "../ids.js";
+import { checkId, isValidId, newId } from "../ids.js";
 import {
   type CommandLogEntryT,
   ExecutionModeSchema,
@@ -50,6 +50,14 @@ import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
 import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
 import { Guest, relToWorkspace } from "./guest.js";
+import {
+  interruptedTransition,
+  type LifecycleOutcome,
+  notRunningError,
+  pauseDir,
+  WorkspaceLifecycle,
+} from "./lifecycle.js";
+import { checkLabels, checkName, labelsMatch, looksLikeName } from "./naming.js";
 import { recoverInterruptedOp } from "./snapshots.js";
 
 export const WORKSPACE_ROOT = "/workspace";
@@ -89,7 +97,8 @@ function seedView(s: z.infer<typeof SeedRecord>): z.infer<typeof SeedInfo> {
 const WorkspaceRecordSchema = z.looseObject({
   workspace_id: z.string(),
   environment: z.string(),
-  state: z.enum(["creating", "running", "stopped", "expired", "failed"]),
+  // stopping/starting: a lifecycle step in progress (owner), see lifecycle.ts; paused: see `pause`.
+  state: z.enum(["creating", "running", "stopping", "stopped", "starting", "paused", "expired", "failed"]),
   reason: z.string().nullable(),
   created_at: z.string(),
   expires_at: z.string(),
@@ -112,6 +121,13 @@ const WorkspaceRecordSchema = z.looseObject({
   secrets: z.array(SecretRecordSchema).optional(),
   // The remote tenant (token id) that created it (src/remote/); absent for local callers.
   tenant: z.string().optional(),
+  name: z.string().nullable().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  pause: z.object({ with_memory: z.boolean(), at: z.string() }).nullable().optional(),
+  ended_sessions: z
+    .object({ shells: z.array(z.string()), services: z.array(z.string()) })
+    .nullable()
+    .optional(),
 });
 export type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
 
@@ -210,6 +226,8 @@ export interface AttachedWorkspace {
 
 export class WorkspaceManager {
   private readonly records: RecordStore<WorkspaceRecord>;
+  /** stop/start/pause/resume (lifecycle.ts), over this manager's records and engines. */
+  readonly lifecycle: WorkspaceLifecycle<WorkspaceRecord>;
 
   constructor(private readonly d: RuntimeDeps) {
     this.records = new RecordStore<WorkspaceRecord>({
@@ -237,6 +255,83 @@ export class WorkspaceManager {
               workspaceDir: join(dir, "files"),
             }),
     });
+    this.lifecycle = new WorkspaceLifecycle<WorkspaceRecord>({
+      records: this.records,
+      dir: (id) => this.dir(id),
+      engineFor: (r) => this.engineFor(r),
+      spec: (r, restart) => this.sandboxSpec(r, restart),
+      expireIfDue: (r) => this.expireIfDue(r),
+      markActive: (r, at) => this.markActive(r, at),
+    });
+  }
+
+  /** The sandbox spec create used, from the record (for a restart on the kept files). */
+  private async sandboxSpec(r: WorkspaceRecord, restart: boolean): Promise<SandboxSpec> {
+    const env = await this.d.envs.ensure(r.environment);
+    const dir = this.dir(r.workspace_id);
+    return {
+      id: r.workspace_id,
+      environment: r.environment,
+      rootfs: env.rootfs,
+      sandboxDir: join(dir, "sandbox"),
+      workspaceDir: join(dir, "files"),
+      vcpuCount: r.vcpu_count,
+      memMib: r.mem_mib,
+      network: r.network,
+      expiresAt: r.expires_at,
+      restart,
+      ...userOf(env.runtime),
+    };
+  }
+
+  /** A lifecycle step's result: the status, and what the step did. */
+  async lifecycleStep<A extends "stop" | "start" | "pause" | "resume">(
+    step: A,
+    id: string,
+  ): Promise<WorkspaceStatusResultT & LifecycleOutcome & { action: A }> {
+    const { rec, outcome } = await this.lifecycle[step](id);
+    return { ...this.view(await this.current(rec)), action: step, ...outcome };
+  }
+
+  /**
+   * A workspace's id from its id or its name (names are unique per state dir): what every
+   * `workspace_id` input accepts. Anything else comes back unchanged, for checkId to refuse.
+   */
+  async resolveId(idOrName: string): Promise<string> {
+    if (isValidId("ws", idOrName) || !looksLikeName(idOrName)) return idOrName;
+    const ids = await this.idsNamed(idOrName);
+    if (ids.length === 1) return ids[0]!;
+    if (ids.length === 0)
+      throw new PyroError("not_found", `no workspace named ${JSON.stringify(idOrName)}`, [
+        "list workspaces (with their names) with ",
+        { op: "workspace_list" },
+      ]);
+    throw new PyroError(
+      "invalid_argument",
+      `${ids.length} workspaces are named ${JSON.stringify(idOrName)} (${ids.join(", ")})`,
+      "use the workspace id",
+    );
+  }
+
+  private async idsNamed(name: string, except?: string): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const e of this.records.entries())
+      if (e.rec?.name === name && e.id !== except && e.rec.state !== "expired") ids.push(e.id);
+    return ids;
+  }
+
+  /** Names are unique among the state dir's workspaces (expired tombstones aside). */
+  private async checkNameFree(name: string, self?: string): Promise<void> {
+    const taken = await this.idsNamed(name, self);
+    if (taken.length)
+      throw new PyroError(
+        "invalid_argument",
+        `the name ${JSON.stringify(name)} is taken by workspace ${taken[0]}`,
+        [
+          "choose another name, or rename that one with ",
+          { op: "workspace_update", args: { workspace_id: taken[0]! } },
+        ],
+      );
   }
 
   private dir(id: string): string {
@@ -314,6 +409,9 @@ export class WorkspaceManager {
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
     });
     await this.d.privateState();
+    const name = input.name !== undefined ? checkName(input.name) : null;
+    if (name) await this.checkNameFree(name);
+    const labels = checkLabels(input.labels ?? {});
     const id = newId("ws");
     const dir = this.dir(id);
     const filesDir = join(dir, "files");
@@ -324,6 +422,8 @@ export class WorkspaceManager {
     const rec: WorkspaceRecord = {
       ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
       workspace_id: id,
+      name,
+      labels,
       environment: input.environment,
       state: "creating",
       reason: null,
@@ -446,6 +546,7 @@ export class WorkspaceManager {
       await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
       await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
       await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
+      await rm(pauseDir(this.dir(r.workspace_id)), { recursive: true, force: true });
       r.handle = null;
       r.state = "expired";
       r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
@@ -483,6 +584,8 @@ export class WorkspaceManager {
             ],
       );
     }
+    const stopped = notRunningError(rec);
+    if (stopped) throw stopped;
     if (rec.state !== "running" || !rec.handle) {
       throw new PyroError("sandbox_dead", `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`, [
         "delete it with ",
@@ -826,8 +929,17 @@ export class WorkspaceManager {
   /** `workspace update`: new idle TTL and/or hard maximum; the expiry is recomputed from the last activity. */
   async update(input: WorkspaceUpdateInputT): Promise<WorkspaceStatusResultT> {
     const id = checkId("ws", input.workspace_id);
-    await this.usable(id);
+    // Names, labels and TTLs change in any state but expired (a stopped workspace too).
+    const cur = await this.expireIfDue(await this.records.load(id));
+    if (cur.state === "expired") await this.usable(id);
+    const name = input.name !== undefined ? checkName(input.name) : undefined;
+    if (name) await this.checkNameFree(name, id);
+    const set = checkLabels(input.labels ?? {});
     const rec = await this.records.update(id, (r) => {
+      if (name !== undefined) r.name = name;
+      const labels = { ...(r.labels ?? {}) };
+      for (const k of input.clear_labels ?? []) delete labels[k];
+      r.labels = { ...labels, ...set };
       if (input.max_ttl_seconds !== undefined)
         r.max_expires_at = new Date(Date.parse(r.created_at) + input.max_ttl_seconds * 1000).toISOString();
       if (input.ttl_seconds !== undefined) r.ttl_seconds = input.ttl_seconds;
@@ -863,6 +975,12 @@ export class WorkspaceManager {
         reason: `interrupted: the pyro process creating it (pid ${r.owner?.pid}) died; delete it`,
       };
     }
+    if (interruptedTransition(r))
+      return {
+        ...r,
+        state: "stopped",
+        reason: `interrupted: the pyro process ${r.state === "stopping" ? "stopping" : "starting"} it (pid ${r.owner?.pid}) died; start it again or delete it`,
+      };
     if (r.state !== "running" || !r.handle) return r;
     const i = await this.engineFor(r).inspect(asHandle(r.handle));
     if (i.state === "running") return r;
@@ -965,11 +1083,19 @@ export class WorkspaceManager {
     );
   }
 
-  list(): Promise<WorkspaceStatusResultT[]> {
-    return this.records.list(
+  /** Every workspace (matching every label given), most recently active first. */
+  async list(filter: { labels?: Record<string, string> } = {}): Promise<WorkspaceStatusResultT[]> {
+    const all = await this.records.list(
       async (rec) => this.view(await this.current(rec)),
       async (e) => ((await stat(e.dir).catch(() => undefined)) ? this.damagedView(e) : undefined),
     );
+    return all
+      .filter((w) => labelsMatch(w.labels, filter.labels ?? {}))
+      .sort(
+        (a, b) =>
+          b.last_activity_at.localeCompare(a.last_activity_at) ||
+          a.workspace_id.localeCompare(b.workspace_id),
+      );
   }
 
   /**
@@ -1016,6 +1142,9 @@ export class WorkspaceManager {
     const at = new Date(st?.mtimeMs ?? Date.now()).toISOString();
     return {
       workspace_id: e.id,
+      name: null,
+      labels: {},
+      paused_with_memory: null,
       environment: "unknown",
       state: "damaged",
       reason: `${e.problem === "missing" ? "no record" : e.problem === "damaged" ? e.why : "damaged"}; delete it (its sandbox is found and removed too)`,
@@ -1051,6 +1180,9 @@ export class WorkspaceManager {
   private view(r: WorkspaceRecord): WorkspaceStatusResultT {
     return {
       workspace_id: r.workspace_id,
+      name: r.name ?? null,
+      labels: r.labels ?? {},
+      paused_with_memory: r.state === "paused" ? (r.pause?.with_memory ?? false) : null,
       environment: r.environment,
       state: r.state,
       reason: r.reason,

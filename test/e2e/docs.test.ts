@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as z from "zod";
+import { cliFieldName } from "../../src/cli/commands.js";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
 import * as F from "../../src/operations/files.js";
@@ -136,9 +137,10 @@ describe("docs/public-contract.md matches the code", () => {
       const rest: string | undefined = o.cli.rest;
       // A field the CLI spells with other flags (`secrets`: --secret…) has no flag of its own.
       const spelt: Record<string, string[]> = ("fieldFlags" in o.cli ? o.cli.fieldFlags : undefined) ?? {};
-      const fromSchema = Object.keys(o.input.shape)
+      const shape = o.input.shape as Record<string, z.ZodType>;
+      const fromSchema = Object.keys(shape)
         .filter((f) => !positional.includes(f) && f !== rest && !spelt[f])
-        .map((f) => `--${kebab(f)}`);
+        .map((f) => `--${kebab(cliFieldName(f, shape[f]!))}`);
       const extra = ("extraFlags" in o.cli ? (o.cli.extraFlags ?? []) : []).map((f) => f.flag.split(" ")[0]!);
       assert.deepEqual(
         sorted(c.flags),

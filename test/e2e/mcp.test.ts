@@ -55,6 +55,11 @@ const TOOLS = [
   "service_status",
   "service_logs",
   "service_stop",
+  // stop/start, pause/resume (lifecycle.ts).
+  "workspace_stop",
+  "workspace_start",
+  "workspace_pause",
+  "workspace_resume",
 ];
 
 type ToolResult = {
@@ -267,8 +272,10 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
         "created_at",
         "environment",
         "expires_at",
+        "labels",
         "last_activity_at",
         "last_command_at",
+        "name",
         "reason",
         "state",
         "workspace_id",

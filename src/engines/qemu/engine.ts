@@ -300,7 +300,10 @@ export class QemuEngine implements Engine {
       } satisfies QemuHandleData,
     });
     try {
-      if (this.snapshotsEnabled) {
+      // A restart boots the disk a halt kept, cold: the shared boot snapshots are for fresh
+      // disks only (saving one here would put this workspace's files into the cache).
+      if (spec.restart) pid = await this.coldBoot(spec, p, files, true);
+      else if (this.snapshotsEnabled) {
         await removeStaleTemps(this.snapRoot);
         const snap = await findSnapshot(this.snapRoot, p.key);
         if (snap === "corrupt") {
@@ -329,7 +332,7 @@ export class QemuEngine implements Engine {
           }
         }
       }
-      if (mode === "cold") {
+      if (mode === "cold" && !spec.restart) {
         pid = await this.coldBoot(spec, p, files);
         if (this.snapshotsEnabled && (await findSnapshot(this.snapRoot, p.key)) === undefined) {
           try {
@@ -348,7 +351,11 @@ export class QemuEngine implements Engine {
         }
       }
       const h = handle();
-      if (spec.workspaceDir && (await readdir(spec.workspaceDir).catch(() => [] as string[])).length > 0) {
+      if (
+        !spec.restart &&
+        spec.workspaceDir &&
+        (await readdir(spec.workspaceDir).catch(() => [] as string[])).length > 0
+      ) {
         // Not `portable`: that resets modes to 0644/0755 (a 0444 git object would then show as
         // changed against the baseline); the guest's tar runs with --no-same-owner anyway.
         const tar = tarCreate({ cwd: spec.workspaceDir, portable: false, follow: false }, [
@@ -363,7 +370,8 @@ export class QemuEngine implements Engine {
       return h;
     } catch (e) {
       await killVm(pid, marker);
-      await this.removeFiles(spec.sandboxDir, files);
+      // A failed restart keeps the disk: it is the workspace's /workspace.
+      if (!spec.restart) await this.removeFiles(spec.sandboxDir, files);
       throw toPyroError(e);
     }
   }
@@ -431,8 +439,10 @@ export class QemuEngine implements Engine {
     }
   }
 
-  private async coldBoot(spec: SandboxSpec, p: Prepared, files: VmFiles): Promise<number> {
-    await this.overlay(p, files, p.image, "raw");
+  private async coldBoot(spec: SandboxSpec, p: Prepared, files: VmFiles, keepDisk = false): Promise<number> {
+    if (!keepDisk) await this.overlay(p, files, p.image, "raw");
+    else if (!(await stat(files.disk).catch(() => undefined)))
+      throw new PyroError("invalid_state", `the disk of ${spec.id} is missing (${files.disk})`);
     const deadline = Number(this.env.PYRO_QEMU_BOOT_DEADLINE_MS) || BOOT_DEADLINE_MS[p.accel];
     const pid = await spawnDetached(p.binary, this.launchArgs(spec, p, files, false), files.qemuLog);
     try {
@@ -448,9 +458,10 @@ export class QemuEngine implements Engine {
     spec: SandboxSpec,
     p: Prepared,
     files: VmFiles,
-    snap: { state: string; disk: string },
+    snap: { state: string; disk?: string },
   ): Promise<number> {
-    await this.overlay(p, files, snap.disk, "qcow2");
+    // Without a disk: resume, on the disk the VM had when it was paused.
+    if (snap.disk) await this.overlay(p, files, snap.disk, "qcow2");
     const pid = await spawnDetached(p.binary, this.launchArgs(spec, p, files, true), files.qemuLog);
     try {
       await this.loadSnapshot(files, pid, snap.state);
@@ -680,6 +691,110 @@ export class QemuEngine implements Engine {
   async stop(handle: SandboxHandle): Promise<void> {
     const d = this.data(handle);
     await killVm(d.pid, d.marker);
+  }
+
+  /** Flushes the guest's file systems (best effort), then ends the VM and its watchdog; the disk stays. */
+  async halt(handle: SandboxHandle): Promise<void> {
+    const d = this.data(handle);
+    if (isOurProcess(d.pid, d.marker))
+      await this.exec(handle, { argv: ["sync"], cwd: "/", timeoutMs: 15_000 }).catch(() => undefined);
+    await this.endVm(handle, d);
+  }
+
+  private async endVm(handle: SandboxHandle, d: QemuHandleData): Promise<void> {
+    if (!(await killVm(d.pid, d.marker)))
+      throw new PyroError("engine_failure", `qemu process ${d.pid} of ${handle.id} did not exit`);
+    const watchPid = handle.data.watchPid;
+    if (typeof watchPid === "number") await killVm(watchPid, d.marker);
+    await this.detachFromSnapshot(d.files);
+  }
+
+  /**
+   * A VM restored from a boot snapshot writes to an overlay backed by that snapshot's disk in
+   * the cache, which pruning may remove while the workspace is stopped or paused. Rebase the
+   * overlay onto the base image (safe mode copies what the snapshot's layer held): the
+   * guest-visible disk is the same, and it no longer depends on the cache's snapshots.
+   */
+  private async detachFromSnapshot(files: VmFiles): Promise<void> {
+    const qemuImg = await findQemuImg(this.env);
+    if (!qemuImg) return;
+    const info = await runCapture(qemuImg, ["info", "--output=json", "--backing-chain", "-U", files.disk], {
+      timeoutMs: 30_000,
+    });
+    if (info.exitCode !== 0) return;
+    const chain = JSON.parse(info.stdout) as {
+      filename: string;
+      format: string;
+      "backing-filename"?: string;
+    }[];
+    const backing = chain[0]?.["backing-filename"];
+    const base = chain[chain.length - 1];
+    if (chain.length < 3 || !backing || !base || !backing.startsWith(this.snapRoot)) return;
+    const r = await runCapture(
+      qemuImg,
+      ["rebase", "-f", "qcow2", "-b", base.filename, "-F", base.format, files.disk],
+      { timeoutMs: 600_000 },
+    );
+    if (r.exitCode !== 0)
+      throw new PyroError(
+        "engine_failure",
+        `qemu-img rebase of ${files.disk} failed: ${lastLines(r.stderr)}`,
+      );
+  }
+
+  /**
+   * Memory-level pause: the VM is stopped, its whole state migrated to `imageDir/state`
+   * (QMP migrate to a file, as for the boot snapshots), then its process ends. Its disk
+   * overlay is left exactly as the saved memory expects it.
+   */
+  async pause(handle: SandboxHandle, imageDir: string): Promise<void> {
+    const d = await this.assertRunning(handle);
+    await mkdir(imageDir, { recursive: true, mode: 0o700 });
+    const state = join(imageDir, "state");
+    const qmp = await QmpClient.connect(d.files.qmpSocket, 10_000);
+    try {
+      await qmp.execute("stop");
+      await qmp.execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 }).catch(() => undefined);
+      await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(state)}` });
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const m = await qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
+        if (m.status === "completed") break;
+        if (m.status === "failed" || m.status === "cancelled") {
+          await qmp.execute("cont").catch(() => undefined);
+          throw new PyroError(
+            "engine_failure",
+            `saving the VM's memory failed: ${m["error-desc"] ?? m.status}`,
+          );
+        }
+        if (Date.now() > deadline || !pidAlive(d.pid))
+          throw new PyroError("engine_failure", "saving the VM's memory did not complete");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      qmp.close();
+    }
+    // No sync: the guest is stopped, and its disk is as the saved memory expects it.
+    await this.endVm(handle, d);
+  }
+
+  /** Starts QEMU with -incoming on the kept disk and loads pause's state: the same processes run on. */
+  async resume(handle: SandboxHandle, imageDir: string, spec: SandboxSpec): Promise<SandboxHandle> {
+    const t0 = performance.now();
+    const p = await this.prepare(spec);
+    const old = this.data(handle);
+    const files = await vmFiles(handle.sandboxDir);
+    for (const f of [files.agentSocket, files.qmpSocket]) await rm(f, { force: true });
+    const pid = await this.restore(spec, p, files, { state: join(imageDir, "state") });
+    const data: QemuHandleData = {
+      ...old,
+      pid,
+      files,
+      boot: { mode: "restore", ms: Math.round(performance.now() - t0) },
+    };
+    delete (data as Record<string, unknown>).watchPid;
+    if (spec.expiresAt) Object.assign(data, await this.watchExpiry(spec, pid, old.marker, spec.expiresAt));
+    return { ...handle, data };
   }
 
   /**

@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import * as z from "zod";
+import { cliFieldName } from "../../src/cli/commands.js";
+import { PyroError } from "../../src/errors.js";
+import { checkLabels, checkName, labelsMatch, looksLikeName } from "../../src/workspaces/naming.js";
+
+test("names: letters, digits, . _ -, at most 63, never ws_…; empty clears", () => {
+  assert.equal(checkName("api-fix.v2_a"), "api-fix.v2_a");
+  assert.equal(checkName(""), null);
+  for (const bad of ["-x", "a b", "x/y", "a".repeat(64), "ws_0123456789abcdef", "ws_mine"])
+    assert.throws(
+      () => checkName(bad),
+      (e: unknown) => e instanceof PyroError && e.code === "invalid_argument",
+    );
+  // Id-shaped or malformed-id strings are left to the id checks ("malformed workspace id").
+  assert.equal(looksLikeName("api-fix"), true);
+  for (const s of ["ws_0123456789abcdef", "ws_0123456789ABCDEF", "../x", ""])
+    assert.equal(looksLikeName(s), false);
+});
+
+test("labels: key syntax, value length, at most 32; a filter matches when every pair does", () => {
+  assert.deepEqual(checkLabels({ team: "core", "app.kubernetes.io/name": "x=y" }), {
+    team: "core",
+    "app.kubernetes.io/name": "x=y",
+  });
+  assert.throws(() => checkLabels({ "bad key": "v" }), /bad label key/);
+  assert.throws(() => checkLabels({ k: "x".repeat(257) }), /bad value/);
+  assert.throws(() => checkLabels({ k: "a\nb" }), /bad value/);
+  assert.throws(
+    () => checkLabels(Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"]))),
+    /at most 32/,
+  );
+  assert.equal(labelsMatch({ a: "1", b: "2" }, { a: "1" }), true);
+  assert.equal(labelsMatch({ a: "1" }, { a: "1", b: "2" }), false);
+  assert.equal(labelsMatch({ a: "1" }, {}), true);
+});
+
+test("CLI: a collection input takes a repeatable flag named for one item", () => {
+  assert.equal(cliFieldName("labels", z.record(z.string(), z.string()).optional()), "label");
+  assert.equal(cliFieldName("clear_labels", z.array(z.string()).optional()), "clear_label");
+  assert.equal(cliFieldName("ttl_seconds", z.number().optional()), "ttl_seconds");
+});
