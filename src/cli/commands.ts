@@ -138,7 +138,12 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       cmd.addOption(opt);
     }
     for (const f of o.cli.extraFlags ?? [])
-      if (f.repeatable) cmd.option(f.flag, f.description, collect);
+      if (f.repeatable)
+        cmd.option(
+          f.flag,
+          f.description,
+          collect(z.array(z.string())) as (v: string, p: unknown) => string[],
+        );
       else cmd.option(f.flag, f.description);
     cmd.option("--json", "print the result as JSON");
     cmd.addHelpText("after", `\nExamples:\n${o.cli.examples.map((e) => `  $ ${e}`).join("\n")}\n`);

@@ -68,6 +68,10 @@ export const WorkspaceResetResult = z.object({
   bytes_written: z.number().int(),
   shells_ended: z.array(z.string()).describe("Shells that ended with the old sandbox."),
   services_ended: z.array(z.string()).describe("Services that ended with the old sandbox."),
+  secrets_note: z
+    .string()
+    .optional()
+    .describe("Set when the workspace's secrets could not all be written into the fresh sandbox."),
   sandbox_restarted: z
     .boolean()
     .describe("Always true: every process ran in the old sandbox; a fresh one serves the workspace now."),
@@ -168,7 +172,13 @@ export const SNAPSHOT_OPERATIONS = [
         `pyro workspace reset ${WS} --snapshot before-refactor --json`,
       ],
     },
-    handler: (rt, i) => snapshots(rt).reset(i.workspace_id, i.snapshot),
+    handler: async (rt, i) => {
+      // Secrets live in the old sandbox's memory: read before it goes, written into the new one.
+      const captured = await rt.workspaces.captureSecrets(i.workspace_id).catch(() => undefined);
+      const r = await snapshots(rt).reset(i.workspace_id, i.snapshot);
+      const note = await rt.workspaces.restoreSecrets(i.workspace_id, captured);
+      return note ? { ...r, secrets_note: note } : r;
+    },
   }),
   op({
     name: "workspace_fork",

@@ -289,8 +289,41 @@ export class WorkspaceManager {
     step: A,
     id: string,
   ): Promise<WorkspaceStatusResultT & LifecycleOutcome & { action: A }> {
+    // Secrets live in the sandbox's memory: kept in this process across the restart.
+    if (step === "stop" || step === "pause") await this.secretValues(id).catch(() => []);
     const { rec, outcome } = await this.lifecycle[step](id);
-    return { ...this.view(await this.current(rec)), action: step, ...outcome };
+    const fresh = (step === "start" || step === "resume") && outcome.resumed_with_memory !== true;
+    const note = fresh && rec.state === "running" ? await this.restoreSecrets(id) : null;
+    const out = { ...this.view(await this.current(rec)), action: step, ...outcome };
+    if (note) out.notes = [...(out.notes ?? []), note];
+    return out;
+  }
+
+  /**
+   * After a sandbox restart (start, a resume without memory, reset): the secrets written into
+   * the new sandbox. Values this process holds are used; file and variable sources are read
+   * again; a literal value given to another pyro process is gone with the old sandbox, so it
+   * leaves the record (and a note says so) rather than fail every later exec's read-back.
+   */
+  async restoreSecrets(id: string, captured?: readonly SecretValue[]): Promise<string | null> {
+    const rec = await this.records.load(checkId("ws", id));
+    if (!rec.secrets?.length || !rec.handle) return null;
+    const known = captured ?? secretValuesCache.get(id) ?? [];
+    const lost = rec.secrets
+      .filter((m) => m.source.kind === "value" && !known.some((v) => v.name === m.name))
+      .map((m) => m.name);
+    if (lost.length)
+      await this.records.update(id, (r) => {
+        r.secrets = (r.secrets ?? []).filter((m) => !lost.includes(m.name));
+      });
+    try {
+      await this.materialiseSecrets(id, known);
+    } catch (e) {
+      return `secrets not restored: ${toPyroError(e).message}`;
+    }
+    return lost.length
+      ? `secret${lost.length > 1 ? "s" : ""} ${lost.join(", ")} (given as a literal value, which pyro does not keep) did not survive the restart`
+      : null;
   }
 
   /**
