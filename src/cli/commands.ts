@@ -106,6 +106,11 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
       if (base instanceof z.ZodBoolean) opt = new Option(flagOf(field), desc);
       else if (base instanceof z.ZodNumber)
         opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
+      // A list is a repeatable flag: `--allow-cidr A --allow-cidr B`.
+      else if (base instanceof z.ZodArray)
+        opt = new Option(`${flagOf(field)} <value>`, `${desc} (repeatable)`).argParser(
+          (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+        );
       else opt = new Option(`${flagOf(field)} <value>`, desc);
       cmd.addOption(opt);
     }

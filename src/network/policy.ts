@@ -126,3 +126,8 @@ export function resolvePolicy(input: { network?: boolean; network_policy?: Netwo
     );
   return input.network_policy;
 }
+
+/** The spec of a record made before policies: `network` alone (true meant egress). */
+export function legacyNetwork(network: boolean): NetworkSpec {
+  return { ...networkOff(), policy: network ? "egress" : "off" };
+}

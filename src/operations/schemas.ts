@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { DEFAULT_ENVIRONMENT } from "../environments/catalog.js";
+import { NetworkInfoSchema, networkRuleFields, publishField } from "../network/schemas.js";
 import { READ_LIMIT } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
 
@@ -61,7 +62,11 @@ const ttl_seconds = z
   .min(1)
   .max(LIMITS.ttlMax)
   .describe("Seconds until the sandbox expires and is reaped. Default 600.");
-const network = z.boolean().describe("Give the guest network access. Default false (loopback only).");
+const network = z
+  .boolean()
+  .describe(
+    "Give the guest network access: the old spelling of network_policy=egress. Default false (loopback only).",
+  );
 const allow_host_compat = z
   .boolean()
   .describe(
@@ -93,6 +98,7 @@ export const RunInput = z.object({
   timeout_seconds: timeout_seconds.default(DEFAULTS.timeout_seconds),
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
   network: network.default(false),
+  ...networkRuleFields,
   allow_host_compat: allow_host_compat.default(false),
   max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
 });
@@ -103,6 +109,7 @@ export const VmCreateInput = z.object({
   mem_mib: mem_mib.default(DEFAULTS.mem_mib),
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
   network: network.default(false),
+  ...networkRuleFields,
   allow_host_compat: allow_host_compat.default(false),
 });
 export const VmIdInput = z.object({ vm_id: vmId });
@@ -173,12 +180,16 @@ export const WorkspaceCreateInput = z.object({
   ttl_seconds: workspaceTtl.default(DEFAULTS.ttl_seconds),
   max_ttl_seconds: workspaceMaxTtl.default(DEFAULTS.max_ttl_seconds),
   network: network.default(false),
+  ...networkRuleFields,
+  ...publishField,
   allow_host_compat: allow_host_compat.default(false),
 });
 export const WorkspaceUpdateInput = z.object({
   workspace_id: workspaceId,
   ttl_seconds: workspaceTtl.optional(),
   max_ttl_seconds: workspaceMaxTtl.optional(),
+  ...networkRuleFields,
+  ...publishField,
 });
 export const WorkspaceIdInput = z.object({ workspace_id: workspaceId });
 export const WorkspaceSyncInput = z.object({
@@ -318,9 +329,14 @@ export const VmNetworkResult = z.object({
   vm_id: z.string(),
   network: z.boolean(),
   mode: z
-    .enum(["none", "host"])
-    .describe("none: loopback only; host: the guest shares the host's network through the engine."),
+    .enum(["none", "namespace", "user", "host"])
+    .describe(
+      "none: loopback only; namespace: a network namespace of pyro's, the policy enforced by nftables; host: the host's own network (sandboxes made before network policies).",
+    ),
   execution_mode: ExecutionModeSchema.nullable(),
+  network_info: NetworkInfoSchema.nullable().describe(
+    "The policy and addresses the sandbox really has (null when it is not running).",
+  ),
 });
 export const ReapResult = z.object({
   reaped_vms: z.array(z.string()),
@@ -422,6 +438,9 @@ export const WorkspaceStatusResult = z.object({
     .describe("When the workspace expires however busy it is (creation + max_ttl_seconds)."),
   last_activity_at: z.string().describe("The last exec or sync push (or creation)."),
   network: z.boolean(),
+  network_info: NetworkInfoSchema.nullable().describe(
+    "The network policy, the guest's address and the published ports (null when the workspace is not running).",
+  ),
   execution_mode: ExecutionModeSchema.nullable(),
   notes: z
     .array(z.string())

@@ -275,6 +275,7 @@ export class QemuEngine implements Engine {
   // ---------------------------------------------------------------- lifecycle
 
   async create(spec: SandboxSpec): Promise<SandboxHandle> {
+    refuseUnfilteredNetwork(spec);
     const t0 = performance.now();
     const p = await this.prepare(spec);
     await mkdir(spec.sandboxDir, { recursive: true });
@@ -764,4 +765,19 @@ export class QemuEngine implements Engine {
       else await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * QEMU's user-mode network (slirp) cannot filter destinations: a guest reaches the host's
+ * 127.0.0.1 through 10.0.2.2 and every private range the host can. Until QEMU runs inside a
+ * network namespace of pyro's (as gVisor does), network is refused rather than given
+ * without the policy (docs/network.md).
+ */
+function refuseUnfilteredNetwork(spec: SandboxSpec): void {
+  if (!spec.network) return;
+  throw new PyroError(
+    "engine_unavailable",
+    `the QEMU engine cannot enforce network_policy=${spec.net?.policy ?? "egress"}: its user-mode network reaches the host's own services and private networks`,
+    "use the gVisor engine for network (PYRO_ENGINE=gvisor, as root), or network_policy=off",
+  );
 }
