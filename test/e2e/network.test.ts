@@ -310,6 +310,38 @@ test("--publish: a guest port answers on the host's 127.0.0.1, follows workspace
         });
         assert.equal(u2.code, 0, u2.stderr);
         assert.equal(await httpGet(url), "hello from the guest\n");
+        // service start --publish adds a port for the service; service stop takes it away.
+        interface Svc {
+          published_ports: { host_ip: string; host_port: number; guest_port: number }[];
+        }
+        const s2 = await runCliJsonGuest<Svc>(
+          [
+            "workspace",
+            "service",
+            "start",
+            id,
+            "web2",
+            "--ready-tcp",
+            "8001",
+            "--publish",
+            "8001",
+            "--",
+            "perl",
+            "/workspace/srv.pl",
+            "8001",
+          ],
+          { env },
+        );
+        assert.equal(s2.code, 0, s2.stderr);
+        const sp = s2.json.published_ports[0];
+        assert.equal(sp?.guest_port, 8001);
+        const url2 = `http://127.0.0.1:${sp?.host_port}/`;
+        assert.equal(await httpGet(url2), "hello from the guest\n");
+        assert.equal(await httpGet(url), "hello from the guest\n", "the workspace's own port stays");
+        const stop = await runCli(["workspace", "service", "stop", id, "web2"], { env });
+        assert.equal(stop.code, 0, stop.stderr);
+        assert.equal(await httpGet(url2), undefined);
+        assert.equal(await httpGet(url), "hello from the guest\n");
         const d = await runCli(["workspace", "delete", id], { env });
         assert.equal(d.code, 0, d.stderr);
         assert.equal(await httpGet(url), undefined, "the published port must be closed after delete");
