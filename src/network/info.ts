@@ -1,6 +1,6 @@
 import type { Engine, NetworkInfo, SandboxHandle } from "../engines/types.js";
-import { specInfo } from "./gvisor.js";
 import { type NetworkSpec, networkOff } from "./policy.js";
+import { specInfo } from "./sandbox-net.js";
 
 /**
  * What status and vm_network_info report: the engine's own account when it has one (gVisor:

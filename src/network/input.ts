@@ -27,8 +27,14 @@ const uniq = <T>(xs: T[]) => [...new Set(xs)];
 export async function networkFromInput(input: NetworkFields): Promise<NetworkSpec> {
   let policy = resolvePolicy(input);
   const publish = (input.publish ?? []).map(parsePublish);
-  // --publish alone (or with the boolean) asks for the one policy that publishes.
-  if (publish.length > 0 && input.network_policy === undefined) policy = "egress+published-ports";
+  // --publish alone (or with the boolean) asks for the one policy that publishes; rules
+  // alone (--allow-host, --allow-cidr, --deny-cidr) ask for egress.
+  const rules =
+    (input.allow_cidr?.length ?? 0) + (input.deny_cidr?.length ?? 0) + (input.allow_host?.length ?? 0);
+  if (input.network_policy === undefined) {
+    if (publish.length > 0) policy = "egress+published-ports";
+    else if (rules > 0) policy = "egress";
+  }
   const spec: NetworkSpec = {
     ...networkOff(),
     policy,

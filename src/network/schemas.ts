@@ -5,7 +5,7 @@ import { NETWORK_POLICIES } from "./policy.js";
 export const network_policy = z
   .enum(NETWORK_POLICIES)
   .describe(
-    "off: loopback only (the default). egress: outbound to public addresses; nothing on this host, no private (RFC 1918), link-local, CGNAT or metadata address. egress+published-ports: egress plus the ports given with publish, on the host's 127.0.0.1. network=true is the old spelling of egress.",
+    "off: loopback only (the default). egress: outbound to public addresses; nothing on this host, no private (RFC 1918), link-local, CGNAT or metadata address. egress+published-ports: egress plus the ports given with publish, on the host's 127.0.0.1. network=true is the old spelling of egress. Left out, allow_cidr/deny_cidr/allow_host imply egress and publish egress+published-ports.",
   );
 const cidrs = (what: string) => z.array(z.string().min(1).max(64)).max(256).describe(what);
 
@@ -31,7 +31,7 @@ export const publishField = {
     .array(z.string().min(1).max(16))
     .max(64)
     .describe(
-      "Publish a guest TCP port on the host's 127.0.0.1: `[HOSTPORT:]GUESTPORT` (a free host port when left out); repeatable. Implies network_policy=egress+published-ports.",
+      "Publish a guest TCP port on the host's 127.0.0.1: `[HOSTPORT:]GUESTPORT` (a free host port when left out); repeatable. Implies network_policy=egress+published-ports when no policy is given.",
     )
     .optional(),
 };

@@ -218,6 +218,42 @@ test("with network on, a sandbox reaches the public listener but not the host, i
   );
 });
 
+test("QEMU runs in the same kind of namespace: public reachable, the host's loopback (10.0.2.2) and private addresses not", async (t) => {
+  if (skip) return t.skip(`skipped: ${skip}`);
+  if (!existsSync("/usr/bin/qemu-system-x86_64"))
+    return t.skip("skipped: qemu-system-x86_64 is not installed");
+  await withGvisorState(
+    t,
+    async ({ env }) => {
+      const targets = [
+        `${PUBLIC_IP}:${PORT}`,
+        `${PRIVATE_IP}:${PORT}`,
+        `10.0.2.2:${loopPort}`,
+        `198.18.201.1:${anyPort}`,
+      ];
+      const r = await runCliJsonGuest<{
+        exit_code: number;
+        stdout: string;
+        stderr: string;
+        execution_mode: string;
+      }>(["run", "--network-policy", "egress", "--", "bash", "-c", probeScript(targets)], {
+        env,
+        timeoutMs: 240_000,
+      });
+      assert.equal(r.json.execution_mode, "qemu");
+      assert.deepEqual(r.json.stdout.trim().split("\n"), [
+        `open ${targets[0]}`,
+        `closed ${targets[1]}`,
+        `closed ${targets[2]}`,
+        `closed ${targets[3]}`,
+      ]);
+      const refused = await runCliJsonGuest(["run", "--allow-host", "allowed.test", "--", "true"], { env });
+      assert.match(JSON.stringify(refused.json), /cannot enforce allow_host/);
+    },
+    { PYRO_DNS_UPSTREAM: DNS_IP, PYRO_ENGINE: "qemu" },
+  );
+});
+
 test("--allow-host: only the allowed name resolves, and only its address opens", async (t) => {
   if (skip) return t.skip(`skipped: ${skip}`);
   await withGvisorState(

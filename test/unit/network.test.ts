@@ -35,7 +35,11 @@ test("the old boolean is egress; contradictions and rules without network are re
   assert.equal(resolvePolicy({ network: false }), "off");
   assert.equal(resolvePolicy({ network: false, network_policy: "egress" }), "egress");
   assert.throws(() => resolvePolicy({ network: true, network_policy: "off" }), /contradicts/);
-  await assert.rejects(networkFromInput({ allow_cidr: ["10.0.0.0/8"] }), /need network/);
+  await assert.rejects(
+    networkFromInput({ network_policy: "off", allow_cidr: ["10.0.0.0/8"] }),
+    /need network/,
+  );
+  assert.equal((await networkFromInput({ allow_host: ["example.com"] })).policy, "egress");
   await assert.rejects(
     networkFromInput({ network_policy: "egress", publish: ["80"] }),
     /egress\+published-ports/,

@@ -4,14 +4,14 @@ import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { PyroError } from "../../errors.js";
+import { networkExists } from "../../network/netns.js";
+import type { NetworkSpec } from "../../network/policy.js";
 import {
-  gvisorNetInfo,
+  handleNetInfo,
   sandboxNetwork,
   teardownSandboxNetwork,
   updateSandboxNetwork,
-} from "../../network/gvisor.js";
-import { networkExists } from "../../network/netns.js";
-import type { NetworkSpec } from "../../network/policy.js";
+} from "../../network/sandbox-net.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
 import { runCapture, runToLog } from "../../util/proc.js";
 import { writeExpiry } from "../expiry.js";
@@ -348,7 +348,7 @@ export class GvisorEngine implements Engine {
   }
 
   networkInfo(handle: SandboxHandle): NetworkInfo {
-    return gvisorNetInfo(handle);
+    return handleNetInfo(handle);
   }
 
   runDir(handle: SandboxHandle): { host: string; guest: string } | undefined {

@@ -5,8 +5,8 @@ import { applyRules, setupNetwork, teardownNetwork } from "./netns.js";
 import type { NetPlumbing } from "./nft.js";
 import type { NetworkSpec } from "./policy.js";
 
-/** What a gVisor handle keeps of its network (plain JSON, in handle.data.net). */
-export interface GvisorNetData {
+/** What an engine handle (gVisor, QEMU) keeps of its network: plain JSON, in handle.data.net. */
+export interface SandboxNetData {
   plumbing: NetPlumbing;
   spec: NetworkSpec;
 }
@@ -24,7 +24,7 @@ export async function sandboxNetwork(spec: SandboxSpec, env?: NodeJS.ProcessEnv)
   const net = spec.net && spec.net.policy !== "off" ? spec.net : EGRESS;
   const resolvConfPath = join(spec.sandboxDir, "resolv.conf");
   const { plumbing } = await setupNetwork(spec.id, net, { resolvConfPath, ...(env ? { env } : {}) });
-  const data: GvisorNetData = { plumbing, spec: net };
+  const data: SandboxNetData = { plumbing, spec: net };
   return { mount: { nsPath: plumbing.nsPath, resolvConf: resolvConfPath }, data };
 }
 
@@ -32,8 +32,8 @@ export async function teardownSandboxNetwork(id: string, env?: NodeJS.ProcessEnv
   await teardownNetwork(id, env);
 }
 
-function netData(handle: SandboxHandle): GvisorNetData | undefined {
-  const d = handle.data.net as GvisorNetData | undefined;
+function netData(handle: SandboxHandle): SandboxNetData | undefined {
+  const d = handle.data.net as SandboxNetData | undefined;
   return d && typeof d === "object" && d.plumbing && d.spec ? d : undefined;
 }
 
@@ -42,7 +42,7 @@ export async function updateSandboxNetwork(
   handle: SandboxHandle,
   net: NetworkSpec,
   env?: NodeJS.ProcessEnv,
-): Promise<GvisorNetData> {
+): Promise<SandboxNetData> {
   const d = netData(handle);
   if (!d)
     throw new PyroError(
@@ -54,7 +54,7 @@ export async function updateSandboxNetwork(
   return { plumbing: d.plumbing, spec: net };
 }
 
-export function gvisorNetInfo(handle: SandboxHandle): NetworkInfo {
+export function handleNetInfo(handle: SandboxHandle): NetworkInfo {
   const d = netData(handle);
   const flags = handle.data.flags as { global?: string[] } | undefined;
   if (!d) {
