@@ -18,6 +18,7 @@ export {
   Pyro,
   type ReapResult,
   type RunResult,
+  type NetworkOptions,
   type SandboxOptions,
   VmHandle,
   type VmNetworkInfo,

@@ -43,7 +43,15 @@ export interface CommandOptions {
 
 export type Command = string | string[];
 
-export interface SandboxOptions {
+/** The network policy of a sandbox (docs/network.md); `network: true` is `egress`. */
+export interface NetworkOptions {
+  networkPolicy?: "off" | "egress" | "egress+published-ports";
+  allowCidr?: string[];
+  denyCidr?: string[];
+  allowHost?: string[];
+}
+
+export interface SandboxOptions extends NetworkOptions {
   environment?: string;
   vcpuCount?: number;
   memMib?: number;
@@ -257,7 +265,12 @@ export class Pyro {
 
   // ---- workspaces ----
   async createWorkspace(
-    input: SandboxOptions & { seedPath?: string; diskMib?: number; maxTtlSeconds?: number } = {},
+    input: SandboxOptions & {
+      seedPath?: string;
+      diskMib?: number;
+      maxTtlSeconds?: number;
+      publish?: string[];
+    } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceHandle> {
     return new WorkspaceHandle(
@@ -303,7 +316,7 @@ export class Pyro {
   /** New idle TTL and/or hard maximum; returns the status with the recomputed expiry. */
   updateWorkspace(
     workspaceId: string,
-    options: { ttlSeconds?: number; maxTtlSeconds?: number },
+    options: { ttlSeconds?: number; maxTtlSeconds?: number; publish?: string[] } & NetworkOptions,
   ): Promise<WorkspaceStatus> {
     return this.#method("workspace_update", { workspace_id: workspaceId, ...snake(options) });
   }
@@ -531,7 +544,9 @@ export class WorkspaceHandle {
   ): Promise<WorkspaceLogs> {
     return this.pyro.logsWorkspace(this.workspace_id, options);
   }
-  async update(options: { ttlSeconds?: number; maxTtlSeconds?: number }): Promise<WorkspaceStatus> {
+  async update(
+    options: { ttlSeconds?: number; maxTtlSeconds?: number; publish?: string[] } & NetworkOptions,
+  ): Promise<WorkspaceStatus> {
     this.status = await this.pyro.updateWorkspace(this.workspace_id, options);
     return this.status;
   }

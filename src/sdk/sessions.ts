@@ -29,6 +29,8 @@ export interface ServiceStartOptions {
   readyHttp?: string;
   readyCommand?: string;
   readyTimeoutSeconds?: number;
+  /** `[HOSTPORT:]GUESTPORT` to publish on the host's 127.0.0.1 while the service runs. */
+  publish?: string[];
 }
 export interface ServiceLogsOptions {
   tailLines?: number;

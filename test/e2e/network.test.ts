@@ -6,6 +6,7 @@ import { createServer, get } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { Pyro } from "../../src/index.js";
 import {
   CLI,
   gvisorSkipReason,
@@ -213,6 +214,36 @@ test("with network on, a sandbox reaches the public listener but not the host, i
         { env },
       );
       assert.equal(r3.json.stdout.trim(), `closed ${PUBLIC_IP}:${PORT}`);
+    },
+    { PYRO_DNS_UPSTREAM: DNS_IP },
+  );
+});
+
+test("the SDK and a model's tool call take the same policy fields", async (t) => {
+  if (skip) return t.skip(`skipped: ${skip}`);
+  await withGvisorState(
+    t,
+    async ({ env }) => {
+      const pyro = new Pyro({ env });
+      const probe = probeScript([`${PUBLIC_IP}:${PORT}`, `${PRIVATE_IP}:${PORT}`]);
+      const sdk = await pyro.runInVm({
+        command: ["bash", "-c", probe],
+        networkPolicy: "egress",
+        allowCidr: [PRIVATE_IP],
+        denyCidr: [PUBLIC_IP],
+      });
+      assert.deepEqual(sdk.stdout.trim().split("\n"), [
+        `closed ${PUBLIC_IP}:${PORT}`,
+        `open ${PRIVATE_IP}:${PORT}`,
+      ]);
+      const tool = await pyro.callTool<{ stdout: string }>("vm_run", {
+        command: ["bash", "-c", probe],
+        network_policy: "egress",
+      });
+      assert.deepEqual(tool.stdout.trim().split("\n"), [
+        `open ${PUBLIC_IP}:${PORT}`,
+        `closed ${PRIVATE_IP}:${PORT}`,
+      ]);
     },
     { PYRO_DNS_UPSTREAM: DNS_IP },
   );
