@@ -1,4 +1,5 @@
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
+import { networkLine } from "../network/info.js";
 import { SESSION_RENDER } from "../operations/session-ops.js";
 import { RENDER_FILES } from "./render-files.js";
 
@@ -52,6 +53,7 @@ function workspaceStatus(r: Any): string {
     ["environment", r.environment],
     ["engine", r.execution_mode === "host_compat" ? "host_compat (NO ISOLATION)" : r.execution_mode],
     ["resources", `${r.vcpu_count} vCPU, ${r.mem_mib} MiB, network ${r.network ? "on" : "off"}`],
+    ...(networkLine(r.network_info) ? [["network", networkLine(r.network_info)] as [string, string]] : []),
     ["created", r.created_at],
     ["expires", r.expires_at],
     [
@@ -167,7 +169,8 @@ export const RENDER: Record<string, (r: Any) => string> = {
   vm_stop: vmStatus,
   vm_status: vmStatus,
   vm_delete: (r) => `deleted ${r.vm_id}`,
-  vm_network_info: (r) => `${r.vm_id}: network ${r.network ? "on" : "off"} (mode ${r.mode})`,
+  vm_network_info: (r) =>
+    `${r.vm_id}: network ${r.network ? "on" : "off"} (mode ${r.mode})${networkLine(r.network_info) ? `\n${networkLine(r.network_info)}` : ""}`,
   vm_reap_expired: (r) => `reaped ${r.reaped_vms.length} VM(s), ${r.reaped_workspaces.length} workspace(s)`,
   vm_list: (r) =>
     r.vms.length

@@ -20,3 +20,14 @@ export function sandboxNetInfo(
   const s = spec ?? (network ? { ...networkOff(), policy: "egress" as const } : networkOff());
   return specInfo(s, s.policy === "off" ? "none" : engine.name === "qemu" ? "user" : "host", null, null);
 }
+
+/** One line for the CLI: policy, address, rules and published ports. */
+export function networkLine(n: NetworkInfo | null | undefined): string | undefined {
+  if (!n) return undefined;
+  const parts = [`${n.policy} (${n.mode}${n.guest_ip ? `, guest ${n.guest_ip}` : ""})`];
+  if (n.allow_hosts.length) parts.push(`allow-host ${n.allow_hosts.join(",")}`);
+  if (n.allow_cidrs.length) parts.push(`allow-cidr ${n.allow_cidrs.join(",")}`);
+  if (n.deny_cidrs.length) parts.push(`deny-cidr ${n.deny_cidrs.join(",")}`);
+  for (const p of n.published_ports) parts.push(`${p.host_ip}:${p.host_port} → guest ${p.guest_port}`);
+  return parts.join("; ");
+}
