@@ -119,6 +119,9 @@ export async function setupNetwork(id: string, spec: NetworkSpec, opts: SetupOpt
   const tools = await requireTools(opts.env);
   const names = netNames(id);
   await mkdir(NET_RUN_DIR, { recursive: true, mode: 0o700 });
+  // A sandbox started again under the same id (a stopped workspace's start, a VM's restart)
+  // begins from nothing: whatever an earlier run of this id left is removed first.
+  await teardownNetwork(id, opts.env);
   try {
     const plumbing = await withLock(join(NET_RUN_DIR, "alloc.lock"), async () => {
       const used = await usedSlots(tools);

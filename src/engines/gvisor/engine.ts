@@ -415,6 +415,8 @@ export class GvisorEngine implements Engine {
   async stop(handle: SandboxHandle): Promise<void> {
     const flags = this.handleFlags(handle);
     await runsc(flags, ["kill", String(handle.data.containerId), "KILL"], { timeoutMs: 10_000 });
+    // Its published ports close with it; a later create under this id makes a new network.
+    await teardownSandboxNetwork(handle.id, this.env);
   }
 
   async destroy(handle: SandboxHandle): Promise<void> {

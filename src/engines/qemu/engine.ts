@@ -724,6 +724,8 @@ export class QemuEngine implements Engine {
   async stop(handle: SandboxHandle): Promise<void> {
     const d = this.data(handle);
     await killVm(d.pid, d.marker);
+    // Its published ports close with it; a later create under this id makes a new network.
+    await teardownSandboxNetwork(handle.id, this.env);
   }
 
   /**
