@@ -32,7 +32,8 @@ MIN_RUNSC_DATE=20240729
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in mmdebstrap ca-certificates e2fsprogs uidmap erofs-utils; do
+# iproute2 and nftables: a network namespace and firewall per sandbox with network (docs/network.md).
+for p in mmdebstrap ca-certificates e2fsprogs uidmap erofs-utils iproute2 nftables; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

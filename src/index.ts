@@ -14,6 +14,7 @@ export {
   type EnvironmentBuildResult,
   type EnvironmentInfo,
   type EnvironmentPullResult,
+  type NetworkOptions,
   type OutputPage,
   Pyro,
   type ReapResult,

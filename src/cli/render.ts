@@ -1,4 +1,5 @@
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
+import { networkLine } from "../network/info.js";
 import { SESSION_RENDER } from "../operations/session-ops.js";
 import { SNAPSHOT_RENDER } from "../operations/snapshots.js";
 import { RENDER_FILES } from "./render-files.js";
@@ -68,6 +69,7 @@ function workspaceStatus(r: Any): string {
     ["environment", r.environment],
     ["engine", r.execution_mode === "host_compat" ? "host_compat (NO ISOLATION)" : r.execution_mode],
     ["resources", `${r.vcpu_count} vCPU, ${r.mem_mib} MiB, network ${r.network ? "on" : "off"}`],
+    ...(networkLine(r.network_info) ? [["network", networkLine(r.network_info)] as [string, string]] : []),
     ["created", r.created_at],
     ["expires", r.expires_at],
     [
@@ -193,7 +195,8 @@ export const RENDER: Record<string, (r: Any) => string> = {
   vm_stop: vmStatus,
   vm_status: vmStatus,
   vm_delete: (r) => `deleted ${r.vm_id}`,
-  vm_network_info: (r) => `${r.vm_id}: network ${r.network ? "on" : "off"} (mode ${r.mode})`,
+  vm_network_info: (r) =>
+    `${r.vm_id}: network ${r.network ? "on" : "off"} (mode ${r.mode})${networkLine(r.network_info) ? `\n${networkLine(r.network_info)}` : ""}`,
   pool_status: (r) =>
     `pool size ${r.size} per key (PYRO_POOL_SIZE${r.size === 0 ? ": off" : ""}), idle expiry ${r.idle_seconds} s\n` +
     (r.keys.length

@@ -8,6 +8,7 @@ import { HostEngine } from "../engines/host/engine.js";
 import { QemuEngine } from "../engines/qemu/engine.js";
 import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
+import { probeNetworkModes } from "../network/doctor.js";
 import type { DoctorResultT } from "../operations/schemas.js";
 import type { PyroPaths } from "../paths.js";
 import { which } from "../util/proc.js";
@@ -124,6 +125,7 @@ export async function runDoctor(
       "umoci is missing, so OCI images cannot be used as environments: run `sudo scripts/setup-host.sh`",
     );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
+  const net = await probeNetworkModes(def, env);
   return {
     platform: {
       os: platform(),
@@ -145,9 +147,8 @@ export async function runDoctor(
     capabilities: best,
     networking: {
       default: "none",
-      available_modes: def === "gvisor" ? ["none", "host"] : ["none"],
-      detail:
-        "sandboxes get loopback only unless --network is given; with it, gVisor shares the host's network through its own netstack passthrough",
+      available_modes: net.modes,
+      detail: net.detail,
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),

@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import type { NetworkSpec } from "../network/policy.js";
 
 /** The execution engines pyro knows, best isolation first. `host` is the unisolated fallback. */
 export type EngineName = "firecracker" | "qemu" | "gvisor" | "host";
@@ -19,6 +20,8 @@ export interface SandboxSpec {
   vcpuCount: number;
   memMib: number;
   network: boolean;
+  /** With network: the policy (egress when absent); see network/policy.ts. */
+  net?: NetworkSpec;
   /** When the sandbox must be gone; engines that can enforce it without pyro running do. */
   expiresAt?: string;
   /** The user processes run as (an OCI image's User); root when absent. */
@@ -140,6 +143,13 @@ export interface Engine {
   runDir?(handle: SandboxHandle): { host: string; guest: string } | undefined;
   /** Starts argv in the sandbox and returns at once; it outlives this process. */
   spawnDetached?(handle: SandboxHandle, req: DetachedRequest): Promise<void>;
+  /**
+   * Replaces the policy of a running sandbox that has a network of its own (allow/deny
+   * lists, hosts, published ports); what it now has is returned.
+   */
+  updateNetwork?(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo>;
+  /** The sandbox's network as it really is (policy, addresses, published ports). */
+  networkInfo?(handle: SandboxHandle): NetworkInfo | undefined;
   /** Moves the expiry the sandbox enforces on itself (see SandboxSpec.expiresAt). */
   setExpiry?(handle: SandboxHandle, expiresAt: string): Promise<void>;
   /**
@@ -153,4 +163,17 @@ export interface Engine {
    */
   pause?(handle: SandboxHandle, imageDir: string): Promise<void>;
   resume?(handle: SandboxHandle, imageDir: string, spec: SandboxSpec): Promise<SandboxHandle>;
+}
+
+/** A sandbox's network as reported by status and vm_network_info. */
+export interface NetworkInfo {
+  policy: NetworkSpec["policy"];
+  /** namespace: a network namespace of pyro's with NAT and the policy in nftables; user: QEMU's user-mode network; none. */
+  mode: "none" | "namespace" | "user" | "host";
+  guest_ip: string | null;
+  gateway: string | null;
+  allow_cidrs: string[];
+  deny_cidrs: string[];
+  allow_hosts: string[];
+  published_ports: { host_ip: string; host_port: number; guest_port: number }[];
 }

@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { DEFAULT_ENVIRONMENT } from "../environments/catalog.js";
+import { NetworkInfoSchema, networkRuleFields, publishField } from "../network/schemas.js";
 import { READ_LIMIT } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
 import { secretEnvField, secretsField } from "../secrets/spec.js";
@@ -62,7 +63,11 @@ const ttl_seconds = z
   .min(1)
   .max(LIMITS.ttlMax)
   .describe("Seconds until the sandbox expires and is reaped. Default 600.");
-const network = z.boolean().describe("Give the guest network access. Default false (loopback only).");
+const network = z
+  .boolean()
+  .describe(
+    "Give the guest network access: the old spelling of network_policy=egress. Default false (loopback only).",
+  );
 const allow_host_compat = z
   .boolean()
   .describe(
@@ -102,6 +107,7 @@ export const RunInput = z.object({
   timeout_seconds: timeout_seconds.default(DEFAULTS.timeout_seconds),
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
   network: network.default(false),
+  ...networkRuleFields,
   allow_host_compat: allow_host_compat.default(false),
   max_output_bytes: max_output_bytes.default(OUTPUT_BUDGET.default),
 });
@@ -112,6 +118,7 @@ export const VmCreateInput = z.object({
   mem_mib: mem_mib.default(DEFAULTS.mem_mib),
   ttl_seconds: ttl_seconds.default(DEFAULTS.ttl_seconds),
   network: network.default(false),
+  ...networkRuleFields,
   allow_host_compat: allow_host_compat.default(false),
 });
 export const VmIdInput = z.object({ vm_id: vmId });
@@ -182,6 +189,8 @@ export const WorkspaceCreateInput = z.object({
   ttl_seconds: workspaceTtl.default(DEFAULTS.ttl_seconds),
   max_ttl_seconds: workspaceMaxTtl.default(DEFAULTS.max_ttl_seconds),
   network: network.default(false),
+  ...networkRuleFields,
+  ...publishField,
   allow_host_compat: allow_host_compat.default(false),
   secrets: secretsField.optional(),
   name: workspaceName.optional(),
@@ -194,6 +203,8 @@ export const WorkspaceUpdateInput = z.object({
   name: workspaceName.optional().describe('A new name ("" removes it); unique in this state dir.'),
   labels: workspaceLabels.optional().describe("Labels to set or change (keys and values)."),
   clear_labels: z.array(z.string().max(63)).max(32).optional().describe("Label keys to remove."),
+  ...networkRuleFields,
+  ...publishField,
 });
 export const WorkspaceListInput = z.object({
   labels: workspaceLabels
@@ -339,9 +350,14 @@ export const VmNetworkResult = z.object({
   vm_id: z.string(),
   network: z.boolean(),
   mode: z
-    .enum(["none", "host"])
-    .describe("none: loopback only; host: the guest shares the host's network through the engine."),
+    .enum(["none", "namespace", "user", "host"])
+    .describe(
+      "none: loopback only; namespace: a network namespace of pyro's, the policy enforced by nftables; host: the host's own network (sandboxes made before network policies).",
+    ),
   execution_mode: ExecutionModeSchema.nullable(),
+  network_info: NetworkInfoSchema.nullable().describe(
+    "The policy and addresses the sandbox really has (null when it is not running).",
+  ),
 });
 export const ReapResult = z.object({
   reaped_vms: z.array(z.string()),
@@ -463,6 +479,9 @@ export const WorkspaceStatusResult = z.object({
     .describe("When the workspace expires however busy it is (creation + max_ttl_seconds)."),
   last_activity_at: z.string().describe("The last exec or sync push (or creation)."),
   network: z.boolean(),
+  network_info: NetworkInfoSchema.nullable().describe(
+    "The network policy, the guest's address and the published ports (null when the workspace is not running).",
+  ),
   execution_mode: ExecutionModeSchema.nullable(),
   notes: z
     .array(z.string())

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { publishField } from "../network/schemas.js";
 import { secretEnvField } from "../secrets/spec.js";
 import { workspaceId } from "./schemas.js";
 
@@ -170,6 +171,7 @@ export const ServiceStartInput = z.object({
     .default(60)
     .describe("How long to wait for readiness before stopping the service and failing. Default 60."),
   secret_env: secretEnvField.optional(),
+  ...publishField,
 });
 export const ServiceInfo = z.object({
   workspace_id: z.string(),
@@ -187,6 +189,11 @@ export const ServiceInfo = z.object({
   started_at: z.string(),
   ready_ms: z.number().int().nullable().describe("Time from start to ready, in ms."),
   log_bytes: z.number().int(),
+  published_ports: z
+    .array(z.object({ host_ip: z.string(), host_port: z.number().int(), guest_port: z.number().int() }))
+    .describe(
+      "Ports published for this service on the host (service_start publish); closed by service_stop.",
+    ),
 });
 export const ServiceRef = z.object({ workspace_id: workspaceId, name: serviceName });
 export const ServiceListResult = z.object({ workspace_id: z.string(), services: z.array(ServiceInfo) });

@@ -6,6 +6,9 @@ import type { Engine, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId, newId } from "../ids.js";
+import { sandboxNetInfo } from "../network/info.js";
+import { networkFromInput } from "../network/input.js";
+import { NetworkSpecRecord } from "../network/schemas.js";
 import type {
   RunInputT,
   RunResultT,
@@ -37,6 +40,8 @@ const VmRecordSchema = z.looseObject({
   vcpu_count: z.number().int(),
   mem_mib: z.number().int(),
   network: z.boolean(),
+  /** The network policy asked for (absent in records made before policies). */
+  network_spec: NetworkSpecRecord.optional(),
   allow_host_compat: z.boolean(),
   engine: z.enum(["firecracker", "qemu", "gvisor", "host"]).nullable(),
   execution_mode: ExecutionModeSchema.nullable(),
@@ -100,6 +105,7 @@ export class VmManager {
       this.recorder(id, input.max_output_bytes, ctx),
     );
     if (pooled) return { ...pooled, duration_ms: Math.round(performance.now() - t0) };
+    const net = await networkFromInput(input);
     const vm_id = newId("vm");
     const sandboxDir = this.dir(vm_id);
     await mkdir(sandboxDir, { recursive: true, mode: 0o700 });
@@ -115,7 +121,8 @@ export class VmManager {
       sandboxDir,
       vcpuCount: input.vcpu_count,
       memMib: input.mem_mib,
-      network: input.network,
+      network: net.policy !== "off",
+      net,
       ...userOf(env.runtime),
     };
     const rec = await this.recorder(vm_id, input.max_output_bytes, ctx);
@@ -170,6 +177,7 @@ export class VmManager {
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
     });
     await this.d.privateState();
+    const net = await networkFromInput(input);
     const vm_id = newId("vm");
     const rec: VmRecord = {
       ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
@@ -181,7 +189,8 @@ export class VmManager {
       expires_at: isoPlusSeconds(input.ttl_seconds),
       vcpu_count: input.vcpu_count,
       mem_mib: input.mem_mib,
-      network: input.network,
+      network: net.policy !== "off",
+      network_spec: net,
       allow_host_compat: input.allow_host_compat,
       engine: engine.name,
       execution_mode: engine.executionMode,
@@ -251,6 +260,7 @@ export class VmManager {
         vcpuCount: rec.vcpu_count,
         memMib: rec.mem_mib,
         network: rec.network,
+        ...(rec.network_spec ? { net: rec.network_spec } : {}),
         expiresAt: rec.expires_at,
         ...userOf(env.runtime),
       });
@@ -383,11 +393,20 @@ export class VmManager {
 
   async networkInfo(id: string) {
     const rec = await this.records.load(checkId("vm", id));
+    const info = sandboxNetInfo(
+      this.engineFor(rec),
+      rec.handle ? asHandle(rec.handle) : null,
+      rec.state === "running",
+      rec.network_spec,
+      rec.network,
+    );
     return {
       vm_id: id,
       network: rec.network,
-      mode: rec.network ? ("host" as const) : ("none" as const),
+      // Before start: the mode the engine will give it.
+      mode: info?.mode ?? (!rec.network ? "none" : rec.engine === "qemu" ? "user" : "namespace"),
       execution_mode: rec.execution_mode,
+      network_info: info,
     };
   }
 

@@ -64,7 +64,15 @@ export interface SecretEnvOptions {
   secretEnv?: string[];
 }
 
-export interface SandboxOptions {
+/** The network policy of a sandbox (docs/network.md); `network: true` is `egress`. */
+export interface NetworkOptions {
+  networkPolicy?: "off" | "egress" | "egress+published-ports";
+  allowCidr?: string[];
+  denyCidr?: string[];
+  allowHost?: string[];
+}
+
+export interface SandboxOptions extends NetworkOptions {
   environment?: string;
   vcpuCount?: number;
   memMib?: number;
@@ -85,12 +93,14 @@ export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
 export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
 export type WorkspaceSummary = z.infer<typeof S.WorkspaceSummary>;
 /** stop/start/pause/resume: the status plus what the call did. */
-export type WorkspaceUpdateOptions = WorkspaceNaming & {
-  ttlSeconds?: number;
-  maxTtlSeconds?: number;
-  /** Label keys to remove. */
-  clearLabels?: string[];
-};
+export type WorkspaceUpdateOptions = WorkspaceNaming &
+  NetworkOptions & {
+    ttlSeconds?: number;
+    maxTtlSeconds?: number;
+    publish?: string[];
+    /** Label keys to remove. */
+    clearLabels?: string[];
+  };
 export type WorkspaceLifecycle = z.infer<typeof WorkspaceLifecycleResult>;
 /** Name and labels of a workspace (create, update). */
 export interface WorkspaceNaming {
@@ -351,6 +361,7 @@ export class Pyro {
         diskMib?: number;
         maxTtlSeconds?: number;
         secrets?: SecretSource[];
+        publish?: string[];
       } = {},
     opts?: CallOptions,
   ): Promise<WorkspaceHandle> {

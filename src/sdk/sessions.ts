@@ -33,6 +33,8 @@ export interface ServiceStartOptions {
   readyTimeoutSeconds?: number;
   /** Workspace secrets as environment variables of the service: NAME or VAR=NAME. */
   secretEnv?: string[];
+  /** `[HOSTPORT:]GUESTPORT` to publish on the host's 127.0.0.1 while the service runs. */
+  publish?: string[];
 }
 export interface ServiceLogsOptions {
   tailLines?: number;

@@ -8,6 +8,10 @@ import { chownTree, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { resolveHostPath } from "../host-paths.js";
 import { checkId, isValidId, newId } from "../ids.js";
+import { sandboxNetInfo } from "../network/info.js";
+import { networkFromInput, networkUpdate } from "../network/input.js";
+import { legacyNetwork } from "../network/policy.js";
+import { NetworkSpecRecord } from "../network/schemas.js";
 import {
   type CommandLogEntryT,
   ExecutionModeSchema,
@@ -110,6 +114,8 @@ const WorkspaceRecordSchema = z.looseObject({
   disk_mib: z.number().int().positive().default(4096),
   disk_enforced: z.boolean().default(false),
   network: z.boolean(),
+  /** The network policy asked for (absent in records made before policies: `network` alone). */
+  network_spec: NetworkSpecRecord.optional(),
   engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
   execution_mode: ExecutionModeSchema,
   handle: HandleSchema.nullable(),
@@ -445,6 +451,7 @@ export class WorkspaceManager {
     const name = input.name !== undefined ? checkName(input.name) : null;
     if (name) await this.checkNameFree(name);
     const labels = checkLabels(input.labels ?? {});
+    const net = await networkFromInput(input);
     const id = newId("ws");
     const dir = this.dir(id);
     const filesDir = join(dir, "files");
@@ -469,7 +476,8 @@ export class WorkspaceManager {
       mem_mib: input.mem_mib,
       disk_mib: input.disk_mib,
       disk_enforced: false,
-      network: input.network,
+      network: net.policy !== "off",
+      network_spec: net,
       engine: engine.name,
       execution_mode: engine.executionMode,
       handle: null,
@@ -534,7 +542,8 @@ export class WorkspaceManager {
         workspaceDir: filesDir,
         vcpuCount: input.vcpu_count,
         memMib: input.mem_mib,
-        network: input.network,
+        network: rec.network,
+        net,
         expiresAt: rec.expires_at,
         ...userOf(env.runtime),
       });
@@ -963,8 +972,8 @@ export class WorkspaceManager {
   async update(input: WorkspaceUpdateInputT): Promise<WorkspaceStatusResultT> {
     const id = checkId("ws", input.workspace_id);
     // Names, labels and TTLs change in any state but expired (a stopped workspace too).
-    const cur = await this.expireIfDue(await this.records.load(id));
-    if (cur.state === "expired") await this.usable(id);
+    const existing = await this.expireIfDue(await this.records.load(id));
+    if (existing.state === "expired") await this.usable(id);
     const name = input.name !== undefined ? checkName(input.name) : undefined;
     if (name) await this.checkNameFree(name, id);
     const set = checkLabels(input.labels ?? {});
@@ -980,7 +989,27 @@ export class WorkspaceManager {
       r.expires_at = nextExpiry(last, r.ttl_seconds, r.max_expires_at);
     });
     await this.pushExpiry(rec);
-    return this.view(await this.current(rec));
+    const cur = await this.current(rec);
+    // A new network policy goes to the running sandbox first, then into the record.
+    const net = await networkUpdate(cur.network_spec ?? legacyNetwork(cur.network), input);
+    if (net) {
+      const engine = this.engineFor(cur);
+      if (cur.state !== "running" || !cur.handle || !engine.updateNetwork)
+        throw new PyroError(
+          "invalid_argument",
+          `the network of workspace ${id} cannot be changed: ${cur.state !== "running" ? `it is ${cur.state}` : `the ${engine.name} engine cannot change a running sandbox's network`}`,
+          "create a new workspace with the network policy you need",
+        );
+      const handle = asHandle(cur.handle);
+      await engine.updateNetwork(handle, net);
+      return this.view(
+        await this.records.update(id, (r) => {
+          r.network_spec = net;
+          r.handle = handle;
+        }),
+      );
+    }
+    return this.view(cur);
   }
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
@@ -1192,6 +1221,7 @@ export class WorkspaceManager {
       max_expires_at: at,
       last_activity_at: at,
       network: false,
+      network_info: null,
       execution_mode: null,
       command_count: 0,
       last_command: null,
@@ -1230,6 +1260,13 @@ export class WorkspaceManager {
       max_expires_at: r.max_expires_at ?? r.expires_at,
       last_activity_at: r.last_activity_at ?? r.created_at,
       network: r.network,
+      network_info: sandboxNetInfo(
+        this.engineFor(r),
+        r.handle ? asHandle(r.handle) : null,
+        r.state === "running",
+        r.network_spec,
+        r.network,
+      ),
       execution_mode: r.execution_mode,
       command_count: r.command_count,
       last_command: r.last_command,

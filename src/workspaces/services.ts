@@ -3,6 +3,8 @@ import { join } from "node:path";
 import type * as z from "zod";
 import type { ExecRequest } from "../engines/types.js";
 import { PyroError } from "../errors.js";
+import type { PublishedPort } from "../network/policy.js";
+import { publishForService, unpublishForService } from "../network/service-ports.js";
 import type * as S from "../operations/session-schemas.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { nowIso } from "../runtime/context.js";
@@ -32,6 +34,8 @@ interface ServiceMeta {
   stopped: boolean;
   /** Never got ready: stopped by pyro at the readiness timeout. */
   failed: boolean;
+  /** Ports published for it on the host's 127.0.0.1 (`--publish`); unpublished by stop. */
+  published?: PublishedPort[];
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -94,6 +98,7 @@ export class ServiceManager {
       started_at: meta.started_at,
       ready_ms: meta.ready_ms,
       log_bytes: await dir.totalBytes(),
+      published_ports: (meta.published ?? []).map((p) => ({ host_ip: "127.0.0.1", ...p })),
     };
   }
 
@@ -117,6 +122,9 @@ export class ServiceManager {
     const { ws, host } = await this.attach(input.workspace_id);
     const secretEnv = parseSecretEnv(input.secret_env ?? [], ws.secretNames, ws.workspaceId);
     const dir = host.files(`services/${name}`);
+    const published = input.publish?.length
+      ? await publishForService(this.workspaces, ws.workspaceId, input.publish)
+      : [];
     // Under a lock per name: two processes starting the same name cannot both pass the check.
     const { meta, probe, t0 } = await withLock(this.metaPath(ws, name), async () => {
       const old = await readJson<ServiceMeta>(this.metaPath(ws, name));
@@ -142,6 +150,7 @@ export class ServiceManager {
         ready_ms: null,
         stopped: false,
         failed: false,
+        ...(published.length ? { published } : {}),
       };
       await dir.prepare(ws.user);
       await mkdir(join(ws.dir, "services"), { recursive: true });
@@ -242,6 +251,11 @@ export class ServiceManager {
           "delete the workspace with ",
           { op: "workspace_delete", args: { workspace_id: ws.workspaceId } },
         ]);
+    }
+    if (meta.published?.length) {
+      await unpublishForService(this.workspaces, ws.workspaceId, meta.published);
+      meta.published = [];
+      await writeJsonAtomic(this.metaPath(ws, meta.name), meta);
     }
     return this.info(ws, meta, dir);
   }

@@ -89,7 +89,9 @@ test("VM lifecycle: create → start → status → networkInfo → exec (then g
     );
 
     const net = await pyro.networkInfoVm(vm.vm_id);
-    assert.deepEqual(net, { vm_id: vm.vm_id, network: false, mode: "none", execution_mode: "gvisor" });
+    const { network_info, ...rest } = net;
+    assert.deepEqual(rest, { vm_id: vm.vm_id, network: false, mode: "none", execution_mode: "gvisor" });
+    assert.equal(network_info?.policy, "off");
 
     const r = await pyro.execVm(vm.vm_id, {
       command: ["sh", "-c", "cat /etc/debian_version; nproc; cat /proc/net/dev | grep -c :"],

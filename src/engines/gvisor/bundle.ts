@@ -18,7 +18,7 @@ export interface OciConfig {
   hostname: string;
   mounts: { destination: string; type: string; source: string; options?: string[] }[];
   linux: {
-    namespaces: { type: string }[];
+    namespaces: { type: string; path?: string }[];
     resources?: { memory?: { limit: number }; cpu?: { quota: number; period: number } };
   };
 }
@@ -83,6 +83,8 @@ export interface SandboxMounts {
    * shared environment tree (runsc makes mount points in a directory root).
    */
   rootfsImage?: { image: string; emptyRoot: string };
+  /** With network: the sandbox's own network namespace and the resolv.conf made for it (see network/netns.ts). */
+  net?: { nsPath: string; resolvConf: string };
 }
 
 /**
@@ -129,10 +131,7 @@ export function buildOciConfig(
     if (extra.runDir) mounts.push(bind(RUN_IN_GUEST, extra.runDir, "rw"));
     if (extra.hostsFile) mounts.push(bind("/etc/hosts", extra.hostsFile, "ro"));
   }
-  if (spec.network) {
-    // The guest resolves names the way the host does; only with --network.
-    mounts.push(bind("/etc/resolv.conf", "/etc/resolv.conf", "ro"));
-  }
+  if (spec.network && extra?.net) mounts.push(bind("/etc/resolv.conf", extra.net.resolvConf, "ro"));
   const config: OciConfig = {
     ociVersion: "1.0.0",
     process: {
@@ -149,11 +148,12 @@ export function buildOciConfig(
     hostname: HOSTNAME,
     mounts,
     linux: {
-      // With --network=host runsc only shares the host's network when the spec asks for no
-      // network namespace of its own; without network the namespace holds just loopback.
+      // Without network a namespace of runsc's own holds just loopback. With it, runsc is
+      // started inside the namespace pyro made (see engine.ts, `inNetns`) with
+      // --network=host, and the sandbox inherits that namespace: no entry here.
       namespaces: [
         { type: "pid" },
-        ...(spec.network ? [] : [{ type: "network" }]),
+        ...(spec.network && extra?.net ? [] : [{ type: "network" }]),
         { type: "ipc" },
         { type: "uts" },
         { type: "mount" },

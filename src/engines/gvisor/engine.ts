@@ -4,8 +4,16 @@ import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { PyroError } from "../../errors.js";
+import { networkExists } from "../../network/netns.js";
+import type { NetworkSpec } from "../../network/policy.js";
+import {
+  handleNetInfo,
+  sandboxNetwork,
+  teardownSandboxNetwork,
+  updateSandboxNetwork,
+} from "../../network/sandbox-net.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
-import { runToLog } from "../../util/proc.js";
+import { runCapture, runToLog } from "../../util/proc.js";
 import { writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
@@ -15,6 +23,7 @@ import type {
   Engine,
   ExecOutcome,
   ExecRequest,
+  NetworkInfo,
   OneShotOutcome,
   ProbeOptions,
   ProbeResult,
@@ -122,6 +131,13 @@ export class GvisorEngine implements Engine {
   }
 
   private async flagsFor(network: boolean): Promise<RunscFlags> {
+    // Without root there is no namespace of pyro's to give runsc: refused before anything runs.
+    if (network && runscRootless())
+      throw new PyroError(
+        "engine_unavailable",
+        "network for sandboxes without root is not supported yet: pyro would have to share the host's network, which reaches the host's own services",
+        "run pyro as root for network_policy=egress (a network namespace per sandbox), or use network_policy=off",
+      );
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
@@ -196,8 +212,22 @@ export class GvisorEngine implements Engine {
   }
 
   async create(spec: SandboxSpec): Promise<SandboxHandle> {
+    try {
+      return await this.createSandbox(spec);
+    } catch (e) {
+      // Whatever failed, the sandbox's network (named from its id) goes with it.
+      if (spec.network) await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
+    await mkdir(bundle, { recursive: true });
+    // The network first: its namespace must exist for the spec to name it. Removed by id on
+    // any failure below (and by removeOrphan after a crash).
+    const net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
     const ctlDir = join(spec.sandboxDir, "ctl");
     const runDir = join(spec.sandboxDir, "run");
     await mkdir(bundle, { recursive: true });
@@ -211,7 +241,7 @@ export class GvisorEngine implements Engine {
     const config = buildOciConfig(
       spec,
       { args: [INIT_IN_GUEST, "idle", "--expires-file", `${CTL_IN_GUEST}/expires_at`], cwd: "/" },
-      { ...(await this.mounts(spec.rootfs, ctlDir)), runDir },
+      { ...(await this.mounts(spec.rootfs, ctlDir)), runDir, ...(net ? { net: net.mount } : {}) },
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const cid = containerId(spec.id);
@@ -220,13 +250,27 @@ export class GvisorEngine implements Engine {
       id: spec.id,
       sandboxDir: spec.sandboxDir,
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
-      data: { flags, containerId: cid, ctlDir, runDir, init: true, memMib: spec.memMib },
+      data: {
+        flags,
+        containerId: cid,
+        ctlDir,
+        runDir,
+        init: true,
+        memMib: spec.memMib,
+        ...(net ? { net: net.data } : {}),
+      },
     };
     // `run --detach` creates and starts in one call: rootless runsc refuses `create` ("Rootless
     // mode not supported with create"), and one code path serves both modes.
     const created = await runToLog(
-      flags.binary,
-      [...flags.global, "run", "--detach", "--bundle", bundle, cid],
+      ...inNetns(net?.mount.nsPath, flags.binary, [
+        ...flags.global,
+        "run",
+        "--detach",
+        "--bundle",
+        bundle,
+        cid,
+      ]),
       join(spec.sandboxDir, "create.log"),
       {
         timeoutMs: 60_000,
@@ -297,6 +341,16 @@ export class GvisorEngine implements Engine {
     return execOutcome(r);
   }
 
+  async updateNetwork(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo> {
+    await this.assertRunning(handle);
+    handle.data.net = await updateSandboxNetwork(handle, net, this.env);
+    return this.networkInfo(handle);
+  }
+
+  networkInfo(handle: SandboxHandle): NetworkInfo {
+    return handleNetInfo(handle);
+  }
+
   runDir(handle: SandboxHandle): { host: string; guest: string } | undefined {
     const host = handle.data.runDir;
     return typeof host === "string" ? { host, guest: RUN_IN_GUEST } : undefined;
@@ -361,6 +415,8 @@ export class GvisorEngine implements Engine {
   async stop(handle: SandboxHandle): Promise<void> {
     const flags = this.handleFlags(handle);
     await runsc(flags, ["kill", String(handle.data.containerId), "KILL"], { timeoutMs: 10_000 });
+    // Its published ports close with it; a later create under this id makes a new network.
+    await teardownSandboxNetwork(handle.id, this.env);
   }
 
   /**
@@ -443,6 +499,8 @@ export class GvisorEngine implements Engine {
         throw new PyroError("engine_failure", `runsc delete ${cid} failed: ${lastLines(r.stderr)}`);
       }
     }
+    // After the sandbox: its published ports close with the table.
+    await teardownSandboxNetwork(handle.id, this.env);
     await rm(handle.sandboxDir, { recursive: true, force: true });
   }
 
@@ -475,7 +533,7 @@ export class GvisorEngine implements Engine {
   private async orphanFlags(id: string): Promise<RunscFlags | undefined> {
     const binary = await findRunsc(this.env);
     if (!binary) return undefined;
-    for (const network of [false, true]) {
+    for (const network of ["none", "sandbox", "host"] as const) {
       const flags = { binary, global: globalFlags(this.runscRoot, network, this.env) };
       if (await runscState(flags, containerId(id))) return flags;
     }
@@ -483,7 +541,7 @@ export class GvisorEngine implements Engine {
   }
 
   async orphanAlive(id: string, _sandboxDir: string): Promise<boolean> {
-    return (await this.orphanFlags(id)) !== undefined;
+    return (await this.orphanFlags(id)) !== undefined || (await networkExists(id, this.env));
   }
 
   async removeOrphan(id: string, sandboxDir: string): Promise<void> {
@@ -492,6 +550,7 @@ export class GvisorEngine implements Engine {
       await runsc(flags, ["kill", containerId(id), "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
       await runsc(flags, ["delete", "--force", containerId(id)], { timeoutMs: 30_000 });
     }
+    await teardownSandboxNetwork(id, this.env);
     if (await this.orphanAlive(id, sandboxDir))
       throw new PyroError("engine_failure", `runsc could not remove sandbox ${containerId(id)}`);
   }
@@ -502,6 +561,13 @@ export class GvisorEngine implements Engine {
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     const cid = containerId(spec.id);
+    let net: Awaited<ReturnType<typeof sandboxNetwork>> | undefined;
+    try {
+      net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
+    } catch (e) {
+      await rm(spec.sandboxDir, { recursive: true, force: true });
+      throw e;
+    }
     // The sandbox init is the container's PID 1: it runs the program with the deadline
     // (kept even if this process dies), reaps orphans, and its exit ends the sandbox.
     const config = buildOciConfig(
@@ -511,7 +577,7 @@ export class GvisorEngine implements Engine {
         cwd: req.cwd ?? "/",
         ...(req.env ? { env: req.env } : {}),
       },
-      await this.mounts(spec.rootfs),
+      { ...(await this.mounts(spec.rootfs)), ...(net ? { net: net.mount } : {}) },
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);
@@ -519,18 +585,21 @@ export class GvisorEngine implements Engine {
     try {
       // `runsc run` starts the sandbox with the init as PID 1 and tears it down on exit;
       // the command's stdio is our pipes. Killing the init ends the sandbox.
-      const r = await runsc(flags, ["run", "--bundle", bundle, cid], {
-        timeoutMs: req.timeoutMs,
-        maxOutputBytes: req.maxOutputBytes,
-        signal: req.signal,
-        ...streamTo(req),
-        onKill: async () => {
-          await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+      const r = await runCapture(
+        ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+        {
+          timeoutMs: req.timeoutMs,
+          maxOutputBytes: req.maxOutputBytes,
+          signal: req.signal,
+          ...streamTo(req),
+          onKill: async () => {
+            await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+          },
+          // Once its sandbox is killed, `runsc run` reaps it and deletes the container itself,
+          // much faster than a later `runsc delete` (which waits on PID 1 to reap here).
+          killGraceMs: 3_000,
         },
-        // Once its sandbox is killed, `runsc run` reaps it and deletes the container itself,
-        // much faster than a later `runsc delete` (which waits on PID 1 to reap here).
-        killGraceMs: 3_000,
-      });
+      );
       cleanExit = !r.timedOut && !r.aborted;
       if (r.aborted) throw new PyroError("cancelled", "run cancelled; the sandbox was removed");
       if (
@@ -545,6 +614,7 @@ export class GvisorEngine implements Engine {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
       if (!cleanExit && (await runscState(flags, cid)))
         await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
+      if (net) await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }
@@ -590,4 +660,13 @@ function lastLines(s: string, n = 3): string {
 function unwrapExecWrapper(argv: string[]): string[] {
   if (argv.length <= EXEC_WRAPPER.length || !EXEC_WRAPPER.every((a, i) => argv[i] === a)) return argv;
   return argv.slice(EXEC_WRAPPER.length);
+}
+
+/**
+ * A runsc command started inside the sandbox's network namespace, so that the sandbox (and
+ * its gofer) inherit it: with --network=host their network is that namespace's, not the
+ * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox.
+ */
+function inNetns(nsPath: string | undefined, binary: string, args: string[]): [string, string[]] {
+  return nsPath ? ["nsenter", [`--net=${nsPath}`, "--", binary, ...args]] : [binary, args];
 }

@@ -26,13 +26,29 @@ export function runscRootless(): boolean {
   return (process.getuid?.() ?? 0) !== 0;
 }
 
+/**
+ * runsc's network modes: `none` (loopback only) and `host`: the network stack of the
+ * namespace runsc is started in, which for pyro is the sandbox's own (network/netns.ts):
+ * runsc is started with `nsenter --net=…` (engine.ts). Before issue 13 `host` meant the
+ * host's own namespace. `sandbox` (gVisor's netstack over the namespace's interfaces) would
+ * be the better choice but fails on this machine: runsc 20240729 decides it was given the
+ * root namespace when /proc/sys/net/core/rmem_default exists, which kernel 6.18 shows in
+ * every namespace ("cannot run with network enabled in root network namespace"); newer runsc
+ * releases fixed that check.
+ */
+export type RunscNetwork = "none" | "sandbox" | "host";
+
 export function globalFlags(
   root: string,
-  network: boolean,
+  network: boolean | RunscNetwork,
   env: NodeJS.ProcessEnv = process.env,
   rootless: boolean = runscRootless(),
 ): string[] {
-  const flags = [`--root=${root}`, `--network=${network ? "host" : "none"}`, "--overlay2=root:memory"];
+  const flags = [
+    `--root=${root}`,
+    `--network=${network === true ? "host" : network === false ? "none" : network}`,
+    "--overlay2=root:memory",
+  ];
   if (rootless) flags.push("--rootless");
   if (env.PYRO_RUNSC_PLATFORM) flags.push(`--platform=${env.PYRO_RUNSC_PLATFORM}`);
   return flags;

@@ -5,6 +5,14 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
 import { PyroError, toPyroError } from "../../errors.js";
+import { netNames, networkExists } from "../../network/netns.js";
+import type { NetworkSpec } from "../../network/policy.js";
+import {
+  handleNetInfo,
+  sandboxNetwork,
+  teardownSandboxNetwork,
+  updateSandboxNetwork,
+} from "../../network/sandbox-net.js";
 import type { PyroPaths } from "../../paths.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture } from "../../util/proc.js";
@@ -18,6 +26,7 @@ import type {
   Engine,
   ExecOutcome,
   ExecRequest,
+  NetworkInfo,
   OneShotOutcome,
   ProbeOptions,
   ProbeResult,
@@ -275,6 +284,35 @@ export class QemuEngine implements Engine {
   // ---------------------------------------------------------------- lifecycle
 
   async create(spec: SandboxSpec): Promise<SandboxHandle> {
+    if (!spec.network) return this.createVm(spec);
+    refuseAllowHost(spec);
+    // QEMU runs inside the sandbox's own namespace (as runsc does): slirp's connections then
+    // leave through its veth and meet the same nftables policy, and 10.0.2.2 is the
+    // namespace's loopback, not the host's.
+    await mkdir(spec.sandboxDir, { recursive: true });
+    const net = await sandboxNetwork(spec, this.env);
+    try {
+      const h = await this.createVm(spec);
+      h.data.net = net.data;
+      await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
+      return h;
+    } catch (e) {
+      await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async updateNetwork(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo> {
+    refuseAllowHost({ network: true, net });
+    handle.data.net = await updateSandboxNetwork(handle, net, this.env);
+    return handleNetInfo(handle);
+  }
+
+  networkInfo(handle: SandboxHandle): NetworkInfo {
+    return handleNetInfo(handle);
+  }
+
+  private async createVm(spec: SandboxSpec): Promise<SandboxHandle> {
     const t0 = performance.now();
     const p = await this.prepare(spec);
     await mkdir(spec.sandboxDir, { recursive: true });
@@ -444,7 +482,10 @@ export class QemuEngine implements Engine {
     else if (!(await stat(files.disk).catch(() => undefined)))
       throw new PyroError("invalid_state", `the disk of ${spec.id} is missing (${files.disk})`);
     const deadline = Number(this.env.PYRO_QEMU_BOOT_DEADLINE_MS) || BOOT_DEADLINE_MS[p.accel];
-    const pid = await spawnDetached(p.binary, this.launchArgs(spec, p, files, false), files.qemuLog);
+    const pid = await spawnDetached(
+      ...inNetns(spec, p.binary, this.launchArgs(spec, p, files, false)),
+      files.qemuLog,
+    );
     try {
       await this.waitAgent(files, pid, deadline, `VM ${spec.id} did not boot`);
     } catch (e) {
@@ -462,7 +503,10 @@ export class QemuEngine implements Engine {
   ): Promise<number> {
     // Without a disk: resume, on the disk the VM had when it was paused.
     if (snap.disk) await this.overlay(p, files, snap.disk, "qcow2");
-    const pid = await spawnDetached(p.binary, this.launchArgs(spec, p, files, true), files.qemuLog);
+    const pid = await spawnDetached(
+      ...inNetns(spec, p.binary, this.launchArgs(spec, p, files, true)),
+      files.qemuLog,
+    );
     try {
       await this.loadSnapshot(files, pid, snap.state);
       await this.waitAgent(
@@ -691,6 +735,8 @@ export class QemuEngine implements Engine {
   async stop(handle: SandboxHandle): Promise<void> {
     const d = this.data(handle);
     await killVm(d.pid, d.marker);
+    // Its published ports close with it; a later create under this id makes a new network.
+    await teardownSandboxNetwork(handle.id, this.env);
   }
 
   /** Flushes the guest's file systems (best effort), then ends the VM and its watchdog; the disk stays. */
@@ -829,16 +875,20 @@ export class QemuEngine implements Engine {
     if (typeof handle.data.ctlDir === "string") await writeExpiry(handle.data.ctlDir, expiresAt);
   }
 
-  async orphanAlive(_id: string, sandboxDir: string): Promise<boolean> {
-    return (await findProcesses((await vmFiles(sandboxDir)).qmpSocket)).length > 0;
+  async orphanAlive(id: string, sandboxDir: string): Promise<boolean> {
+    return (
+      (await findProcesses((await vmFiles(sandboxDir)).qmpSocket)).length > 0 ||
+      (await networkExists(id, this.env))
+    );
   }
 
-  async removeOrphan(_id: string, sandboxDir: string): Promise<void> {
+  async removeOrphan(id: string, sandboxDir: string): Promise<void> {
     const files = await vmFiles(sandboxDir);
     for (const pid of await findProcesses(files.qmpSocket)) {
       if (!(await killVm(pid, files.qmpSocket)))
         throw new PyroError("engine_failure", `could not kill the VM process ${pid}`);
     }
+    await teardownSandboxNetwork(id, this.env);
     if (files.socketDir !== sandboxDir) await rm(files.socketDir, { recursive: true, force: true });
   }
 
@@ -851,6 +901,7 @@ export class QemuEngine implements Engine {
     // The expiry watchdog would exit on its own within seconds; it goes with the VM.
     const watchPid = handle.data.watchPid;
     if (typeof watchPid === "number" && typeof d.marker === "string") await killVm(watchPid, d.marker);
+    await teardownSandboxNetwork(handle.id, this.env);
     await this.removeFiles(handle.sandboxDir, d.files);
   }
 
@@ -879,4 +930,24 @@ export class QemuEngine implements Engine {
       else await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * `--allow-host` is enforced by the guest asking pyro's forwarder; slirp resolves through the
+ * host's /etc/resolv.conf itself, so under QEMU it is refused rather than silently bypassed.
+ */
+function refuseAllowHost(spec: Pick<SandboxSpec, "network" | "net">): void {
+  if (!spec.network || !spec.net?.allow_hosts.length) return;
+  throw new PyroError(
+    "engine_unavailable",
+    "the QEMU engine cannot enforce allow_host: its user-mode network resolves names itself, around pyro's DNS forwarder",
+    "use the gVisor engine for allow_host (PYRO_ENGINE=gvisor), or allow_cidr with the addresses",
+  );
+}
+
+/** The VM process started inside the sandbox's network namespace when it has one. */
+function inNetns(spec: SandboxSpec, binary: string, args: string[]): [string, string[]] {
+  return spec.network
+    ? ["nsenter", [`--net=${netNames(spec.id).nsPath}`, "--", binary, ...args]]
+    : [binary, args];
 }
