@@ -1,5 +1,5 @@
 import { isUtf8 } from "node:buffer";
-import { open, readdir, rm, stat } from "node:fs/promises";
+import { open, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { isValidId } from "../ids.js";
@@ -58,14 +58,20 @@ const lastAgeCheck = new Map<string, number>();
  */
 export async function pruneOneShotOutputs(paths: PyroPaths, now = Date.now()): Promise<void> {
   const names = await readdir(paths.outputsDir).catch(() => [] as string[]);
-  // The age check stats every file: a long-lived process (SDK, MCP server) does it at most
-  // once a minute, unless the count limit is already reached.
-  if (
-    names.length < 2 * ONESHOT_RETENTION.runs - 2 &&
-    now - (lastAgeCheck.get(paths.outputsDir) ?? 0) < 60_000
-  )
-    return;
+  // The age check stats every file: it runs at most once a minute per outputs dir, unless the
+  // count limit is already reached. A stamp file says when it last ran, so that a new process
+  // per call (the CLI) does not stat up to 200 files on every `pyro run`.
+  const stamp = join(paths.outputsDir, ".age-checked");
+  if (names.length < 2 * ONESHOT_RETENTION.runs - 2) {
+    if (now - (lastAgeCheck.get(paths.outputsDir) ?? 0) < 60_000) return;
+    const at = (await stat(stamp).catch(() => undefined))?.mtimeMs;
+    if (at !== undefined && now - at < 60_000 && at <= now + 60_000) {
+      lastAgeCheck.set(paths.outputsDir, at);
+      return;
+    }
+  }
   lastAgeCheck.set(paths.outputsDir, now);
+  await writeFile(stamp, "").catch(() => undefined);
   const runs = new Map<string, number>();
   for (const n of names) {
     const id = n.replace(/\.(stdout|stderr)$/, "");

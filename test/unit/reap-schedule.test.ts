@@ -29,3 +29,35 @@ test("claimReap: one claim per interval across callers; the stamp moves to the c
   assert.equal(await claimReap(dir, 30_000, first + 32_000), false, "the claim moved the stamp");
   assert.equal(await claimReap(`${dir}/missing/dir`, 0, t0), false, "no state dir: nothing to reap");
 });
+
+test("one-shot output pruning stats the files at most once a minute per outputs dir, across processes", async () => {
+  const { pruneOneShotOutputs } = await import("../../src/output/store.js");
+  const { mkdir, utimes, writeFile, readdir } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const old = new Date(Date.now() - 48 * 3600_000);
+  const setup = async (stampAgeMs: number | undefined) => {
+    const outputsDir = join(await tempDir("pyro-outputs-"), "outputs");
+    await mkdir(outputsDir);
+    for (const s of ["stdout", "stderr"]) {
+      await writeFile(join(outputsDir, `vm_0123456789abcdef.${s}`), "x");
+      await utimes(join(outputsDir, `vm_0123456789abcdef.${s}`), old, old);
+    }
+    if (stampAgeMs !== undefined) {
+      const at = new Date(Date.now() - stampAgeMs);
+      await writeFile(join(outputsDir, ".age-checked"), "");
+      await utimes(join(outputsDir, ".age-checked"), at, at);
+    }
+    return { outputsDir } as Parameters<typeof pruneOneShotOutputs>[0];
+  };
+  const fresh = await setup(5_000);
+  await pruneOneShotOutputs(fresh);
+  assert.equal(
+    (await readdir(fresh.outputsDir)).length,
+    3,
+    "checked 5 s ago by another process: nothing statted",
+  );
+  for (const stale of [await setup(120_000), await setup(undefined)]) {
+    await pruneOneShotOutputs(stale);
+    assert.deepEqual(await readdir(stale.outputsDir), [".age-checked"], "a 48 h old output goes");
+  }
+});
