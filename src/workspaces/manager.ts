@@ -284,6 +284,8 @@ export class WorkspaceManager {
       vcpuCount: r.vcpu_count,
       memMib: r.mem_mib,
       network: r.network,
+      // The policy and published ports the workspace has now (create's, or update's since).
+      ...(r.network_spec ? { net: r.network_spec } : {}),
       expiresAt: r.expires_at,
       restart,
       ...userOf(env.runtime),
@@ -429,6 +431,7 @@ export class WorkspaceManager {
       engineFor: (r: WorkspaceRecord) => this.engineFor(r),
       view: (r: WorkspaceRecord) => this.view(r),
       usable: (id: string) => this.usableRecord(id),
+      spec: (r: WorkspaceRecord, restart: boolean) => this.sandboxSpec(r, restart),
     };
   }
 

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import type { RunscFlags } from "../engines/gvisor/runsc.js";
 import { runsc } from "../engines/gvisor/runsc.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
-import { userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId } from "../ids.js";
 import type { WorkspaceCreateInputT, WorkspaceStatusResultT } from "../operations/schemas.js";
@@ -400,7 +399,7 @@ export class Snapshots {
     const t1 = performance.now();
     let handle: SandboxHandle;
     try {
-      handle = await startSandbox(x.deps, engine, rec, dir);
+      handle = await startSandbox(x, engine, rec);
     } catch (e) {
       await x.records.update(id, (r) => {
         r.handle = null;
@@ -463,6 +462,15 @@ export class Snapshots {
         ttl_seconds: rec.ttl_seconds,
         max_ttl_seconds: 86_400,
         network: rec.network,
+        // The parent's policy and rules, not its published ports (host ports are one per workspace).
+        ...(rec.network_spec
+          ? {
+              network_policy: rec.network_spec.policy,
+              allow_cidr: rec.network_spec.allow_cidrs,
+              deny_cidr: rec.network_spec.deny_cidrs,
+              allow_host: rec.network_spec.allow_hosts,
+            }
+          : {}),
         allow_host_compat: rec.engine === "host",
       };
       const fill: PreparedFiles = {
@@ -604,24 +612,11 @@ async function thaw(rec: WorkspaceRecord): Promise<void> {
     throw new PyroError("engine_failure", `cannot resume the sandbox: ${out.stderr.trim().slice(-300)}`);
 }
 
-/** A fresh sandbox on the workspace's existing files (what create does after seeding). */
+/** A fresh sandbox on the workspace's existing files: the spec create (or update) left. */
 async function startSandbox(
-  deps: ReturnType<WorkspaceManager["internals"]>["deps"],
+  x: ReturnType<WorkspaceManager["internals"]>,
   engine: Engine,
   rec: WorkspaceRecord,
-  dir: string,
 ): Promise<SandboxHandle> {
-  const env = await deps.envs.ensure(rec.environment, {});
-  return engine.create({
-    id: rec.workspace_id,
-    environment: rec.environment,
-    rootfs: env.rootfs,
-    sandboxDir: join(dir, "sandbox"),
-    workspaceDir: join(dir, "files"),
-    vcpuCount: rec.vcpu_count,
-    memMib: rec.mem_mib,
-    network: rec.network,
-    expiresAt: rec.expires_at,
-    ...userOf(env.runtime),
-  });
+  return engine.create(await x.spec(rec, true));
 }

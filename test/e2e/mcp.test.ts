@@ -60,6 +60,12 @@ const TOOLS = [
   "workspace_start",
   "workspace_pause",
   "workspace_resume",
+  // Snapshots, reset and fork (snapshots.ts).
+  "workspace_snapshot_create",
+  "workspace_snapshot_list",
+  "workspace_snapshot_delete",
+  "workspace_reset",
+  "workspace_fork",
 ];
 
 type ToolResult = {
