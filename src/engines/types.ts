@@ -158,6 +158,12 @@ export interface Engine {
    */
   halt?(handle: SandboxHandle): Promise<void>;
   /**
+   * For a restart on the same files (reset): ends every process of the sandbox now and lets
+   * its removal finish in the background, so the fresh sandbox (`restart: true`) need not
+   * wait for it. Absent means `destroy`.
+   */
+  retire?(handle: SandboxHandle): Promise<void>;
+  /**
    * Memory-level pause: saves the running sandbox (memory, processes) into `imageDir` and
    * ends its processes; `resume` brings it back from there with the same processes.
    */

@@ -393,7 +393,9 @@ export class Snapshots {
         return r;
       }),
       rec.handle
-        ? engine.destroy(asHandle(rec.handle))
+        ? engine.retire
+          ? engine.retire(asHandle(rec.handle))
+          : engine.destroy(asHandle(rec.handle))
         : engine.removeOrphan(id, sandboxDir).catch(() => undefined),
     ]);
     const t1 = performance.now();
