@@ -199,6 +199,7 @@ async function main(): Promise<void> {
   const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
+  const snapDisk = await snapshotBench(pyro, add);
 
   const qemuRows: { name: string; samples: number[] }[] = [];
   if (process.env.BENCH_QEMU !== "0" && (await qemuQuickAvailable(paths, env, { requireKvm: false }))) {
@@ -266,6 +267,7 @@ async function main(): Promise<void> {
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
   printRoundTrip(rows);
   printSpeedRatios(rows, speedPool);
+  printSnapshots(rows, snapDisk);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
       `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,
