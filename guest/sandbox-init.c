@@ -195,9 +195,10 @@ static int cmd_run(int argc, char **argv) {
   return exit_code_of(status);
 }
 
+/* The expiry (unix seconds); 0 when unreadable or empty; -1 when the file is gone. */
 static int64_t read_expiry(const char *path) {
   FILE *f = fopen(path, "re");
-  if (!f) return 0;
+  if (!f) return errno == ENOENT ? -1 : 0;
   long long v = 0;
   if (fscanf(f, "%lld", &v) != 1) v = 0;
   fclose(f);
@@ -212,6 +213,7 @@ static int cmd_idle(int argc, char **argv) {
   }
   sigset_t sigs = handled_signals();
   sigprocmask(SIG_BLOCK, &sigs, NULL);
+  int seen = 0, gone = 0;
   for (;;) {
     int ignored;
     reap_children(-1, &ignored);
@@ -221,6 +223,15 @@ static int cmd_idle(int argc, char **argv) {
         fprintf(stderr, "pyro: sandbox past its expiry (%lld); stopping\n", (long long)at);
         return 0;
       }
+      /* The file is replaced by rename, never removed, while pyro knows the sandbox: gone (for
+       * two polls) after it was there means its state dir was removed, so nothing could find,
+       * expire or delete this sandbox any more. */
+      if (at > 0) seen = 1;
+      if (at < 0 && seen && ++gone >= 2) {
+        fprintf(stderr, "pyro: the sandbox's expiry file is gone (state removed); stopping\n");
+        return 0;
+      }
+      if (at >= 0) gone = 0;
     }
     struct timespec ts = {EXPIRY_POLL_MS / 1000, (EXPIRY_POLL_MS % 1000) * 1000000};
     siginfo_t si;
@@ -825,6 +836,7 @@ static int cmd_watch(int argc, char **argv) {
   if (pid <= 0 || !marker || !expires_file) usage();
   setsid();
   signal(SIGHUP, SIG_IGN);
+  int seen = 0, gone = 0;
   for (;;) {
     if (!process_matches(pid, marker)) return 0;
     int64_t at = read_expiry(expires_file);
@@ -832,6 +844,13 @@ static int cmd_watch(int argc, char **argv) {
       kill(pid, SIGKILL);
       return 0;
     }
+    /* As in idle: the expiry file gone after it was there means the state dir was removed. */
+    if (at > 0) seen = 1;
+    if (at < 0 && seen && ++gone >= 2) {
+      kill(pid, SIGKILL);
+      return 0;
+    }
+    if (at >= 0) gone = 0;
     sleep(EXPIRY_POLL_MS / 1000);
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { runCli, runCliJson, runCliJsonGuest, withGvisorState } from "../helpers.js";
@@ -84,5 +84,35 @@ test("an idle workspace expires after its idle TTL although its hard maximum is 
     assert.equal(ex.code, 1);
     assert.match(ex.stderr, /expired/);
     assert.equal((await runCli(["workspace", "delete", c.json.workspace_id], { env })).code, 0);
+  });
+});
+
+test("a sandbox whose state was removed under it stops itself (nothing could find or delete it any more)", async (t) => {
+  await withGvisorState(t, async ({ env, stateDir }) => {
+    const c = await runCliJson<Status>(["workspace", "create", "debian:12", "--ttl-seconds", "3600"], {
+      env,
+    });
+    assert.equal(c.code, 0, c.stderr);
+    const id = c.json.workspace_id;
+    const dir = join(stateDir, "workspaces", id);
+    const rec = JSON.parse(await readFile(join(dir, "workspace.json"), "utf8")) as {
+      handle: { data: { pid: number } };
+    };
+    const pid = rec.handle.data.pid;
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    assert.ok(alive(), "the sandbox runs");
+    // What an `rm -rf` of the state dir does to it: its expiry file is gone.
+    await rm(join(dir, "sandbox", "ctl"), { recursive: true, force: true });
+    const t0 = Date.now();
+    while (alive() && Date.now() - t0 < 20_000) await sleep(250);
+    assert.ok(!alive(), "the sandbox stopped itself within 20 s (the init polls every 5 s)");
+    assert.equal((await runCli(["workspace", "delete", id], { env })).code, 0);
   });
 });
