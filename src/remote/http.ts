@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readFile, rm, stat } from "node:fs/promises";
+import { readFile, rename, rm, stat } from "node:fs/promises";
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -263,14 +264,29 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
       } else if (url.pathname.startsWith("/downloads/") && req.method === "GET") {
         const id = url.pathname.slice("/downloads/".length);
         const path = await transfers.downloadPath(tenant.id, id);
-        if (!path) throw new HttpError(404, "not_found", `no download ${JSON.stringify(id.slice(0, 40))}`);
-        const { size } = await stat(path);
-        res.writeHead(200, {
-          "content-type": path.endsWith(".gz") ? "application/gzip" : "application/x-tar",
-          "content-length": size,
-        });
-        await pipeline(createReadStream(path), res);
-        await rm(path, { force: true });
+        const missing = () =>
+          new HttpError(404, "not_found", `no download ${JSON.stringify(id.slice(0, 40))}`);
+        if (!path) throw missing();
+        // Fetchable once: taken by a rename before it is sent, so a second request (even one
+        // arriving while this body is still streaming) finds nothing.
+        const taken = `${path}.sending-${randomBytes(4).toString("hex")}`;
+        if (
+          !(await rename(path, taken).then(
+            () => true,
+            () => false,
+          ))
+        )
+          throw missing();
+        try {
+          const { size } = await stat(taken);
+          res.writeHead(200, {
+            "content-type": path.endsWith(".gz") ? "application/gzip" : "application/x-tar",
+            "content-length": size,
+          });
+          await pipeline(createReadStream(taken), res);
+        } finally {
+          await rm(taken, { force: true });
+        }
       } else throw new HttpError(404, "not_found", `no route ${req.method} ${url.pathname}`);
     } catch (e) {
       if (e instanceof HttpError) sendJson(res, e.status, { error: { code: e.code, message: e.message } });
