@@ -25,7 +25,7 @@
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -38,27 +38,10 @@ import { Pyro } from "../src/index.js";
 import { resolvePaths } from "../src/paths.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
-import { benchCliExec, benchPool, benchStartup, printSpeedRatios } from "./speed.js";
+import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
-
-function timeProcess(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(file, args, { stdio: ["ignore", "ignore", "pipe"], env });
-    let err = "";
-    child.stderr.on("data", (c) => {
-      err += c;
-    });
-    child.on("error", reject);
-    child.on("close", (code) =>
-      code === 0
-        ? resolve(performance.now() - t0)
-        : reject(new Error(`${file} ${args.join(" ")} exited ${code}: ${err.slice(-500)}`)),
-    );
-  });
-}
 
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
