@@ -205,6 +205,18 @@ static int64_t read_expiry(const char *path) {
   return (int64_t)v;
 }
 
+/* The expiry file is replaced by rename, never removed, while pyro knows the sandbox: gone
+ * (read_expiry -1) for two polls after it was there means its state dir was removed, so
+ * nothing could find, expire or delete the sandbox any more. `seen`/`gone`: the caller's. */
+static int expiry_file_gone(int64_t at, int *seen, int *gone) {
+  if (at > 0) *seen = 1;
+  if (at >= 0) {
+    *gone = 0;
+    return 0;
+  }
+  return *seen && ++*gone >= 2;
+}
+
 static int cmd_idle(int argc, char **argv) {
   const char *expires_file = NULL;
   for (int i = 0; i < argc; i++) {
@@ -223,15 +235,10 @@ static int cmd_idle(int argc, char **argv) {
         fprintf(stderr, "pyro: sandbox past its expiry (%lld); stopping\n", (long long)at);
         return 0;
       }
-      /* The file is replaced by rename, never removed, while pyro knows the sandbox: gone (for
-       * two polls) after it was there means its state dir was removed, so nothing could find,
-       * expire or delete this sandbox any more. */
-      if (at > 0) seen = 1;
-      if (at < 0 && seen && ++gone >= 2) {
+      if (expiry_file_gone(at, &seen, &gone)) {
         fprintf(stderr, "pyro: the sandbox's expiry file is gone (state removed); stopping\n");
         return 0;
       }
-      if (at >= 0) gone = 0;
     }
     struct timespec ts = {EXPIRY_POLL_MS / 1000, (EXPIRY_POLL_MS % 1000) * 1000000};
     siginfo_t si;
@@ -844,13 +851,10 @@ static int cmd_watch(int argc, char **argv) {
       kill(pid, SIGKILL);
       return 0;
     }
-    /* As in idle: the expiry file gone after it was there means the state dir was removed. */
-    if (at > 0) seen = 1;
-    if (at < 0 && seen && ++gone >= 2) {
+    if (expiry_file_gone(at, &seen, &gone)) {
       kill(pid, SIGKILL);
       return 0;
     }
-    if (at >= 0) gone = 0;
     sleep(EXPIRY_POLL_MS / 1000);
   }
 }
