@@ -552,14 +552,20 @@ export class GvisorEngine implements Engine {
   }
 
   /** The flags a sandbox with this id was made with (its network setting is not known here). */
-  private async orphanFlags(id: string): Promise<RunscFlags | undefined> {
+  private async orphanFlags(id: string): Promise<{ flags: RunscFlags; generations: string[] } | undefined> {
     const binary = await findRunsc(this.env);
     if (!binary) return undefined;
+    const flagsFor = (network: "none" | "sandbox" | "host") => ({
+      binary,
+      global: globalFlags(this.runscRoot, network, this.env),
+    });
+    // Restarts run under generation names (`pyro-<id>-r…`, see createSandbox); `runsc list`
+    // reads only the root, so one call finds them whatever the network flag.
+    const generations = await this.generations(flagsFor("none"), id);
+    if (generations.length) return { flags: flagsFor("none"), generations };
     for (const network of ["none", "sandbox", "host"] as const) {
-      const flags = { binary, global: globalFlags(this.runscRoot, network, this.env) };
-      if (await runscState(flags, containerId(id))) return flags;
-      // Restarts run under generation names (`pyro-<id>-r…`, see createSandbox).
-      if ((await this.generations(flags, id)).length) return flags;
+      const flags = flagsFor(network);
+      if (await runscState(flags, containerId(id))) return { flags, generations };
     }
     return undefined;
   }
@@ -580,9 +586,10 @@ export class GvisorEngine implements Engine {
   }
 
   async removeOrphan(id: string, sandboxDir: string): Promise<void> {
-    const flags = await this.orphanFlags(id);
-    if (flags) {
-      for (const cid of [containerId(id), ...(await this.generations(flags, id))]) {
+    const found = await this.orphanFlags(id);
+    if (found) {
+      const { flags } = found;
+      for (const cid of [containerId(id), ...found.generations]) {
         if (!(await runscState(flags, cid))) continue;
         await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
         await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 });
