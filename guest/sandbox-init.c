@@ -14,10 +14,20 @@
  *       Used for `runsc exec` in workspaces and as the container's init for one-shot runs,
  *       where, as PID 1, it also reaps orphans so the sandbox ends the moment PROG does.
  *
- *   init idle [--expires-file F]
+ *   init idle [--expires-file F] [--listen SOCK]
  *       The init of a persistent sandbox: reaps orphaned processes (so `runsc delete` does not
  *       wait on zombies) and, when F holds a Unix time in seconds that has passed, ends the
  *       sandbox (the TTL holds with no pyro process alive). F is re-read every few seconds.
+ *       With --listen it also serves commands on the Unix socket SOCK (created on the host
+ *       through runsc's --host-uds=create, in a directory only root can enter): the host's
+ *       exec without a `runsc exec` (a Go program starting per command, ~25 ms here). One
+ *       connection per command, frames of [type byte][u32 LE length][bytes]:
+ *         host -> init: A arg (repeated), E NAME=VALUE (repeated, the whole environment),
+ *                       C cwd, U "UID GID", T deadline ms, I stdin bytes, G go (last)
+ *         init -> host: 1 stdout bytes, 2 stderr bytes, X exit code (decimal text), last
+ *       The command leads a session of its own, as with `run`; its group is killed at the
+ *       deadline or when the host closes the connection first (a cancelled or killed caller),
+ *       never when it merely exits (a job it left in the background keeps running).
  *
  *   init supervise --dir D [--pty COLS ROWS] [--ring-bytes N] -- PROG [ARGS...]
  *       A shell (with --pty) or a service (without): started detached (`runsc exec --detach`),
@@ -59,7 +69,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <grp.h>
 #include <termios.h>
 #include <signal.h>
 #include <spawn.h>
@@ -72,7 +85,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define INIT_VERSION "pyro-sandbox-init 2"
+#define INIT_VERSION "pyro-sandbox-init 3"
 #define EXPIRY_POLL_MS 5000
 
 extern char **environ;
@@ -86,7 +99,7 @@ static int64_t now_ms(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: init run [--deadline-ms N] -- PROG [ARGS...]\n"
-          "       init idle [--expires-file FILE]\n"
+          "       init idle [--expires-file FILE] [--listen SOCK]\n"
           "       init supervise --dir DIR [--pty COLS ROWS] [--ring-bytes N] [--redact-dir DIR] -- PROG [ARGS...]\n"
           "       init probe tcp PORT | init probe http URL\n"
           "       init files DIR read CURSOR MAX | init files DIR append in|ctl HEX\n"
@@ -217,18 +230,309 @@ static int expiry_file_gone(int64_t at, int *seen, int *gone) {
   return *seen && ++*gone >= 2;
 }
 
+/* ---- idle's exec channel (--listen) ---- */
+
+#define EXIT_DRAIN_MS 250
+#define MAX_REQUEST_BYTES (256u << 20)
+
+static int write_all(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int read_all(int fd, void *buf, size_t n) {
+  char *p = buf;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int send_frame(int fd, char type, const void *data, uint32_t n) {
+  unsigned char h[5] = {(unsigned char)type, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >> 24) & 0xff};
+  if (write_all(fd, h, 5) < 0) return -1;
+  return n ? write_all(fd, data, n) : 0;
+}
+
+struct strv {
+  char **v;
+  size_t n, cap;
+};
+
+static void strv_push(struct strv *s, char *x) {
+  if (s->n + 2 > s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 16;
+    s->v = realloc(s->v, s->cap * sizeof(char *));
+    if (!s->v) _exit(70);
+  }
+  s->v[s->n++] = x;
+  s->v[s->n] = NULL;
+}
+
+/* One connection: read the request, run the command, relay its output, send its exit. */
+static int serve_one(int c) {
+  struct strv args = {0}, envs = {0};
+  char *cwd = NULL, *stdin_buf = NULL;
+  size_t stdin_n = 0, total = 0;
+  int64_t deadline_ms = 0;
+  long uid = -1, gid = -1;
+  for (;;) {
+    unsigned char h[5];
+    if (read_all(c, h, 5) < 0) return 1;
+    uint32_t n = h[1] | (h[2] << 8) | ((uint32_t)h[3] << 16) | ((uint32_t)h[4] << 24);
+    total += n;
+    if (total > MAX_REQUEST_BYTES) return 1;
+    char *d = malloc((size_t)n + 1);
+    if (!d || (n && read_all(c, d, n) < 0)) return 1;
+    d[n] = 0;
+    switch (h[0]) {
+      case 'A': strv_push(&args, d); break;
+      case 'E': strv_push(&envs, d); break;
+      case 'C': cwd = d; break;
+      case 'U': sscanf(d, "%ld %ld", &uid, &gid); free(d); break;
+      case 'T': deadline_ms = strtoll(d, NULL, 10); free(d); break;
+      case 'I': stdin_buf = d; stdin_n = n; break;
+      case 'G': free(d); goto go;
+      default: return 1;
+    }
+  }
+go:
+  if (args.n == 0) return 1;
+  if (!envs.v) strv_push(&envs, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  int out[2], err[2], in[2] = {-1, -1};
+  if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return 1;
+  if (stdin_buf && pipe2(in, O_CLOEXEC)) return 1;
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  pid_t pid = vfork();
+  if (pid < 0) return 1;
+  if (pid == 0) {
+    setsid();
+    int null = open("/dev/null", O_RDONLY);
+    dup2(stdin_buf ? in[0] : null, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    if (cwd && chdir(cwd) != 0) {
+      dprintf(2, "pyro: cannot enter %s: %s\n", cwd, strerror(errno));
+      _exit(126);
+    }
+    if (gid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0)) _exit(126);
+    if (uid >= 0 && setuid((uid_t)uid) != 0) _exit(126);
+    /* execvpe searches the PATH of the caller's environment: the command's own here. */
+    environ = envs.v;
+    execvpe(args.v[0], args.v, envs.v);
+    int e = errno;
+    dprintf(2, "pyro: %s: %s\n", args.v[0], e == ENOENT ? "not found" : strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  close(out[1]);
+  close(err[1]);
+  if (in[0] >= 0) close(in[0]);
+  size_t stdin_off = 0;
+  if (in[1] >= 0) fcntl(in[1], F_SETFL, O_NONBLOCK);
+  int64_t deadline = deadline_ms > 0 ? now_ms() + deadline_ms : 0;
+  int64_t drain_until = 0;
+  int status = 0, exited = 0, killed = 0, host_gone = 0;
+  int fds_open[2] = {out[0], err[0]};
+  char buf[65536];
+  for (;;) {
+    if (exited && fds_open[0] < 0 && fds_open[1] < 0) break;
+    if (exited && now_ms() >= drain_until) break;
+    struct pollfd p[5];
+    int np = 0;
+    int i_out = -1, i_err = -1, i_in = -1, i_sig, i_c;
+    if (fds_open[0] >= 0) { i_out = np; p[np++] = (struct pollfd){fds_open[0], POLLIN, 0}; }
+    if (fds_open[1] >= 0) { i_err = np; p[np++] = (struct pollfd){fds_open[1], POLLIN, 0}; }
+    if (in[1] >= 0) { i_in = np; p[np++] = (struct pollfd){in[1], POLLOUT, 0}; }
+    i_sig = np;
+    p[np++] = (struct pollfd){sfd, POLLIN, 0};
+    i_c = np;
+    p[np++] = (struct pollfd){c, POLLIN, 0};
+    int timeout = -1;
+    if (exited) timeout = (int)(drain_until - now_ms());
+    if (deadline && !exited) {
+      int64_t left = deadline - now_ms();
+      if (left <= 0) {
+        if (!killed) kill_group(pid, SIGKILL);
+        killed = 1;
+        deadline = now_ms() + 1000;
+        left = 1000;
+      }
+      if (timeout < 0 || left < timeout) timeout = (int)left;
+    }
+    if (timeout < 0 && exited) timeout = 0;
+    int r = poll(p, np, timeout);
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    if (i_out >= 0 && p[i_out].revents) {
+      ssize_t k = read(fds_open[0], buf, sizeof buf);
+      if (k > 0) {
+        if (send_frame(c, '1', buf, (uint32_t)k) < 0) host_gone = 1;
+      } else if (k == 0 || errno != EINTR) {
+        close(fds_open[0]);
+        fds_open[0] = -1;
+      }
+    }
+    if (i_err >= 0 && p[i_err].revents) {
+      ssize_t k = read(fds_open[1], buf, sizeof buf);
+      if (k > 0) {
+        if (send_frame(c, '2', buf, (uint32_t)k) < 0) host_gone = 1;
+      } else if (k == 0 || errno != EINTR) {
+        close(fds_open[1]);
+        fds_open[1] = -1;
+      }
+    }
+    if (i_in >= 0 && p[i_in].revents) {
+      if (p[i_in].revents & (POLLERR | POLLHUP)) {
+        close(in[1]);
+        in[1] = -1;
+      } else {
+        ssize_t w = write(in[1], stdin_buf + stdin_off, stdin_n - stdin_off);
+        if (w > 0) stdin_off += (size_t)w;
+        if ((w < 0 && errno != EAGAIN && errno != EINTR) || stdin_off >= stdin_n) {
+          close(in[1]);
+          in[1] = -1;
+        }
+      }
+    }
+    if (p[i_sig].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) > 0) {
+      }
+      if (!exited && reap_children(pid, &status)) {
+        exited = 1;
+        drain_until = now_ms() + EXIT_DRAIN_MS;
+      } else {
+        int ignored;
+        reap_children(-1, &ignored);
+      }
+    }
+    if (p[i_c].revents) {
+      /* The host sends nothing after G: readable means it closed (cancelled, timed out, died). */
+      char x;
+      ssize_t k = recv(c, &x, 1, MSG_DONTWAIT);
+      if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) host_gone = 1;
+    }
+    if (host_gone) {
+      if (!exited) kill_group(pid, SIGKILL);
+      return 1;
+    }
+  }
+  char code[16];
+  int len = snprintf(code, sizeof code, "%d", exit_code_of(status));
+  send_frame(c, 'X', code, (uint32_t)len);
+  return 0;
+}
+
+static int listen_unix(const char *path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) return -1;
+  strcpy(a.sun_path, path);
+  unlink(path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/*
+ * The server, a child of the init: handlers forked ahead of need, each waiting in accept()
+ * on the shared socket and serving one connection (a fork under gVisor costs milliseconds:
+ * off the command's path). A handler that accepted says so on `busy`; the server forks
+ * its replacement.
+ */
+#define SPARE_HANDLERS 2
+
+static pid_t spare_handler(int fd, int busy_w) {
+  pid_t h = fork();
+  if (h != 0) return h;
+  signal(SIGCHLD, SIG_DFL);
+  int c;
+  for (;;) {
+    c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c >= 0) break;
+    if (errno != EINTR) usleep(10000);
+  }
+  close(fd);
+  char b = 1;
+  if (write(busy_w, &b, 1) < 0) {
+  }
+  close(busy_w);
+  _exit(serve_one(c));
+}
+
+static void serve(int fd) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  /* Handlers are reaped by the kernel; each handler waits for its own command. */
+  signal(SIGCHLD, SIG_IGN);
+  int busy[2];
+  if (pipe2(busy, O_CLOEXEC) != 0) _exit(1);
+  for (int i = 0; i < SPARE_HANDLERS; i++) spare_handler(fd, busy[1]);
+  for (;;) {
+    char b[64];
+    ssize_t n = read(busy[0], b, sizeof b);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(1);
+    for (ssize_t i = 0; i < n; i++) spare_handler(fd, busy[1]);
+  }
+}
+
+static pid_t start_server(int fd) {
+  pid_t p = fork();
+  if (p == 0) {
+    serve(fd);
+    _exit(1);
+  }
+  return p;
+}
+
 static int cmd_idle(int argc, char **argv) {
-  const char *expires_file = NULL;
+  const char *expires_file = NULL, *listen_path = NULL;
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--expires-file") == 0 && i + 1 < argc) expires_file = argv[++i];
+    else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen_path = argv[++i];
     else usage();
   }
   sigset_t sigs = handled_signals();
   sigprocmask(SIG_BLOCK, &sigs, NULL);
+  int lfd = -1;
+  pid_t server = -1;
+  if (listen_path) {
+    lfd = listen_unix(listen_path);
+    /* Without the channel the host falls back to `runsc exec`: not fatal. */
+    if (lfd < 0) fprintf(stderr, "pyro: cannot listen on %s: %s\n", listen_path, strerror(errno));
+    else server = start_server(lfd);
+  }
   int seen = 0, gone = 0;
   for (;;) {
-    int ignored;
-    reap_children(-1, &ignored);
+    int st;
+    if (server > 0 && reap_children(server, &st)) server = start_server(lfd);
     if (expires_file) {
       int64_t at = read_expiry(expires_file);
       if (at > 0 && (int64_t)time(NULL) >= at) {
@@ -528,7 +832,7 @@ static int cmd_supervise(int argc, char **argv) {
   sv_path(path, sizeof path, "ctl");
   int ctl_fd = open(path, O_RDONLY | O_CLOEXEC);
 
-  pid_t pid = fork();
+  pid_t pid = vfork();
   if (pid < 0) return 1;
   if (pid == 0) {
     setsid();

@@ -47,7 +47,7 @@ export interface CaptureResult {
   stdoutBytes?: Buffer;
 }
 
-class CappedBuffer {
+export class CappedBuffer {
   private chunks: Buffer[] = [];
   private size = 0;
   truncated = false;

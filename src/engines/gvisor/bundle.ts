@@ -28,6 +28,12 @@ export const INIT_IN_GUEST = "/.pyro/init";
 export const CTL_IN_GUEST = "/.pyro/ctl";
 /** Shells' and services' files (see `init supervise`): read-write, outside /workspace. */
 export const RUN_IN_GUEST = "/.pyro/run";
+/**
+ * The init's exec channel (`init idle --listen`): a directory only the guest's root can enter,
+ * bound read-write so the init can create its socket on the host (runsc --host-uds=create).
+ */
+export const SOCK_IN_GUEST = "/.pyro/sock";
+export const EXEC_SOCKET = "exec.sock";
 export const HOSTNAME = "pyro";
 
 export const HOSTS_FILE = `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${HOSTNAME}\n`;
@@ -75,6 +81,8 @@ export interface SandboxMounts {
   ctlDir?: string;
   /** A host directory shared read-write at /.pyro/run: shells' and services' files. */
   runDir?: string;
+  /** A host directory (mode 0700) at /.pyro/sock where the init creates its exec socket. */
+  sockDir?: string;
   /** /etc/hosts with localhost and the sandbox's hostname: many rootfs trees have none. */
   hostsFile?: string;
   /**
@@ -129,6 +137,7 @@ export function buildOciConfig(
     mounts.push(bind(INIT_IN_GUEST, extra.init, "ro"));
     if (extra.ctlDir) mounts.push(bind(CTL_IN_GUEST, extra.ctlDir, "ro"));
     if (extra.runDir) mounts.push(bind(RUN_IN_GUEST, extra.runDir, "rw"));
+    if (extra.sockDir) mounts.push(bind(SOCK_IN_GUEST, extra.sockDir, "rw"));
     if (extra.hostsFile) mounts.push(bind("/etc/hosts", extra.hostsFile, "ro"));
   }
   if (spec.network && extra?.net) mounts.push(bind("/etc/resolv.conf", extra.net.resolvConf, "ro"));

@@ -34,12 +34,15 @@ import type {
 import {
   buildOciConfig,
   CTL_IN_GUEST,
+  EXEC_SOCKET,
   guestEnv,
   HOSTS_FILE,
   INIT_IN_GUEST,
   RUN_IN_GUEST,
   type SandboxMounts,
+  SOCK_IN_GUEST,
 } from "./bundle.js";
+import { ChannelUnavailable, channelExec } from "./exec-channel.js";
 import { rootfsSource } from "./rootfs.js";
 import {
   findRunsc,
@@ -130,7 +133,7 @@ export class GvisorEngine implements Engine {
     await writeExpiry(String(handle.data.ctlDir), expiresAt);
   }
 
-  private async flagsFor(network: boolean): Promise<RunscFlags> {
+  private async flagsFor(network: boolean, execChannel = false): Promise<RunscFlags> {
     // Without root there is no namespace of pyro's to give runsc: refused before anything runs.
     if (network && runscRootless())
       throw new PyroError(
@@ -141,7 +144,7 @@ export class GvisorEngine implements Engine {
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
-    return { binary, global: globalFlags(this.runscRoot, network, this.env) };
+    return { binary, global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel) };
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {
@@ -222,7 +225,8 @@ export class GvisorEngine implements Engine {
   }
 
   private async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
-    const flags = await this.flagsFor(spec.network);
+    const channel = this.env.PYRO_EXEC_CHANNEL !== "runsc";
+    const flags = await this.flagsFor(spec.network, channel);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     // The network first: its namespace must exist for the spec to name it. Removed by id on
@@ -230,8 +234,11 @@ export class GvisorEngine implements Engine {
     const net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
     const ctlDir = join(spec.sandboxDir, "ctl");
     const runDir = join(spec.sandboxDir, "run");
+    const sockDir = join(spec.sandboxDir, "sock");
     await mkdir(bundle, { recursive: true });
     await mkdir(ctlDir, { recursive: true });
+    // 0700: in the guest only root (the init) may reach the exec socket, not an image's user.
+    if (channel) await mkdir(sockDir, { recursive: true, mode: 0o700 });
     // 0755: an image's non-root user must reach its shells' files (the state dir keeps others out).
     await mkdir(runDir, { recursive: true, mode: 0o755 });
     if (spec.expiresAt) await writeExpiry(ctlDir, spec.expiresAt);
@@ -240,8 +247,22 @@ export class GvisorEngine implements Engine {
     // pipe of ours is held open by the long-lived sandbox.
     const config = buildOciConfig(
       spec,
-      { args: [INIT_IN_GUEST, "idle", "--expires-file", `${CTL_IN_GUEST}/expires_at`], cwd: "/" },
-      { ...(await this.mounts(spec.rootfs, ctlDir)), runDir, ...(net ? { net: net.mount } : {}) },
+      {
+        args: [
+          INIT_IN_GUEST,
+          "idle",
+          "--expires-file",
+          `${CTL_IN_GUEST}/expires_at`,
+          ...(channel ? ["--listen", `${SOCK_IN_GUEST}/${EXEC_SOCKET}`] : []),
+        ],
+        cwd: "/",
+      },
+      {
+        ...(await this.mounts(spec.rootfs, ctlDir)),
+        runDir,
+        ...(channel ? { sockDir } : {}),
+        ...(net ? { net: net.mount } : {}),
+      },
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     // A restart gets a container name of its own (a generation), so it need not wait for the
@@ -258,6 +279,7 @@ export class GvisorEngine implements Engine {
         ctlDir,
         runDir,
         init: true,
+        ...(channel ? { execSocket: join(sockDir, EXEC_SOCKET) } : {}),
         memMib: spec.memMib,
         ...(net ? { net: net.data } : {}),
       },
@@ -295,6 +317,10 @@ export class GvisorEngine implements Engine {
     // session, enforces the deadline inside the sandbox and reports a missing program as 127
     // the way a shell would; the `sh -c 'exec "$@"'` wrapper other engines need is dropped.
     const argv = unwrapExecWrapper(req.argv);
+    if (typeof handle.data.execSocket === "string") {
+      const r = await this.execOverChannel(handle, handle.data.execSocket, argv, req);
+      if (r) return r;
+    }
     const pidFile = join(
       handle.sandboxDir,
       `exec-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.pid`,
@@ -321,26 +347,69 @@ export class GvisorEngine implements Engine {
     });
     await rm(pidFile, { force: true });
     if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    if (
-      !r.timedOut &&
-      r.exitCode !== 0 &&
-      r.exitCode !== null &&
-      (await this.inspect(handle)).state !== "running"
-    ) {
-      const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
-      if (await oomKilled(cid))
-        throw new PyroError(
-          "sandbox_dead",
-          `sandbox ${handle.id} was killed: out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`,
-          "delete it and create a new one with a larger mem_mib",
-        );
+    if (!r.timedOut && r.exitCode !== 0 && r.exitCode !== null) await this.throwIfDead(handle);
+    return execOutcome(r);
+  }
+
+  /** exec through the init's channel (exec-channel.ts); undefined when it does not answer. */
+  private async execOverChannel(
+    handle: SandboxHandle,
+    socketPath: string,
+    argv: string[],
+    req: ExecRequest,
+  ): Promise<ExecOutcome | undefined> {
+    let r: Awaited<ReturnType<typeof channelExec>>;
+    try {
+      r = await channelExec(
+        socketPath,
+        {
+          argv,
+          env: guestEnv(req.env),
+          cwd: req.cwd ?? "/",
+          ...(req.user ? { user: req.user } : {}),
+          deadlineMs: req.timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS,
+          ...(req.stdin ? { stdin: req.stdin } : {}),
+        },
+        {
+          timeoutMs: req.timeoutMs,
+          ...(req.maxOutputBytes !== undefined ? { maxOutputBytes: req.maxOutputBytes } : {}),
+          ...(req.signal ? { signal: req.signal } : {}),
+          ...streamTo(req),
+        },
+      );
+    } catch (e) {
+      // Nothing listening: an init that could not create its socket. `runsc exec` still works.
+      if (e instanceof ChannelUnavailable) return undefined;
+      throw e;
+    }
+    if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
+    if (r.lost) await this.throwIfDead(handle);
+    if (r.lost)
+      throw new PyroError(
+        "engine_failure",
+        `the exec channel of sandbox ${handle.id} closed before the command finished`,
+        "try again; if it keeps happening, delete the sandbox and create a new one",
+      );
+    if (!r.timedOut && r.exitCode !== 0) await this.throwIfDead(handle);
+    return execOutcome(r);
+  }
+
+  /** A command that failed because its sandbox died (out of memory, killed): said so. */
+  private async throwIfDead(handle: SandboxHandle): Promise<void> {
+    if ((await this.inspect(handle)).state === "running") return;
+    const cid = String(handle.data.containerId);
+    const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
+    if (await oomKilled(cid))
       throw new PyroError(
         "sandbox_dead",
-        `sandbox ${handle.id} stopped while the command ran`,
-        "delete it and create a new one",
+        `sandbox ${handle.id} was killed: out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`,
+        "delete it and create a new one with a larger mem_mib",
       );
-    }
-    return execOutcome(r);
+    throw new PyroError(
+      "sandbox_dead",
+      `sandbox ${handle.id} stopped while the command ran`,
+      "delete it and create a new one",
+    );
   }
 
   async updateNetwork(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo> {

@@ -43,6 +43,7 @@ export function globalFlags(
   network: boolean | RunscNetwork,
   env: NodeJS.ProcessEnv = process.env,
   rootless: boolean = runscRootless(),
+  execChannel = false,
 ): string[] {
   const flags = [
     `--root=${root}`,
@@ -50,6 +51,9 @@ export function globalFlags(
     "--overlay2=root:memory",
   ];
   if (rootless) flags.push("--rootless");
+  // The init's exec channel: the guest may create (never open) host Unix sockets, in the
+  // host directories bound into it (all under the sandbox's own state). See exec-channel.ts.
+  if (execChannel) flags.push("--host-uds=create");
   if (env.PYRO_RUNSC_PLATFORM) flags.push(`--platform=${env.PYRO_RUNSC_PLATFORM}`);
   return flags;
 }
