@@ -465,6 +465,7 @@ static int listen_unix(const char *path) {
  * its replacement.
  */
 #define SPARE_HANDLERS 2
+#define REPLACE_DELAY_MS 100
 
 static pid_t spare_handler(int fd, int busy_w) {
   pid_t h = fork();
@@ -494,12 +495,25 @@ static void serve(int fd) {
   int busy[2];
   if (pipe2(busy, O_CLOEXEC) != 0) _exit(1);
   for (int i = 0; i < SPARE_HANDLERS; i++) spare_handler(fd, busy[1]);
+  /* A replacement is forked at once only when no spare is left; otherwise a little later, so
+   * the fork does not compete with the command that was just accepted (most finish by then). */
+  int spares = SPARE_HANDLERS, owed = 0;
   for (;;) {
+    struct pollfd p = {busy[0], POLLIN, 0};
+    int r = poll(&p, 1, owed ? REPLACE_DELAY_MS : -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) {
+      for (; owed > 0; owed--, spares++) spare_handler(fd, busy[1]);
+      continue;
+    }
     char b[64];
     ssize_t n = read(busy[0], b, sizeof b);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) _exit(1);
-    for (ssize_t i = 0; i < n; i++) spare_handler(fd, busy[1]);
+    spares -= (int)n;
+    owed += (int)n;
+    if (spares <= 0)
+      for (; owed > 0; owed--, spares++) spare_handler(fd, busy[1]);
   }
 }
 
@@ -528,6 +542,11 @@ static int cmd_idle(int argc, char **argv) {
     /* Without the channel the host falls back to `runsc exec`: not fatal. */
     if (lfd < 0) fprintf(stderr, "pyro: cannot listen on %s: %s\n", listen_path, strerror(errno));
     else server = start_server(lfd);
+    /* The sandbox's first program costs more than later ones (the sentry reads the loader
+     * and libc from the image for the first time): paid now, before any command waits. */
+    char *warm[] = {"true", NULL};
+    pid_t w;
+    if (posix_spawnp(&w, "true", NULL, NULL, warm, environ) == 0) waitpid(w, NULL, 0);
   }
   int seen = 0, gone = 0;
   for (;;) {

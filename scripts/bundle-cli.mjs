@@ -110,6 +110,13 @@ await build({
   outfile: "dist/cli/pyro-demo.cjs",
   plugins: [lazyBundles],
 });
+// `pyro run` from the warm pool, tried first when a pool is configured (src/cli/fast-run.ts):
+// a few small modules instead of the whole CLI.
+await build({
+  ...common,
+  entryPoints: ["src/cli/fast-run.ts"],
+  outfile: "dist/cli/pyro-fast.cjs",
+});
 await build({
   ...common,
   entryPoints: ["src/remote/mcp-client.ts"],
@@ -170,7 +177,14 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
     return mod.exports;
   };
   globalThis.__pyroLoad = load;
-  load("pyro.cjs");
+  // A one-shot run from the warm pool needs none of the CLI: the fast path answers it, or
+  // declines before doing anything and the full CLI runs as always.
+  const fast =
+    argv[2] === "run" && Number(env.PYRO_POOL_SIZE) > 0
+      ? await load("pyro-fast.cjs").fastRun(argv.slice(2), fileURLToPath(import.meta.url))
+      : undefined;
+  if (fast !== undefined) process.exitCode = fast;
+  else load("pyro.cjs");
 }
 `;
 await writeFile("dist/cli/main.js", launcher);

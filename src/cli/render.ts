@@ -2,6 +2,7 @@
 import { networkLine } from "../network/info.js";
 import { SESSION_RENDER } from "../operations/session-ops.js";
 import { SNAPSHOT_RENDER } from "../operations/snapshots.js";
+import { execFooter } from "./exec-footer.js";
 import { RENDER_FILES } from "./render-files.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
@@ -36,14 +37,6 @@ function kv(pairs: [string, unknown][]): string {
 /** Log output as text; base64 (non-UTF-8) output is named, not dumped. */
 function shown(text: string, encoding: string | undefined): string {
   return encoding === "base64" ? "(binary output, base64 in --json)" : text.trimEnd();
-}
-
-function execFooter(r: Any): string {
-  const parts = [`exit ${r.exit_code}`, `${r.execution_mode}`, `${r.duration_ms} ms`];
-  if (r.timed_out) parts.push("TIMED OUT");
-  parts.push(`output ${r.output_id}`);
-  if (r.execution_mode === "host_compat") parts.push("NO ISOLATION (host_compat)");
-  return `[pyro] ${parts.join(" · ")}`;
 }
 
 function labelText(labels: Record<string, string>): string {

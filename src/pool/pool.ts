@@ -3,8 +3,8 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Engine, SandboxHandle } from "../engines/types.js";
-import { userOf } from "../environments/runtime-config.js";
+import type { Engine } from "../engines/types.js";
+import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import { PyroError } from "../errors.js";
 import { newId } from "../ids.js";
@@ -12,8 +12,8 @@ import type { PyroPaths } from "../paths.js";
 import { engineByName } from "../runtime/engine-select.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive } from "../util/proc.js";
+import { CLAIM_MARGIN_MS, type Claim, claimEntry, type PoolEntry, releaseEntry } from "./claim.js";
 import {
-  claimedName,
   formatPoolKey,
   type PoolConfig,
   type PoolKey,
@@ -40,18 +40,7 @@ import {
  * fill (and the periodic reap) also removes what is stale: dead or idle-expired ready
  * sandboxes, claims of dead processes, keys no longer configured.
  */
-export interface PoolEntry {
-  id: string;
-  key: PoolKey;
-  handle: SandboxHandle;
-  created_at: string;
-  idle_expires_at: string;
-}
-
-export interface Claim {
-  entry: PoolEntry;
-  path: string;
-}
+export type { Claim, PoolEntry } from "./claim.js";
 
 export interface PoolKeyStatus {
   key: string;
@@ -69,8 +58,6 @@ export interface PoolKeyStatus {
 
 /** A claimed sandbox whose expiry passed this long ago is destroyed even if its owner lives. */
 const CLAIM_GRACE_MS = 60_000;
-/** A ready sandbox this close to its idle expiry is not handed out (the init polls every 5 s). */
-const CLAIM_MARGIN_MS = 10_000;
 
 export class WarmPool {
   readonly root: string;
@@ -97,45 +84,14 @@ export class WarmPool {
     return join(this.root, "sandboxes", id);
   }
 
-  /**
-   * The run's path: takes a ready sandbox for `key` (or nothing) and moves its expiry to the
-   * command's deadline. A few file operations; no scan beyond this key's ready/ directory.
-   */
-  async claim(key: PoolKey, deadlineMs: number): Promise<Claim | undefined> {
-    const dir = this.keyDir(key);
-    const names = await readdir(join(dir, "ready")).catch(() => [] as string[]);
-    for (const n of names) {
-      if (!/^vm_[0-9a-f]{16}\.json$/.test(n)) continue;
-      const id = n.slice(0, -5);
-      const path = join(dir, "claimed", claimedName(id, deadlineMs, process.pid));
-      try {
-        await rename(join(dir, "ready", n), path);
-      } catch {
-        continue; // another process took it first
-      }
-      const entry = await readJson<PoolEntry>(path).catch(() => undefined);
-      const fresh =
-        entry?.handle &&
-        Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
-        pidAlive(entry.handle.data.pid as number | undefined);
-      if (!fresh) {
-        await rename(path, join(dir, "used", n)).catch(() => undefined);
-        continue;
-      }
-      // From here the sandbox lives only as long as this command may: if this process dies,
-      // the sandbox's init stops it at the deadline (plus the init's own grace).
-      await this.engine.setExpiry?.(entry.handle, new Date(deadlineMs + 5_000).toISOString());
-      return { entry, path };
-    }
-    return undefined;
+  /** The run's path (claim.ts): a ready sandbox for `key`, its expiry moved to the deadline. */
+  claim(key: PoolKey, deadlineMs: number): Promise<Claim | undefined> {
+    return claimEntry(this.root, key, deadlineMs);
   }
 
   /** Used once: the sandbox stops itself now-ish, and a detached fill destroys it and tops up. */
-  async release(c: Claim): Promise<void> {
-    await this.engine
-      .setExpiry?.(c.entry.handle, new Date(Date.now() - 1_000).toISOString())
-      .catch(() => undefined);
-    await rename(c.path, join(this.keyDir(c.entry.key), "used", `${c.entry.id}.json`)).catch(() => undefined);
+  release(c: Claim): Promise<void> {
+    return releaseEntry(this.root, c);
   }
 
   /** Starts `pyro pool fill` detached (unless PYRO_POOL_TOPUP=0), so this process waits for nothing. */
@@ -266,7 +222,14 @@ export class WarmPool {
     const dir = this.keyDir(key);
     for (const d of ["ready", "claimed", "used"]) await mkdir(join(dir, d), { recursive: true });
     await writeJsonAtomic(join(dir, "key.json"), key);
-    const entry: PoolEntry = { id, key, handle, created_at: new Date().toISOString(), idle_expires_at: idle };
+    const entry: PoolEntry = {
+      id,
+      key,
+      handle,
+      created_at: new Date().toISOString(),
+      idle_expires_at: idle,
+      exec: { ...processOf(env.runtime), ...userOf(env.runtime) },
+    };
     // Written beside ready/, then renamed in: a claimer never sees half an entry.
     await writeJsonAtomic(join(dir, `${id}.json`), entry);
     await rename(join(dir, `${id}.json`), join(dir, "ready", `${id}.json`));

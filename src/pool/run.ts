@@ -51,7 +51,7 @@ export async function runFromPool(
   input: RunInputT,
   ctx: CallContext,
   recorder: (vmId: string) => Promise<CommandRecorder>,
-): Promise<Omit<RunResultT, "duration_ms"> | undefined> {
+): Promise<RunResultT | undefined> {
   if (engine.name !== "gvisor") return undefined;
   if (!poolableRun(input)) return undefined;
   let pool: WarmPool;
@@ -99,6 +99,8 @@ export async function runFromPool(
     environment: input.environment,
     command: displayCommand(input.command),
     ...commandFields(out, rec, input.max_output_bytes, vm_id),
+    // Set by the caller; here so that the key keeps RunResult's order (the JSON the CLI prints).
+    duration_ms: 0,
     boot_ms: 0,
     exec_ms: out.execMs,
     execution_mode: engine.executionMode,

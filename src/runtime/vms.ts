@@ -104,7 +104,10 @@ export class VmManager {
     const pooled = await runFromPool(this.d, engine, env, input, ctx, (id) =>
       this.recorder(id, input.max_output_bytes, ctx),
     );
-    if (pooled) return { ...pooled, duration_ms: Math.round(performance.now() - t0) };
+    if (pooled) {
+      pooled.duration_ms = Math.round(performance.now() - t0);
+      return pooled;
+    }
     const net = await networkFromInput(input);
     const vm_id = newId("vm");
     const sandboxDir = this.dir(vm_id);

@@ -129,3 +129,52 @@ test("kill -9 of the process holding a claim: the sandbox stops itself by the co
     POOL,
   );
 });
+
+test("a pooled `pyro run` prints, records and exits as the full CLI does", async (t) => {
+  await withGvisorState(
+    t,
+    guarded(async ({ env, stateDir }) => {
+      const loud = { ...env, PYRO_QUIET: "0" };
+      const cmd = ["sh", "-c", "echo out; echo err >&2; exit 3"];
+      // The launcher's fast path answers the plain command line; an explicit default flag
+      // (--vcpu-count 1) sends the same run through the full CLI, from the same pool.
+      const fastArgs = ["run", "debian:12", "--", ...cmd];
+      const fullArgs = ["run", "debian:12", "--vcpu-count", "1", "--", ...cmd];
+      const human: { code: number | null; stdout: string; stderr: string }[] = [];
+      for (const args of [fastArgs, fullArgs]) {
+        assert.equal((await runCli(["pool", "fill"], { env })).code, 0);
+        const ready = await poolIds(stateDir, "ready");
+        const r = await runCli(args, { env: loud });
+        human.push(r);
+        assert.equal(r.code, 3, r.stderr);
+        assert.equal(r.stdout, "out\n");
+        const m = /^err\n\[pyro\] exit 3 · gvisor · \d+ ms · output (vm_[0-9a-f]{16})\n$/.exec(r.stderr);
+        assert.ok(m, `footer: ${JSON.stringify(r.stderr)}`);
+        assert.ok(ready.includes(m[1]!), "it ran in a pooled sandbox");
+        // Its output is kept on the host like any run's.
+        const page = await runCli(["output", "read", m[1]!], { env });
+        assert.equal(page.stdout, "out\n");
+      }
+      const json: Record<string, unknown>[] = [];
+      for (const args of [fastArgs, fullArgs]) {
+        await runCli(["pool", "fill"], { env });
+        const r = await runCliJson(args.slice(0, -cmd.length - 1).concat(["--json", "--", ...cmd]), { env });
+        assert.equal(r.code, 3, r.stderr);
+        json.push(r.json);
+      }
+      const [fast, full] = json as [Record<string, unknown>, Record<string, unknown>];
+      assert.deepEqual(Object.keys(fast), Object.keys(full), "same fields, same order");
+      for (const k of Object.keys(full))
+        if (!["vm_id", "output_id", "duration_ms", "exec_ms"].includes(k))
+          assert.deepEqual(fast[k], full[k], `field ${k}`);
+      assert.equal(fast.boot_ms, 0);
+
+      // Deadline: exit 124 and TIMED OUT, the command killed with the sandbox given up.
+      await runCli(["pool", "fill"], { env });
+      const slow = await runCli(["run", "--timeout-seconds", "1", "--", "sleep", "30"], { env: loud });
+      assert.equal(slow.code, 124, slow.stderr);
+      assert.match(slow.stderr, /exit 124 · gvisor · \d+ ms · TIMED OUT · output vm_/);
+    }),
+    { ...POOL, PYRO_POOL_SIZE: "1" },
+  );
+});

@@ -1,0 +1,11 @@
+/**
+ * The summary line a command's run prints after its streamed output (stderr), shared by the
+ * CLI's renderer and its fast path (fast-run.ts), which must print the same line.
+ */
+export function execFooter(r: Record<string, unknown>): string {
+  const parts = [`exit ${r.exit_code}`, `${r.execution_mode}`, `${r.duration_ms} ms`];
+  if (r.timed_out) parts.push("TIMED OUT");
+  parts.push(`output ${r.output_id}`);
+  if (r.execution_mode === "host_compat") parts.push("NO ISOLATION (host_compat)");
+  return `[pyro] ${parts.join(" · ")}`;
+}

@@ -1,0 +1,257 @@
+import { spawn } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { guestEnv } from "../engines/gvisor/bundle.js";
+import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
+import { resultNotes } from "../engines/notes.js";
+import { execOutcome } from "../engines/outcome.js";
+import { commandFields, finishRecording } from "../output/command.js";
+import { CommandRecorder } from "../output/recorder.js";
+import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
+import { resolvePaths } from "../paths.js";
+import { type Claim, claimEntry, releaseEntry } from "../pool/claim.js";
+import { keyFor, poolConfig } from "../pool/config.js";
+import { displayCommand } from "../runtime/command.js";
+import { claimReap, reapIntervalMs, spawnDetached } from "../runtime/reap-schedule.js";
+import { execFooter } from "./exec-footer.js";
+
+/**
+ * `pyro run` from the warm pool without loading the CLI: no commander, no zod, no engines.
+ * The launcher (scripts/bundle-cli.mjs) tries this first when a pool is configured; it
+ * answers only the plain case (`pyro run [ENV] [--timeout-seconds N] [--json] -- CMD...`,
+ * gVisor, a ready sandbox with an exec channel) and returns undefined for anything else,
+ * before it has done anything, so the full CLI handles that as always. What it prints, the
+ * output it records and its exit code are the full CLI's (test/e2e/pool.test.ts compares
+ * them; test/unit/fast-run.test.ts checks the defaults against RunInput's).
+ */
+export const FAST_RUN_DEFAULTS = {
+  environment: "debian:12",
+  vcpu_count: 1,
+  mem_mib: 1024,
+  timeout_seconds: 30,
+  network: false,
+  max_output_bytes: 16384,
+} as const;
+
+/** The sandbox init's own deadline comes this long after the host's timer (engines/gvisor). */
+const INIT_GRACE_MS = 1_500;
+const EXIT = { error: 1, cancelled: 130, sigpipe: 141 } as const;
+
+export interface FastRunArgs {
+  environment: string;
+  command: string[];
+  timeoutSeconds: number;
+  json: boolean;
+}
+
+/** The plain `run` command line, or undefined for anything else (the full CLI's business). */
+export function parseFastRun(args: readonly string[]): FastRunArgs | undefined {
+  if (args[0] !== "run") return undefined;
+  const dd = args.indexOf("--");
+  if (dd < 0 || dd === args.length - 1) return undefined;
+  let environment: string = FAST_RUN_DEFAULTS.environment;
+  let timeoutSeconds: number = FAST_RUN_DEFAULTS.timeout_seconds;
+  let json = false;
+  let positional = 0;
+  for (let i = 1; i < dd; i++) {
+    const a = args[i]!;
+    if (a === "--json") json = true;
+    else if (a === "--timeout-seconds" && i + 1 < dd) {
+      const v = args[++i]!;
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 86_400) return undefined;
+      timeoutSeconds = Number(v);
+    } else if (!a.startsWith("-") && positional === 0 && a.length <= 200) {
+      environment = a;
+      positional++;
+    } else return undefined;
+  }
+  return { environment, command: args.slice(dd + 1), timeoutSeconds, json };
+}
+
+/**
+ * Runs the command in a pooled sandbox and returns the exit code to leave with, or undefined
+ * when this run is not the fast path's (nothing was claimed, written or printed).
+ */
+export async function fastRun(argv: readonly string[], cliPath: string): Promise<number | undefined> {
+  const env = process.env;
+  if (env.PYRO_REMOTE || (env.PYRO_ENGINE && env.PYRO_ENGINE !== "gvisor")) return undefined;
+  const a = parseFastRun(argv);
+  if (!a) return undefined;
+  let key: ReturnType<typeof keyFor>;
+  try {
+    key = keyFor(poolConfig(env), {
+      environment: a.environment,
+      vcpu_count: FAST_RUN_DEFAULTS.vcpu_count,
+      mem_mib: FAST_RUN_DEFAULTS.mem_mib,
+      network: FAST_RUN_DEFAULTS.network,
+    });
+  } catch {
+    return undefined; // a bad PYRO_POOL_* setting: the full CLI says what is wrong
+  }
+  if (!key) return undefined;
+  const paths = resolvePaths(env);
+  const root = `${paths.stateDir}/pool`;
+  const t0 = performance.now();
+  const timeoutMs = a.timeoutSeconds * 1000;
+  const claim = await claimEntry(root, key, Date.now() + timeoutMs + INIT_GRACE_MS).catch(() => undefined);
+  if (!claim) return undefined; // the full CLI starts a fresh sandbox (and a fill)
+  const socket = claim.entry.handle.data.execSocket;
+  const exec = claim.entry.exec;
+  if (typeof socket !== "string" || !exec) {
+    // An entry of an older pyro: given up (a fill destroys it); the full CLI runs this one.
+    await releaseEntry(root, claim);
+    spawnFill(cliPath, env);
+    return undefined;
+  }
+  try {
+    return await runClaimed(claim, a, root, paths, timeoutMs, t0, exec, socket);
+  } finally {
+    // Once the result is out (a child starting meanwhile would compete for the CPU): the
+    // pool's top-up and, when due, the TTL reap, both detached.
+    spawnFill(cliPath, env);
+    if (await claimReap(paths.stateDir, reapIntervalMs(env)).catch(() => false))
+      spawnDetached([process.execPath, cliPath, "vm", "reap", "--json"], env);
+  }
+}
+
+async function runClaimed(
+  claim: Claim,
+  a: FastRunArgs,
+  root: string,
+  paths: ReturnType<typeof resolvePaths>,
+  timeoutMs: number,
+  t0: number,
+  exec: NonNullable<Claim["entry"]["exec"]>,
+  socket: string,
+): Promise<number> {
+  const vm_id = claim.entry.id;
+  const abort = new AbortController();
+  let interrupted = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++interrupted > 1) process.exit(EXIT.cancelled);
+    if (sig !== "SIGHUP")
+      process.stderr.write(
+        `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
+      );
+    abort.abort();
+  };
+  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
+  // A reader that goes away (`pyro run -- yes | head -1`) ends the command, as in the full CLI.
+  const pipeGone = new AbortController();
+  const live = !a.json;
+  if (live)
+    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") pipeGone.abort();
+    });
+  const write = (s: NodeJS.WriteStream) => (c: Buffer) => {
+    if (!pipeGone.signal.aborted) s.write(c);
+  };
+  let rec: CommandRecorder | undefined;
+  try {
+    await mkdir(paths.outputsDir, { recursive: true, mode: 0o700 });
+    await pruneOneShotOutputs(paths).catch(() => undefined);
+    rec = new CommandRecorder({
+      stdoutPath: oneShotOutputPath(paths, vm_id, "stdout"),
+      stderrPath: oneShotOutputPath(paths, vm_id, "stderr"),
+      keep: FAST_RUN_DEFAULTS.max_output_bytes,
+      ...(live ? { onStdout: write(process.stdout), onStderr: write(process.stderr) } : {}),
+    });
+    const r = await channelExec(
+      socket,
+      {
+        // An argv runs as is: the init reports a missing program as 127, as the shell
+        // wrapper (runtime/command.ts) the full path adds and the engine drops again.
+        argv: a.command,
+        env: guestEnv(exec.env),
+        cwd: exec.cwd,
+        ...(exec.user ? { user: exec.user } : {}),
+        deadlineMs: timeoutMs + INIT_GRACE_MS,
+      },
+      {
+        timeoutMs,
+        maxOutputBytes: 64 * 1024,
+        signal: AbortSignal.any([abort.signal, pipeGone.signal]),
+        onStdout: rec.onStdout,
+        onStderr: rec.onStderr,
+      },
+    );
+    if (r.aborted) {
+      rec.close();
+      if (pipeGone.signal.aborted && !abort.signal.aborted) return EXIT.sigpipe;
+      return fail("command cancelled; its processes were killed", undefined, a.json, EXIT.cancelled);
+    }
+    if (r.lost) {
+      rec.close();
+      return fail(
+        `sandbox ${vm_id} stopped while the command ran`,
+        "run it again (a fresh sandbox is used)",
+        a.json,
+        EXIT.error,
+        "sandbox_dead",
+      );
+    }
+    const out = execOutcome(r);
+    finishRecording(rec, out);
+    const fields = commandFields(out, rec, FAST_RUN_DEFAULTS.max_output_bytes, vm_id);
+    // Key order is RunResult's, as the full CLI prints it.
+    const result = {
+      vm_id,
+      environment: a.environment,
+      command: displayCommand(a.command),
+      ...fields,
+      duration_ms: Math.round(performance.now() - t0),
+      boot_ms: 0,
+      exec_ms: out.execMs,
+      execution_mode: "gvisor" as const,
+      notes: resultNotes("gvisor", FAST_RUN_DEFAULTS.vcpu_count),
+      cleaned_up: true,
+    };
+    if (a.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else if (process.env.PYRO_QUIET !== "1") process.stderr.write(`${execFooter(result)}\n`);
+    return result.exit_code;
+  } catch (e) {
+    rec?.close();
+    if (e instanceof ChannelUnavailable)
+      return fail(
+        `sandbox ${vm_id} did not answer on its exec channel`,
+        "run it again (a fresh sandbox is used)",
+        a.json,
+        EXIT.error,
+        "sandbox_dead",
+      );
+    throw e;
+  } finally {
+    await releaseEntry(root, claim);
+  }
+}
+
+/** The full CLI's error report (cli/commands.ts reportError), for the few errors this path has. */
+function fail(
+  message: string,
+  hint: string | undefined,
+  json: boolean,
+  code: number,
+  kind = "cancelled",
+): number {
+  if (json)
+    process.stdout.write(
+      `${JSON.stringify({ error: { code: kind, message, ...(hint ? { hint } : {}) } }, null, 2)}\n`,
+    );
+  else process.stderr.write(`pyro: error: ${message}\n${hint ? `  fix: ${hint}\n` : ""}`);
+  return code;
+}
+
+/** `pyro pool fill`, detached: destroys used sandboxes and tops the pool up. */
+function spawnFill(cliPath: string, e: NodeJS.ProcessEnv): void {
+  if (e.PYRO_POOL_TOPUP === "0") return;
+  try {
+    const child = spawn(process.execPath, [cliPath, "pool", "fill", "--json"], {
+      detached: true,
+      stdio: "ignore",
+      env: e,
+    });
+    child.on("error", () => undefined);
+    child.unref();
+  } catch {
+    // The next claim tries again.
+  }
+}

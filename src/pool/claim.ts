@@ -1,0 +1,84 @@
+import { readdir, readFile, rename } from "node:fs/promises";
+import { join } from "node:path";
+import { writeExpiry } from "../engines/expiry.js";
+import type { SandboxHandle } from "../engines/types.js";
+import { pidAlive } from "../util/proc.js";
+import { claimedName, type PoolKey, poolKeyId } from "./config.js";
+
+/**
+ * Claiming and giving up a pooled sandbox: the run's path, kept free of the engines, the
+ * environment store and zod so that the CLI's fast path (cli/fast-run.ts) can use it with
+ * nothing else loaded. The pool's layout is described in pool.ts.
+ */
+export interface PoolEntry {
+  id: string;
+  key: PoolKey;
+  handle: SandboxHandle;
+  created_at: string;
+  idle_expires_at: string;
+  /**
+   * How the environment runs commands (its image's cwd, env and user), recorded at fill time
+   * so a claimer need not load the environment store. Absent in entries of older pyro.
+   */
+  exec?: { cwd: string; env?: Record<string, string>; user?: { uid: number; gid: number } };
+}
+
+export interface Claim {
+  entry: PoolEntry;
+  path: string;
+}
+
+/** A ready sandbox this close to its idle expiry is not handed out (the init polls every 5 s). */
+export const CLAIM_MARGIN_MS = 10_000;
+
+export const keyDirOf = (root: string, key: PoolKey) => join(root, poolKeyId(key));
+
+/**
+ * Takes a ready sandbox for `key` (or nothing) and moves its expiry to the command's deadline:
+ * a few file operations, no scan beyond this key's ready/ directory. A claim is one rename
+ * from ready/ to claimed/, so two processes can never both win it.
+ */
+export async function claimEntry(root: string, key: PoolKey, deadlineMs: number): Promise<Claim | undefined> {
+  const dir = keyDirOf(root, key);
+  const names = await readdir(join(dir, "ready")).catch(() => [] as string[]);
+  for (const n of names) {
+    if (!/^vm_[0-9a-f]{16}\.json$/.test(n)) continue;
+    const id = n.slice(0, -5);
+    const path = join(dir, "claimed", claimedName(id, deadlineMs, process.pid));
+    try {
+      await rename(join(dir, "ready", n), path);
+    } catch {
+      continue; // another process took it first
+    }
+    const entry = await readFile(path, "utf8").then(
+      (t) => JSON.parse(t) as PoolEntry,
+      () => undefined,
+    );
+    const fresh =
+      entry?.handle &&
+      Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
+      pidAlive(entry.handle.data.pid as number | undefined);
+    if (!fresh) {
+      await rename(path, join(dir, "used", n)).catch(() => undefined);
+      continue;
+    }
+    // From here the sandbox lives only as long as this command may: if this process dies,
+    // the sandbox's init stops it at the deadline (plus the init's own grace).
+    await setEntryExpiry(entry, new Date(deadlineMs + 5_000).toISOString());
+    return { entry, path };
+  }
+  return undefined;
+}
+
+/** Used once: the sandbox stops itself now-ish; the entry goes to used/ for a fill to destroy. */
+export async function releaseEntry(root: string, c: Claim): Promise<void> {
+  await setEntryExpiry(c.entry, new Date(Date.now() - 1_000).toISOString()).catch(() => undefined);
+  await rename(c.path, join(keyDirOf(root, c.entry.key), "used", `${c.entry.id}.json`)).catch(
+    () => undefined,
+  );
+}
+
+async function setEntryExpiry(entry: PoolEntry, at: string): Promise<void> {
+  const ctl = entry.handle.data.ctlDir;
+  if (typeof ctl === "string") await writeExpiry(ctl, at);
+}
