@@ -249,14 +249,29 @@ static int write_all(int fd, const void *buf, size_t n) {
   return 0;
 }
 
-static int read_all(int fd, void *buf, size_t n) {
-  char *p = buf;
+/* The request arrives in a few segments: read in large pieces, not a syscall per field (each
+ * read of a host-backed socket is a round trip through the sentry). */
+struct rbuf {
+  int fd;
+  char b[65536];
+  size_t off, len;
+};
+
+static int rbuf_read(struct rbuf *r, void *dst, size_t n) {
+  char *p = dst;
   while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    p += r;
-    n -= (size_t)r;
+    if (r->off == r->len) {
+      ssize_t k = read(r->fd, r->b, sizeof r->b);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return -1;
+      r->off = 0;
+      r->len = (size_t)k;
+    }
+    size_t take = r->len - r->off < n ? r->len - r->off : n;
+    memcpy(p, r->b + r->off, take);
+    r->off += take;
+    p += take;
+    n -= take;
   }
   return 0;
 }
@@ -282,6 +297,17 @@ static void strv_push(struct strv *s, char *x) {
   s->v[s->n] = NULL;
 }
 
+/* Tells the server this handler is taken (once), so it forks a replacement. */
+static int busy_fd = -1;
+static void notify_busy(void) {
+  if (busy_fd < 0) return;
+  char b = 1;
+  if (write(busy_fd, &b, 1) < 0) {
+  }
+  close(busy_fd);
+  busy_fd = -1;
+}
+
 /* One connection: read the request, run the command, relay its output, send its exit. */
 static int serve_one(int c) {
   struct strv args = {0}, envs = {0};
@@ -289,14 +315,16 @@ static int serve_one(int c) {
   size_t stdin_n = 0, total = 0;
   int64_t deadline_ms = 0;
   long uid = -1, gid = -1;
+  static struct rbuf in_buf;
+  in_buf.fd = c;
   for (;;) {
     unsigned char h[5];
-    if (read_all(c, h, 5) < 0) return 1;
+    if (rbuf_read(&in_buf, h, 5) < 0) return 1;
     uint32_t n = h[1] | (h[2] << 8) | ((uint32_t)h[3] << 16) | ((uint32_t)h[4] << 24);
     total += n;
     if (total > MAX_REQUEST_BYTES) return 1;
     char *d = malloc((size_t)n + 1);
-    if (!d || (n && read_all(c, d, n) < 0)) return 1;
+    if (!d || (n && rbuf_read(&in_buf, d, n) < 0)) return 1;
     d[n] = 0;
     switch (h[0]) {
       case 'A': strv_push(&args, d); break;
@@ -345,6 +373,8 @@ go:
     dprintf(2, "pyro: %s: %s\n", args.v[0], e == ENOENT ? "not found" : strerror(e));
     _exit(e == ENOENT ? 127 : 126);
   }
+  /* The command runs: only now is the server told (its fork would compete with the exec). */
+  notify_busy();
   close(out[1]);
   close(err[1]);
   if (in[0] >= 0) close(in[0]);
@@ -478,11 +508,10 @@ static pid_t spare_handler(int fd, int busy_w) {
     if (errno != EINTR) usleep(10000);
   }
   close(fd);
-  char b = 1;
-  if (write(busy_w, &b, 1) < 0) {
-  }
-  close(busy_w);
-  _exit(serve_one(c));
+  busy_fd = busy_w;
+  int rc = serve_one(c);
+  notify_busy();
+  _exit(rc);
 }
 
 static void serve(int fd) {
