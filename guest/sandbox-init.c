@@ -360,8 +360,13 @@ go:
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
+    /* A vfork child shares the handler's memory: no stdio or malloc here, only a stack
+     * buffer and write(2). */
+    char msg[512];
     if (cwd && chdir(cwd) != 0) {
-      dprintf(2, "pyro: cannot enter %s: %s\n", cwd, strerror(errno));
+      int n = snprintf(msg, sizeof msg, "pyro: cannot enter %s: %s\n", cwd, strerror(errno));
+      if (write(2, msg, n > 0 && n < (int)sizeof msg ? (size_t)n : sizeof msg - 1) < 0) {
+      }
       _exit(126);
     }
     if (gid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0)) _exit(126);
@@ -370,7 +375,9 @@ go:
     environ = envs.v;
     execvpe(args.v[0], args.v, envs.v);
     int e = errno;
-    dprintf(2, "pyro: %s: %s\n", args.v[0], e == ENOENT ? "not found" : strerror(e));
+    int n = snprintf(msg, sizeof msg, "pyro: %s: %s\n", args.v[0], e == ENOENT ? "not found" : strerror(e));
+    if (write(2, msg, n > 0 && n < (int)sizeof msg ? (size_t)n : sizeof msg - 1) < 0) {
+    }
     _exit(e == ENOENT ? 127 : 126);
   }
   /* The command runs: only now is the server told (its fork would compete with the exec). */

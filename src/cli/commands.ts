@@ -85,7 +85,32 @@ export function reportError(io: CliIo, e: unknown, json: boolean): void {
 }
 
 /** Adds one CLI command per operation, with flags derived from its input schema. */
-export function addOperationCommands(program: Command, getRuntime: () => Runtime, io: CliIo): void {
+/**
+ * The operation a command line names (`["workspace", "exec"]` for `pyro workspace exec WS --
+ * …`), when it names one exactly and asks for no help: then only that command need be built.
+ */
+export function operationPathOf(argv: readonly string[]): string[] | undefined {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--" || a === "--help" || a === "-h" || a === "help") break;
+    if (a === "--remote") i++;
+    else if (!a.startsWith("-")) words.push(a);
+  }
+  let found: string[] | undefined;
+  for (const o of OPERATIONS as unknown as Operation[])
+    if (o.cli.path.every((p, i) => words[i] === p) && (!found || o.cli.path.length > found.length))
+      found = o.cli.path;
+  if (argv.includes("--help") || argv.includes("-h")) return undefined;
+  return found;
+}
+
+export function addOperationCommands(
+  program: Command,
+  getRuntime: () => Runtime,
+  io: CliIo,
+  only?: readonly string[],
+): void {
   const groups = new Map<string, Command>([["", program]]);
   const groupHelp: Record<string, string> = {
     env: "Manage sandbox environments (root filesystems)",
@@ -108,6 +133,8 @@ export function addOperationCommands(program: Command, getRuntime: () => Runtime
   };
 
   for (const o of OPERATIONS as unknown as Operation[]) {
+    // Building ~50 commands costs a few ms of every call: one will do when argv names it.
+    if (only && o.cli.path.join(" ") !== only.join(" ")) continue;
     const parent = groupFor(o.cli.path.slice(0, -1));
     const cmd = parent
       .command(o.cli.path[o.cli.path.length - 1]!)

@@ -1,13 +1,25 @@
 #!/usr/bin/env node
 import { Command, CommanderError, type ErrorOptions } from "commander";
+import * as z from "zod";
 import { isPyroError, PyroError } from "../errors.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
-import { addOperationCommands, type CliIo, EXIT, exitCodeFor, reportError } from "./commands.js";
+import {
+  addOperationCommands,
+  type CliIo,
+  EXIT,
+  exitCodeFor,
+  operationPathOf,
+  reportError,
+} from "./commands.js";
 import { addHostCommands } from "./host.js";
 import { addTokenCommands } from "./token.js";
+
+// One process per command: zod's generated parsers (compiled on first parse) would cost more
+// than they save. The SDK and MCP server, which live long, keep them.
+z.config({ jitless: true });
 
 /** The command whose parse failed last, so a usage error can point at its --help. */
 let failedCommand: Command | undefined;
@@ -70,6 +82,9 @@ interface ServeFlags {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // A reader that went away (`pyro run --help | head -3`) ends nothing but our writes: no
+  // stack trace. (A command's live output has its own handler, which ends the command.)
+  process.stdout.on("error", () => undefined);
   const abort = new AbortController();
   let interrupted = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -143,7 +158,12 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   );
   // Reaping runs in a detached `pyro vm reap`, never on this command's path.
   const detachedReap = [process.execPath, process.argv[1]!, "vm", "reap", "--json"];
-  addOperationCommands(program, () => (runtime ??= new Runtime({ detachedReap })), io);
+  addOperationCommands(
+    program,
+    () => (runtime ??= new Runtime({ detachedReap })),
+    io,
+    operationPathOf(argv.slice(2)),
+  );
   addHostCommands(program, io);
   addTokenCommands(program, io);
   const mcp = program.command("mcp").description("Model Context Protocol server");
