@@ -580,9 +580,10 @@ static int cmd_idle(int argc, char **argv) {
     else server = start_server(lfd);
     /* The sandbox's first program costs more than later ones (the sentry reads the loader
      * and libc from the image for the first time): paid now, before any command waits. */
+    /* Not waited for here: the loop below reaps it, and reads the expiry file right away. */
     char *warm[] = {"true", NULL};
     pid_t w;
-    if (posix_spawnp(&w, "true", NULL, NULL, warm, environ) == 0) waitpid(w, NULL, 0);
+    posix_spawnp(&w, "true", NULL, NULL, warm, environ);
   }
   int seen = 0, gone = 0;
   for (;;) {
