@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
+import { Pyro } from "../../src/index.js";
 import {
   CLI,
   REPO,
@@ -170,7 +171,7 @@ test("workspace create claims a pool slot and seeds it; the workspace works like
   );
 });
 
-test("a claimed slot is replaced by the detached fill; other settings are never served from the pool", async (t) => {
+test("a claimed slot is replaced by the detached fill, which the SDK then takes; other settings are never served from the pool", async (t) => {
   await withGvisorState(
     t,
     guarded(async ({ env, stateDir }) => {
@@ -194,9 +195,13 @@ test("a claimed slot is replaced by the detached fill; other settings are never 
       }
       assert.equal(now.length, 1, "topped up to PYRO_POOL_SIZE again");
       assert.notEqual(now[0], slot, "with a new slot: a claimed one is never handed out again");
-      for (const w of [other.json.workspace_id, ws.json.workspace_id])
+      // The SDK (as the MCP server) creates through the same manager: it takes the new slot.
+      const sdk = await new Pyro({ env: { ...env, PYRO_POOL_SIZE: "1" } }).createWorkspace({});
+      assert.equal(sdk.id, now[0]);
+      for (const w of [other.json.workspace_id, ws.json.workspace_id, sdk.id])
         assert.equal((await runCli(["workspace", "delete", w], { env })).code, 0);
       await assertGone(stateDir, ws.json.workspace_id);
+      await assertGone(stateDir, sdk.id);
     }),
     POOL,
   );
