@@ -21,7 +21,9 @@
  *     and SDK runInVm from a warm pool vs raw `runsc run`, memory per pooled sandbox).
  *   - snapshots: snapshot and reset of a 10 MB / 1000-file workspace with 10 changed files,
  *     the host disk each snapshot took, and a fork of it into 5 workspaces.
- * BENCH_ONLY=roundtrip, BENCH_ONLY=speed or BENCH_ONLY=snapshots runs only those rows.
+ *   - workspaces from the warm pool (bench/wspool.ts): `workspace create` with a 10-file seed
+ *     from a `#ws` pool slot vs fresh, CLI and SDK, beside `cp -a` of the seed.
+ * BENCH_ONLY=roundtrip, speed, snapshots or wspool runs only those rows.
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -39,6 +41,7 @@ import { resolvePaths } from "../src/paths.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
 import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
+import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
@@ -110,6 +113,14 @@ async function main(): Promise<void> {
     await roundTrip(pyro, env, runscBin, paths, add);
     printRows(rows, N);
     printRoundTrip(rows);
+    await rm(stateDir, { recursive: true, force: true });
+    return;
+  }
+  if (only === "wspool") {
+    await benchWorkspacePool(N, env, add);
+    printRows(rows, N);
+    console.log("\nratios:");
+    printWorkspacePoolRatios(rows);
     await rm(stateDir, { recursive: true, force: true });
     return;
   }

@@ -153,6 +153,13 @@ export interface Engine {
   /** Moves the expiry the sandbox enforces on itself (see SandboxSpec.expiresAt). */
   setExpiry?(handle: SandboxHandle, expiresAt: string): Promise<void>;
   /**
+   * The handle of a running sandbox whose directory (sandboxDir, and workspaceDir beside it)
+   * was renamed as a whole: every host path in it rewritten. Engines whose sandbox keeps
+   * working across such a rename (gVisor: its gofer holds the bound directories open) have
+   * it; the warm pool hands workspace slots out this way (src/pool/workspace-pool.ts).
+   */
+  relocate?(handle: SandboxHandle, from: string, to: string): SandboxHandle;
+  /**
    * Ends every process of the sandbox and frees its memory, keeping what `create` with
    * `restart: true` boots again (QEMU: the disk). Idempotent; absent means `destroy` does it.
    */

@@ -11,6 +11,7 @@ export const PoolKeyStatus = z.object({
   vcpu_count: z.number().int(),
   mem_mib: z.number().int(),
   network: z.boolean(),
+  workspace: z.boolean(),
   configured: z.boolean(),
   ready: z.number().int(),
   in_use: z.number().int(),
@@ -31,7 +32,7 @@ export const PoolDrainResult = z.object({ destroyed: z.number().int(), in_use: z
 
 const POOL_ENV =
   "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 0: off), " +
-  "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net], default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
+  "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net] for runs, ENV[#VCPUxMEM]#ws for workspace create, default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
 
 const poolOf = (rt: Runtime) => new WarmPool(rt.paths, rt.envs, rt.env);
 
@@ -44,14 +45,18 @@ export const POOL_OPERATIONS = [
     name: "pool_status",
     sdk: "poolStatus",
     title: "Show the warm pool",
-    description: `The warm pool of pre-started gVisor sandboxes vm_run takes from: per key, how many are ready, in use and waiting to be destroyed, and the memory (RSS) of a ready one. ${POOL_ENV}`,
+    description: `The warm pool of pre-started gVisor sandboxes vm_run (and, for #ws keys, workspace_create) takes from: per key, how many are ready, in use and waiting to be destroyed, and the memory (RSS) of a ready one. ${POOL_ENV}`,
     input: EmptyInput,
     result: PoolStatusResult,
     mcp: false,
     readOnly: true,
     cli: {
       path: ["pool", "status"],
-      examples: ["pyro pool status", "PYRO_POOL_SIZE=2 pyro pool status --json"],
+      examples: [
+        "pyro pool status",
+        "PYRO_POOL_SIZE=2 pyro pool status --json",
+        "PYRO_POOL_SIZE=2 PYRO_POOL_KEYS=debian:12,debian:12#ws pyro pool fill",
+      ],
     },
     handler: (rt) => poolOf(rt).status(),
   }),

@@ -7,7 +7,9 @@ import { PyroError } from "../errors.js";
  *
  *   PYRO_POOL_SIZE          ready sandboxes kept per key (default 0: off, see docs/architecture.md)
  *   PYRO_POOL_KEYS          which keys, comma-separated (default `debian:12`); a key is
- *                           `ENV[#VCPUxMEM][#net]`, e.g. `debian:12#2x2048#net`
+ *                           `ENV[#VCPUxMEM][#net]`, e.g. `debian:12#2x2048#net`, for one-shot
+ *                           runs, or `ENV[#VCPUxMEM]#ws` for `workspace create` (a
+ *                           workspace-shaped slot: disk, files/ and sandbox; see workspace-pool.ts)
  *   PYRO_POOL_IDLE_SECONDS  a ready sandbox not claimed within this stops itself (default 900)
  */
 export interface PoolKey {
@@ -15,6 +17,8 @@ export interface PoolKey {
   vcpu_count: number;
   mem_mib: number;
   network: boolean;
+  /** A workspace slot (`#ws`) rather than a one-shot run's sandbox. Absent: a run's key. */
+  workspace?: boolean;
 }
 
 export interface PoolConfig {
@@ -25,14 +29,14 @@ export interface PoolConfig {
 
 export const POOL_DEFAULTS = { size: 0, keys: "debian:12", idleSeconds: 900, vcpu: 1, mem: 1024 } as const;
 
-/** `debian:12`, `debian:12#2x2048`, `debian:12#net`, `debian:12#2x2048#net`. */
+/** `debian:12`, `debian:12#2x2048`, `debian:12#net`, `debian:12#2x2048#net`, `debian:12#ws`. */
 export function parsePoolKey(text: string): PoolKey {
   const [environment, ...rest] = text.trim().split("#");
   const bad = (why: string) =>
     new PyroError(
       "invalid_argument",
       `PYRO_POOL_KEYS: bad key ${JSON.stringify(text)} (${why})`,
-      "write keys as ENV[#VCPUxMEM][#net], comma-separated, e.g. debian:12,debian:12#2x2048#net",
+      "write keys as ENV[#VCPUxMEM][#net] (runs) or ENV[#VCPUxMEM]#ws (workspaces), comma-separated, e.g. debian:12,debian:12#2x2048#net,debian:12#ws",
     );
   if (!environment) throw bad("no environment");
   const key: PoolKey = {
@@ -47,9 +51,13 @@ export function parsePoolKey(text: string): PoolKey {
       key.vcpu_count = Number(m[1]);
       key.mem_mib = Number(m[2]);
     } else if (part === "net") key.network = true;
+    else if (part === "ws") key.workspace = true;
     else throw bad(`unknown part ${JSON.stringify(part)}`);
   }
   if (key.vcpu_count < 1 || key.mem_mib < 128) throw bad("at least 1 vCPU and 128 MiB");
+  // A workspace's network is a policy (egress rules, published ports) set up at create: the
+  // pool keeps only network-off slots, which every other policy's create does without.
+  if (key.workspace && key.network) throw bad("#ws slots have no network: drop #net");
   return key;
 }
 
@@ -58,15 +66,20 @@ export function formatPoolKey(k: PoolKey): string {
     k.vcpu_count === POOL_DEFAULTS.vcpu && k.mem_mib === POOL_DEFAULTS.mem
       ? ""
       : `#${k.vcpu_count}x${k.mem_mib}`;
-  return `${k.environment}${res}${k.network ? "#net" : ""}`;
+  return `${k.environment}${res}${k.network ? "#net" : ""}${k.workspace ? "#ws" : ""}`;
 }
 
 /** A key's directory name: a digest, since environment names hold `:` and `/`. */
 export function poolKeyId(k: PoolKey): string {
-  return createHash("sha256")
-    .update(JSON.stringify([k.environment, k.vcpu_count, k.mem_mib, k.network]))
-    .digest("hex")
-    .slice(0, 16);
+  return (
+    createHash("sha256")
+      // A run's key hashes as it always did (pools on disk keep their directory).
+      .update(
+        JSON.stringify([k.environment, k.vcpu_count, k.mem_mib, k.network, ...(k.workspace ? ["ws"] : [])]),
+      )
+      .digest("hex")
+      .slice(0, 16)
+  );
 }
 
 function intFrom(v: string | undefined, fallback: number, name: string, min: number): number {
@@ -105,7 +118,8 @@ export function keyFor(cfg: PoolConfig, want: PoolKey): PoolKey | undefined {
       k.environment === want.environment &&
       k.vcpu_count === want.vcpu_count &&
       k.mem_mib === want.mem_mib &&
-      k.network === want.network,
+      k.network === want.network &&
+      (k.workspace ?? false) === (want.workspace ?? false),
   );
 }
 

@@ -21,6 +21,7 @@ import {
   poolConfig,
   poolKeyId,
 } from "./config.js";
+import { cleanSlots, makeSlot, slotCounts, WS_SLOT_DIRS } from "./workspace-slots.js";
 
 /**
  * The warm pool, without a daemon: state on disk under `<state>/pool/`.
@@ -31,6 +32,7 @@ import {
  *   <keyid>/used/<id>.json      its command is done: to be destroyed
  *   sandboxes/<id>/             the sandboxes' engine files
  *   fill.lock                   held (pid inside) by the one process filling or cleaning
+ *   <keyid>/{slots,claiming,making,dead}/   a `#ws` key's workspace slots (workspace-slots.ts)
  *
  * A claim is one rename from ready/ to claimed/: two processes can never both win it. The
  * claimer moves the sandbox's own expiry (the init's expires_at) to its command's deadline, so
@@ -48,6 +50,8 @@ export interface PoolKeyStatus {
   vcpu_count: number;
   mem_mib: number;
   network: boolean;
+  /** A `#ws` key: slots `workspace create` takes, rather than sandboxes for one-shot runs. */
+  workspace: boolean;
   configured: boolean;
   ready: number;
   in_use: number;
@@ -79,6 +83,10 @@ export class WarmPool {
   }
   private keyDir(k: PoolKey): string {
     return join(this.root, poolKeyId(k));
+  }
+  /** For workspace-pool.ts: where a `#ws` key's slots are. */
+  keyDirOf(k: PoolKey): string {
+    return this.keyDir(k);
   }
   private sandboxDir(id: string): string {
     return join(this.root, "sandboxes", id);
@@ -125,9 +133,13 @@ export class WarmPool {
       let created = 0;
       if (opts.create !== false && this.config.size > 0)
         for (const key of this.config.keys) {
-          const have = (await readdir(join(this.keyDir(key), "ready")).catch(() => [])).length;
+          const have = (
+            await readdir(join(this.keyDir(key), key.workspace ? "slots" : "ready")).catch(() => [])
+          ).length;
           for (let i = have; i < this.config.size; i++) {
-            await this.createOne(key);
+            if (key.workspace)
+              await makeSlot(this.engine, this.envs, this.keyDir(key), key, this.config.idleSeconds);
+            else await this.createOne(key);
             created++;
           }
         }
@@ -139,7 +151,8 @@ export class WarmPool {
   async drain(timeoutMs = 60_000): Promise<{ destroyed: number; in_use: number }> {
     const r = await this.waitLocked(timeoutMs, async () => {
       const destroyed = await this.clean(true);
-      const in_use = (await this.entries()).filter((e) => e.where === "claimed").length;
+      let in_use = (await this.entries()).filter((e) => e.where === "claimed").length;
+      for (const kd of await this.keyDirs()) in_use += (await slotCounts(kd)).in_use;
       if (in_use === 0) await rm(this.root, { recursive: true, force: true });
       return { destroyed, in_use };
     });
@@ -170,6 +183,7 @@ export class WarmPool {
         s = {
           key: formatPoolKey(k),
           ...k,
+          workspace: k.workspace ?? false,
           configured,
           ready: 0,
           in_use: 0,
@@ -192,6 +206,19 @@ export class WarmPool {
       } else if (e.where === "claimed") s.in_use += 1;
       else s.pending_destroy += 1;
     }
+    for (const kd of await this.keyDirs()) {
+      const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
+      if (!key?.workspace) continue;
+      const s = statusOf(key, false);
+      const c = await slotCounts(kd);
+      s.ready += c.ready;
+      s.in_use += c.in_use;
+      s.pending_destroy += c.pending_destroy;
+      for (const id of c.readyIds) {
+        const kb = await sandboxRssKb(id);
+        if (kb > 0) rss[s.key] = [...(rss[s.key] ?? []), kb];
+      }
+    }
     for (const s of byKey.values()) {
       const xs = rss[s.key];
       if (xs?.length)
@@ -201,6 +228,12 @@ export class WarmPool {
   }
 
   // ---- internals ----
+
+  private async keyDirs(): Promise<string[]> {
+    return (await readdir(this.root).catch(() => [] as string[]))
+      .filter((kd) => /^[0-9a-f]{16}$/.test(kd))
+      .map((kd) => join(this.root, kd));
+  }
 
   private async createOne(key: PoolKey): Promise<void> {
     const env = await this.envs.ensure(key.environment);
@@ -310,17 +343,27 @@ export class WarmPool {
         await this.destroy(d.id, path);
       }),
     );
+    // Workspace slots (their own layout, see workspace-slots.ts).
+    let slotsDestroyed = 0;
+    for (const kd of await this.keyDirs()) {
+      const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
+      if (!key?.workspace) continue;
+      const unwanted = !keepUnconfigured && !configured.has(poolKeyId(key));
+      slotsDestroyed += await cleanSlots(this.engine, kd, all || unwanted);
+    }
     // Key directories with nothing left in them.
     for (const kd of await readdir(this.root).catch(() => [] as string[])) {
       if (!/^[0-9a-f]{16}$/.test(kd) || configured.has(kd) || keepUnconfigured) continue;
       const left = (
         await Promise.all(
-          ["ready", "claimed", "used"].map((w) => readdir(join(this.root, kd, w)).catch(() => [])),
+          ["ready", "claimed", "used", ...WS_SLOT_DIRS].map((w) =>
+            readdir(join(this.root, kd, w)).catch(() => []),
+          ),
         )
       ).flat();
       if (left.length === 0) await rm(join(this.root, kd), { recursive: true, force: true });
     }
-    return doomed.length;
+    return doomed.length + slotsDestroyed;
   }
 
   private async destroy(id: string, entryPath: string): Promise<void> {
@@ -376,7 +419,9 @@ export async function sandboxRssKb(id: string): Promise<number> {
   for (const pid of await readdir("/proc").catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (!cmd.startsWith("runsc") || !cmd.includes(`/sandboxes/${id}/`)) continue;
+    // A run's sandbox is under sandboxes/<id>/, a workspace slot's under <id>/sandbox/.
+    if (!cmd.startsWith("runsc") || !(cmd.includes(`/sandboxes/${id}/`) || cmd.includes(`/${id}/sandbox/`)))
+      continue;
     const st = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
     total += Number(/VmRSS:\s+(\d+)/.exec(st)?.[1] ?? 0);
   }

@@ -31,6 +31,7 @@ import { commandFields, finishRecording, streamInto } from "../output/command.js
 import { CommandRecorder, type StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import { outputFields, snapshotOf } from "../output/view.js";
+import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
 import type { ProjectSeed } from "../project/source.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
@@ -455,16 +456,13 @@ export class WorkspaceManager {
     if (name) await this.checkNameFree(name);
     const labels = checkLabels(input.labels ?? {});
     const net = await networkFromInput(input);
-    const id = newId("ws");
-    const dir = this.dir(id);
-    const filesDir = join(dir, "files");
-    const sandboxDir = join(dir, "sandbox");
+    const freshId = newId("ws");
     // Intent first: the record exists (state `creating`, this process as owner) before any
     // file or sandbox does, so whatever moment this process dies at, list/status/delete and
     // the reaper find what it left.
     const rec: WorkspaceRecord = {
       ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
-      workspace_id: id,
+      workspace_id: freshId,
       name,
       labels,
       environment: input.environment,
@@ -500,16 +498,34 @@ export class WorkspaceManager {
         origin_url: project?.origin.url ?? null,
       },
     };
-    let handle: SandboxHandle | undefined;
+    // The warm pool (src/pool/workspace-pool.ts): a pre-started slot of these settings becomes
+    // this workspace, renamed into place with this record (intent) already written in it.
+    const slot = fill
+      ? undefined
+      : await claimWorkspaceSlot(this.d, engine, input, net, (slotId, slotDir) =>
+          writeJsonAtomic(join(slotDir, "workspace.json"), { ...rec, workspace_id: slotId }),
+        );
+    const id = slot?.id ?? freshId;
+    rec.workspace_id = id;
+    const dir = this.dir(id);
+    const filesDir = join(dir, "files");
+    const sandboxDir = join(dir, "sandbox");
+    let handle: SandboxHandle | undefined = slot?.handle;
     let baseline: Promise<void> | undefined;
     let filling: Promise<void> | undefined;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await this.records.write(id, rec);
-      // Only gVisor shares files/ with the guest; a microVM's /workspace is on its own disk.
-      rec.disk_enforced = (
-        await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
-      ).disk_enforced;
+      if (slot) {
+        ctx.onProgress?.({ message: "took a pre-started sandbox from the warm pool" });
+        rec.disk_enforced = slot.disk_enforced;
+        await engine.setExpiry?.(slot.handle, rec.expires_at);
+      } else {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await this.records.write(id, rec);
+        // Only gVisor shares files/ with the guest; a microVM's /workspace is on its own disk.
+        rec.disk_enforced = (
+          await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
+        ).disk_enforced;
+      }
       // A fork's files are written while its sandbox starts, like the baseline below.
       if (fill) {
         filling = fill.into(filesDir, ctx.signal);
@@ -536,20 +552,22 @@ export class WorkspaceManager {
       baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine.name, ctx.signal);
       baseline.catch(() => undefined);
       ctx.signal?.throwIfAborted();
-      ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
-      handle = await engine.create({
-        id,
-        environment: input.environment,
-        rootfs: env.rootfs,
-        sandboxDir,
-        workspaceDir: filesDir,
-        vcpuCount: input.vcpu_count,
-        memMib: input.mem_mib,
-        network: rec.network,
-        net,
-        expiresAt: rec.expires_at,
-        ...userOf(env.runtime),
-      });
+      if (!handle) {
+        ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
+        handle = await engine.create({
+          id,
+          environment: input.environment,
+          rootfs: env.rootfs,
+          sandboxDir,
+          workspaceDir: filesDir,
+          vcpuCount: input.vcpu_count,
+          memMib: input.mem_mib,
+          network: rec.network,
+          net,
+          expiresAt: rec.expires_at,
+          ...userOf(env.runtime),
+        });
+      }
       await filling;
       await baseline;
       if (!fill) await baselineAfterStart(dir, engine.name);

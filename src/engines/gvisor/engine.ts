@@ -133,6 +133,23 @@ export class GvisorEngine implements Engine {
     await writeExpiry(String(handle.data.ctlDir), expiresAt);
   }
 
+  /**
+   * Every host path under `from` rewritten to `to`. runsc itself keeps no path it uses after
+   * start (measured: exec, kill and delete work after the rename; the guest sees host writes
+   * to the moved files/ and run/, and the init reads the moved ctl/expires_at).
+   */
+  relocate(handle: SandboxHandle, from: string, to: string): SandboxHandle {
+    const move = (v: unknown): unknown =>
+      typeof v === "string" && (v === from || v.startsWith(`${from}/`)) ? to + v.slice(from.length) : v;
+    const data = Object.fromEntries(Object.entries(handle.data).map(([k, v]) => [k, move(v)]));
+    return {
+      ...handle,
+      sandboxDir: move(handle.sandboxDir) as string,
+      ...(handle.workspaceDir ? { workspaceDir: move(handle.workspaceDir) as string } : {}),
+      data,
+    };
+  }
+
   private async flagsFor(network: boolean, execChannel = false): Promise<RunscFlags> {
     // Without root there is no namespace of pyro's to give runsc: refused before anything runs.
     if (network && runscRootless())
