@@ -120,7 +120,7 @@ export function addOperationCommands(
     "workspace sync": "Copy host files into a workspace",
     "workspace file": "Files in a workspace: list, read, write, edit",
     "workspace patch": "Apply a unified diff in a workspace",
-    pool: "The warm pool of pre-started sandboxes vm_run and workspace create take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
+    pool: "The warm pool of pre-started sandboxes vm_run and workspace create take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net][#qemu] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
   };
   const groupFor = (path: string[]): Command => {
     const key = path.join(" ");

@@ -32,7 +32,7 @@ export const PoolDrainResult = z.object({ destroyed: z.number().int(), in_use: z
 
 const POOL_ENV =
   "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 0: off), " +
-  "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net] for runs, ENV[#VCPUxMEM]#ws for workspace create, default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
+  "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net][#qemu] for runs, #qemu meaning booted QEMU microVMs for PYRO_ENGINE=qemu; ENV[#VCPUxMEM]#ws for workspace create; default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
 
 const poolOf = (rt: Runtime) => new WarmPool(rt.paths, rt.envs, rt.env);
 

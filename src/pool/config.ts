@@ -9,7 +9,9 @@ import { PyroError } from "../errors.js";
  *   PYRO_POOL_KEYS          which keys, comma-separated (default `debian:12`); a key is
  *                           `ENV[#VCPUxMEM][#net]`, e.g. `debian:12#2x2048#net`, for one-shot
  *                           runs, or `ENV[#VCPUxMEM]#ws` for `workspace create` (a
- *                           workspace-shaped slot: disk, files/ and sandbox; see workspace-pool.ts)
+ *                           workspace-shaped slot: disk, files/ and sandbox; see workspace-pool.ts);
+ *                           `#qemu` keeps microVMs (booted from the snapshot, agent answering)
+ *                           for runs under the QEMU engine (PYRO_ENGINE=qemu)
  *   PYRO_POOL_IDLE_SECONDS  a ready sandbox not claimed within this stops itself (default 900)
  */
 export interface PoolKey {
@@ -19,6 +21,8 @@ export interface PoolKey {
   network: boolean;
   /** A workspace slot (`#ws`) rather than a one-shot run's sandbox. Absent: a run's key. */
   workspace?: boolean;
+  /** `#qemu`: microVMs for runs under the QEMU engine. Absent: gVisor. */
+  engine?: "qemu";
 }
 
 export interface PoolConfig {
@@ -52,12 +56,15 @@ export function parsePoolKey(text: string): PoolKey {
       key.mem_mib = Number(m[2]);
     } else if (part === "net") key.network = true;
     else if (part === "ws") key.workspace = true;
+    else if (part === "qemu") key.engine = "qemu";
     else throw bad(`unknown part ${JSON.stringify(part)}`);
   }
   if (key.vcpu_count < 1 || key.mem_mib < 128) throw bad("at least 1 vCPU and 128 MiB");
   // A workspace's network is a policy (egress rules, published ports) set up at create: the
   // pool keeps only network-off slots, which every other policy's create does without.
   if (key.workspace && key.network) throw bad("#ws slots have no network: drop #net");
+  // Workspace slots are moved into place with the sandbox running (relocate): gVisor only.
+  if (key.workspace && key.engine === "qemu") throw bad("#ws slots are gVisor sandboxes: drop #qemu");
   return key;
 }
 
@@ -66,7 +73,7 @@ export function formatPoolKey(k: PoolKey): string {
     k.vcpu_count === POOL_DEFAULTS.vcpu && k.mem_mib === POOL_DEFAULTS.mem
       ? ""
       : `#${k.vcpu_count}x${k.mem_mib}`;
-  return `${k.environment}${res}${k.network ? "#net" : ""}${k.workspace ? "#ws" : ""}`;
+  return `${k.environment}${res}${k.network ? "#net" : ""}${k.workspace ? "#ws" : ""}${k.engine === "qemu" ? "#qemu" : ""}`;
 }
 
 /** A key's directory name: a digest, since environment names hold `:` and `/`. */
@@ -75,7 +82,14 @@ export function poolKeyId(k: PoolKey): string {
     createHash("sha256")
       // A run's key hashes as it always did (pools on disk keep their directory).
       .update(
-        JSON.stringify([k.environment, k.vcpu_count, k.mem_mib, k.network, ...(k.workspace ? ["ws"] : [])]),
+        JSON.stringify([
+          k.environment,
+          k.vcpu_count,
+          k.mem_mib,
+          k.network,
+          ...(k.workspace ? ["ws"] : []),
+          ...(k.engine === "qemu" ? ["qemu"] : []),
+        ]),
       )
       .digest("hex")
       .slice(0, 16)
@@ -119,7 +133,8 @@ export function keyFor(cfg: PoolConfig, want: PoolKey): PoolKey | undefined {
       k.vcpu_count === want.vcpu_count &&
       k.mem_mib === want.mem_mib &&
       k.network === want.network &&
-      (k.workspace ?? false) === (want.workspace ?? false),
+      (k.workspace ?? false) === (want.workspace ?? false) &&
+      (k.engine ?? "gvisor") === (want.engine ?? "gvisor"),
   );
 }
 

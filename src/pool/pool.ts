@@ -81,6 +81,13 @@ export class WarmPool {
     this.engineCache ??= engineByName("gvisor", this.paths, this.env)!;
     return this.engineCache;
   }
+  private qemuCache: Engine | undefined;
+  /** The engine a key's sandboxes run on: gVisor, or QEMU for `#qemu` keys. */
+  private engineOf(key: PoolKey | undefined): Engine {
+    if (key?.engine !== "qemu") return this.engine;
+    this.qemuCache ??= engineByName("qemu", this.paths, this.env)!;
+    return this.qemuCache;
+  }
   private keyDir(k: PoolKey): string {
     return join(this.root, poolKeyId(k));
   }
@@ -241,7 +248,7 @@ export class WarmPool {
     const sandboxDir = this.sandboxDir(id);
     await mkdir(sandboxDir, { recursive: true, mode: 0o700 });
     const idle = new Date(Date.now() + this.config.idleSeconds * 1000).toISOString();
-    const handle = await this.engine.create({
+    const handle = await this.engineOf(key).create({
       id,
       environment: key.environment,
       rootfs: env.rootfs,
@@ -370,8 +377,13 @@ export class WarmPool {
     const dir = this.sandboxDir(id);
     const entry = entryPath ? await readJson<PoolEntry>(entryPath).catch(() => undefined) : undefined;
     try {
-      if (entry?.handle) await this.engine.destroy(entry.handle);
-      else await this.engine.removeOrphan(id, dir);
+      if (entry?.handle) await this.engineOf(entry.key).destroy(entry.handle);
+      else {
+        // No entry (a fill killed mid-create): whichever engine it was, nothing of it stays.
+        await this.engine.removeOrphan(id, dir);
+        if (existsSync(join(dir, "disk.qcow2")) || existsSync(join(dir, "qemu.log")))
+          await this.engineOf({ engine: "qemu" } as PoolKey).removeOrphan(id, dir);
+      }
     } catch {
       return; // left for the next clean
     }
@@ -413,15 +425,21 @@ function cliPath(): string | undefined {
   return undefined;
 }
 
-/** RSS (KiB) of the host processes of pool sandbox `id`: runsc's sandbox and gofer. */
+/** RSS (KiB) of the host processes of pool sandbox `id`: runsc's sandbox and gofer, or qemu. */
 export async function sandboxRssKb(id: string): Promise<number> {
   let total = 0;
   for (const pid of await readdir("/proc").catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     // A run's sandbox is under sandboxes/<id>/, a workspace slot's under <id>/sandbox/.
-    if (!cmd.startsWith("runsc") || !(cmd.includes(`/sandboxes/${id}/`) || cmd.includes(`/${id}/sandbox/`)))
-      continue;
+    // A QEMU entry's process is qemu itself (its disk and sockets are in the same directory).
+    const prog =
+      cmd
+        .slice(0, cmd.indexOf("\0") >>> 0)
+        .split("/")
+        .pop() ?? "";
+    const ours = prog.startsWith("runsc") || prog.startsWith("qemu-system");
+    if (!ours || !(cmd.includes(`/sandboxes/${id}/`) || cmd.includes(`/${id}/sandbox/`))) continue;
     const st = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
     total += Number(/VmRSS:\s+(\d+)/.exec(st)?.[1] ?? 0);
   }

@@ -38,8 +38,9 @@ export function poolableRun(input: Record<string, unknown>): boolean {
 const INIT_GRACE_MS = 1_500;
 
 /**
- * vm_run from the warm pool: when a pool is kept for the run's settings (gVisor only) and a
- * ready sandbox is there, the command runs in it with `runsc exec` (no sandbox start on the
+ * vm_run from the warm pool: when a pool is kept for the run's settings (gVisor, or QEMU for
+ * `#qemu` keys) and a ready sandbox is there, the command runs in it with the engine's exec
+ * (the init's exec channel; QEMU's guest agent) (no sandbox or VM start on the
  * path), the sandbox is then given up (never reused) and a detached `pyro pool fill` destroys
  * it and tops the pool up. Undefined when the pool has nothing for this run: the caller
  * starts a fresh sandbox as always (and a fill is started for next time).
@@ -52,7 +53,7 @@ export async function runFromPool(
   ctx: CallContext,
   recorder: (vmId: string) => Promise<CommandRecorder>,
 ): Promise<RunResultT | undefined> {
-  if (engine.name !== "gvisor") return undefined;
+  if (engine.name !== "gvisor" && engine.name !== "qemu") return undefined;
   if (!poolableRun(input)) return undefined;
   let pool: WarmPool;
   try {
@@ -65,6 +66,7 @@ export async function runFromPool(
     vcpu_count: input.vcpu_count,
     mem_mib: input.mem_mib,
     network: input.network,
+    ...(engine.name === "qemu" ? { engine: "qemu" as const } : {}),
   });
   if (!key) return undefined;
   const timeoutMs = input.timeout_seconds * 1000;

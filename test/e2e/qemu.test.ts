@@ -380,3 +380,45 @@ test("a QEMU workspace past its TTL is stopped by its watchdog with no pyro proc
     assert.equal((await runCli(["workspace", "delete", c.json.workspace_id], { env })).code, 0);
   });
 });
+
+test("a #qemu pool keeps booted microVMs: runs claim one (boot_ms 0), never share it, drain leaves none", async (t) => {
+  await withState(
+    t,
+    async ({ env, stateDir }) => {
+      const fill = await runCliJson<{ created: number }>(["pool", "fill", "--json"], {
+        env,
+        timeoutMs: 150_000,
+      });
+      assert.equal(fill.code, 0, fill.stderr);
+      assert.equal(fill.json.created, 2);
+      const st = await runCliJson<{
+        keys: { key: string; ready: number; rss_mib_per_ready: number | null }[];
+      }>(["pool", "status", "--json"], { env });
+      assert.equal(st.json.keys[0]!.key, "debian:12#qemu");
+      assert.equal(st.json.keys[0]!.ready, 2);
+      assert.ok((st.json.keys[0]!.rss_mib_per_ready ?? 0) > 0, "the VMs' memory is measured");
+      const runs = await Promise.all(
+        [1, 2].map(() =>
+          runCliJsonGuest<RunJson & { vm_id: string }>(
+            ["run", "debian:12", "--", "sh", "-c", "ls /tmp | wc -l"],
+            {
+              env,
+              timeoutMs: 60_000,
+            },
+          ),
+        ),
+      );
+      for (const r of runs) {
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.json.execution_mode, "qemu");
+        assert.equal(r.json.boot_ms, 0, "no VM was booted or restored for it");
+        assert.equal(r.json.stdout, "0\n", "a fresh /tmp");
+      }
+      assert.notEqual(runs[0]!.json.vm_id, runs[1]!.json.vm_id);
+      const drain = await runCliJson<{ destroyed: number }>(["pool", "drain", "--json"], { env });
+      assert.equal(drain.json.destroyed, 2);
+      assert.equal(existsSync(join(stateDir, "pool")), false);
+    },
+    { PYRO_POOL_SIZE: "2", PYRO_POOL_KEYS: "debian:12#qemu", PYRO_POOL_TOPUP: "0" },
+  );
+});

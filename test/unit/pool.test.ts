@@ -92,3 +92,16 @@ test("poolableRun: only runs that ask for nothing a pooled sandbox lacks", () =>
   assert.equal(poolableRun({ ...base, publish_ports: [8080] }), false);
   assert.equal(poolableRun({ ...base, network_policy: "egress" }), false);
 });
+
+test("#qemu keys: parsed, formatted back, hashed apart from gVisor's, matched by engine", () => {
+  const q = parsePoolKey("debian:12#2x2048#qemu");
+  assert.equal(q.engine, "qemu");
+  assert.equal(formatPoolKey(q), "debian:12#2x2048#qemu");
+  const g = parsePoolKey("debian:12#2x2048");
+  assert.notEqual(poolKeyId(q), poolKeyId(g));
+  const cfg = { size: 1, keys: [q], idleSeconds: 900 };
+  const want = { environment: "debian:12", vcpu_count: 2, mem_mib: 2048, network: false };
+  assert.equal(keyFor(cfg, want), undefined, "a gVisor run does not take a microVM");
+  assert.deepEqual(keyFor(cfg, { ...want, engine: "qemu" }), q);
+  assert.throws(() => parsePoolKey("debian:12#ws#qemu"), /#ws slots are gVisor sandboxes/);
+});
