@@ -23,7 +23,7 @@
  *     the host disk each snapshot took, and a fork of it into 5 workspaces.
  *   - workspaces from the warm pool (bench/wspool.ts): `workspace create` with a 10-file seed
  *     from a `#ws` pool slot vs fresh, CLI and SDK, beside `cp -a` of the seed.
- * BENCH_ONLY=roundtrip, speed, snapshots or wspool runs only those rows.
+ * BENCH_ONLY=roundtrip, speed, snapshots or wspool runs only those rows (the full run has all).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -191,6 +191,7 @@ async function main(): Promise<void> {
   for (const id of created) await pyro.deleteWorkspace(id);
 
   const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
+  await benchWorkspacePool(N, env, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
   const snapDisk = await snapshotBench(pyro, add);
@@ -214,6 +215,18 @@ async function main(): Promise<void> {
     await qws.exec(["true"]);
     for (let i = 0; i < N; i++) execRow.samples.push(await timeIt(() => qws.exec(["true"])));
     await qws.delete();
+    // The #qemu pool: `pyro run -- true` (CLI) from a booted VM vs restoring the snapshot.
+    const qRun = { name: "qemu pyro run true (CLI, snapshot restore)", samples: [] as number[] };
+    const qPool = { name: "qemu pyro run true (CLI, warm #qemu pool)", samples: [] as number[] };
+    qemuRows.push(qRun, qPool);
+    const qpEnv = { ...qenv, PYRO_POOL_SIZE: "1", PYRO_POOL_KEYS: "debian:12#qemu", PYRO_POOL_TOPUP: "0" };
+    const qp = new Pyro({ env: qpEnv });
+    for (let i = 0; i < Math.min(N, 5); i++) {
+      qRun.samples.push(await timeProcess(process.execPath, [CLI, "run", "debian:12", "--", "true"], qenv));
+      await qp.fillPool();
+      qPool.samples.push(await timeProcess(process.execPath, [CLI, "run", "debian:12", "--", "true"], qpEnv));
+    }
+    await qp.drainPool();
     rows.push(...qemuRows);
   }
   const ociRows: { name: string; samples: number[] }[] = [];
@@ -256,11 +269,13 @@ async function main(): Promise<void> {
       "  (rootless rows skipped: run the bench as root so it can make a user, or BENCH_ROOTLESS=0)",
     );
   if (qemuRows.length) {
-    const [c, r] = qemuRows;
+    const [c, r, , qr, qp] = qemuRows;
     console.log(`  qemu restore / cold boot          ${(med[r!.name]! / med[c!.name]!).toFixed(2)}x`);
+    console.log(`  qemu CLI run, #qemu pool / restore ${(med[qp!.name]! / med[qr!.name]!).toFixed(2)}x`);
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
   printRoundTrip(rows);
   printSpeedRatios(rows, speedPool);
+  printWorkspacePoolRatios(rows);
   printSnapshots(rows, snapDisk);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
