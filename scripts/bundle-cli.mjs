@@ -165,10 +165,13 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
           const tmp = \`\${cachePath}.\${process.pid}.tmp\`;
           writeFileSync(tmp, script.createCachedData());
           renameSync(tmp, cachePath);
-          // Caches of earlier builds of this bundle are never valid again.
-          const prefix = name.replace(/\\.cjs$/, "") + "-";
+          // Caches of earlier builds of this bundle are never valid again ("pyro-v…" must not
+          // match "pyro-mcp-v…"), nor are caches of bundles that no longer exist.
+          const prefix = name.replace(/\\.cjs$/, "") + "-v";
+          const known = /^(pyro|pyro-mcp|pyro-demo|pyro-mcp-client|pyro-fast)-v/;
           for (const f of readdirSync(dirname(cachePath)))
-            if (f.startsWith(prefix) && join(dirname(cachePath), f) !== cachePath) unlinkSync(join(dirname(cachePath), f));
+            if ((f.startsWith(prefix) || !known.test(f)) && join(dirname(cachePath), f) !== cachePath)
+              unlinkSync(join(dirname(cachePath), f));
         } catch {}
       });
     }

@@ -9,10 +9,13 @@ export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): {
   done: () => void;
 } {
   const tty = stream.isTTY === true;
+  // PYRO_QUIET=1: scripts that want stderr for the command's own output get nothing of ours.
+  const quiet = process.env.PYRO_QUIET === "1";
   let shown = false;
   const started = Date.now();
   return {
     update(p) {
+      if (quiet) return;
       const secs = ((Date.now() - started) / 1000).toFixed(0);
       const line = `pyro: [${secs}s] ${p.message}`;
       if (tty) {
