@@ -259,6 +259,15 @@ export class WarmPool {
       expiresAt: idle,
       ...userOf(env.runtime),
     });
+    // One command through the same path a claimer's takes, then a moment for the sandbox's
+    // init to fork its replacement handler: the first command of a new sandbox costs more
+    // (the sentry's first vfork/exec from a handler), paid here instead of by a claimer.
+    if (typeof handle.data.execSocket === "string") {
+      await this.engineOf(key)
+        .exec(handle, { argv: ["true"], timeoutMs: 10_000 })
+        .catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 150));
+    }
     const dir = this.keyDir(key);
     for (const d of ["ready", "claimed", "used"]) await mkdir(join(dir, d), { recursive: true });
     await writeJsonAtomic(join(dir, "key.json"), key);
