@@ -80,9 +80,15 @@ export async function pruneOneShotOutputs(paths: PyroPaths, now = Date.now()): P
     if (st) runs.set(id, Math.max(runs.get(id) ?? 0, st.mtimeMs));
   }
   const newestFirst = [...runs.entries()].sort((a, b) => b[1] - a[1]);
+  // At the count limit, down to a tenth below it: the scan above (a stat per file) then
+  // comes once per ~10 runs, not before every run of a busy state dir.
+  const keep =
+    newestFirst.length >= ONESHOT_RETENTION.runs - 1
+      ? ONESHOT_RETENTION.runs - Math.ceil(ONESHOT_RETENTION.runs / 10)
+      : ONESHOT_RETENTION.runs - 1;
   for (const [i, [id, mtime]] of newestFirst.entries()) {
-    // One slot is left for the run about to start.
-    if (i < ONESHOT_RETENTION.runs - 1 && now - mtime <= ONESHOT_RETENTION.maxAgeMs) continue;
+    // At least one slot is left for the run about to start.
+    if (i < keep && now - mtime <= ONESHOT_RETENTION.maxAgeMs) continue;
     for (const s of ["stdout", "stderr"]) await rm(join(paths.outputsDir, `${id}.${s}`), { force: true });
   }
 }

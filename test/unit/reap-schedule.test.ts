@@ -61,3 +61,29 @@ test("one-shot output pruning stats the files at most once a minute per outputs 
     assert.deepEqual(await readdir(stale.outputsDir), [".age-checked"], "a 48 h old output goes");
   }
 });
+
+test("at the count limit one-shot outputs are pruned a tenth below it, so the next runs skip the scan", async () => {
+  const { ONESHOT_RETENTION, pruneOneShotOutputs } = await import("../../src/output/store.js");
+  const { mkdir, utimes, writeFile, readdir } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const outputsDir = join(await tempDir("pyro-outputs-"), "outputs");
+  await mkdir(outputsDir);
+  const now = Date.now();
+  for (let i = 0; i < ONESHOT_RETENTION.runs; i++) {
+    const id = `vm_${i.toString(16).padStart(16, "0")}`;
+    for (const s of ["stdout", "stderr"]) {
+      await writeFile(join(outputsDir, `${id}.${s}`), "x");
+      const at = new Date(now - (ONESHOT_RETENTION.runs - i) * 1000); // higher i = newer
+      await utimes(join(outputsDir, `${id}.${s}`), at, at);
+    }
+  }
+  const dir = { outputsDir } as Parameters<typeof pruneOneShotOutputs>[0];
+  await pruneOneShotOutputs(dir, now);
+  const left = (await readdir(outputsDir)).filter((n) => n.endsWith(".stdout")).sort();
+  assert.equal(left.length, 90);
+  assert.equal(left[0], `vm_${(10).toString(16).padStart(16, "0")}.stdout`, "the oldest went");
+  // Below the limit now: the next call (a minute-old stamp is fresh) looks at nothing.
+  await writeFile(join(outputsDir, "vm_ffffffffffffffff.stdout"), "x");
+  await pruneOneShotOutputs(dir, now + 1000);
+  assert.equal((await readdir(outputsDir)).filter((n) => n.endsWith(".stdout")).length, 91);
+});
