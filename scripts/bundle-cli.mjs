@@ -182,10 +182,18 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
   globalThis.__pyroLoad = load;
   // A one-shot run from the warm pool needs none of the CLI: the fast path answers it, or
   // declines before doing anything and the full CLI runs as always.
-  const fast =
-    argv[2] === "run" && Number(env.PYRO_POOL_SIZE) > 0
-      ? await load("pyro-fast.cjs").fastRun(argv.slice(2), fileURLToPath(import.meta.url))
-      : undefined;
+  let fastPath;
+  if (argv[2] === "run" && Number(env.PYRO_POOL_SIZE) > 0)
+    try {
+      fastPath = load("pyro-fast.cjs");
+    } catch {} // not there (a partial build): the full CLI does the same work
+  // Once it has started, its errors are reported: running the command again could run it twice.
+  const fast = fastPath
+    ? await fastPath.fastRun(argv.slice(2), fileURLToPath(import.meta.url)).catch((e) => {
+        process.stderr.write(\`pyro: internal error: \${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n\`);
+        return 1;
+      })
+    : undefined;
   if (fast !== undefined) {
     process.exitCode = fast;
     // Nothing left to wait for (output is written synchronously here): leave without
