@@ -1,6 +1,5 @@
-import { spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
-import { guestEnv } from "../engines/gvisor/bundle.js";
+import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
@@ -8,7 +7,7 @@ import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { resolvePaths } from "../paths.js";
-import { type Claim, claimEntry, releaseEntry } from "../pool/claim.js";
+import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
 import { keyFor, poolConfig } from "../pool/config.js";
 import { displayCommand } from "../runtime/command.js";
 import { claimReap, reapIntervalMs, spawnDetached } from "../runtime/reap-schedule.js";
@@ -32,8 +31,6 @@ export const FAST_RUN_DEFAULTS = {
   max_output_bytes: 16384,
 } as const;
 
-/** The sandbox init's own deadline comes this long after the host's timer (engines/gvisor). */
-const INIT_GRACE_MS = 1_500;
 const EXIT = { error: 1, cancelled: 130, sigpipe: 141 } as const;
 
 export interface FastRunArgs {
@@ -92,14 +89,16 @@ export async function fastRun(argv: readonly string[], cliPath: string): Promise
   const root = `${paths.stateDir}/pool`;
   const t0 = performance.now();
   const timeoutMs = a.timeoutSeconds * 1000;
-  const claim = await claimEntry(root, key, Date.now() + timeoutMs + INIT_GRACE_MS).catch(() => undefined);
+  const claim = await claimEntry(root, key, Date.now() + timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS).catch(
+    () => undefined,
+  );
   if (!claim) return undefined; // the full CLI starts a fresh sandbox (and a fill)
   const socket = claim.entry.handle.data.execSocket;
   const exec = claim.entry.exec;
   if (typeof socket !== "string" || !exec) {
     // An entry of an older pyro: given up (a fill destroys it); the full CLI runs this one.
     await releaseEntry(root, claim);
-    spawnFill(cliPath, env);
+    spawnPoolFill(cliPath, env);
     return undefined;
   }
   try {
@@ -107,7 +106,7 @@ export async function fastRun(argv: readonly string[], cliPath: string): Promise
   } finally {
     // Once the result is out (a child starting meanwhile would compete for the CPU): the
     // pool's top-up and, when due, the TTL reap, both detached.
-    spawnFill(cliPath, env);
+    spawnPoolFill(cliPath, env);
     if (await claimReap(paths.stateDir, reapIntervalMs(env)).catch(() => false))
       spawnDetached([process.execPath, cliPath, "vm", "reap", "--json"], env);
   }
@@ -164,7 +163,7 @@ async function runClaimed(
         env: guestEnv(exec.env),
         cwd: exec.cwd,
         ...(exec.user ? { user: exec.user } : {}),
-        deadlineMs: timeoutMs + INIT_GRACE_MS,
+        deadlineMs: timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS,
       },
       {
         timeoutMs,
@@ -238,20 +237,4 @@ function fail(
     );
   else process.stderr.write(`pyro: error: ${message}\n${hint ? `  fix: ${hint}\n` : ""}`);
   return code;
-}
-
-/** `pyro pool fill`, detached: destroys used sandboxes and tops the pool up. */
-function spawnFill(cliPath: string, e: NodeJS.ProcessEnv): void {
-  if (e.PYRO_POOL_TOPUP === "0") return;
-  try {
-    const child = spawn(process.execPath, [cliPath, "pool", "fill", "--json"], {
-      detached: true,
-      stdio: "ignore",
-      env: e,
-    });
-    child.on("error", () => undefined);
-    child.unref();
-  } catch {
-    // The next claim tries again.
-  }
 }

@@ -2,6 +2,7 @@ import { readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { writeExpiry } from "../engines/expiry.js";
 import type { SandboxHandle } from "../engines/types.js";
+import { spawnDetached } from "../runtime/reap-schedule.js";
 import { pidAlive } from "../util/proc.js";
 import { claimedName, type PoolKey, poolKeyId } from "./config.js";
 
@@ -76,6 +77,14 @@ export async function releaseEntry(root: string, c: Claim): Promise<void> {
   await rename(c.path, join(keyDirOf(root, c.entry.key), "used", `${c.entry.id}.json`)).catch(
     () => undefined,
   );
+}
+
+/**
+ * `pyro pool fill` detached (unless PYRO_POOL_TOPUP=0): destroys used sandboxes and tops the
+ * pool up, while the caller waits for nothing. `cli` is pyro's launcher (dist/cli/main.js).
+ */
+export function spawnPoolFill(cli: string, env: NodeJS.ProcessEnv): void {
+  if (env.PYRO_POOL_TOPUP !== "0") spawnDetached([process.execPath, cli, "pool", "fill", "--json"], env);
 }
 
 async function setEntryExpiry(entry: PoolEntry, at: string): Promise<void> {

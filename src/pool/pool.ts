@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -12,7 +11,14 @@ import type { PyroPaths } from "../paths.js";
 import { engineByName } from "../runtime/engine-select.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive } from "../util/proc.js";
-import { CLAIM_MARGIN_MS, type Claim, claimEntry, type PoolEntry, releaseEntry } from "./claim.js";
+import {
+  CLAIM_MARGIN_MS,
+  type Claim,
+  claimEntry,
+  type PoolEntry,
+  releaseEntry,
+  spawnPoolFill,
+} from "./claim.js";
 import {
   formatPoolKey,
   type PoolConfig,
@@ -111,20 +117,8 @@ export class WarmPool {
 
   /** Starts `pyro pool fill` detached (unless PYRO_POOL_TOPUP=0), so this process waits for nothing. */
   spawnFill(): void {
-    if (this.env.PYRO_POOL_TOPUP === "0") return;
     const cli = cliPath();
-    if (!cli) return;
-    try {
-      const child = spawn(process.execPath, [cli, "pool", "fill", "--json"], {
-        detached: true,
-        stdio: "ignore",
-        env: this.env,
-      });
-      child.on("error", () => undefined);
-      child.unref();
-    } catch {
-      // The next claim tries again.
-    }
+    if (cli) spawnPoolFill(cli, this.env);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
@@ -34,9 +35,6 @@ export function poolableRun(input: Record<string, unknown>): boolean {
   return true;
 }
 
-/** The sandbox init's own deadline comes 1.5 s after the host's timer (engines/gvisor). */
-const INIT_GRACE_MS = 1_500;
-
 /**
  * vm_run from the warm pool: when a pool is kept for the run's settings (gVisor, or QEMU for
  * `#qemu` keys) and a ready sandbox is there, the command runs in it with the engine's exec
@@ -70,7 +68,9 @@ export async function runFromPool(
   });
   if (!key) return undefined;
   const timeoutMs = input.timeout_seconds * 1000;
-  const claim = await pool.claim(key, Date.now() + timeoutMs + INIT_GRACE_MS).catch(() => undefined);
+  const claim = await pool
+    .claim(key, Date.now() + timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS)
+    .catch(() => undefined);
   if (!claim) {
     pool.spawnFill();
     return undefined;

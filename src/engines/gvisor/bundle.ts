@@ -25,6 +25,13 @@ export interface OciConfig {
 
 /** Where the sandbox init and its control directory appear inside the sandbox. */
 export const INIT_IN_GUEST = "/.pyro/init";
+/**
+ * The sandbox init enforces each command's deadline inside the sandbox, so a command ends on
+ * time even when the pyro process that started it was killed. The host's own timer fires
+ * first (and reports the timeout); the one inside is the backstop, this much later. Here, not
+ * in engine.ts, so the CLI's fast path (cli/fast-run.ts) takes it without the engine.
+ */
+export const IN_SANDBOX_DEADLINE_GRACE_MS = 1_500;
 export const CTL_IN_GUEST = "/.pyro/ctl";
 /** Shells' and services' files (see `init supervise`): read-write, outside /workspace. */
 export const RUN_IN_GUEST = "/.pyro/run";

@@ -37,6 +37,7 @@ import {
   EXEC_SOCKET,
   guestEnv,
   HOSTS_FILE,
+  IN_SANDBOX_DEADLINE_GRACE_MS,
   INIT_IN_GUEST,
   RUN_IN_GUEST,
   type SandboxMounts,
@@ -57,13 +58,6 @@ import {
 
 const MIN_RUNSC_DATE = 20240729;
 const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
-
-/**
- * The sandbox init enforces each command's deadline inside the sandbox, so a command ends on
- * time even when the pyro process that started it was killed. The host's own timer fires
- * first (and reports the timeout); the one inside is the backstop, this much later.
- */
-export const IN_SANDBOX_DEADLINE_GRACE_MS = 1_500;
 
 /** argv run through the sandbox init with a deadline: `/.pyro/init run --deadline-ms N -- argv`. */
 export function withDeadline(argv: string[], timeoutMs: number): string[] {
