@@ -21,6 +21,7 @@ import {
 } from "./claim.js";
 import {
   formatPoolKey,
+  keyFor,
   type PoolConfig,
   type PoolKey,
   parseClaimedName,
@@ -81,6 +82,25 @@ export class WarmPool {
   ) {
     this.root = join(paths.stateDir, "pool");
     this.config = poolConfig(env);
+  }
+
+  /**
+   * The pool and its configured key for these settings, when one is kept; undefined when not,
+   * or when a PYRO_POOL_* setting is bad (`pyro pool status` says what is wrong): the
+   * caller then starts a fresh sandbox.
+   */
+  static keyed(
+    d: { paths: PyroPaths; envs: EnvironmentStore; env: NodeJS.ProcessEnv },
+    want: PoolKey,
+  ): { pool: WarmPool; key: PoolKey } | undefined {
+    let pool: WarmPool;
+    try {
+      pool = new WarmPool(d.paths, d.envs, d.env);
+    } catch {
+      return undefined;
+    }
+    const key = keyFor(pool.config, want);
+    return key ? { pool, key } : undefined;
   }
 
   private get engine(): Engine {

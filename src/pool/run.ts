@@ -8,7 +8,6 @@ import { commandFields, finishRecording, streamInto } from "../output/command.js
 import type { CommandRecorder } from "../output/recorder.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
 import type { CallContext, RuntimeDeps } from "../runtime/context.js";
-import { keyFor } from "./config.js";
 import { WarmPool } from "./pool.js";
 
 /** Run fields a pooled sandbox serves as well as a fresh one (the key, and per-command ones). */
@@ -53,20 +52,15 @@ export async function runFromPool(
 ): Promise<RunResultT | undefined> {
   if (engine.name !== "gvisor" && engine.name !== "qemu") return undefined;
   if (!poolableRun(input)) return undefined;
-  let pool: WarmPool;
-  try {
-    pool = new WarmPool(d.paths, d.envs, d.env);
-  } catch {
-    return undefined; // a bad PYRO_POOL_* setting: `pyro pool status` says what is wrong
-  }
-  const key = keyFor(pool.config, {
+  const keyed = WarmPool.keyed(d, {
     environment: input.environment,
     vcpu_count: input.vcpu_count,
     mem_mib: input.mem_mib,
     network: input.network,
     ...(engine.name === "qemu" ? { engine: "qemu" as const } : {}),
   });
-  if (!key) return undefined;
+  if (!keyed) return undefined;
+  const { pool, key } = keyed;
   const timeoutMs = input.timeout_seconds * 1000;
   const claim = await pool
     .claim(key, Date.now() + timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS)

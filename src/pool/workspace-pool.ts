@@ -2,7 +2,6 @@ import type { Engine } from "../engines/types.js";
 import type { NetworkSpec } from "../network/policy.js";
 import type { WorkspaceCreateInputT } from "../operations/schemas.js";
 import type { RuntimeDeps } from "../runtime/context.js";
-import { keyFor } from "./config.js";
 import { WarmPool } from "./pool.js";
 import { type ClaimedSlot, claimSlot, SLOT_DISK_MIB } from "./workspace-slots.js";
 
@@ -53,20 +52,15 @@ export async function claimWorkspaceSlot(
   intent: (id: string, dir: string) => Promise<void>,
 ): Promise<ClaimedSlot | undefined> {
   if (engine.name !== "gvisor" || !engine.relocate || !poolableWorkspace(input, net)) return undefined;
-  let pool: WarmPool;
-  try {
-    pool = new WarmPool(d.paths, d.envs, d.env);
-  } catch {
-    return undefined; // a bad PYRO_POOL_* setting: `pyro pool status` says what is wrong
-  }
-  const key = keyFor(pool.config, {
+  const keyed = WarmPool.keyed(d, {
     environment: input.environment,
     vcpu_count: input.vcpu_count,
     mem_mib: input.mem_mib,
     network: false,
     workspace: true,
   });
-  if (!key) return undefined;
+  if (!keyed) return undefined;
+  const { pool, key } = keyed;
   const slot = await claimSlot(engine, pool.keyDirOf(key), d.paths.workspacesDir, intent).catch(
     () => undefined,
   );
