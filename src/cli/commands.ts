@@ -93,7 +93,8 @@ export function operationPathOf(argv: readonly string[]): string[] | undefined {
   const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === "--" || a === "--help" || a === "-h" || a === "help") break;
+    if (a === "--") break;
+    if (a === "--help" || a === "-h" || a === "help") return undefined;
     if (a === "--remote") i++;
     else if (!a.startsWith("-")) words.push(a);
   }
@@ -101,7 +102,6 @@ export function operationPathOf(argv: readonly string[]): string[] | undefined {
   for (const o of OPERATIONS as unknown as Operation[])
     if (o.cli.path.every((p, i) => words[i] === p) && (!found || o.cli.path.length > found.length))
       found = o.cli.path;
-  if (argv.includes("--help") || argv.includes("-h")) return undefined;
   return found;
 }
 

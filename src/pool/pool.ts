@@ -108,9 +108,9 @@ export class WarmPool {
     return this.engineCache;
   }
   private qemuCache: Engine | undefined;
-  /** The engine a key's sandboxes run on: gVisor, or QEMU for `#qemu` keys. */
-  private engineOf(key: PoolKey | undefined): Engine {
-    if (key?.engine !== "qemu") return this.engine;
+  /** The engine a key's sandboxes run on (`key.engine`): gVisor, or QEMU for `#qemu` keys. */
+  private engineOf(engine: PoolKey["engine"]): Engine {
+    if (engine !== "qemu") return this.engine;
     this.qemuCache ??= engineByName("qemu", this.paths, this.env)!;
     return this.qemuCache;
   }
@@ -262,7 +262,7 @@ export class WarmPool {
     const sandboxDir = this.sandboxDir(id);
     await mkdir(sandboxDir, { recursive: true, mode: 0o700 });
     const idle = new Date(Date.now() + this.config.idleSeconds * 1000).toISOString();
-    const handle = await this.engineOf(key).create({
+    const handle = await this.engineOf(key.engine).create({
       id,
       environment: key.environment,
       rootfs: env.rootfs,
@@ -277,7 +277,7 @@ export class WarmPool {
     // init to fork its replacement handler: the first command of a new sandbox costs more
     // (the sentry's first vfork/exec from a handler), paid here instead of by a claimer.
     if (typeof handle.data.execSocket === "string") {
-      await this.engineOf(key)
+      await this.engineOf(key.engine)
         .exec(handle, { argv: ["true"], timeoutMs: 10_000 })
         .catch(() => undefined);
       await new Promise((r) => setTimeout(r, 150));
@@ -400,12 +400,12 @@ export class WarmPool {
     const dir = this.sandboxDir(id);
     const entry = entryPath ? await readJson<PoolEntry>(entryPath).catch(() => undefined) : undefined;
     try {
-      if (entry?.handle) await this.engineOf(entry.key).destroy(entry.handle);
+      if (entry?.handle) await this.engineOf(entry.key?.engine).destroy(entry.handle);
       else {
         // No entry (a fill killed mid-create): whichever engine it was, nothing of it stays.
         await this.engine.removeOrphan(id, dir);
         if (existsSync(join(dir, "disk.qcow2")) || existsSync(join(dir, "qemu.log")))
-          await this.engineOf({ engine: "qemu" } as PoolKey).removeOrphan(id, dir);
+          await this.engineOf("qemu").removeOrphan(id, dir);
       }
     } catch {
       return; // left for the next clean
@@ -456,11 +456,7 @@ export async function sandboxRssKb(id: string): Promise<number> {
     const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     // A run's sandbox is under sandboxes/<id>/, a workspace slot's under <id>/sandbox/.
     // A QEMU entry's process is qemu itself (its disk and sockets are in the same directory).
-    const prog =
-      cmd
-        .slice(0, cmd.indexOf("\0") >>> 0)
-        .split("/")
-        .pop() ?? "";
+    const prog = cmd.split("\0")[0]!.split("/").pop() ?? "";
     const ours = prog.startsWith("runsc") || prog.startsWith("qemu-system");
     if (!ours || !(cmd.includes(`/sandboxes/${id}/`) || cmd.includes(`/${id}/sandbox/`))) continue;
     const st = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");

@@ -394,13 +394,14 @@ export class GvisorEngine implements Engine {
       throw e;
     }
     if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    if (r.lost) await this.throwIfDead(handle);
-    if (r.lost)
+    if (r.lost) {
+      await this.throwIfDead(handle);
       throw new PyroError(
         "engine_failure",
         `the exec channel of sandbox ${handle.id} closed before the command finished`,
         "try again; if it keeps happening, delete the sandbox and create a new one",
       );
+    }
     if (!r.timedOut && r.exitCode !== 0) await this.throwIfDead(handle);
     return execOutcome(r);
   }
