@@ -397,9 +397,12 @@ go:
     if (exited && now_ms() >= drain_until) break;
     struct pollfd p[5];
     int np = 0;
-    int i_out = -1, i_err = -1, i_in = -1, i_sig, i_c;
-    if (fds_open[0] >= 0) { i_out = np; p[np++] = (struct pollfd){fds_open[0], POLLIN, 0}; }
-    if (fds_open[1] >= 0) { i_err = np; p[np++] = (struct pollfd){fds_open[1], POLLIN, 0}; }
+    int i_io[2] = {-1, -1}, i_in = -1, i_sig, i_c;
+    for (int s = 0; s < 2; s++)
+      if (fds_open[s] >= 0) {
+        i_io[s] = np;
+        p[np++] = (struct pollfd){fds_open[s], POLLIN, 0};
+      }
     if (in[1] >= 0) { i_in = np; p[np++] = (struct pollfd){in[1], POLLOUT, 0}; }
     i_sig = np;
     p[np++] = (struct pollfd){sfd, POLLIN, 0};
@@ -421,22 +424,15 @@ go:
     int r = poll(p, np, timeout);
     if (r < 0 && errno != EINTR) break;
     if (r <= 0) continue;
-    if (i_out >= 0 && p[i_out].revents) {
-      ssize_t k = read(fds_open[0], buf, sizeof buf);
+    /* stdout as frames of type '1', stderr as '2'. */
+    for (int s = 0; s < 2; s++) {
+      if (i_io[s] < 0 || !p[i_io[s]].revents) continue;
+      ssize_t k = read(fds_open[s], buf, sizeof buf);
       if (k > 0) {
-        if (send_frame(c, '1', buf, (uint32_t)k) < 0) host_gone = 1;
+        if (send_frame(c, (char)('1' + s), buf, (uint32_t)k) < 0) host_gone = 1;
       } else if (k == 0 || errno != EINTR) {
-        close(fds_open[0]);
-        fds_open[0] = -1;
-      }
-    }
-    if (i_err >= 0 && p[i_err].revents) {
-      ssize_t k = read(fds_open[1], buf, sizeof buf);
-      if (k > 0) {
-        if (send_frame(c, '2', buf, (uint32_t)k) < 0) host_gone = 1;
-      } else if (k == 0 || errno != EINTR) {
-        close(fds_open[1]);
-        fds_open[1] = -1;
+        close(fds_open[s]);
+        fds_open[s] = -1;
       }
     }
     if (i_in >= 0 && p[i_in].revents) {
