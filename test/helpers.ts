@@ -209,3 +209,26 @@ export async function withHostDir<R>(prefix: string, fn: (host: string) => Promi
     await rm(host, { recursive: true, force: true });
   }
 }
+
+/**
+ * Ids (`vm_…` / `ws_…`) in one subdirectory of every warm-pool key (ready, claimed, used for
+ * runs; slots, claiming, dead for workspace slots), sorted.
+ */
+export async function poolEntryIds(stateDir: string, where: string): Promise<string[]> {
+  const root = join(stateDir, "pool");
+  const out: string[] = [];
+  for (const k of await readdir(root).catch(() => [] as string[]))
+    for (const n of await readdir(join(root, k, where)).catch(() => [] as string[])) out.push(n.slice(0, 19));
+  return out.sort();
+}
+
+/** Host runsc processes (sandbox, gofer) whose command line contains `needle` (a path part). */
+export async function runscProcesses(needle: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const p of await readdir("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    const cmd = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
+    if (cmd.startsWith("runsc") && cmd.includes(needle)) pids.push(Number(p));
+  }
+  return pids;
+}

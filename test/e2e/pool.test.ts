@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { CLI, REPO, runCli, runCliJson, runscList, type TestState, withGvisorState } from "./../helpers.js";
+import {
+  CLI,
+  poolEntryIds,
+  REPO,
+  runCli,
+  runCliJson,
+  runscList,
+  runscProcesses,
+  type TestState,
+  withGvisorState,
+} from "./../helpers.js";
 
 /**
  * The warm pool (src/pool/) against real gVisor sandboxes: claims are exclusive, a claimer
@@ -25,24 +34,9 @@ function guarded(fn: (c: TestState) => Promise<void>): (c: TestState) => Promise
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function poolIds(stateDir: string, where: "ready" | "claimed" | "used"): Promise<string[]> {
-  const root = join(stateDir, "pool");
-  const out: string[] = [];
-  for (const k of await readdir(root).catch(() => [] as string[]))
-    for (const n of await readdir(join(root, k, where)).catch(() => [] as string[])) out.push(n.slice(0, 19));
-  return out.sort();
-}
-
+const poolIds = (stateDir: string, where: "ready" | "claimed" | "used") => poolEntryIds(stateDir, where);
 /** Host processes of one pool sandbox (runsc's sandbox and gofer carry its bundle path). */
-async function sandboxProcesses(id: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const p of await readdir("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    const cmd = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
-    if (cmd.startsWith("runsc") && cmd.includes(`/sandboxes/${id}/`)) pids.push(Number(p));
-  }
-  return pids;
-}
+const sandboxProcesses = (id: string) => runscProcesses(`/sandboxes/${id}/`);
 
 test("concurrent runs never share a pooled sandbox; drain leaves no sandbox and no record", async (t) => {
   await withGvisorState(

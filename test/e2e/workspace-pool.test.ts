@@ -7,11 +7,13 @@ import { test } from "node:test";
 import { Pyro } from "../../src/index.js";
 import {
   CLI,
+  poolEntryIds,
   REPO,
   runCli,
   runCliJson,
   runCliJsonGuest,
   runscList,
+  runscProcesses,
   type TestState,
   withGvisorState,
   withHostDir,
@@ -39,25 +41,9 @@ function guarded(fn: (c: TestState) => Promise<void>): (c: TestState) => Promise
   };
 }
 
-/** The ids of one kind of slot directory (slots, claiming, making, dead) over every key. */
-async function slotIds(stateDir: string, where: "slots" | "claiming" | "dead" = "slots"): Promise<string[]> {
-  const root = join(stateDir, "pool");
-  const out: string[] = [];
-  for (const k of await readdir(root).catch(() => [] as string[]))
-    for (const n of await readdir(join(root, k, where)).catch(() => [] as string[])) out.push(n.slice(0, 19));
-  return out.sort();
-}
-
-/** Host processes of runsc carrying this id in their command line (sandbox, gofer). */
-async function runscProcesses(id: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const p of await readdir("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    const cmd = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
-    if (cmd.startsWith("runsc") && cmd.includes(`/${id}/`)) pids.push(Number(p));
-  }
-  return pids;
-}
+/** The ids of one kind of slot directory (slots, claiming, dead) over every key. */
+const slotIds = (stateDir: string, where: "slots" | "claiming" | "dead" = "slots") =>
+  poolEntryIds(stateDir, where);
 
 async function mountsUnder(dir: string): Promise<string[]> {
   const info = await readFile("/proc/self/mountinfo", "utf8");
@@ -69,8 +55,8 @@ async function mountsUnder(dir: string): Promise<string[]> {
 
 /** After delete: nothing of the workspace runs or is mounted, and runsc has no record of it. */
 async function assertGone(stateDir: string, id: string): Promise<void> {
-  for (let i = 0; i < 40 && (await runscProcesses(id)).length > 0; i++) await sleep(100);
-  assert.deepEqual(await runscProcesses(id), [], `no runsc process of ${id}`);
+  for (let i = 0; i < 40 && (await runscProcesses(`/${id}/`)).length > 0; i++) await sleep(100);
+  assert.deepEqual(await runscProcesses(`/${id}/`), [], `no runsc process of ${id}`);
   assert.deepEqual(await mountsUnder(join(stateDir, "workspaces", id)), [], "no loop mount left");
   assert.ok(!(await runscList(stateDir)).some((c) => c.includes(id)), "runsc has no record of it");
   assert.equal(existsSync(join(stateDir, "workspaces", id)), false);
@@ -270,8 +256,8 @@ test("kill -9 of workspace create mid-claim leaves nothing unfindable", async (t
         });
         assert.equal(fill.code, 0, fill.stderr);
         assert.equal(fill.json.destroyed, 1);
-        for (let i = 0; i < 40 && (await runscProcesses(other)).length > 0; i++) await sleep(100);
-        assert.deepEqual(await runscProcesses(other), [], "the claimed slot's sandbox is gone");
+        for (let i = 0; i < 40 && (await runscProcesses(`/${other}/`)).length > 0; i++) await sleep(100);
+        assert.deepEqual(await runscProcesses(`/${other}/`), [], "the claimed slot's sandbox is gone");
         assert.deepEqual(await mountsUnder(keyDir), [], "and its disk unmounted");
         assert.equal(existsSync(join(keyDir, "claiming", `${other}.${dead.pid}`)), false);
         assert.deepEqual(await slotIds(stateDir, "claiming"), []);
