@@ -9,6 +9,7 @@ import { invokeRemote, remoteUrl } from "../remote/cli-remote.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { progressPrinter } from "./progress.js";
 import { RENDER } from "./render.js";
+import { EXIT, printError } from "./report.js";
 
 export const kebab = (s: string) => s.replace(/_/g, "-");
 export const flagOf = (field: string) => `--${kebab(field)}`;
@@ -68,20 +69,10 @@ export interface CliIo {
 }
 
 /** Exit codes: the guest command's own code for run/exec; these for pyro's own failures. */
-export const EXIT = { error: 1, usage: 2, cancelled: 130, sigpipe: 141 } as const;
-
-export function exitCodeFor(e: PyroError): number {
-  if (e.code === "cancelled") return EXIT.cancelled;
-  if (e.code === "invalid_argument" || e.code === "unknown_environment" || e.code === "unknown_operation")
-    return EXIT.usage;
-  return EXIT.error;
-}
+export { EXIT, exitCodeFor } from "./report.js";
 
 export function reportError(io: CliIo, e: unknown, json: boolean): void {
-  const pe = errorForFace(e, "cli");
-  if (json) io.stdout.write(`${JSON.stringify(pe.toJSON(), null, 2)}\n`);
-  else io.stderr.write(`pyro: error: ${pe.message}\n${pe.hint ? `  fix: ${pe.hint}\n` : ""}`);
-  io.setExitCode(exitCodeFor(pe));
+  io.setExitCode(printError(io.stdout, io.stderr, errorForFace(e, "cli"), json));
 }
 
 /** Adds one CLI command per operation, with flags derived from its input schema. */

@@ -3,6 +3,7 @@ import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
+import { PyroError } from "../errors.js";
 import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
@@ -12,6 +13,8 @@ import { keyFor, poolConfig } from "../pool/config.js";
 import { displayCommand } from "../runtime/command.js";
 import { claimReap, reapIntervalMs, spawnDetached } from "../runtime/reap-schedule.js";
 import { execFooter } from "./exec-footer.js";
+import { fastSession } from "./fast-io.js";
+import { EXIT, printError } from "./report.js";
 
 /**
  * `pyro run` from the warm pool without loading the CLI: no commander, no zod, no engines.
@@ -30,8 +33,6 @@ export const FAST_RUN_DEFAULTS = {
   network: false,
   max_output_bytes: 16384,
 } as const;
-
-const EXIT = { error: 1, cancelled: 130, sigpipe: 141 } as const;
 
 export interface FastRunArgs {
   environment: string;
@@ -123,27 +124,7 @@ async function runClaimed(
   socket: string,
 ): Promise<number> {
   const vm_id = claim.entry.id;
-  const abort = new AbortController();
-  let interrupted = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (++interrupted > 1) process.exit(EXIT.cancelled);
-    if (sig !== "SIGHUP")
-      process.stderr.write(
-        `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
-      );
-    abort.abort();
-  };
-  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
-  // A reader that goes away (`pyro run -- yes | head -1`) ends the command, as in the full CLI.
-  const pipeGone = new AbortController();
-  const live = !a.json;
-  if (live)
-    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "EPIPE") pipeGone.abort();
-    });
-  const write = (s: NodeJS.WriteStream) => (c: Buffer) => {
-    if (!pipeGone.signal.aborted) s.write(c);
-  };
+  const io = fastSession(a.json);
   let rec: CommandRecorder | undefined;
   try {
     await mkdir(paths.outputsDir, { recursive: true, mode: 0o700 });
@@ -152,7 +133,7 @@ async function runClaimed(
       stdoutPath: oneShotOutputPath(paths, vm_id, "stdout"),
       stderrPath: oneShotOutputPath(paths, vm_id, "stderr"),
       keep: FAST_RUN_DEFAULTS.max_output_bytes,
-      ...(live ? { onStdout: write(process.stdout), onStderr: write(process.stderr) } : {}),
+      ...io.sinks,
     });
     const r = await channelExec(
       socket,
@@ -168,24 +149,25 @@ async function runClaimed(
       {
         timeoutMs,
         maxOutputBytes: 64 * 1024,
-        signal: AbortSignal.any([abort.signal, pipeGone.signal]),
+        signal: io.signal,
         onStdout: rec.onStdout,
         onStderr: rec.onStderr,
       },
     );
     if (r.aborted) {
       rec.close();
-      if (pipeGone.signal.aborted && !abort.signal.aborted) return EXIT.sigpipe;
-      return fail("command cancelled; its processes were killed", undefined, a.json, EXIT.cancelled);
+      if (io.pipeGone()) return EXIT.sigpipe;
+      return fail(new PyroError("cancelled", "command cancelled; its processes were killed"), a.json);
     }
     if (r.lost) {
       rec.close();
       return fail(
-        `sandbox ${vm_id} stopped while the command ran`,
-        "run it again (a fresh sandbox is used)",
+        new PyroError(
+          "sandbox_dead",
+          `sandbox ${vm_id} stopped while the command ran`,
+          "run it again (a fresh sandbox is used)",
+        ),
         a.json,
-        EXIT.error,
-        "sandbox_dead",
       );
     }
     const out = execOutcome(r);
@@ -211,11 +193,12 @@ async function runClaimed(
     rec?.close();
     if (e instanceof ChannelUnavailable)
       return fail(
-        `sandbox ${vm_id} did not answer on its exec channel`,
-        "run it again (a fresh sandbox is used)",
+        new PyroError(
+          "sandbox_dead",
+          `sandbox ${vm_id} did not answer on its exec channel`,
+          "run it again (a fresh sandbox is used)",
+        ),
         a.json,
-        EXIT.error,
-        "sandbox_dead",
       );
     throw e;
   } finally {
@@ -223,18 +206,7 @@ async function runClaimed(
   }
 }
 
-/** The full CLI's error report (cli/commands.ts reportError), for the few errors this path has. */
-function fail(
-  message: string,
-  hint: string | undefined,
-  json: boolean,
-  code: number,
-  kind = "cancelled",
-): number {
-  if (json)
-    process.stdout.write(
-      `${JSON.stringify({ error: { code: kind, message, ...(hint ? { hint } : {}) } }, null, 2)}\n`,
-    );
-  else process.stderr.write(`pyro: error: ${message}\n${hint ? `  fix: ${hint}\n` : ""}`);
-  return code;
+/** The full CLI's error report (cli/report.ts), for the few errors this path has. */
+function fail(e: PyroError, json: boolean): number {
+  return printError(process.stdout, process.stderr, e, json);
 }

@@ -1,6 +1,5 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type * as z from "zod";
 import type { PyroError } from "../errors.js";
 import { checkId, type IdKind, isValidId } from "../ids.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
@@ -10,6 +9,18 @@ import { isPast } from "./context.js";
 export interface ExpiringRecord {
   state: string;
   expires_at: string;
+}
+
+/**
+ * What validates a record on load: a zod schema, or (the CLI's fast path, which loads no zod)
+ * a hand-written check with the same shape of answer.
+ */
+export interface RecordValidator<R> {
+  safeParse(
+    raw: unknown,
+  ):
+    | { success: true; data: R }
+    | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } };
 }
 
 export interface RecordStoreOptions<R> {
@@ -24,7 +35,7 @@ export interface RecordStoreOptions<R> {
   /** The error for a record that cannot be read, parsed or validated (a damaged record). */
   unreadable: (id: string, why: string) => PyroError;
   /** Every record is validated on load: a record that fails is damaged, never half-trusted. */
-  schema: z.ZodType<R>;
+  schema: RecordValidator<R>;
   /**
    * Checks beyond the schema (e.g. that the paths a record names are inside its own
    * directory, so a tampered record cannot point a delete elsewhere); returns the problem.
@@ -65,7 +76,7 @@ export class RecordStore<R extends ExpiringRecord> {
     const parsed = this.o.schema.safeParse(raw);
     if (!parsed.success) {
       const first = parsed.error.issues[0];
-      const where = first?.path.length ? first.path.join(".") : "record";
+      const where = first?.path.length ? first.path.map(String).join(".") : "record";
       return { id, dir, problem: "damaged", why: `invalid record: ${where}: ${first?.message ?? "invalid"}` };
     }
     const problem = this.o.check?.(id, dir, parsed.data);

@@ -1,4 +1,3 @@
-import { isAbsolute, relative } from "node:path";
 import * as z from "zod";
 import type { EngineName, SandboxHandle } from "../engines/types.js";
 import { PyroError } from "../errors.js";
@@ -23,29 +22,7 @@ export const HandleSchema = z.object({
   data: z.record(z.string(), z.unknown()),
 });
 
-function inside(dir: string, p: string): boolean {
-  const r = relative(dir, p);
-  return r === "" || (!!r && !r.startsWith("..") && !isAbsolute(r));
-}
-
-/**
- * The problem with a handle stored in the record at `dir`, if any: it must name this
- * record's id and keep its engine files inside the record's directory.
- */
-export function handleProblem(
-  id: string,
-  dir: string,
-  handle: z.infer<typeof HandleSchema> | null,
-  expected: { sandboxDir: string; workspaceDir?: string },
-): string | undefined {
-  if (!handle) return undefined;
-  if (handle.id !== id) return `handle.id ${JSON.stringify(handle.id)} is not ${id}`;
-  if (handle.sandboxDir !== expected.sandboxDir || !inside(dir, handle.sandboxDir))
-    return `handle.sandboxDir ${JSON.stringify(handle.sandboxDir)} is not ${expected.sandboxDir}`;
-  if (handle.workspaceDir !== undefined && handle.workspaceDir !== expected.workspaceDir)
-    return `handle.workspaceDir ${JSON.stringify(handle.workspaceDir)} is not ${expected.workspaceDir}`;
-  return undefined;
-}
+export { handleProblem } from "./handle-check.js";
 
 export function asHandle(h: z.infer<typeof HandleSchema>): SandboxHandle {
   return h as SandboxHandle;

@@ -1,5 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
 import { resultNotes } from "../engines/notes.js";
@@ -27,8 +26,8 @@ import {
   type WorkspaceSyncResultT,
   type WorkspaceUpdateInputT,
 } from "../operations/schemas.js";
-import { commandFields, finishRecording, streamInto } from "../output/command.js";
-import { CommandRecorder, type StreamSnapshot } from "../output/recorder.js";
+import { finishRecording, streamInto } from "../output/command.js";
+import type { StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import { outputFields, snapshotOf } from "../output/view.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
@@ -53,6 +52,19 @@ import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } fro
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
+import {
+  appendCommandLog,
+  CANCELLED_OUTCOME,
+  discardCommand,
+  execResult,
+  expiryCapped,
+  expiryNeedsPush,
+  markActive,
+  markFailed,
+  nextExpiry,
+  type StoredLogEntry,
+  startCommand,
+} from "./command-log.js";
 import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
 import { Guest, relToWorkspace } from "./guest.js";
 import {
@@ -66,13 +78,6 @@ import { checkLabels, checkName, labelsMatch, looksLikeName } from "./naming.js"
 import { recoverInterruptedOp } from "./snapshots.js";
 
 export const WORKSPACE_ROOT = "/workspace";
-
-/** The idle expiry after activity at `at`, capped by the hard maximum. */
-export function nextExpiry(at: number, ttlSeconds: number, maxExpiresAt: string | undefined): string {
-  const idle = at + ttlSeconds * 1000;
-  const cap = maxExpiresAt ? Date.parse(maxExpiresAt) : Number.POSITIVE_INFINITY;
-  return new Date(Math.min(idle, cap)).toISOString();
-}
 
 /** The seed as stored: records from before the origin fields lack them (see seedView). */
 const SeedRecord = SeedInfo.partial({
@@ -148,19 +153,6 @@ export interface PreparedFiles {
   /** Records the baseline (while the sandbox starts). */
   baseline(wsDir: string): Promise<void>;
 }
-
-/** A command log entry as stored in commands/<seq>.json (the output is in files beside it). */
-type StoredLogEntry = Omit<
-  CommandLogEntryT,
-  | "stdout"
-  | "stderr"
-  | "stdout_truncated"
-  | "stderr_truncated"
-  | "stdout_encoding"
-  | "stderr_encoding"
-  | "stdout_omitted_bytes"
-  | "stderr_omitted_bytes"
->;
 
 /** Entries written before output went to files carried it inline (capped at 1 MiB). */
 interface LegacyOutput {
@@ -659,28 +651,17 @@ export class WorkspaceManager {
     return rec;
   }
 
-  private async markFailed(id: string, reason: string): Promise<void> {
-    await this.records
-      .update(id, (r) => {
-        if (r.state === "running") {
-          r.state = "failed";
-          r.reason = reason;
-        }
-      })
-      .catch(() => undefined);
+  private markFailed(id: string, reason: string): Promise<void> {
+    return markFailed(this.records, id, reason);
   }
 
   async exec(input: WorkspaceExecInputT, ctx: CallContext = {}): Promise<WorkspaceExecResultT> {
     const t0 = performance.now();
     let rec = await this.usable(input.workspace_id);
-    // A command must not be cut short by the idle expiry (the sandbox enforces it on itself):
-    // when its deadline (plus a margin) would pass the expiry, the expiry moves first. Only
-    // then: the record write and expiry push cost more than a tenth of a short exec, and the
-    // finished command moves the expiry anyway (appendLog).
-    const deadline = Date.now() + input.timeout_seconds * 1000;
-    if (Date.parse(rec.expires_at) < deadline + 10_000 && !this.capped(rec))
-      rec = await this.touch(rec.workspace_id, deadline);
-    const started_at = nowIso();
+    // Only when the deadline would pass the expiry: the record write and expiry push cost
+    // more than a tenth of a short exec, and the finished command moves the expiry anyway.
+    if (expiryNeedsPush(rec, input.timeout_seconds))
+      rec = await this.touch(rec.workspace_id, Date.now() + input.timeout_seconds * 1000);
     // The values, for redaction, are read back beside the command (see deferredRedactingSinks).
     const secretsRead = rec.secrets?.length ? this.secretValues(rec) : Promise.resolve([]);
     const secretEnv = parseSecretEnv(
@@ -691,17 +672,8 @@ export class WorkspaceManager {
     // The command as typed may hold a value too; redacted once the values are known.
     let command = displayCommand(input.command);
     let secrets: SecretValue[] = [];
-    const commandsDir = join(this.dir(rec.workspace_id), "commands");
-    await mkdir(commandsDir, { recursive: true });
-    // The pid in the name tells a reset that this exec is still running (snapshots.ts).
-    const running = `running-${process.pid}-${randomBytes(6).toString("hex")}`;
-    const recorder = new CommandRecorder({
-      stdoutPath: workspaceOutputPath(commandsDir, running, "stdout"),
-      stderrPath: workspaceOutputPath(commandsDir, running, "stderr"),
-      keep: input.max_output_bytes,
-      onStdout: ctx.onStdout,
-      onStderr: ctx.onStderr,
-    });
+    const cmd = await startCommand(this.dir(rec.workspace_id), input.max_output_bytes, ctx);
+    const { recorder } = cmd;
     let out: Awaited<ReturnType<Engine["exec"]>>;
     // An image's Env and User apply; its WorkingDir does not: workspaces work in /workspace.
     const runtime = await this.d.envs.runtimeConfig(rec.environment);
@@ -730,101 +702,25 @@ export class WorkspaceManager {
         // Into the log only: the caller is told by the error itself.
         recorder.stderr.push(Buffer.from(`[pyro] ${pe.message}\n`));
         recorder.close();
-        const cancelled = {
-          exitCode: 130,
-          stdout: "",
-          stderr: "",
-          stdoutTruncated: false,
-          stderrTruncated: false,
-          timedOut: false,
-          execMs: 0,
-        };
-        await this.appendLog(rec.workspace_id, command, cancelled, recorder, running, started_at, t0).catch(
-          () => undefined,
-        );
-      } else {
-        recorder.close();
-        for (const s of ["stdout", "stderr"] as const)
-          await rm(workspaceOutputPath(commandsDir, running, s), { force: true });
-      }
+        await appendCommandLog(this.records, rec.workspace_id, cmd, command, CANCELLED_OUTCOME, t0)
+          .then((l) => this.pushExpiry(l.rec))
+          .catch(() => undefined);
+      } else await discardCommand(cmd);
       throw pe;
     }
     try {
       secrets = await sinks.done();
     } catch (e) {
       // The command ran, but its output cannot be redacted: none of it is kept or shown.
-      recorder.close();
-      for (const s of ["stdout", "stderr"] as const)
-        await rm(workspaceOutputPath(commandsDir, running, s), { force: true });
+      await discardCommand(cmd);
       throw e;
     }
     command = redactText(secrets, command);
     out = redactOutcome(secrets, out);
     finishRecording(recorder, out);
-    const { sequence, duration_ms } = await this.appendLog(
-      rec.workspace_id,
-      command,
-      out,
-      recorder,
-      running,
-      started_at,
-      t0,
-    );
-    return {
-      workspace_id: rec.workspace_id,
-      sequence,
-      environment: rec.environment,
-      command,
-      ...commandFields(out, recorder, input.max_output_bytes, workspaceOutputId(rec.workspace_id, sequence)),
-      duration_ms,
-      boot_ms: 0,
-      exec_ms: out.execMs,
-      execution_mode: rec.execution_mode,
-      notes: resultNotes(rec.execution_mode, rec.vcpu_count),
-    };
-  }
-
-  /**
-   * Appends one finished command to the log under the lock: its output files take their
-   * sequence number, then the entry is written. Returns the sequence number.
-   */
-  private async appendLog(
-    id: string,
-    command: string,
-    out: Awaited<ReturnType<Engine["exec"]>>,
-    recorder: CommandRecorder,
-    running: string,
-    started_at: string,
-    t0: number,
-  ): Promise<{ sequence: number; duration_ms: number }> {
-    const duration_ms = Math.round(performance.now() - t0);
-    const commandsDir = join(this.dir(id), "commands");
-    let sequence = 0;
-    const rec = await this.records.update(id, async (r) => {
-      sequence = r.command_count + 1;
-      for (const s of ["stdout", "stderr"] as const)
-        await rename(
-          workspaceOutputPath(commandsDir, running, s),
-          workspaceOutputPath(commandsDir, sequence, s),
-        );
-      const entry: StoredLogEntry = {
-        sequence,
-        command,
-        exit_code: out.exitCode,
-        timed_out: out.timedOut,
-        started_at,
-        duration_ms,
-        stdout_bytes: recorder.stdout.snapshot().bytes,
-        stderr_bytes: recorder.stderr.snapshot().bytes,
-        output_id: workspaceOutputId(id, sequence),
-      };
-      await writeJsonAtomic(join(commandsDir, `${String(sequence).padStart(8, "0")}.json`), entry);
-      r.command_count = sequence;
-      r.last_command = { sequence, command, exit_code: out.exitCode, started_at, duration_ms };
-      this.markActive(r, Date.now());
-    });
-    await this.pushExpiry(rec);
-    return { sequence, duration_ms };
+    const logged = await appendCommandLog(this.records, rec.workspace_id, cmd, command, out, t0);
+    await this.pushExpiry(logged.rec);
+    return execResult(rec, cmd, logged, command, out, input.max_output_bytes);
   }
 
   async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
@@ -877,14 +773,12 @@ export class WorkspaceManager {
 
   /** Whether the expiry already sits at the hard maximum (nothing can extend it). */
   private capped(r: WorkspaceRecord): boolean {
-    return !!r.max_expires_at && Date.parse(r.expires_at) >= Date.parse(r.max_expires_at);
+    return expiryCapped(r);
   }
 
   /** Activity at `at`: the idle expiry moves to at + ttl (never past the hard maximum, never back). */
   private markActive(r: WorkspaceRecord, at: number): void {
-    const next = nextExpiry(at, r.ttl_seconds, r.max_expires_at);
-    if (Date.parse(next) > Date.parse(r.expires_at)) r.expires_at = next;
-    r.last_activity_at = new Date(Math.min(at, Date.now())).toISOString();
+    markActive(r, at);
   }
 
   /** Records activity (exec, push, and the file operations) and tells the sandbox its new expiry. */

@@ -43,7 +43,7 @@ import {
   type SandboxMounts,
   SOCK_IN_GUEST,
 } from "./bundle.js";
-import { ChannelUnavailable, channelExec } from "./exec-channel.js";
+import { runOverChannel, sandboxDeathError } from "./channel-run.js";
 import { rootfsSource } from "./rootfs.js";
 import {
   findRunsc,
@@ -329,7 +329,9 @@ export class GvisorEngine implements Engine {
     // the way a shell would; the `sh -c 'exec "$@"'` wrapper other engines need is dropped.
     const argv = unwrapExecWrapper(req.argv);
     if (typeof handle.data.execSocket === "string") {
-      const r = await this.execOverChannel(handle, handle.data.execSocket, argv, req);
+      const r = await runOverChannel(handle, handle.data.execSocket, argv, req, () =>
+        this.throwIfDead(handle),
+      );
       if (r) return r;
     }
     const pidFile = join(
@@ -362,66 +364,10 @@ export class GvisorEngine implements Engine {
     return execOutcome(r);
   }
 
-  /** exec through the init's channel (exec-channel.ts); undefined when it does not answer. */
-  private async execOverChannel(
-    handle: SandboxHandle,
-    socketPath: string,
-    argv: string[],
-    req: ExecRequest,
-  ): Promise<ExecOutcome | undefined> {
-    let r: Awaited<ReturnType<typeof channelExec>>;
-    try {
-      r = await channelExec(
-        socketPath,
-        {
-          argv,
-          env: guestEnv(req.env),
-          cwd: req.cwd ?? "/",
-          ...(req.user ? { user: req.user } : {}),
-          deadlineMs: req.timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS,
-          ...(req.stdin ? { stdin: req.stdin } : {}),
-        },
-        {
-          timeoutMs: req.timeoutMs,
-          ...(req.maxOutputBytes !== undefined ? { maxOutputBytes: req.maxOutputBytes } : {}),
-          ...(req.signal ? { signal: req.signal } : {}),
-          ...streamTo(req),
-        },
-      );
-    } catch (e) {
-      // Nothing listening: an init that could not create its socket. `runsc exec` still works.
-      if (e instanceof ChannelUnavailable) return undefined;
-      throw e;
-    }
-    if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    if (r.lost) {
-      await this.throwIfDead(handle);
-      throw new PyroError(
-        "engine_failure",
-        `the exec channel of sandbox ${handle.id} closed before the command finished`,
-        "try again; if it keeps happening, delete the sandbox and create a new one",
-      );
-    }
-    if (!r.timedOut && r.exitCode !== 0) await this.throwIfDead(handle);
-    return execOutcome(r);
-  }
-
   /** A command that failed because its sandbox died (out of memory, killed): said so. */
   private async throwIfDead(handle: SandboxHandle): Promise<void> {
     if ((await this.inspect(handle)).state === "running") return;
-    const cid = String(handle.data.containerId);
-    const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
-    if (await oomKilled(cid))
-      throw new PyroError(
-        "sandbox_dead",
-        `sandbox ${handle.id} was killed: out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`,
-        "delete it and create a new one with a larger mem_mib",
-      );
-    throw new PyroError(
-      "sandbox_dead",
-      `sandbox ${handle.id} stopped while the command ran`,
-      "delete it and create a new one",
-    );
+    throw await sandboxDeathError(handle);
   }
 
   async updateNetwork(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo> {
@@ -750,17 +696,6 @@ export class GvisorEngine implements Engine {
  * Whether the kernel's OOM killer fired in the sandbox's memory cgroup (runsc names it after
  * the container): how an out-of-memory death is told from other ones. cgroup v1 and v2.
  */
-export async function oomKilled(cid: string): Promise<boolean> {
-  for (const [file, re] of [
-    [`/sys/fs/cgroup/memory/${cid}/memory.oom_control`, /^oom_kill (\d+)/m],
-    [`/sys/fs/cgroup/${cid}/memory.events`, /^oom_kill (\d+)/m],
-  ] as const) {
-    const text = await readFile(file, "utf8").catch(() => "");
-    const m = re.exec(text);
-    if (m && Number(m[1]) > 0) return true;
-  }
-  return false;
-}
 
 /** The request's output callbacks as runsc options (no copy when there are none). */
 function streamTo(req: ExecRequest) {

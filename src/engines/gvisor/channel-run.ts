@@ -1,0 +1,87 @@
+import { readFile } from "node:fs/promises";
+import { PyroError } from "../../errors.js";
+import { execOutcome } from "../outcome.js";
+import type { ExecOutcome, ExecRequest, SandboxHandle } from "../types.js";
+import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "./bundle.js";
+import { ChannelUnavailable, channelExec } from "./exec-channel.js";
+
+/**
+ * A command through the sandbox init's exec channel (exec-channel.ts), with what its outcome
+ * means: cancelled, lost with the sandbox, or an exit code. Shared by the gVisor engine and
+ * the CLI's fast path (cli/fast-exec.ts), which loads no engine. Undefined when nothing
+ * listens (an init that could not create its socket): nothing ran, `runsc exec` still works.
+ * `throwIfDead` throws sandboxDeathError when the sandbox is gone.
+ */
+export async function runOverChannel(
+  handle: SandboxHandle,
+  socketPath: string,
+  argv: string[],
+  req: ExecRequest,
+  throwIfDead: () => Promise<void>,
+): Promise<ExecOutcome | undefined> {
+  let r: Awaited<ReturnType<typeof channelExec>>;
+  try {
+    r = await channelExec(
+      socketPath,
+      {
+        argv,
+        env: guestEnv(req.env),
+        cwd: req.cwd ?? "/",
+        ...(req.user ? { user: req.user } : {}),
+        deadlineMs: req.timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS,
+        ...(req.stdin ? { stdin: req.stdin } : {}),
+      },
+      {
+        timeoutMs: req.timeoutMs,
+        ...(req.maxOutputBytes !== undefined ? { maxOutputBytes: req.maxOutputBytes } : {}),
+        ...(req.signal ? { signal: req.signal } : {}),
+        ...(req.onStdout ? { onStdout: req.onStdout } : {}),
+        ...(req.onStderr ? { onStderr: req.onStderr } : {}),
+      },
+    );
+  } catch (e) {
+    if (e instanceof ChannelUnavailable) return undefined;
+    throw e;
+  }
+  if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
+  if (r.lost) {
+    await throwIfDead();
+    throw new PyroError(
+      "engine_failure",
+      `the exec channel of sandbox ${handle.id} closed before the command finished`,
+      "try again; if it keeps happening, delete the sandbox and create a new one",
+    );
+  }
+  if (!r.timedOut && r.exitCode !== 0) await throwIfDead();
+  return execOutcome(r);
+}
+
+/** What a command that failed because its sandbox died (out of memory, killed) is told. */
+export async function sandboxDeathError(handle: SandboxHandle): Promise<PyroError> {
+  const cid = String(handle.data.containerId);
+  const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
+  if (await oomKilled(cid))
+    return new PyroError(
+      "sandbox_dead",
+      `sandbox ${handle.id} was killed: out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`,
+      "delete it and create a new one with a larger mem_mib",
+    );
+  return new PyroError(
+    "sandbox_dead",
+    `sandbox ${handle.id} stopped while the command ran`,
+    "delete it and create a new one",
+  );
+}
+
+/** Whether the sandbox's cgroup saw the OOM killer (v1 or v2 layout). */
+export async function oomKilled(cid: string): Promise<boolean> {
+  for (const [file, re] of [
+    [`/sys/fs/cgroup/memory/${cid}/memory.oom_control`, /^oom_kill (\d+)/m],
+    [`/sys/fs/cgroup/${cid}/memory.events`, /^oom_kill (\d+)/m],
+  ] as const) {
+    const text = await readFile(file, "utf8").catch(() => "");
+    const m = re.exec(text);
+    if (m && Number(m[1]) > 0) return true;
+  }
+  return false;
+}
