@@ -221,8 +221,7 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
 `;
 // dist/cli holds the bundles and the launcher only: tsc's per-module output of src/cli is
 // compiled into pyro.cjs and would not load as CommonJS.
-for (const f of await readdir("dist/cli"))
-  if (/\.(js|d\.ts)(\.map)?$/.test(f)) await rm(join("dist/cli", f));
+for (const f of await readdir("dist/cli")) if (/\.(js|d\.ts)(\.map)?$/.test(f)) await rm(join("dist/cli", f));
 await writeFile("dist/cli/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);
 await writeFile("dist/cli/main.js", launcher);
 await chmod("dist/cli/main.js", 0o755);
