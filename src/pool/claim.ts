@@ -1,6 +1,6 @@
-import { readdir, readFile, rename } from "node:fs/promises";
+import { readdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { writeExpiry } from "../engines/expiry.js";
+import { writeExpirySync } from "../engines/expiry.js";
 import type { SandboxHandle } from "../engines/types.js";
 import { spawnDetached } from "../runtime/reap-schedule.js";
 import { pidAlive } from "../util/proc.js";
@@ -40,32 +40,41 @@ export const keyDirOf = (root: string, key: PoolKey) => join(root, poolKeyId(key
  * from ready/ to claimed/, so two processes can never both win it.
  */
 export async function claimEntry(root: string, key: PoolKey, deadlineMs: number): Promise<Claim | undefined> {
+  // Synchronous file calls: a handful of tiny metadata operations on pyro's own files, on a
+  // one-shot run's hot path, where each thread-pool round trip costs more than the call.
   const dir = keyDirOf(root, key);
-  const names = await readdir(join(dir, "ready")).catch(() => [] as string[]);
+  let names: string[];
+  try {
+    names = readdirSync(join(dir, "ready"));
+  } catch {
+    return undefined;
+  }
   for (const n of names) {
     if (!/^vm_[0-9a-f]{16}\.json$/.test(n)) continue;
     const id = n.slice(0, -5);
     const path = join(dir, "claimed", claimedName(id, deadlineMs, process.pid));
     try {
-      await rename(join(dir, "ready", n), path);
+      renameSync(join(dir, "ready", n), path);
     } catch {
       continue; // another process took it first
     }
-    const entry = await readFile(path, "utf8").then(
-      (t) => JSON.parse(t) as PoolEntry,
-      () => undefined,
-    );
+    let entry: PoolEntry | undefined;
+    try {
+      entry = JSON.parse(readFileSync(path, "utf8")) as PoolEntry;
+    } catch {}
     const fresh =
       entry?.handle &&
       Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
       pidAlive(entry.handle.data.pid as number | undefined);
-    if (!fresh) {
-      await rename(path, join(dir, "used", n)).catch(() => undefined);
+    if (!entry || !fresh) {
+      try {
+        renameSync(path, join(dir, "used", n));
+      } catch {}
       continue;
     }
     // From here the sandbox lives only as long as this command may: if this process dies,
     // the sandbox's init stops it at the deadline (plus the init's own grace).
-    await setEntryExpiry(entry, new Date(deadlineMs + 5_000).toISOString());
+    setEntryExpiry(entry, new Date(deadlineMs + 5_000).toISOString());
     return { entry, path };
   }
   return undefined;
@@ -73,10 +82,12 @@ export async function claimEntry(root: string, key: PoolKey, deadlineMs: number)
 
 /** Used once: the sandbox stops itself now-ish; the entry goes to used/ for a fill to destroy. */
 export async function releaseEntry(root: string, c: Claim): Promise<void> {
-  await setEntryExpiry(c.entry, new Date(Date.now() - 1_000).toISOString()).catch(() => undefined);
-  await rename(c.path, join(keyDirOf(root, c.entry.key), "used", `${c.entry.id}.json`)).catch(
-    () => undefined,
-  );
+  try {
+    setEntryExpiry(c.entry, new Date(Date.now() - 1_000).toISOString());
+  } catch {}
+  try {
+    renameSync(c.path, join(keyDirOf(root, c.entry.key), "used", `${c.entry.id}.json`));
+  } catch {}
 }
 
 /**
@@ -87,7 +98,7 @@ export function spawnPoolFill(cli: string, env: NodeJS.ProcessEnv): void {
   if (env.PYRO_POOL_TOPUP !== "0") spawnDetached([process.execPath, cli, "pool", "fill", "--json"], env);
 }
 
-async function setEntryExpiry(entry: PoolEntry, at: string): Promise<void> {
+function setEntryExpiry(entry: PoolEntry, at: string): void {
   const ctl = entry.handle.data.ctlDir;
-  if (typeof ctl === "string") await writeExpiry(ctl, at);
+  if (typeof ctl === "string") writeExpirySync(ctl, at);
 }
