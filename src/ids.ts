@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { PyroError } from "./errors.js";
 
 /** Ids are generated here and checked on every use, so a bad id never reaches a path join. */
@@ -8,7 +7,7 @@ const ID_RE = { vm: /^vm_[0-9a-f]{16}$/, ws: /^ws_[0-9a-f]{16}$/ } as const;
 const LABEL = { vm: "VM id", ws: "workspace id" } as const;
 
 export function newId(kind: IdKind): string {
-  return `${kind}_${randomBytes(8).toString("hex")}`;
+  return `${kind}_${process.getBuiltinModule("node:crypto").randomBytes(8).toString("hex")}`;
 }
 
 export function isValidId(kind: IdKind, id: unknown): id is string {

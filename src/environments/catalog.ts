@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { PyroError } from "../errors.js";
 
 /**
@@ -73,7 +72,7 @@ export function recipeDigest(r: EnvironmentRecipe): string {
     suite: r.suite,
     variant: r.variant,
   });
-  return `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
+  return `sha256:${process.getBuiltinModule("node:crypto").createHash("sha256").update(canonical).digest("hex")}`;
 }
 
 /** Directory name of a cache entry: readable prefix plus the digest. */

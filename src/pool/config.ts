@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { PyroError } from "../errors.js";
 
 /**
@@ -76,24 +75,24 @@ export function formatPoolKey(k: PoolKey): string {
   return `${k.environment}${res}${k.network ? "#net" : ""}${k.workspace ? "#ws" : ""}${k.engine === "qemu" ? "#qemu" : ""}`;
 }
 
-/** A key's directory name: a digest, since environment names hold `:` and `/`. */
+/**
+ * A key's directory name: a digest, since environment names hold `:` and `/`. FNV-1a (64-bit),
+ * not SHA-256: node:crypto costs a pooled `pyro run` ~2 ms just to load, and these names need
+ * only be stable and distinct. Directories named by an older pyro's SHA-256 are stale (the
+ * pool's clean destroys what they hold).
+ */
 export function poolKeyId(k: PoolKey): string {
-  return (
-    createHash("sha256")
-      // A run's key hashes as it always did (pools on disk keep their directory).
-      .update(
-        JSON.stringify([
-          k.environment,
-          k.vcpu_count,
-          k.mem_mib,
-          k.network,
-          ...(k.workspace ? ["ws"] : []),
-          ...(k.engine === "qemu" ? ["qemu"] : []),
-        ]),
-      )
-      .digest("hex")
-      .slice(0, 16)
-  );
+  const text = JSON.stringify([
+    k.environment,
+    k.vcpu_count,
+    k.mem_mib,
+    k.network,
+    ...(k.workspace ? ["ws"] : []),
+    ...(k.engine === "qemu" ? ["qemu"] : []),
+  ]);
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(text)) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return h.toString(16).padStart(16, "0");
 }
 
 function intFrom(v: string | undefined, fallback: number, name: string, min: number): number {

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Engine } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
@@ -228,7 +228,7 @@ export class WarmPool {
       else s.pending_destroy += 1;
     }
     for (const kd of await this.keyDirs()) {
-      const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
+      const key = await this.keyOf(kd);
       if (!key?.workspace) continue;
       const s = statusOf(key, false);
       const c = await slotCounts(kd);
@@ -249,6 +249,15 @@ export class WarmPool {
   }
 
   // ---- internals ----
+
+  /**
+   * The key a key directory holds, when the directory is named for it; one named otherwise (an
+   * older pyro's digest) holds nothing a claimer looks for, so its entries count as keyless.
+   */
+  private async keyOf(kd: string): Promise<PoolKey | undefined> {
+    const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
+    return key && poolKeyId(key) === basename(kd) ? key : undefined;
+  }
 
   private async keyDirs(): Promise<string[]> {
     return (await readdir(this.root).catch(() => [] as string[]))
@@ -311,7 +320,7 @@ export class WarmPool {
     }[] = [];
     for (const kd of await readdir(this.root).catch(() => [] as string[])) {
       if (!/^[0-9a-f]{16}$/.test(kd)) continue;
-      const key = await readJson<PoolKey>(join(this.root, kd, "key.json")).catch(() => undefined);
+      const key = await this.keyOf(join(this.root, kd));
       for (const where of ["ready", "claimed", "used"] as const)
         for (const name of await readdir(join(this.root, kd, where)).catch(() => [] as string[])) {
           const id = /^(vm_[0-9a-f]{16})\./.exec(name)?.[1];
@@ -378,7 +387,8 @@ export class WarmPool {
     for (const kd of await this.keyDirs()) {
       const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
       if (!key?.workspace) continue;
-      const unwanted = !keepUnconfigured && !configured.has(poolKeyId(key));
+      const unwanted =
+        poolKeyId(key) !== basename(kd) || (!keepUnconfigured && !configured.has(poolKeyId(key)));
       slotsDestroyed += await cleanSlots(this.engine, kd, all || unwanted);
     }
     // Key directories with nothing left in them.

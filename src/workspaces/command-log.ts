@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { resultNotes } from "../engines/notes.js";
@@ -96,6 +95,8 @@ export interface RunningCommand {
   started_at: string;
 }
 
+let runningSeq = 0;
+
 export async function startCommand(
   wsDir: string,
   keep: number,
@@ -103,7 +104,8 @@ export async function startCommand(
 ): Promise<RunningCommand> {
   const commandsDir = join(wsDir, "commands");
   await mkdir(commandsDir, { recursive: true });
-  const running = `running-${process.pid}-${randomBytes(6).toString("hex")}`;
+  // Hex after the pid, as reset looks for it (snapshots.ts); the count keeps one process's apart.
+  const running = `running-${process.pid}-${Date.now().toString(16)}${(++runningSeq).toString(16)}`;
   const recorder = new CommandRecorder({
     stdoutPath: workspaceOutputPath(commandsDir, running, "stdout"),
     stderrPath: workspaceOutputPath(commandsDir, running, "stderr"),

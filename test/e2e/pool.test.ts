@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { readdir, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
@@ -170,5 +171,33 @@ test("a pooled `pyro run` prints, records and exits as the full CLI does", async
       assert.match(slow.stderr, /exit 124 · gvisor · \d+ ms · TIMED OUT · output vm_/);
     }),
     { ...POOL, PYRO_POOL_SIZE: "1" },
+  );
+});
+
+test("a pool left by an older pyro (another key directory name) is destroyed, not claimed", async (t) => {
+  await withGvisorState(
+    t,
+    guarded(async ({ env, stateDir }) => {
+      assert.equal((await runCli(["pool", "fill"], { env: { ...env, PYRO_POOL_SIZE: "1" } })).code, 0);
+      const [old] = await poolIds(stateDir, "ready");
+      assert.ok(old);
+      // The same key under the SHA-256 name pyro used before its key ids were FNV-1a.
+      const root = join(stateDir, "pool");
+      const [kd] = (await readdir(root)).filter((n) => /^[0-9a-f]{16}$/.test(n));
+      await rename(join(root, kd!), join(root, "5d1e3b6a0c2f4e8d"));
+      const run = await runCliJson<{ vm_id: string; boot_ms: number }>(["run", "--json", "--", "true"], {
+        env: { ...env, PYRO_POOL_SIZE: "1" },
+      });
+      assert.equal(run.code, 0, run.stderr);
+      assert.notEqual(run.json.vm_id, old, "the old directory's sandbox is not handed out");
+      const fill = await runCliJson<{ destroyed: number }>(["pool", "fill", "--json"], {
+        env: { ...env, PYRO_POOL_SIZE: "1" },
+      });
+      assert.equal(fill.code, 0, fill.stderr);
+      assert.deepEqual(await sandboxProcesses(old), [], "its sandbox was destroyed");
+      assert.equal(existsSync(join(root, "5d1e3b6a0c2f4e8d")), false, "and its directory removed");
+      assert.equal((await poolIds(stateDir, "ready")).length, 1, "a fresh one is ready");
+    }),
+    POOL,
   );
 });
