@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
@@ -127,7 +127,7 @@ async function runClaimed(
   const io = fastSession(a.json);
   let rec: CommandRecorder | undefined;
   try {
-    await mkdir(paths.outputsDir, { recursive: true, mode: 0o700 });
+    mkdirSync(paths.outputsDir, { recursive: true, mode: 0o700 });
     await pruneOneShotOutputs(paths).catch(() => undefined);
     rec = new CommandRecorder({
       stdoutPath: oneShotOutputPath(paths, vm_id, "stdout"),

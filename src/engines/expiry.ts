@@ -1,5 +1,4 @@
-import { renameSync, writeFileSync } from "node:fs";
-import { rename, writeFile } from "node:fs/promises";
+import { promises as fsp, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
@@ -11,8 +10,8 @@ export const EXPIRES_FILE = "expires_at";
 
 export async function writeExpiry(ctlDir: string, expiresAt: string): Promise<void> {
   const tmp = join(ctlDir, `.${EXPIRES_FILE}.${process.pid}`);
-  await writeFile(tmp, `${Math.ceil(Date.parse(expiresAt) / 1000)}\n`, { mode: 0o644 });
-  await rename(tmp, join(ctlDir, EXPIRES_FILE));
+  await fsp.writeFile(tmp, `${Math.ceil(Date.parse(expiresAt) / 1000)}\n`, { mode: 0o644 });
+  await fsp.rename(tmp, join(ctlDir, EXPIRES_FILE));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { isUtf8 } from "node:buffer";
-import { open, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { promises as fsp, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { isValidId } from "../ids.js";
@@ -57,26 +57,32 @@ const lastAgeCheck = new Map<string, number>();
  * one-shot run, so the directory stays bounded without a daemon.
  */
 export async function pruneOneShotOutputs(paths: PyroPaths, now = Date.now()): Promise<void> {
-  const names = await readdir(paths.outputsDir).catch(() => [] as string[]);
+  // The check is synchronous (it is on every one-shot run's path); the pruning is not.
+  let names: string[];
+  try {
+    names = readdirSync(paths.outputsDir);
+  } catch {
+    names = [];
+  }
   // The age check stats every file: it runs at most once a minute per outputs dir, unless the
   // count limit is already reached. A stamp file says when it last ran, so that a new process
   // per call (the CLI) does not stat up to 200 files on every `pyro run`.
   const stamp = join(paths.outputsDir, ".age-checked");
   if (names.length < 2 * ONESHOT_RETENTION.runs - 2) {
     if (now - (lastAgeCheck.get(paths.outputsDir) ?? 0) < 60_000) return;
-    const at = (await stat(stamp).catch(() => undefined))?.mtimeMs;
+    const at = statSync(stamp, { throwIfNoEntry: false })?.mtimeMs;
     if (at !== undefined && now - at < 60_000 && at <= now + 60_000) {
       lastAgeCheck.set(paths.outputsDir, at);
       return;
     }
   }
   lastAgeCheck.set(paths.outputsDir, now);
-  await writeFile(stamp, "").catch(() => undefined);
+  await fsp.writeFile(stamp, "").catch(() => undefined);
   const runs = new Map<string, number>();
   for (const n of names) {
     const id = n.replace(/\.(stdout|stderr)$/, "");
     if (!isValidId("vm", id)) continue;
-    const st = await stat(join(paths.outputsDir, n)).catch(() => undefined);
+    const st = await fsp.stat(join(paths.outputsDir, n)).catch(() => undefined);
     if (st) runs.set(id, Math.max(runs.get(id) ?? 0, st.mtimeMs));
   }
   const newestFirst = [...runs.entries()].sort((a, b) => b[1] - a[1]);
@@ -89,7 +95,7 @@ export async function pruneOneShotOutputs(paths: PyroPaths, now = Date.now()): P
   for (const [i, [id, mtime]] of newestFirst.entries()) {
     // At least one slot is left for the run about to start.
     if (i < keep && now - mtime <= ONESHOT_RETENTION.maxAgeMs) continue;
-    for (const s of ["stdout", "stderr"]) await rm(join(paths.outputsDir, `${id}.${s}`), { force: true });
+    for (const s of ["stdout", "stderr"]) await fsp.rm(join(paths.outputsDir, `${id}.${s}`), { force: true });
   }
 }
 
@@ -110,7 +116,7 @@ export async function readOutputPage(
   req: { output_id: string; stream: StreamName; offset: number; limit: number },
 ): Promise<OutputPage> {
   const path = outputPath(paths, req.output_id, req.stream);
-  const fh = await open(path, "r").catch((e: NodeJS.ErrnoException) => {
+  const fh = await fsp.open(path, "r").catch((e: NodeJS.ErrnoException) => {
     if (e.code === "ENOENT")
       throw new PyroError(
         "not_found",
