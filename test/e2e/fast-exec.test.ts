@@ -131,6 +131,27 @@ test("workspace exec from the fast path prints, logs and exits as the full CLI d
         assert.deepEqual([last[0]!.sequence, last[0]!.exit_code], [before + 1, 130]);
       }
 
+      // kill -9 of the fast path mid-command: the closed channel ends the command's whole
+      // group in the sandbox, and the workspace takes the next command as usual.
+      const victim = spawn(
+        process.execPath,
+        [stub, "workspace", "exec", id, "--", "sh", "-c", "sleep 300 & sleep 300"],
+        {
+          env,
+          stdio: "ignore",
+        },
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      victim.kill("SIGKILL");
+      await new Promise((r) => victim.on("close", r));
+      await new Promise((r) => setTimeout(r, 500));
+      const left = await runLauncher(
+        stub,
+        ["workspace", "exec", id, "--", "sh", "-c", "grep -l 'slee[p]' /proc/[0-9]*/cmdline | wc -l"],
+        env,
+      );
+      assert.deepEqual([left.code, left.stdout.trim()], [0, "0"], "no sleep left in the sandbox");
+
       // Declined before anything ran: a name, a flag it does not take, a stopped workspace.
       const n = await count();
       for (const args of [
