@@ -418,9 +418,10 @@ async function benchRootless(rootfs: string, add: (name: string) => Row): Promis
 
 function printRows(rows: Row[], n: number): void {
   console.log(`\npyro bench — medians of ${n} interleaved runs (ms)\n`);
+  const width = Math.max(40, ...rows.map((r) => r.name.length));
   for (const r of rows)
     console.log(
-      `  ${r.name.padEnd(40)} ${median(r.samples).toFixed(1).padStart(8)}   (min ${Math.min(...r.samples).toFixed(1)}, max ${Math.max(...r.samples).toFixed(1)})`,
+      `  ${r.name.padEnd(width)} ${median(r.samples).toFixed(1).padStart(8)}   (min ${Math.min(...r.samples).toFixed(1)}, max ${Math.max(...r.samples).toFixed(1)})`,
     );
 }
 
