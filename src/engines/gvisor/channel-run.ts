@@ -5,6 +5,10 @@ import type { ExecOutcome, ExecRequest, SandboxHandle } from "../types.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "./bundle.js";
 import { ChannelUnavailable, channelExec } from "./exec-channel.js";
 
+/** How long a lost channel waits for its sandbox to be seen dead: 20 × 50 ms. */
+const LOST_CHECKS = 20;
+const LOST_CHECK_MS = 50;
+
 /**
  * A command through the sandbox init's exec channel (exec-channel.ts), with what its outcome
  * means: cancelled, lost with the sandbox, or an exit code. Shared by the gVisor engine and
@@ -45,7 +49,12 @@ export async function runOverChannel(
   }
   if (r.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
   if (r.lost) {
-    await throwIfDead();
+    // The channel closes as the sandbox dies (an OOM kill ends it whole): its process can
+    // outlive the socket by a moment, so a live pid is asked again before it counts.
+    for (let i = 0; i < LOST_CHECKS; i++) {
+      await throwIfDead();
+      await new Promise((res) => setTimeout(res, LOST_CHECK_MS));
+    }
     throw new PyroError(
       "engine_failure",
       `the exec channel of sandbox ${handle.id} closed before the command finished`,
