@@ -14,10 +14,12 @@
  *       Used for `runsc exec` in workspaces and as the container's init for one-shot runs,
  *       where, as PID 1, it also reaps orphans so the sandbox ends the moment PROG does.
  *
- *   init idle [--expires-file F] [--listen SOCK]
+ *   init idle [--expires-file F [--expires-file-present]] [--listen SOCK]
  *       The init of a persistent sandbox: reaps orphaned processes (so `runsc delete` does not
  *       wait on zombies) and, when F holds a Unix time in seconds that has passed, ends the
  *       sandbox (the TTL holds with no pyro process alive). F is re-read every few seconds.
+ *       --expires-file-present: F was written before the sandbox started, so F missing at
+ *       any read (not only after one that found it) means its state dir was removed.
  *       With --listen it also serves commands on the Unix socket SOCK (created on the host
  *       through runsc's --host-uds=create, in a directory only root can enter): the host's
  *       exec without a `runsc exec` (a Go program starting per command, ~25 ms here). One
@@ -560,8 +562,10 @@ static pid_t start_server(int fd) {
 
 static int cmd_idle(int argc, char **argv) {
   const char *expires_file = NULL, *listen_path = NULL;
+  int present = 0;
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--expires-file") == 0 && i + 1 < argc) expires_file = argv[++i];
+    else if (strcmp(argv[i], "--expires-file-present") == 0) present = 1;
     else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen_path = argv[++i];
     else usage();
   }
@@ -581,7 +585,9 @@ static int cmd_idle(int argc, char **argv) {
     pid_t w;
     posix_spawnp(&w, "true", NULL, NULL, warm, environ);
   }
-  int seen = 0, gone = 0;
+  /* Seen from the start when the host wrote it first: a state dir removed before this
+   * loop's first read (a busy host can start the init late) still stops the sandbox. */
+  int seen = present, gone = 0;
   for (;;) {
     int st;
     if (server > 0 && reap_children(server, &st)) server = start_server(lfd);

@@ -14,7 +14,7 @@ import {
 } from "../../network/sandbox-net.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
 import { runCapture, runToLog } from "../../util/proc.js";
-import { writeExpiry } from "../expiry.js";
+import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../static-binaries.js";
@@ -252,7 +252,10 @@ export class GvisorEngine implements Engine {
     if (channel) await mkdir(sockDir, { recursive: true, mode: 0o700 });
     // 0755: an image's non-root user must reach its shells' files (the state dir keeps others out).
     await mkdir(runDir, { recursive: true, mode: 0o755 });
+    // Written before the sandbox starts (0: no expiry), so the init may take a missing file
+    // for a removed state dir from its first read on (--expires-file-present).
     if (spec.expiresAt) await writeExpiry(ctlDir, spec.expiresAt);
+    else await writeFile(join(ctlDir, EXPIRES_FILE), "0\n", { mode: 0o644 });
     // The init idles, reaps orphans and ends the sandbox past its expiry (with no pyro
     // process alive); commands arrive later with `runsc exec`. Its stdio is a log file, so no
     // pipe of ours is held open by the long-lived sandbox.
@@ -263,7 +266,8 @@ export class GvisorEngine implements Engine {
           INIT_IN_GUEST,
           "idle",
           "--expires-file",
-          `${CTL_IN_GUEST}/expires_at`,
+          `${CTL_IN_GUEST}/${EXPIRES_FILE}`,
+          "--expires-file-present",
           ...(channel ? ["--listen", `${SOCK_IN_GUEST}/${EXEC_SOCKET}`] : []),
         ],
         cwd: "/",
