@@ -254,8 +254,7 @@ export class GvisorEngine implements Engine {
     await mkdir(runDir, { recursive: true, mode: 0o755 });
     // Written before the sandbox starts (0: no expiry), so the init may take a missing file
     // for a removed state dir from its first read on (--expires-file-present).
-    if (spec.expiresAt) await writeExpiry(ctlDir, spec.expiresAt);
-    else await writeFile(join(ctlDir, EXPIRES_FILE), "0\n", { mode: 0o644 });
+    await writeExpiry(ctlDir, spec.expiresAt);
     // The init idles, reaps orphans and ends the sandbox past its expiry (with no pyro
     // process alive); commands arrive later with `runsc exec`. Its stdio is a log file, so no
     // pipe of ours is held open by the long-lived sandbox.
