@@ -12,7 +12,7 @@ import { OUTPUT_BUDGET } from "../output/view.js";
 import { resolvePaths } from "../paths.js";
 import { displayCommand } from "../runtime/command.js";
 import { handleProblem } from "../runtime/handle-check.js";
-import { claimReap, reapIntervalMs, spawnDetached } from "../runtime/reap-schedule.js";
+import { spawnReapIfDue } from "../runtime/reap-schedule.js";
 import { RecordStore } from "../runtime/record-store.js";
 import { pidAlive } from "../util/proc.js";
 import {
@@ -159,8 +159,7 @@ export async function fastWorkspaceExec(
     return await execClaimed(rec, a, dir, paths.workspacesDir);
   } finally {
     // The TTL reap, when due, detached (as the full CLI schedules it).
-    if (await claimReap(paths.stateDir, reapIntervalMs(env)).catch(() => false))
-      spawnDetached([process.execPath, cliPath, "vm", "reap", "--json"], env);
+    await spawnReapIfDue(paths.stateDir, env, cliPath);
   }
 }
 

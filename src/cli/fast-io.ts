@@ -1,3 +1,5 @@
+import { EXIT } from "./report.js";
+
 /**
  * What a fast path (fast-run.ts, fast-exec.ts) does around its command, as the full CLI does
  * it (cli/main.ts, cli/commands.ts): Ctrl-C, SIGTERM and SIGHUP cancel it (a second one
@@ -15,20 +17,32 @@ export interface FastSession {
   close(): void;
 }
 
-const CANCELLED = 130;
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-export function fastSession(json: boolean): FastSession {
-  const abort = new AbortController();
+/**
+ * Ctrl-C, SIGTERM and a closed terminal (SIGHUP) abort `abort` (a second one quits at once);
+ * the CLI's and its fast paths' shared handling. Returns what removes the handlers.
+ */
+export function cancelOnSignals(abort: AbortController): () => void {
   let interrupted = 0;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (++interrupted > 1) process.exit(CANCELLED);
+    if (++interrupted > 1) process.exit(EXIT.cancelled);
+    // After SIGHUP the terminal is gone: writing to it could only fail.
     if (sig !== "SIGHUP")
       process.stderr.write(
         `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
       );
     abort.abort();
   };
-  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
+  for (const s of SIGNALS) process.on(s, onSignal);
+  return () => {
+    for (const s of SIGNALS) process.off(s, onSignal);
+  };
+}
+
+export function fastSession(json: boolean): FastSession {
+  const abort = new AbortController();
+  const uncancel = cancelOnSignals(abort);
   const gone = new AbortController();
   const live = !json;
   const onError = (e: NodeJS.ErrnoException) => {
@@ -43,7 +57,7 @@ export function fastSession(json: boolean): FastSession {
     sinks: live ? { onStdout: write(process.stdout), onStderr: write(process.stderr) } : {},
     pipeGone: () => gone.signal.aborted && !abort.signal.aborted,
     close: () => {
-      for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(s, onSignal);
+      uncancel();
       process.stdout.off("error", onError);
     },
   };

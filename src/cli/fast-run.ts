@@ -11,7 +11,7 @@ import { resolvePaths } from "../paths.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
 import { keyFor, poolConfig } from "../pool/config.js";
 import { displayCommand } from "../runtime/command.js";
-import { claimReap, reapIntervalMs, spawnDetached } from "../runtime/reap-schedule.js";
+import { spawnReapIfDue } from "../runtime/reap-schedule.js";
 import { execFooter } from "./exec-footer.js";
 import { fastSession } from "./fast-io.js";
 import { EXIT, printError } from "./report.js";
@@ -108,8 +108,7 @@ export async function fastRun(argv: readonly string[], cliPath: string): Promise
     // Once the result is out (a child starting meanwhile would compete for the CPU): the
     // pool's top-up and, when due, the TTL reap, both detached.
     spawnPoolFill(cliPath, env);
-    if (await claimReap(paths.stateDir, reapIntervalMs(env)).catch(() => false))
-      spawnDetached([process.execPath, cliPath, "vm", "reap", "--json"], env);
+    await spawnReapIfDue(paths.stateDir, env, cliPath);
   }
 }
 

@@ -4,6 +4,7 @@ import * as z from "zod";
 import { isPyroError, PyroError } from "../errors.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
+import { detachedReapArgv } from "../runtime/reap-schedule.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import {
@@ -14,6 +15,7 @@ import {
   operationPathOf,
   reportError,
 } from "./commands.js";
+import { cancelOnSignals } from "./fast-io.js";
 import { addHostCommands } from "./host.js";
 import { addTokenCommands } from "./token.js";
 
@@ -86,21 +88,8 @@ async function main(argv: string[]): Promise<number> {
   // stack trace. (A command's live output has its own handler, which ends the command.)
   process.stdout.on("error", () => undefined);
   const abort = new AbortController();
-  let interrupted = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    interrupted++;
-    if (interrupted > 1) process.exit(EXIT.cancelled);
-    // After SIGHUP the terminal is gone: writing to it could only fail.
-    if (sig !== "SIGHUP")
-      process.stderr.write(
-        `\npyro: ${sig} received, cleaning up${sig === "SIGINT" ? " (press Ctrl-C again to quit now)" : ""}\n`,
-      );
-    abort.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  // A closed terminal: clean up as for Ctrl-C (the command's own deadline holds regardless).
-  process.on("SIGHUP", onSignal);
+  // A closed terminal (SIGHUP) cleans up as Ctrl-C does (the command's own deadline holds regardless).
+  cancelOnSignals(abort);
 
   let exitCode = 0;
   const io: CliIo = {
@@ -157,7 +146,7 @@ Examples:
 State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_HOME moves both).`,
   );
   // Reaping runs in a detached `pyro vm reap`, never on this command's path.
-  const detachedReap = [process.execPath, process.argv[1]!, "vm", "reap", "--json"];
+  const detachedReap = detachedReapArgv(process.argv[1]!);
   addOperationCommands(
     program,
     () => (runtime ??= new Runtime({ detachedReap })),

@@ -63,3 +63,14 @@ export function spawnDetached(argv: readonly string[], env: NodeJS.ProcessEnv): 
     // A reap that cannot start now happens on a later call.
   }
 }
+
+/** `pyro vm reap` as the CLI whose launcher is `cli` starts it, detached. */
+export function detachedReapArgv(cli: string): string[] {
+  return [process.execPath, cli, "vm", "reap", "--json"];
+}
+
+/** For the CLI's fast paths (no Runtime): claims the next reap and, when due, starts it detached. */
+export async function spawnReapIfDue(stateDir: string, env: NodeJS.ProcessEnv, cli: string): Promise<void> {
+  if (await claimReap(stateDir, reapIntervalMs(env)).catch(() => false))
+    spawnDetached(detachedReapArgv(cli), env);
+}
