@@ -78,6 +78,17 @@ export class CappedBuffer {
   }
 }
 
+/** A CaptureResult's output fields, from its two streams' buffers. */
+export function capturedOutput(out: CappedBuffer, err: CappedBuffer) {
+  return {
+    stdout: out.text(),
+    stdoutBytes: out.bytes(),
+    stderr: err.text(),
+    stdoutTruncated: out.truncated,
+    stderrTruncated: err.truncated,
+  };
+}
+
 /** Length of `buf` without a trailing, incomplete UTF-8 sequence. */
 export function utf8CompleteLength(buf: Uint8Array): number {
   const n = buf.length;
@@ -204,11 +215,7 @@ export function runCapture(
       resolve({
         exitCode: code,
         signal: sig,
-        stdout: out.text(),
-        stdoutBytes: out.bytes(),
-        stderr: err.text(),
-        stdoutTruncated: out.truncated,
-        stderrTruncated: err.truncated,
+        ...capturedOutput(out, err),
         timedOut,
         aborted,
         durationMs: Math.round(performance.now() - started),

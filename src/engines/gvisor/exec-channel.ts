@@ -1,7 +1,12 @@
 import { closeSync, openSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { basename, dirname } from "node:path";
-import { CappedBuffer, type CaptureResult, DEFAULT_MAX_OUTPUT_BYTES } from "../../util/proc.js";
+import {
+  CappedBuffer,
+  type CaptureResult,
+  capturedOutput,
+  DEFAULT_MAX_OUTPUT_BYTES,
+} from "../../util/proc.js";
 
 /**
  * The host side of the sandbox init's exec channel (`init idle --listen`, guest/sandbox-init.c):
@@ -128,11 +133,7 @@ export async function channelExec(
       resolve({
         exitCode,
         signal: null,
-        stdout: out.text(),
-        stdoutBytes: out.bytes(),
-        stderr: err.text(),
-        stdoutTruncated: out.truncated,
-        stderrTruncated: err.truncated,
+        ...capturedOutput(out, err),
         timedOut,
         aborted,
         durationMs: Math.round(performance.now() - started),
