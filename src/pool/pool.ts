@@ -387,8 +387,9 @@ export class WarmPool {
     for (const kd of await this.keyDirs()) {
       const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
       if (!key?.workspace) continue;
-      const unwanted =
-        poolKeyId(key) !== basename(kd) || (!keepUnconfigured && !configured.has(poolKeyId(key)));
+      // A directory an older pyro named (see keyOf) is unwanted whatever the settings.
+      const id = poolKeyId(key);
+      const unwanted = id !== basename(kd) || (!keepUnconfigured && !configured.has(id));
       slotsDestroyed += await cleanSlots(this.engine, kd, all || unwanted);
     }
     // Key directories with nothing left in them.

@@ -1,8 +1,9 @@
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type * as z from "zod";
 import { resultNotes } from "../engines/notes.js";
 import type { ExecOutcome, ExecutionMode } from "../engines/types.js";
-import type { CommandLogEntryT } from "../operations/schemas.js";
+import type { CommandLogEntryT, LastCommand } from "../operations/schemas.js";
 import { commandFields } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { workspaceOutputId, workspaceOutputPath } from "../output/store.js";
@@ -25,13 +26,7 @@ export interface LoggedRecord {
   max_expires_at?: string | undefined;
   last_activity_at?: string | undefined;
   command_count: number;
-  last_command: {
-    sequence: number;
-    command: string;
-    exit_code: number;
-    started_at: string;
-    duration_ms: number;
-  } | null;
+  last_command: z.infer<typeof LastCommand> | null;
 }
 
 /** A command log entry as stored in commands/<seq>.json (the output is in files beside it). */
