@@ -299,6 +299,15 @@ static void strv_push(struct strv *s, char *x) {
   s->v[s->n] = NULL;
 }
 
+/* A command starts as from a shell: no signal blocked, SIGPIPE at its default. Only system
+ * calls, so a vfork child may call it. */
+static void command_signals(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+}
+
 /* Tells the server this handler is taken (once), so it forks a replacement. */
 static int busy_fd = -1;
 static void notify_busy(void) {
@@ -358,10 +367,7 @@ go:
     dup2(stdin_buf ? in[0] : null, 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    command_signals();
     /* A vfork child shares the handler's memory: no stdio or malloc here, only a stack
      * buffer and write(2). */
     char msg[512];
@@ -906,10 +912,7 @@ static int cmd_supervise(int argc, char **argv) {
       dup2(pipefd[1], 1);
       dup2(pipefd[1], 2);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    command_signals();
     execvp(prog[0], prog);
     fprintf(stderr, "pyro: %s: %s\n", prog[0], errno == ENOENT ? "not found" : strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);
