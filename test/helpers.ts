@@ -46,10 +46,17 @@ export async function testEnv(
 
 export function runCli(
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {},
+  opts: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    input?: string;
+    timeoutMs?: number;
+    /** Another launcher than this checkout's dist/cli/main.js (a copy under test). */
+    main?: string;
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [opts.main ?? CLI, ...args], {
       env: opts.env ?? process.env,
       cwd: opts.cwd ?? REPO,
       stdio: ["pipe", "pipe", "pipe"],

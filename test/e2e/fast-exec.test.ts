@@ -13,30 +13,8 @@ import { CLI, REPO, runCli, runCliJson, runCliJsonGuest, withGvisorState, withHo
  * with the full CLI's (PYRO_FAST_PATHS=0, or the workspace's name, which only the full CLI
  * resolves).
  */
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runLauncher(main: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((res) => {
-    const child = spawn(process.execPath, [main, ...args], {
-      env,
-      cwd: REPO,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c) => {
-      stderr += c;
-    });
-    child.on("close", (code) => res({ code, stdout, stderr }));
-  });
-}
+/** The launcher at `main` (the stub copy, or this checkout's) with `args`. */
+const runLauncher = (main: string, args: string[], env: NodeJS.ProcessEnv) => runCli(args, { env, main });
 
 /** The shell's view of `pyro … -- yes | head -1`: what head printed and pyro's exit code. */
 function pipeToHead(main: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
