@@ -146,7 +146,10 @@ function deny(policy: HostAccessPolicy, field: string, value: string, real: stri
  * path that does not exist, realpath of its deepest existing ancestor plus the rest, which
  * may then not contain `..` (it could not be resolved honestly).
  */
-async function realHostPath(value: string, field: string): Promise<{ path: string; missing: boolean }> {
+export async function realHostPath(
+  value: string,
+  field: string,
+): Promise<{ path: string; missing: boolean }> {
   try {
     return { path: await realpath(value), missing: false };
   } catch (e) {

@@ -81,6 +81,9 @@ interface ServeFlags {
   maxConcurrent?: string;
   maxUploadMib?: string;
   allowRepoSeeds?: boolean;
+  exportDir?: string;
+  allowExportOverwrite?: boolean;
+  allowExportExec?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -167,12 +170,24 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --export-dir ~/pyro-exports\n  $ pyro mcp serve --export-dir ./review --allow-export-overwrite --allow-export-exec\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 8080 --export-dir /srv/pyro-exports\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n',
     )
     .option(
       "--allow-path <dir>",
       "host directory tools may read seeds and sync sources from, symlinks resolved (repeatable; default: the directory the server is started in)",
       (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--export-dir <dir>",
+      'the only host directory workspace_export may write into (a model\'s relative output lands there, nothing outside it, no dot-directories); created 0700 when missing (default: ./pyro-exports on stdio, none with --http: clients use output "download:")',
+    )
+    .option(
+      "--allow-export-overwrite",
+      "let an export with force replace an existing path in the export area (off by default: exports only create new paths)",
+    )
+    .option(
+      "--allow-export-exec",
+      "let exported files keep their execute bits (off by default: dropped, and the result's exec_bits_dropped counts them)",
     )
     .option("--profile <name>", "which tools to serve: vm-run, workspace-core (default) or workspace-full")
     .option(
@@ -252,6 +267,9 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(maxConcurrent ? { maxConcurrent } : {}),
             ...(uploadMib ? { maxUploadBytes: uploadMib * 1024 * 1024 } : {}),
             ...(o.allowRepoSeeds ? { allowRepoSeeds: true } : {}),
+            ...(o.exportDir !== undefined ? { exportDir: o.exportDir } : {}),
+            ...(o.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
+            ...(o.allowExportExec ? { allowExportExec: true } : {}),
           });
         } catch (e) {
           reportError(io, e, false);
@@ -265,6 +283,9 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
         ...(o.profile ? { profile: o.profile } : {}),
         secrets: { secretEnv: o.secretEnv ?? [], secretFiles: o.secretFile ?? [] },
         allowSecretValues: o.allowSecretValues === true,
+        ...(o.exportDir !== undefined ? { exportDir: o.exportDir } : {}),
+        ...(o.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
+        ...(o.allowExportExec ? { allowExportExec: true } : {}),
         project: {
           ...(o.projectPath ? { path: o.projectPath } : {}),
           ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),

@@ -38,6 +38,8 @@ export const RENDER_FILES: Record<string, (r: Any) => string> = {
     ];
     for (const s of r.skipped) lines.push(`  skipped ${s.path}: ${s.reason}`);
     if (r.deleted_count) lines.push(`  deleted since the baseline (not exported): ${r.deleted.join(", ")}`);
+    if (r.exec_bits_dropped)
+      lines.push(`  execute bits dropped from ${r.exec_bits_dropped} file(s) (the server's export policy)`);
     return lines.join("\n");
   },
   workspace_file_list: (r) =>

@@ -11,6 +11,7 @@ import type { CallContext } from "../runtime/context.js";
 import { Runtime } from "../runtime/runtime.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import { VERSION } from "../version.js";
+import { type ExportPolicy, serverExportPolicy } from "../workspaces/export-policy.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
 
@@ -56,6 +57,35 @@ export interface CreateServerOptions {
   gate?: OperationGate;
   /** The host-access policy itself, instead of one built from allowPaths (HTTP: no default root). */
   hostAccess?: HostAccessPolicy;
+  /**
+   * Where workspace_export may write (`pyro mcp serve --export-dir DIR`): a model's output
+   * must lie strictly inside it (a relative one is resolved there). Default: `pyro-exports/`
+   * under the directory the server was started in, created (0700) by the first export; none
+   * when that is `/`. See src/workspaces/export-policy.ts.
+   */
+  exportDir?: string;
+  /** `--allow-export-overwrite`: an export with force may replace an existing path in the area. */
+  allowExportOverwrite?: boolean;
+  /** `--allow-export-exec`: exported files keep their execute bits. */
+  allowExportExec?: boolean;
+  /** The export policy itself, instead of one built from the options above (HTTP). */
+  exportPolicy?: ExportPolicy;
+}
+
+/** The export policy of a server created with these options (throws on a bad --export-dir). */
+export function serverExports(
+  opts: Pick<CreateServerOptions, "exportDir" | "allowExportOverwrite" | "allowExportExec" | "exportPolicy">,
+  hostAccess: HostAccessPolicy,
+): ExportPolicy {
+  return (
+    opts.exportPolicy ??
+    serverExportPolicy({
+      ...(opts.exportDir !== undefined ? { exportDir: opts.exportDir } : {}),
+      allowOverwrite: opts.allowExportOverwrite === true,
+      allowExec: opts.allowExportExec === true,
+      roots: hostAccess.roots,
+    })
+  );
 }
 
 /** The host-access policy of a server created with these options (throws on a bad directory). */
@@ -89,8 +119,17 @@ export function serverInstructions(tools: ReadonlySet<string>): string {
 }
 
 /** A tool's description as this server publishes it: only its own tools, and its project. */
-export function toolDescription(op: Operation, tools: ReadonlySet<string>, project?: ProjectSeeder): string {
+export function toolDescription(
+  op: Operation,
+  tools: ReadonlySet<string>,
+  project?: ProjectSeeder,
+  exports?: ExportPolicy,
+): string {
   let d = textForTools(op.description, tools);
+  if (exports && op.name === "workspace_export")
+    d += exports.area
+      ? ` This server's export area is ${exports.area}: give output as a new relative path (e.g. "result" or "fix.tar.gz"), which lands there.`
+      : ` This server has no export area: ${exports.noAreaBecause ?? "exports to host paths are refused"}.`;
   if (project && op.name === "workspace_create") {
     const p = project.project;
     const what = p.includeUntracked ? "git-tracked and untracked (not ignored) files" : "git-tracked files";
@@ -136,6 +175,7 @@ export async function callOperation(
     project?: ProjectSeeder;
     secretPolicy?: SecretPolicy;
     gate?: OperationGate;
+    exportPolicy?: ExportPolicy;
   },
 ): Promise<CallToolResult> {
   const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
@@ -144,6 +184,8 @@ export async function callOperation(
     const call: CallContext = {
       signal: ctx.mcpReq.signal,
       hostAccess,
+      // Always set over MCP: a model exports only into the operator's export area.
+      exportPolicy: served?.exportPolicy ?? serverExportPolicy({ roots: hostAccess.roots }),
       ...progress?.callbacks,
       ...(served?.project ? { project: served.project } : {}),
       // Always set over MCP: the caller is a model (names only unless the operator allowed values).
@@ -181,6 +223,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   const runtime = opts.runtime ?? new Runtime();
   const log = opts.log ?? stderrLog;
   const hostAccess = serverHostPolicy(opts);
+  const exportPolicy = serverExports(opts, hostAccess);
   const tool: ToolOptions = {
     allowHostCompat: opts.allowHostCompat === true,
     allowSecretValues: opts.allowSecretValues === true,
@@ -192,6 +235,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
     ...(opts.project ? { project: opts.project } : {}),
     secretPolicy: secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true),
     ...(opts.gate ? { gate: opts.gate } : {}),
+    exportPolicy,
   };
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },
@@ -206,7 +250,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
       op.name,
       {
         title: op.title,
-        description: toolDescription(op, tools, opts.project),
+        description: toolDescription(op, tools, opts.project, exportPolicy),
         inputSchema: publishedInputSchema(toolInputJsonSchema(op, tool)),
         outputSchema: op.result,
         annotations: {

@@ -6,7 +6,7 @@ import { type ProjectOptions, projectSeeder, resolveProject } from "../project/s
 import { Runtime } from "../runtime/runtime.js";
 import { type OperatorSecrets, secretPolicy } from "../secrets/spec.js";
 import { JsonRpcLineFilter } from "./jsonrpc-filter.js";
-import { createServer, serverHostPolicy } from "./server.js";
+import { createServer, serverExports, serverHostPolicy } from "./server.js";
 
 function log(line: string): void {
   process.stderr.write(`pyro mcp: ${line}\n`);
@@ -31,6 +31,10 @@ export interface ServeStdioOptions {
   /** `--secret-env`, `--secret-file`: secrets models may name; `--allow-secret-values`. */
   secrets?: OperatorSecrets;
   allowSecretValues?: boolean;
+  /** `--export-dir`, `--allow-export-overwrite`, `--allow-export-exec` (src/workspaces/export-policy.ts). */
+  exportDir?: string;
+  allowExportOverwrite?: boolean;
+  allowExportExec?: boolean;
 }
 
 export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
@@ -60,6 +64,13 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
   const allowPaths = serverHostPolicy(opts).roots;
   if (allowPaths.length === 0)
     log("no host paths are allowed (started in /); pass --allow-path DIR to allow some");
+  // Checked once too: a bad --export-dir is a startup error.
+  const exports = serverExports(opts, serverHostPolicy(opts));
+  log(
+    exports.area
+      ? `exports go to ${exports.area}${exports.allowOverwrite ? " (may replace existing paths: --allow-export-overwrite)" : ""}${exports.allowExec ? " (execute bits kept: --allow-export-exec)" : ""}`
+      : `no export area: ${exports.noAreaBecause}; pass --export-dir DIR`,
+  );
   // Checked once, before serving: a bad secret name is a startup error.
   const secrets = secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true);
   if (secrets.catalog.size) log(`secrets models may name: ${[...secrets.catalog.keys()].join(", ")}`);
@@ -84,6 +95,7 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
         ...(opts.secrets ? { secrets: opts.secrets } : {}),
         ...(opts.allowSecretValues ? { allowSecretValues: true } : {}),
+        exportPolicy: exports,
         profile,
         ...(project ? { project: projectSeeder(project, join(runtime.paths.stateDir, "tmp")) } : {}),
       }),

@@ -3,6 +3,7 @@ import * as z from "zod";
 import type { CallContext } from "../runtime/context.js";
 import { DIFF_LIMITS, diffWorkspace } from "../workspaces/diff.js";
 import { exportWorkspace } from "../workspaces/export.js";
+import { intentsDir } from "../workspaces/export-journal.js";
 import { editFile, FILE_LIMITS, listFiles, readFile, writeFile } from "../workspaces/files.js";
 import { applyPatch } from "../workspaces/patch.js";
 import { summarize } from "../workspaces/summary.js";
@@ -99,9 +100,14 @@ export const WorkspaceExportInput = z.object({
     .min(1)
     .max(4096)
     .describe(
-      "Host path to write: a directory (or a file's path, for one file), or a .tar / .tar.gz / .tgz archive. Must not exist, be empty, or force=true.",
+      "Host path to write: a directory (or a file's path, for one file), or a .tar / .tar.gz / .tgz archive. Must not exist, be empty, or force=true. Over MCP: a path inside the server's export area (a relative one lands there), new, with no component starting with '.'.",
     ),
-  force: z.boolean().default(false).describe("Replace an existing output. Default false."),
+  force: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Replace an existing output. Default false. Over MCP only when the operator started the server with --allow-export-overwrite.",
+    ),
   changed_only: z
     .boolean()
     .default(false)
@@ -132,6 +138,12 @@ export const WorkspaceExportResult = z.object({
     .array(z.string())
     .describe("With changed_only: paths deleted since the baseline (not in the export)."),
   deleted_count: z.number().int(),
+  exec_bits_dropped: z
+    .number()
+    .int()
+    .describe(
+      "Files written without the execute bits they had in the workspace: an MCP server drops them unless its operator passed --allow-export-exec. 0 from the CLI and SDK.",
+    ),
 });
 
 export const WorkspaceFileListInput = z.object({
@@ -347,6 +359,7 @@ export const FILE_OPERATIONS = [
     description:
       "Copy a file or directory of /workspace back to the host: into a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
       "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks that leave the export are not created (listed in skipped); set-uid/set-gid bits are dropped. " +
+      "Over MCP the output goes into the operator's export area only (a relative output lands there), never over an existing path or into a dot-directory, and files lose execute bits unless the operator allowed them (exec_bits_dropped says how many). " +
       "The result's files and bytes are verified; a partial copy is an error and writes nothing.",
     input: WorkspaceExportInput,
     result: WorkspaceExportResult,
@@ -362,7 +375,14 @@ export const FILE_OPERATIONS = [
     },
     handler: async (rt, i, ctx) => {
       const w = await rt.workspaces.open(i.workspace_id);
-      return exportWorkspace(w.guest, w.baseline, join(w.dir, "exports.jsonl"), i, ctx);
+      return exportWorkspace(
+        w.guest,
+        w.baseline,
+        join(w.dir, "exports.jsonl"),
+        i,
+        ctx,
+        intentsDir(rt.paths.stateDir),
+      );
     },
   }),
   op({

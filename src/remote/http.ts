@@ -18,6 +18,7 @@ import { createServer } from "../mcp/server.js";
 import { parseProfile } from "../operations/profiles.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
+import { serverExportPolicy } from "../workspaces/export-policy.js";
 import { TenantGate } from "./tenancy.js";
 import { type Tenant, TokenStore } from "./tokens.js";
 import { TransferStore } from "./transfers.js";
@@ -45,6 +46,14 @@ export interface HttpServeOptions {
   allowHostCompat?: boolean;
   /** workspace_create may take seed_path "git:https://…", cloned by the server. */
   allowRepoSeeds?: boolean;
+  /**
+   * Server directory exports may write into (`--export-dir`), one subdirectory per token;
+   * default none: clients export with output "download:". Same rules as on stdio
+   * (src/workspaces/export-policy.ts), with `allowExportOverwrite` / `allowExportExec`.
+   */
+  exportDir?: string;
+  allowExportOverwrite?: boolean;
+  allowExportExec?: boolean;
   profile?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -151,6 +160,14 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
   // Over HTTP the caller is a program elsewhere: no server directory unless the operator maps it.
   const roots = opts.allowPaths?.length ? hostAccessPolicy(opts.allowPaths).roots : [];
   const gate = new TenantGate(runtime, transfers, roots, opts.allowRepoSeeds === true);
+  // Checked at startup (a bad --export-dir is an error before serving).
+  const exportPolicy = serverExportPolicy({
+    ...(opts.exportDir !== undefined ? { exportDir: opts.exportDir } : {}),
+    allowOverwrite: opts.allowExportOverwrite === true,
+    allowExec: opts.allowExportExec === true,
+    roots,
+    http: true,
+  });
   const profile = parseProfile(opts.profile);
   const maxConcurrent = opts.maxConcurrent ?? DEFAULTS.maxConcurrent;
   const maxBody = opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
@@ -165,6 +182,7 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         runtime,
         log,
         hostAccess: hostAccessPolicy(roots),
+        exportPolicy,
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
         profile,
         gate: gate.for(tenant),
@@ -388,6 +406,8 @@ export async function serveHttp(opts: HttpServeOptions & { shutdownGraceMs?: num
     );
   if (opts.allowPaths?.length)
     log(`remote calls may name these server directories: ${opts.allowPaths.join(", ")}`);
+  if (opts.exportDir !== undefined)
+    log(`remote exports may write below ${opts.exportDir}/<token id>/ (--export-dir)`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log(

@@ -6,6 +6,7 @@ import type { Operation } from "../operations/table.js";
 import { projectSeeder, resolveProject } from "../project/source.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { narrowExportArea } from "../workspaces/export-policy.js";
 import type { Tenant } from "./tokens.js";
 import type { TransferStore } from "./transfers.js";
 
@@ -23,7 +24,8 @@ import type { TransferStore } from "./transfers.js";
  *   checked against the token's limits (live sandboxes, total memory);
  * - `upload:ID` in seed_path/source_path names an archive the tenant uploaded, and
  *   `download:` as an export's output writes an archive the tenant then fetches: the only
- *   host paths a remote client can name unless the operator maps roots (`--allow-path`).
+ *   host paths a remote client can name unless the operator maps roots (`--allow-path`) or
+ *   an export area (`--export-dir`, one subdirectory per token).
  */
 export interface OperationGate {
   run(
@@ -111,6 +113,11 @@ export class TenantGate {
       ? { ...hostAccessPolicy(roots), widen: REMOTE_WIDEN }
       : hostAccessPolicy([], { widen: REMOTE_WIDEN, emptyBecause: REMOTE_NO_ROOTS });
     const call: CallContext = { ...ctx, tenant: t.id, hostAccess };
+    // A "download:" target is the server's own choice, never the caller's, so the export
+    // policy (which judges a caller's output) does not apply to it; any other output goes
+    // into the token's own part of the export area, where another token's exports are not.
+    if (download) delete call.exportPolicy;
+    else if (call.exportPolicy) call.exportPolicy = narrowExportArea(call.exportPolicy, t.id);
     if (
       op.name === "workspace_create" &&
       typeof input.seed_path === "string" &&

@@ -3,6 +3,7 @@ import type { HostAccessPolicy } from "../host-paths.js";
 import type { PyroPaths } from "../paths.js";
 import type { ProjectSeeder } from "../project/source.js";
 import type { SecretPolicy } from "../secrets/spec.js";
+import type { ExportPolicy } from "../workspaces/export-policy.js";
 
 /** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
 export interface Progress {
@@ -28,6 +29,12 @@ export interface CallContext {
    * access: the CLI's and the SDK's caller is the operator. The MCP server sets it.
    */
   hostAccess?: HostAccessPolicy;
+  /**
+   * Where the caller may export to, and how (src/workspaces/export-policy.ts). Undefined is
+   * the operator's freedom (CLI, SDK); the MCP server sets it: a model exports only into the
+   * operator's export area.
+   */
+  exportPolicy?: ExportPolicy;
   /**
    * The project of the MCP server this call came through (`pyro mcp serve` in a git
    * checkout, `--project-path`, `--repo-url`): workspace_create without seed_path seeds from it.

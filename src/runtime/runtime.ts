@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { EnvironmentStore } from "../environments/store.js";
 import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WarmPool } from "../pool/pool.js";
+import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
 import type { CallContext, RuntimeDeps } from "./context.js";
 import { ensurePrivateDir } from "./private-dir.js";
@@ -86,6 +87,8 @@ export class Runtime {
     // A background reap in flight would take records from under this one's result.
     await this.reaping;
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
+    // Exports whose pyro was killed half-way: finished or rolled back (export-journal.ts).
+    await recoverExports(intentsDir(this.paths.stateDir)).catch(() => undefined);
     // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process) go too;
     // nothing new is started here.
     await new WarmPool(this.paths, this.envs, this.env)

@@ -245,9 +245,18 @@ export class Pyro {
    * An MCP server over this SDK's runtime, to mount on any transport. `allowPaths`: the
    * host directories its tools may read (default: the process's working directory);
    * `allowHostCompat`: let its tools offer unisolated execution (operator's choice).
+   * `exportDir`, `allowExportOverwrite`, `allowExportExec`: where and how its exports may
+   * write (as `pyro mcp serve --export-dir`, `--allow-export-overwrite`, `--allow-export-exec`).
    */
   async createServer(
-    opts: { allowPaths?: readonly string[]; allowHostCompat?: boolean; profile?: string } = {},
+    opts: {
+      allowPaths?: readonly string[];
+      allowHostCompat?: boolean;
+      profile?: string;
+      exportDir?: string;
+      allowExportOverwrite?: boolean;
+      allowExportExec?: boolean;
+    } = {},
   ) {
     if (this.#remote)
       throw new PyroError(
@@ -261,6 +270,9 @@ export class Pyro {
       ...(opts.allowPaths ? { allowPaths: opts.allowPaths } : {}),
       ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
       ...(opts.profile ? { profile: opts.profile } : {}),
+      ...(opts.exportDir !== undefined ? { exportDir: opts.exportDir } : {}),
+      ...(opts.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
+      ...(opts.allowExportExec ? { allowExportExec: true } : {}),
     });
   }
 

@@ -1,22 +1,13 @@
 import { constants } from "node:fs";
-import {
-  appendFile,
-  chmod,
-  lstat,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  rename,
-  rm,
-  symlink,
-} from "node:fs/promises";
-import { basename, dirname, join, posix, resolve } from "node:path";
+import { appendFile, chmod, lstat, mkdir, open, readdir, rename, rm, symlink } from "node:fs/promises";
+import { dirname, join, posix, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { c as tarCreate } from "tar";
 import { PyroError } from "../errors.js";
 import { type HostPathContext, resolveHostPath } from "../host-paths.js";
 import { computeDiff, fetchFiles, parseTar, type TarItem } from "./diff.js";
+import { exportNames, recordIntent, recoverExports } from "./export-journal.js";
+import { type ExportPolicy, resolveExportTarget } from "./export-policy.js";
 import { GUEST_EXIT, type Guest, guestRefusal, relToWorkspace, stdoutBytes, workspacePath } from "./guest.js";
 
 /**
@@ -29,7 +20,9 @@ import { GUEST_EXIT, type Guest, guestRefusal, relToWorkspace, stdoutBytes, work
  * at the end and only when they stay inside the export (others are listed as skipped,
  * never followed or created), set-uid/set-gid bits dropped. The counts are checked against
  * what the guest said it sent; only then is the staging directory renamed onto the target.
- * A partial copy is an error and leaves nothing behind.
+ * A partial copy is an error and leaves nothing behind; a killed export is finished or rolled
+ * back by the next one or the reaper (export-journal.ts). Over MCP the target is the
+ * model's choice within the operator's export policy (export-policy.ts).
  */
 
 export const EXPORT_LIMITS = {
@@ -76,13 +69,22 @@ export async function exportWorkspace(
   baselineDir: string,
   exportsLog: string,
   input: { path: string; output: string; force: boolean; changed_only: boolean },
-  ctx: HostPathContext & { signal?: AbortSignal },
+  ctx: HostPathContext & { signal?: AbortSignal; exportPolicy?: ExportPolicy },
+  /** Where intents are recorded (`<state>/export-intents`); none: no crash recovery. */
+  journal?: string,
 ) {
   const path = workspacePath(input.path);
   const scope = relToWorkspace(path);
   const format = formatOf(input.output);
-  const target = await resolveHostPath(input.output, "output", ctx, { mustExist: false });
-  await checkTarget(input.output, resolve(ctx.cwd ?? process.cwd(), input.output), target, input.force);
+  // An earlier export killed half-way (maybe of this very target) is finished first.
+  if (journal) await recoverExports(journal);
+  const { target, lexical } = ctx.exportPolicy
+    ? await resolveExportTarget(input.output, input.force, ctx.exportPolicy)
+    : {
+        target: await resolveHostPath(input.output, "output", ctx, { mustExist: false }),
+        lexical: resolve(ctx.cwd ?? process.cwd(), input.output),
+      };
+  await checkTarget(input.output, lexical, target, input.force);
 
   // 1. The archive, from the guest.
   let items: TarItem[];
@@ -139,60 +141,99 @@ export async function exportWorkspace(
     single = items.length === 1 && items[0]!.type !== "Directory" && items[0]!.path !== "";
   }
 
-  // 2. Written into a fresh staging directory beside the target.
+  // 2. Written into a fresh staging directory beside the target, then into place.
+  const w = await stageAndPlace(target, items, {
+    format,
+    single,
+    force: input.force,
+    keepExec: ctx.exportPolicy ? ctx.exportPolicy.allowExec : true,
+    ...(journal ? { journal } : {}),
+    check: (w) => {
+      if (expected && (expected.files !== w.files || expected.bytes !== w.bytes))
+        throw new PyroError(
+          "engine_failure",
+          `export incomplete: the guest reported ${expected.files} files / ${expected.bytes} bytes, ${w.files} / ${w.bytes} arrived; nothing was written`,
+          "try again (files may have changed while exporting)",
+        );
+    },
+  });
+  const rec: ExportRecord = {
+    at: new Date().toISOString(),
+    path: scope,
+    output: target,
+    format: single && format === "directory" ? "directory" : format,
+    changed_only: input.changed_only,
+    files: w.files,
+    bytes: w.bytes,
+  };
+  await appendFile(exportsLog, `${JSON.stringify(rec)}\n`).catch(() => undefined);
+  return {
+    workspace_id: g.workspaceId,
+    path: scope,
+    output: target,
+    format: single && format === "directory" ? ("file" as const) : format,
+    changed_only: input.changed_only,
+    files: w.files,
+    bytes: w.bytes,
+    directories: w.dirs,
+    symlinks: w.links,
+    verified: input.changed_only || expected !== undefined,
+    skipped: w.skipped.slice(0, EXPORT_LIMITS.listMax),
+    skipped_count: w.skipped.length,
+    deleted: deleted.slice(0, EXPORT_LIMITS.listMax),
+    deleted_count: deleted.length,
+    exec_bits_dropped: w.execDropped,
+  };
+}
+
+/**
+ * Writes `items` into a staging directory beside `target` and renames it (or the single
+ * file in it, or an archive built from it) onto the target. With a journal, the temporary
+ * names are recorded before they exist, so a kill at any moment is repaired later.
+ */
+async function stageAndPlace(
+  target: string,
+  items: TarItem[],
+  o: {
+    format: Format;
+    single: boolean;
+    force: boolean;
+    keepExec: boolean;
+    journal?: string;
+    check?: (w: Written) => void;
+  },
+): Promise<Written> {
   await mkdir(dirname(target), { recursive: true });
-  const staging = await mkdtemp(join(dirname(target), `.${basename(target)}.pyro-export-`));
+  const names = exportNames(target);
+  const clear = o.journal ? await recordIntent(o.journal, { target, ...names }) : undefined;
+  await mkdir(names.staging, { mode: 0o700 });
   try {
-    const w = await writeTree(staging, items);
-    if (expected && (expected.files !== w.files || expected.bytes !== w.bytes))
-      throw new PyroError(
-        "engine_failure",
-        `export incomplete: the guest reported ${expected.files} files / ${expected.bytes} bytes, ${w.files} / ${w.bytes} arrived; nothing was written`,
-        "try again (files may have changed while exporting)",
-      );
-    // 3. Into place.
-    if (format === "directory") {
-      const src = single ? join(staging, items[0]!.path) : staging;
-      await replaceTarget(src, target, input.force);
+    const w = await writeTree(names.staging, items, o.keepExec);
+    o.check?.(w);
+    if (o.format === "directory") {
+      const src = o.single ? join(names.staging, items[0]!.path) : names.staging;
+      await replaceTarget(src, target, o.force, names.aside);
     } else {
-      const tmp = `${staging}.tar`;
-      const names = await readdir(staging);
+      const entries = await readdir(names.staging);
       await tarCreate(
         // Not `portable`: that would reset the modes export promises to keep.
-        { cwd: staging, file: tmp, gzip: format === "tar.gz", portable: false, follow: false },
-        names.length ? names : [],
+        {
+          cwd: names.staging,
+          file: names.tar,
+          gzip: o.format === "tar.gz",
+          portable: false,
+          follow: false,
+        },
+        entries,
       );
-      await replaceTarget(tmp, target, input.force);
+      await replaceTarget(names.tar, target, o.force, names.aside);
     }
-    const rec: ExportRecord = {
-      at: new Date().toISOString(),
-      path: scope,
-      output: target,
-      format: single && format === "directory" ? "directory" : format,
-      changed_only: input.changed_only,
-      files: w.files,
-      bytes: w.bytes,
-    };
-    await appendFile(exportsLog, `${JSON.stringify(rec)}\n`).catch(() => undefined);
-    return {
-      workspace_id: g.workspaceId,
-      path: scope,
-      output: target,
-      format: single && format === "directory" ? ("file" as const) : format,
-      changed_only: input.changed_only,
-      files: w.files,
-      bytes: w.bytes,
-      directories: w.dirs,
-      symlinks: w.links,
-      verified: input.changed_only || expected !== undefined,
-      skipped: w.skipped.slice(0, EXPORT_LIMITS.listMax),
-      skipped_count: w.skipped.length,
-      deleted: deleted.slice(0, EXPORT_LIMITS.listMax),
-      deleted_count: deleted.length,
-    };
+    return w;
   } finally {
-    await rm(staging, { recursive: true, force: true });
-    await rm(`${staging}.tar`, { force: true });
+    await rm(names.staging, { recursive: true, force: true });
+    await rm(names.tar, { force: true });
+    // Only once everything is gone: a kill before this leaves the record for recovery.
+    await clear?.();
   }
 }
 
@@ -227,8 +268,12 @@ async function checkTarget(shown: string, lexical: string, target: string, force
   }
 }
 
-/** Renames `src` onto `target`, moving an existing target aside first (force) and removing it after. */
-async function replaceTarget(src: string, target: string, force: boolean): Promise<void> {
+/**
+ * Renames `src` onto `target`, moving an existing target to `aside` first (force) and
+ * removing it after. The aside name is in the export's intent record, so a kill between the
+ * two renames is rolled back by recovery: the old output is never left only under it.
+ */
+async function replaceTarget(src: string, target: string, force: boolean, aside: string): Promise<void> {
   const st = await lstat(target).catch(() => undefined);
   if (!st) {
     await rename(src, target);
@@ -238,7 +283,6 @@ async function replaceTarget(src: string, target: string, force: boolean): Promi
     throw new PyroError("invalid_argument", `output ${target} became a symlink; nothing was written`);
   if (!force && !(st.isDirectory() && (await readdir(target)).length === 0))
     throw new PyroError("invalid_argument", `output ${target} appeared while exporting; nothing was written`);
-  const aside = `${target}.pyro-old-${process.pid}`;
   await rename(target, aside);
   try {
     await rename(src, target);
@@ -271,10 +315,12 @@ interface Written {
   dirs: number;
   links: number;
   skipped: { path: string; reason: string }[];
+  /** Files written without the execute bits they had (`keepExec` false). */
+  execDropped: number;
 }
 
-async function writeTree(root: string, items: TarItem[]): Promise<Written> {
-  const w: Written = { files: 0, bytes: 0, dirs: 0, links: 0, skipped: [] };
+async function writeTree(root: string, items: TarItem[], keepExec: boolean): Promise<Written> {
+  const w: Written = { files: 0, bytes: 0, dirs: 0, links: 0, skipped: [], execDropped: 0 };
   const made = new Set<string>([""]);
   const dirModes: [string, number][] = [];
   const links: TarItem[] = [];
@@ -325,8 +371,11 @@ async function writeTree(root: string, items: TarItem[]): Promise<Written> {
         try {
           const { bytesWritten } = await fh.write(it.data, 0, it.data.length, 0);
           if (bytesWritten !== it.data.length) throw new PyroError("engine_failure", `short write of ${rel}`);
-          // Modes are kept, but never set-uid/set-gid (nor sticky, meaningless on files).
-          await fh.chmod(it.mode & 0o777);
+          // Modes are kept, but never set-uid/set-gid (nor sticky, meaningless on files), and
+          // execute bits only where the caller allows them (over MCP: the operator).
+          const mode = it.mode & 0o777;
+          if (!keepExec && mode & 0o111) w.execDropped++;
+          await fh.chmod(keepExec ? mode : mode & 0o666);
         } finally {
           await fh.close();
         }
@@ -382,10 +431,13 @@ export async function writeExportArchive(
   cwd: string = process.cwd(),
   /** The export's path in the workspace (the result's `path`): a file's export is one item. */
   scope = ".",
+  /** Where intents are recorded, as for a local export (export-journal.ts). */
+  journal?: string,
 ): Promise<{ output: string; format: "directory" | "file" | "tar" | "tar.gz" }> {
   const format = formatOf(output);
   const target = resolve(cwd, output);
   await checkTarget(output, target, target, force);
+  if (journal) await recoverExports(journal);
   const raw = archive[0] === 0x1f && archive[1] === 0x8b ? gunzipSync(archive) : archive;
   const items = await parseTar(raw).catch((e: Error) => {
     throw new PyroError(
@@ -400,26 +452,14 @@ export async function writeExportArchive(
     items.length === 1 &&
     items[0]!.type !== "Directory" &&
     posix.basename(items[0]!.path) === posix.basename(scope);
-  await mkdir(dirname(target), { recursive: true });
-  const staging = await mkdtemp(join(dirname(target), `.${basename(target)}.pyro-export-`));
-  try {
-    await writeTree(staging, items);
-    if (format === "directory")
-      await replaceTarget(single ? join(staging, items[0]!.path) : staging, target, force);
-    else {
-      const tmp = `${staging}.tar`;
-      const names = await readdir(staging);
-      await tarCreate(
-        { cwd: staging, file: tmp, gzip: format === "tar.gz", portable: false, follow: false },
-        names,
-      );
-      await replaceTarget(tmp, target, force);
-    }
-    return { output: target, format: single && format === "directory" ? "file" : format };
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-    await rm(`${staging}.tar`, { force: true });
-  }
+  await stageAndPlace(target, items, {
+    format,
+    single,
+    force,
+    keepExec: true,
+    ...(journal ? { journal } : {}),
+  });
+  return { output: target, format: single && format === "directory" ? "file" : format };
 }
 
 /** The local export's target checks, for a remote export to run before asking the server. */

@@ -155,7 +155,8 @@ async function scenario(face: Face, host: string): Promise<void> {
     );
     const again = await face.call("workspace_export", { workspace_id: ws, output: out, changed_only: true });
     assert.equal(again.ok, false, "an existing non-empty target is refused");
-    if (!again.ok) assert.match(again.message, /exists and is not empty/);
+    // CLI/SDK: "exists and is not empty"; MCP: "already exists, and this server never replaces…".
+    if (!again.ok) assert.match(again.message, /exists and is not empty|already exists/);
 
     const applied = ok(await face.call("workspace_patch_apply", { workspace_id: ws, patch: good }));
     assert.deepEqual(
@@ -258,7 +259,8 @@ function cliFace(env: NodeJS.ProcessEnv): Face {
 async function mcpFace(env: NodeJS.ProcessEnv, root: string): Promise<Face> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, "mcp", "serve", "--allow-path", root],
+    // Exports land in the test's host dir (strictly below it), as the scenario expects.
+    args: [CLI, "mcp", "serve", "--allow-path", root, "--export-dir", root],
     env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
     cwd: root,
     stderr: "pipe",
@@ -334,7 +336,7 @@ test("round trip through MCP with the official client (gVisor)", async (t) => {
     withFace(
       async (c, host) => mcpFace(c.env, host),
       async (face, host) => {
-        // A model may export only under the operator's --allow-path roots.
+        // A model may export only into the operator's export area (--export-dir).
         const seed = join(host, "s2");
         await mkdir(seed);
         const ws = await face.create(seed);
