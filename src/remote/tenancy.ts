@@ -95,7 +95,7 @@ export class TenantGate {
     // or typed as workspace references (operations/refs.ts), so a file that happens to be
     // called ws_… is still just a path. Names are not resolved here: that happens once, in
     // invoke, within `CallContext.tenant` (set below), so a name only ever finds the caller's
-    // own workspaces (see docs/remote.md, "Tenants").
+    // own workspaces (docs/remote.md, "Names are per tenant").
     const refs = new Set(workspaceRefFields(op.input));
     for (const [k, v] of Object.entries(input))
       if (
