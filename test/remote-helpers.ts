@@ -1,4 +1,7 @@
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { CLI, runCliJson } from "./helpers.js";
 
 /** A `pyro mcp serve --http 127.0.0.1:0` started by a test, with its URL and log. */
@@ -57,4 +60,38 @@ export async function createToken(
   );
   if (r.code !== 0) throw new Error(`token create failed: ${r.stderr}`);
   return r.json;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: test plumbing over results of many shapes
+export type Json = Record<string, any>;
+/** A failed call: the text a model sees, and the error as data (`_meta["pyro/error"]`). */
+export type Call = (
+  name: string,
+  args?: Json,
+) => Promise<{ ok: true; r: Json } | { ok: false; text: string; code?: string; error?: Json }>;
+
+/** The official MCP client (v1 SDK, what desktop clients ship) on `${url}/mcp` with a bearer token. */
+export async function mcpClient(url: string, token?: string): Promise<{ client: Client; call: Call }> {
+  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+    requestInit: { headers: token ? { Authorization: `Bearer ${token}` } : {} },
+  });
+  const client = new Client({ name: "pyro-remote-test", version: "0.0.0" });
+  await client.connect(transport);
+  const call: Call = async (name, args = {}) => {
+    const r = (await client.callTool({ name, arguments: args }, undefined, { timeout: 300_000 })) as Json;
+    if (r.isError)
+      return {
+        ok: false,
+        text: (r.content ?? []).map((c: Json) => c.text).join("\n"),
+        code: r._meta?.["pyro/error"]?.error?.code,
+        error: r._meta?.["pyro/error"]?.error,
+      };
+    return { ok: true, r: r.structuredContent };
+  };
+  return { client, call };
+}
+
+export function ok(x: Awaited<ReturnType<Call>>): Json {
+  if (!x.ok) assert.fail(`expected success, got: ${x.text}`);
+  return x.r;
 }

@@ -84,6 +84,8 @@ interface ServeFlags {
   exportDir?: string;
   allowExportOverwrite?: boolean;
   allowExportExec?: boolean;
+  allowOrigin?: string[];
+  allowHostHeader?: string[];
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -170,7 +172,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --export-dir ~/pyro-exports\n  $ pyro mcp serve --export-dir ./review --allow-export-overwrite --allow-export-exec\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 8080 --export-dir /srv/pyro-exports\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --export-dir ~/pyro-exports\n  $ pyro mcp serve --export-dir ./review --allow-export-overwrite --allow-export-exec\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- npx -y pyro-mcp mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 8080 --export-dir /srv/pyro-exports\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  $ pyro mcp serve --http 8080 --allow-origin https://app.example.com\n  $ pyro mcp serve --http 8080 --allow-host-header pyro.example.com   # behind a proxy that keeps Host\n',
     )
     .option(
       "--allow-path <dir>",
@@ -227,6 +229,16 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "--allow-repo-seeds",
       'with --http: workspace_create may take seed_path "git:https://HOST/REPO[#REF]", cloned by this server (off by default)',
     )
+    .option(
+      "--allow-origin <url>",
+      "with --http: let browser pages of this origin (scheme://host[:port]) call; requests with any other Origin header get 403, those without one (programs) pass (repeatable; default: none)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--allow-host-header <name>",
+      "with --http on a loopback address: also accept this Host header name (a reverse proxy's public name); other non-loopback names get 403 (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .action(async (o: ServeFlags) => {
       if (o.http !== undefined) {
         // A project seeds every workspace_create without seed_path: over HTTP that would hand
@@ -270,6 +282,8 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(o.exportDir !== undefined ? { exportDir: o.exportDir } : {}),
             ...(o.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
             ...(o.allowExportExec ? { allowExportExec: true } : {}),
+            ...(o.allowOrigin ? { allowOrigins: o.allowOrigin } : {}),
+            ...(o.allowHostHeader ? { allowHosts: o.allowHostHeader } : {}),
           });
         } catch (e) {
           reportError(io, e, false);

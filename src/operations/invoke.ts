@@ -4,6 +4,7 @@ import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { redactOperation } from "../secrets/redact-op.js";
 import { errorForFace, type Face } from "./hints.js";
+import { workspaceRefFields } from "./refs.js";
 import { unknownNames } from "./suggest.js";
 import type { Operation } from "./table.js";
 
@@ -97,9 +98,11 @@ export async function invoke(
     // A face's schema may leave fields out; the full schema fills in their defaults.
     const input = opts.schema ? op.input.parse(parsed.data) : parsed.data;
     if (op.name !== "vm_reap_expired") await rt.reapIfDue();
-    // A workspace's name stands wherever its id does (workspaces/naming.ts).
-    if (typeof input.workspace_id === "string")
-      input.workspace_id = await rt.workspaces.resolveId(input.workspace_id);
+    // A workspace's name stands wherever its id does (workspaces/naming.ts), resolved here and
+    // only here, within the caller's tenant: every face and every workspace reference field
+    // (refs.ts) passes this line, so no operation can look a name up across tenants.
+    for (const f of workspaceRefFields(op.input))
+      if (typeof input[f] === "string") input[f] = await rt.workspaces.resolveId(input[f], ctx.tenant);
     // Secret values never leave in a result or an error (src/secrets/redact-op.ts).
     return await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
   } catch (e) {

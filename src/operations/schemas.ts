@@ -89,7 +89,9 @@ export const workspaceId = z
 export const workspaceName = z
   .string()
   .max(63)
-  .describe("A name for the workspace, unique in this state dir; usable wherever a workspace id is.");
+  .describe(
+    "A name for the workspace, unique among the caller's workspaces; usable wherever a workspace id is.",
+  );
 export const workspaceLabels = z
   .record(z.string().max(63), z.string().max(256))
   .describe('Labels: string keys and values, e.g. {"task": "123"}.');
@@ -200,7 +202,9 @@ export const WorkspaceUpdateInput = z.object({
   workspace_id: workspaceId,
   ttl_seconds: workspaceTtl.optional(),
   max_ttl_seconds: workspaceMaxTtl.optional(),
-  name: workspaceName.optional().describe('A new name ("" removes it); unique in this state dir.'),
+  name: workspaceName
+    .optional()
+    .describe('A new name ("" removes it); unique among the caller\'s workspaces.'),
   labels: workspaceLabels.optional().describe("Labels to set or change (keys and values)."),
   clear_labels: z.array(z.string().max(63)).max(32).optional().describe("Label keys to remove."),
   ...networkRuleFields,

@@ -19,6 +19,7 @@ import { parseProfile } from "../operations/profiles.js";
 import { Runtime } from "../runtime/runtime.js";
 import { VERSION } from "../version.js";
 import { serverExportPolicy } from "../workspaces/export-policy.js";
+import { originGuard } from "./origin.js";
 import { TenantGate } from "./tenancy.js";
 import { type Tenant, TokenStore } from "./tokens.js";
 import { TransferStore } from "./transfers.js";
@@ -35,12 +36,17 @@ import { TransferStore } from "./transfers.js";
  * - `GET /downloads/ID`: an archive an export with output "download:" wrote.
  * - `GET /healthz`: liveness, without authentication and without details.
  *
- * Everything but /healthz needs `Authorization: Bearer <token>` of a live token; anything
- * else is a 401 before any body is read or any tool runs.
+ * Every route first passes the Origin/Host check (origin.ts: DNS-rebinding protection, a
+ * 403 with a JSON-RPC error body), then everything but /healthz needs `Authorization: Bearer
+ * <token>` of a live token; anything else is a 401 before any body is read or any tool runs.
  */
 export interface HttpServeOptions {
   /** `[HOST:]PORT`; HOST defaults to 127.0.0.1, PORT 0 picks a free one. */
   listen: string;
+  /** Origins (scheme://host[:port]) whose browser pages may call; others get 403 (default: none). */
+  allowOrigins?: readonly string[];
+  /** On a loopback bind, Host names accepted besides loopback ones (a reverse proxy's public name). */
+  allowHosts?: readonly string[];
   /** Server directories remote tools may name as host paths (default: none). */
   allowPaths?: readonly string[];
   allowHostCompat?: boolean;
@@ -153,6 +159,11 @@ function rpcSummary(body: Buffer): string {
 
 export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServerHandle> {
   const { host, port } = parseListen(opts.listen);
+  const guard = originGuard({
+    bindHost: host,
+    ...(opts.allowOrigins ? { allowOrigins: opts.allowOrigins } : {}),
+    ...(opts.allowHosts ? { allowHosts: opts.allowHosts } : {}),
+  });
   const log = opts.log ?? ((l: string) => process.stderr.write(`pyro mcp: ${l}\n`));
   const runtime = opts.runtime ?? new Runtime();
   const tokens = new TokenStore(runtime.paths.stateDir);
@@ -205,6 +216,15 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
       const ms = Math.round(performance.now() - started);
       log(`${req.method} ${url.pathname} ${res.statusCode} ${ms}ms tenant=${who}${what ? ` ${what}` : ""}`);
     });
+    // Before anything else, /healthz included: a page in the user's browser gets nothing.
+    const refused = guard.refuse({ origin: req.headers.origin, host: req.headers.host });
+    if (refused)
+      return sendJson(
+        res,
+        403,
+        { jsonrpc: "2.0", error: { code: -32000, message: refused }, id: null },
+        { connection: "close" },
+      );
     if (url.pathname === "/healthz" && req.method === "GET")
       return sendJson(res, closing ? 503 : 200, { ok: !closing, version: VERSION });
     if (closing)
@@ -408,6 +428,8 @@ export async function serveHttp(opts: HttpServeOptions & { shutdownGraceMs?: num
     log(`remote calls may name these server directories: ${opts.allowPaths.join(", ")}`);
   if (opts.exportDir !== undefined)
     log(`remote exports may write below ${opts.exportDir}/<token id>/ (--export-dir)`);
+  if (opts.allowOrigins?.length)
+    log(`browser pages of these origins may call (with a token): ${opts.allowOrigins.join(", ")}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log(

@@ -2,6 +2,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
+import { workspaceRefFields } from "../operations/refs.js";
 import type { Operation } from "../operations/table.js";
 import { projectSeeder, resolveProject } from "../project/source.js";
 import type { CallContext } from "../runtime/context.js";
@@ -15,10 +16,18 @@ import type { TransferStore } from "./transfers.js";
  * request goes through `TenantGate.run`, in one place, instead of teaching each operation
  * about tenants:
  *
- * - every id in the input (`vm_…`, `ws_…`, `ws_…:SEQ` output ids, in any field named `…_id`,
- *   so operations added later are covered) must belong to the caller; another
- *   tenant's id answers exactly as a missing one ("not found", never "forbidden": whether
- *   an id exists is none of the caller's business);
+ * - every id in the input (`vm_…`, `ws_…`, `ws_…:SEQ` output ids, in any field named `…_id`
+ *   or typed as a workspace reference, so operations added later are covered) must belong
+ *   to the caller; another tenant's id answers exactly as a missing one ("not found", never
+ *   "forbidden": whether an id exists is none of the caller's business);
+ * - a workspace *name* is resolved to an id in one place only, `invoke` →
+ *   `WorkspaceManager.resolveId(name, ctx.tenant)`, among the caller's workspaces: names
+ *   belong to a tenant (two tenants may each have a `main`), and another tenant's name is
+ *   "no workspace named …" like an unknown one. Resolution sits below this gate, not in it,
+ *   because the runtime's lookup is the only one there is: had the gate resolved names, the
+ *   runtime's would still exist, tenant-blind, for any path that skipped the gate. Shells,
+ *   services and snapshots are found inside the (checked) workspace, uploads and downloads
+ *   under the tenant's own directory: nothing else names another tenant's things;
  * - list results keep only the caller's entries;
  * - creates are stamped with the tenant (`CallContext.tenant` → the record's `tenant`) and
  *   checked against the token's limits (live sandboxes, total memory);
@@ -84,10 +93,19 @@ export class TenantGate {
   ): Promise<unknown> {
     const input: Record<string, unknown> =
       args !== null && typeof args === "object" && !Array.isArray(args) ? { ...(args as object) } : {};
-    // Id fields by name (`vm_id`, `workspace_id`, `output_id`, `source_workspace_id`…), so a
-    // file that happens to be called ws_… is still just a path.
+    // Ids, in fields named as ids (`vm_id`, `workspace_id`, `output_id`, `source_workspace_id`…)
+    // or typed as workspace references (operations/refs.ts), so a file that happens to be
+    // called ws_… is still just a path. Names are not resolved here: that happens once, in
+    // invoke, within `CallContext.tenant` (set below), so a name only ever finds the caller's
+    // own workspaces (docs/remote.md, "Names are per tenant").
+    const refs = new Set(workspaceRefFields(op.input));
     for (const [k, v] of Object.entries(input))
-      if (/(^|_)id$/.test(k) && typeof v === "string" && SANDBOX_ID_RE.test(v) && !(await this.owns(t, v)))
+      if (
+        (refs.has(k) || /(^|_)id$/.test(k)) &&
+        typeof v === "string" &&
+        SANDBOX_ID_RE.test(v) &&
+        !(await this.owns(t, v))
+      )
         throw notFound(v.split(":")[0]!);
 
     const roots = [...this.operatorRoots];

@@ -328,12 +328,18 @@ export class WorkspaceManager {
   }
 
   /**
-   * A workspace's id from its id or its name (names are unique per state dir): what every
-   * `workspace_id` input accepts. Anything else comes back unchanged, for checkId to refuse.
+   * A workspace's id from its id or its name: what every workspace reference input accepts
+   * (`invoke` calls this for each one, operations/refs.ts). Names belong to a tenant
+   * (`CallContext.tenant`, the remote token of `pyro mcp serve --http`; undefined for local
+   * callers, whose names are those of untenanted workspaces): a name is looked up among that
+   * tenant's workspaces only, so another tenant's name is "no workspace named …" exactly like
+   * an unknown one. `tenant` is a required parameter so no caller can forget it. Anything
+   * that is not a name comes back unchanged, for checkId to refuse (and ids are checked
+   * against the tenant by src/remote/tenancy.ts).
    */
-  async resolveId(idOrName: string): Promise<string> {
+  async resolveId(idOrName: string, tenant: string | undefined): Promise<string> {
     if (isValidId("ws", idOrName) || !looksLikeName(idOrName)) return idOrName;
-    const ids = await this.idsNamed(idOrName);
+    const ids = await this.idsNamed(idOrName, tenant);
     if (ids.length === 1) return ids[0]!;
     if (ids.length === 0)
       throw new PyroError("not_found", `no workspace named ${JSON.stringify(idOrName)}`, [
@@ -347,16 +353,21 @@ export class WorkspaceManager {
     );
   }
 
-  private async idsNamed(name: string, except?: string): Promise<string[]> {
+  /** The live workspaces of one tenant's namespace (undefined: the untenanted ones) with this name. */
+  private async idsNamed(name: string, tenant: string | undefined, except?: string): Promise<string[]> {
     const ids: string[] = [];
     for await (const e of this.records.entries())
-      if (e.rec?.name === name && e.id !== except && e.rec.state !== "expired") ids.push(e.id);
+      if (e.rec?.name === name && e.rec.tenant === tenant && e.id !== except && e.rec.state !== "expired")
+        ids.push(e.id);
     return ids;
   }
 
-  /** Names are unique among the state dir's workspaces (expired tombstones aside). */
-  private async checkNameFree(name: string, self?: string): Promise<void> {
-    const taken = await this.idsNamed(name, self);
+  /**
+   * Names are unique among one tenant's workspaces (expired tombstones aside): two tenants may
+   * each have a `main`, and a taken name tells nobody about another tenant's workspaces.
+   */
+  private async checkNameFree(name: string, tenant: string | undefined, self?: string): Promise<void> {
+    const taken = await this.idsNamed(name, tenant, self);
     if (taken.length)
       throw new PyroError(
         "invalid_argument",
@@ -445,7 +456,7 @@ export class WorkspaceManager {
     });
     await this.d.privateState();
     const name = input.name !== undefined ? checkName(input.name) : null;
-    if (name) await this.checkNameFree(name);
+    if (name) await this.checkNameFree(name, ctx.tenant);
     const labels = checkLabels(input.labels ?? {});
     const net = await networkFromInput(input);
     const freshId = newId("ws");
@@ -890,7 +901,8 @@ export class WorkspaceManager {
     const existing = await this.expireIfDue(await this.records.load(id));
     if (existing.state === "expired") await this.usable(id);
     const name = input.name !== undefined ? checkName(input.name) : undefined;
-    if (name) await this.checkNameFree(name, id);
+    // In the namespace of the workspace's own tenant (the record's, stamped at create).
+    if (name) await this.checkNameFree(name, existing.tenant, id);
     const set = checkLabels(input.labels ?? {});
     const rec = await this.records.update(id, (r) => {
       if (name !== undefined) r.name = name;

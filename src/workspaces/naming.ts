@@ -1,8 +1,9 @@
 import { PyroError } from "../errors.js";
 
 /**
- * Workspace names and labels (discovery). A name is unique among a state dir's workspaces
- * and may stand wherever a workspace id is taken; a label is a KEY=VALUE pair to filter
+ * Workspace names and labels (discovery). A name is unique among one tenant's workspaces in
+ * a state dir (local callers: the untenanted ones; see WorkspaceManager.resolveId) and may
+ * stand wherever a workspace id is taken; a label is a KEY=VALUE pair to filter
  * `workspace list` by. Both are checked here, the same way for every face.
  */
 

@@ -2,13 +2,12 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import * as tar from "tar";
 import { Pyro } from "../../src/index.js";
 import { parseTar } from "../../src/workspaces/diff.js";
 import { runCli, runscList, type TestState, withGvisorState, withHostDir } from "../helpers.js";
-import { createToken, startHttpServer } from "../remote-helpers.js";
+import { createToken, type Json, mcpClient, ok, startHttpServer } from "../remote-helpers.js";
 
 /**
  * Issue 19: pyro over MCP Streamable HTTP. A server started by the test on 127.0.0.1 (port
@@ -16,37 +15,6 @@ import { createToken, startHttpServer } from "../remote-helpers.js";
  * ship) and by the SDK's remote mode: tokens, 401s, the upload → workspace → download flow,
  * tenants apart, limits, a bounded load, graceful shutdown.
  */
-
-// biome-ignore lint/suspicious/noExplicitAny: test plumbing over results of many shapes
-type Json = Record<string, any>;
-type Call = (
-  name: string,
-  args?: Json,
-) => Promise<{ ok: true; r: Json } | { ok: false; text: string; code?: string }>;
-
-async function mcpClient(url: string, token?: string): Promise<{ client: Client; call: Call }> {
-  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
-    requestInit: { headers: token ? { Authorization: `Bearer ${token}` } : {} },
-  });
-  const client = new Client({ name: "pyro-remote-test", version: "0.0.0" });
-  await client.connect(transport);
-  const call: Call = async (name, args = {}) => {
-    const r = (await client.callTool({ name, arguments: args }, undefined, { timeout: 300_000 })) as Json;
-    if (r.isError)
-      return {
-        ok: false,
-        text: (r.content ?? []).map((c: Json) => c.text).join("\n"),
-        code: r._meta?.["pyro/error"]?.error?.code,
-      };
-    return { ok: true, r: r.structuredContent };
-  };
-  return { client, call };
-}
-
-function ok(x: Awaited<ReturnType<Call>>): Json {
-  if (!x.ok) assert.fail(`expected success, got: ${x.text}`);
-  return x.r;
-}
 
 async function upload(url: string, token: string, dir: string): Promise<string> {
   const chunks: Buffer[] = [];

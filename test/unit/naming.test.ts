@@ -41,3 +41,25 @@ test("CLI: a collection input takes a repeatable flag named for one item", () =>
   assert.equal(cliFieldName("clear_labels", z.array(z.string()).optional()), "clear_label");
   assert.equal(cliFieldName("ttl_seconds", z.number().optional()), "ttl_seconds");
 });
+
+test("workspace references: every input field that takes a workspace is found from its schema (names resolved per tenant, ids checked by the remote gate)", async () => {
+  const { OPERATIONS } = await import("../../src/operations/table.js");
+  const { workspaceRefFields } = await import("../../src/operations/refs.js");
+  let n = 0;
+  for (const op of OPERATIONS) {
+    const refs = workspaceRefFields(op.input);
+    for (const k of Object.keys(op.input.shape))
+      if (/(^|_)workspace_id$/.test(k)) {
+        assert.ok(refs.includes(k), `${op.name}.${k} uses the shared workspaceId schema`);
+        n++;
+      }
+    for (const k of refs) assert.match(k, /(^|_)workspace_id$/, `${op.name}.${k} is named as a reference`);
+  }
+  assert.ok(n >= 30, `${n} workspace reference fields`);
+  // Wrapped (optional, default) still counts; another string does not.
+  const { workspaceId } = await import("../../src/operations/schemas.js");
+  assert.deepEqual(
+    workspaceRefFields(z.object({ a: workspaceId.optional(), b: z.string(), c_workspace_id: workspaceId })),
+    ["a", "c_workspace_id"],
+  );
+});

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { readFile, rm, stat } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { after, test } from "node:test";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { Pyro, type PyroError } from "../../src/index.js";
 import { parseListen, startHttpServer } from "../../src/remote/http.js";
+import { originGuard, parseAllowedHost, parseAllowedOrigin } from "../../src/remote/origin.js";
 import { TokenStore } from "../../src/remote/tokens.js";
 import { Runtime } from "../../src/runtime/runtime.js";
 import { tempDir } from "../helpers.js";
@@ -152,6 +154,123 @@ test("HTTP: /healthz open, 401 without a live token, 413 over the body and uploa
   assert.match(log, /POST \/mcp 401 \d+ms tenant=-/);
   assert.match(log, /POST \/uploads 201 \d+ms tenant=a\(tok_[0-9a-f]{16}\)/);
   assert.ok(!log.includes(a.token), "the token is never logged");
+});
+
+test("HTTP Origin/Host checks (DNS rebinding): a foreign Origin or, on loopback, a foreign Host gets 403 before auth; programs and allowed origins pass", async () => {
+  const rt = await runtime();
+  const a = await new TokenStore(rt.paths.stateDir).create({ name: "a" });
+  await assert.rejects(
+    startHttpServer({ listen: "127.0.0.1:0", runtime: rt, allowOrigins: ["https://app.example.com/x"] }),
+    (e: PyroError) => e.code === "invalid_argument" && /is not an origin/.test(e.message),
+  );
+  for (const bad of ["*", "app.example.com", "file:///x"])
+    assert.throws(() => parseAllowedOrigin(bad), /is not an origin/);
+  assert.equal(parseAllowedOrigin("HTTPS://App.Example.com:443/"), "https://app.example.com");
+  for (const bad of ["proxy.example:8080", "https://proxy.example", "a/b", ""])
+    assert.throws(() => parseAllowedHost(bad), /is not a host name/);
+  const lines: string[] = [];
+  const h = await startHttpServer({
+    listen: "127.0.0.1:0",
+    runtime: rt,
+    log: (l) => lines.push(l),
+    allowOrigins: ["http://localhost:6274"],
+    allowHosts: ["proxy.example"],
+  });
+  // node:http, because fetch sets Host itself.
+  const raw = (path: string, headers: Record<string, string>, body?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        `${h.url}${path}`,
+        { method: body === undefined ? "GET" : "POST", headers },
+        (res) => {
+          let text = "";
+          res.on("data", (d: Buffer) => {
+            text += d.toString();
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  const auth = { authorization: `Bearer ${a.token}` };
+  const init = {
+    ...auth,
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+  };
+  const initialize = JSON.stringify({
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "u", version: "0" } },
+  });
+  try {
+    const refused = async (path: string, headers: Record<string, string>, why: RegExp, body?: string) => {
+      const r = await raw(path, headers, body);
+      assert.equal(r.status, 403, `${JSON.stringify(headers)} on ${path}: ${r.body}`);
+      const j = JSON.parse(r.body) as { jsonrpc: string; id: null; error: { code: number; message: string } };
+      assert.equal(j.jsonrpc, "2.0");
+      assert.equal(j.id, null);
+      assert.equal(j.error.code, -32000);
+      assert.match(j.error.message, why);
+    };
+    // A foreign Origin: refused with or without a token (before auth), on every route.
+    await refused(
+      "/mcp",
+      { ...init, origin: "http://evil.example" },
+      /Origin "http:\/\/evil.example" is not allowed/,
+      initialize,
+    );
+    await refused("/mcp", { origin: "http://evil.example" }, /is not allowed/, initialize);
+    await refused("/healthz", { origin: "http://localhost:9999" }, /is not allowed/);
+    await refused("/uploads", { ...auth, origin: "null" }, /is not allowed/, "x");
+    // On a loopback bind, a Host that is not a loopback name (DNS rebinding) is refused too.
+    const port = new URL(h.url).port;
+    await refused(
+      "/mcp",
+      { ...init, host: `evil.example:${port}` },
+      /Host "evil.example:\d+" is not a loopback name/,
+      initialize,
+    );
+    await refused("/healthz", { host: `127.0.0.1.evil.example:${port}` }, /not a loopback name/);
+    await refused("/healthz", { host: `localhost@evil.example:${port}` }, /not a loopback name/);
+    // Programs (no Origin), loopback names at any port, the allowed origin and host: served.
+    assert.equal((await raw("/mcp", init, initialize)).status, 200);
+    assert.equal((await raw("/mcp", { ...init, origin: "http://localhost:6274" }, initialize)).status, 200);
+    assert.equal((await raw("/mcp", { ...init, origin: "" }, initialize)).status, 200);
+    for (const host of [
+      `localhost:${port}`,
+      "localhost:9000",
+      `[::1]:${port}`,
+      "proxy.example",
+      `proxy.example:${port}`,
+    ])
+      assert.equal((await raw("/healthz", { host })).status, 200, host);
+    assert.equal(
+      (await raw("/mcp", { origin: "http://localhost:6274" }, initialize)).status,
+      401,
+      "then auth",
+    );
+    const c = new Client({ name: "unit", version: "0" });
+    await c.connect(
+      new StreamableHTTPClientTransport(new URL(`${h.url}/mcp`), { requestInit: { headers: auth } }),
+    );
+    assert.ok((await c.listTools()).tools.length > 0, "the official client sends no Origin and passes");
+    await c.close();
+  } finally {
+    await h.close(1000);
+  }
+  assert.match(lines.join("\n"), /POST \/mcp 403 \d+ms tenant=-/);
+  // Bound beyond loopback, any Host name is the network's business; Origin is still checked.
+  const wide = originGuard({ bindHost: "0.0.0.0" });
+  assert.equal(wide.refuse({ host: "pyro.example.com:8443" }), undefined);
+  assert.match(
+    wide.refuse({ host: "pyro.example.com", origin: "https://evil.example" }) ?? "",
+    /not allowed/,
+  );
+  assert.equal(originGuard({ bindHost: "::1" }).refuse({ host: "[::1]:1" }), undefined);
+  assert.match(originGuard({ bindHost: "localhost" }).refuse({ host: undefined }) ?? "", /not a loopback/);
 });
 
 test("HTTP with --tls-cert/--tls-key: HTTPS with the given certificate; one without the other is refused", async () => {
