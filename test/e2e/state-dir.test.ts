@@ -37,6 +37,34 @@ async function ensureUser(): Promise<{ uid: number; gid: number } | string> {
   return { uid, gid };
 }
 
+/** The built CLI as USER, with only these variables (no build can reach a real mirror). */
+function cliAs(env: Record<string, string>, args: string[]) {
+  const all = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    PYRO_SHARED_CACHE: "",
+    // Should anything try to build an environment, it fails here, on this host.
+    PYRO_DEBIAN_MIRROR: "http://127.0.0.1:9/debian",
+    ...env,
+  };
+  return run("runuser", [
+    "-u",
+    USER,
+    "--",
+    "env",
+    "-i",
+    ...Object.entries(all).map(([k, v]) => `${k}=${v}`),
+    process.execPath,
+    CLI,
+    ...args,
+  ]);
+}
+
+/** `args` with --json where it belongs (before the guest command's `--`). */
+const withJson = (args: string[]) => {
+  const dd = args.indexOf("--");
+  return dd < 0 ? [...args, "--json"] : [...args.slice(0, dd), "--json", ...args.slice(dd)];
+};
+
 test("a PYRO_STATE_DIR that is someone else's, a symlink or unreachable is one clear error", async (t) => {
   if (process.getuid?.() !== 0) return t.skip("skipped: needs root to create an ordinary user");
   const user = await ensureUser();
@@ -66,27 +94,8 @@ test("a PYRO_STATE_DIR that is someone else's, a symlink or unreachable is one c
         ["run", "debian:12", "--", "true"],
         ["workspace", "list"],
       ]) {
-        const env = {
-          PATH: process.env.PATH ?? "/usr/bin:/bin",
-          HOME: home,
-          PYRO_STATE_DIR: stateDir,
-          PYRO_CACHE_DIR: join(home, "cache"),
-          PYRO_SHARED_CACHE: "",
-          // Should anything try to build an environment, it fails here, on this host.
-          PYRO_DEBIAN_MIRROR: "http://127.0.0.1:9/debian",
-        };
-        const as = (extra: string[]) =>
-          run("runuser", [
-            "-u",
-            USER,
-            "--",
-            "env",
-            "-i",
-            ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-            process.execPath,
-            CLI,
-            ...extra,
-          ]);
+        const env = { HOME: home, PYRO_STATE_DIR: stateDir, PYRO_CACHE_DIR: join(home, "cache") };
+        const as = (a: string[]) => cliAs(env, a);
         const what = `${args.join(" ")} with PYRO_STATE_DIR=${stateDir}`;
         const text = await as(args);
         assert.equal(text.code, 2, `${what}: ${text.stdout}${text.stderr}`);
@@ -94,16 +103,45 @@ test("a PYRO_STATE_DIR that is someone else's, a symlink or unreachable is one c
         assert.match(text.stderr, why, what);
         assert.match(text.stderr, /fix: point PYRO_STATE_DIR/, what);
         assert.doesNotMatch(text.stderr, /EACCES|internal error|\n\s+at /, what);
-        const dd = args.indexOf("--");
-        const json = await as(
-          dd < 0 ? [...args, "--json"] : [...args.slice(0, dd), "--json", ...args.slice(dd)],
-        );
+        const json = await as(withJson(args));
         assert.equal(json.code, 2, `${what} --json: ${json.stdout}${json.stderr}`);
         const err = (JSON.parse(json.stdout) as { error: { code: string; message: string } }).error;
         assert.equal(err.code, "invalid_argument", what);
         assert.match(err.message, why, what);
         assert.ok(err.message.includes(stateDir), what);
       }
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+});
+
+test("a PYRO_CACHE_DIR that is someone else's is one clear error when an environment must be built", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("skipped: needs root to create an ordinary user");
+  const user = await ensureUser();
+  if (typeof user === "string") return t.skip(`skipped: ${user}`);
+  const base = await tempDir("pyro-cachedir-");
+  try {
+    await chmod(base, 0o755);
+    const home = join(base, "home");
+    await mkdir(home, { mode: 0o700 });
+    await chown(home, user.uid, user.gid);
+    const theirs = join(base, "theirs");
+    await mkdir(theirs, { mode: 0o700 });
+    const env = { HOME: home, PYRO_STATE_DIR: join(home, "state"), PYRO_CACHE_DIR: theirs };
+    const args = ["run", "debian:12", "--", "true"];
+    const text = await cliAs(env, args);
+    assert.equal(text.code, 2, `${text.stdout}${text.stderr}`);
+    assert.ok(text.stderr.includes(`pyro's cache dir ${theirs} belongs to someone else`), text.stderr);
+    assert.match(text.stderr, /fix: point PYRO_CACHE_DIR/);
+    assert.doesNotMatch(text.stderr, /EACCES|internal error|mmdebstrap|\n\s+at /);
+    const json = await cliAs(env, withJson(args));
+    assert.equal(json.code, 2, json.stdout + json.stderr);
+    const err = (JSON.parse(json.stdout) as { error: { code: string; message: string } }).error;
+    assert.equal(err.code, "invalid_argument");
+    assert.match(err.message, /belongs to someone else/);
+    // Listing needs no cache of one's own: it still works.
+    const list = await cliAs(env, ["workspace", "list", "--json"]);
+    assert.equal(list.code, 0, list.stdout + list.stderr);
   } finally {
     await rm(base, { recursive: true, force: true });
   }
