@@ -4,8 +4,8 @@ import { PyroError } from "../errors.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
-import { ensureWritableCache } from "./cache-dir.js";
 import { withBuildLock } from "./build-lock.js";
+import { ensureWritableCache } from "./cache-dir.js";
 import {
   CATALOG,
   type EnvironmentRecipe,
