@@ -12,6 +12,7 @@ import { OUTPUT_BUDGET } from "../output/view.js";
 import { resolvePaths } from "../paths.js";
 import { displayCommand } from "../runtime/command.js";
 import { handleProblem } from "../runtime/handle-check.js";
+import { isOwnPlainDir } from "../runtime/private-dir.js";
 import { spawnReapIfDue } from "../runtime/reap-schedule.js";
 import { RecordStore } from "../runtime/record-store.js";
 import { pidAlive } from "../util/proc.js";
@@ -145,6 +146,8 @@ export async function fastWorkspaceExec(
   const a = parseFastExec(argv);
   if (!a) return undefined;
   const paths = resolvePaths(env);
+  // A state dir that is a symlink or someone else's: the full CLI says so.
+  if (!isOwnPlainDir(paths.stateDir)) return undefined;
   const dir = join(paths.workspacesDir, a.workspaceId);
   // A snapshot or reset in progress, or one whose pyro died (snapshots.ts recovers it).
   if (existsSync(join(dir, "snapshots", "op.json"))) return undefined;

@@ -11,6 +11,7 @@ import { resolvePaths } from "../paths.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
 import { keyFor, poolConfig } from "../pool/config.js";
 import { displayCommand } from "../runtime/command.js";
+import { isOwnPlainDir } from "../runtime/private-dir.js";
 import { spawnReapIfDue } from "../runtime/reap-schedule.js";
 import { execFooter } from "./exec-footer.js";
 import { fastSession } from "./fast-io.js";
@@ -87,6 +88,8 @@ export async function fastRun(argv: readonly string[], cliPath: string): Promise
   }
   if (!key) return undefined;
   const paths = resolvePaths(env);
+  // A state dir that is a symlink or someone else's: the full CLI says so.
+  if (!isOwnPlainDir(paths.stateDir)) return undefined;
   const root = `${paths.stateDir}/pool`;
   const t0 = performance.now();
   const timeoutMs = a.timeoutSeconds * 1000;

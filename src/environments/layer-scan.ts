@@ -54,11 +54,15 @@ export class LayerScanner {
     });
   }
 
-  private refuse(path: string, why: string): void {
+  private refuse(
+    path: string,
+    why: string,
+    hint = "this image tries to write outside its root filesystem; pyro refuses it (nothing was unpacked)",
+  ): void {
     this.problem ??= new PyroError(
       "image_layer_unsafe",
       `layer ${this.layer.slice(0, 19)}… entry ${JSON.stringify(path.slice(0, 300))} ${why}`,
-      "this image tries to write outside its root filesystem; pyro refuses it (nothing was unpacked)",
+      hint,
     );
   }
 
@@ -79,7 +83,19 @@ export class LayerScanner {
       return;
     }
     if (base.startsWith(".wh.")) {
-      this.facts.removed.push(posix.join(dir, base.slice(4)));
+      const target = base.slice(4);
+      // `.wh.`, `.wh..`, `.wh...` name no entry of the directory: joined to it they are the
+      // directory itself or its parent (up to the root), which no real layer removes this way
+      // (that is what `.wh..wh..opq` and a whiteout in the parent are for).
+      if (target === "" || target === "." || target === "..") {
+        this.refuse(
+          raw,
+          `is a whiteout of ${JSON.stringify(target)}, which would remove ${target === ".." ? "the parent directory" : "its own directory"}`,
+          "this image is crafted to remove what no layer names; pyro refuses it (nothing was unpacked)",
+        );
+        return;
+      }
+      this.facts.removed.push(posix.join(dir, target));
       return;
     }
     if (e.type === "Link") {

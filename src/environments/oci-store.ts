@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { PyroError } from "../errors.js";
 import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture, which } from "../util/proc.js";
+import { clearSetIdArgs } from "../util/set-id.js";
 import type { BuildProgress } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
 import { checkLayerOrder, type LayerFacts, LayerScanner } from "./layer-scan.js";
@@ -216,6 +217,7 @@ export class OciStore {
           });
           await this.unpack(bin, tmp, digest, img.manifest, opts.signal);
           const rootfs = join(tmp, "rootfs");
+          await clearSetIdBits(rootfs, opts.signal);
           // The mount point for workspaces, as in every catalog environment.
           await mkdirInRootfs(rootfs, "/workspace");
           const config = JSON.parse(configBytes.toString("utf8")) as {
@@ -468,6 +470,25 @@ export class OciStore {
     }
     return { removed, bytes_freed: freed };
   }
+}
+
+/**
+ * An image author's set-uid or set-gid file must not sit in a cache other users can reach
+ * (the shared `/var/cache/pyro` is world-readable, and so is the EROFS image packed from this
+ * tree later): cleared before the tree is renamed into place, as seeds are. A guest runs as
+ * root or as the image's user anyway; set-id programs buy it nothing pyro means to give.
+ */
+async function clearSetIdBits(rootfs: string, signal?: AbortSignal): Promise<void> {
+  const r = await runCapture("find", clearSetIdArgs(rootfs), {
+    timeoutMs: 600_000,
+    ...(signal ? { signal } : {}),
+  });
+  if (signal?.aborted) throw new PyroError("cancelled", "image pull cancelled");
+  if (r.exitCode !== 0)
+    throw new PyroError(
+      "environment_build_failed",
+      `clearing set-id bits in the unpacked image failed (exit ${r.exitCode ?? r.signal}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`,
+    );
 }
 
 function digestMismatch(ref: OciRef, want: string, got: string, what: string): PyroError {

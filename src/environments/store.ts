@@ -5,6 +5,7 @@ import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
+import { ensureWritableCache } from "./cache-dir.js";
 import {
   CATALOG,
   type EnvironmentRecipe,
@@ -209,6 +210,7 @@ export class EnvironmentStore {
    */
   async pull(name: string, opts: EnsureOpts = {}): Promise<EnsuredEnvironment> {
     const kind = await this.kindOf(name);
+    if (kind !== "catalog") await ensureWritableCache(this.dir);
     if (kind === "image") {
       const r = await this.images.pull(name, opts);
       return { ...r, runtime: r.manifest.runtime };
@@ -285,7 +287,7 @@ export class EnvironmentStore {
     const r = findRecipe(name);
     const existing = await this.manifest(name);
     if (existing) return { rootfs: join(this.entryPath(r), "rootfs"), pulled: false, manifest: existing };
-    await mkdir(this.dir, { recursive: true });
+    await ensureWritableCache(this.dir);
     return withBuildLock(
       `${this.entryPath(r)}.build`,
       async () => {

@@ -5,7 +5,7 @@ import { PyroError } from "../errors.js";
 import { withLock } from "../util/json-store.js";
 import { runCapture, which } from "../util/proc.js";
 import { ensureForwarder, stopForwarder } from "./dns-forwarder-host.js";
-import { type NetPlumbing, rulesetText } from "./nft.js";
+import { type NetPlumbing, rulesetText, SANDBOX_SUBNET } from "./nft.js";
 import { intToIp, ipToInt, type NetworkSpec } from "./policy.js";
 import { hostResolvers } from "./resolvers.js";
 
@@ -17,7 +17,7 @@ import { hostResolvers } from "./resolvers.js";
  */
 
 /** Each sandbox gets a /30 of this /16: .1 the host end (gateway), .2 the guest. */
-const SUBNET_BASE = "10.247.0.0";
+const SUBNET_BASE = SANDBOX_SUBNET.split("/")[0] as string;
 const SLOTS = 16384;
 /** Where machine-wide network state of pyro lives (the allocation lock; forwarder pids). */
 export const NET_RUN_DIR = "/run/pyro-net";
@@ -134,7 +134,7 @@ export async function setupNetwork(id: string, spec: NetworkSpec, opts: SetupOpt
           break;
         }
       }
-      if (slot < 0) throw new PyroError("engine_failure", "no free sandbox subnet left in 10.247.0.0/16");
+      if (slot < 0) throw new PyroError("engine_failure", `no free sandbox subnet left in ${SANDBOX_SUBNET}`);
       const net = ipToInt(SUBNET_BASE) + slot * 4;
       const p: NetPlumbing = { ...names, gateway: intToIp(net + 1), guestIp: intToIp(net + 2) };
       // One `ip -batch` for the plumbing (each spawn costs ~5 ms here).

@@ -97,6 +97,7 @@ export async function invoke(
       );
     // A face's schema may leave fields out; the full schema fills in their defaults.
     const input = opts.schema ? op.input.parse(parsed.data) : parsed.data;
+    await rt.ensureStateDir();
     if (op.name !== "vm_reap_expired") await rt.reapIfDue();
     // A workspace's name stands wherever its id does (workspaces/naming.ts), resolved here and
     // only here, within the caller's tenant: every face and every workspace reference field

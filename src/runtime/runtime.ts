@@ -66,6 +66,15 @@ export class Runtime {
    * hundreds, and the warm pool's stale sandboxes: at most once per interval for the whole
    * state dir, and never on the calling operation's path (runtime/reap-schedule.ts).
    */
+  /**
+   * The state dir as pyro needs it (a private directory of this user's, made when missing):
+   * checked before any operation touches it, so a PYRO_STATE_DIR that is someone else's or a
+   * symlink is one clear error, not an EACCES from whichever file came first. Once per Runtime.
+   */
+  ensureStateDir(): Promise<void> {
+    return this.deps.privateState();
+  }
+
   async reapIfDue(): Promise<void> {
     if (Date.now() - this.lastReap < 5_000) return;
     this.lastReap = Date.now();

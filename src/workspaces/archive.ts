@@ -7,6 +7,7 @@ import { createGunzip } from "node:zlib";
 import { c as tarCreate, t as tarList } from "tar";
 import { PyroError } from "../errors.js";
 import { runCapture } from "../util/proc.js";
+import { clearSetIdArgs } from "../util/set-id.js";
 
 /**
  * Limits on what one seed or sync may bring in. Each bounds the time or memory of some pass:
@@ -502,18 +503,9 @@ export async function importIntoFreshDir(src: SourceInfo, dest: string, signal?:
   await stripSetIdBits(dest, signal);
 }
 
-/**
- * Clears set-uid and set-gid on everything under `dest` (symlinks have no mode of their
- * own and are skipped, so chmod never follows one). `dest` is fresh and unseen by any
- * sandbox, so nothing can swap a file for a link between find and chmod.
- */
+/** Clears set-uid and set-gid on everything under `dest`, a fresh tree no sandbox sees yet. */
 export function stripSetIdBits(dest: string, signal?: AbortSignal): Promise<void> {
-  return importStep(
-    "find",
-    [dest, "!", "-type", "l", "-perm", "/6000", "-exec", "chmod", "ug-s", "--", "{}", "+"],
-    `clearing set-id bits under ${dest}`,
-    signal,
-  );
+  return importStep("find", clearSetIdArgs(dest), `clearing set-id bits under ${dest}`, signal);
 }
 
 /** A plain (uncompressed) tar stream of the source, for unpacking inside a running sandbox. */

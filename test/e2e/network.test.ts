@@ -456,3 +456,88 @@ test("kill -9 during workspace create with network leaves no namespace, link or 
     { PYRO_DNS_UPSTREAM: DNS_IP },
   );
 });
+
+/**
+ * One TCP connect from the guest with a 10 s ceiling: prints `ms=<elapsed> rc=<status>` and
+ * bash's error (a refusal says "Connection refused" or "No route to host"; a drop runs into
+ * `timeout`, rc 124).
+ */
+function timedConnect(ip: string, port: number): string {
+  return [
+    "s=$(date +%s%3N)",
+    `timeout 10 bash -c 'exec 3<>/dev/tcp/${ip}/${port}'`,
+    "rc=$?",
+    "e=$(date +%s%3N)",
+    'echo "ms=$((e - s)) rc=$rc"',
+  ].join("; ");
+}
+
+test("with network on, a sandbox connecting to another sandbox is refused at once (both creation orders)", async (t) => {
+  if (skip) return t.skip(`skipped: ${skip}`);
+  await withGvisorState(
+    t,
+    async ({ env, stateDir }) => {
+      const seed = join(stateDir, "..", `netseed2-${tag}`);
+      await mkdir(seed, { recursive: true });
+      await writeFile(join(seed, "srv.pl"), SERVER_PL);
+      interface Ws {
+        workspace_id: string;
+        network_info: { guest_ip: string; gateway: string } | null;
+      }
+      const made: Ws[] = [];
+      try {
+        for (const _ of [0, 1]) {
+          const c = await runCliJson<Ws>(
+            ["workspace", "create", "--seed-path", seed, "--network-policy", "egress"],
+            { env },
+          );
+          assert.equal(c.code, 0, c.stderr);
+          made.push(c.json);
+          const s = await runCli(
+            [
+              "workspace",
+              "service",
+              "start",
+              c.json.workspace_id,
+              "web",
+              "--ready-tcp",
+              "8000",
+              "--",
+              "perl",
+              "/workspace/srv.pl",
+              "8000",
+            ],
+            { env },
+          );
+          assert.equal(s.code, 0, s.stderr);
+        }
+        const [first, second] = made as [Ws, Ws];
+        // The listener is there: the host reaches it (docs/network.md, "Local users").
+        for (const w of made)
+          assert.equal(await httpGet(`http://${w.network_info?.guest_ip}:8000/`), "hello from the guest\n");
+        // Later-created to earlier-created and the reverse: the other's table must not decide.
+        for (const [from, to] of [
+          [second, first],
+          [first, second],
+        ] as const) {
+          for (const ip of [to.network_info?.guest_ip, to.network_info?.gateway]) {
+            const r = await runCliJsonGuest<{ exit_code: number; stdout: string; stderr: string }>(
+              ["workspace", "exec", from.workspace_id, "--", "bash", "-c", timedConnect(String(ip), 8000)],
+              { env },
+            );
+            assert.equal(r.code, 0, r.stderr);
+            const m = /ms=(\d+) rc=(\d+)/.exec(r.json.stdout);
+            const what = `${from.workspace_id} -> ${ip}:8000: ${r.json.stdout} ${r.json.stderr}`;
+            assert.ok(m, what);
+            assert.equal(m[2], "1", `refused, not timed out (rc 124) or connected (rc 0): ${what}`);
+            assert.match(r.json.stderr, /Connection refused|No route to host/, what);
+            assert.ok(Number(m[1]) < 2000, `refused within 2 s: ${what}`);
+          }
+        }
+      } finally {
+        for (const w of made) await runCli(["workspace", "delete", w.workspace_id], { env });
+      }
+    },
+    { PYRO_DNS_UPSTREAM: DNS_IP },
+  );
+});

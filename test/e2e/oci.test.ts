@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -142,6 +142,52 @@ describe("OCI images as environments (local registry, gVisor)", () => {
       );
       await assertNothingUnpacked(cacheDir);
       assert.deepEqual(await readdir(join(cacheDir, "environments", "oci", "blobs", "sha256")), []);
+    });
+  });
+
+  test("set-uid and set-gid bits of an image's files are cleared in the cache (tree and EROFS image)", async (t) => {
+    await withOci(t, async ({ env, ref, cacheDir }) => {
+      await reg.push("test/setid", "1", {
+        layers: [
+          LAYER1,
+          [
+            { name: "usr", type: "directory" },
+            { name: "usr/bin", type: "directory" },
+            { name: "usr/bin/suid", body: "#!/bin/sh\n", mode: 0o4755 },
+            { name: "usr/bin/sgid", body: "#!/bin/sh\n", mode: 0o2711 },
+            { name: "usr/bin/plain", body: "#!/bin/sh\n", mode: 0o750 },
+            { name: "srv", type: "directory", mode: 0o3775 },
+          ],
+        ],
+      });
+      const image = ref("test/setid:1");
+      // The guest reads the EROFS image packed from the tree (beside it, when mkfs.erofs is here).
+      const r = await runCli(["run", image, "--", "ls", "-ld", "/usr/bin/suid", "/usr/bin/sgid", "/srv"], {
+        env,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const modes = r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => `${l.split(/\s+/)[0]} ${l.split(/\s+/).pop()}`);
+      assert.deepEqual(modes, ["drwxrwxr-t /srv", "-rwx--x--x /usr/bin/sgid", "-rwxr-xr-x /usr/bin/suid"]);
+      const envs = join(cacheDir, "environments");
+      const entry = (await readdir(envs)).filter((n) => n.startsWith("oci-"));
+      assert.equal(entry.length, 1, entry.join(", "));
+      const rootfs = join(envs, entry[0] ?? "", "rootfs");
+      const mode = async (p: string) => ((await stat(join(rootfs, p))).mode & 0o7777).toString(8);
+      // Set-id gone; every other bit (the sticky bit too) as the image has it.
+      assert.deepEqual(
+        [
+          await mode("usr/bin/suid"),
+          await mode("usr/bin/sgid"),
+          await mode("usr/bin/plain"),
+          await mode("srv"),
+        ],
+        ["755", "711", "750", "1775"],
+      );
+      if (existsSync(`${rootfs}.erofs`))
+        assert.equal(((await stat(`${rootfs}.erofs`)).mode & 0o7777).toString(8), "644");
     });
   });
 
@@ -397,6 +443,7 @@ describe("OCI images as environments (local registry, gVisor)", () => {
         ],
       ],
       ["a hardlink to a host path", [{ name: "pw", type: "link", linkname: "/etc/passwd" }]],
+      ["a whiteout of its parent directory", [{ name: "etc/.wh...", body: "" }]],
     ] as [string, LayerEntry[]][]) {
       test(`a layer with ${label} is refused`, async (t) => {
         await withOci(t, async (c) => {

@@ -88,15 +88,36 @@ test("the nftables table: default deny, user lists in order, host closed, ports 
     "100.64.0.0/10",
   ])
     assert.ok(text.includes(range), range);
-  const order = ["@resolvers", "@user_deny", "@user_allow", "@default_deny"].map((s) =>
+  const order = ["10.247.0.0/16", "@resolvers", "@user_deny", "@user_allow", "@default_deny"].map((s) =>
     text.indexOf(`ip daddr ${s}`),
   );
+  assert.ok(order.every((i) => i >= 0));
   assert.deepEqual(
     [...order].sort((a, b) => a - b),
     order,
-    "resolvers, deny, allow, default deny in that order",
+    "other sandboxes, resolvers, deny, allow, default deny in that order",
   );
-  assert.match(text, /iifname "pvw0123456789ab" reject/);
+  assert.match(text, /iifname "pvw0123456789ab" goto refuse/);
+  // Refusals are a reset or an ICMP error (a client fails at once), never a silent drop.
+  assert.match(
+    text,
+    /chain refuse \{\n\s+meta l4proto tcp reject with tcp reset\n\s+reject with icmpx admin-prohibited\n/,
+  );
+  const fromRules = text.slice(text.indexOf("chain egress"), text.indexOf("chain to_sandbox"));
+  assert.deepEqual(
+    fromRules.split("\n").filter((l) => /\bdrop\b/.test(l)),
+    ["    meta nfproto ipv6 drop"],
+    "the sandbox's IPv4 is refused, never dropped",
+  );
+  // What leaves this sandbox is judged (in its own table) before any table's guard of what
+  // enters a sandbox: a lower priority on the forward hook, whatever order tables were made in.
+  const prio = (chain: string) =>
+    Number(
+      new RegExp(`chain ${chain} \\{\\n\\s+type filter hook forward priority (-?\\d+);`).exec(text)?.[1],
+    );
+  assert.ok(prio("from_sandbox") < prio("to_sandbox"), `${prio("from_sandbox")} < ${prio("to_sandbox")}`);
+  assert.match(text, /chain from_sandbox \{[^}]*iifname "pvw0123456789ab" jump egress\n\s+\}/);
+  assert.match(text, /chain to_sandbox \{[^}]*oifname "pvw0123456789ab" drop\n\s+\}/);
   assert.match(text, /ip daddr 127\.0\.0\.1 tcp dport 18080 dnat ip to 10\.247\.0\.2:8080/);
   const egress = rulesetText({
     plumbing,
@@ -111,12 +132,12 @@ test("the nftables table: default deny, user lists in order, host closed, ports 
     resolvers: ["192.0.2.53"],
     forwarder: true,
   });
-  assert.match(hosts, /ip daddr @answered accept\n\s+reject/);
+  assert.match(hosts, /ip daddr @answered accept\n\s+goto refuse/);
   assert.match(hosts, /ip daddr 10\.247\.0\.1 meta l4proto \{ tcp, udp \} th dport 53 accept/);
   const off = rulesetText({ plumbing, spec: networkOff(), resolvers: [], forwarder: false });
   assert.match(
     off,
-    /chain egress \{\n\s+meta nfproto ipv6 drop\n\s+ct state established,related accept\n\s+reject/,
+    /chain egress \{\n\s+meta nfproto ipv6 drop\n\s+ct state established,related accept\n\s+goto refuse\n/,
   );
 });
 

@@ -133,12 +133,24 @@ describe("layer scanning", () => {
     }
   });
 
-  test("refuses .. entries, absolute paths and hardlinks out of the root", async () => {
+  test("refuses .. entries, absolute paths, hardlinks out of the root and whiteouts of . or ..", async () => {
     for (const [entries, why] of [
       [[{ name: "a/../../x", body: "" }], /climbs out/],
       [[{ name: "/abs", body: "" }], /absolute/],
       [[{ name: "h", type: "link", linkname: "../../etc/shadow" }], /hardlink/],
       [[{ name: "dev/sda", type: "block-device", devmajor: 8, devminor: 0 }], /device node/],
+      // Whiteouts whose target is the directory itself or its parent (at the top: the root).
+      [
+        [{ name: "usr/.wh..", body: "" }],
+        /entry "usr\/\.wh\.\." is a whiteout of "\.", which would remove its own directory/,
+      ],
+      [
+        [{ name: "usr/lib/.wh...", body: "" }],
+        /entry "usr\/lib\/\.wh\.\.\." is a whiteout of "\.\.", which would remove the parent/,
+      ],
+      [[{ name: ".wh...", body: "" }], /entry "\.wh\.\.\." is a whiteout of "\.\."/],
+      [[{ name: "./.wh..", body: "" }], /whiteout of "\."/],
+      [[{ name: "etc/.wh.", body: "" }], /entry "etc\/\.wh\." is a whiteout of ""/],
     ] as const) {
       const r = await scan(entries as never);
       assert.equal(r.problem?.code, "image_layer_unsafe");
