@@ -10,7 +10,9 @@ import type { Operation } from "./table.js";
  * profile; snapshots and fork in workspace-full.
  */
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 
@@ -209,7 +211,7 @@ const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const snapLine = (s: Any) =>
   `${s.name}  ${s.created_at}  ${s.files} files, ${kib(s.bytes)}  (took ${kib(s.disk_bytes)} on disk)`;
 
-export const SNAPSHOT_RENDER: Record<string, (r: Any) => string> = {
+export const SNAPSHOT_RENDER: Record<(typeof SNAPSHOT_OPERATIONS)[number]["name"], (r: Any) => string> = {
   workspace_snapshot_create: (r) => `snapshot ${snapLine(r)}`,
   workspace_snapshot_list: (r) =>
     r.snapshots.length
