@@ -42,7 +42,14 @@ export const WorkspaceSnapshotCreateInput = z.object({
   workspace_id: workspaceId,
   name: snapshotName.optional().describe("Name for the snapshot (default s1, s2, …)."),
 });
-export const WorkspaceSnapshotCreateResult = SnapshotInfo.extend({ workspace_id: z.string() });
+export const WorkspaceSnapshotCreateResult = SnapshotInfo.extend({
+  workspace_id: z.string(),
+  skipped: z
+    .array(z.object({ path: z.string(), reason: z.string() }))
+    .describe(
+      "Entries the snapshot did not keep (FIFOs, sockets, devices), each with why; a reset to it leaves them out. At most 1000 listed; skipped_count counts all.",
+    ),
+});
 export const WorkspaceSnapshotListResult = z.object({
   workspace_id: z.string(),
   snapshots: z.array(SnapshotInfo).describe('Oldest first. "baseline" (the seeded state) is not listed.'),
@@ -212,7 +219,12 @@ const snapLine = (s: Any) =>
   `${s.name}  ${s.created_at}  ${s.files} files, ${kib(s.bytes)}  (took ${kib(s.disk_bytes)} on disk)`;
 
 export const SNAPSHOT_RENDER: Record<(typeof SNAPSHOT_OPERATIONS)[number]["name"], (r: Any) => string> = {
-  workspace_snapshot_create: (r) => `snapshot ${snapLine(r)}`,
+  workspace_snapshot_create: (r) =>
+    [
+      `snapshot ${snapLine(r)}`,
+      ...r.skipped.map((x: Any) => `skipped ${x.path}: ${x.reason}`),
+      ...(r.skipped_count > r.skipped.length ? [`(${r.skipped_count - r.skipped.length} more skipped)`] : []),
+    ].join("\n"),
   workspace_snapshot_list: (r) =>
     r.snapshots.length
       ? r.snapshots.map(snapLine).join("\n")
