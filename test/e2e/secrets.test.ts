@@ -328,6 +328,53 @@ test("SDK: streamed chunks never carry a value, even split across chunks; secret
   });
 });
 
+test("snapshots: a value written into /workspace is in the snapshot's objects until the last snapshot holding it, or the workspace, is deleted", async (t) => {
+  await withGvisorState(t, async (c) => {
+    const token = fresh("snap");
+    const pyro = new Pyro({ env: c.env });
+    const ws = await pyro.createWorkspace({
+      environment: "debian:12",
+      diskMib: 64,
+      secrets: [{ name: "TOKEN", value: token }],
+    });
+    let deleted = false;
+    try {
+      const store = join(c.stateDir, "workspaces", ws.workspace_id, "snapshots");
+      const write = await ws.exec("cat /run/pyro-secrets/TOKEN > leak.txt");
+      assert.equal(write.exit_code, 0, write.stderr);
+      // Two snapshots share the one content-addressed object.
+      await ws.snapshots.create("s1");
+      await ws.snapshots.create("s2");
+      const held = grepState(store, [token]);
+      assert.equal(held.length, 1, `one object holds the value: ${held.join(", ")}`);
+      assert.match(held[0]!, /\/snapshots\/objects\//);
+      // The live file goes; the snapshots still hold it until the last one is deleted.
+      assert.equal((await ws.exec("rm leak.txt")).exit_code, 0);
+      await ws.snapshots.delete("s1");
+      assert.deepEqual(grepState(store, [token]), held, "s2 still references the object");
+      const freed = await ws.snapshots.delete("s2");
+      assert.ok(freed.bytes_freed >= token.length, JSON.stringify(freed));
+      assert.deepEqual(grepState(store, [token]), [], "deleting the last snapshot removes the object");
+      // Outside the store only the workspace's own disk may still hold it (freed ext4 blocks).
+      for (const f of grepState(c.stateDir, [token]))
+        assert.match(
+          f,
+          new RegExp(`/workspaces/${ws.workspace_id}/disk\\.img$`),
+          `only the disk image: ${f}`,
+        );
+      // Deleting the workspace removes every snapshot's objects with it.
+      assert.equal((await ws.exec("cat /run/pyro-secrets/TOKEN > again.txt")).exit_code, 0);
+      await ws.snapshots.create("s3");
+      assert.equal(grepState(store, [token]).length, 1);
+      await ws.delete();
+      deleted = true;
+      assert.deepEqual(grepState(c.stateDir, [token]), [], "nothing of the workspace holds the value");
+    } finally {
+      if (!deleted) await ws.delete();
+    }
+  });
+});
+
 test("re-materialise (what stop/start and reset call): captured values, re-read sources, literal values refused", async (t) => {
   await withGvisorState(t, async (c) => {
     const literal = fresh("lit");
