@@ -8,7 +8,7 @@ import { OPERATIONS, type Operation } from "../operations/table.js";
 import { invokeRemote, remoteUrl } from "../remote/cli-remote.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { progressPrinter } from "./progress.js";
-import { RENDER } from "./render.js";
+import { renderResult } from "./render.js";
 import { EXIT, printError } from "./report.js";
 
 export const kebab = (s: string) => s.replace(/_/g, "-");
@@ -294,7 +294,7 @@ function writeResult(
     io.stdout.write(`${result.workspace_id}\n`);
   else if (isExec) {
     // The output itself was streamed as it came; only the summary line is left.
-    if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${RENDER[o.name]!(result)}\n`);
+    if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${renderResult(o.name, result)}\n`);
   } else if (o.name === "output_read") {
     // The page's bytes, exact (a base64 page is decoded), so pages concatenate to the stream.
     io.stdout.write(Buffer.from(String(result.data), result.encoding === "base64" ? "base64" : "utf8"));
@@ -302,7 +302,7 @@ function writeResult(
       io.stderr.write(
         `[pyro] bytes ${result.offset}-${result.next_offset} of ${result.total_bytes}; next page: pyro output read ${result.output_id} --stream ${result.stream} --offset ${result.next_offset}\n`,
       );
-  } else io.stdout.write(`${RENDER[o.name]!(result)}\n`);
+  } else io.stdout.write(`${renderResult(o.name, result)}\n`);
   const note = json ? undefined : sessionNote(o.name, result);
   if (note && process.env.PYRO_QUIET !== "1") io.stderr.write(`${note}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));

@@ -1,4 +1,6 @@
 /** Human-readable rendering of the workspace round-trip results (files, diff, export, summary). */
+import type { FILE_OPERATIONS } from "../operations/files.js";
+
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
 type Any = Record<string, any>;
 
@@ -19,7 +21,7 @@ function counts(c: Any): string {
   return `${c.files} file(s) changed: ${c.added} added, ${c.modified} modified, ${c.deleted} deleted${c.type_changed ? `, ${c.type_changed} type changed` : ""}; +${c.lines_added} -${c.lines_removed} lines`;
 }
 
-export const RENDER_FILES: Record<string, (r: Any) => string> = {
+export const RENDER_FILES: Record<(typeof FILE_OPERATIONS)[number]["name"], (r: Any) => string> = {
   workspace_diff: (r) => {
     if (!r.changed)
       return `no changes under /workspace${r.path === "." ? "" : `/${r.path}`} since the baseline`;

@@ -2,6 +2,7 @@
 import { networkLine } from "../network/info.js";
 import { SESSION_RENDER } from "../operations/session-ops.js";
 import { SNAPSHOT_RENDER } from "../operations/snapshots.js";
+import type { OperationName } from "../operations/table.js";
 import { execFooter } from "./exec-footer.js";
 import { RENDER_FILES } from "./render-files.js";
 
@@ -129,7 +130,11 @@ function envInfo(e: Any): string {
   ]);
 }
 
-export const RENDER: Record<string, (r: Any) => string> = {
+/**
+ * One renderer per operation, keyed by the table's (literal) names: an operation added
+ * without one is a type error here, not `RENDER[o.name] is not a function` at run time.
+ */
+export const RENDER: Record<OperationName, (r: Any) => string> = {
   ...SESSION_RENDER,
   ...SNAPSHOT_RENDER,
   vm_run: execFooter,
@@ -244,6 +249,7 @@ export const RENDER: Record<string, (r: Any) => string> = {
       : `no commands run in ${r.workspace_id} yet`,
   output_read: (r) => r.data,
   workspace_delete: (r) => `deleted ${r.workspace_id}`,
+  workspace_update: workspaceStatus,
   workspace_list: (r) =>
     r.workspaces.length
       ? table([
@@ -261,3 +267,10 @@ export const RENDER: Record<string, (r: Any) => string> = {
       : "no workspaces",
   ...RENDER_FILES,
 };
+
+/** The human rendering of `name`'s result (every table operation has one: see RENDER's type). */
+export function renderResult(name: string, r: Any): string {
+  const render = (RENDER as Record<string, ((r: Any) => string) | undefined>)[name];
+  if (!render) throw new Error(`no human rendering for operation ${name}; use --json`);
+  return render(r);
+}

@@ -320,7 +320,9 @@ export const WorkspaceSummaryResult = z.object({
     .describe("Snapshots taken and deleted, resets and forks (the last 5)."),
 });
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 

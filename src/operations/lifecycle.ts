@@ -7,7 +7,9 @@ import type { Operation } from "./table.js";
  * of the operation table (table.ts appends them) and their result.
  */
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 

@@ -36,7 +36,9 @@ const POOL_ENV =
 
 const poolOf = (rt: Runtime) => new WarmPool(rt.paths, rt.envs, rt.env);
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 

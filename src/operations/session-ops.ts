@@ -11,7 +11,9 @@ import type { Operation } from "./table.js";
  * how the CLI shows their results. MCP serves them in the workspace-full profile only.
  */
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 
@@ -265,7 +267,7 @@ function serviceLine(r: Any): string {
 }
 
 /** How the CLI prints these results (merged into cli/render.ts's RENDER). */
-export const SESSION_RENDER: Record<string, (r: Any) => string> = {
+export const SESSION_RENDER: Record<(typeof SESSION_OPERATIONS)[number]["name"], (r: Any) => string> = {
   shell_open: shellLine,
   shell_signal: shellLine,
   shell_resize: shellLine,

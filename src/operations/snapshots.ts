@@ -10,7 +10,9 @@ import type { Operation } from "./table.js";
  * profile; snapshots and fork in workspace-full.
  */
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 
@@ -40,7 +42,14 @@ export const WorkspaceSnapshotCreateInput = z.object({
   workspace_id: workspaceId,
   name: snapshotName.optional().describe("Name for the snapshot (default s1, s2, …)."),
 });
-export const WorkspaceSnapshotCreateResult = SnapshotInfo.extend({ workspace_id: z.string() });
+export const WorkspaceSnapshotCreateResult = SnapshotInfo.extend({
+  workspace_id: z.string(),
+  skipped: z
+    .array(z.object({ path: z.string(), reason: z.string() }))
+    .describe(
+      "Entries the snapshot did not keep (FIFOs, sockets, devices), each with why; a reset to it leaves them out. At most 1000 listed; skipped_count counts all.",
+    ),
+});
 export const WorkspaceSnapshotListResult = z.object({
   workspace_id: z.string(),
   snapshots: z.array(SnapshotInfo).describe('Oldest first. "baseline" (the seeded state) is not listed.'),
@@ -209,8 +218,13 @@ const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const snapLine = (s: Any) =>
   `${s.name}  ${s.created_at}  ${s.files} files, ${kib(s.bytes)}  (took ${kib(s.disk_bytes)} on disk)`;
 
-export const SNAPSHOT_RENDER: Record<string, (r: Any) => string> = {
-  workspace_snapshot_create: (r) => `snapshot ${snapLine(r)}`,
+export const SNAPSHOT_RENDER: Record<(typeof SNAPSHOT_OPERATIONS)[number]["name"], (r: Any) => string> = {
+  workspace_snapshot_create: (r) =>
+    [
+      `snapshot ${snapLine(r)}`,
+      ...r.skipped.map((x: Any) => `skipped ${x.path}: ${x.reason}`),
+      ...(r.skipped_count > r.skipped.length ? [`(${r.skipped_count - r.skipped.length} more skipped)`] : []),
+    ].join("\n"),
   workspace_snapshot_list: (r) =>
     r.snapshots.length
       ? r.snapshots.map(snapLine).join("\n")

@@ -83,7 +83,9 @@ export interface Operation<I extends z.ZodObject = z.ZodObject, R extends z.ZodO
   handler: (rt: Runtime, input: z.infer<I>, ctx: CallContext) => Promise<z.infer<R>>;
 }
 
-function op<I extends z.ZodObject, R extends z.ZodObject>(o: Operation<I, R>): Operation<I, R> {
+function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
+  o: Operation<I, R> & { name: N },
+): Operation<I, R> & { name: N } {
   return o;
 }
 

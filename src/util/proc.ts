@@ -3,6 +3,18 @@ import { constants, readFileSync } from "node:fs";
 import { access, open, readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
 
+/**
+ * The whole environment of the sandbox processes pyro starts (runsc and, through it, the
+ * gofer and sandbox; QEMU and its watchdog). They outlive the call, and /proc/PID/environ
+ * keeps what they were given; pyro's own environment may hold a secret's value
+ * (`--secret-env NAME=VAR` reads VAR from it) or the operator's credentials. So they get a
+ * new environment with only PATH (runsc finds nsenter, and re-executes itself, by path),
+ * never a filtered copy of pyro's, which would pass on whatever a filter did not know.
+ */
+export function sandboxProcessEnv(from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { PATH: from.PATH || "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" };
+}
+
 /** Output beyond this many bytes per stream is drained and dropped, and flagged as truncated. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 

@@ -1,7 +1,15 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { PyroError } from "../errors.js";
-import { GUEST_EXIT, type Guest, guestRefusal, relToWorkspace, stdoutBytes, workspacePath } from "./guest.js";
+import {
+  GUEST_EXIT,
+  type Guest,
+  guestRefusal,
+  relToWorkspace,
+  stdoutBytes,
+  WORKSPACE,
+  workspacePath,
+} from "./guest.js";
 
 /**
  * workspace file list/read/write/edit: each one exec of a small script in the guest
@@ -248,20 +256,7 @@ function nthNewline(b: Buffer, n: number): number {
  */
 const WRITE_SCRIPT = `p=$1 d=\${1%/*} b=\${1##*/} mode=$2 mk=$3 want=$4 stage=$5
 [ -n "$b" ] && [ "$b" != . ] && [ "$b" != .. ] || fail ${GUEST_EXIT.isDir} "names a directory"
-e=$d
-while [ -n "$e" ] && [ ! -e "$e" ] && [ ! -L "$e" ]; do e=\${e%/*}; done
-[ -n "$e" ] || e=/
-re=$(realpath -e -- "$e" 2>/dev/null) || fail ${GUEST_EXIT.missing} "$e is a dangling symlink"
-inws "$re" || fail ${GUEST_EXIT.outside} "$e resolves to $re, outside $W"
-[ -d "$re" ] || fail ${GUEST_EXIT.notDir} "$e is not a directory"
-rest=\${d#"$e"}; rest=\${rest#/}
-cd -- "$re" || exit 1
-if [ -n "$rest" ]; then
-  [ "$mk" = 1 ] || fail ${GUEST_EXIT.missing} "parent directory $d does not exist"
-  mkdir -p -- "$rest" || fail ${GUEST_EXIT.notDir} "cannot create $d"
-  cd -- "$rest" || exit 1
-fi
-here=$(pwd -P); inws "$here" || fail ${GUEST_EXIT.outside} "$d resolves to $here, outside $W"
+enter_dir "$d" "$mk"
 [ -d "$b" ] && [ ! -L "$b" ] && fail ${GUEST_EXIT.isDir} "is a directory"
 if [ -n "$want" ]; then
   [ -f "$b" ] || fail ${GUEST_EXIT.changed} "it is gone"
@@ -304,6 +299,35 @@ export async function writeFileBytes(
   if (!opts.stage) return undefined;
   const [tmp, target] = stdoutBytes(out).toString("utf8").split("\0");
   return { tmp: tmp ?? "", target: target ?? "" };
+}
+
+/**
+ * sync push's destination directory, made inside the sandbox the way a write makes its
+ * parent (enter_dir): a guest symlink that leads out of /workspace (`out -> /etc`) is
+ * refused like the file tools refuse it, and a dangling one is named, rather than the
+ * archive landing in the guest's /etc while the result says /workspace/out. Returns the
+ * directory's real location, which the engine then unpacks into.
+ */
+const PUSH_DEST_SCRIPT = `enter_dir "$1" 1; printf '%s' "$here"`;
+
+export async function pushDestination(g: Guest, dest: string, signal?: AbortSignal): Promise<string> {
+  const out = await g.sh(PUSH_DEST_SCRIPT, [dest], signal ? { signal } : {});
+  if (out.exitCode === GUEST_EXIT.missing) {
+    const detail = out.stderr.trim().split("\n").slice(-1)[0] ?? "";
+    throw new PyroError(
+      "invalid_argument",
+      `dest ${JSON.stringify(dest)} cannot be created: ${detail}`,
+      "remove or replace that symlink in the workspace, or push to another --dest",
+    );
+  }
+  if (out.exitCode !== 0) throw guestRefusal(out, dest, "dest");
+  const real = stdoutBytes(out).toString("utf8");
+  if (real !== WORKSPACE && !real.startsWith(`${WORKSPACE}/`))
+    throw new PyroError(
+      "engine_failure",
+      `resolving dest ${JSON.stringify(dest)} gave ${JSON.stringify(real)}`,
+    );
+  return real;
 }
 
 /** A file mode as the CLI and tools take it: octal digits, no set-id or sticky bits. */

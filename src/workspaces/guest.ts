@@ -49,6 +49,26 @@ resolve_in() {
   fi
   inws "$r" || fail ${GUEST_EXIT.outside} "resolves to $r, outside $W"
 }
+# cd into directory $1, creating what is missing of it when $2 is 1, and leave its real
+# location in $here. Only after the deepest existing ancestor was found to be inside
+# /workspace (a dangling symlink there is refused by name) does mkdir -p run, so a symlink
+# cannot steer it out. Used by file writes (their parent) and sync push (its destination).
+enter_dir() {
+  e=$1
+  while [ -n "$e" ] && [ ! -e "$e" ] && [ ! -L "$e" ]; do e=\${e%/*}; done
+  [ -n "$e" ] || e=/
+  re=$(realpath -e -- "$e" 2>/dev/null) || fail ${GUEST_EXIT.missing} "$e is a dangling symlink (to $(readlink -- "$e"))"
+  inws "$re" || fail ${GUEST_EXIT.outside} "$e resolves to $re, outside $W"
+  [ -d "$re" ] || fail ${GUEST_EXIT.notDir} "$e is not a directory"
+  rest=\${1#"$e"}; rest=\${rest#/}
+  cd -- "$re" || exit 1
+  if [ -n "$rest" ]; then
+    [ "$2" = 1 ] || fail ${GUEST_EXIT.missing} "parent directory $1 does not exist"
+    mkdir -p -- "$rest" || fail ${GUEST_EXIT.notDir} "cannot create $1"
+    cd -- "$rest" || exit 1
+  fi
+  here=$(pwd -P); inws "$here" || fail ${GUEST_EXIT.outside} "$1 resolves to $here, outside $W"
+}
 `;
 
 /**

@@ -66,6 +66,7 @@ import {
   startCommand,
 } from "./command-log.js";
 import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
+import { pushDestination } from "./files.js";
 import { Guest, relToWorkspace } from "./guest.js";
 import {
   interruptedTransition,
@@ -741,8 +742,20 @@ export class WorkspaceManager {
     const src = await classifySource(srcPath, "source path");
     const stats = await inspectSource(src, ctx.signal);
     ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
+    // The destination is made and resolved inside the sandbox first (a guest symlink out of
+    // /workspace is refused), and the archive goes to its real location. Host-compat has
+    // no sandbox: its /workspace is a host directory the operator's own commands write.
+    let real = destination;
     try {
-      await this.engineFor(rec).putArchive(asHandle(rec.handle!), tarStreamOf(src), destination);
+      if (rec.engine !== "host")
+        real = await pushDestination(
+          new Guest(this.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
+            this.markFailed(rec.workspace_id, why),
+          ),
+          destination,
+          ctx.signal,
+        );
+      await this.engineFor(rec).putArchive(asHandle(rec.handle!), tarStreamOf(src), real);
     } catch (e) {
       const pe = toPyroError(e);
       if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
@@ -750,7 +763,7 @@ export class WorkspaceManager {
     }
     await this.touch(rec.workspace_id, Date.now());
     if (input.update_baseline)
-      await updateBaseline(this.dir(rec.workspace_id), relToWorkspace(destination), tarStreamOf(src));
+      await updateBaseline(this.dir(rec.workspace_id), relToWorkspace(real), tarStreamOf(src));
     return {
       workspace_id: rec.workspace_id,
       source_path: src.path,

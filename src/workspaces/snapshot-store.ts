@@ -72,6 +72,26 @@ export interface Manifest {
   skipped: string[];
 }
 
+/** An entry a snapshot did not keep, with why (the create result lists them, like export). */
+export interface SkippedEntry {
+  path: string;
+  reason: string;
+}
+
+/** Why a special file of `kind` (FIFO, socket, …) is not in a snapshot. */
+export function skipReason(kind: string): string {
+  return `a ${kind}, which snapshots do not keep (only files, directories and symlinks)`;
+}
+
+/** What kind of special file a stat describes, for a skipped entry's reason. */
+function specialKind(st: BigIntStats): string {
+  if (st.isFIFO()) return "FIFO";
+  if (st.isSocket()) return "socket";
+  if (st.isCharacterDevice()) return "character device";
+  if (st.isBlockDevice()) return "block device";
+  return "special file";
+}
+
 /** Stat cache entry: [ino, size, mtimeNs, ctimeNs, hash]. */
 type IndexRow = [string, string, string, string, string];
 interface Index {
@@ -144,11 +164,11 @@ export class SnapshotStore {
     name: string,
     added: string[],
     old: Record<string, IndexRow>,
-  ): Promise<{ manifest: Manifest; index: Record<string, IndexRow> }> {
+  ): Promise<{ manifest: Manifest; index: Record<string, IndexRow>; skipped: SkippedEntry[] }> {
     const startNs = BigInt(Date.now()) * 1_000_000n;
     const index: Record<string, IndexRow> = {};
     const entries: TreeEntry[] = [];
-    const skipped: string[] = [];
+    const skipped: SkippedEntry[] = [];
     let bytes = 0;
     let newBytes = 0;
     const rootSt = await lstat(root, { bigint: true });
@@ -181,7 +201,7 @@ export class SnapshotStore {
         bytes += Number(st.size);
         entries.push(entry);
       } else {
-        skipped.push(p);
+        skipped.push({ path: p, reason: skipReason(specialKind(st)) });
       }
     }
     await mapLimit(toStore, 8, async ({ entry, full, st }) => {
@@ -205,9 +225,9 @@ export class SnapshotStore {
       files: entries.filter((e) => e.type === "file").length,
       bytes,
       new_bytes: newBytes,
-      skipped,
+      skipped: skipped.map((x) => x.path),
     };
-    return { manifest, index };
+    return { manifest, index, skipped };
   }
 
   /** Hashes a file while copying it into a temp object, then names it by its hash. */

@@ -13,8 +13,15 @@ import { asHandle } from "../runtime/sandbox-record.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 import { runCapture } from "../util/proc.js";
 import { baselineDir } from "./baseline.js";
+import { Guest, stdoutBytes } from "./guest.js";
 import type { PreparedFiles, WorkspaceManager, WorkspaceRecord } from "./manager.js";
-import { diskFullError, type Manifest, SnapshotStore } from "./snapshot-store.js";
+import {
+  diskFullError,
+  type Manifest,
+  type SkippedEntry,
+  SnapshotStore,
+  skipReason,
+} from "./snapshot-store.js";
 
 /**
  * Named snapshots, reset and fork of a workspace (see docs/architecture.md, "Snapshots,
@@ -37,6 +44,8 @@ import { diskFullError, type Manifest, SnapshotStore } from "./snapshot-store.js
 
 const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const BASELINE = "baseline";
+/** Skipped entries a create result lists (skipped_count counts them all), as export does. */
+const SKIPPED_LIST_MAX = 1000;
 
 interface OpRecord {
   op: "snapshot" | "reset" | "fork" | "delete";
@@ -55,6 +64,21 @@ export interface SnapshotInfo {
   new_bytes: number;
   disk_bytes: number;
   skipped_count: number;
+}
+
+/** find's %y letters for the special files a snapshot does not keep. */
+const SPECIAL_KINDS: Record<string, string> = {
+  p: "FIFO",
+  s: "socket",
+  b: "block device",
+  c: "character device",
+};
+
+/** The host walk's and the guest's lists as one, by path, in path order. */
+function mergeSkipped(host: SkippedEntry[], guest: SkippedEntry[]): SkippedEntry[] {
+  const byPath = new Map(guest.map((x) => [x.path, x]));
+  for (const x of host) byPath.set(x.path, x);
+  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 function opPath(wsDir: string): string {
@@ -164,7 +188,10 @@ export class Snapshots {
 
   // ---- snapshots ----
 
-  async create(id: string, name: string | undefined): Promise<SnapshotInfo & { workspace_id: string }> {
+  async create(
+    id: string,
+    name: string | undefined,
+  ): Promise<SnapshotInfo & { workspace_id: string; skipped: SkippedEntry[] }> {
     const rec = await this.target(id);
     const store = this.store(id);
     const chosen = name ?? (await this.nextName(store));
@@ -177,9 +204,13 @@ export class Snapshots {
       );
     await this.claim(id, { op: "snapshot", name: chosen });
     try {
-      const m = await this.snapshotLocked(id, rec, chosen, "snapshot");
+      const { manifest: m, skipped } = await this.snapshotLocked(id, rec, chosen, "snapshot");
       await this.event(id, { event: "snapshot_create", name: chosen });
-      return { workspace_id: id, ...(await this.info(store, m)) };
+      return {
+        workspace_id: id,
+        ...(await this.info(store, m)),
+        skipped: skipped.slice(0, SKIPPED_LIST_MAX),
+      };
     } finally {
       await this.release(id);
     }
@@ -191,11 +222,13 @@ export class Snapshots {
     rec: WorkspaceRecord,
     name: string,
     op: OpRecord["op"],
-  ): Promise<Manifest> {
+  ): Promise<{ manifest: Manifest; skipped: SkippedEntry[] }> {
     const store = this.store(id);
     const files = join(this.x.dir(id), "files");
     const added: string[] = [];
     let paused = false;
+    // Asked before the pause (a paused sandbox runs nothing), so best effort by a moment.
+    const guestSkipped = rec.engine === "gvisor" ? await this.guestSpecialFiles(rec) : [];
     try {
       if (rec.engine === "gvisor") {
         // Said before the pause, so a process that dies paused leaves a sandbox recovery thaws.
@@ -225,15 +258,44 @@ export class Snapshots {
         }
         paused = false;
       }
+      const skipped = mergeSkipped(scanned.skipped, guestSkipped);
+      scanned.manifest.skipped = skipped.map((x) => x.path);
       await writeJsonAtomic(store.manifestPath(name), scanned.manifest);
       await store.writeIndex(scanned.index).catch(() => store.dropIndex());
-      return scanned.manifest;
+      return { manifest: scanned.manifest, skipped };
     } catch (e) {
       if (paused) await thaw(rec).catch(() => undefined);
       await store.removeObjects(added).catch(() => undefined);
       await rmTemps(store.manifestsDir);
       throw diskFullError(e, store.dir) ?? toPyroError(e);
     }
+  }
+
+  /**
+   * Special files as the guest sees them. Under gVisor a FIFO (or device) made in /workspace
+   * exists only in the sandbox (the gofer emulates it; nothing appears in `files/`), so the
+   * host walk cannot see what it leaves out: the guest's `find` lists them. Best effort: an
+   * image without GNU find, or a failing exec, leaves the host walk's list alone, and one
+   * made between this and the pause is not listed.
+   */
+  private async guestSpecialFiles(rec: WorkspaceRecord): Promise<SkippedEntry[]> {
+    const guest = new Guest(this.x.engineFor(rec), asHandle(rec.handle!), rec.workspace_id);
+    const out = await guest
+      .sh(
+        "find . -xdev -mindepth 1 \\( -type p -o -type s -o -type b -o -type c \\) -printf '%y %P\\0'",
+        [],
+        {
+          timeoutMs: 60_000,
+          maxOutputBytes: 4 * 1024 * 1024,
+        },
+      )
+      .catch(() => undefined);
+    if (out?.exitCode !== 0) return [];
+    return stdoutBytes(out)
+      .toString("utf8")
+      .split("\0")
+      .filter((x) => x.length > 2)
+      .map((x) => ({ path: x.slice(2), reason: skipReason(SPECIAL_KINDS[x[0]!] ?? "special file") }));
   }
 
   private async nextName(store: SnapshotStore): Promise<string> {
@@ -450,7 +512,7 @@ export class Snapshots {
     await this.claim(id, { op: "fork", ...(implicit ? { name: implicit } : {}) });
     try {
       const manifest = implicit
-        ? await this.snapshotLocked(id, rec, implicit, "fork")
+        ? (await this.snapshotLocked(id, rec, implicit, "fork")).manifest
         : snapshot === BASELINE
           ? await this.baselineManifest(id)
           : await this.manifestOrThrow(id, store, snapshot!);

@@ -188,6 +188,14 @@ test("SDK: names are unique and stand for ids; labels filter the list, ordered b
       assert.equal(cleared.code, 0, cleared.stderr);
       assert.equal(cleared.json.name, null);
       assert.deepEqual(cleared.json.labels, {});
+      // Without --json the change is applied and the new status printed (this once crashed
+      // with `RENDER[o.name] is not a function` after applying it).
+      const plain = await runCli(["workspace", "update", b.id, "--name", "gamma"], { env: c.env });
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.match(plain.stdout, new RegExp(`^workspace: +${b.id}$`, "m"));
+      assert.match(plain.stdout, /^name: +gamma$/m);
+      assert.doesNotMatch(plain.stderr, /not a function/);
+      assert.equal((await pyro.statusWorkspace("gamma")).workspace_id, b.id);
       const bad = await runCli(["workspace", "list", "--label", "novalue"], { env: c.env });
       assert.equal(bad.code, 2);
     } finally {

@@ -467,6 +467,62 @@ test("hostile paths: a guest symlink to /etc is never followed on export; ../ re
         );
         assert.equal(probe.code, 1, "mkdir -p did not run through the symlink");
 
+        // sync push into the link (or below it) is refused the same way, and nothing reaches
+        // the guest's /etc (it once landed there while the result said /workspace/out).
+        const pushSrc = join(host, "push");
+        await mkdir(pushSrc);
+        await writeFile(join(pushSrc, "pyro-pushed-marker"), "x\n");
+        for (const dest of ["/workspace/out", "out/sub"]) {
+          const p = await runCliJson<Json>(["workspace", "sync", "push", ws, pushSrc, "--dest", dest], {
+            env,
+          });
+          assert.equal(p.code, 2, `${dest}: ${JSON.stringify(p.json)}`);
+          assert.match(
+            p.json.error.message,
+            /leaves \/workspace through a symlink \(\/workspace\/out resolves to \/etc/,
+          );
+        }
+        const etcProbe = await runCliJsonGuest<Json>(
+          ["workspace", "exec", ws, "--", "sh", "-c", "test -e /etc/pyro-pushed-marker || test -e /etc/sub"],
+          { env },
+        );
+        assert.equal(etcProbe.code, 1, "nothing was pushed into the guest's /etc");
+        // A dangling link as the destination, or on the way to it: a clear error naming it.
+        await runCliJsonGuest<Json>(
+          ["workspace", "exec", ws, "--", "ln", "-s", "/nonexistent", "/workspace/d"],
+          {
+            env,
+          },
+        );
+        for (const dest of ["/workspace/d", "d/deeper"]) {
+          const p = await runCliJson<Json>(["workspace", "sync", "push", ws, pushSrc, "--dest", dest], {
+            env,
+          });
+          assert.equal(p.code, 2, `${dest}: ${JSON.stringify(p.json)}`);
+          assert.match(
+            p.json.error.message,
+            /cannot be created: \/workspace\/d is a dangling symlink \(to \/nonexistent\)/,
+          );
+          assert.doesNotMatch(p.json.error.message, /File exists/);
+        }
+        // A link that stays inside /workspace is followed: the files land in its target.
+        await runCliJsonGuest<Json>(
+          ["workspace", "exec", ws, "--", "sh", "-c", "mkdir real && ln -s real inlink"],
+          {
+            env,
+          },
+        );
+        const inside = await runCliJson<Json>(
+          ["workspace", "sync", "push", ws, pushSrc, "--dest", "inlink"],
+          { env },
+        );
+        assert.equal(inside.code, 0, JSON.stringify(inside.json));
+        const landed = await runCliJsonGuest<Json>(
+          ["workspace", "exec", ws, "--", "test", "-f", "/workspace/real/pyro-pushed-marker"],
+          { env },
+        );
+        assert.equal(landed.code, 0);
+
         // A file over the read budget: refused whole, readable by lines.
         await runCliJsonGuest<Json>(["workspace", "exec", ws, "--", "sh", "-c", "seq 1 100000 > big.txt"], {
           env,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -324,6 +324,117 @@ test("SDK: streamed chunks never carry a value, even split across chunks; secret
       assert.deepEqual(grepState(c.stateDir, [token]), []);
     } finally {
       await ws.delete();
+    }
+  });
+});
+
+test("snapshots: a value written into /workspace is in the snapshot's objects until the last snapshot holding it, or the workspace, is deleted", async (t) => {
+  await withGvisorState(t, async (c) => {
+    const token = fresh("snap");
+    const pyro = new Pyro({ env: c.env });
+    const ws = await pyro.createWorkspace({
+      environment: "debian:12",
+      diskMib: 64,
+      secrets: [{ name: "TOKEN", value: token }],
+    });
+    let deleted = false;
+    try {
+      const store = join(c.stateDir, "workspaces", ws.workspace_id, "snapshots");
+      const write = await ws.exec("cat /run/pyro-secrets/TOKEN > leak.txt");
+      assert.equal(write.exit_code, 0, write.stderr);
+      // Two snapshots share the one content-addressed object.
+      await ws.snapshots.create("s1");
+      await ws.snapshots.create("s2");
+      const held = grepState(store, [token]);
+      assert.equal(held.length, 1, `one object holds the value: ${held.join(", ")}`);
+      assert.match(held[0]!, /\/snapshots\/objects\//);
+      // The live file goes; the snapshots still hold it until the last one is deleted.
+      assert.equal((await ws.exec("rm leak.txt")).exit_code, 0);
+      await ws.snapshots.delete("s1");
+      assert.deepEqual(grepState(store, [token]), held, "s2 still references the object");
+      const freed = await ws.snapshots.delete("s2");
+      assert.ok(freed.bytes_freed >= token.length, JSON.stringify(freed));
+      assert.deepEqual(grepState(store, [token]), [], "deleting the last snapshot removes the object");
+      // Outside the store only the workspace's own disk may still hold it (freed ext4 blocks).
+      for (const f of grepState(c.stateDir, [token]))
+        assert.match(
+          f,
+          new RegExp(`/workspaces/${ws.workspace_id}/disk\\.img$`),
+          `only the disk image: ${f}`,
+        );
+      // Deleting the workspace removes every snapshot's objects with it.
+      assert.equal((await ws.exec("cat /run/pyro-secrets/TOKEN > again.txt")).exit_code, 0);
+      await ws.snapshots.create("s3");
+      assert.equal(grepState(store, [token]).length, 1);
+      await ws.delete();
+      deleted = true;
+      assert.deepEqual(grepState(c.stateDir, [token]), [], "nothing of the workspace holds the value");
+    } finally {
+      if (!deleted) await ws.delete();
+    }
+  });
+});
+
+/** Processes whose command line contains `needle`, and all their descendants. */
+async function processTree(needle: string): Promise<{ pid: number; cmd: string }[]> {
+  const procs: { pid: number; ppid: number; cmd: string }[] = [];
+  for (const p of await readdir("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    const cmd = (await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "")).replace(/\0/g, " ");
+    const stat = await readFile(`/proc/${p}/stat`, "utf8").catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (cmd) procs.push({ pid: Number(p), ppid, cmd });
+  }
+  const ours = new Set(procs.filter((x) => x.cmd.includes(needle)).map((x) => x.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const x of procs)
+      if (!ours.has(x.pid) && ours.has(x.ppid)) {
+        ours.add(x.pid);
+        grew = true;
+      }
+  }
+  return procs.filter((x) => ours.has(x.pid));
+}
+
+test("--secret-env NAME=VAR: VAR's value is in no environment of the sandbox's runsc processes (gofer, sandbox, detached exec)", async (t) => {
+  await withGvisorState(t, async (c) => {
+    const value = fresh("hostvar");
+    const env = { ...c.env, PYRO_TEST_HOST_SECRET: value };
+    const created = await runCliJson<{ workspace_id: string }>(
+      ["workspace", "create", "debian:12", ...SMALL_DISK, "--secret-env", "TOKEN=PYRO_TEST_HOST_SECRET"],
+      { env },
+    );
+    assert.equal(created.code, 0, created.stderr);
+    const ws = created.json.workspace_id;
+    try {
+      // A command, and a service (under gVisor a detached `runsc exec` that stays).
+      const ex = await runCliJsonGuest<{ exit_code: number }>(["workspace", "exec", ws, "--", "true"], {
+        env,
+      });
+      assert.equal(ex.code, 0);
+      const svc = await runCli(["workspace", "service", "start", ws, "svc", "--", "sleep", "600"], { env });
+      assert.equal(svc.code, 0, svc.stderr);
+      const procs = await processTree(`--root=${join(c.stateDir, "runsc")}`);
+      assert.ok(
+        procs.some((p) => p.cmd.startsWith("runsc-gofer")) &&
+          procs.some((p) => p.cmd.startsWith("runsc-sandbox")),
+        `the sandbox's gofer and sandbox processes were found: ${procs.map((p) => p.cmd.slice(0, 60)).join("; ")}`,
+      );
+      for (const p of procs) {
+        const environ = await readFile(`/proc/${p.pid}/environ`).catch(() => undefined);
+        if (environ === undefined) continue; // ended meanwhile
+        assert.ok(
+          !environ.includes(value),
+          `pid ${p.pid} (${p.cmd.slice(0, 60)}) has the value in its environment`,
+        );
+        assert.ok(
+          !environ.includes("PYRO_TEST_HOST_SECRET="),
+          `pid ${p.pid} (${p.cmd.slice(0, 60)}) has the variable in its environment`,
+        );
+      }
+    } finally {
+      await runCli(["workspace", "delete", ws], { env });
     }
   });
 });

@@ -10,6 +10,7 @@ import { Pyro } from "../../src/index.js";
 import {
   CLI,
   REPO,
+  runCli,
   runCliJson,
   runCliJsonGuest,
   runscBinary,
@@ -257,6 +258,31 @@ test("snapshots, reset and fork through MCP (official client, gVisor)", async (t
     t,
     withFace(async (c, host) => mcpFace(c.env, host)),
   );
+});
+
+test("special files: a snapshot lists the FIFOs it does not keep in skipped, with why (CLI, --json and plain)", async (t) => {
+  await withGvisorState(t, async (c) => {
+    const face = cliFace(c.env);
+    const cr = await runCliJson<Json>(["workspace", "create", "debian:12"], { env: c.env });
+    assert.equal(cr.code, 0, cr.stderr);
+    const ws = cr.json.workspace_id as string;
+    try {
+      await sh(face, ws, "echo x > f; mkfifo pipe; mkdir d; mkfifo d/p2");
+      const snap = ok(await face.call("workspace_snapshot_create", { workspace_id: ws, name: "a" }));
+      assert.equal(snap.files, 1);
+      assert.equal(snap.skipped_count, 2);
+      assert.deepEqual(
+        snap.skipped.map((x: Json) => x.path),
+        ["d/p2", "pipe"],
+      );
+      for (const x of snap.skipped) assert.match(x.reason, /^a FIFO, which snapshots do not keep/);
+      const plain = await runCli(["workspace", "snapshot", "create", ws, "--name", "b"], { env: c.env });
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.match(plain.stdout, /^skipped pipe: a FIFO, which snapshots do not keep/m);
+    } finally {
+      await runCli(["workspace", "delete", ws], { env: c.env });
+    }
+  });
 });
 
 /* ---------------- faults ---------------- */

@@ -30,7 +30,7 @@ async function runtime(): Promise<Runtime> {
   return new Runtime({ env: { ...process.env, PYRO_HOME: home, PYRO_CACHE_DIR: "", PYRO_STATE_DIR: "" } });
 }
 
-const ALL_TOOLS = OPERATIONS.filter((o) => o.mcp).map((o) => o.name);
+const ALL_TOOLS: string[] = OPERATIONS.filter((o) => o.mcp).map((o) => o.name);
 
 test("profiles: vm-run < workspace-core (the default) < workspace-full = every tool", () => {
   assert.equal(DEFAULT_PROFILE, "workspace-core");

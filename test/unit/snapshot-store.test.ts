@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { lstat, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { SnapshotStore } from "../../src/workspaces/snapshot-store.js";
@@ -101,6 +103,38 @@ test("scan, change, restore: the tree is as scanned, only what differs is rewrit
     assert.equal(await objects(store), 0);
     assert.deepEqual((await store.readIndex()).entries, {}, "index rows of removed objects go too");
   } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+});
+
+test("scan: a FIFO and a socket on the host side are not stored but listed with their kind", async () => {
+  const base = await tempDir("pyro-store-");
+  const server = createServer();
+  try {
+    const root = join(base, "files");
+    const store = new SnapshotStore(join(base, "snapshots"));
+    await mkdir(join(root, "d"), { recursive: true });
+    await writeFile(join(root, "f"), "x\n");
+    execFileSync("mkfifo", [join(root, "d", "pipe")]);
+    await new Promise<void>((r) => server.listen(join(root, "sock"), r));
+    const { manifest, skipped } = await store.scan(root, "a", [], {});
+    assert.deepEqual(
+      manifest.entries.map((e) => e.path),
+      ["d", "f"],
+    );
+    assert.deepEqual(manifest.skipped, ["d/pipe", "sock"]);
+    assert.deepEqual(skipped, [
+      {
+        path: "d/pipe",
+        reason: "a FIFO, which snapshots do not keep (only files, directories and symlinks)",
+      },
+      {
+        path: "sock",
+        reason: "a socket, which snapshots do not keep (only files, directories and symlinks)",
+      },
+    ]);
+  } finally {
+    await new Promise((r) => server.close(r));
     await rm(base, { recursive: true, force: true });
   }
 });

@@ -13,7 +13,7 @@ import {
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
-import { runCapture, runToLog } from "../../util/proc.js";
+import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
@@ -310,9 +310,7 @@ export class GvisorEngine implements Engine {
         cid,
       ]),
       join(spec.sandboxDir, "create.log"),
-      {
-        timeoutMs: 60_000,
-      },
+      { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
     if (created.exitCode !== 0) {
       await this.destroy(handle);
@@ -405,7 +403,11 @@ export class GvisorEngine implements Engine {
     const log = await open(join(handle.sandboxDir, "detached.log"), "a", 0o600);
     try {
       await new Promise<void>((resolve, reject) => {
-        const child = spawn(flags.binary, args, { detached: true, stdio: ["ignore", log.fd, log.fd] });
+        const child = spawn(flags.binary, args, {
+          detached: true,
+          stdio: ["ignore", log.fd, log.fd],
+          env: sandboxProcessEnv(),
+        });
         child.once("error", (e) =>
           reject(new PyroError("engine_failure", `runsc exec could not start: ${e.message}`)),
         );
@@ -496,7 +498,7 @@ export class GvisorEngine implements Engine {
       flags.binary,
       [...flags.global, "restore", `--image-path=${imageDir}`, "--bundle", bundle, "--detach", cid],
       join(handle.sandboxDir, "restore.log"),
-      { timeoutMs: 60_000 },
+      { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
     const fail = async (why: string): Promise<never> => {
       await this.destroyKeepingFiles(flags, cid);
@@ -536,6 +538,7 @@ export class GvisorEngine implements Engine {
     const child = spawn(flags.binary, [...flags.global, "delete", "--force", cid], {
       detached: true,
       stdio: "ignore",
+      env: sandboxProcessEnv(),
     });
     child.on("error", () => undefined);
     child.unref();
@@ -663,6 +666,7 @@ export class GvisorEngine implements Engine {
       const r = await runCapture(
         ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
         {
+          env: sandboxProcessEnv(),
           timeoutMs: req.timeoutMs,
           maxOutputBytes: req.maxOutputBytes,
           signal: req.signal,

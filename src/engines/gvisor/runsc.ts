@@ -1,4 +1,10 @@
-import { type CaptureOptions, type CaptureResult, runCapture, which } from "../../util/proc.js";
+import {
+  type CaptureOptions,
+  type CaptureResult,
+  runCapture,
+  sandboxProcessEnv,
+  which,
+} from "../../util/proc.js";
 
 /**
  * Process plumbing for the runsc CLI. Global flags must be byte-identical on every call for
@@ -58,8 +64,9 @@ export function globalFlags(
   return flags;
 }
 
+/** Every runsc call, with the minimal environment (sandboxProcessEnv) unless one is given. */
 export function runsc(flags: RunscFlags, args: string[], opts: CaptureOptions = {}): Promise<CaptureResult> {
-  return runCapture(flags.binary, [...flags.global, ...args], opts);
+  return runCapture(flags.binary, [...flags.global, ...args], { env: sandboxProcessEnv(), ...opts });
 }
 
 export async function runscVersion(binary: string): Promise<string | undefined> {

@@ -15,7 +15,7 @@ import {
 } from "../../network/sandbox-net.js";
 import type { PyroPaths } from "../../paths.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, runCapture } from "../../util/proc.js";
+import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, sandboxProcessEnv } from "../../util/proc.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import { ensureAgentBinary, ensureInitramfs, findBusybox } from "../guest-image/initramfs.js";
@@ -866,7 +866,7 @@ export class QemuEngine implements Engine {
       "--expires-file",
       join(ctlDir, EXPIRES_FILE),
     ];
-    const watcher = spawn(init, args, { detached: true, stdio: "ignore" });
+    const watcher = spawn(init, args, { detached: true, stdio: "ignore", env: sandboxProcessEnv() });
     watcher.unref();
     return { ctlDir, ...(watcher.pid ? { watchPid: watcher.pid } : {}) };
   }

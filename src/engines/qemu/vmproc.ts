@@ -4,7 +4,7 @@ import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pidAlive } from "../../util/proc.js";
+import { pidAlive, sandboxProcessEnv } from "../../util/proc.js";
 
 /** Re-exported: the VM engines take their process helpers from here. */
 export { pidAlive };
@@ -51,7 +51,11 @@ export function spawnDetached(binary: string, args: readonly string[], logPath: 
   return new Promise((resolve, reject) => {
     const fd = openSync(logPath, "a");
     try {
-      const child = spawn(binary, args, { detached: true, stdio: ["ignore", fd, fd] });
+      const child = spawn(binary, args, {
+        detached: true,
+        stdio: ["ignore", fd, fd],
+        env: sandboxProcessEnv(),
+      });
       child.once("error", reject);
       child.once("spawn", () => {
         child.unref();
