@@ -4,6 +4,7 @@ import { buildOciConfig } from "../../src/engines/gvisor/bundle.js";
 import { withDeadline } from "../../src/engines/gvisor/engine.js";
 import { decodeFrames } from "../../src/engines/gvisor/exec-channel.js";
 import { DEFAULT_PIDS_LIMIT, hostPidsLimit, pidsLimit } from "../../src/engines/gvisor/pids.js";
+import type { Engine, ExecOutcome, SandboxHandle } from "../../src/engines/types.js";
 import { PyroError } from "../../src/index.js";
 
 test("PYRO_PIDS_LIMIT: on by default, 0/off for none, anything else out of range refused with the fix", () => {
@@ -72,4 +73,50 @@ test("exec channel frames: P (at the process limit) and V (a ping's answer) pars
   );
   assert.deepEqual(seen, ["P:", "V:pyro-sandbox-init 4"]);
   assert.equal(rest.length, 3);
+});
+
+test("secrets read back: a sandbox that does not answer is a timeout, never a blame on the guest", async () => {
+  const { readSecrets } = await import("../../src/secrets/guest.js");
+  const outcome = (o: Partial<ExecOutcome>): ExecOutcome => ({
+    exitCode: 0,
+    stdout: "",
+    stderr: "",
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    timedOut: false,
+    execMs: 1,
+    ...o,
+  });
+  const engineAnswering = (o: Partial<ExecOutcome>, seen?: { timeoutMs?: number }) =>
+    ({
+      exec: async (_h: unknown, req: { timeoutMs: number }) => {
+        if (seen) seen.timeoutMs = req.timeoutMs;
+        return outcome(o);
+      },
+    }) as unknown as Engine;
+  const handle = { engine: "gvisor", id: "ws_0123456789abcdef", sandboxDir: "/s", data: {} } as SandboxHandle;
+  const metas = [{ name: "TOKEN", bytes: 5 }];
+  const seen: { timeoutMs?: number } = {};
+  await assert.rejects(
+    readSecrets(engineAnswering({ exitCode: 124, timedOut: true }, seen), handle, metas, handle.id),
+    (e: unknown) => e instanceof PyroError && e.code === "timeout" && !/changed/.test(e.message),
+  );
+  assert.equal(seen.timeoutMs, 10_000);
+  // What the guest did change is still refused (fail closed).
+  await assert.rejects(
+    readSecrets(
+      engineAnswering({ stdout: "abc", stdoutBytes: Buffer.from("abc") }),
+      handle,
+      metas,
+      handle.id,
+    ),
+    /removed or changed inside the sandbox/,
+  );
+  const ok = await readSecrets(
+    engineAnswering({ stdout: "hello", stdoutBytes: Buffer.from("hello") }),
+    handle,
+    metas,
+    handle.id,
+  );
+  assert.equal(ok[0]?.value.toString(), "hello");
 });
