@@ -26,7 +26,11 @@
  *       connection per command, frames of [type byte][u32 LE length][bytes]:
  *         host -> init: A arg (repeated), E NAME=VALUE (repeated, the whole environment),
  *                       C cwd, U "UID GID", T deadline ms, I stdin bytes, G go (last)
- *         init -> host: 1 stdout bytes, 2 stderr bytes, X exit code (decimal text), last
+ *         init -> host: 1 stdout bytes, 2 stderr bytes, X exit code (decimal text), last;
+ *                       P (empty) once the sandbox is at its process limit (--pids-limit)
+ *         A request that is only H (a ping) is answered V with the init's version.
+ *       With --pids-limit N every command gets RLIMIT_NPROC N (see command_limits); a command
+ *       that ran into it has its whole session killed when it ends (a fork bomb's leftovers).
  *       The command leads a session of its own, as with `run`; its group is killed at the
  *       deadline or when the host closes the connection first (a cancelled or killed caller),
  *       never when it merely exits (a job it left in the background keeps running).
@@ -82,12 +86,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define INIT_VERSION "pyro-sandbox-init 3"
+#define INIT_VERSION "pyro-sandbox-init 4"
 #define EXPIRY_POLL_MS 5000
 
 extern char **environ;
@@ -100,8 +105,8 @@ static int64_t now_ms(void) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: init run [--deadline-ms N] -- PROG [ARGS...]\n"
-          "       init idle [--expires-file FILE] [--listen SOCK]\n"
+          "usage: init run [--deadline-ms N] [--pids-limit N] -- PROG [ARGS...]\n"
+          "       init idle [--expires-file FILE] [--listen SOCK] [--pids-limit N]\n"
           "       init supervise --dir DIR [--pty COLS ROWS] [--ring-bytes N] [--redact-dir DIR] -- PROG [ARGS...]\n"
           "       init probe tcp PORT | init probe http URL\n"
           "       init files DIR read CURSOR MAX | init files DIR append in|ctl HEX\n"
@@ -145,12 +150,97 @@ static void kill_group(pid_t pid, int sig) {
   kill(pid, sig);
 }
 
+/*
+ * The sandbox's process limit (--pids-limit N, 0: none). Every command gets RLIMIT_NPROC = N,
+ * soft and hard (without CAP_SYS_RESOURCE it cannot raise it), so a fork bomb's forks fail
+ * with EAGAIN inside the sandbox, and gVisor never asks the host for a process per guest
+ * process past it. The init itself, its exec server and handlers keep no limit: they still
+ * fork when the commands' processes have taken every slot, so pyro can always reach the
+ * sandbox (and kill what holds it).
+ */
+static long pids_limit;
+
+/* Only system calls: a vfork child calls it. */
+static void command_limits(void) {
+  if (pids_limit <= 0) return;
+  struct rlimit r = {(rlim_t)pids_limit, (rlim_t)pids_limit};
+  setrlimit(RLIMIT_NPROC, &r);
+}
+
+/* Processes in the sandbox now (the numeric entries of /proc; threads are not counted). */
+static long count_processes(void) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  long n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] >= '1' && e->d_name[0] <= '9') n++;
+  closedir(d);
+  return n;
+}
+
+/* Close enough to the limit that forks fail: RLIMIT_NPROC counts the user's tasks, which
+ * include the init's own few processes (root too, but never refused). */
+#define PIDS_LIMIT_SLACK 8
+static int at_pids_limit(void) {
+  return pids_limit > 0 && count_processes() >= pids_limit - PIDS_LIMIT_SLACK;
+}
+
+/* Session `sid` read from /proc/PID/stat (field 6, after the command name in parentheses). */
+static pid_t session_of(const char *pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%s/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  int ppid, pgrp, sid;
+  char state;
+  if (!p || sscanf(p + 1, " %c %d %d %d", &state, &ppid, &pgrp, &sid) != 4) return -1;
+  /* A zombie is dead already (its parent reaps it): not counted as left running. */
+  return state == 'Z' ? -1 : (pid_t)sid;
+}
+
+/*
+ * Kills every process of session `sid` (a command's whole tree: a fork bomb moves its
+ * processes between groups, never out of the session unless it calls setsid), again until
+ * none is left or `ms` have passed; returns how many kills were sent.
+ */
+static long kill_session(pid_t sid, int ms) {
+  long killed = 0;
+  int64_t until = now_ms() + ms;
+  for (;;) {
+    long found = 0;
+    DIR *d = opendir("/proc");
+    if (!d) break;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+      if (session_of(e->d_name) != sid) continue;
+      pid_t p = (pid_t)atoi(e->d_name);
+      if (p == getpid()) continue;
+      kill(p, SIGKILL);
+      found++;
+    }
+    closedir(d);
+    killed += found;
+    if (found == 0 || now_ms() >= until) break;
+    usleep(10000);
+  }
+  return killed;
+}
+
 static int cmd_run(int argc, char **argv) {
   int64_t deadline_ms = 0;
   int i = 0;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--deadline-ms") == 0 && i + 1 < argc) {
       deadline_ms = strtoll(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--pids-limit") == 0 && i + 1 < argc) {
+      pids_limit = strtol(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -173,6 +263,8 @@ static int cmd_run(int argc, char **argv) {
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
+  /* The limit is inherited by the command; `run` itself forks nothing after this. */
+  command_limits();
   pid_t pid;
   int e = posix_spawnp(&pid, prog[0], NULL, &attr, prog, environ);
   posix_spawnattr_destroy(&attr);
@@ -232,9 +324,58 @@ static int expiry_file_gone(int64_t at, int *seen, int *gone) {
   return *seen && ++*gone >= 2;
 }
 
+/*
+ * idle's watchdog for the process limit. A fork bomb held at the limit does not stop: its
+ * shells retry their forks and take every slot and all the CPU the sandbox has, so nothing
+ * else gets to run (measured: `exec true` timed out). When the sandbox is at its limit on two
+ * looks in a row, the session with the most processes (a command's whole tree; the init's own
+ * session never) is killed, and the sandbox is usable again. Returns how many were killed.
+ */
+#define PIDS_WATCH_MS 500
+static long pids_watch(int *strikes) {
+  if (!at_pids_limit()) {
+    *strikes = 0;
+    return 0;
+  }
+  if (++*strikes < 2) return 0;
+  *strikes = 0;
+  /* Processes per session, in a table as large as the limit (sessions <= processes). */
+  size_t cap = (size_t)pids_limit * 2 + 64;
+  pid_t *sid = calloc(cap, sizeof *sid);
+  long *n = calloc(cap, sizeof *n);
+  long killed = 0;
+  if (sid && n) {
+    pid_t own = getsid(0);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+      pid_t s = session_of(e->d_name);
+      if (s <= 0 || s == own) continue;
+      size_t h = (size_t)s % cap;
+      while (sid[h] != 0 && sid[h] != s) h = (h + 1) % cap;
+      sid[h] = s;
+      n[h]++;
+    }
+    if (d) closedir(d);
+    size_t best = cap;
+    for (size_t h = 0; h < cap; h++)
+      if (sid[h] && (best == cap || n[h] > n[best])) best = h;
+    if (best < cap) {
+      killed = kill_session(sid[best], 2000);
+      fprintf(stderr, "pyro: the sandbox reached its process limit (%ld); killed session %d (%ld processes)\n",
+              pids_limit, (int)sid[best], killed);
+    }
+  }
+  free(sid);
+  free(n);
+  return killed;
+}
+
 /* ---- idle's exec channel (--listen) ---- */
 
 #define EXIT_DRAIN_MS 250
+#define PIDS_SAMPLE_MS 250
 #define MAX_REQUEST_BYTES (256u << 20)
 
 static int write_all(int fd, const void *buf, size_t n) {
@@ -345,6 +486,8 @@ static int serve_one(int c) {
       case 'T': deadline_ms = strtoll(d, NULL, 10); free(d); break;
       case 'I': stdin_buf = d; stdin_n = n; break;
       case 'G': free(d); goto go;
+      /* A ping (the host's create waits for one answer): the version, nothing run. */
+      case 'H': free(d); return send_frame(c, 'V', INIT_VERSION, (uint32_t)strlen(INIT_VERSION)) < 0;
       default: return 1;
     }
   }
@@ -368,6 +511,7 @@ go:
     dup2(out[1], 1);
     dup2(err[1], 2);
     command_signals();
+    command_limits();
     /* A vfork child shares the handler's memory: no stdio or malloc here, only a stack
      * buffer and write(2). */
     char msg[512];
@@ -398,6 +542,11 @@ go:
   int64_t deadline = deadline_ms > 0 ? now_ms() + deadline_ms : 0;
   int64_t drain_until = 0;
   int status = 0, exited = 0, killed = 0, host_gone = 0;
+  /* The process limit is looked at now and then while the command runs (a /proc listing):
+   * a command whose forks may have failed for it is told so (frame P) at once, so a caller
+   * that times out still learns it. */
+  int at_limit = 0;
+  int64_t next_sample = now_ms() + PIDS_SAMPLE_MS;
   int fds_open[2] = {out[0], err[0]};
   char buf[65536];
   for (;;) {
@@ -421,10 +570,25 @@ go:
     if (deadline && !exited) {
       int64_t left = deadline - now_ms();
       if (left <= 0) {
-        if (!killed) kill_group(pid, SIGKILL);
+        if (!killed) {
+          kill_group(pid, SIGKILL);
+          kill_session(pid, 2000);
+        }
         killed = 1;
         deadline = now_ms() + 1000;
         left = 1000;
+      }
+      if (timeout < 0 || left < timeout) timeout = (int)left;
+    }
+    if (pids_limit > 0 && !exited && !at_limit) {
+      int64_t left = next_sample - now_ms();
+      if (left <= 0) {
+        if (at_pids_limit()) {
+          at_limit = 1;
+          if (send_frame(c, 'P', NULL, 0) < 0) host_gone = 1;
+        }
+        next_sample = now_ms() + PIDS_SAMPLE_MS;
+        left = PIDS_SAMPLE_MS;
       }
       if (timeout < 0 || left < timeout) timeout = (int)left;
     }
@@ -475,10 +639,22 @@ go:
       if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) host_gone = 1;
     }
     if (host_gone) {
-      if (!exited) kill_group(pid, SIGKILL);
+      if (!exited) {
+        kill_group(pid, SIGKILL);
+        /* Whatever of it left the group (setpgid: timeout(1), a fork bomb's shells). */
+        kill_session(pid, 2000);
+      }
       return 1;
     }
   }
+  /* A command that ran into the limit: what it left running (a fork bomb) holds the slots
+   * every later command needs, so its whole session goes now. Not a hit: background jobs
+   * live on, as ever. */
+  if (!at_limit && at_pids_limit()) {
+    at_limit = 1;
+    send_frame(c, 'P', NULL, 0);
+  }
+  if (at_limit) kill_session(pid, 2000);
   char code[16];
   int len = snprintf(code, sizeof code, "%d", exit_code_of(status));
   send_frame(c, 'X', code, (uint32_t)len);
@@ -573,6 +749,7 @@ static int cmd_idle(int argc, char **argv) {
     if (strcmp(argv[i], "--expires-file") == 0 && i + 1 < argc) expires_file = argv[++i];
     else if (strcmp(argv[i], "--expires-file-present") == 0) present = 1;
     else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) listen_path = argv[++i];
+    else if (strcmp(argv[i], "--pids-limit") == 0 && i + 1 < argc) pids_limit = strtol(argv[++i], NULL, 10);
     else usage();
   }
   sigset_t sigs = handled_signals();
@@ -594,10 +771,18 @@ static int cmd_idle(int argc, char **argv) {
   /* Seen from the start when the host wrote it first: a state dir removed before this
    * loop's first read (a busy host can start the init late) still stops the sandbox. */
   int seen = present, gone = 0;
+  int strikes = 0;
+  int64_t next_watch = now_ms() + PIDS_WATCH_MS, next_expiry = 0;
   for (;;) {
     int st;
     if (server > 0 && reap_children(server, &st)) server = start_server(lfd);
-    if (expires_file) {
+    if (pids_limit > 0 && now_ms() >= next_watch) {
+      pids_watch(&strikes);
+      next_watch = now_ms() + PIDS_WATCH_MS;
+    }
+    /* Every EXPIRY_POLL_MS, however often the loop wakes (children ending, the watchdog). */
+    if (expires_file && now_ms() >= next_expiry) {
+      next_expiry = now_ms() + EXPIRY_POLL_MS;
       int64_t at = read_expiry(expires_file);
       if (at > 0 && (int64_t)time(NULL) >= at) {
         fprintf(stderr, "pyro: sandbox past its expiry (%lld); stopping\n", (long long)at);
@@ -608,9 +793,10 @@ static int cmd_idle(int argc, char **argv) {
         return 0;
       }
     }
-    struct timespec ts = {EXPIRY_POLL_MS / 1000, (EXPIRY_POLL_MS % 1000) * 1000000};
+    int wait_ms = pids_limit > 0 ? PIDS_WATCH_MS : EXPIRY_POLL_MS;
+    struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
     siginfo_t si;
-    int sig = sigtimedwait(&sigs, &si, expires_file ? &ts : NULL);
+    int sig = sigtimedwait(&sigs, &si, expires_file || pids_limit > 0 ? &ts : NULL);
     if (sig == SIGTERM || sig == SIGHUP || sig == SIGINT) return 0;
   }
 }
@@ -843,6 +1029,7 @@ static int cmd_supervise(int argc, char **argv) {
       rows = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--ring-bytes") == 0 && i + 1 < argc) ring = strtoll(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--daemon") == 0) daemonize = 1;
+    else if (strcmp(argv[i], "--pids-limit") == 0 && i + 1 < argc) pids_limit = strtol(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--redact-dir") == 0 && i + 1 < argc) rd_load(argv[++i]);
     else if (strcmp(argv[i], "--") == 0) {
       i++;
@@ -913,6 +1100,7 @@ static int cmd_supervise(int argc, char **argv) {
       dup2(pipefd[1], 2);
     }
     command_signals();
+    command_limits();
     execvp(prog[0], prog);
     fprintf(stderr, "pyro: %s: %s\n", prog[0], errno == ENOENT ? "not found" : strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);

@@ -5,6 +5,7 @@
 export function execFooter(r: Record<string, unknown>): string {
   const parts = [`exit ${r.exit_code}`, `${r.execution_mode}`, `${r.duration_ms} ms`];
   if (r.timed_out) parts.push("TIMED OUT");
+  if (r.too_many_processes) parts.push("TOO MANY PROCESSES (pids limit)");
   parts.push(`output ${r.output_id}`);
   if (r.execution_mode === "host_compat") parts.push("NO ISOLATION (host_compat)");
   return `[pyro] ${parts.join(" · ")}`;

@@ -5,7 +5,7 @@ import type { ExecOutcome } from "./types.js";
  * A finished host-side process as a command outcome: exit 124 when it timed out (as
  * timeout(1) reports), 137 (killed by SIGKILL) when it ended without an exit code.
  */
-export function execOutcome(r: CaptureResult): ExecOutcome {
+export function execOutcome(r: CaptureResult & { atPidsLimit?: boolean }): ExecOutcome {
   return {
     exitCode: r.timedOut ? 124 : (r.exitCode ?? 128 + 9),
     stdout: r.stdout,
@@ -13,6 +13,7 @@ export function execOutcome(r: CaptureResult): ExecOutcome {
     stdoutTruncated: r.stdoutTruncated,
     stderrTruncated: r.stderrTruncated,
     timedOut: r.timedOut,
+    ...(r.atPidsLimit ? { tooManyProcesses: true } : {}),
     execMs: r.durationMs,
     ...(r.stdoutBytes ? { stdoutBytes: r.stdoutBytes } : {}),
   };

@@ -77,6 +77,8 @@ export interface ExecOutcome {
   stdoutTruncated: boolean;
   stderrTruncated: boolean;
   timedOut: boolean;
+  /** The sandbox was at its process limit while the command ran (gVisor: forks failed). */
+  tooManyProcesses?: boolean;
   execMs: number;
   /** stdout as bytes, binary-safe (file contents and archives travel out this way). */
   stdoutBytes?: Buffer;

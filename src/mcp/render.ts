@@ -13,6 +13,7 @@ interface ExecLike {
   stdout_truncated: boolean;
   stderr_truncated: boolean;
   timed_out: boolean;
+  too_many_processes?: boolean;
   duration_ms: number;
   environment: string;
   execution_mode: string;
@@ -52,6 +53,10 @@ export function renderExec(r: ExecLike & { workspace_id?: unknown; sequence?: un
     typeof r.workspace_id === "string" ? `workspace ${r.workspace_id} #${String(r.sequence)}` : r.environment;
   const head = [`exit_code: ${r.exit_code}`];
   if (r.timed_out) head.push("TIMED OUT (killed; raise timeout_seconds if it needs longer)");
+  if (r.too_many_processes)
+    head.push(
+      "TOO MANY PROCESSES (the sandbox's process limit was reached; what the command left running was killed)",
+    );
   head.push(`(${where}, ${r.execution_mode}, ${r.duration_ms} ms)`);
   const lines = [
     head.join(" "),

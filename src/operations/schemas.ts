@@ -312,6 +312,11 @@ const execFields = {
   ...outputViewFields,
   output_id: z.string().describe("Handle of the full output kept on the host: page it with output_read."),
   timed_out: z.boolean(),
+  too_many_processes: z
+    .boolean()
+    .describe(
+      "The sandbox was at its process limit (PYRO_PIDS_LIMIT) while the command ran, so forks may have failed; what the command left running was killed.",
+    ),
   duration_ms: z.number().int(),
   boot_ms: z.number().int(),
   exec_ms: z.number().int(),

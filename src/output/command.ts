@@ -30,5 +30,6 @@ export function commandFields(out: ExecOutcome, rec: CommandRecorder, budget: nu
     ...outputFields(rec.stdout.snapshot(), rec.stderr.snapshot(), budget, outputId),
     output_id: outputId,
     timed_out: out.timedOut,
+    too_many_processes: out.tooManyProcesses ?? false,
   };
 }

@@ -71,19 +71,28 @@ async function run(
   argv: string[],
   what: string,
   stdin?: Buffer,
+  timeoutMs = 30_000,
 ): Promise<Buffer> {
   const out = await engine
     .exec(handle, {
       argv,
       cwd: "/",
-      timeoutMs: 30_000,
+      timeoutMs,
       maxOutputBytes: 64 * 1024 * 40,
       ...(stdin ? { stdin } : {}),
     })
     .catch((e: unknown) => {
       throw toPyroError(e);
     });
-  if (out.exitCode !== 0 || out.timedOut)
+  // No answer says nothing about the secrets: the sandbox is overloaded (or at its process
+  // limit), not tampered with. Its own code, so readSecrets does not take it for a change.
+  if (out.timedOut)
+    throw new PyroError(
+      "timeout",
+      `${what} got no answer from the sandbox within ${timeoutMs / 1000} s`,
+      "the sandbox may be overloaded (a runaway process?); try again, or stop what runs there",
+    );
+  if (out.exitCode !== 0)
     throw new PyroError(
       "engine_failure",
       `${what} failed in the sandbox (exit ${out.exitCode}): ${out.stderr.trim().slice(0, 300)}`,
@@ -114,6 +123,9 @@ export async function writeSecrets(
   );
 }
 
+/** A `cat` of a few small files: far longer than it takes, far shorter than a command's 30 s. */
+const READ_TIMEOUT_MS = 10_000;
+
 /** The values back from the sandbox, in one exec; sizes must match what was written. */
 export async function readSecrets(
   engine: Engine,
@@ -127,6 +139,8 @@ export async function readSecrets(
     handle,
     ["cat", "--", ...metas.map((m) => `${SECRETS_DIR}/${m.name}`)],
     "reading the secrets back for redaction",
+    undefined,
+    READ_TIMEOUT_MS,
   ).catch((e: unknown) => {
     const pe = toPyroError(e);
     if (pe.code !== "engine_failure") throw pe;

@@ -181,7 +181,17 @@ export class Snapshots {
       const rec = await this.x.records.load(id);
       await thaw(rec).catch(() => undefined);
     }
-    if (cur.op === "reset") await this.resetBody(id, cur.target ?? BASELINE);
+    if (cur.op === "reset") {
+      // A reset killed after its new sandbox started but before the record named it left a
+      // sandbox no handle points at (the engine's create waits for the exec channel, which
+      // widens that window): every sandbox of the workspace goes, then the reset runs again.
+      const rec = await this.x.records.load(id);
+      await this.x
+        .engineFor(rec)
+        .removeOrphan(id, join(this.x.dir(id), "sandbox"))
+        .catch(() => undefined);
+      await this.resetBody(id, cur.target ?? BASELINE);
+    }
     if (cur.op === "fork" && cur.name) await rm(store.manifestPath(cur.name), { force: true });
     await store.gc();
   }

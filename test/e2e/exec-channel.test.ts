@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { chmod, readdir, readFile, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Pyro } from "../../src/index.js";
@@ -31,7 +32,10 @@ test("workspace commands run over the init's exec channel, with runsc exec's sem
         const id = ws.workspace_id;
         try {
           const sock = join(stateDir, "workspaces", id, "sandbox", "sock", "exec.sock");
-          assert.ok(existsSync(sock), "the init's socket is on the host");
+          // create returns only once the channel answered: the socket is there and answers a
+          // ping at once, with no retry (the first exec never falls back to `runsc exec`).
+          assert.ok(existsSync(sock), "the init's socket is on the host when create returns");
+          assert.match(await pingOnce(sock), /^pyro-sandbox-init \d+$/);
 
           const r = await pyro.execWorkspace(id, { command: "echo out; echo err >&2; exit 3" });
           assert.deepEqual([r.exit_code, r.stdout, r.stderr], [3, "out\n", "err\n"]);
@@ -109,3 +113,21 @@ test("workspace commands run over the init's exec channel, with runsc exec's sem
     );
   });
 });
+
+/** One connection, one ping frame (H), the init's answer (V + its version): no retry. */
+function pingOnce(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let buf = Buffer.alloc(0);
+    s.on("error", reject);
+    s.on("data", (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+    });
+    s.on("close", () => {
+      if (buf.length < 5 || buf[0] !== "V".charCodeAt(0))
+        return reject(new Error(`no answer: ${buf.toString("hex")}`));
+      resolve(buf.subarray(5, 5 + buf.readUInt32LE(1)).toString("utf8"));
+    });
+    s.end(Buffer.from([0x48, 0, 0, 0, 0]));
+  });
+}

@@ -19,7 +19,11 @@ export interface OciConfig {
   mounts: { destination: string; type: string; source: string; options?: string[] }[];
   linux: {
     namespaces: { type: string; path?: string }[];
-    resources?: { memory?: { limit: number }; cpu?: { quota: number; period: number } };
+    resources?: {
+      memory?: { limit: number };
+      cpu?: { quota: number; period: number };
+      pids?: { limit: number };
+    };
   };
 }
 
@@ -128,6 +132,8 @@ export function buildOciConfig(
   spec: SandboxSpec,
   process: { args: string[]; cwd: string; env?: Record<string, string> },
   extra?: SandboxMounts,
+  /** The host cgroup's task limit (see pids.ts: the backstop of the init's guest limit). */
+  hostPids?: number,
 ): OciConfig {
   const mounts: OciConfig["mounts"] = [
     { destination: "/proc", type: "proc", source: "proc" },
@@ -177,6 +183,7 @@ export function buildOciConfig(
       resources: {
         memory: { limit: spec.memMib * 1024 * 1024 },
         cpu: { quota: spec.vcpuCount * 100_000, period: 100_000 },
+        ...(hostPids ? { pids: { limit: hostPids } } : {}),
       },
     },
   };

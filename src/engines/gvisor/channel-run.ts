@@ -4,6 +4,7 @@ import { execOutcome } from "../outcome.js";
 import type { ExecOutcome, ExecRequest, SandboxHandle } from "../types.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "./bundle.js";
 import { ChannelUnavailable, channelExec } from "./exec-channel.js";
+import { pidsLimitHit } from "./pids.js";
 
 /** How long a lost channel waits for its sandbox to be seen dead: 20 × 50 ms. */
 const LOST_CHECKS = 20;
@@ -65,15 +66,32 @@ export async function runOverChannel(
   return execOutcome(r);
 }
 
-/** What a command that failed because its sandbox died (out of memory, killed) is told. */
-export async function sandboxDeathError(handle: SandboxHandle): Promise<PyroError> {
+/**
+ * Why the sandbox died, as far as the host can tell: its cgroup saw the OOM killer, or its
+ * pids cgroup refused a task (the host backstop of the process limit, see pids.ts).
+ */
+export async function deathCause(handle: SandboxHandle): Promise<string | undefined> {
   const cid = String(handle.data.containerId);
   const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
   if (await oomKilled(cid))
+    return `out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`;
+  if (await pidsLimitHit(cid)) {
+    const limit = typeof handle.data.pidsLimit === "number" ? handle.data.pidsLimit : undefined;
+    return `too many processes${limit ? ` (past the sandbox's limit, PYRO_PIDS_LIMIT=${limit})` : ""}`;
+  }
+  return undefined;
+}
+
+/** What a command that failed because its sandbox died (out of memory, killed) is told. */
+export async function sandboxDeathError(handle: SandboxHandle): Promise<PyroError> {
+  const cause = await deathCause(handle);
+  if (cause)
     return new PyroError(
       "sandbox_dead",
-      `sandbox ${handle.id} was killed: out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`,
-      "delete it and create a new one with a larger mem_mib",
+      `sandbox ${handle.id} was killed: ${cause}`,
+      cause.startsWith("out of memory")
+        ? "delete it and create a new one with a larger mem_mib"
+        : "delete it and create a new one; keep its commands from starting processes without bound",
     );
   return new PyroError(
     "sandbox_dead",

@@ -43,7 +43,9 @@ import {
   type SandboxMounts,
   SOCK_IN_GUEST,
 } from "./bundle.js";
-import { runOverChannel, sandboxDeathError } from "./channel-run.js";
+import { deathCause, runOverChannel, sandboxDeathError } from "./channel-run.js";
+import { ChannelUnavailable, channelPing } from "./exec-channel.js";
+import { hostPidsLimit, pidsLimit } from "./pids.js";
 import { rootfsSource } from "./rootfs.js";
 import {
   findRunsc,
@@ -59,16 +61,32 @@ import {
 const MIN_RUNSC_DATE = 20240729;
 const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
 
-/** argv run through the sandbox init with a deadline: `/.pyro/init run --deadline-ms N -- argv`. */
-export function withDeadline(argv: string[], timeoutMs: number): string[] {
+/**
+ * argv run through the sandbox init with a deadline: `/.pyro/init run --deadline-ms N -- argv`,
+ * and the sandbox's process limit for the command when it has one (see pids.ts).
+ */
+export function withDeadline(argv: string[], timeoutMs: number, pids = 0): string[] {
   return [
     INIT_IN_GUEST,
     "run",
     "--deadline-ms",
     String(timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS),
+    ...(pids > 0 ? ["--pids-limit", String(pids)] : []),
     "--",
     ...argv,
   ];
+}
+
+/**
+ * How long create waits for a started sandbox's exec channel to answer. Measured here: the
+ * first answer comes ~10-40 ms after `runsc run --detach` returns; the deadline is for a host
+ * so loaded that the init has not run yet.
+ */
+const CHANNEL_READY_MS = 15_000;
+
+/** The sandbox's process limit as recorded in its handle (0: none, or made before limits). */
+function handlePids(handle: SandboxHandle): number {
+  return typeof handle.data.pidsLimit === "number" ? handle.data.pidsLimit : 0;
 }
 
 /** Container names carry a prefix so `runsc list` shows which sandboxes are pyro's. */
@@ -237,6 +255,7 @@ export class GvisorEngine implements Engine {
 
   private async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
     const channel = this.env.PYRO_EXEC_CHANNEL !== "runsc";
+    const pids = pidsLimit(this.env);
     const flags = await this.flagsFor(spec.network, channel);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
@@ -268,6 +287,7 @@ export class GvisorEngine implements Engine {
           `${CTL_IN_GUEST}/${EXPIRES_FILE}`,
           "--expires-file-present",
           ...(channel ? ["--listen", `${SOCK_IN_GUEST}/${EXEC_SOCKET}`] : []),
+          ...(pids > 0 ? ["--pids-limit", String(pids)] : []),
         ],
         cwd: "/",
       },
@@ -277,6 +297,7 @@ export class GvisorEngine implements Engine {
         ...(channel ? { sockDir } : {}),
         ...(net ? { net: net.mount } : {}),
       },
+      pids > 0 ? hostPidsLimit(pids) : undefined,
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     // A restart gets a container name of its own (a generation), so it need not wait for the
@@ -295,6 +316,7 @@ export class GvisorEngine implements Engine {
         init: true,
         ...(channel ? { execSocket: join(sockDir, EXEC_SOCKET) } : {}),
         memMib: spec.memMib,
+        ...(pids > 0 ? { pidsLimit: pids } : {}),
         ...(net ? { net: net.data } : {}),
       },
     };
@@ -318,7 +340,27 @@ export class GvisorEngine implements Engine {
     }
     const st = await runscState(flags, cid);
     if (st?.pid) handle.data.pid = st.pid;
+    // Handed back only once the exec channel answers: `run --detach` returns before the init
+    // has created its socket, and a first exec that found none would take `runsc exec`.
+    // Here, so every caller (create, start, reset, fork, restore, the pool) gets it.
+    if (channel) await this.awaitChannel(handle, String(handle.data.execSocket));
     return handle;
+  }
+
+  /** One round trip to the init's exec channel, or the sandbox is destroyed and that said. */
+  private async awaitChannel(handle: SandboxHandle, socket: string): Promise<void> {
+    try {
+      await channelPing(socket, CHANNEL_READY_MS);
+    } catch (e) {
+      if (!(e instanceof ChannelUnavailable)) throw e;
+      const cause = (await this.inspect(handle)).state !== "running" ? await deathCause(handle) : undefined;
+      await this.destroy(handle).catch(() => undefined);
+      throw new PyroError(
+        "engine_failure",
+        `sandbox ${handle.id} started, but its init's exec channel did not answer within ${CHANNEL_READY_MS / 1000} s (${cause ?? e.message}); the sandbox was removed`,
+        `try again; if it keeps happening, read ${join(handle.sandboxDir, "create.log")} before it goes, or set PYRO_EXEC_CHANNEL=runsc`,
+      );
+    }
   }
 
   async exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome> {
@@ -344,7 +386,10 @@ export class GvisorEngine implements Engine {
     if (req.user) args.push("--user", `${req.user.uid}:${req.user.gid}`);
     // `init read` carries its own deadline: no `run` wrapper (one exec instead of two).
     const selfTimed = argv[0] === INIT_IN_GUEST && argv[1] === "read";
-    args.push(cid, ...(handle.data.init && !selfTimed ? withDeadline(argv, req.timeoutMs) : argv));
+    args.push(
+      cid,
+      ...(handle.data.init && !selfTimed ? withDeadline(argv, req.timeoutMs, handlePids(handle)) : argv),
+    );
     const r = await runsc(flags, args, {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
@@ -399,7 +444,12 @@ export class GvisorEngine implements Engine {
     const args = [...flags.global, "exec", "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
     if (req.user) args.push("--user", `${req.user.uid}:${req.user.gid}`);
-    args.push(cid, ...req.argv);
+    // A shell's or service's program gets the sandbox's process limit like any command.
+    const argv =
+      req.argv[0] === INIT_IN_GUEST && req.argv[1] === "supervise" && handlePids(handle) > 0
+        ? [INIT_IN_GUEST, "supervise", "--pids-limit", String(handlePids(handle)), ...req.argv.slice(2)]
+        : req.argv;
+    args.push(cid, ...argv);
     const log = await open(join(handle.sandboxDir, "detached.log"), "a", 0o600);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -576,9 +626,11 @@ export class GvisorEngine implements Engine {
   private async assertRunning(handle: SandboxHandle): Promise<void> {
     const i = await this.inspect(handle);
     if (i.state !== "running") {
+      // Between commands too (a job left in the background), the cause is said when known.
+      const cause = await deathCause(handle);
       throw new PyroError(
         "sandbox_dead",
-        `sandbox ${handle.id} is not running: ${i.reason ?? i.state}`,
+        `sandbox ${handle.id} is not running: ${cause ? `killed: ${cause}` : (i.reason ?? i.state)}`,
         "delete it and create a new one",
       );
     }
@@ -635,6 +687,7 @@ export class GvisorEngine implements Engine {
 
   async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {
     const prepStart = performance.now();
+    const pids = pidsLimit(this.env);
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
@@ -651,11 +704,12 @@ export class GvisorEngine implements Engine {
     const config = buildOciConfig(
       spec,
       {
-        args: withDeadline(unwrapExecWrapper(req.argv), req.timeoutMs),
+        args: withDeadline(unwrapExecWrapper(req.argv), req.timeoutMs, pids),
         cwd: req.cwd ?? "/",
         ...(req.env ? { env: req.env } : {}),
       },
       { ...(await this.mounts(spec.rootfs)), ...(net ? { net: net.mount } : {}) },
+      pids > 0 ? hostPidsLimit(pids) : undefined,
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);

@@ -41,8 +41,11 @@ export interface ChannelOptions {
   onStderr?: (chunk: Buffer) => void;
 }
 
-/** What came back: the capture, or `lost` when the channel ended before the command did. */
-export type ChannelResult = CaptureResult & { lost: boolean };
+/**
+ * What came back: the capture, `lost` when the channel ended before the command did, and
+ * `atPidsLimit` when the init saw the sandbox at its process limit while the command ran.
+ */
+export type ChannelResult = CaptureResult & { lost: boolean; atPidsLimit: boolean };
 
 /** Thrown when nothing listens (yet): the caller falls back to `runsc exec`. */
 export class ChannelUnavailable extends Error {}
@@ -101,13 +104,54 @@ function open(path: string): Promise<Socket> {
   });
 }
 
+/**
+ * One round trip to the init (a ping: frame H, answered V with its version, nothing run),
+ * retried while nothing listens yet, until `deadlineMs` has passed. The engine's create waits
+ * for it, so a sandbox is handed back only once its channel answers. Throws ChannelUnavailable
+ * (with what was seen last) at the deadline.
+ */
+export async function channelPing(socketPath: string, deadlineMs: number): Promise<string> {
+  const until = performance.now() + deadlineMs;
+  let last = "no answer";
+  for (;;) {
+    const left = until - performance.now();
+    if (left <= 0) throw new ChannelUnavailable(last);
+    try {
+      const sock = await open(socketPath);
+      const version = await new Promise<string | undefined>((resolve) => {
+        let pending: Buffer = Buffer.alloc(0);
+        let got: string | undefined;
+        const timer = setTimeout(() => sock.destroy(), left);
+        sock.on("data", (chunk: Buffer) => {
+          pending = decodeFrames(Buffer.concat([pending, chunk]), (type, body) => {
+            if (type === "V") got = body.toString("utf8");
+          });
+        });
+        sock.on("error", () => undefined);
+        sock.on("close", () => {
+          clearTimeout(timer);
+          resolve(got);
+        });
+        sock.end(frame("H", ""));
+      });
+      if (version !== undefined) return version;
+      last = "the init closed the connection without answering";
+    } catch (e) {
+      if (!(e instanceof ChannelUnavailable)) throw e;
+      last = `nothing listens (${e.message})`;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 export async function channelExec(
   socketPath: string,
   req: ChannelRequest,
   opts: ChannelOptions = {},
 ): Promise<ChannelResult> {
   const started = performance.now();
-  // Right after `runsc run --detach` returns the init may not be listening yet: a few tries.
+  // The engine's create waited for the channel to answer; a sandbox made by an older pyro may
+  // have been handed back before its init listened: a few tries.
   let sock: Socket;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -127,6 +171,7 @@ export async function channelExec(
     let exitCode: number | null = null;
     let timedOut = false;
     let aborted = false;
+    let atPidsLimit = false;
     const finish = () => {
       if (timer) clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
@@ -138,6 +183,7 @@ export async function channelExec(
         aborted,
         durationMs: Math.round(performance.now() - started),
         lost: exitCode === null && !timedOut && !aborted,
+        atPidsLimit,
       });
     };
     // Closing the connection is the kill: the init kills the command's group when it sees it.
@@ -168,6 +214,7 @@ export async function channelExec(
           err.push(c);
           opts.onStderr?.(c);
         } else if (type === "X") exitCode = Number(body.toString("latin1"));
+        else if (type === "P") atPidsLimit = true;
       });
     });
     sockOpen.on("error", () => undefined);
