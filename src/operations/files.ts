@@ -106,7 +106,7 @@ export const WorkspaceExportInput = z.object({
     .boolean()
     .default(false)
     .describe(
-      "Replace an existing output. Default false. Over MCP only when the operator started the server with --allow-export-overwrite.",
+      "Replace an existing output. Default false. Over MCP only when the operator allowed exports to replace paths.",
     ),
   changed_only: z
     .boolean()
@@ -142,7 +142,7 @@ export const WorkspaceExportResult = z.object({
     .number()
     .int()
     .describe(
-      "Files written without the execute bits they had in the workspace: an MCP server drops them unless its operator passed --allow-export-exec. 0 from the CLI and SDK.",
+      "Files written without the execute bits they had in the workspace: an MCP server drops them unless its operator allowed execute bits. 0 from the CLI and SDK.",
     ),
 });
 
