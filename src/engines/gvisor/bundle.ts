@@ -130,7 +130,8 @@ function bind(destination: string, source: string, mode: "ro" | "rw"): OciConfig
 
 export function buildOciConfig(
   spec: SandboxSpec,
-  process: { args: string[]; cwd: string; env?: Record<string, string> },
+  /** `user`: the process's own user, over the spec's (the idle init is root whatever the image says). */
+  process: { args: string[]; cwd: string; env?: Record<string, string>; user?: { uid: number; gid: number } },
   extra?: SandboxMounts,
   /** The host cgroup's task limit (see pids.ts: the backstop of the init's guest limit). */
   hostPids?: number,
@@ -158,7 +159,7 @@ export function buildOciConfig(
     ociVersion: "1.0.0",
     process: {
       terminal: false,
-      user: spec.user ?? { uid: 0, gid: 0 },
+      user: process.user ?? spec.user ?? { uid: 0, gid: 0 },
       args: process.args,
       env: guestEnv(process.env),
       cwd: process.cwd,

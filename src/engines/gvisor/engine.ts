@@ -290,6 +290,9 @@ export class GvisorEngine implements Engine {
           ...(pids > 0 ? ["--pids-limit", String(pids)] : []),
         ],
         cwd: "/",
+        // Root, whatever an image's User says: the init binds its socket in the 0700
+        // /.pyro/sock and kills whole sessions; each command carries the image's user itself.
+        user: { uid: 0, gid: 0 },
       },
       {
         ...(await this.mounts(spec.rootfs, ctlDir)),
