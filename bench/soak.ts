@@ -1,0 +1,348 @@
+/**
+ * `npm run bench:soak`: `pyro mcp serve --http` under a steady agent load for a given time,
+ * as an operator runs it. SOAK_CLIENTS workspace clients (the official MCP client over
+ * Streamable HTTP, one token each) loop through an agent's session (workspace_create, a few
+ * workspace_exec, a file write and read, workspace_status, workspace_list, workspace_delete);
+ * one more client runs `vm_run` after `vm_run`; and another process runs the CLI's
+ * `pyro workspace list --json` on the same state dir every second. Prints calls and calls/s
+ * per kind, errors (must be 0; the first few messages), list latency p50/p99/max (goal: p99
+ * under 1 s), the server's RSS (start, peak, end, and a series) and, with the heap probe
+ * (bench/heap-probe.mjs), its live heap after a full GC at the same points, so a leak (the
+ * live heap keeps growing) can be told from memory V8 and malloc keep after a peak. Then
+ * checks that nothing is left (records, runsc sandboxes, processes, mounts, network
+ * namespaces) and exits non-zero on any error or leftover.
+ *
+ * Options: SOAK_SECONDS or SOAK_MINUTES (default 90 s), SOAK_CLIENTS (default 6),
+ * SOAK_HEAP_PROBE=0 (no forced GC in the server), BENCH_JSON=1 for JSON.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Client } from "@modelcontextprotocol/client";
+import {
+  CLI,
+  connect,
+  createTokens,
+  freshState,
+  leftovers,
+  pct,
+  resultText,
+  rssKib,
+  serveHttp,
+  type ToolResult,
+} from "./mcp-load.js";
+
+const SECONDS = process.env.SOAK_SECONDS
+  ? Number(process.env.SOAK_SECONDS)
+  : process.env.SOAK_MINUTES
+    ? Number(process.env.SOAK_MINUTES) * 60
+    : 90;
+const CLIENTS = Number(process.env.SOAK_CLIENTS ?? 6);
+const HEAP_PROBE = process.env.SOAK_HEAP_PROBE !== "0";
+const JSON_OUT = process.env.BENCH_JSON === "1";
+/** Points of the printed RSS series: each minute, or each 15 s of a run under 5 minutes. */
+const SERIES_STEP_S = SECONDS >= 300 ? 60 : 15;
+const RSS_SAMPLE_MS = 2_000;
+const CALL_TIMEOUT_MS = 600_000;
+
+const mib = (kib: number) => Math.round(kib / 1024);
+const mibB = (bytes: number) => Number((bytes / 1048576).toFixed(1));
+
+class Tally {
+  readonly calls = new Map<string, number>();
+  readonly errors: string[] = [];
+  count(kind: string) {
+    this.calls.set(kind, (this.calls.get(kind) ?? 0) + 1);
+  }
+  error(kind: string, message: string) {
+    this.errors.push(`${kind}: ${message.replace(/\s+/g, " ").slice(0, 300)}`);
+  }
+}
+
+/** One tool call: counted, and an error result or a thrown call recorded, never thrown. */
+async function call(
+  t: Tally,
+  c: Client,
+  name: string,
+  args: Record<string, unknown>,
+  check?: (s: Record<string, unknown>) => string | undefined,
+): Promise<Record<string, unknown> | undefined> {
+  t.count(name);
+  try {
+    const r = (await c.callTool({ name, arguments: args }, { timeout: CALL_TIMEOUT_MS })) as ToolResult;
+    if (r.isError) return void t.error(name, resultText(r));
+    const s = r.structuredContent ?? {};
+    const bad = check?.(s);
+    if (bad) return void t.error(name, bad);
+    return s;
+  } catch (e) {
+    t.error(name, (e as Error).message);
+    return undefined;
+  }
+}
+
+const exitOk = (s: Record<string, unknown>) =>
+  s.exit_code === 0 ? undefined : `exit_code ${String(s.exit_code)}: ${String(s.stderr ?? "").slice(0, 200)}`;
+
+/** An agent's session on one workspace; the workspace is deleted whatever failed. */
+async function session(t: Tally, c: Client, i: number, n: number, ids: Set<string>): Promise<void> {
+  const created = await call(t, c, "workspace_create", {});
+  const id = created?.workspace_id as string | undefined;
+  if (!id) return;
+  ids.add(id);
+  try {
+    await call(t, c, "workspace_exec", { workspace_id: id, command: "uname -a && id -u" }, exitOk);
+    await call(t, c, "workspace_exec", { workspace_id: id, command: ["ls", "/"] }, exitOk);
+    const content = `client ${i} session ${n}\n${"x".repeat(2000)}\n`;
+    await call(t, c, "workspace_file_write", { workspace_id: id, path: "src/notes.txt", content });
+    await call(t, c, "workspace_file_read", { workspace_id: id, path: "src/notes.txt" }, (s) =>
+      s.content === content ? undefined : "read back something else than was written",
+    );
+    await call(
+      t,
+      c,
+      "workspace_exec",
+      { workspace_id: id, command: "wc -c < src/notes.txt && seq 1 2000 | sort -r | head -3" },
+      (s) =>
+        exitOk(s) ??
+        (String(s.stdout).startsWith(`${content.length}\n`) ? undefined : `stdout ${String(s.stdout)}`),
+    );
+    await call(t, c, "workspace_status", { workspace_id: id });
+    await call(t, c, "workspace_list", {});
+  } finally {
+    await call(t, c, "workspace_delete", { workspace_id: id });
+  }
+}
+
+/** `pyro workspace list --json` every second (the next one as soon as a slow one ends). */
+function cliLister(
+  env: NodeJS.ProcessEnv,
+  t: Tally,
+  until: () => boolean,
+  latencies: number[],
+): Promise<void> {
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const s = performance.now();
+      const p = spawn(process.execPath, [CLI, "workspace", "list", "--json"], {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      let err = "";
+      p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      p.once("close", (code) => {
+        latencies.push(performance.now() - s);
+        t.count("cli workspace list");
+        if (code !== 0) t.error("cli workspace list", `exit ${code}: ${err || out}`);
+        else
+          try {
+            JSON.parse(out);
+          } catch {
+            t.error("cli workspace list", `not JSON: ${out.slice(0, 200)}`);
+          }
+        resolve();
+      });
+    });
+  return (async () => {
+    while (!until()) {
+      const s = performance.now();
+      await once();
+      const rest = 1000 - (performance.now() - s);
+      if (rest > 0 && !until()) await new Promise((r) => setTimeout(r, rest));
+    }
+  })();
+}
+
+interface HeapPoint {
+  at: number;
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+/** Least-squares slope of y over x (per unit of x). */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let k = 0; k < n; k++) {
+    num += (xs[k]! - mx) * (ys[k]! - my);
+    den += (xs[k]! - mx) ** 2;
+  }
+  return den ? num / den : 0;
+}
+
+async function main(): Promise<void> {
+  const st = await freshState("pyro-bench-soak-");
+  const tokens = createTokens(st, CLIENTS + 1, "soak");
+  const probeFile = join(st.dir, "heap-probe.jsonl");
+  const served = await serveHttp(
+    st,
+    [],
+    HEAP_PROBE
+      ? {
+          nodeArgs: ["--expose-gc", "--import", join(import.meta.dirname, "heap-probe.mjs")],
+          env: { PYRO_BENCH_HEAP_PROBE: probeFile },
+        }
+      : {},
+  );
+  const pid = served.proc.pid!;
+  const ids = new Set<string>();
+  const t = new Tally();
+  const listLatencies: number[] = [];
+  const rss: { s: number; kib: number }[] = [];
+  let exitCode = 0;
+  let keepState = false;
+  const started = performance.now();
+  try {
+    // Warm-up outside the measurement: the environment is built (or found) once.
+    {
+      const c = await connect(served.url, tokens[0]!, "warm");
+      const w = new Tally();
+      await call(w, c, "vm_run", { command: ["true"] });
+      await c.close();
+      if (w.errors.length) throw new Error(`warm-up failed: ${w.errors[0]}`);
+    }
+    const probe = () => {
+      if (HEAP_PROBE) served.proc.kill("SIGUSR2");
+    };
+    probe();
+    const t0 = performance.now();
+    const elapsed = () => (performance.now() - t0) / 1000;
+    const until = () => elapsed() >= SECONDS;
+    rss.push({ s: 0, kib: rssKib(pid) });
+    let nextPoint = SERIES_STEP_S;
+    const sampler = setInterval(() => {
+      rss.push({ s: elapsed(), kib: rssKib(pid) });
+      if (elapsed() >= nextPoint) {
+        nextPoint += SERIES_STEP_S;
+        probe();
+      }
+    }, RSS_SAMPLE_MS);
+    const workers = tokens.slice(1).map(async (token, i) => {
+      const c = await connect(served.url, token, `soak-ws-${i}`);
+      for (let n = 0; !until(); n++) await session(t, c, i, n, ids);
+      await c.close();
+    });
+    const runner = (async () => {
+      const c = await connect(served.url, tokens[0]!, "soak-vm-run");
+      for (let n = 0; !until(); n++) {
+        const s = await call(t, c, "vm_run", { command: ["echo", `run-${n}`] }, (r) =>
+          r.stdout === `run-${n}\n` ? undefined : `stdout ${JSON.stringify(r.stdout)}`,
+        );
+        if (typeof s?.vm_id === "string") ids.add(s.vm_id);
+      }
+      await c.close();
+    })();
+    const lister = cliLister(st.env, t, until, listLatencies);
+    const settled = await Promise.allSettled([...workers, runner, lister]);
+    for (const s of settled) if (s.status === "rejected") t.error("client", String(s.reason));
+    const wall = elapsed();
+    clearInterval(sampler);
+    rss.push({ s: wall, kib: rssKib(pid) });
+    probe();
+    // The last probe line is written asynchronously by the server.
+    for (let k = 0; k < 50 && HEAP_PROBE; k++) {
+      const lines = existsSync(probeFile) ? readFileSync(probeFile, "utf8").trim().split("\n").length : 0;
+      if (lines >= Math.ceil(wall / SERIES_STEP_S) + 1) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const heap: HeapPoint[] =
+      HEAP_PROBE && existsSync(probeFile)
+        ? readFileSync(probeFile, "utf8")
+            .trim()
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as HeapPoint)
+        : [];
+
+    await served.stop();
+    const left = leftovers(st.dir, ids);
+    listLatencies.sort((a, b) => a - b);
+    const kinds = [...t.calls.entries()].sort((a, b) => b[1] - a[1]);
+    const total = kinds.filter(([k]) => !k.startsWith("cli ")).reduce((a, [, n]) => a + n, 0);
+    const series = rss.filter(
+      (p, k) =>
+        k === 0 ||
+        k === rss.length - 1 ||
+        Math.floor(p.s / SERIES_STEP_S) > Math.floor((rss[k - 1]?.s ?? 0) / SERIES_STEP_S),
+    );
+    // The live heap's trend over the second half: a cache levels off, a leak keeps growing.
+    const h0 = heap[0]?.at ?? 0;
+    const half = heap.filter((h) => h.at - h0 >= ((heap.at(-1)?.at ?? h0) - h0) / 2);
+    const result = {
+      seconds: Number(wall.toFixed(1)),
+      workspace_clients: CLIENTS,
+      mcp_calls: total,
+      calls_per_s: Number((total / wall).toFixed(1)),
+      calls: Object.fromEntries(
+        kinds.map(([k, n]) => [k, { calls: n, per_s: Number((n / wall).toFixed(2)) }]),
+      ),
+      errors: t.errors.length,
+      first_errors: t.errors.slice(0, 5),
+      list_p50_ms: Math.round(pct(listLatencies, 50)),
+      list_p99_ms: Math.round(pct(listLatencies, 99)),
+      list_max_ms: Math.round(listLatencies.at(-1) ?? 0),
+      rss_start_mib: mib(rss[0]?.kib ?? 0),
+      rss_peak_mib: mib(Math.max(...rss.map((p) => p.kib))),
+      rss_end_mib: mib(rss.at(-1)?.kib ?? 0),
+      rss_series_mib: series.map((p) => [Math.round(p.s), mib(p.kib)]),
+      heap_after_gc_mib: heap.map((h) => [Math.round((h.at - h0) / 1000), mibB(h.heapUsed)]),
+      heap_after_gc_external_mib: heap.map((h) => mibB(h.external)),
+      heap_trend_mib_per_min: Number(
+        (
+          slope(
+            half.map((h) => (h.at - h0) / 60_000),
+            half.map((h) => h.heapUsed / 1048576),
+          ) || 0
+        ).toFixed(2),
+      ),
+      left,
+    };
+    if (JSON_OUT) console.log(JSON.stringify(result));
+    else {
+      console.log(
+        `soak: ${CLIENTS} workspace clients + 1 vm_run client over Streamable HTTP, CLI workspace list every 1 s, ${result.seconds} s`,
+      );
+      console.log(`  calls            ${total} MCP calls, ${result.calls_per_s}/s`);
+      for (const [k, v] of Object.entries(result.calls))
+        console.log(`    ${k.padEnd(22)} ${String(v.calls).padStart(6)}  ${v.per_s}/s`);
+      console.log(`  errors           ${result.errors}`);
+      for (const e of result.first_errors) console.log(`    ${e}`);
+      console.log(
+        `  cli list         p50 ${result.list_p50_ms} ms, p99 ${result.list_p99_ms} ms, max ${result.list_max_ms} ms (goal p99 < 1000)`,
+      );
+      console.log(
+        `  server RSS       start ${result.rss_start_mib} MiB, peak ${result.rss_peak_mib} MiB, end ${result.rss_end_mib} MiB`,
+      );
+      console.log(`    series (s:MiB) ${result.rss_series_mib.map(([s, m]) => `${s}:${m}`).join(" ")}`);
+      if (heap.length)
+        console.log(
+          `  live heap (GC'd) ${result.heap_after_gc_mib.map(([s, m]) => `${s}:${m}`).join(" ")} MiB; second-half trend ${result.heap_trend_mib_per_min} MiB/min`,
+        );
+      console.log(`  left afterwards  ${left.length ? left.join("; ") : "nothing"}`);
+    }
+    if (t.errors.length || left.length) exitCode = 1;
+    // Whatever is left is the operator's to look at (and a mount under it must not be rm'd).
+    keepState = left.length > 0;
+  } finally {
+    await served.stop();
+    if (keepState) console.error(`state dir kept for inspection: ${st.dir}`);
+    else await rm(st.dir, { recursive: true, force: true });
+    if (!JSON_OUT)
+      console.log(`  (total ${((performance.now() - started) / 1000).toFixed(1)} s incl. warm-up)`);
+  }
+  if (exitCode) {
+    console.error("soak FAILED: errors or leftovers above");
+    process.exitCode = exitCode;
+  }
+}
+
+await main();
