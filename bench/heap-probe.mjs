@@ -2,11 +2,9 @@
  * Preloaded into the server by `npm run bench:soak` (node --expose-gc --import this file),
  * never by pyro itself: on SIGUSR2 it runs a full GC and appends one JSON line of
  * process.memoryUsage() to $PYRO_BENCH_HEAP_PROBE, so the soak can tell the live heap (what
- * a leak grows) from the RSS V8 and malloc keep after a peak (a cache of free pages). On
- * SIGPWR it also writes a heap snapshot next to that file, to compare two points of a run.
+ * a leak grows) from the RSS V8 and malloc keep after a peak (a cache of free pages).
  */
 import { appendFileSync } from "node:fs";
-import { writeHeapSnapshot } from "node:v8";
 
 const out = process.env.PYRO_BENCH_HEAP_PROBE;
 if (out && typeof globalThis.gc === "function") {
@@ -16,10 +14,5 @@ if (out && typeof globalThis.gc === "function") {
     gc();
     const m = process.memoryUsage();
     appendFileSync(out, `${JSON.stringify({ at: Date.now(), ...m })}\n`);
-  });
-  let n = 0;
-  process.on("SIGPWR", () => {
-    gc();
-    writeHeapSnapshot(`${out}.${++n}.heapsnapshot`);
   });
 }

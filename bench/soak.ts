@@ -44,7 +44,8 @@ const JSON_OUT = process.env.BENCH_JSON === "1";
 /** Points of the printed RSS series: each minute, or each 15 s of a run under 5 minutes. */
 const SERIES_STEP_S = SECONDS >= 300 ? 60 : 15;
 const RSS_SAMPLE_MS = 2_000;
-const CALL_TIMEOUT_MS = 600_000;
+// A call slower than this under a steady load is an error (and a hung server ends the run).
+const CALL_TIMEOUT_MS = 120_000;
 
 const mib = (kib: number) => Math.round(kib / 1024);
 const mibB = (bytes: number) => Number((bytes / 1048576).toFixed(1));
