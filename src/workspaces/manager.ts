@@ -579,7 +579,7 @@ export class WorkspaceManager {
         ctx.onProgress?.({ message: `writing ${secrets.length} secret(s) to /run/pyro-secrets` });
         await writeSecrets(engine, handle, secrets, userOf(env.runtime).user);
         rec.secrets = secrets.map((s) => ({ name: s.name, bytes: s.value.length, source: s.source }));
-        secretValuesCache.set(id, secrets);
+        secretValuesCache.set(id, this.dir(id), secrets);
       }
       ctx.signal?.throwIfAborted();
       rec.handle = handle;
@@ -858,7 +858,7 @@ export class WorkspaceManager {
       rec.secrets,
       rec.workspace_id,
     );
-    secretValuesCache.set(rec.workspace_id, values);
+    secretValuesCache.set(rec.workspace_id, this.dir(rec.workspace_id), values);
     return values;
   }
 
@@ -896,7 +896,7 @@ export class WorkspaceManager {
         bytes: out.find((x) => x.name === m.name)!.value.length,
       }));
     });
-    secretValuesCache.set(id, out);
+    secretValuesCache.set(id, this.dir(id), out);
   }
 
   /** Hands the record's expiry to the engine, which enforces it with no pyro process alive. */
