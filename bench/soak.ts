@@ -47,6 +47,7 @@ const RSS_SAMPLE_MS = 2_000;
 // A call slower than this under a steady load is an error (and a hung server ends the run).
 const CALL_TIMEOUT_MS = 120_000;
 
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (kib: number) => Math.round(kib / 1024);
 const mibB = (bytes: number) => Number((bytes / 1048576).toFixed(1));
 
@@ -57,7 +58,7 @@ class Tally {
     this.calls.set(kind, (this.calls.get(kind) ?? 0) + 1);
   }
   error(kind: string, message: string) {
-    this.errors.push(`${kind}: ${message.replace(/\s+/g, " ").slice(0, 300)}`);
+    this.errors.push(`${kind}: ${message.replace(/\s+/g, " ").slice(0, kind === "server" ? 1500 : 300)}`);
   }
 }
 
@@ -90,7 +91,8 @@ const exitOk = (s: Record<string, unknown>) =>
 async function session(t: Tally, c: Client, i: number, n: number, ids: Set<string>): Promise<void> {
   const created = await call(t, c, "workspace_create", {});
   const id = created?.workspace_id as string | undefined;
-  if (!id) return;
+  // A failed create is counted; waiting a moment keeps a broken server from being hammered.
+  if (!id) return void (await pause(1000));
   ids.add(id);
   try {
     await call(t, c, "workspace_exec", { workspace_id: id, command: "uname -a && id -u" }, exitOk);
@@ -184,6 +186,7 @@ async function main(): Promise<void> {
   const st = await freshState("pyro-bench-soak-");
   const tokens = createTokens(st, CLIENTS + 1, "soak");
   const probeFile = join(st.dir, "heap-probe.jsonl");
+  const t = new Tally();
   const served = await serveHttp(
     st,
     [],
@@ -195,8 +198,15 @@ async function main(): Promise<void> {
       : {},
   );
   const pid = served.proc.pid!;
+  let stopping = false;
+  served.proc.once("exit", (code, signal) => {
+    if (!stopping)
+      t.error(
+        "server",
+        `exited (code ${code}, signal ${signal}) mid-run; its log ends: ${served.log().slice(-1500)}`,
+      );
+  });
   const ids = new Set<string>();
-  const t = new Tally();
   const listLatencies: number[] = [];
   const rss: { s: number; kib: number }[] = [];
   let exitCode = 0;
@@ -239,6 +249,7 @@ async function main(): Promise<void> {
           r.stdout === `run-${n}\n` ? undefined : `stdout ${JSON.stringify(r.stdout)}`,
         );
         if (typeof s?.vm_id === "string") ids.add(s.vm_id);
+        else if (!s) await pause(1000);
       }
       await c.close();
     })();
@@ -264,6 +275,7 @@ async function main(): Promise<void> {
             .map((l) => JSON.parse(l) as HeapPoint)
         : [];
 
+    stopping = true;
     await served.stop();
     const left = leftovers(st.dir, ids);
     listLatencies.sort((a, b) => a - b);
@@ -287,7 +299,11 @@ async function main(): Promise<void> {
         kinds.map(([k, n]) => [k, { calls: n, per_s: Number((n / wall).toFixed(2)) }]),
       ),
       errors: t.errors.length,
-      first_errors: t.errors.slice(0, 5),
+      // The server's own end first: everything after it is a consequence.
+      first_errors: [
+        ...t.errors.filter((e) => e.startsWith("server:")),
+        ...t.errors.filter((e) => !e.startsWith("server:")),
+      ].slice(0, 5),
       list_p50_ms: Math.round(pct(listLatencies, 50)),
       list_p99_ms: Math.round(pct(listLatencies, 99)),
       list_max_ms: Math.round(listLatencies.at(-1) ?? 0),
@@ -334,6 +350,7 @@ async function main(): Promise<void> {
     // Whatever is left is the operator's to look at (and a mount under it must not be rm'd).
     keepState = left.length > 0;
   } finally {
+    stopping = true;
     await served.stop();
     if (keepState) console.error(`state dir kept for inspection: ${st.dir}`);
     else await rm(st.dir, { recursive: true, force: true });

@@ -144,19 +144,43 @@ function stderrLog(line: string): void {
 }
 
 /**
+ * Tool input JSON Schemas, converted once per process. An HTTP server builds a fresh
+ * McpServer for every request (src/remote/http.ts), and converting the ~20 zod schemas took
+ * 10-25 ms of CPU (and as much garbage) per request, whether or not it was a tools/list.
+ * Bounded: one entry per operation and tool-option combination.
+ */
+const jsonSchemas = new Map<string, Record<string, unknown>>();
+
+/** The memoised model-facing JSON Schema of `op`, computed on first use. */
+export function cachedToolJsonSchema(op: Operation, tool: ToolOptions): Record<string, unknown> {
+  const key = `${op.name}|${tool.allowHostCompat === true}|${tool.allowSecretValues === true}`;
+  let json = jsonSchemas.get(key);
+  if (!json) {
+    json = toolInputJsonSchema(op, tool);
+    jsonSchemas.set(key, json);
+  }
+  return json;
+}
+
+/** How many tool JSON Schemas this process holds (for the bound's test). */
+export const cachedToolJsonSchemaCount = (): number => jsonSchemas.size;
+
+/**
  * A tool's inputSchema as the MCP SDK wants it (a Standard Schema), publishing the strict
  * model-facing JSON Schema but accepting any arguments: the SDK would otherwise reject bad
  * input before our handler, with a bare "Input validation error". Our handler validates
  * against the same schema and says what is wrong (unknown name and the nearest valid one,
- * which field is required).
+ * which field is required). The JSON Schema is produced only when the SDK asks (tools/list),
+ * each time a copy of the memoised one, so nothing the SDK does to it reaches another server.
  */
-export function publishedInputSchema(json: Record<string, unknown>) {
+export function publishedInputSchema(json: () => Record<string, unknown>) {
+  const copy = () => structuredClone(json());
   return {
     "~standard": {
       version: 1 as const,
       vendor: "pyro",
       validate: (value: unknown) => ({ value }),
-      jsonSchema: { input: () => json, output: () => json },
+      jsonSchema: { input: copy, output: copy },
     },
   };
 }
@@ -251,7 +275,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
       {
         title: op.title,
         description: toolDescription(op, tools, opts.project, exportPolicy),
-        inputSchema: publishedInputSchema(toolInputJsonSchema(op, tool)),
+        inputSchema: publishedInputSchema(() => cachedToolJsonSchema(op, tool)),
         outputSchema: op.result,
         annotations: {
           title: op.title,

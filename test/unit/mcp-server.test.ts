@@ -7,7 +7,13 @@ import * as z from "zod";
 import { PyroError } from "../../src/errors.js";
 import { progressReporter } from "../../src/mcp/progress.js";
 import { renderError, renderExec, renderResult } from "../../src/mcp/render.js";
-import { callOperation, createServer, mcpOperations } from "../../src/mcp/server.js";
+import {
+  cachedToolJsonSchemaCount,
+  callOperation,
+  createServer,
+  mcpOperations,
+} from "../../src/mcp/server.js";
+import { toolInputJsonSchema } from "../../src/operations/tool-schema.js";
 import type { Operation } from "../../src/operations/table.js";
 import { Runtime } from "../../src/runtime/runtime.js";
 import { tempDir } from "../helpers.js";
@@ -176,4 +182,34 @@ test("createServer: one tool per mcp operation; errors come back as isError with
     await client.close();
     await server.close();
   }
+});
+
+test("createServer per request (the HTTP server's idiom) converts each tool schema once per process, and lists the same schemas", async () => {
+  const rt = await runtime();
+  const list = async (opts: { allowHostCompat?: boolean }) => {
+    const server = createServer({ runtime: rt, log: () => undefined, profile: "workspace-full", ...opts });
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await server.connect(a);
+    const client = new Client({ name: "unit", version: "0" });
+    await client.connect(b);
+    try {
+      return (await client.listTools()).tools;
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  };
+  const first = await list({});
+  // A client that changes what it was given changes nothing the next server publishes.
+  (first[0]!.inputSchema as Record<string, unknown>).properties = { tampered: {} };
+  for (let i = 0; i < 20; i++) await list({ allowHostCompat: i % 2 === 0 });
+  const again = await list({});
+  const ops = mcpOperations("workspace-full");
+  for (const [i, op] of ops.entries())
+    assert.deepEqual(again[i]!.inputSchema, toolInputJsonSchema(op), `${op.name}'s listed schema`);
+  // Bounded by tools x option combinations, not by how many servers (requests) there were.
+  assert.ok(
+    cachedToolJsonSchemaCount() <= 2 * ops.length,
+    `${cachedToolJsonSchemaCount()} cached schemas for ${ops.length} tools and 2 option sets`,
+  );
 });
