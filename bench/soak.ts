@@ -13,7 +13,8 @@
  * namespaces) and exits non-zero on any error or leftover.
  *
  * Options: SOAK_SECONDS or SOAK_MINUTES (default 90 s), SOAK_CLIENTS (default 6),
- * SOAK_HEAP_PROBE=0 (no forced GC in the server), BENCH_JSON=1 for JSON.
+ * SOAK_HEAP_PROBE=0 (no forced GC in the server), SOAK_LIST=0 (no lists at all, neither the
+ * CLI's nor workspace_list: to tell a failure of lists under load from others), BENCH_JSON=1.
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -40,6 +41,7 @@ const SECONDS = process.env.SOAK_SECONDS
     : 90;
 const CLIENTS = Number(process.env.SOAK_CLIENTS ?? 6);
 const HEAP_PROBE = process.env.SOAK_HEAP_PROBE !== "0";
+const LISTS = process.env.SOAK_LIST !== "0";
 const JSON_OUT = process.env.BENCH_JSON === "1";
 /** Points of the printed RSS series: each minute, or each 15 s of a run under 5 minutes. */
 const SERIES_STEP_S = SECONDS >= 300 ? 60 : 15;
@@ -112,7 +114,7 @@ async function session(t: Tally, c: Client, i: number, n: number, ids: Set<strin
         (String(s.stdout).startsWith(`${content.length}\n`) ? undefined : `stdout ${String(s.stdout)}`),
     );
     await call(t, c, "workspace_status", { workspace_id: id });
-    await call(t, c, "workspace_list", {});
+    if (LISTS) await call(t, c, "workspace_list", {});
   } finally {
     await call(t, c, "workspace_delete", { workspace_id: id });
   }
@@ -253,7 +255,7 @@ async function main(): Promise<void> {
       }
       await c.close();
     })();
-    const lister = cliLister(st.env, t, until, listLatencies);
+    const lister = LISTS ? cliLister(st.env, t, until, listLatencies) : Promise.resolve();
     const settled = await Promise.allSettled([...workers, runner, lister]);
     for (const s of settled) if (s.status === "rejected") t.error("client", String(s.reason));
     const wall = elapsed();
@@ -326,7 +328,7 @@ async function main(): Promise<void> {
     if (JSON_OUT) console.log(JSON.stringify(result));
     else {
       console.log(
-        `soak: ${CLIENTS} workspace clients + 1 vm_run client over Streamable HTTP, CLI workspace list every 1 s, ${result.seconds} s`,
+        `soak: ${CLIENTS} workspace clients + 1 vm_run client over Streamable HTTP, ${LISTS ? "CLI workspace list every 1 s" : "no lists (SOAK_LIST=0)"}, ${result.seconds} s`,
       );
       console.log(`  calls            ${total} MCP calls, ${result.calls_per_s}/s`);
       for (const [k, v] of Object.entries(result.calls))

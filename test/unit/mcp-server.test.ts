@@ -13,8 +13,8 @@ import {
   createServer,
   mcpOperations,
 } from "../../src/mcp/server.js";
-import { toolInputJsonSchema } from "../../src/operations/tool-schema.js";
 import type { Operation } from "../../src/operations/table.js";
+import { toolInputJsonSchema } from "../../src/operations/tool-schema.js";
 import { Runtime } from "../../src/runtime/runtime.js";
 import { tempDir } from "../helpers.js";
 
