@@ -1002,8 +1002,11 @@ export class WorkspaceManager {
     if (!r.disk_enforced) return r;
     const fault = await diskFault(join(this.dir(r.workspace_id), "files"));
     if (!fault) return r;
-    await this.markFailed(r.workspace_id, `${fault}; ${DISK_FAULT_WAY_OUT}`);
-    return this.records.load(r.workspace_id);
+    const reason = `${fault}; ${DISK_FAULT_WAY_OUT}`;
+    // Recorded when the host can still take the write; said either way (a full host is
+    // exactly when the record cannot be written).
+    await this.markFailed(r.workspace_id, reason);
+    return { ...r, state: "failed", reason };
   }
 
   /**
