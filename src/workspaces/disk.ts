@@ -193,6 +193,8 @@ export async function ensureDiskMounted(workspaceDir: string, filesDir: string):
       `cannot mount the workspace disk ${image}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
       "check that loop devices work on this host (`losetup -f`)",
     );
+  // e2fsck makes lost+found; kept only when it put something there (rmdir fails then).
+  if (repair) await rmdir(join(filesDir, "lost+found")).catch(() => undefined);
 }
 
 /**

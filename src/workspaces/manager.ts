@@ -68,7 +68,7 @@ import {
 import { createDisk, DISK_FAULT_WAY_OUT, diskFault, removeDisk, removeWorkspaceDir } from "./disk.js";
 import { pushDestination } from "./files.js";
 import { Guest, relToWorkspace } from "./guest.js";
-import { ensureCreateSpace } from "./host-space.js";
+import { ensureCreateSpace, hostSpace } from "./host-space.js";
 import {
   interruptedTransition,
   type LifecycleOutcome,
@@ -1004,8 +1004,9 @@ export class WorkspaceManager {
     if (!fault) return r;
     const reason = `${fault}; ${DISK_FAULT_WAY_OUT}`;
     // Recorded when the host can still take the write; said either way (a full host is
-    // exactly when the record cannot be written).
-    await this.markFailed(r.workspace_id, reason);
+    // exactly when the record cannot be written, and its lock would retry for ~20 s).
+    const space = await hostSpace(this.dir(r.workspace_id));
+    if (!space || space.free_mib > 0) await this.markFailed(r.workspace_id, reason);
     return { ...r, state: "failed", reason };
   }
 

@@ -226,6 +226,10 @@ test("overcommitted disks: a disk gone read-only is failed with the reason; star
     st = await statusOf(id);
   }
   assert.equal(st.state, "failed", JSON.stringify(st));
+  // On the full host, status and list answer at once (no record write retried for its lock).
+  const t1 = Date.now();
+  await statusOf(id);
+  assert.ok(Date.now() - t1 < 10_000, `status on a full host took ${Date.now() - t1} ms`);
   t.diagnostic(`read-only disk seen as failed after ${Date.now() - t0} ms`);
   assert.match(st.reason ?? "", /read-only/);
   assert.match(st.reason ?? "", /free space on the host, then start/);
@@ -249,6 +253,12 @@ test("overcommitted disks: a disk gone read-only is failed with the reason; star
   assert.equal(after.json.exit_code, 0, JSON.stringify(after.json));
   assert.equal(after.json.stdout.split(" ")[0], sum, "synced data from before the failure is intact");
   assert.match(after.json.stdout, /\nok\n/, "the disk takes writes again");
+  const ls = await exec(id, "ls -A /workspace");
+  assert.deepEqual(
+    ls.json.stdout.split("\n").filter(Boolean).sort(),
+    ["again", "keep"],
+    "the repair leaves no lost+found",
+  );
   assert.equal((await statusOf(id)).state, "running");
   assert.equal((await runCli(["workspace", "delete", id], { env })).code, 0);
   const mounts = await readFile("/proc/self/mountinfo", "utf8");
