@@ -3,7 +3,7 @@ import { PyroError } from "../errors.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { redactOperation } from "../secrets/redact-op.js";
-import { ensureFloor } from "../workspaces/host-space.js";
+import { ensureFloor, unmaskDiskFull } from "../workspaces/host-space.js";
 import { errorForFace, type Face } from "./hints.js";
 import { workspaceRefFields } from "./refs.js";
 import { unknownNames } from "./suggest.js";
@@ -123,6 +123,6 @@ export async function invoke(
     // Secret values never leave in a result or an error (src/secrets/redact-op.ts).
     return await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
   } catch (e) {
-    throw errorForFace(e, face);
+    throw errorForFace(await unmaskDiskFull(e), face);
   }
 }

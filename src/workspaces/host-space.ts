@@ -1,5 +1,6 @@
-import { statfs } from "node:fs/promises";
-import { PyroError } from "../errors.js";
+import { stat, statfs } from "node:fs/promises";
+import { dirname } from "node:path";
+import { diskFullFrom, PyroError } from "../errors.js";
 
 /**
  * The host's free space, as pyro promises it. A workspace's /workspace is an image on the
@@ -109,4 +110,29 @@ export function ensureFloor(
   what: string,
 ): Promise<void> {
   return ensureHostSpace(d.paths.stateDir, 0, what, d.env);
+}
+
+/**
+ * Node's recursive `mkdir` reports a full disk as ENOENT (the parent it just failed to make is
+ * missing when it retries the child): that is how create and run said `ENOENT` on a full host.
+ * Such an error, on a file system with (next to) no free blocks, is given back as the ENOSPC
+ * it was, for the disk_full mapping; anything else is returned as it is.
+ */
+export async function unmaskDiskFull(e: unknown): Promise<unknown> {
+  // Also once wrapped (toPyroError keeps what it wrapped as the cause).
+  const err = (e instanceof PyroError && e.code === "engine_failure" ? e.cause : e) as
+    | NodeJS.ErrnoException
+    | undefined;
+  if (err?.code !== "ENOENT" || err.syscall !== "mkdir" || !err.path) return e;
+  let p = dirname(err.path);
+  while (p !== dirname(p) && !(await stat(p).catch(() => undefined))) p = dirname(p);
+  const s = await statfs(p).catch(() => undefined);
+  if (!s || Number(s.bavail) > 16) return e;
+  return diskFullFrom(
+    Object.assign(new Error(`ENOSPC: no space left on device, mkdir '${err.path}'`), {
+      code: "ENOSPC",
+      syscall: "mkdir",
+      path: err.path,
+    }),
+  );
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdir, readFile, rm, stat, statfs } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import {
@@ -93,16 +93,16 @@ async function freeMib(): Promise<number> {
 }
 
 /** Fills the host file system to the last block (fallocate, then dd for what it left). */
+let fillers = 0;
 async function fill(): Promise<void> {
-  const filler = join(host, "filler");
-  await sh("fallocate", ["-l", `${Math.max(1, (await freeMib()) - 1)}MiB`, filler]);
-  await sh("dd", ["if=/dev/zero", `of=${join(host, "filler2")}`, "bs=64k", "status=none"]);
-  assert.ok((await freeMib()) < 2, `the host is full (${await freeMib()} MiB free)`);
+  const free = await freeMib();
+  if (free > 1) await sh("fallocate", ["-l", `${free - 1}MiB`, join(host, `filler-${fillers++}`)]);
+  await sh("dd", ["if=/dev/zero", `of=${join(host, `filler-${fillers++}`)}`, "bs=4k", "status=none"]);
+  assert.ok((await freeMib()) < 1, `the host is full (${await freeMib()} MiB free)`);
 }
 
 async function unfill(): Promise<void> {
-  await rm(join(host, "filler"), { force: true });
-  await rm(join(host, "filler2"), { force: true });
+  for (const n of await readdir(host)) if (n.startsWith("filler-")) await rm(join(host, n), { force: true });
 }
 
 function assertNamesFullDisk(what: string, r: { code: number | null; json: Json | Err; stderr: string }) {
@@ -181,6 +181,15 @@ test("preallocated disks: a create the host cannot back is refused, and filling 
   assertNamesFullDisk("run", await runCliJsonGuest(["run", "--", "true"], { env }));
   const cr = await runCliJson<Err>(["workspace", "create", "--disk-mib", "64"], { env });
   assert.match(cr.json.error.message, /PYRO_DISK_FLOOR_MIB/, "the floor is named");
+  // Without the floor (and the reservation) answering first, the writes themselves meet the
+  // full disk: still disk_full, not the ENOENT Node's recursive mkdir reports for ENOSPC.
+  const bare = { ...env, PYRO_DISK_FLOOR_MIB: "0", PYRO_DISK_OVERCOMMIT: "1" };
+  await fill(); // what the failed calls above freed again
+  assertNamesFullDisk(
+    "create without a floor",
+    await runCliJson(["workspace", "create", "--disk-mib", "64"], { env: bare }),
+  );
+  assertNamesFullDisk("run without a floor", await runCliJsonGuest(["run", "--", "true"], { env: bare }));
 
   // The write reaches the image although the host is full (its blocks were reserved): after a
   // sync and with the page cache dropped, it reads back, and the disk is still writable.
