@@ -79,7 +79,6 @@ export interface InvokeOptions {
   schema?: z.ZodObject;
 }
 
-/** Validates raw input against an operation's schema, reaps expired sandboxes, runs it. */
 /**
  * Operations that write new host state, refused with `disk_full` below the free-space floor
  * (workspace_create and fork are checked by the manager, with the disk they reserve).
@@ -92,6 +91,7 @@ const FLOOR_OPS: Readonly<Record<string, string>> = {
   vm_create: "a VM",
 };
 
+/** Validates raw input against an operation's schema, reaps expired sandboxes, runs it. */
 export async function invoke(
   rt: Runtime,
   op: Operation,
