@@ -105,7 +105,10 @@ export async function createDisk(
     [mount, ["-o", MOUNT_OPTIONS, img, filesDir]],
   ];
   for (const [file, args] of steps) {
-    const r = await runCapture(file, args, { timeoutMs: 60_000 });
+    let r = await runCapture(file, args, { timeoutMs: 60_000 });
+    // A file system that cannot preallocate (EOPNOTSUPP): sparse, as docs/host-requirements.md says.
+    if (r.exitCode !== 0 && file === fallocate && /not supported/i.test(r.stderr))
+      r = await runCapture(truncate, ["-s", `${mib}M`, img], { timeoutMs: 60_000 });
     if (r.exitCode !== 0) {
       await removeDisk(workspaceDir, filesDir).catch(() => undefined);
       const out = (r.stderr || r.stdout).trim().slice(0, 300);
