@@ -104,6 +104,33 @@ export function isPyroError(e: unknown): e is PyroError {
 export function toPyroError(e: unknown): PyroError {
   if (e instanceof PyroError) return e;
   if (e instanceof Error && e.name === "AbortError") return new PyroError("cancelled", "operation cancelled");
+  const full = diskFullFrom(e);
+  if (full) return full;
   const msg = e instanceof Error ? e.message : String(e);
   return new PyroError("engine_failure", msg, undefined, { cause: e });
+}
+
+/** Errno codes (or their text, from a child process) of a full disk or an exhausted quota. */
+export function isDiskFullErrno(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") return true;
+  const msg = e instanceof Error ? e.message : typeof e === "string" ? e : "";
+  return /\bENOSPC\b|\bEDQUOT\b|No space left on device|Disk quota exceeded/.test(msg);
+}
+
+/**
+ * The last-resort mapping of a full disk to `disk_full` (toPyroError, and the CLI's catch of
+ * last resort): the path the system call named when it named one, and the way out. Which disk
+ * filled is not known here: the host's, or a workspace's own /workspace image.
+ */
+export function diskFullFrom(e: unknown): PyroError | undefined {
+  if (!isDiskFullErrno(e)) return undefined;
+  const err = e as NodeJS.ErrnoException | undefined;
+  const path = err?.path ?? (e instanceof Error ? /'(\/[^']+)'/.exec(e.message)?.[1] : undefined);
+  return new PyroError(
+    "disk_full",
+    `${err?.code === "EDQUOT" ? "disk quota exceeded" : "no space left on the disk"}${path ? ` holding ${path}` : ""}; the operation did not finish`,
+    "free space on the host (delete workspaces, snapshots or old outputs; see docs/troubleshooting.md, disk_full), or, if a workspace's /workspace is what filled, delete files there or use a larger disk_mib, then try again",
+    { cause: e },
+  );
 }

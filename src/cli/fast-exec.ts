@@ -5,7 +5,7 @@ import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run
 import type { ExecOutcome, ExecutionMode, SandboxHandle } from "../engines/types.js";
 import { CATALOG } from "../environments/catalog.js";
 import { DEFAULT_RUNTIME } from "../environments/runtime-config.js";
-import { PyroError, toPyroError } from "../errors.js";
+import { diskFullFrom, PyroError, toPyroError } from "../errors.js";
 import { isValidId } from "../ids.js";
 import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
@@ -141,6 +141,18 @@ export async function fastWorkspaceExec(
   argv: readonly string[],
   cliPath: string,
 ): Promise<number | undefined> {
+  try {
+    return await fastWorkspaceExecInner(argv, cliPath);
+  } catch (e) {
+    // A full host disk (the command log, the output file) is said as the full CLI says it,
+    // not as the launcher's "internal error" with a stack trace.
+    const full = diskFullFrom(e);
+    if (full) return printError(process.stdout, process.stderr, full, argv.includes("--json"));
+    throw e;
+  }
+}
+
+async function fastWorkspaceExecInner(argv: readonly string[], cliPath: string): Promise<number | undefined> {
   const env = process.env;
   if (env.PYRO_REMOTE || env.PYRO_EXEC_CHANNEL === "runsc") return undefined;
   const a = parseFastExec(argv);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, type ErrorOptions } from "commander";
 import * as z from "zod";
-import { isPyroError, PyroError } from "../errors.js";
+import { diskFullFrom, isPyroError, PyroError } from "../errors.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
 import { detachedReapArgv } from "../runtime/reap-schedule.js";
@@ -355,9 +355,11 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       reportError(io, usageError(e), json);
       return EXIT.usage;
     }
-    if (isPyroError(e)) {
-      reportError(io, e, json);
-      return exitCodeFor(e);
+    // A full disk is the operator's to fix, not pyro's bug: said as disk_full, no stack trace.
+    const pe = isPyroError(e) ? e : diskFullFrom(e);
+    if (pe) {
+      reportError(io, pe, json);
+      return exitCodeFor(pe);
     }
     throw e;
   }
@@ -370,6 +372,12 @@ main(process.argv).then(
     if (code >= 0) process.exitCode = code;
   },
   (e) => {
+    const full = diskFullFrom(e);
+    if (full) {
+      process.stderr.write(`pyro: ${full.message}\n  hint: ${full.hint}\n`);
+      process.exitCode = 1;
+      return;
+    }
     process.stderr.write(
       `pyro: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
     );

@@ -3,6 +3,7 @@ import { PyroError } from "../errors.js";
 import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { redactOperation } from "../secrets/redact-op.js";
+import { ensureFloor, unmaskDiskFull } from "../workspaces/host-space.js";
 import { errorForFace, type Face } from "./hints.js";
 import { workspaceRefFields } from "./refs.js";
 import { unknownNames } from "./suggest.js";
@@ -78,6 +79,18 @@ export interface InvokeOptions {
   schema?: z.ZodObject;
 }
 
+/**
+ * Operations that write new host state, refused with `disk_full` below the free-space floor
+ * (workspace_create and fork are checked by the manager, with the disk they reserve).
+ */
+const FLOOR_OPS: Readonly<Record<string, string>> = {
+  workspace_sync_push: "a seed into a workspace",
+  workspace_snapshot_create: "a snapshot",
+  workspace_export: "an export",
+  vm_run: "a run",
+  vm_create: "a VM",
+};
+
 /** Validates raw input against an operation's schema, reaps expired sandboxes, runs it. */
 export async function invoke(
   rt: Runtime,
@@ -98,6 +111,9 @@ export async function invoke(
     // A face's schema may leave fields out; the full schema fills in their defaults.
     const input = opts.schema ? op.input.parse(parsed.data) : parsed.data;
     await rt.ensureStateDir();
+    // Below the host's free-space floor, nothing new is written (host-space.ts).
+    const writes = FLOOR_OPS[op.name];
+    if (writes) await ensureFloor(rt, writes);
     if (op.name !== "vm_reap_expired") await rt.reapIfDue();
     // A workspace's name stands wherever its id does (workspaces/naming.ts), resolved here and
     // only here, within the caller's tenant: every face and every workspace reference field
@@ -107,6 +123,6 @@ export async function invoke(
     // Secret values never leave in a result or an error (src/secrets/redact-op.ts).
     return await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
   } catch (e) {
-    throw errorForFace(e, face);
+    throw errorForFace(await unmaskDiskFull(e), face);
   }
 }

@@ -31,6 +31,8 @@ export class StreamRecorder {
   private headSize = 0;
   private tailChunks: Buffer[] = [];
   private tailSize = 0;
+  /** Why the log file stopped before the stream did (a full disk), if it did. */
+  logError: unknown;
 
   constructor(
     readonly path: string,
@@ -45,8 +47,16 @@ export class StreamRecorder {
     this.bytes += chunk.length;
     if (this.fd !== undefined && this.logged < this.logMax) {
       const part = chunk.subarray(0, this.logMax - this.logged);
-      writeSync(this.fd, part);
-      this.logged += part.length;
+      try {
+        writeSync(this.fd, part);
+        this.logged += part.length;
+      } catch (e) {
+        // A full host disk (ENOSPC) must not end this process from inside a pipe handler:
+        // the command runs on, its head and tail are kept here, the log stops (`logged` says
+        // how much it holds) and the error is there for the caller to report.
+        this.logError = e;
+        this.close();
+      }
     }
     if (this.headSize < this.keep) {
       const part = chunk.subarray(0, this.keep - this.headSize);

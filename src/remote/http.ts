@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createMcpHandler, type McpHttpHandler } from "@modelcontextprotocol/server";
-import { isPyroError, PyroError } from "../errors.js";
+import { diskFullFrom, isPyroError, PyroError } from "../errors.js";
 import { hostAccessPolicy } from "../host-paths.js";
 import { createServer } from "../mcp/server.js";
 import { parseProfile } from "../operations/profiles.js";
@@ -327,10 +327,19 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         }
       } else throw new HttpError(404, "not_found", `no route ${req.method} ${url.pathname}`);
     } catch (e) {
+      // A full host disk (an upload or download being written) is said as disk_full, 507.
+      const pe = e instanceof HttpError ? undefined : isPyroError(e) ? e : diskFullFrom(e);
       if (e instanceof HttpError) sendJson(res, e.status, { error: { code: e.code, message: e.message } });
-      else if (isPyroError(e)) {
-        const status = e.code === "not_found" ? 404 : /too large|limit of/.test(e.message) ? 413 : 400;
-        sendJson(res, status, e.toJSON());
+      else if (pe) {
+        const status =
+          pe.code === "not_found"
+            ? 404
+            : pe.code === "disk_full"
+              ? 507
+              : /too large|limit of/.test(pe.message)
+                ? 413
+                : 400;
+        sendJson(res, status, pe.toJSON());
       } else {
         log(
           `${req.method} ${url.pathname} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,

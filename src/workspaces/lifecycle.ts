@@ -6,7 +6,7 @@ import { checkId } from "../ids.js";
 import { currentOwner, type Owner, ownerAlive } from "../runtime/owner.js";
 import type { RecordStore } from "../runtime/record-store.js";
 import { asHandle } from "../runtime/sandbox-record.js";
-import { ensureDiskMounted } from "./disk.js";
+import { diskFault, ensureDiskMounted } from "./disk.js";
 
 /**
  * Workspace lifecycle: stop/start (the sandbox ends and a fresh one starts on the same
@@ -243,7 +243,11 @@ export class WorkspaceLifecycle<R extends LifecycleRecord> {
 
   async start(id: string): Promise<{ rec: R; outcome: LifecycleOutcome }> {
     const rec = await this.load(id, "start");
-    if (rec.state === "running") return { rec, outcome: none("already running") };
+    // A running sandbox on a disk that went read-only (disk.ts diskFault) is started afresh:
+    // that is the way back, with the disk repaired on the way (ensureDiskMounted).
+    const dir = this.host.dir(rec.workspace_id);
+    if (rec.state === "running" && !(await diskFault(join(dir, "files"))))
+      return { rec, outcome: none("already running") };
     return this.freshStart(rec, "start");
   }
 

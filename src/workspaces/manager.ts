@@ -65,9 +65,10 @@ import {
   type StoredLogEntry,
   startCommand,
 } from "./command-log.js";
-import { createDisk, removeDisk, removeWorkspaceDir } from "./disk.js";
+import { createDisk, DISK_FAULT_WAY_OUT, diskFault, removeDisk, removeWorkspaceDir } from "./disk.js";
 import { pushDestination } from "./files.js";
 import { Guest, relToWorkspace } from "./guest.js";
+import { ensureCreateSpace, hostSpace } from "./host-space.js";
 import {
   interruptedTransition,
   type LifecycleOutcome,
@@ -460,6 +461,9 @@ export class WorkspaceManager {
     if (name) await this.checkNameFree(name, ctx.tenant);
     const labels = checkLabels(input.labels ?? {});
     const net = await networkFromInput(input);
+    // The host must back the disk (and keep its floor) before any record or file exists;
+    // createDisk checks again for the one it makes (host-space.ts).
+    await ensureCreateSpace(this.d, input.disk_mib, engine.name === "gvisor");
     const freshId = newId("ws");
     // Intent first: the record exists (state `creating`, this process as owner) before any
     // file or sandbox does, so whatever moment this process dies at, list/status/delete and
@@ -527,7 +531,7 @@ export class WorkspaceManager {
         await this.records.write(id, rec);
         // Only gVisor shares files/ with the guest; a microVM's /workspace is on its own disk.
         rec.disk_enforced = (
-          await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor")
+          await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor", this.d.env)
         ).disk_enforced;
       }
       // A fork's files are written while its sandbox starts, like the baseline below.
@@ -985,9 +989,25 @@ export class WorkspaceManager {
       };
     if (r.state !== "running" || !r.handle) return r;
     const i = await this.engineFor(r).inspect(asHandle(r.handle));
-    if (i.state === "running") return r;
+    if (i.state === "running") return this.diskChecked(r);
     await this.markFailed(r.workspace_id, i.reason ?? `sandbox ${i.state}`);
     return this.records.load(r.workspace_id);
+  }
+
+  /**
+   * A running workspace whose /workspace disk went read-only (the host filled up: disk.ts
+   * diskFault) is `failed`, with the reason and the way back (`workspace start` repairs it).
+   */
+  private async diskChecked(r: WorkspaceRecord): Promise<WorkspaceRecord> {
+    if (!r.disk_enforced) return r;
+    const fault = await diskFault(join(this.dir(r.workspace_id), "files"));
+    if (!fault) return r;
+    const reason = `${fault}; ${DISK_FAULT_WAY_OUT}`;
+    // Recorded when the host can still take the write; said either way (a full host is
+    // exactly when the record cannot be written, and its lock would retry for ~20 s).
+    const space = await hostSpace(this.dir(r.workspace_id));
+    if (!space || space.free_mib > 0) await this.markFailed(r.workspace_id, reason);
+    return { ...r, state: "failed", reason };
   }
 
   /**

@@ -140,3 +140,17 @@ test("readOutputPage pages a stream exactly and never cuts a character in two", 
     /no output stored/,
   );
 });
+
+test("StreamRecorder on a full disk: the log stops, push never throws, head and tail are kept", () => {
+  // /dev/full answers every write with ENOSPC, as a full host disk does.
+  const r = new StreamRecorder("/dev/full", 4);
+  assert.doesNotThrow(() => r.push(Buffer.from("hello ")));
+  assert.doesNotThrow(() => r.push(Buffer.from("world")));
+  assert.equal((r.logError as NodeJS.ErrnoException | undefined)?.code, "ENOSPC");
+  const s = r.snapshot();
+  assert.equal(s.bytes, 11);
+  assert.equal(s.logged, 0);
+  assert.equal(s.head.toString(), "hell");
+  assert.equal(s.tail.toString(), "orld");
+  r.close();
+});
