@@ -658,11 +658,23 @@ export class WorkspaceManager {
     const stopped = notRunningError(rec);
     if (stopped) throw stopped;
     if (rec.state !== "running" || !rec.handle) {
-      throw new PyroError("sandbox_dead", `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`, [
-        "delete it with ",
-        { op: "workspace_delete", args: { workspace_id: id } },
-        " and create a new one",
-      ]);
+      // A disk that went read-only is repaired by a start (its reason says so): say the same.
+      const onDiskFault = rec.reason?.includes(DISK_FAULT_WAY_OUT);
+      throw new PyroError(
+        "sandbox_dead",
+        `workspace ${id} is ${rec.state}: ${rec.reason ?? "no sandbox"}`,
+        onDiskFault
+          ? [
+              "free space on the host, then start it with ",
+              { op: "workspace_start", args: { workspace_id: id } },
+              " (it repairs the disk first)",
+            ]
+          : [
+              "delete it with ",
+              { op: "workspace_delete", args: { workspace_id: id } },
+              " and create a new one",
+            ],
+      );
     }
     return rec;
   }
@@ -736,6 +748,9 @@ export class WorkspaceManager {
     finishRecording(recorder, out);
     const logged = await appendCommandLog(this.records, rec.workspace_id, cmd, command, out, t0);
     await this.pushExpiry(logged.rec);
+    // A command that failed may have met a disk gone read-only (the host filled up): found
+    // now, the next call says so with the way back instead of failing in the guest again.
+    if (out.exitCode !== 0) await this.diskChecked(logged.rec).catch(() => undefined);
     return execResult(rec, cmd, logged, command, out, input.max_output_bytes);
   }
 

@@ -252,6 +252,12 @@ test("overcommitted disks: a disk gone read-only is failed with the reason; star
 
   // The way back: free space, then start (unmount, e2fsck -fy, mount, a fresh sandbox).
   await unfill();
+  // With room for the record again, the failure is kept, and a command is refused with the
+  // same way back (start), not "delete it".
+  assert.equal((await statusOf(id)).state, "failed");
+  const refused = await runCliJsonGuest<Err>(["workspace", "exec", id, "--", "true"], { env });
+  assert.equal(refused.json.error?.code, "sandbox_dead", JSON.stringify(refused.json));
+  assert.match(refused.json.error?.hint ?? "", /workspace start/, JSON.stringify(refused.json));
   const start = await runCliJson<Json & { state: string }>(["workspace", "start", id], { env });
   assert.equal(start.code, 0, JSON.stringify(start.json));
   assert.equal(start.json.state, "running");
