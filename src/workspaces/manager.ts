@@ -604,20 +604,22 @@ export class WorkspaceManager {
 
   /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
   private expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    return this.records.expireIfDue(rec, async (r) => {
-      if (r.state === "expired") return;
-      if (r.handle)
-        await this.engineFor(r)
-          .destroy(r.handle)
-          .catch(() => undefined);
-      await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
-      await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
-      await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
-      await rm(pauseDir(this.dir(r.workspace_id)), { recursive: true, force: true });
-      r.handle = null;
-      r.state = "expired";
-      r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
-    });
+    return this.records.expireIfDue(rec, (r) => this.expire(r));
+  }
+
+  private async expire(r: WorkspaceRecord): Promise<void> {
+    if (r.state === "expired") return;
+    if (r.handle)
+      await this.engineFor(r)
+        .destroy(r.handle)
+        .catch(() => undefined);
+    await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
+    await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
+    await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
+    await rm(pauseDir(this.dir(r.workspace_id)), { recursive: true, force: true });
+    r.handle = null;
+    r.state = "expired";
+    r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
   }
 
   /** A workspace that can take commands, or a clear error saying why not. */
@@ -967,9 +969,16 @@ export class WorkspaceManager {
     ]);
   }
 
-  /** The record brought up to date: expired past its TTL, failed if its sandbox is gone. */
+  /**
+   * The record brought up to date: expired past its TTL, failed if its sandbox is gone.
+   * Never waits on another operation's lock (a list must not stall behind a delete that is
+   * removing a sandbox): when the record is locked, what it derives is shown, not written.
+   * A record deleted meanwhile is not_found.
+   */
   private async current(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    const r = await this.expireIfDue(rec);
+    const r =
+      (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x))) ??
+      ({ ...rec, state: "expired", reason: `ttl elapsed at ${rec.expires_at}` } as WorkspaceRecord);
     if (this.interrupted(r)) {
       return {
         ...r,
@@ -986,8 +995,14 @@ export class WorkspaceManager {
     if (r.state !== "running" || !r.handle) return r;
     const i = await this.engineFor(r).inspect(asHandle(r.handle));
     if (i.state === "running") return r;
-    await this.markFailed(r.workspace_id, i.reason ?? `sandbox ${i.state}`);
-    return this.records.load(r.workspace_id);
+    const reason = i.reason ?? `sandbox ${i.state}`;
+    const failed = await this.records.updateIfFree(r.workspace_id, (x) => {
+      if (x.state === "running") {
+        x.state = "failed";
+        x.reason = reason;
+      }
+    });
+    return failed ?? { ...r, state: "failed", reason };
   }
 
   /**
@@ -1109,8 +1124,10 @@ export class WorkspaceManager {
   reap(): Promise<string[]> {
     return this.records.reap(
       async (rec) => {
+        // Under the lock only if it is free: a record another operation holds is left for
+        // the next reap, rather than stall every record after it.
         if (this.interrupted(rec)) {
-          await this.records.locked(rec.workspace_id, async () => {
+          const done = await this.records.lockedIfFree(rec.workspace_id, async () => {
             await this.removeSandbox(rec.workspace_id, {
               id: rec.workspace_id,
               dir: this.dir(rec.workspace_id),
@@ -1118,12 +1135,12 @@ export class WorkspaceManager {
             });
             await removeWorkspaceDir(this.dir(rec.workspace_id));
           });
+          if (!done) return false;
           await this.records.removeLock(rec.workspace_id);
           return true;
         }
         if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        await this.expireIfDue(rec);
-        return true;
+        return (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x))) !== undefined;
       },
       async (e) => {
         if (e.problem !== "missing") return false;
