@@ -48,6 +48,13 @@ test("the HTTP server SIGKILLed holding a workspace's lock: the next delete take
     try {
       const { client, call } = await mcpClient(server.url, token);
       const ws = ok(await call("workspace_create", {})).workspace_id as string;
+      // What a delete costs here and now, without any lock in the way (~2.4 s unloaded,
+      // mostly runsc waiting for the sandbox to exit): the bar is 3 s, or this plus 1 s on a
+      // machine so loaded that a plain delete alone takes longer.
+      const plain = ok(await call("workspace_create", {})).workspace_id as string;
+      const b0 = performance.now();
+      assert.equal((await runCli(["workspace", "delete", plain], { env: c.env })).code, 0);
+      const baseline = performance.now() - b0;
       const lock = join(c.stateDir, "workspaces", ws, "workspace.json.lock");
       // The delete takes the record's lock and holds it while the sandbox goes (~2 s):
       // kill the server as soon as the lock appears.
@@ -71,10 +78,13 @@ test("the HTTP server SIGKILLed holding a workspace's lock: the next delete take
       const t0 = performance.now();
       const del = await runCliJson<{ deleted: boolean }>(["workspace", "delete", ws], { env: c.env });
       const ms = performance.now() - t0;
-      t.diagnostic(`delete after the kill: ${(ms / 1000).toFixed(2)} s`);
+      t.diagnostic(
+        `delete after the kill: ${(ms / 1000).toFixed(2)} s (a plain delete: ${(baseline / 1000).toFixed(2)} s)`,
+      );
       assert.equal(del.code, 0, del.stderr);
       assert.equal(del.json.deleted, true);
-      assert.ok(ms < 3000, `the delete after the kill took ${(ms / 1000).toFixed(1)} s`);
+      const bar = Math.max(3000, baseline + 1000);
+      assert.ok(ms < bar, `the delete after the kill took ${(ms / 1000).toFixed(1)} s (bar ${bar / 1000} s)`);
       assert.deepEqual(await runscList(c.stateDir), [], "no runsc container left");
       assert.ok(
         await waitFor(() => sandboxProcesses(c.stateDir).length === 0, 5_000),
@@ -87,6 +97,8 @@ test("the HTTP server SIGKILLed holding a workspace's lock: the next delete take
     }
   });
 });
+
+const secs = (ms: number[]) => (Math.max(...ms) / 1000).toFixed(2);
 
 test("lists hold while workspaces are deleted concurrently from other processes", async (t) => {
   await withGvisorState(t, async (c: TestState) => {
@@ -113,16 +125,17 @@ test("lists hold while workspaces are deleted concurrently from other processes"
     await client.connect(transport);
     try {
       const failures: string[] = [];
-      const times: number[] = [];
+      const cliTimes: number[] = [];
+      const mcpTimes: number[] = [];
       let done = false;
       const cliLists = (async () => {
         let n = 0;
         while (!done || n < 3) {
           const t0 = performance.now();
           const r = await runCli(["workspace", "list", "--json"], { env: c.env });
-          times.push(performance.now() - t0);
+          cliTimes.push(performance.now() - t0);
           n++;
-          if (r.code !== 0) failures.push(`cli list: ${r.stderr.trim()}`);
+          if (r.code !== 0) failures.push(`cli list (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
           else if (
             !(JSON.parse(r.stdout).workspaces as { workspace_id: string }[]).some(
               (w) => w.workspace_id === keep,
@@ -140,9 +153,10 @@ test("lists hold while workspaces are deleted concurrently from other processes"
             isError?: boolean;
             content?: { text?: string }[];
           };
-          times.push(performance.now() - t0);
+          mcpTimes.push(performance.now() - t0);
           n++;
           if (r.isError) failures.push(`mcp workspace_list: ${r.content?.map((x) => x.text).join(" ")}`);
+          await new Promise((res) => setTimeout(res, 50)); // a client's pace, not a busy loop
         }
         return n;
       })();
@@ -154,12 +168,15 @@ test("lists hold while workspaces are deleted concurrently from other processes"
       done = true;
       const [nCli, nMcp] = await Promise.all([cliLists, mcpLists]);
       t.diagnostic(
-        `${nCli} cli + ${nMcp} mcp lists, slowest ${(Math.max(...times) / 1000).toFixed(2)} s, ${failures.length} failed`,
+        `${nCli} cli lists (slowest ${secs(cliTimes)} s), ${nMcp} mcp (slowest ${secs(mcpTimes)} s), ${failures.length} failed`,
       );
       for (const d of dels) assert.equal(d.code, 0, d.stderr);
       assert.deepEqual(failures, [], `${failures.length} of ${nCli + nMcp} lists failed`);
-      const slowest = Math.max(...times);
-      assert.ok(slowest < 3000, `the slowest list took ${(slowest / 1000).toFixed(1)} s`);
+      const slowest = Math.max(...cliTimes, ...mcpTimes);
+      // Unloaded a list takes ~0.2 s (the CLI's ~0.4 s with node's start-up); four deletes and
+      // their runsc processes on two shared cores make that 2-3 s. Waiting on a delete's lock
+      // made it 20 s and more.
+      assert.ok(slowest < 5000, `the slowest list took ${(slowest / 1000).toFixed(1)} s`);
       const after = await runCliJson<{ workspaces: { workspace_id: string }[] }>(["workspace", "list"], {
         env: c.env,
       });
