@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { mkdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { PyroError } from "../../src/errors.js";
 import { newId } from "../../src/ids.js";
@@ -47,15 +46,19 @@ async function add(state = "running"): Promise<string> {
   return id;
 }
 
+const fail = (r: Rec) => {
+  r.state = "failed";
+};
+
 test("a view does not wait behind another operation's lock, and update does", async () => {
   const id = await add();
   const release = await acquireLock(store.path(id));
   const t0 = performance.now();
-  assert.equal(await store.updateIfFree(id, (r) => void (r.state = "failed")), undefined);
+  assert.equal(await store.updateIfFree(id, fail), undefined);
   assert.equal(await store.lockedIfFree(id, async () => 1), undefined);
   assert.ok(performance.now() - t0 < 500, "answered without waiting");
   assert.equal(await store.busy(id), true);
-  const waiting = store.update(id, (r) => void (r.state = "failed"));
+  const waiting = store.update(id, fail);
   await new Promise((r) => setTimeout(r, 100));
   await release();
   assert.equal((await waiting).state, "failed");
