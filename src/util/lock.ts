@@ -21,7 +21,12 @@ import { currentOwner, type Owner, ownerAlive } from "./owner.js";
  * the lock is still the very one found dead (same target, nonce included): two contenders
  * that both found it dead cannot both remove it, so the second can never remove the lock
  * the first took meanwhile. A mutex whose owner died mid-takeover (a window of a millisecond
- * or so) is removed once it is TAKEOVER_STALE_MS old.
+ * or so) is removed once it is TAKEOVER_STALE_MS old. (Removing that mutex is a check then
+ * an unlink: only a process killed inside a takeover and two others racing within
+ * microseconds of each other could both pass it.)
+ *
+ * As with the owners records keep (runtime/owner.ts), every pyro process sharing a state dir
+ * must see the others' pids: one in another pid namespace would look dead.
  */
 
 /** Age at which a lock without readable owner counts as abandoned (proper-lockfile's `stale`). */
