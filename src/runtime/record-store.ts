@@ -6,6 +6,14 @@ import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { lockHeld, withLock, withLockIfFree } from "../util/lock.js";
 import { isPast } from "./context.js";
 
+/**
+ * How long a reaper waits for a record another operation holds before leaving it for the
+ * next round: long enough for a concurrent reap or delete of that record to finish (then
+ * the record is reported as reaped, or is gone), short enough that one busy record does not
+ * hold up the rest for long.
+ */
+export const REAP_LOCK_WAIT_MS = 5_000;
+
 /** What every stored record has: a lifecycle state and a TTL. */
 export interface ExpiringRecord {
   state: string;
@@ -110,8 +118,8 @@ export class RecordStore<R extends ExpiringRecord> {
    * update, unless another operation holds the record's lock: then undefined at once. For
    * views, which show what they derive (expired, failed) rather than wait behind a delete.
    */
-  async updateIfFree(id: string, fn: (r: R) => Promise<void> | void): Promise<R | undefined> {
-    return (await this.lockedIfFree(id, () => this.change(id, fn)))?.value;
+  async updateIfFree(id: string, fn: (r: R) => Promise<void> | void, waitMs = 0): Promise<R | undefined> {
+    return (await this.lockedIfFree(id, () => this.change(id, fn), waitMs))?.value;
   }
 
   private async change(id: string, fn: (r: R) => Promise<void> | void): Promise<R> {
@@ -130,9 +138,12 @@ export class RecordStore<R extends ExpiringRecord> {
     return withLock(this.path(id), fn, this.lockOpts(id));
   }
 
-  /** `fn` under the record's lock if no other operation holds it; undefined otherwise. */
-  lockedIfFree<T>(id: string, fn: () => Promise<T>): Promise<{ value: T } | undefined> {
-    return withLockIfFree(this.path(id), fn, this.lockOpts(id));
+  /**
+   * `fn` under the record's lock if no other operation holds it (or releases it within
+   * `waitMs`); undefined otherwise.
+   */
+  lockedIfFree<T>(id: string, fn: () => Promise<T>, waitMs = 0): Promise<{ value: T } | undefined> {
+    return withLockIfFree(this.path(id), fn, { ...this.lockOpts(id), waitMs });
   }
 
   /** Whether a live operation holds the record's lock (a create or delete in progress). */
@@ -155,10 +166,17 @@ export class RecordStore<R extends ExpiringRecord> {
     return this.update(this.o.idOf(rec), expire);
   }
 
-  /** expireIfDue, or undefined when it is due but another operation holds the lock. */
-  async expireIfDueIfFree(rec: R, expire: (r: R) => Promise<void> | void): Promise<R | undefined> {
+  /**
+   * expireIfDue, or undefined when it is due but another operation holds the lock (longer
+   * than `waitMs`).
+   */
+  async expireIfDueIfFree(
+    rec: R,
+    expire: (r: R) => Promise<void> | void,
+    waitMs = 0,
+  ): Promise<R | undefined> {
     if (!this.due(rec)) return rec;
-    return this.updateIfFree(this.o.idOf(rec), expire);
+    return this.updateIfFree(this.o.idOf(rec), expire, waitMs);
   }
 
   private due(rec: R): boolean {

@@ -26,7 +26,7 @@ import { displayCommand, toArgv } from "./command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
 import { allEngines, engineByName, selectEngine } from "./engine-select.js";
 import { currentOwner, type Owner, ownerAlive } from "./owner.js";
-import { type RecordEntry, RecordStore } from "./record-store.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "./record-store.js";
 import { asHandle, HandleSchema, handleProblem, OwnerSchema, removeRecordSandbox } from "./sandbox-record.js";
 
 /** Validated on every load; `starting` carries the owner so an interrupted start is found. */
@@ -465,17 +465,23 @@ export class VmManager {
         if (rec.state === "starting" && !ownerAlive(rec.owner)) {
           const engine = this.engineFor(rec);
           await engine.removeOrphan(rec.vm_id, join(this.dir(rec.vm_id), "sandbox"));
-          // A record another operation holds is left for the next reap.
-          const done = await this.records.updateIfFree(rec.vm_id, (r) => {
-            if (r.state !== "starting" || ownerAlive(r.owner)) return;
-            r.state = "failed";
-            r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
-            r.owner = null;
-          });
+          // A record another operation holds (longer than REAP_LOCK_WAIT_MS) is left for the next reap.
+          const done = await this.records.updateIfFree(
+            rec.vm_id,
+            (r) => {
+              if (r.state !== "starting" || ownerAlive(r.owner)) return;
+              r.state = "failed";
+              r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
+              r.owner = null;
+            },
+            REAP_LOCK_WAIT_MS,
+          );
           return done !== undefined;
         }
         if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        return (await this.records.expireIfDueIfFree(rec, (r) => this.expire(r))) !== undefined;
+        return (
+          (await this.records.expireIfDueIfFree(rec, (r) => this.expire(r), REAP_LOCK_WAIT_MS)) !== undefined
+        );
       },
       async (e) => {
         if (e.problem !== "missing") return false;

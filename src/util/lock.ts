@@ -202,18 +202,18 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, opts: Lock
 }
 
 /**
- * Runs `fn` under the lock on `path` if it can be had without waiting for a live owner;
- * `undefined` (and `fn` not run) when another operation holds it. For views that must not
- * wait behind a long operation.
+ * Runs `fn` under the lock on `path` if it can be had without waiting for a live owner (or
+ * within `waitMs`, 0 by default); `undefined` (and `fn` not run) when another operation
+ * holds it. For views that must not wait behind a long operation.
  */
 export async function withLockIfFree<T>(
   path: string,
   fn: () => Promise<T>,
-  opts: Omit<LockOptions, "waitMs"> = {},
+  opts: LockOptions = {},
 ): Promise<{ value: T } | undefined> {
   let release: () => Promise<void>;
   try {
-    release = await acquireLock(path, { ...opts, waitMs: 0 });
+    release = await acquireLock(path, { ...opts, waitMs: opts.waitMs ?? 0 });
   } catch (e) {
     if (e instanceof LockedError) return undefined;
     throw e;

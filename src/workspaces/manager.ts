@@ -36,7 +36,7 @@ import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
 import { currentOwner, ownerAlive } from "../runtime/owner.js";
-import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../runtime/record-store.js";
 import {
   asHandle,
   HandleSchema,
@@ -1124,23 +1124,29 @@ export class WorkspaceManager {
   reap(): Promise<string[]> {
     return this.records.reap(
       async (rec) => {
-        // Under the lock only if it is free: a record another operation holds is left for
+        // A record another operation holds for longer than REAP_LOCK_WAIT_MS is left for
         // the next reap, rather than stall every record after it.
         if (this.interrupted(rec)) {
-          const done = await this.records.lockedIfFree(rec.workspace_id, async () => {
-            await this.removeSandbox(rec.workspace_id, {
-              id: rec.workspace_id,
-              dir: this.dir(rec.workspace_id),
-              rec,
-            });
-            await removeWorkspaceDir(this.dir(rec.workspace_id));
-          });
+          const done = await this.records.lockedIfFree(
+            rec.workspace_id,
+            async () => {
+              await this.removeSandbox(rec.workspace_id, {
+                id: rec.workspace_id,
+                dir: this.dir(rec.workspace_id),
+                rec,
+              });
+              await removeWorkspaceDir(this.dir(rec.workspace_id));
+            },
+            REAP_LOCK_WAIT_MS,
+          );
           if (!done) return false;
           await this.records.removeLock(rec.workspace_id);
           return true;
         }
         if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        return (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x))) !== undefined;
+        return (
+          (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x), REAP_LOCK_WAIT_MS)) !== undefined
+        );
       },
       async (e) => {
         if (e.problem !== "missing") return false;
