@@ -119,7 +119,7 @@ await build({
   outfile: "dist/cli/pyro-fast.cjs",
 });
 // `pyro workspace exec` likewise (src/cli/fast-exec.ts): its own bundle, since it needs the
-// record lock (proper-lockfile, ~3 ms to start) that a pooled run does not.
+// record lock (src/util/lock.ts) that a pooled run does not.
 await build({
   ...common,
   entryPoints: ["src/cli/fast-exec.ts"],

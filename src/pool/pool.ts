@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Engine } from "../engines/types.js";
@@ -10,6 +10,7 @@ import { newId } from "../ids.js";
 import type { PyroPaths } from "../paths.js";
 import { engineByName } from "../runtime/engine-select.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { withLockIfFree } from "../util/lock.js";
 import { pidAlive } from "../util/proc.js";
 import {
   CLAIM_MARGIN_MS,
@@ -38,7 +39,7 @@ import { cleanSlots, makeSlot, slotCounts, WS_SLOT_DIRS } from "./workspace-slot
  *   <keyid>/claimed/<id>.<deadline>.<pid>.json   taken by process <pid> for one command
  *   <keyid>/used/<id>.json      its command is done: to be destroyed
  *   sandboxes/<id>/             the sandboxes' engine files
- *   fill.lock                   held (pid inside) by the one process filling or cleaning
+ *   fill.lock                   held (its owner in the symlink) by the one process filling or cleaning
  *   <keyid>/{slots,claiming,making,dead}/   a `#ws` key's workspace slots (workspace-slots.ts)
  *
  * A claim is one rename from ready/ to claimed/: two processes can never both win it. The
@@ -181,7 +182,7 @@ export class WarmPool {
       throw new PyroError(
         "invalid_state",
         `another pyro process held the pool's lock (${join(this.root, "fill.lock")}) for ${timeoutMs / 1000} s`,
-        "try again; if no pyro process is running, remove that file",
+        "try again; if no pyro process is running, remove that lock",
       );
     return r;
   }
@@ -425,28 +426,13 @@ export class WarmPool {
     if (entryPath) await unlink(entryPath).catch(() => undefined);
   }
 
-  /** One filler at a time: `fill.lock` holds its pid; a dead holder's lock is taken over. */
+  /**
+   * One filler at a time, under `fill.lock` (util/lock.ts: it names its owner, and a dead
+   * filler's lock is taken over at once); undefined when another live process holds it.
+   */
   private async locked<T>(fn: () => Promise<T>): Promise<T | undefined> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
-    const lock = join(this.root, "fill.lock");
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fh = await open(lock, "wx", 0o600);
-        await fh.writeFile(String(process.pid));
-        await fh.close();
-      } catch {
-        const holder = Number((await readFile(lock, "utf8").catch(() => "")).trim());
-        if (holder > 0 && pidAlive(holder)) return undefined;
-        await unlink(lock).catch(() => undefined);
-        continue;
-      }
-      try {
-        return await fn();
-      } finally {
-        await unlink(lock).catch(() => undefined);
-      }
-    }
-    return undefined;
+    return (await withLockIfFree(join(this.root, "fill"), fn))?.value;
   }
 }
 

@@ -1,9 +1,18 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { PyroError } from "../errors.js";
+import { PyroError } from "../errors.js";
 import { checkId, type IdKind, isValidId } from "../ids.js";
-import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
+import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { lockHeld, withLock, withLockIfFree } from "../util/lock.js";
 import { isPast } from "./context.js";
+
+/**
+ * How long a reaper waits for a record another operation holds before leaving it for the
+ * next round: long enough for a concurrent reap or delete of that record to finish (then
+ * the record is reported as reaped, or is gone), short enough that one busy record does not
+ * hold up the rest for long.
+ */
+export const REAP_LOCK_WAIT_MS = 5_000;
 
 /** What every stored record has: a lifecycle state and a TTL. */
 export interface ExpiringRecord {
@@ -102,28 +111,76 @@ export class RecordStore<R extends ExpiringRecord> {
 
   /** Loads, changes and writes back the record under its lock; returns the new record. */
   update(id: string, fn: (r: R) => Promise<void> | void): Promise<R> {
-    return withLock(this.path(id), async () => {
-      const rec = await this.load(id);
-      await fn(rec);
-      await this.write(id, rec);
-      return rec;
-    });
+    return this.locked(id, () => this.change(id, fn));
   }
 
-  /** Runs `fn` under the record's lock. */
+  /**
+   * update, unless another operation holds the record's lock: then undefined at once. For
+   * views, which show what they derive (expired, failed) rather than wait behind a delete.
+   */
+  async updateIfFree(id: string, fn: (r: R) => Promise<void> | void, waitMs = 0): Promise<R | undefined> {
+    return (await this.lockedIfFree(id, () => this.change(id, fn), waitMs))?.value;
+  }
+
+  private async change(id: string, fn: (r: R) => Promise<void> | void): Promise<R> {
+    const rec = await this.load(id);
+    await fn(rec);
+    await this.write(id, rec);
+    return rec;
+  }
+
+  /**
+   * Runs `fn` under the record's lock (util/lock.ts: a live holder is waited for, a dead
+   * one's lock taken over at once). A record whose directory is gone is not_found: its lock
+   * never brings the directory back.
+   */
   locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    return withLock(this.path(id), fn);
+    return withLock(this.path(id), fn, this.lockOpts(id));
   }
 
-  /** Removes the lock directory a deleted record leaves behind. */
+  /**
+   * `fn` under the record's lock if no other operation holds it (or releases it within
+   * `waitMs`); undefined otherwise.
+   */
+  lockedIfFree<T>(id: string, fn: () => Promise<T>, waitMs = 0): Promise<{ value: T } | undefined> {
+    return withLockIfFree(this.path(id), fn, { ...this.lockOpts(id), waitMs });
+  }
+
+  /** Whether a live operation holds the record's lock (a create or delete in progress). */
+  busy(id: string): Promise<boolean> {
+    return lockHeld(this.path(id));
+  }
+
+  private lockOpts(id: string) {
+    return { createDir: false, missingDir: () => this.o.notFound(id) };
+  }
+
+  /** Removes the lock a deleted record leaves behind. */
   async removeLock(id: string): Promise<void> {
     await rm(`${this.path(id)}.lock`, { recursive: true, force: true });
   }
 
   /** Runs `expire` on the record under its lock if it is past its TTL and not yet expired. */
   expireIfDue(rec: R, expire: (r: R) => Promise<void> | void): Promise<R> {
-    if (rec.state === "expired" || !isPast(rec.expires_at)) return Promise.resolve(rec);
+    if (!this.due(rec)) return Promise.resolve(rec);
     return this.update(this.o.idOf(rec), expire);
+  }
+
+  /**
+   * expireIfDue, or undefined when it is due but another operation holds the lock (longer
+   * than `waitMs`).
+   */
+  async expireIfDueIfFree(
+    rec: R,
+    expire: (r: R) => Promise<void> | void,
+    waitMs = 0,
+  ): Promise<R | undefined> {
+    if (!this.due(rec)) return rec;
+    return this.updateIfFree(this.o.idOf(rec), expire, waitMs);
+  }
+
+  private due(rec: R): boolean {
+    return rec.state !== "expired" && isPast(rec.expires_at);
   }
 
   /** Every directory with a valid id, with its record or what is wrong with it. */
@@ -134,14 +191,25 @@ export class RecordStore<R extends ExpiringRecord> {
     }
   }
 
-  /** `view` of every record directory (damaged ones included, via `damaged`), oldest first. */
+  /**
+   * `view` of every record directory (damaged ones included, via `damaged`), oldest first.
+   * Records come and go while it reads: one that vanished (not_found from `view`) is not
+   * listed, nor is a directory without its record while a live operation holds its lock
+   * (a delete or create in progress). `view` must not wait on locks (see updateIfFree).
+   */
   async list<V extends { created_at: string }>(
     view: (rec: R) => Promise<V>,
     damaged: (e: RecordEntry<R>) => Promise<V | undefined>,
   ): Promise<V[]> {
     const out: V[] = [];
     for await (const e of this.entries()) {
-      const v = e.rec ? await view(e.rec) : await damaged(e);
+      let v: V | undefined;
+      try {
+        if (e.rec) v = await view(e.rec);
+        else if (!(e.problem === "missing" && (await this.busy(e.id)))) v = await damaged(e);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
       if (v) out.push(v);
     }
     return out.sort((a, b) => a.created_at.localeCompare(b.created_at));
@@ -158,8 +226,17 @@ export class RecordStore<R extends ExpiringRecord> {
   ): Promise<string[]> {
     const reaped: string[] = [];
     for await (const e of this.entries()) {
-      if (e.rec ? await due(e.rec) : await orphan(e)) reaped.push(e.id);
+      // A record deleted meanwhile is nothing to reap.
+      const done = await (e.rec ? due(e.rec) : orphan(e)).catch((err) => {
+        if (isNotFound(err)) return false;
+        throw err;
+      });
+      if (done) reaped.push(e.id);
     }
     return reaped;
   }
+}
+
+function isNotFound(e: unknown): boolean {
+  return e instanceof PyroError && e.code === "not_found";
 }

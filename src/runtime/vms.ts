@@ -26,7 +26,7 @@ import { displayCommand, toArgv } from "./command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
 import { allEngines, engineByName, selectEngine } from "./engine-select.js";
 import { currentOwner, type Owner, ownerAlive } from "./owner.js";
-import { type RecordEntry, RecordStore } from "./record-store.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "./record-store.js";
 import { asHandle, HandleSchema, handleProblem, OwnerSchema, removeRecordSandbox } from "./sandbox-record.js";
 
 /** Validated on every load; `starting` carries the owner so an interrupted start is found. */
@@ -210,15 +210,31 @@ export class VmManager {
   }
 
   private expireIfDue(rec: VmRecord): Promise<VmRecord> {
-    return this.records.expireIfDue(rec, async (r) => {
-      if (r.handle)
-        await this.engineFor(r)
-          .destroy(asHandle(r.handle))
-          .catch(() => undefined);
-      r.handle = null;
-      r.state = "expired";
-      r.reason = `ttl elapsed at ${r.expires_at}`;
-    });
+    return this.records.expireIfDue(rec, (r) => this.expire(r));
+  }
+
+  private async expire(r: VmRecord): Promise<void> {
+    if (r.handle)
+      await this.engineFor(r)
+        .destroy(asHandle(r.handle))
+        .catch(() => undefined);
+    r.handle = null;
+    r.state = "expired";
+    r.reason = `ttl elapsed at ${r.expires_at}`;
+  }
+
+  /**
+   * For views: expired if due, without waiting on another operation's lock (then what it
+   * derives is shown, not written).
+   */
+  private async expiredNow(rec: VmRecord): Promise<VmRecord> {
+    return (
+      (await this.records.expireIfDueIfFree(rec, (r) => this.expire(r))) ?? {
+        ...rec,
+        state: "expired",
+        reason: `ttl elapsed at ${rec.expires_at}`,
+      }
+    );
   }
 
   private async usable(id: string): Promise<VmRecord> {
@@ -381,14 +397,16 @@ export class VmManager {
 
   async status(id: string): Promise<VmStatusResultT> {
     checkId("vm", id);
-    let rec = await this.expireIfDue(await this.records.load(id));
+    let rec = await this.expiredNow(await this.records.load(id));
     if (rec.state === "running" && rec.handle) {
       const i = await this.engineFor(rec).inspect(asHandle(rec.handle));
       if (i.state !== "running") {
-        rec = await this.records.update(id, (r) => {
+        const reason = i.reason ?? `sandbox ${i.state}`;
+        const failed = await this.records.updateIfFree(id, (r) => {
           r.state = "failed";
-          r.reason = i.reason ?? `sandbox ${i.state}`;
+          r.reason = reason;
         });
+        rec = failed ?? { ...rec, state: "failed", reason };
       }
     }
     return this.view(rec);
@@ -415,7 +433,7 @@ export class VmManager {
 
   list(): Promise<VmStatusResultT[]> {
     return this.records.list(
-      async (rec) => this.view(await this.expireIfDue(rec)),
+      async (rec) => this.view(await this.expiredNow(rec)),
       async (e) => {
         // A one-shot run's directory has no vm.json by design; it is not a VM to list.
         if (e.problem === "missing") return undefined;
@@ -447,17 +465,23 @@ export class VmManager {
         if (rec.state === "starting" && !ownerAlive(rec.owner)) {
           const engine = this.engineFor(rec);
           await engine.removeOrphan(rec.vm_id, join(this.dir(rec.vm_id), "sandbox"));
-          await this.records.update(rec.vm_id, (r) => {
-            if (r.state !== "starting" || ownerAlive(r.owner)) return;
-            r.state = "failed";
-            r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
-            r.owner = null;
-          });
-          return true;
+          // A record another operation holds (longer than REAP_LOCK_WAIT_MS) is left for the next reap.
+          const done = await this.records.updateIfFree(
+            rec.vm_id,
+            (r) => {
+              if (r.state !== "starting" || ownerAlive(r.owner)) return;
+              r.state = "failed";
+              r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
+              r.owner = null;
+            },
+            REAP_LOCK_WAIT_MS,
+          );
+          return done !== undefined;
         }
         if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        await this.expireIfDue(rec);
-        return true;
+        return (
+          (await this.records.expireIfDueIfFree(rec, (r) => this.expire(r), REAP_LOCK_WAIT_MS)) !== undefined
+        );
       },
       async (e) => {
         if (e.problem !== "missing") return false;

@@ -1,6 +1,5 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import lockfile from "proper-lockfile";
 
 /**
  * Atomic JSON write (temp file, then rename): a process killed mid-write leaves the old file
@@ -52,20 +51,5 @@ export async function readJsonDir<T>(dir: string, valid: (v: T) => boolean): Pro
   return out;
 }
 
-/**
- * Cross-process lock on `path` (a sibling `path.lock` directory). Held only around short
- * read-modify-write sections, never around a guest command, so concurrent execs overlap.
- */
-export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-  await mkdir(dirname(path), { recursive: true });
-  const release = await lockfile.lock(path, {
-    realpath: false,
-    stale: 15_000,
-    retries: { retries: 200, minTimeout: 10, maxTimeout: 100, factor: 1.3 },
-  });
-  try {
-    return await fn();
-  } finally {
-    await release().catch(() => {});
-  }
-}
+/** The cross-process lock (src/util/lock.ts), here since every store imports it from here. */
+export { withLock, withLockIfFree } from "./lock.js";

@@ -36,7 +36,7 @@ import { displayCommand, toArgv } from "../runtime/command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
 import { currentOwner, ownerAlive } from "../runtime/owner.js";
-import { type RecordEntry, RecordStore } from "../runtime/record-store.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../runtime/record-store.js";
 import {
   asHandle,
   HandleSchema,
@@ -608,20 +608,22 @@ export class WorkspaceManager {
 
   /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
   private expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    return this.records.expireIfDue(rec, async (r) => {
-      if (r.state === "expired") return;
-      if (r.handle)
-        await this.engineFor(r)
-          .destroy(r.handle)
-          .catch(() => undefined);
-      await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
-      await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
-      await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
-      await rm(pauseDir(this.dir(r.workspace_id)), { recursive: true, force: true });
-      r.handle = null;
-      r.state = "expired";
-      r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
-    });
+    return this.records.expireIfDue(rec, (r) => this.expire(r));
+  }
+
+  private async expire(r: WorkspaceRecord): Promise<void> {
+    if (r.state === "expired") return;
+    if (r.handle)
+      await this.engineFor(r)
+        .destroy(r.handle)
+        .catch(() => undefined);
+    await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
+    await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
+    await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
+    await rm(pauseDir(this.dir(r.workspace_id)), { recursive: true, force: true });
+    r.handle = null;
+    r.state = "expired";
+    r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
   }
 
   /** A workspace that can take commands, or a clear error saying why not. */
@@ -986,9 +988,16 @@ export class WorkspaceManager {
     ]);
   }
 
-  /** The record brought up to date: expired past its TTL, failed if its sandbox is gone. */
+  /**
+   * The record brought up to date: expired past its TTL, failed if its sandbox is gone.
+   * Never waits on another operation's lock (a list must not stall behind a delete that is
+   * removing a sandbox): when the record is locked, what it derives is shown, not written.
+   * A record deleted meanwhile is not_found.
+   */
   private async current(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    const r = await this.expireIfDue(rec);
+    const r =
+      (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x))) ??
+      ({ ...rec, state: "expired", reason: `ttl elapsed at ${rec.expires_at}` } as WorkspaceRecord);
     if (this.interrupted(r)) {
       return {
         ...r,
@@ -1005,8 +1014,14 @@ export class WorkspaceManager {
     if (r.state !== "running" || !r.handle) return r;
     const i = await this.engineFor(r).inspect(asHandle(r.handle));
     if (i.state === "running") return this.diskChecked(r);
-    await this.markFailed(r.workspace_id, i.reason ?? `sandbox ${i.state}`);
-    return this.records.load(r.workspace_id);
+    const reason = i.reason ?? `sandbox ${i.state}`;
+    const failed = await this.records.updateIfFree(r.workspace_id, (x) => {
+      if (x.state === "running") {
+        x.state = "failed";
+        x.reason = reason;
+      }
+    });
+    return failed ?? { ...r, state: "failed", reason };
   }
 
   /**
@@ -1021,7 +1036,18 @@ export class WorkspaceManager {
     // Recorded when the host can still take the write; said either way (a full host is
     // exactly when the record cannot be written, and its lock would retry for ~20 s).
     const space = await hostSpace(this.dir(r.workspace_id));
-    if (!space || space.free_mib > 0) await this.markFailed(r.workspace_id, reason);
+    if (!space || space.free_mib > 0) {
+      // Like the sandbox check above, never waiting behind another operation's lock.
+      const failed = await this.records
+        .updateIfFree(r.workspace_id, (x) => {
+          if (x.state === "running") {
+            x.state = "failed";
+            x.reason = reason;
+          }
+        })
+        .catch(() => undefined);
+      if (failed) return failed;
+    }
     return { ...r, state: "failed", reason };
   }
 
@@ -1144,21 +1170,29 @@ export class WorkspaceManager {
   reap(): Promise<string[]> {
     return this.records.reap(
       async (rec) => {
+        // A record another operation holds for longer than REAP_LOCK_WAIT_MS is left for
+        // the next reap, rather than stall every record after it.
         if (this.interrupted(rec)) {
-          await this.records.locked(rec.workspace_id, async () => {
-            await this.removeSandbox(rec.workspace_id, {
-              id: rec.workspace_id,
-              dir: this.dir(rec.workspace_id),
-              rec,
-            });
-            await removeWorkspaceDir(this.dir(rec.workspace_id));
-          });
+          const done = await this.records.lockedIfFree(
+            rec.workspace_id,
+            async () => {
+              await this.removeSandbox(rec.workspace_id, {
+                id: rec.workspace_id,
+                dir: this.dir(rec.workspace_id),
+                rec,
+              });
+              await removeWorkspaceDir(this.dir(rec.workspace_id));
+            },
+            REAP_LOCK_WAIT_MS,
+          );
+          if (!done) return false;
           await this.records.removeLock(rec.workspace_id);
           return true;
         }
         if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        await this.expireIfDue(rec);
-        return true;
+        return (
+          (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x), REAP_LOCK_WAIT_MS)) !== undefined
+        );
       },
       async (e) => {
         if (e.problem !== "missing") return false;
