@@ -1,4 +1,4 @@
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
 import { resultNotes } from "../engines/notes.js";
@@ -22,6 +22,7 @@ import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { runFromPool } from "../pool/run.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
+import { removeTree } from "../util/remove-tree.js";
 import { displayCommand, toArgv } from "./command.js";
 import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
 import { allEngines, engineByName, selectEngine } from "./engine-select.js";
@@ -377,7 +378,7 @@ export class VmManager {
           "wait for it to start, then delete it",
         );
       await this.removeSandbox(id, e);
-      await rm(this.dir(id), { recursive: true, force: true });
+      await removeTree(this.dir(id));
     });
     await this.records.removeLock(id);
     return { vm_id: id, deleted: true };
@@ -499,7 +500,7 @@ export class VmManager {
           : undefined;
         for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env))
           await engine.removeOrphan(e.id, e.dir);
-        await rm(e.dir, { recursive: true, force: true });
+        await removeTree(e.dir);
         return true;
       },
     );

@@ -1,7 +1,8 @@
-import { mkdir, readdir, readFile, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isDiskFullErrno, PyroError } from "../errors.js";
 import { runCapture, which } from "../util/proc.js";
+import { removeTree } from "../util/remove-tree.js";
 import { ensureHostSpace, hostSpace, overcommitAllowed } from "./host-space.js";
 
 /**
@@ -254,10 +255,5 @@ export async function removeDisk(workspaceDir: string, filesDir: string): Promis
 /** Removes a whole workspace directory, its disk unmounted first. */
 export async function removeWorkspaceDir(workspaceDir: string): Promise<void> {
   await removeDisk(workspaceDir, join(workspaceDir, "files"));
-  // The record's lock goes last: a list that finds the record gone while the lock of a live
-  // delete is still there skips the directory, instead of showing it as damaged for a moment.
-  const names = await readdir(workspaceDir).catch(() => [] as string[]);
-  for (const n of names)
-    if (!n.endsWith(".lock")) await rm(join(workspaceDir, n), { recursive: true, force: true });
-  await rm(workspaceDir, { recursive: true, force: true });
+  await removeTree(workspaceDir);
 }

@@ -65,7 +65,14 @@ import {
   type StoredLogEntry,
   startCommand,
 } from "./command-log.js";
-import { createDisk, DISK_FAULT_WAY_OUT, diskFault, removeDisk, removeWorkspaceDir } from "./disk.js";
+import {
+  createDisk,
+  DISK_FAULT_WAY_OUT,
+  diskFault,
+  isMounted,
+  removeDisk,
+  removeWorkspaceDir,
+} from "./disk.js";
 import { pushDestination } from "./files.js";
 import { Guest, relToWorkspace } from "./guest.js";
 import { ensureCreateSpace, hostSpace } from "./host-space.js";
@@ -235,6 +242,8 @@ export class WorkspaceManager {
       root: d.paths.workspacesDir,
       kind: "ws",
       file: "workspace.json",
+      // A removal killed before its disk was unmounted is finished by delete's own steps only.
+      keepRemoving: (dir) => isMounted(join(dir, "files")),
       idOf: (r) => r.workspace_id,
       notFound: (id) =>
         new PyroError("not_found", `no workspace with id ${id}`, [
