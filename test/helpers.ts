@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -236,6 +236,24 @@ export async function runscProcesses(needle: string): Promise<number[]> {
     if (!/^\d+$/.test(p)) continue;
     const cmd = await readFile(`/proc/${p}/cmdline`, "utf8").catch(() => "");
     if (cmd.startsWith("runsc") && cmd.includes(needle)) pids.push(Number(p));
+  }
+  return pids;
+}
+
+/** Host processes of this state dir's sandboxes (runsc and its sandbox/gofer), zombies aside. */
+export function sandboxProcesses(stateDir: string): number[] {
+  const marker = `--root=${join(stateDir, "runsc")}`;
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
+      const st = readFileSync(`/proc/${name}/stat`, "utf8");
+      const state = st.slice(st.lastIndexOf(")") + 2, st.lastIndexOf(")") + 3);
+      if (cmd.includes(marker) && state !== "Z") pids.push(Number(name));
+    } catch {
+      // gone
+    }
   }
   return pids;
 }

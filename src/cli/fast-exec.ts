@@ -5,7 +5,7 @@ import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run
 import type { ExecOutcome, ExecutionMode, SandboxHandle } from "../engines/types.js";
 import { CATALOG } from "../environments/catalog.js";
 import { DEFAULT_RUNTIME } from "../environments/runtime-config.js";
-import { diskFullFrom, PyroError, toPyroError } from "../errors.js";
+import { PyroError, toPyroError } from "../errors.js";
 import { isValidId } from "../ids.js";
 import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
@@ -28,7 +28,7 @@ import {
 } from "../workspaces/command-log.js";
 import { execFooter } from "./exec-footer.js";
 import { fastSession } from "./fast-io.js";
-import { EXIT, printError } from "./report.js";
+import { EXIT, printError, reportingDiskFull } from "./report.js";
 
 /**
  * `pyro workspace exec WS -- CMD...` without loading the CLI: no commander, no zod, no
@@ -141,15 +141,7 @@ export async function fastWorkspaceExec(
   argv: readonly string[],
   cliPath: string,
 ): Promise<number | undefined> {
-  try {
-    return await fastWorkspaceExecInner(argv, cliPath);
-  } catch (e) {
-    // A full host disk (the command log, the output file) is said as the full CLI says it,
-    // not as the launcher's "internal error" with a stack trace.
-    const full = diskFullFrom(e);
-    if (full) return printError(process.stdout, process.stderr, full, argv.includes("--json"));
-    throw e;
-  }
+  return reportingDiskFull(argv, () => fastWorkspaceExecInner(argv, cliPath));
 }
 
 async function fastWorkspaceExecInner(argv: readonly string[], cliPath: string): Promise<number | undefined> {

@@ -3,7 +3,7 @@ import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
-import { diskFullFrom, PyroError } from "../errors.js";
+import { PyroError } from "../errors.js";
 import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
@@ -15,7 +15,7 @@ import { isOwnPlainDir } from "../runtime/private-dir.js";
 import { spawnReapIfDue } from "../runtime/reap-schedule.js";
 import { execFooter } from "./exec-footer.js";
 import { fastSession } from "./fast-io.js";
-import { EXIT, printError } from "./report.js";
+import { EXIT, printError, reportingDiskFull } from "./report.js";
 
 /**
  * `pyro run` from the warm pool without loading the CLI: no commander, no zod, no engines.
@@ -71,15 +71,7 @@ export function parseFastRun(args: readonly string[]): FastRunArgs | undefined {
  * when this run is not the fast path's (nothing was claimed, written or printed).
  */
 export async function fastRun(argv: readonly string[], cliPath: string): Promise<number | undefined> {
-  try {
-    return await fastRunInner(argv, cliPath);
-  } catch (e) {
-    // A full host disk (the command log, the output file) is said as the full CLI says it,
-    // not as the launcher's "internal error" with a stack trace.
-    const full = diskFullFrom(e);
-    if (full) return printError(process.stdout, process.stderr, full, argv.includes("--json"));
-    throw e;
-  }
+  return reportingDiskFull(argv, () => fastRunInner(argv, cliPath));
 }
 
 async function fastRunInner(argv: readonly string[], cliPath: string): Promise<number | undefined> {

@@ -1,4 +1,4 @@
-import type { PyroError } from "../errors.js";
+import { diskFullFrom, type PyroError } from "../errors.js";
 
 /**
  * How the CLI reports an error and leaves: shared by the full CLI (commands.ts, after the
@@ -23,4 +23,21 @@ export function printError(stdout: Out, stderr: Out, pe: PyroError, json: boolea
   if (json) stdout.write(`${JSON.stringify(pe.toJSON(), null, 2)}\n`);
   else stderr.write(`pyro: error: ${pe.message}\n${pe.hint ? `  fix: ${pe.hint}\n` : ""}`);
   return exitCodeFor(pe);
+}
+
+/**
+ * A fast path run so that a full host disk (its command log, its output file) is said as the
+ * full CLI says it, not as the launcher's "internal error" with a stack trace.
+ */
+export async function reportingDiskFull(
+  argv: readonly string[],
+  run: () => Promise<number | undefined>,
+): Promise<number | undefined> {
+  try {
+    return await run();
+  } catch (e) {
+    const full = diskFullFrom(e);
+    if (full) return printError(process.stdout, process.stderr, full, argv.includes("--json"));
+    throw e;
+  }
 }

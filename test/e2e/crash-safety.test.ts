@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { CLI, REPO, runCli, runCliJson, runscList, withGvisorState } from "../helpers.js";
+import { CLI, REPO, runCli, runCliJson, runscList, sandboxProcesses, withGvisorState } from "../helpers.js";
 
 /**
  * The unlucky user: pyro killed (SIGKILL, SIGHUP) at random moments of every operation, and
@@ -12,24 +11,6 @@ import { CLI, REPO, runCli, runCliJson, runscList, withGvisorState } from "../he
  * outlives its timeout by more than 5 s, and a damaged record never costs a live workspace
  * its files. Processes are checked in the host's process table, not through pyro.
  */
-
-/** Host processes that belong to this state dir's sandboxes (runsc and its sandbox/gofer). */
-function sandboxProcesses(stateDir: string): number[] {
-  const marker = `--root=${join(stateDir, "runsc")}`;
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
-      const st = readFileSync(`/proc/${name}/stat`, "utf8");
-      const state = st.slice(st.lastIndexOf(")") + 2, st.lastIndexOf(")") + 3);
-      if (cmd.includes(marker) && state !== "Z") pids.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
   const end = Date.now() + ms;

@@ -1,35 +1,24 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
 import { lstat, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { CLI, runCli, runCliJson, runscList, type TestState, withGvisorState } from "../helpers.js";
+import {
+  CLI,
+  runCli,
+  runCliJson,
+  runscList,
+  sandboxProcesses,
+  type TestState,
+  withGvisorState,
+} from "../helpers.js";
 import { createToken, mcpClient, ok, startHttpServer } from "../remote-helpers.js";
 
 /**
  * Issue 31, under load and faults: a lock whose owner was SIGKILLed does not hold up the next
  * delete, and lists keep answering (quickly) while workspaces are deleted under them.
  */
-
-/** Host processes of this state dir's sandboxes (runsc and its sandbox/gofer), zombies aside. */
-function sandboxProcesses(stateDir: string): number[] {
-  const marker = `--root=${join(stateDir, "runsc")}`;
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
-      const st = readFileSync(`/proc/${name}/stat`, "utf8");
-      const state = st.slice(st.lastIndexOf(")") + 2, st.lastIndexOf(")") + 3);
-      if (cmd.includes(marker) && state !== "Z") pids.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, every = 200): Promise<boolean> {
   const end = Date.now() + ms;
