@@ -1023,7 +1023,14 @@ export class WorkspaceManager {
     if (r.state !== "running" || !r.handle) return r;
     const i = await this.engineFor(r).inspect(asHandle(r.handle));
     if (i.state === "running") return this.diskChecked(r);
-    const reason = i.reason ?? `sandbox ${i.state}`;
+    return this.failIfFree(r, i.reason ?? `sandbox ${i.state}`);
+  }
+
+  /**
+   * `r` as failed for `reason`: recorded unless another operation holds the record (a view
+   * never waits behind it), shown either way.
+   */
+  private async failIfFree(r: WorkspaceRecord, reason: string): Promise<WorkspaceRecord> {
     const failed = await this.records.updateIfFree(r.workspace_id, (x) => {
       if (x.state === "running") {
         x.state = "failed";
@@ -1043,18 +1050,10 @@ export class WorkspaceManager {
     if (!fault) return r;
     const reason = `${fault}; ${DISK_FAULT_WAY_OUT}`;
     // Recorded when the host can still take the write; said either way (a full host is
-    // exactly when the record cannot be written, and its lock would retry for ~20 s).
+    // exactly when the record cannot be written).
     const space = await hostSpace(this.dir(r.workspace_id));
     if (!space || space.free_mib > 0) {
-      // Like the sandbox check above, never waiting behind another operation's lock.
-      const failed = await this.records
-        .updateIfFree(r.workspace_id, (x) => {
-          if (x.state === "running") {
-            x.state = "failed";
-            x.reason = reason;
-          }
-        })
-        .catch(() => undefined);
+      const failed = await this.failIfFree(r, reason).catch(() => undefined);
       if (failed) return failed;
     }
     return { ...r, state: "failed", reason };
