@@ -1,11 +1,12 @@
+export { type ErrorCode, type Hint, type HintPart, PyroError } from "./core/errors.js";
+export { VERSION } from "./core/version.js";
 export { CATALOG, DEFAULT_ENVIRONMENT } from "./environments/catalog.js";
-export { type ErrorCode, type Hint, type HintPart, PyroError } from "./errors.js";
 export { type CreateServerOptions, createServer } from "./mcp/lazy.js";
 export * as schemas from "./operations/schemas.js";
 export { OPERATIONS } from "./operations/table.js";
 export { OPERATOR_ONLY_FIELDS, type ToolOptions, toolInputJsonSchema } from "./operations/tool-schema.js";
-export type { Progress } from "./runtime/context.js";
 export { Runtime } from "./runtime/runtime.js";
+export type { Progress } from "./sandbox/context.js";
 export {
   type CallOptions,
   type Command,
@@ -42,4 +43,3 @@ export {
   type WorkspaceWorkSummary,
 } from "./sdk/pyro.js";
 export type { ServiceInfo, ServiceLogs, ShellInfo, ShellOutput } from "./sdk/sessions.js";
-export { VERSION } from "./version.js";

@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import * as z from "zod";
-import { isPyroError, PyroError } from "../errors.js";
+import { isPyroError, PyroError } from "../core/errors.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { sessionNote } from "../operations/session-ops.js";

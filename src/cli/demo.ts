@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PyroError, toPyroError } from "../errors.js";
+import { PyroError, toPyroError } from "../core/errors.js";
 import { getOperation } from "../operations/table.js";
 import { toolInputJsonSchema } from "../operations/tool-schema.js";
 import { Pyro, type RunResult } from "../sdk/pyro.js";

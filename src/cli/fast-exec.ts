@@ -1,20 +1,20 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { displayCommand } from "../core/command.js";
+import { PyroError, toPyroError } from "../core/errors.js";
+import { isValidId } from "../core/ids.js";
+import { resolvePaths } from "../core/paths.js";
 import { writeExpiry } from "../engines/expiry.js";
 import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run.js";
 import type { ExecOutcome, ExecutionMode, SandboxHandle } from "../engines/types.js";
 import { CATALOG } from "../environments/catalog.js";
 import { DEFAULT_RUNTIME } from "../environments/runtime-config.js";
-import { PyroError, toPyroError } from "../errors.js";
-import { isValidId } from "../ids.js";
 import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
-import { resolvePaths } from "../paths.js";
-import { displayCommand } from "../runtime/command.js";
-import { handleProblem } from "../runtime/handle-check.js";
-import { isOwnPlainDir } from "../runtime/private-dir.js";
-import { spawnReapIfDue } from "../runtime/reap-schedule.js";
-import { RecordStore } from "../runtime/record-store.js";
+import { handleProblem } from "../sandbox/handle-check.js";
+import { isOwnPlainDir } from "../sandbox/private-dir.js";
+import { spawnReapIfDue } from "../sandbox/reap-schedule.js";
+import { RecordStore } from "../sandbox/record-store.js";
 import { pidAlive } from "../util/proc.js";
 import {
   appendCommandLog,

@@ -1,18 +1,18 @@
 import { mkdirSync } from "node:fs";
+import { displayCommand } from "../core/command.js";
+import { PyroError } from "../core/errors.js";
+import { resolvePaths } from "../core/paths.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
-import { PyroError } from "../errors.js";
 import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
-import { resolvePaths } from "../paths.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
 import { keyFor, poolConfig } from "../pool/config.js";
-import { displayCommand } from "../runtime/command.js";
-import { isOwnPlainDir } from "../runtime/private-dir.js";
-import { spawnReapIfDue } from "../runtime/reap-schedule.js";
+import { isOwnPlainDir } from "../sandbox/private-dir.js";
+import { spawnReapIfDue } from "../sandbox/reap-schedule.js";
 import { execFooter } from "./exec-footer.js";
 import { fastSession } from "./fast-io.js";
 import { EXIT, printError, reportingDiskFull } from "./report.js";
@@ -145,7 +145,7 @@ async function runClaimed(
       socket,
       {
         // An argv runs as is: the init reports a missing program as 127, as the shell
-        // wrapper (runtime/command.ts) the full path adds and the engine drops again.
+        // wrapper (core/command.ts) the full path adds and the engine drops again.
         argv: a.command,
         env: guestEnv(exec.env),
         cwd: exec.cwd,

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError, type ErrorOptions } from "commander";
 import * as z from "zod";
-import { diskFullFrom, isPyroError, PyroError } from "../errors.js";
+import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
+import { VERSION } from "../core/version.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
-import { detachedReapArgv } from "../runtime/reap-schedule.js";
 import { Runtime } from "../runtime/runtime.js";
-import { VERSION } from "../version.js";
+import { detachedReapArgv } from "../sandbox/reap-schedule.js";
 import {
   addOperationCommands,
   type CliIo,

@@ -1,4 +1,4 @@
-import type { Progress } from "../runtime/context.js";
+import type { Progress } from "../sandbox/context.js";
 
 /**
  * Progress for long work, on stderr so stdout stays the result. On a terminal one line is

@@ -1,4 +1,4 @@
-import { diskFullFrom, type PyroError } from "../errors.js";
+import { diskFullFrom, type PyroError } from "../core/errors.js";
 
 /**
  * How the CLI reports an error and leaves: shared by the full CLI (commands.ts, after the

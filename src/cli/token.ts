@@ -1,12 +1,12 @@
 import type { Command } from "commander";
-import { PyroError } from "../errors.js";
-import { TokenStore } from "../remote/tokens.js";
+import { PyroError } from "../core/errors.js";
 import { Runtime } from "../runtime/runtime.js";
+import { TokenStore } from "../tenants/tokens.js";
 import { type CliIo, reportError } from "./commands.js";
 
 /**
  * `pyro token create|list|revoke`: the bearer tokens of `pyro mcp serve --http`
- * (src/remote/tokens.ts). Operator commands, not operations: no model and no remote
+ * (src/tenants/tokens.ts). Operator commands, not operations: no model and no remote
  * client may mint or list tokens, so they are neither tools nor SDK methods.
  */
 function positiveInt(flag: string) {

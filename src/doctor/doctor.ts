@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import { access, mkdir, rm } from "node:fs/promises";
 import { arch, platform, release, userInfo } from "node:os";
 import { join } from "node:path";
+import type { PyroPaths } from "../core/paths.js";
 import { FirecrackerEngine } from "../engines/firecracker/engine.js";
 import { GvisorEngine } from "../engines/gvisor/engine.js";
 import { HostEngine } from "../engines/host/engine.js";
@@ -10,7 +11,6 @@ import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import { probeNetworkModes } from "../network/doctor.js";
 import type { DoctorResultT } from "../operations/schemas.js";
-import type { PyroPaths } from "../paths.js";
 import { which } from "../util/proc.js";
 import { checkRootless } from "./rootless.js";
 

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { toPyroError } from "../errors.js";
+import { toPyroError } from "../core/errors.js";
 import type { Engine, OneShotOutcome } from "./types.js";
 
 /** `ls /` fails on runsc builds whose statx breaks on directories; the marker proves output gets out. */

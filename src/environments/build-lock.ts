@@ -1,4 +1,4 @@
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { withLock } from "../util/json-store.js";
 
 /**

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { createInterface } from "node:readline";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { buildErofsImage, findMkfsErofs, rootfsImagePath } from "../util/erofs.js";
 import { runCapture, which } from "../util/proc.js";
 import type { EnvironmentRecipe } from "./catalog.js";

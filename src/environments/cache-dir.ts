@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * Makes the user's environments dir (`<cache>/environments`) before a build or pull writes

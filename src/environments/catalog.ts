@@ -1,4 +1,4 @@
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * An environment is a recipe for a root filesystem. The recipe is hashed, and that digest

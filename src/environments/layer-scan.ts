@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { Parser, type ReadEntry } from "tar";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * Reads a layer's tar headers as it streams in (node-tar's Parser, which also undoes gzip)

@@ -1,4 +1,4 @@
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * An OCI image reference, split the way the distribution spec does:

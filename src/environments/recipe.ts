@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { dirname, isAbsolute, join, posix, resolve } from "node:path";
 import * as z from "zod";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { CATALOG } from "./catalog.js";
 import { looksLikeImageRef } from "./oci-ref.js";
 

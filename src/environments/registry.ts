@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { apiHost, type OciRef, registryScheme } from "./oci-ref.js";
 
 /**

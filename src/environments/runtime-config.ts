@@ -1,6 +1,6 @@
 import { lchown, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { runCapture } from "../util/proc.js";
 
 /**

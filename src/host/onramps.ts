@@ -2,11 +2,11 @@ import { spawn } from "node:child_process";
 import { accessSync, constants, existsSync, realpathSync } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
-import { packageRoot } from "../engines/static-binaries.js";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
+import { VERSION } from "../core/version.js";
 import { DEFAULT_PROFILE, type ProfileName, parseProfile } from "../operations/profiles.js";
 import { nearest } from "../operations/suggest.js";
-import { VERSION } from "../version.js";
+import { packageRoot } from "../util/static-binaries.js";
 import {
   CLIENT_SPECS,
   CLIENTS,

@@ -1,6 +1,6 @@
 import type { ServerContext } from "@modelcontextprotocol/server";
 import { LatestLine } from "../output/recorder.js";
-import type { CallContext, Progress } from "../runtime/context.js";
+import type { CallContext, Progress } from "../sandbox/context.js";
 
 /** How often a running call reports progress; clients reset a 60 s request timeout on it. */
 export const PROGRESS_INTERVAL_MS = 5_000;

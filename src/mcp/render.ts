@@ -1,4 +1,4 @@
-import type { PyroError } from "../errors.js";
+import type { PyroError } from "../core/errors.js";
 
 /**
  * Text renderings of tool results. structuredContent carries the exact fields; this text is

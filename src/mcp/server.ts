@@ -1,17 +1,17 @@
 import { type CallToolResult, McpServer, type ServerContext } from "@modelcontextprotocol/server";
-import { defaultMcpPolicy, type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
+import { defaultMcpPolicy, type HostAccessPolicy, hostAccessPolicy } from "../core/host-paths.js";
+import { VERSION } from "../core/version.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { type ProfileName, parseProfile, profileTools, textForTools } from "../operations/profiles.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
+import { type ExportPolicy, serverExportPolicy } from "../project/export-policy.js";
 import type { ProjectSeeder } from "../project/source.js";
-import type { OperationGate } from "../remote/tenancy.js";
-import type { CallContext } from "../runtime/context.js";
 import { Runtime } from "../runtime/runtime.js";
+import type { CallContext } from "../sandbox/context.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
-import { VERSION } from "../version.js";
-import { type ExportPolicy, serverExportPolicy } from "../workspaces/export-policy.js";
+import type { OperationGate } from "../tenants/tenancy.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
 
@@ -52,7 +52,7 @@ export interface CreateServerOptions {
   allowSecretValues?: boolean;
   /**
    * Every tool call goes through it (`pyro mcp serve --http`: the caller's tenant, see
-   * src/remote/tenancy.ts); it may rewrite the input and context and filter the result.
+   * src/tenants/tenancy.ts); it may rewrite the input and context and filter the result.
    */
   gate?: OperationGate;
   /** The host-access policy itself, instead of one built from allowPaths (HTTP: no default root). */
@@ -61,7 +61,7 @@ export interface CreateServerOptions {
    * Where workspace_export may write (`pyro mcp serve --export-dir DIR`): a model's output
    * must lie strictly inside it (a relative one is resolved there). Default: `pyro-exports/`
    * under the directory the server was started in, created (0700) by the first export; none
-   * when that is `/`. See src/workspaces/export-policy.ts.
+   * when that is `/`. See src/project/export-policy.ts.
    */
   exportDir?: string;
   /** `--allow-export-overwrite`: an export with force may replace an existing path in the area. */

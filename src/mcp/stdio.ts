@@ -31,7 +31,7 @@ export interface ServeStdioOptions {
   /** `--secret-env`, `--secret-file`: secrets models may name; `--allow-secret-values`. */
   secrets?: OperatorSecrets;
   allowSecretValues?: boolean;
-  /** `--export-dir`, `--allow-export-overwrite`, `--allow-export-exec` (src/workspaces/export-policy.ts). */
+  /** `--export-dir`, `--allow-export-overwrite`, `--allow-export-exec` (src/project/export-policy.ts). */
   exportDir?: string;
   allowExportOverwrite?: boolean;
   allowExportExec?: boolean;

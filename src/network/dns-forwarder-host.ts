@@ -2,8 +2,8 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { packageRoot } from "../engines/static-binaries.js";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
+import { packageRoot } from "../util/static-binaries.js";
 import type { NetPlumbing } from "./nft.js";
 
 /** Machine-wide (like the namespaces): /run/pyro-net/<id>.dns.pid. */

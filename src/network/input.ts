@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import {
   type NetworkPolicy,
   type NetworkSpec,

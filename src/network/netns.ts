@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { withLock } from "../util/json-store.js";
 import { runCapture, which } from "../util/proc.js";
 import { ensureForwarder, stopForwarder } from "./dns-forwarder-host.js";

@@ -1,5 +1,5 @@
 import { isIPv4 } from "node:net";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * What a sandbox may reach (issue 13). `off`: loopback only. `egress`: outbound to public

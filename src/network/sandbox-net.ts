@@ -1,6 +1,6 @@
 import { join } from "node:path";
+import { PyroError } from "../core/errors.js";
 import type { NetworkInfo, SandboxHandle, SandboxSpec } from "../engines/types.js";
-import { PyroError } from "../errors.js";
 import { applyRules, setupNetwork, teardownNetwork } from "./netns.js";
 import type { NetPlumbing } from "./nft.js";
 import type { NetworkSpec } from "./policy.js";

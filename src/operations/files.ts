@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import * as z from "zod";
-import type { CallContext } from "../runtime/context.js";
+import type { CallContext } from "../sandbox/context.js";
 import { DIFF_LIMITS, diffWorkspace } from "../workspaces/diff.js";
 import { exportWorkspace } from "../workspaces/export.js";
 import { intentsDir } from "../workspaces/export-journal.js";

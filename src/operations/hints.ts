@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { type Hint, type HintPart, type PyroError, toPyroError } from "../errors.js";
+import { type Hint, type HintPart, type PyroError, toPyroError } from "../core/errors.js";
 import { OPERATIONS, type Operation } from "./table.js";
 
 /**

@@ -1,9 +1,9 @@
 import * as z from "zod";
-import { PyroError } from "../errors.js";
-import type { CallContext } from "../runtime/context.js";
+import { PyroError } from "../core/errors.js";
 import type { Runtime } from "../runtime/runtime.js";
+import type { CallContext } from "../sandbox/context.js";
+import { ensureFloor, unmaskDiskFull } from "../sandbox/host-space.js";
 import { redactOperation } from "../secrets/redact-op.js";
-import { ensureFloor, unmaskDiskFull } from "../workspaces/host-space.js";
 import { errorForFace, type Face } from "./hints.js";
 import { workspaceRefFields } from "./refs.js";
 import { unknownNames } from "./suggest.js";

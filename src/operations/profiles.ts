@@ -1,4 +1,4 @@
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { nearest } from "./suggest.js";
 import { OPERATIONS } from "./table.js";
 

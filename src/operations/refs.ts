@@ -5,7 +5,7 @@ import { workspaceId } from "./schemas.js";
  * Which input fields of an operation reference a workspace (an id or a name): those whose
  * schema is the shared `workspaceId`. Found from the schema, not from a list of operations
  * or field names, so an operation added later with such a field gets its names resolved
- * (invoke.ts, within the caller's tenant) and its ids checked (src/remote/tenancy.ts)
+ * (invoke.ts, within the caller's tenant) and its ids checked (src/tenants/tenancy.ts)
  * without anyone remembering to. A field that takes a workspace without this schema gets
  * no name resolution, so a name there fails checkId as malformed: closed, not open.
  */

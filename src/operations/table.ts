@@ -1,11 +1,11 @@
 import type * as z from "zod";
-import { PyroError } from "../errors.js";
-import { checkId } from "../ids.js";
+import { PyroError } from "../core/errors.js";
+import { checkId } from "../core/ids.js";
 import { ONESHOT_RETENTION, READ_LIMIT, readOutputPage } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
-import type { CallContext } from "../runtime/context.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import type { Runtime } from "../runtime/runtime.js";
+import type { CallContext } from "../sandbox/context.js";
 import { secretsFromFlags } from "../secrets/spec.js";
 import { FILE_OPERATIONS } from "./files.js";
 import { LIFECYCLE_OPERATIONS } from "./lifecycle.js";

@@ -1,9 +1,9 @@
 import { isUtf8 } from "node:buffer";
 import { promises as fsp, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
-import { isValidId } from "../ids.js";
-import type { PyroPaths } from "../paths.js";
+import { PyroError } from "../core/errors.js";
+import { isValidId } from "../core/ids.js";
+import type { PyroPaths } from "../core/paths.js";
 import { utf8CompleteLength } from "../util/proc.js";
 import type { OutputEncoding } from "./view.js";
 

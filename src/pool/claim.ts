@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { writeExpirySync } from "../engines/expiry.js";
 import type { SandboxHandle } from "../engines/types.js";
-import { spawnDetached } from "../runtime/reap-schedule.js";
+import { spawnDetached } from "../sandbox/reap-schedule.js";
 import { pidAlive } from "../util/proc.js";
 import { claimedName, type PoolKey, poolKeyId } from "./config.js";
 

@@ -1,4 +1,4 @@
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * The warm pool's settings, from the environment (no config file: the CLI, SDK and MCP

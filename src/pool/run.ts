@@ -1,3 +1,4 @@
+import { displayCommand, toArgv } from "../core/command.js";
 import { IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine } from "../engines/types.js";
@@ -6,8 +7,7 @@ import type { EnsuredEnvironment } from "../environments/store.js";
 import type { RunInputT, RunResultT } from "../operations/schemas.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
-import { displayCommand, toArgv } from "../runtime/command.js";
-import type { CallContext, RuntimeDeps } from "../runtime/context.js";
+import type { CallContext, RuntimeDeps } from "../sandbox/context.js";
 import { WarmPool } from "./pool.js";
 
 /** Run fields a pooled sandbox serves as well as a fresh one (the key, and per-command ones). */

@@ -1,12 +1,12 @@
 import { mkdir, readdir, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { newId } from "../core/ids.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
-import { newId } from "../ids.js";
+import { createDisk, removeWorkspaceDir } from "../sandbox/disk.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive } from "../util/proc.js";
-import { createDisk, removeWorkspaceDir } from "../workspaces/disk.js";
 import type { PoolKey } from "./config.js";
 
 /**

@@ -4,8 +4,8 @@ import { existsSync } from "node:fs";
 import { lstat, mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import * as tar from "tar";
-import { PyroError } from "../errors.js";
-import type { SourceInfo } from "../workspaces/archive.js";
+import { PyroError } from "../core/errors.js";
+import type { SourceInfo } from "./archive.js";
 
 /**
  * Project-aware start: the project an MCP server was started for (a git checkout it was

@@ -1,8 +1,8 @@
 import { readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
+import { VERSION } from "../core/version.js";
 import type { Operation } from "../operations/table.js";
-import { VERSION } from "../version.js";
 
 /**
  * The client side of `pyro mcp serve --http`, for the SDK (`new Pyro({ url, token })`) and

@@ -12,17 +12,17 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createMcpHandler, type McpHttpHandler } from "@modelcontextprotocol/server";
-import { diskFullFrom, isPyroError, PyroError } from "../errors.js";
-import { hostAccessPolicy } from "../host-paths.js";
+import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
+import { hostAccessPolicy } from "../core/host-paths.js";
+import { VERSION } from "../core/version.js";
 import { createServer } from "../mcp/server.js";
 import { parseProfile } from "../operations/profiles.js";
+import { serverExportPolicy } from "../project/export-policy.js";
 import { Runtime } from "../runtime/runtime.js";
-import { VERSION } from "../version.js";
-import { serverExportPolicy } from "../workspaces/export-policy.js";
+import { TenantGate } from "../tenants/tenancy.js";
+import { type Tenant, TokenStore } from "../tenants/tokens.js";
+import { TransferStore } from "../tenants/transfers.js";
 import { originGuard } from "./origin.js";
-import { TenantGate } from "./tenancy.js";
-import { type Tenant, TokenStore } from "./tokens.js";
-import { TransferStore } from "./transfers.js";
 
 /**
  * `pyro mcp serve --http [HOST:]PORT`: the same MCP server as stdio (same profiles, tools
@@ -55,7 +55,7 @@ export interface HttpServeOptions {
   /**
    * Server directory exports may write into (`--export-dir`), one subdirectory per token;
    * default none: clients export with output "download:". Same rules as on stdio
-   * (src/workspaces/export-policy.ts), with `allowExportOverwrite` / `allowExportExec`.
+   * (src/project/export-policy.ts), with `allowExportOverwrite` / `allowExportExec`.
    */
   exportDir?: string;
   allowExportOverwrite?: boolean;

@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * DNS-rebinding and cross-site protection for `pyro mcp serve --http`, as the MCP Streamable

@@ -1,11 +1,11 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
+import { VERSION } from "../core/version.js";
 import type { PrepareInputT, PrepareResultT } from "../operations/schemas.js";
 import { RunInput } from "../operations/schemas.js";
+import type { CallContext } from "../sandbox/context.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
-import { VERSION } from "../version.js";
-import type { CallContext } from "./context.js";
 import type { Runtime } from "./runtime.js";
 
 /**

@@ -1,13 +1,13 @@
 import { resolve } from "node:path";
+import { type PyroPaths, resolvePaths } from "../core/paths.js";
 import { EnvironmentStore } from "../environments/store.js";
-import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WarmPool } from "../pool/pool.js";
+import type { CallContext, RuntimeDeps } from "../sandbox/context.js";
+import { ensurePrivateDir } from "../sandbox/private-dir.js";
+import { claimReap, reapIntervalMs, spawnDetached } from "../sandbox/reap-schedule.js";
+import { VmManager } from "../vms/manager.js";
 import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
-import type { CallContext, RuntimeDeps } from "./context.js";
-import { ensurePrivateDir } from "./private-dir.js";
-import { claimReap, reapIntervalMs, spawnDetached } from "./reap-schedule.js";
-import { VmManager } from "./vms.js";
 
 export interface RuntimeOptions {
   env?: NodeJS.ProcessEnv;
@@ -64,7 +64,7 @@ export class Runtime {
   /**
    * Expired sandboxes are reaped by later calls (no daemon needed). Workspaces, which can be
    * hundreds, and the warm pool's stale sandboxes: at most once per interval for the whole
-   * state dir, and never on the calling operation's path (runtime/reap-schedule.ts).
+   * state dir, and never on the calling operation's path (sandbox/reap-schedule.ts).
    */
   /**
    * The state dir as pyro needs it (a private directory of this user's, made when missing):

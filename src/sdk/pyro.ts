@@ -1,5 +1,5 @@
 import type * as z from "zod";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import type * as F from "../operations/files.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
@@ -10,8 +10,8 @@ import type * as Snap from "../operations/snapshots.js";
 import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import { RemoteClient, type RemoteOptions } from "../remote/client.js";
-import type { Progress } from "../runtime/context.js";
 import { Runtime, type RuntimeOptions } from "../runtime/runtime.js";
+import type { Progress } from "../sandbox/context.js";
 import {
   followServiceLog,
   type ServiceInfo,

@@ -1,5 +1,5 @@
+import { PyroError, toPyroError } from "../core/errors.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
-import { PyroError, toPyroError } from "../errors.js";
 import type { SecretValue } from "./redactor.js";
 import { SECRETS_DIR } from "./spec.js";
 

@@ -1,5 +1,5 @@
+import { isPyroError, PyroError } from "../core/errors.js";
 import type { ExecOutcome } from "../engines/types.js";
-import { isPyroError, PyroError } from "../errors.js";
 import { redactDeep, redactText, type SecretValue, StreamRedactor } from "./redactor.js";
 
 /**

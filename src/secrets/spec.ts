@@ -2,8 +2,8 @@ import { statSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import * as z from "zod";
-import { PyroError } from "../errors.js";
-import { type HostPathContext, resolveHostPath } from "../host-paths.js";
+import { PyroError } from "../core/errors.js";
+import { type HostPathContext, resolveHostPath } from "../core/host-paths.js";
 import { MIN_SECRET_BYTES, type SecretValue } from "./redactor.js";
 
 /**

@@ -1,5 +1,5 @@
 import { chmod, rename, rm } from "node:fs/promises";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { runCapture, which } from "./proc.js";
 
 /**

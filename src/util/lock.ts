@@ -25,7 +25,7 @@ import { currentOwner, type Owner, ownerAlive } from "./owner.js";
  * an unlink: only a process killed inside a takeover and two others racing within
  * microseconds of each other could both pass it.)
  *
- * As with the owners records keep (runtime/owner.ts), every pyro process sharing a state dir
+ * As with the owners records keep (sandbox/owner.ts), every pyro process sharing a state dir
  * must see the others' pids: one in another pid namespace would look dead.
  */
 

@@ -2,10 +2,10 @@ import { lstat, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { x as tarExtract } from "tar";
+import { PyroError } from "../core/errors.js";
 import type { EngineName } from "../engines/types.js";
-import { PyroError } from "../errors.js";
+import { stripSetIdBits } from "../project/archive.js";
 import { runCapture } from "../util/proc.js";
-import { stripSetIdBits } from "./archive.js";
 
 /**
  * The baseline: the tree /workspace was seeded with, which `workspace diff` and

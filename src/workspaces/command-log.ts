@@ -7,7 +7,7 @@ import type { CommandLogEntryT, LastCommand } from "../operations/schemas.js";
 import { commandFields } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { workspaceOutputId, workspaceOutputPath } from "../output/store.js";
-import type { RecordStore } from "../runtime/record-store.js";
+import type { RecordStore } from "../sandbox/record-store.js";
 import { writeJsonAtomic } from "../util/json-store.js";
 
 /**

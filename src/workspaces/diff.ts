@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Parser } from "tar";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { runCapture } from "../util/proc.js";
 import { baselineRecordedAt } from "./baseline.js";
 import { isText, parseFindEntries } from "./files.js";

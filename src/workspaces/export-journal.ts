@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { currentOwner, type Owner, ownerAlive } from "../runtime/owner.js";
+import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
 
 /**
  * Intent records for exports, so that a pyro killed mid-export (kill -9, a closed terminal)

@@ -3,11 +3,11 @@ import { appendFile, chmod, lstat, mkdir, open, readdir, rename, rm, symlink } f
 import { dirname, join, posix, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { c as tarCreate } from "tar";
-import { PyroError } from "../errors.js";
-import { type HostPathContext, resolveHostPath } from "../host-paths.js";
+import { PyroError } from "../core/errors.js";
+import { type HostPathContext, resolveHostPath } from "../core/host-paths.js";
+import { type ExportPolicy, resolveExportTarget } from "../project/export-policy.js";
 import { computeDiff, fetchFiles, parseTar, type TarItem } from "./diff.js";
 import { exportNames, recordIntent, recoverExports } from "./export-journal.js";
-import { type ExportPolicy, resolveExportTarget } from "./export-policy.js";
 import { GUEST_EXIT, type Guest, guestRefusal, relToWorkspace, stdoutBytes, workspacePath } from "./guest.js";
 
 /**

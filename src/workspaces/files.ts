@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import {
   GUEST_EXIT,
   type Guest,

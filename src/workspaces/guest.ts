@@ -1,7 +1,7 @@
 import { posix } from "node:path";
+import { PyroError, toPyroError } from "../core/errors.js";
 import { INIT_IN_GUEST } from "../engines/gvisor/bundle.js";
 import type { Engine, ExecOutcome, SandboxHandle } from "../engines/types.js";
-import { PyroError, toPyroError } from "../errors.js";
 
 /**
  * File operations run INSIDE the sandbox, with the guest's own shell and coreutils, through

@@ -1,12 +1,12 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { PyroError, toPyroError } from "../core/errors.js";
+import { checkId } from "../core/ids.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
-import { PyroError, toPyroError } from "../errors.js";
-import { checkId } from "../ids.js";
-import { currentOwner, type Owner, ownerAlive } from "../runtime/owner.js";
-import type { RecordStore } from "../runtime/record-store.js";
-import { asHandle } from "../runtime/sandbox-record.js";
-import { diskFault, ensureDiskMounted } from "./disk.js";
+import { diskFault, ensureDiskMounted } from "../sandbox/disk.js";
+import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
+import type { RecordStore } from "../sandbox/record-store.js";
+import { asHandle } from "../sandbox/sandbox-record.js";
 
 /**
  * Workspace lifecycle: stop/start (the sandbox ends and a fresh one starts on the same

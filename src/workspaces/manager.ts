@@ -1,12 +1,14 @@
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
+import { displayCommand, toArgv } from "../core/command.js";
+import { PyroError, toPyroError } from "../core/errors.js";
+import { resolveHostPath } from "../core/host-paths.js";
+import { checkId, isValidId, newId } from "../core/ids.js";
 import { resultNotes } from "../engines/notes.js";
+import { allEngines, engineByName, selectEngine } from "../engines/select.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
-import { PyroError, toPyroError } from "../errors.js";
-import { resolveHostPath } from "../host-paths.js";
-import { checkId, isValidId, newId } from "../ids.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput, networkUpdate } from "../network/input.js";
 import { legacyNetwork } from "../network/policy.js";
@@ -31,26 +33,33 @@ import type { StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import { outputFields, snapshotOf } from "../output/view.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
+import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "../project/archive.js";
 import type { ProjectSeed } from "../project/source.js";
-import { displayCommand, toArgv } from "../runtime/command.js";
-import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../runtime/context.js";
-import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
-import { currentOwner, ownerAlive } from "../runtime/owner.js";
-import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../runtime/record-store.js";
+import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../sandbox/context.js";
+import {
+  createDisk,
+  DISK_FAULT_WAY_OUT,
+  diskFault,
+  isMounted,
+  removeDisk,
+  removeWorkspaceDir,
+} from "../sandbox/disk.js";
+import { ensureCreateSpace, hostSpace } from "../sandbox/host-space.js";
+import { currentOwner, ownerAlive } from "../sandbox/owner.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../sandbox/record-store.js";
 import {
   asHandle,
   HandleSchema,
   handleProblem,
   OwnerSchema,
   removeRecordSandbox,
-} from "../runtime/sandbox-record.js";
+} from "../sandbox/sandbox-record.js";
 import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
 import { SecretRecordSchema, secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
 import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
-import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
 import {
   appendCommandLog,
@@ -65,17 +74,8 @@ import {
   type StoredLogEntry,
   startCommand,
 } from "./command-log.js";
-import {
-  createDisk,
-  DISK_FAULT_WAY_OUT,
-  diskFault,
-  isMounted,
-  removeDisk,
-  removeWorkspaceDir,
-} from "./disk.js";
 import { pushDestination } from "./files.js";
 import { Guest, relToWorkspace } from "./guest.js";
-import { ensureCreateSpace, hostSpace } from "./host-space.js";
 import {
   interruptedTransition,
   type LifecycleOutcome,
@@ -346,7 +346,7 @@ export class WorkspaceManager {
    * tenant's workspaces only, so another tenant's name is "no workspace named …" exactly like
    * an unknown one. `tenant` is a required parameter so no caller can forget it. Anything
    * that is not a name comes back unchanged, for checkId to refuse (and ids are checked
-   * against the tenant by src/remote/tenancy.ts).
+   * against the tenant by src/tenants/tenancy.ts).
    */
   async resolveId(idOrName: string, tenant: string | undefined): Promise<string> {
     if (isValidId("ws", idOrName) || !looksLikeName(idOrName)) return idOrName;

@@ -1,4 +1,4 @@
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * Workspace names and labels (discovery). A name is unique among one tenant's workspaces in

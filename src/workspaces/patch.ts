@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import {
   commitStaged,
   discardStaged,

@@ -19,7 +19,7 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 
 /**

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { lchown, mkdir, open, readdir, realpath, rm } from "node:fs/promises";
 import { join, posix } from "node:path";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 /**
  * The host side of one `init supervise` process (guest/sandbox-init.c): a shell or a service

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import type { Readable } from "node:stream";
 import { create as tarCreate } from "tar";
-import { ensureStaticBinary, SANDBOX_INIT } from "../engines/static-binaries.js";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
+import { ensureStaticBinary, SANDBOX_INIT } from "../util/static-binaries.js";
 import type { AttachedWorkspace } from "./manager.js";
 import { type OutputChunk, SupervisedDir, type SupervisorFiles } from "./supervised.js";
 

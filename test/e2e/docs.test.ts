@@ -256,7 +256,7 @@ describe("docs/public-contract.md matches the code", () => {
   });
 
   test("error codes (both directions) and a troubleshooting entry for each", async () => {
-    const src = await read("src/errors.ts");
+    const src = await read("src/core/errors.ts");
     const union = src.match(/export type ErrorCode =([^;]+);/)?.[1] ?? "";
     const codes = sorted([...union.matchAll(/"([a-z_]+)"/g)].map((m) => m[1]!));
     assert.ok(codes.length > 5);

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { resolvePaths } from "../../src/core/paths.js";
 import { Pyro, PyroError } from "../../src/index.js";
-import { resolvePaths } from "../../src/paths.js";
 import {
   CLI,
   gvisorSkipReason,

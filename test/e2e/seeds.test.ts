@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ARCHIVE_LIMITS } from "../../src/workspaces/archive.js";
+import { ARCHIVE_LIMITS } from "../../src/project/archive.js";
 import {
   CLI,
   REPO,

@@ -3,7 +3,7 @@ import { chmod, mkdir, readFile, rm, stat, symlink, writeFile } from "node:fs/pr
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import {
   ARCHIVE_LIMITS,
   archiveProblem,
@@ -13,7 +13,7 @@ import {
   importIntoFreshDir,
   scanDirectory,
   validateArchive,
-} from "../../src/workspaces/archive.js";
+} from "../../src/project/archive.js";
 import { resolveWorkspaceDest } from "../../src/workspaces/manager.js";
 import { tempDir } from "../helpers.js";
 import { bigZeroTarGz, makeTar, type TarEntry } from "../tar-fixtures.js";

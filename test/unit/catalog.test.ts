@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { PyroError } from "../../src/core/errors.js";
 import {
   CATALOG,
   DEFAULT_ENVIRONMENT,
@@ -8,7 +9,6 @@ import {
   knownEnvironmentNames,
   recipeDigest,
 } from "../../src/environments/catalog.js";
-import { PyroError } from "../../src/errors.js";
 
 test("the catalog has the contract's three environments, debian:12 the default", () => {
   assert.deepEqual(knownEnvironmentNames(), ["debian:12", "debian:12-base", "debian:12-build"]);

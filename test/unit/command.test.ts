@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { test } from "node:test";
-import { displayCommand, shellQuote, toArgv } from "../../src/runtime/command.js";
+import { displayCommand, shellQuote, toArgv } from "../../src/core/command.js";
 
 test("a string command runs through /bin/sh -c", () => {
   assert.deepEqual(toArgv("echo hi | wc -c"), ["/bin/sh", "-c", "echo hi | wc -c"]);

@@ -15,9 +15,9 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
+import { resolveExportTarget, serverExportPolicy } from "../../src/project/export-policy.js";
 import { exportNames, recordIntent, recoverExports } from "../../src/workspaces/export-journal.js";
-import { resolveExportTarget, serverExportPolicy } from "../../src/workspaces/export-policy.js";
 import { tempDir } from "../helpers.js";
 
 function rejects(code: string, re: RegExp) {

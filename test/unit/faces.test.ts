@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type Hint, PyroError } from "../../src/errors.js";
+import { type Hint, PyroError } from "../../src/core/errors.js";
 import { errorForFace, renderHint } from "../../src/operations/hints.js";
 import { describeIssues, strictInput } from "../../src/operations/invoke.js";
 import * as S from "../../src/operations/schemas.js";

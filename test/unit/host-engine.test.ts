@@ -5,8 +5,8 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { c as tarCreate } from "tar";
+import { toArgv } from "../../src/core/command.js";
 import { HostEngine } from "../../src/engines/host/engine.js";
-import { toArgv } from "../../src/runtime/command.js";
 import { tempDir } from "../helpers.js";
 
 /** The unisolated fallback (--allow-host-compat) maps guest paths onto host directories. */

@@ -13,10 +13,10 @@ import {
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
+import { VERSION } from "../../src/core/version.js";
 import { CLIENT_SPECS, CLIENTS, type ClientName, type Launch, type Where } from "../../src/host/clients.js";
 import { connect, doctor, mergedConfig, repair, serverLaunch } from "../../src/host/onramps.js";
 import { readTomlServer, writeTomlServer } from "../../src/host/toml.js";
-import { VERSION } from "../../src/version.js";
 import { codexTable, SHAPES } from "../fixtures/host-configs/shapes.js";
 import { REPO, tempDir } from "../helpers.js";
 

@@ -2,14 +2,14 @@ import assert from "node:assert/strict";
 import { mkdir, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import {
   defaultMcpPolicy,
   type HostAccessPolicy,
   hostAccessPolicy,
   isUnder,
   resolveHostPath,
-} from "../../src/host-paths.js";
+} from "../../src/core/host-paths.js";
 import { serverHostPolicy } from "../../src/mcp/server.js";
 import { tempDir } from "../helpers.js";
 

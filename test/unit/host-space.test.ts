@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { diskFullFrom, toPyroError } from "../../src/errors.js";
-import { ensureHostSpace, floorMib, hostSpace, overcommitAllowed } from "../../src/workspaces/host-space.js";
+import { diskFullFrom, toPyroError } from "../../src/core/errors.js";
+import { ensureHostSpace, floorMib, hostSpace, overcommitAllowed } from "../../src/sandbox/host-space.js";
 
 /** The free-space rules of a full host disk (host-space.ts) and the last-resort ENOSPC mapping. */
 describe("host space", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PyroError } from "../../src/errors.js";
-import { checkId, isValidId, newId } from "../../src/ids.js";
+import { PyroError } from "../../src/core/errors.js";
+import { checkId, isValidId, newId } from "../../src/core/ids.js";
 import { renderHint } from "../../src/operations/hints.js";
 
 test("newId makes well-formed, distinct ids of each kind", () => {

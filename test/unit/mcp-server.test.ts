@@ -4,7 +4,7 @@ import { after, test } from "node:test";
 import { Client } from "@modelcontextprotocol/client";
 import { InMemoryTransport, type ServerContext } from "@modelcontextprotocol/server";
 import * as z from "zod";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import { progressReporter } from "../../src/mcp/progress.js";
 import { renderError, renderExec, renderResult } from "../../src/mcp/render.js";
 import {

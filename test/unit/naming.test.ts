@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as z from "zod";
 import { cliFieldName } from "../../src/cli/commands.js";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import { checkLabels, checkName, labelsMatch, looksLikeName } from "../../src/workspaces/naming.js";
 
 test("names: letters, digits, . _ -, at most 63, never ws_…; empty clears", () => {

@@ -4,12 +4,12 @@ import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { PyroError } from "../../src/core/errors.js";
 import { checkLayerOrder, type LayerFacts, LayerScanner } from "../../src/environments/layer-scan.js";
 import { looksLikeImageRef, parseOciRef, registryScheme } from "../../src/environments/oci-ref.js";
 import { loadRecipe, userRecipeDigest } from "../../src/environments/recipe.js";
 import { dockerCredentials, ociArch, parseChallenge } from "../../src/environments/registry.js";
 import { envListToRecord, mkdirInRootfs, resolveUser } from "../../src/environments/runtime-config.js";
-import { PyroError } from "../../src/errors.js";
 import { tempDir } from "../helpers.js";
 import { layerTar } from "../oci-fixtures.js";
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { resolvePaths } from "../../src/core/paths.js";
 import { CommandRecorder, LatestLine, StreamRecorder } from "../../src/output/recorder.js";
 import { outputPath, readOutputPage } from "../../src/output/store.js";
 import {
@@ -11,7 +12,6 @@ import {
   splitBudget,
   streamView,
 } from "../../src/output/view.js";
-import { resolvePaths } from "../../src/paths.js";
 import { tempDir } from "../helpers.js";
 
 const dirs: string[] = [];

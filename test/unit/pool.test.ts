@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import {
   claimedName,
   formatPoolKey,

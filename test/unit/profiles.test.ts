@@ -3,7 +3,7 @@ import { rm } from "node:fs/promises";
 import { after, test } from "node:test";
 import { Client } from "@modelcontextprotocol/client";
 import { InMemoryTransport } from "@modelcontextprotocol/server";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import { createServer } from "../../src/mcp/server.js";
 import { errorForFace } from "../../src/operations/hints.js";
 import {

@@ -7,7 +7,7 @@ import { buildCpio } from "../../src/engines/guest-image/cpio.js";
 import { imageSizeBytes, rootImageDigest } from "../../src/engines/guest-image/image.js";
 import { INIT_SCRIPT } from "../../src/engines/guest-image/initramfs.js";
 import { modinfoDepends, moduleName, resolveModules } from "../../src/engines/guest-image/kernel.js";
-import { isStaticElf } from "../../src/engines/static-binaries.js";
+import { isStaticElf } from "../../src/util/static-binaries.js";
 import { tempDir } from "../helpers.js";
 
 /** A reader for the newc records buildCpio writes (what the kernel's unpacker checks). */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { stat } from "node:fs/promises";
 import { test } from "node:test";
-import { claimReap, reapDue, reapIntervalMs, reapStampPath } from "../../src/runtime/reap-schedule.js";
+import { claimReap, reapDue, reapIntervalMs, reapStampPath } from "../../src/sandbox/reap-schedule.js";
 import { tempDir } from "../helpers.js";
 
 test("reapDue: only once the stamp is an interval old (or from the future)", () => {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { after, before, test } from "node:test";
-import { PyroError } from "../../src/errors.js";
-import { newId } from "../../src/ids.js";
-import { RecordStore } from "../../src/runtime/record-store.js";
+import { PyroError } from "../../src/core/errors.js";
+import { newId } from "../../src/core/ids.js";
+import { RecordStore } from "../../src/sandbox/record-store.js";
 import { acquireLock } from "../../src/util/lock.js";
 import { tempDir } from "../helpers.js";
 

@@ -6,8 +6,8 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { Pyro, type PyroError } from "../../src/index.js";
 import { parseListen, startHttpServer } from "../../src/remote/http.js";
 import { originGuard, parseAllowedHost, parseAllowedOrigin } from "../../src/remote/origin.js";
-import { TokenStore } from "../../src/remote/tokens.js";
 import { Runtime } from "../../src/runtime/runtime.js";
+import { TokenStore } from "../../src/tenants/tokens.js";
 import { tempDir } from "../helpers.js";
 
 /** In-process checks of the HTTP layer and the token store: no engine, no sandbox. */
@@ -332,8 +332,8 @@ test("HTTP with --tls-cert/--tls-key: HTTPS with the given certificate; one with
 
 test("git seeds over HTTP: off unless --allow-repo-seeds, then https only (no file://, no credentials)", async () => {
   const rt = await runtime();
-  const { TenantGate } = await import("../../src/remote/tenancy.js");
-  const { TransferStore } = await import("../../src/remote/transfers.js");
+  const { TenantGate } = await import("../../src/tenants/tenancy.js");
+  const { TransferStore } = await import("../../src/tenants/transfers.js");
   const { getOperation } = await import("../../src/operations/table.js");
   const transfers = new TransferStore(`${rt.paths.stateDir}/remote`);
   const tenant = {

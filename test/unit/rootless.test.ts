@@ -4,14 +4,14 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { PyroError } from "../../src/core/errors.js";
+import { resolvePaths } from "../../src/core/paths.js";
 import { checkRootless, subordinateIds } from "../../src/doctor/rootless.js";
 import { buildOciConfig, useRootfsImage } from "../../src/engines/gvisor/bundle.js";
 import { rootfsSource } from "../../src/engines/gvisor/rootfs.js";
 import { globalFlags } from "../../src/engines/gvisor/runsc.js";
 import { entryDirName, findRecipe, recipeDigest } from "../../src/environments/catalog.js";
 import { EnvironmentStore } from "../../src/environments/store.js";
-import { PyroError } from "../../src/errors.js";
-import { resolvePaths } from "../../src/paths.js";
 import { findMkfsErofs, rootfsImagePath } from "../../src/util/erofs.js";
 
 const dirs: string[] = [];

@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { PyroError } from "../../src/errors.js";
+import { PyroError } from "../../src/core/errors.js";
 import { secretsTar, withSecretEnv } from "../../src/secrets/guest.js";
 import { parseSecretEnv, resolveSecrets, secretPolicy, secretsFromFlags } from "../../src/secrets/spec.js";
 import { tempDir } from "../helpers.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { PyroError } from "../../src/core/errors.js";
 import { GvisorEngine } from "../../src/engines/gvisor/engine.js";
-import { PyroError } from "../../src/errors.js";
 import { networkFromInput } from "../../src/network/input.js";
 import { WorkspaceCreateInput } from "../../src/operations/schemas.js";
 import { formatPoolKey, keyFor, parsePoolKey, poolConfig, poolKeyId } from "../../src/pool/config.js";

@@ -3,8 +3,8 @@ import { access, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/pr
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
-import { PyroError, toPyroError } from "../../errors.js";
-import type { PyroPaths } from "../../paths.js";
+import { PyroError, toPyroError } from "../../core/errors.js";
+import type { PyroPaths } from "../../core/paths.js";
 import { readJson, withLock, writeJsonAtomic } from "../../util/json-store.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, which } from "../../util/proc.js";
 import { ensureRootImage } from "../guest-image/image.js";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 import { readJson, withLock } from "../../util/json-store.js";
 import { runCapture, which } from "../../util/proc.js";
 

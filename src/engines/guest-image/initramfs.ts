@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { PyroError } from "../../errors.js";
-import { ensureStaticBinary, readStaticBinary } from "../static-binaries.js";
+import { PyroError } from "../../core/errors.js";
+import { ensureStaticBinary, readStaticBinary } from "../../util/static-binaries.js";
 import { buildCpio, type CpioEntry } from "./cpio.js";
 import { type GuestKernel, resolveModules } from "./kernel.js";
 

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 import { readJson, withLock, writeJsonAtomic } from "../../util/json-store.js";
 import { runCapture, runChecked, which } from "../../util/proc.js";
 

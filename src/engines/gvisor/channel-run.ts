@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 import { execOutcome } from "../outcome.js";
 import type { ExecOutcome, ExecRequest, SandboxHandle } from "../types.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "./bundle.js";

@@ -3,7 +3,8 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
-import { PyroError } from "../../errors.js";
+import { EXEC_WRAPPER } from "../../core/command.js";
+import { PyroError } from "../../core/errors.js";
 import { networkExists } from "../../network/netns.js";
 import type { NetworkSpec } from "../../network/policy.js";
 import {
@@ -12,12 +13,11 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
-import { EXEC_WRAPPER } from "../../runtime/command.js";
 import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
+import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
 import { runProbeCommand } from "../probe-run.js";
-import { ensureStaticBinary, SANDBOX_INIT } from "../static-binaries.js";
 import type {
   DetachedRequest,
   Engine,

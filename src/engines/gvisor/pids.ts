@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 
 /**
  * The process limit of a gVisor sandbox (a fork bomb's bound). Two layers, measured on this

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 import { buildErofsImage, findMkfsErofs, MKFS_EROFS_HINT, rootfsImagePath } from "../../util/erofs.js";
 
 /** What a sandbox boots from: the environment's EROFS image when there is one, else its directory. */

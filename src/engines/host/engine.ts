@@ -2,7 +2,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { x as untar } from "tar";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 import { runCapture } from "../../util/proc.js";
 import { execOutcome } from "../outcome.js";
 import type {

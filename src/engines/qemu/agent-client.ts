@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import type { Duplex, Readable } from "node:stream";
-import { PyroError } from "../../errors.js";
+import { PyroError } from "../../core/errors.js";
 import {
   encodeExec,
   encodeFrame,

@@ -4,7 +4,8 @@ import { appendFile, copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
-import { PyroError, toPyroError } from "../../errors.js";
+import { PyroError, toPyroError } from "../../core/errors.js";
+import type { PyroPaths } from "../../core/paths.js";
 import { netNames, networkExists } from "../../network/netns.js";
 import type { NetworkSpec } from "../../network/policy.js";
 import {
@@ -13,15 +14,14 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
-import type { PyroPaths } from "../../paths.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, sandboxProcessEnv } from "../../util/proc.js";
+import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import { ensureAgentBinary, ensureInitramfs, findBusybox } from "../guest-image/initramfs.js";
 import { ensureGuestKernel, findGuestKernel, type GuestKernel, KERNEL_HINT } from "../guest-image/kernel.js";
 import { runProbeCommand } from "../probe-run.js";
-import { ensureStaticBinary, SANDBOX_INIT } from "../static-binaries.js";
 import type {
   Engine,
   ExecOutcome,

@@ -1,4 +1,4 @@
-import type { PyroPaths } from "../../paths.js";
+import type { PyroPaths } from "../../core/paths.js";
 import { chooseAccel, findQemu, findQemuImg } from "./probe.js";
 
 /**

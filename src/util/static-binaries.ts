@@ -3,8 +3,8 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PyroError } from "../errors.js";
-import { runCapture, which } from "../util/proc.js";
+import { PyroError } from "../core/errors.js";
+import { runCapture, which } from "./proc.js";
 
 /**
  * The static helper programs pyro puts inside sandboxes (the microVM agent, gVisor's

@@ -1,6 +1,6 @@
 import { lstatSync, type Stats } from "node:fs";
 import { chmod, lstat, mkdir, readlink } from "node:fs/promises";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 
 const HINT =
   "point PYRO_STATE_DIR (or PYRO_HOME) at a directory you own, or unset it for the default ~/.local/state/pyro-mcp";

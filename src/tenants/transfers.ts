@@ -4,7 +4,7 @@ import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { TOKEN_ID_RE } from "./tokens.js";
 
 /**

@@ -1,5 +1,5 @@
-import type { WorkspaceManager } from "../workspaces/manager.js";
-import { type PublishedPort, parsePublish } from "./policy.js";
+import { type PublishedPort, parsePublish } from "../network/policy.js";
+import type { WorkspaceManager } from "./manager.js";
 
 /**
  * `service start --publish`: the ports join the workspace's published ports (the same nft

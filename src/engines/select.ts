@@ -1,12 +1,12 @@
-import { FirecrackerEngine, firecrackerQuickAvailable } from "../engines/firecracker/engine.js";
-import { GvisorEngine } from "../engines/gvisor/engine.js";
-import { findRunsc } from "../engines/gvisor/runsc.js";
-import { HostEngine } from "../engines/host/engine.js";
-import { QemuEngine } from "../engines/qemu/engine.js";
-import { qemuQuickAvailable } from "../engines/qemu/select.js";
-import type { Engine, EngineName } from "../engines/types.js";
-import { type Hint, PyroError } from "../errors.js";
-import type { PyroPaths } from "../paths.js";
+import { type Hint, PyroError } from "../core/errors.js";
+import type { PyroPaths } from "../core/paths.js";
+import { FirecrackerEngine, firecrackerQuickAvailable } from "./firecracker/engine.js";
+import { GvisorEngine } from "./gvisor/engine.js";
+import { findRunsc } from "./gvisor/runsc.js";
+import { HostEngine } from "./host/engine.js";
+import { QemuEngine } from "./qemu/engine.js";
+import { qemuQuickAvailable } from "./qemu/select.js";
+import type { Engine, EngineName } from "./types.js";
 
 /**
  * Which engine runs a sandbox. Preference: firecracker → qemu (KVM) → gvisor → qemu (TCG);

@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { isDiskFullErrno, PyroError } from "../errors.js";
+import { isDiskFullErrno, PyroError } from "../core/errors.js";
 import { runCapture, which } from "../util/proc.js";
 import { removeTree } from "../util/remove-tree.js";
 import { ensureHostSpace, hostSpace, overcommitAllowed } from "./host-space.js";

@@ -1,11 +1,13 @@
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
+import { displayCommand, toArgv } from "../core/command.js";
+import { PyroError, toPyroError } from "../core/errors.js";
+import { checkId, newId } from "../core/ids.js";
 import { resultNotes } from "../engines/notes.js";
+import { allEngines, engineByName, selectEngine } from "../engines/select.js";
 import type { Engine, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
-import { PyroError, toPyroError } from "../errors.js";
-import { checkId, newId } from "../ids.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput } from "../network/input.js";
 import { NetworkSpecRecord } from "../network/schemas.js";
@@ -21,14 +23,18 @@ import { commandFields, finishRecording, streamInto } from "../output/command.js
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { runFromPool } from "../pool/run.js";
+import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../sandbox/context.js";
+import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../sandbox/record-store.js";
+import {
+  asHandle,
+  HandleSchema,
+  handleProblem,
+  OwnerSchema,
+  removeRecordSandbox,
+} from "../sandbox/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { removeTree } from "../util/remove-tree.js";
-import { displayCommand, toArgv } from "./command.js";
-import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "./context.js";
-import { allEngines, engineByName, selectEngine } from "./engine-select.js";
-import { currentOwner, type Owner, ownerAlive } from "./owner.js";
-import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "./record-store.js";
-import { asHandle, HandleSchema, handleProblem, OwnerSchema, removeRecordSandbox } from "./sandbox-record.js";
 
 /** Validated on every load; `starting` carries the owner so an interrupted start is found. */
 const VmRecordSchema = z.looseObject({

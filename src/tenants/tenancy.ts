@@ -1,13 +1,13 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
-import { type HostAccessPolicy, hostAccessPolicy } from "../host-paths.js";
+import { PyroError } from "../core/errors.js";
+import { type HostAccessPolicy, hostAccessPolicy } from "../core/host-paths.js";
 import { workspaceRefFields } from "../operations/refs.js";
 import type { Operation } from "../operations/table.js";
+import { narrowExportArea } from "../project/export-policy.js";
 import { projectSeeder, resolveProject } from "../project/source.js";
-import type { CallContext } from "../runtime/context.js";
 import type { Runtime } from "../runtime/runtime.js";
-import { narrowExportArea } from "../workspaces/export-policy.js";
+import type { CallContext } from "../sandbox/context.js";
 import type { Tenant } from "./tokens.js";
 import type { TransferStore } from "./transfers.js";
 

@@ -5,7 +5,7 @@ import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { c as tarCreate, t as tarList } from "tar";
-import { PyroError } from "../errors.js";
+import { PyroError } from "../core/errors.js";
 import { runCapture } from "../util/proc.js";
 import { clearSetIdArgs } from "../util/set-id.js";
 

@@ -1,9 +1,9 @@
+import type { HostAccessPolicy } from "../core/host-paths.js";
+import type { PyroPaths } from "../core/paths.js";
 import type { EnvironmentStore } from "../environments/store.js";
-import type { HostAccessPolicy } from "../host-paths.js";
-import type { PyroPaths } from "../paths.js";
+import type { ExportPolicy } from "../project/export-policy.js";
 import type { ProjectSeeder } from "../project/source.js";
 import type { SecretPolicy } from "../secrets/spec.js";
-import type { ExportPolicy } from "../workspaces/export-policy.js";
 
 /** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
 export interface Progress {
@@ -25,12 +25,12 @@ export interface CallContext {
   /** Directory relative host paths (seed_path, source_path) are resolved against. */
   cwd?: string;
   /**
-   * Which host paths the caller may read or write (src/host-paths.ts). Undefined is full
+   * Which host paths the caller may read or write (src/core/host-paths.ts). Undefined is full
    * access: the CLI's and the SDK's caller is the operator. The MCP server sets it.
    */
   hostAccess?: HostAccessPolicy;
   /**
-   * Where the caller may export to, and how (src/workspaces/export-policy.ts). Undefined is
+   * Where the caller may export to, and how (src/project/export-policy.ts). Undefined is
    * the operator's freedom (CLI, SDK); the MCP server sets it: a model exports only into the
    * operator's export area.
    */
@@ -47,7 +47,7 @@ export interface CallContext {
   secretPolicy?: SecretPolicy;
   /**
    * The remote tenant (a token id, `pyro mcp serve --http`) the call acts for: stamped into
-   * the records it creates; src/remote/tenancy.ts keeps other tenants' records out of reach.
+   * the records it creates; src/tenants/tenancy.ts keeps other tenants' records out of reach.
    */
   tenant?: string;
 }

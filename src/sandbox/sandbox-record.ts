@@ -1,8 +1,8 @@
 import * as z from "zod";
+import { PyroError } from "../core/errors.js";
+import type { PyroPaths } from "../core/paths.js";
+import { allEngines, engineByName } from "../engines/select.js";
 import type { EngineName, SandboxHandle } from "../engines/types.js";
-import { PyroError } from "../errors.js";
-import type { PyroPaths } from "../paths.js";
-import { allEngines, engineByName } from "./engine-select.js";
 
 /**
  * What every sandbox record (VM or workspace) shares and how it is checked on load: a record

@@ -2,8 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmod, mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
-import { PyroError } from "../errors.js";
-import { ensurePrivateDir } from "../runtime/private-dir.js";
+import { PyroError } from "../core/errors.js";
+import { ensurePrivateDir } from "../sandbox/private-dir.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 
 /**

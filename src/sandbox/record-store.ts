@@ -1,7 +1,7 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { PyroError } from "../errors.js";
-import { checkId, type IdKind, isValidId } from "../ids.js";
+import { PyroError } from "../core/errors.js";
+import { checkId, type IdKind, isValidId } from "../core/ids.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { lockHeld, withLock, withLockIfFree } from "../util/lock.js";
 import { sweepRemoving } from "../util/remove-tree.js";

@@ -1,8 +1,8 @@
 import { realpathSync, statSync } from "node:fs";
 import { lstat, mkdir, realpath, writeFile } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
-import { PyroError } from "../errors.js";
-import { isUnder, realHostPath } from "../host-paths.js";
+import { PyroError } from "../core/errors.js";
+import { isUnder, realHostPath } from "../core/host-paths.js";
 
 /**
  * Where a model may export to. An export writes guest-made content onto the host, so over

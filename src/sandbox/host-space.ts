@@ -1,6 +1,6 @@
 import { stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
-import { diskFullFrom, PyroError } from "../errors.js";
+import { diskFullFrom, PyroError } from "../core/errors.js";
 
 /**
  * The host's free space, as pyro promises it. A workspace's /workspace is an image on the
