@@ -7,8 +7,8 @@ import { intentsDir } from "../workspaces/export-journal.js";
 import { editFile, FILE_LIMITS, listFiles, readFile, writeFile } from "../workspaces/files.js";
 import { applyPatch } from "../workspaces/patch.js";
 import { summarize } from "../workspaces/summary.js";
+import { op } from "./operation.js";
 import { workspaceId } from "./schemas.js";
-import type { Operation } from "./table.js";
 
 /**
  * The workspace round trip: file tools, patch apply, diff against the baseline, export back
@@ -319,12 +319,6 @@ export const WorkspaceSummaryResult = z.object({
     })
     .describe("Snapshots taken and deleted, resets and forks (the last 5)."),
 });
-
-function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
-  o: Operation<I, R> & { name: N },
-): Operation<I, R> & { name: N } {
-  return o;
-}
 
 const sig = (ctx: CallContext) => ctx.signal;
 

@@ -5,9 +5,9 @@ import type { CallContext } from "../sandbox/context.js";
 import { ensureFloor, unmaskDiskFull } from "../sandbox/host-space.js";
 import { redactOperation } from "../secrets/redact-op.js";
 import { errorForFace, type Face } from "./hints.js";
+import type { Operation } from "./operation.js";
 import { workspaceRefFields } from "./refs.js";
 import { unknownNames } from "./suggest.js";
-import type { Operation } from "./table.js";
 
 /**
  * Inputs are strict: a parameter the operation does not have is an error, never silently

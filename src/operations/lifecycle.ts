@@ -1,17 +1,11 @@
 import * as z from "zod";
+import { op } from "./operation.js";
 import { WorkspaceIdInput, WorkspaceStatusResult } from "./schemas.js";
-import type { Operation } from "./table.js";
 
 /**
  * Workspace lifecycle: stop/start and pause/resume (workspaces/lifecycle.ts). Their entries
  * of the operation table (table.ts appends them) and their result.
  */
-
-function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
-  o: Operation<I, R> & { name: N },
-): Operation<I, R> & { name: N } {
-  return o;
-}
 
 const WS = "ws_0123456789abcdef";
 

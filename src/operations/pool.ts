@@ -1,8 +1,8 @@
 import * as z from "zod";
 import { WarmPool } from "../pool/pool.js";
 import type { Runtime } from "../runtime/runtime.js";
+import { op } from "./operation.js";
 import { EmptyInput } from "./schemas.js";
-import type { Operation } from "./table.js";
 
 /** The warm pool's operations (src/pool/): CLI and SDK only; a model has no use for them. */
 export const PoolKeyStatus = z.object({
@@ -35,12 +35,6 @@ const POOL_ENV =
   "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net][#qemu] for runs, #qemu meaning booted QEMU microVMs for PYRO_ENGINE=qemu; ENV[#VCPUxMEM]#ws for workspace create; default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
 
 const poolOf = (rt: Runtime) => new WarmPool(rt.paths, rt.envs, rt.env);
-
-function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
-  o: Operation<I, R> & { name: N },
-): Operation<I, R> & { name: N } {
-  return o;
-}
 
 export const POOL_OPERATIONS = [
   op({

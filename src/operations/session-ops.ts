@@ -1,21 +1,14 @@
-import type * as z from "zod";
 import type { Runtime } from "../runtime/runtime.js";
 import { ServiceManager } from "../workspaces/services.js";
 import { ShellManager } from "../workspaces/shells.js";
+import { op } from "./operation.js";
 import { WorkspaceIdInput } from "./schemas.js";
 import * as S from "./session-schemas.js";
-import type { Operation } from "./table.js";
 
 /**
  * Shells and services: their entries of the operation table (table.ts appends them), and
  * how the CLI shows their results. MCP serves them in the workspace-full profile only.
  */
-
-function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
-  o: Operation<I, R> & { name: N },
-): Operation<I, R> & { name: N } {
-  return o;
-}
 
 const shells = (rt: Runtime) => new ShellManager(rt.workspaces);
 const services = (rt: Runtime) => new ServiceManager(rt.workspaces);

@@ -1,20 +1,14 @@
 import * as z from "zod";
 import type { Runtime } from "../runtime/runtime.js";
 import { Snapshots } from "../workspaces/snapshots.js";
+import { op } from "./operation.js";
 import { WorkspaceStatusResult, workspaceId } from "./schemas.js";
-import type { Operation } from "./table.js";
 
 /**
  * Named snapshots, reset and fork: their entries of the operation table (table.ts appends
  * them) and how the CLI shows their results. workspace_reset is in the workspace-core MCP
  * profile; snapshots and fork in workspace-full.
  */
-
-function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
-  o: Operation<I, R> & { name: N },
-): Operation<I, R> & { name: N } {
-  return o;
-}
 
 const snapshots = (rt: Runtime) => new Snapshots(rt.workspaces);
 const WS = "ws_0123456789abcdef";

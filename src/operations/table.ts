@@ -1,50 +1,25 @@
-import type * as z from "zod";
 import { PyroError } from "../core/errors.js";
 import { checkId } from "../core/ids.js";
 import { ONESHOT_RETENTION, READ_LIMIT, readOutputPage } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
-import type { Runtime } from "../runtime/runtime.js";
-import type { CallContext } from "../sandbox/context.js";
 import { secretsFromFlags } from "../secrets/spec.js";
 import { FILE_OPERATIONS } from "./files.js";
 import { LIFECYCLE_OPERATIONS } from "./lifecycle.js";
+import { type CliSpec, type Operation, op } from "./operation.js";
 import { POOL_OPERATIONS } from "./pool.js";
 import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
 import { SNAPSHOT_OPERATIONS } from "./snapshots.js";
 import { nearest } from "./suggest.js";
 
+export type { CliSpec, Operation };
+
 /** The output budget, stated in every command tool's description. */
 const OUTPUT_NOTE =
   `Output budget: stdout and stderr together carry at most max_output_bytes (default ${OUTPUT_BUDGET.default}, ${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}); ` +
   "past it each stream keeps its head and tail, the middle is counted in stdout_omitted_bytes/stderr_omitted_bytes and marked, " +
   "and the full output stays on the host: page it with output_read using output_id. A stream that is not valid UTF-8 comes base64 (stdout_encoding/stderr_encoding). ";
-
-// Which of these operations each MCP profile serves: one mapping, beside the table.
-export { DEFAULT_PROFILE, PROFILES, type ProfileName, profileTools } from "./profiles.js";
-
-/**
- * Every public operation, once. The CLI commands, SDK methods and MCP tools are derived
- * from this table, and the public-contract test walks it, so the three faces cannot drift.
- */
-export interface CliSpec {
-  /** Command path, e.g. ["workspace", "sync", "push"]. */
-  path: string[];
-  /** Input fields taken as positional arguments, in order. */
-  positional?: string[];
-  /** Input field filled from everything after `--`. */
-  rest?: "command";
-  examples: string[];
-  /** Extra CLI-only flags handled by the renderer (e.g. --id-only); repeatable ones collect a list. */
-  extraFlags?: { flag: string; description: string; repeatable?: boolean }[];
-  /**
-   * Input fields the CLI spells with other flags (`secrets` as --secret/--secret-file/
-   * --secret-env): no flag of their own; `fromFlags` builds them from the parsed options.
-   */
-  fieldFlags?: Record<string, string[]>;
-  fromFlags?: (opts: Record<string, unknown>) => Record<string, unknown>;
-}
 
 /** `workspace create`'s secret flags, which the CLI turns into the wire's `secrets`. */
 const SECRET_FLAGS = [
@@ -65,29 +40,6 @@ const SECRET_FLAGS = [
     repeatable: true,
   },
 ];
-
-export interface Operation<I extends z.ZodObject = z.ZodObject, R extends z.ZodObject = z.ZodObject> {
-  /** Wire name: the MCP tool name, and the key SDK calls go through. */
-  name: string;
-  /** SDK method name (camelCase). */
-  sdk: string;
-  title: string;
-  /** Written for a model: what it does, when to use it, units and defaults. */
-  description: string;
-  input: I;
-  result: R;
-  mcp: boolean;
-  cli: CliSpec;
-  readOnly?: boolean;
-  destructive?: boolean;
-  handler: (rt: Runtime, input: z.infer<I>, ctx: CallContext) => Promise<z.infer<R>>;
-}
-
-function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject>(
-  o: Operation<I, R> & { name: N },
-): Operation<I, R> & { name: N } {
-  return o;
-}
 
 export const OPERATIONS = [
   op({
