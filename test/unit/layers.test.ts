@@ -47,7 +47,10 @@ test("an upward import planted in src/ is reported", async () => {
   const dir = join(REPO, "src", "util");
   const planted = join(dir, "zz-layers-probe.ts");
   await mkdir(dir, { recursive: true });
-  await writeFile(planted, 'import type { Runtime } from "../runtime/runtime.js";\nexport type R = Runtime;\n');
+  await writeFile(
+    planted,
+    'import type { Runtime } from "../runtime/runtime.js";\nexport type R = Runtime;\n',
+  );
   try {
     const found = layers.violations().filter((v) => v.file.endsWith("zz-layers-probe.ts"));
     assert.equal(found.length, 1);
@@ -63,5 +66,6 @@ test("docs/architecture.md shows the layer diagram drawn from the same table", a
     doc.includes(layers.diagram()),
     "docs/architecture.md's layer diagram differs from scripts/layers.mjs: paste `node scripts/layers.mjs` into it",
   );
-  for (const [names] of layers.LAYERS) for (const n of names) assert.ok(doc.includes(n), `${n} is not in the doc`);
+  for (const [names] of layers.LAYERS)
+    for (const n of names) assert.ok(doc.includes(n), `${n} is not in the doc`);
 });
