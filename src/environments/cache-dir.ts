@@ -20,7 +20,7 @@ export async function ensureWritableCache(environmentsDir: string): Promise<void
     if (!["EACCES", "EPERM", "ENOTDIR", "EROFS"].includes(code)) throw e;
     const cacheDir = dirname(environmentsDir);
     const st = await stat(cacheDir).catch(
-      ignore("cache dir cannot be stat-ed: the error below goes without its owner"),
+      ignore("cache dir cannot be stat-ed: the error below cannot name its owner"),
     );
     const uid = process.getuid?.();
     const why =
