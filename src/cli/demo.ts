@@ -5,6 +5,7 @@ import { PyroError, toPyroError } from "../core/errors.js";
 import { getOperation } from "../operations/table.js";
 import { toolInputJsonSchema } from "../operations/tool-schema.js";
 import { Pyro, type RunResult } from "../sdk/pyro.js";
+import { ignore, noted } from "../util/best-effort.js";
 import { type CliIo, reportError } from "./commands.js";
 import { progressPrinter } from "./progress.js";
 
@@ -153,7 +154,8 @@ export async function runDemo(io: CliIo, opts: { json?: boolean }): Promise<void
     reportError(io, failed, json);
     return;
   } finally {
-    if (workspaceId) await pyro.deleteWorkspace(workspaceId).catch(() => undefined);
+    if (workspaceId)
+      await pyro.deleteWorkspace(workspaceId).catch(ignore("demo cleanup: workspace gone already"));
     if (seedDir) await rm(seedDir, { recursive: true, force: true });
   }
 
@@ -232,7 +234,9 @@ async function ollamaChat(baseUrl: string, body: unknown, signal: AbortSignal): 
     let msg = text;
     try {
       msg = (JSON.parse(text) as { error?: string }).error ?? text;
-    } catch {}
+    } catch (e) {
+      noted("ollama's error body is not JSON: its text is the message", e);
+    }
     const hint = /not found|pull/i.test(msg)
       ? `pull it with \`ollama pull ${(body as { model: string }).model}\`, or pass --model`
       : OLLAMA_FIX;

@@ -11,6 +11,7 @@ import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import { probeNetworkModes } from "../network/doctor.js";
 import type { DoctorResultT } from "../operations/schemas.js";
+import { noted } from "../util/best-effort.js";
 import { which } from "../util/proc.js";
 import { checkRootless } from "./rootless.js";
 
@@ -91,8 +92,8 @@ export async function runDoctor(
   let user = "unknown";
   try {
     user = userInfo().username;
-  } catch {
-    // no passwd entry
+  } catch (e) {
+    noted("no passwd entry for this uid: the user shows as unknown", e);
   }
   const root = process.getuid?.() === 0;
   // What this user (not root) needs, with fixes; listed first, since the rest follows from it.

@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { ignore } from "../util/best-effort.js";
 import { findMkfsErofs, MKFS_EROFS_HINT } from "../util/erofs.js";
 import { runCapture, which } from "../util/proc.js";
 
@@ -16,7 +17,7 @@ export interface RootlessCheck {
 }
 
 async function readNumber(path: string): Promise<number | undefined> {
-  const s = await readFile(path, "utf8").catch(() => undefined);
+  const s = await readFile(path, "utf8").catch(ignore("kernel setting not readable: its value is unknown"));
   const n = s === undefined ? Number.NaN : Number.parseInt(s.trim(), 10);
   return Number.isFinite(n) ? n : undefined;
 }

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { PyroError } from "../core/errors.js";
+import { noted } from "../util/best-effort.js";
 import { buildErofsImage, findMkfsErofs, rootfsImagePath } from "../util/erofs.js";
 import { runCapture, which } from "../util/proc.js";
 import type { EnvironmentRecipe } from "./catalog.js";
@@ -73,8 +74,8 @@ export async function buildRootfs(
     const onAbort = () => {
       try {
         if (child.pid) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // gone
+      } catch (e) {
+        noted("aborting a build: its process group is gone already", e);
       }
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });

@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 
 /**
  * Makes the user's environments dir (`<cache>/environments`) before a build or pull writes
@@ -18,7 +19,9 @@ export async function ensureWritableCache(environmentsDir: string): Promise<void
     const code = (e as NodeJS.ErrnoException).code ?? "";
     if (!["EACCES", "EPERM", "ENOTDIR", "EROFS"].includes(code)) throw e;
     const cacheDir = dirname(environmentsDir);
-    const st = await stat(cacheDir).catch(() => undefined);
+    const st = await stat(cacheDir).catch(
+      ignore("cache dir cannot be stat-ed: the error below cannot name its owner"),
+    );
     const uid = process.getuid?.();
     const why =
       st && uid !== undefined && st.uid !== uid

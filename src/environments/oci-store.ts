@@ -3,6 +3,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture, which } from "../util/proc.js";
 import { clearSetIdArgs } from "../util/set-id.js";
@@ -108,7 +109,12 @@ export class OciStore {
   async local(name: string): Promise<{ ref: OciRef; manifest: ImageEntryManifest } | undefined> {
     const ref = parseOciRef(name);
     const digest =
-      ref.digest ?? (await readJson<RefRecord>(this.refFile(ref.canonical)).catch(() => undefined))?.digest;
+      ref.digest ??
+      (
+        await readJson<RefRecord>(this.refFile(ref.canonical)).catch(
+          ignore("no readable ref record: this image is not pulled here"),
+        )
+      )?.digest;
     const m = digest ? await this.entry(digest) : undefined;
     return m ? { ref, manifest: m } : undefined;
   }
@@ -192,7 +198,9 @@ export class OciStore {
         );
         const worker = async () => {
           for (let l = queue.shift(); l; l = queue.shift()) {
-            const have = await stat(join(this.blobsDir, hex(l.digest))).catch(() => undefined);
+            const have = await stat(join(this.blobsDir, hex(l.digest))).catch(
+              ignore("layer blob not cached: fetch it"),
+            );
             const r = await this.fetchLayer(client, l, !have, (n) => {
               done += n;
               if (!have) downloaded += n;
@@ -291,7 +299,7 @@ export class OciStore {
 
   private async putBlob(digest: string, bytes: Buffer): Promise<void> {
     const p = join(this.blobsDir, hex(digest));
-    if (await stat(p).catch(() => undefined)) return;
+    if (await stat(p).catch(ignore("blob not stored yet: write it"))) return;
     const tmp = `${p}.part-${process.pid}`;
     await writeFile(tmp, bytes);
     await rename(tmp, p);
@@ -299,7 +307,7 @@ export class OciStore {
 
   private async fetchSmallBlob(client: RegistryClient, d: Descriptor): Promise<Buffer> {
     const p = join(this.blobsDir, hex(d.digest));
-    const cached = await readFile(p).catch(() => undefined);
+    const cached = await readFile(p).catch(ignore("small blob not cached: fetch it from the registry"));
     if (cached) return cached;
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -446,7 +454,9 @@ export class OciStore {
     const keptBlobs = new Set<string>();
     for (const n of await readdir(this.dir).catch(() => [] as string[])) {
       if (!n.startsWith("oci-") || n.endsWith(".lock")) continue;
-      const m = await readJson<ImageEntryManifest>(join(this.dir, n, "manifest.json")).catch(() => undefined);
+      const m = await readJson<ImageEntryManifest>(join(this.dir, n, "manifest.json")).catch(
+        ignore("image prune: an entry without a readable manifest keeps no blob"),
+      );
       if (m && keep.has(m.digest)) {
         for (const d of [m.digest, m.config_digest, ...m.layers]) keptBlobs.add(hex(d));
         continue;
@@ -460,7 +470,9 @@ export class OciStore {
       if (part && pidAlive(Number(part[1])) && Number(part[1]) !== process.pid) continue;
       if (!part && keptBlobs.has(n)) continue;
       const p = join(this.blobsDir, n);
-      const st = await stat(p).catch(() => undefined);
+      const st = await stat(p).catch(
+        ignore("image prune: a blob that cannot be stat-ed is not kept as recent"),
+      );
       // A blob a pull in another process fetched a moment ago belongs to no image *yet*:
       // a plain prune leaves recent blobs alone (the next prune takes them if still unused).
       if (!opts.all && st && Date.now() - st.mtimeMs < RECENT_BLOB_MS) continue;

@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { create as tarCreate, extract as tarExtract } from "tar";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
@@ -75,7 +76,9 @@ export class RecipeStore {
   }
 
   async record(name: string): Promise<UserEnvRecord | undefined> {
-    return readJson<UserEnvRecord>(this.userFile(name)).catch(() => undefined);
+    return readJson<UserEnvRecord>(this.userFile(name)).catch(
+      ignore("no readable record of this user environment: treated as absent"),
+    );
   }
 
   async local(name: string): Promise<RecipeEntryManifest | undefined> {

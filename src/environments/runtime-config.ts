@@ -1,6 +1,7 @@
 import { lchown, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { runCapture } from "../util/proc.js";
 
 /**
@@ -31,10 +32,10 @@ export function envListToRecord(list: string[]): Record<string, string> {
 /** Reads a file of the rootfs only if neither it nor /etc is a symlink (it could point at the host's). */
 async function guestFile(rootfs: string, rel: string): Promise<string | undefined> {
   for (const p of [join(rootfs, "etc"), join(rootfs, rel)]) {
-    const st = await lstat(p).catch(() => undefined);
+    const st = await lstat(p).catch(ignore("guest path missing: no guest file to read"));
     if (!st || st.isSymbolicLink()) return undefined;
   }
-  return readFile(join(rootfs, rel), "utf8").catch(() => undefined);
+  return readFile(join(rootfs, rel), "utf8").catch(ignore("guest file unreadable: treated as absent"));
 }
 
 function lookup(text: string | undefined, name: string): { id: number; gid?: number } | undefined {
@@ -133,7 +134,7 @@ export async function mkdirInRootfs(rootfs: string, guestPath: string): Promise<
   for (const part of guestPath.split("/").filter((p) => p && p !== ".")) {
     if (part === "..") return false;
     cur = join(cur, part);
-    const st = await lstat(cur).catch(() => undefined);
+    const st = await lstat(cur).catch(ignore("guest directory missing: created here"));
     if (!st) await mkdir(cur, { mode: 0o755 });
     else if (!st.isDirectory()) return false;
   }

@@ -1,6 +1,7 @@
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
 import { type BuildProgress, buildRootfs } from "./build.js";
@@ -127,7 +128,9 @@ export class EnvironmentStore {
     const r = findRecipe(name);
     for (const dir of [this.dir, ...this.shared]) {
       const entry = join(dir, entryDirName(r));
-      const m = await readJson<EnvironmentManifest>(join(entry, "manifest.json")).catch(() => undefined);
+      const m = await readJson<EnvironmentManifest>(join(entry, "manifest.json")).catch(
+        ignore("no readable manifest in this cache: try the next"),
+      );
       if (m && m.digest === recipeDigest(r)) {
         if (dir === this.dir) this.found.delete(r.name);
         else this.found.set(r.name, entry);
@@ -242,7 +245,7 @@ export class EnvironmentStore {
       if (!e.installed || !e.path) continue;
       const m = await readJson<{ digest: string; built_at: string }>(
         join(e.path, "..", "manifest.json"),
-      ).catch(() => undefined);
+      ).catch(ignore("installed environment without a readable manifest: left out"));
       if (m) out.push(m);
     }
     return out;
@@ -357,9 +360,11 @@ export class EnvironmentStore {
       const building = n.startsWith(TMP_PREFIX) ? Number(/-(\d+)$/.exec(n)?.[1]) : Number.NaN;
       if (Number.isInteger(building) && building !== process.pid && pidAlive(building)) continue;
       const p = join(this.dir, n);
-      const st = await stat(p).catch(() => undefined);
+      const st = await stat(p).catch(ignore("environment prune: entry gone meanwhile"));
       if (!st?.isDirectory()) continue;
-      const m = await readJson<EnvironmentManifest>(join(p, "manifest.json")).catch(() => undefined);
+      const m = await readJson<EnvironmentManifest>(join(p, "manifest.json")).catch(
+        ignore("environment prune: no readable manifest, its size is measured instead"),
+      );
       freed += m?.size_bytes ?? (await duBytes(p));
       await rm(p, { recursive: true, force: true });
       removed.push(n);

@@ -6,6 +6,7 @@ import { PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
 import { DEFAULT_PROFILE, type ProfileName, parseProfile } from "../operations/profiles.js";
 import { nearest } from "../operations/suggest.js";
+import { noted } from "../util/best-effort.js";
 import { packageRoot } from "../util/static-binaries.js";
 import {
   CLIENT_SPECS,
@@ -243,7 +244,9 @@ function onPath(cmd: string, env: NodeJS.ProcessEnv): string | undefined {
     try {
       accessSync(p, constants.X_OK);
       return p;
-    } catch {}
+    } catch (e) {
+      noted("not an executable in this PATH entry: try the next", e);
+    }
   }
   return undefined;
 }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { noted } from "../util/best-effort.js";
 import { packageRoot } from "../util/static-binaries.js";
 import type { NetPlumbing } from "./nft.js";
 
@@ -100,8 +101,8 @@ export async function stopForwarder(id: string): Promise<void> {
   if (pid) {
     try {
       process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
+    } catch (e) {
+      noted("stopping the DNS forwarder: gone already", e);
     }
   }
   await rm(pidFile(id), { force: true });

@@ -11,6 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
+import { noted } from "../util/best-effort.js";
 
 interface Args {
   listen: string;
@@ -133,8 +134,8 @@ function main(): void {
       up.close();
       try {
         open(answeredAddresses(resp));
-      } catch {
-        // an answer we cannot parse opens nothing, but is still relayed
+      } catch (e) {
+        noted("unparsable DNS answer: opens nothing, still relayed", e);
       }
       sock.send(resp, from.port, from.address);
     });

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ignore } from "../util/best-effort.js";
 import { netTools, setupNetwork, teardownNetwork } from "./netns.js";
 import { networkOff } from "./policy.js";
 import { hostResolvers } from "./resolvers.js";
@@ -43,7 +44,9 @@ export async function probeNetworkModes(
   } catch (e) {
     return { modes: ["off"], detail: `${off}; egress failed a test setup: ${(e as Error).message}` };
   } finally {
-    await teardownNetwork(id, env).catch(() => undefined);
+    await teardownNetwork(id, env).catch(
+      ignore("doctor's test network: tearing down what may be half set up"),
+    );
     await rm(dir, { recursive: true, force: true });
   }
 }

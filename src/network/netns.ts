@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { ignore, noted } from "../util/best-effort.js";
 import { withLock } from "../util/json-store.js";
 import { runCapture, which } from "../util/proc.js";
 import { ensureForwarder, stopForwarder } from "./dns-forwarder-host.js";
@@ -93,9 +94,10 @@ async function usedSlots(tools: NetTools): Promise<Set<number>> {
         const off = ipToInt(a.local) - base;
         if (off >= 0 && off < SLOTS * 4) used.add(Math.floor(off / 4));
       }
-  } catch {
+  } catch (e) {
     // no JSON: treat as nothing in use; `ip addr add` of a taken address would still succeed,
     // so the lock below is what keeps two creates apart.
+    noted("`ip -j addr` gave no JSON: no slot counted as used", e);
   }
   return used;
 }
@@ -170,7 +172,9 @@ export async function setupNetwork(id: string, spec: NetworkSpec, opts: SetupOpt
     await writeFile(opts.resolvConfPath, resolvConf, { mode: 0o644 });
     return { plumbing, resolvConf };
   } catch (e) {
-    await teardownNetwork(id, opts.env).catch(() => undefined);
+    await teardownNetwork(id, opts.env).catch(
+      ignore("network setup failed: undoing it; the setup error is what is reported"),
+    );
     throw e;
   }
 }

@@ -1,4 +1,5 @@
 import { closeSync, openSync, writeSync } from "node:fs";
+import { noted } from "../util/best-effort.js";
 
 /**
  * Command output is a stream with a budget: every byte goes to a log file on the host as it
@@ -160,7 +161,7 @@ export class CommandRecorder {
 function forward(cb: ((chunk: Buffer) => void) | undefined, chunk: Buffer): void {
   try {
     cb?.(chunk);
-  } catch {
-    // the command runs on; its output is still logged
+  } catch (e) {
+    noted("a caller's output callback threw: the command runs on, its output still logged", e);
   }
 }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
 import { isValidId } from "../core/ids.js";
 import type { PyroPaths } from "../core/paths.js";
+import { ignore } from "../util/best-effort.js";
 import { utf8CompleteLength } from "../util/proc.js";
 import type { OutputEncoding } from "./view.js";
 
@@ -77,12 +78,14 @@ export async function pruneOneShotOutputs(paths: PyroPaths, now = Date.now()): P
     }
   }
   lastAgeCheck.set(paths.outputsDir, now);
-  await fsp.writeFile(stamp, "").catch(() => undefined);
+  await fsp
+    .writeFile(stamp, "")
+    .catch(ignore("output age-check stamp not written: another process checks ages again"));
   const runs = new Map<string, number>();
   for (const n of names) {
     const id = n.replace(/\.(stdout|stderr)$/, "");
     if (!isValidId("vm", id)) continue;
-    const st = await fsp.stat(join(paths.outputsDir, n)).catch(() => undefined);
+    const st = await fsp.stat(join(paths.outputsDir, n)).catch(ignore("output pruning: file gone meanwhile"));
     if (st) runs.set(id, Math.max(runs.get(id) ?? 0, st.mtimeMs));
   }
   const newestFirst = [...runs.entries()].sort((a, b) => b[1] - a[1]);

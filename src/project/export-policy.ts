@@ -3,6 +3,7 @@ import { lstat, mkdir, realpath, writeFile } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { PyroError } from "../core/errors.js";
 import { isUnder, realHostPath } from "../core/host-paths.js";
+import { ignore, noted } from "../util/best-effort.js";
 
 /**
  * Where a model may export to. An export writes guest-made content onto the host, so over
@@ -64,8 +65,8 @@ export function serverExportPolicy(opts: {
     let area = abs;
     try {
       area = realpathSync.native(abs);
-    } catch {
-      // Created when the first export needs it.
+    } catch (e) {
+      noted("export dir not there yet: created when the first export needs it", e);
     }
     const st = statSync(area, { throwIfNoEntry: false });
     if (st && !st.isDirectory())
@@ -92,7 +93,9 @@ export function serverExportPolicy(opts: {
   let real = cwd;
   try {
     real = realpathSync.native(cwd);
-  } catch {}
+  } catch (e) {
+    noted("cwd's real path unresolvable: its path as given is judged", e);
+  }
   if (real === sep)
     return {
       noAreaBecause: "this server was started in / and no --export-dir was given, so it has no export area",
@@ -119,7 +122,7 @@ function denied(message: string, hint: string): PyroError {
  * Returns the area's real path.
  */
 async function ensureArea(p: ExportPolicy & { area: string }): Promise<string> {
-  const st = await lstat(p.area).catch(() => undefined);
+  const st = await lstat(p.area).catch(ignore("export area missing: created below"));
   if (!st) {
     const made = await mkdir(p.area, { recursive: !p.isDefault, mode: 0o700 }).then(
       () => true,
@@ -137,7 +140,7 @@ async function ensureArea(p: ExportPolicy & { area: string }): Promise<string> {
         join(p.area, ".gitignore"),
         "# pyro: exports from sandboxes land here; not part of the project\n*\n",
         { flag: "wx" },
-      ).catch(() => undefined);
+      ).catch(ignore("export area .gitignore not written: the export goes on"));
   } else if (p.isDefault && (st.isSymbolicLink() || !st.isDirectory())) {
     throw denied(
       `the export area ${p.area} exists and is not a plain directory (a symlink or a file); pyro will not export through it`,
@@ -203,7 +206,7 @@ export async function resolveExportTarget(
     );
   if (!policy.allowOverwrite)
     for (const p of new Set([lexical, real]))
-      if (await lstat(p).catch(() => undefined))
+      if (await lstat(p).catch(ignore("export output does not exist: nothing would be replaced")))
         throw denied(
           `output ${shown} already exists, and this server never replaces an existing path`,
           "name a new output; the operator allows replacing with `pyro mcp serve --allow-export-overwrite` (then pass force: true)",

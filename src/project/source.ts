@@ -5,6 +5,7 @@ import { lstat, mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import * as tar from "tar";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import type { SourceInfo } from "./archive.js";
 
 /**
@@ -218,7 +219,9 @@ export async function projectFiles(p: ProjectSource, signal?: AbortSignal): Prom
   for (const n of names) {
     // Deleted in the working tree but still in the index: nothing to seed. A submodule is
     // a directory entry (a gitlink); its files belong to another repository.
-    const st = await lstat(join(p.root, n)).catch(() => undefined);
+    const st = await lstat(join(p.root, n)).catch(
+      ignore("deleted in the working tree but still in the index: nothing to seed"),
+    );
     if (!st || st.isDirectory()) continue;
     out.push(n);
   }

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
 import type { Operation } from "../operations/table.js";
+import { ignore } from "../util/best-effort.js";
 
 /**
  * The client side of `pyro mcp serve --http`, for the SDK (`new Pyro({ url, token })`) and
@@ -114,7 +115,10 @@ export class RemoteClient {
   async close(): Promise<void> {
     const c = this.client;
     this.client = undefined;
-    if (c) await (await c.catch(() => undefined))?.close();
+    if (c)
+      await (
+        await c.catch(ignore("closing a connection that never opened: the call that opened it got its error"))
+      )?.close();
   }
 
   /** One operation, through the server's tool of the same name. */
@@ -203,7 +207,9 @@ export class RemoteClient {
 
   /** Packs a local directory (or takes a local archive) and uploads it; returns the upload id. */
   async upload(path: string, field: string, signal?: AbortSignal): Promise<string> {
-    const st = await stat(path).catch(() => undefined);
+    const st = await stat(path).catch(
+      ignore("upload source cannot be stat-ed: the invalid_argument below names it"),
+    );
     if (!st)
       throw new PyroError(
         "invalid_argument",

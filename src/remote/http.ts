@@ -22,6 +22,7 @@ import { Runtime } from "../runtime/runtime.js";
 import { TenantGate } from "../tenants/tenancy.js";
 import { type Tenant, TokenStore } from "../tenants/tokens.js";
 import { TransferStore } from "../tenants/transfers.js";
+import { ignore } from "../util/best-effort.js";
 import { originGuard } from "./origin.js";
 
 /**
@@ -408,10 +409,14 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         if ((await Promise.race([drained, timer])) === "late") {
           log(`${inflight} request(s) still running after ${graceMs} ms: cancelling them`);
           for (const c of controllers) c.abort();
-          await mcp.close().catch(() => undefined);
+          await mcp
+            .close()
+            .catch(ignore("closing the MCP server after cancelling late requests: shutdown goes on"));
           await Promise.race([drained, new Promise((r) => setTimeout(r, 10_000).unref())]);
         }
-        await mcp.close().catch(() => undefined);
+        await mcp
+          .close()
+          .catch(ignore("closing the MCP server at shutdown: the HTTP server stops either way"));
         server.closeAllConnections();
       })();
       return closed;

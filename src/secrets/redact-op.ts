@@ -1,5 +1,6 @@
 import { isPyroError, PyroError } from "../core/errors.js";
 import type { ExecOutcome } from "../engines/types.js";
+import { ignore } from "../util/best-effort.js";
 import { redactDeep, redactText, type SecretValue, StreamRedactor } from "./redactor.js";
 
 /**
@@ -114,7 +115,7 @@ export function deferredRedactingSinks(
       throw e;
     },
   );
-  ready.catch(() => undefined);
+  ready.catch(ignore("secret values failed: only marks `ready` handled, done() rethrows it"));
   const sink = (err: boolean) => (c: Buffer) => {
     if (inner) (err ? inner.onStderr : inner.onStdout)(c);
     else if (!failed) queue.push([err, Buffer.from(c)]);

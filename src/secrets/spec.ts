@@ -4,6 +4,7 @@ import { resolve as resolvePath } from "node:path";
 import * as z from "zod";
 import { PyroError } from "../core/errors.js";
 import { type HostPathContext, resolveHostPath } from "../core/host-paths.js";
+import { ignore } from "../util/best-effort.js";
 import { MIN_SECRET_BYTES, type SecretValue } from "./redactor.js";
 
 /**
@@ -260,7 +261,9 @@ async function readSource(
     // The operator's own file (CLI/SDK, or the server's --secret-file): full access.
     const path = ctx.secretPolicy ? s.file_path : await resolveHostPath(s.file_path, "secret file", ctx);
     source = { kind: "file_path", ref: path };
-    const st = await stat(path).catch(() => undefined);
+    const st = await stat(path).catch(
+      ignore("secret file cannot be stat-ed: the invalid_argument below names it"),
+    );
     if (!st?.isFile())
       throw new PyroError(
         "invalid_argument",

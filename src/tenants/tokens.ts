@@ -4,6 +4,7 @@ import { join } from "node:path";
 import * as z from "zod";
 import { PyroError } from "../core/errors.js";
 import { ensurePrivateDir } from "../sandbox/private-dir.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 
 /**
@@ -183,7 +184,7 @@ export class TokenStore {
   }
 
   private async current(): Promise<TokenRecord[]> {
-    const st = await stat(this.file).catch(() => undefined);
+    const st = await stat(this.file).catch(ignore("no tokens file: no tokens"));
     if (!st) return [];
     if (this.cache && this.cache.mtimeMs === st.mtimeMs && this.cache.size === st.size)
       return this.cache.tokens;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { TOKEN_ID_RE } from "./tokens.js";
 
 /**
@@ -149,7 +150,7 @@ export class TransferStore {
       for (const t of await readdir(base).catch(() => [] as string[])) {
         for (const f of await readdir(join(base, t)).catch(() => [] as string[])) {
           const p = join(base, t, f);
-          const st = await stat(p).catch(() => undefined);
+          const st = await stat(p).catch(ignore("transfer pruning: file gone meanwhile"));
           if (st && now - st.mtimeMs > TRANSFER_TTL_MS) await rm(p, { force: true, recursive: true });
         }
       }

@@ -1,5 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { ignore } from "./best-effort.js";
 
 /**
  * Atomic JSON write (temp file, then rename): a process killed mid-write leaves the old file
@@ -45,7 +46,9 @@ export async function readJsonDir<T>(dir: string, valid: (v: T) => boolean): Pro
   const out: T[] = [];
   for (const n of await readdir(dir).catch(() => [] as string[])) {
     if (!n.endsWith(".json")) continue;
-    const v = await readJson<T>(join(dir, n)).catch(() => undefined);
+    const v = await readJson<T>(join(dir, n)).catch(
+      ignore("JSON file unreadable or half-written: left out of the list"),
+    );
     if (v && valid(v)) out.push(v);
   }
   return out;

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, readlink, rm, symlink, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { ignore } from "./best-effort.js";
 import { currentOwner, type Owner, ownerAlive } from "./owner.js";
 
 /**
@@ -92,7 +93,7 @@ async function inspect(lockPath: string): Promise<Holder> {
     if (code === "ENOENT") return { kind: "gone" };
     if (code !== "EINVAL") throw e; // EINVAL: not a symlink (an old lock directory)
   }
-  const st = await lstat(lockPath).catch(() => undefined);
+  const st = await lstat(lockPath).catch(ignore("lock gone meanwhile"));
   return st ? { kind: "ownerless", ino: st.ino, mtimeMs: st.mtimeMs } : { kind: "gone" };
 }
 
@@ -111,8 +112,8 @@ function abandoned(h: Holder, staleMs: number): boolean {
 
 /** Removes `lockPath` if it still has `target` (our own lock, or a mutex found abandoned). */
 async function removeIfTarget(lockPath: string, target: string): Promise<void> {
-  const now = await readlink(lockPath).catch(() => undefined);
-  if (now === target) await unlink(lockPath).catch(() => undefined);
+  const now = await readlink(lockPath).catch(ignore("lock gone meanwhile: nothing to remove"));
+  if (now === target) await unlink(lockPath).catch(ignore("lock taken over meanwhile: nothing to remove"));
 }
 
 /** Under the takeover mutex, removes `lockPath` if it is still the abandoned `seen`. */
@@ -126,7 +127,7 @@ async function takeOver(lockPath: string, seen: Holder): Promise<void> {
     const m = await inspect(mutex);
     // Another contender is taking it over (we try again shortly), or died doing so.
     if (m.kind === "owned" && abandoned(m, 0)) {
-      const st = await lstat(mutex).catch(() => undefined);
+      const st = await lstat(mutex).catch(ignore("lock mutex gone meanwhile: nothing to take over"));
       if (st && Date.now() - st.mtimeMs > TAKEOVER_STALE_MS) await removeIfTarget(mutex, m.target);
     } else if (m.kind === "ownerless" && abandoned(m, TAKEOVER_STALE_MS)) {
       await rm(mutex, { recursive: true, force: true });
@@ -197,7 +198,7 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, opts: Lock
   try {
     return await fn();
   } finally {
-    await release().catch(() => {});
+    await release().catch(ignore("releasing a lock: the call's own result or error stands"));
   }
 }
 
@@ -221,7 +222,7 @@ export async function withLockIfFree<T>(
   try {
     return { value: await fn() };
   } finally {
-    await release().catch(() => {});
+    await release().catch(ignore("releasing a lock: the call's own result or error stands"));
   }
 }
 

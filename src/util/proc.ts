@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { constants, readFileSync } from "node:fs";
 import { access, open, readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
+import { noted } from "./best-effort.js";
 
 /**
  * The whole environment of the sandbox processes pyro starts (runsc and, through it, the
@@ -158,8 +159,8 @@ export function runCapture(
       killing = (async () => {
         try {
           await opts.onKill?.(reason);
-        } catch {
-          // the SIGKILL below still ends our side
+        } catch (e) {
+          noted("onKill hook failed: the SIGKILL below still ends our side", e);
         }
         if (opts.killGraceMs && child.exitCode === null && child.signalCode === null) {
           await new Promise<void>((res) => {
@@ -174,8 +175,8 @@ export function runCapture(
         try {
           if (opts.killGroup && child.pid) process.kill(-child.pid, "SIGKILL");
           else child.kill("SIGKILL");
-        } catch {
-          // already gone
+        } catch (e) {
+          noted("SIGKILL: the process is gone already", e);
         }
       })();
     };
@@ -210,8 +211,8 @@ export function runCapture(
       if (opts.killGroup && opts.killGroupOnExit && child.pid) {
         try {
           process.kill(-child.pid, "SIGKILL");
-        } catch {
-          // nothing left in the group
+        } catch (e) {
+          noted("killing the process group on exit: nothing left in it", e);
         }
       }
       drainTimer = setTimeout(() => {
@@ -277,8 +278,8 @@ export async function which(name: string, env: NodeJS.ProcessEnv = process.env):
     try {
       await access(p, constants.X_OK);
       return p;
-    } catch {
-      // next
+    } catch (e) {
+      noted("not an executable in this PATH entry: try the next", e);
     }
   }
   return undefined;

@@ -1,5 +1,6 @@
 import { readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { ignore } from "./best-effort.js";
 
 /** The prefix of a record directory being removed (never a valid id: lists skip it). */
 export const REMOVING_PREFIX = ".removing-";
@@ -27,6 +28,8 @@ export async function sweepRemoving(root: string, keep?: (dir: string) => Promis
     if (!n.startsWith(REMOVING_PREFIX)) continue;
     const d = join(root, n);
     if (await keep?.(d)) continue;
-    await rm(d, { recursive: true, force: true }).catch(() => undefined);
+    await rm(d, { recursive: true, force: true }).catch(
+      ignore("sweeping a half-removed tree: what is left goes next sweep"),
+    );
   }
 }

@@ -4,6 +4,7 @@ import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "./best-effort.js";
 import { runCapture, which } from "./proc.js";
 
 /**
@@ -63,7 +64,7 @@ export function isStaticElf(buf: Buffer): boolean {
 }
 
 export async function readStaticBinary(path: string): Promise<Buffer | undefined> {
-  const buf = await readFile(path).catch(() => undefined);
+  const buf = await readFile(path).catch(ignore("no readable binary here: not usable"));
   return buf && isStaticElf(buf) ? buf : undefined;
 }
 
@@ -109,7 +110,9 @@ async function findOrBuild(
       spec.hint,
     );
   const source = join(root, "guest", spec.source);
-  const src = await readFile(source).catch(() => undefined);
+  const src = await readFile(source).catch(
+    ignore("guest source not shipped: the built binary is used as is"),
+  );
   const built = join(root, "dist", "guest", spec.name);
   if (existsSync(built)) {
     // A stale build (source edited since) is rebuilt below rather than silently used.
