@@ -2,6 +2,7 @@ import type { EnvironmentStore } from "../environments/store.js";
 import type { HostAccessPolicy } from "../host-paths.js";
 import type { PyroPaths } from "../paths.js";
 import type { ProjectSeeder } from "../project/source.js";
+import type { EngineRegistry } from "../sandbox/engines.js";
 import type { SecretPolicy } from "../secrets/spec.js";
 import type { ExportPolicy } from "../workspaces/export-policy.js";
 
@@ -56,6 +57,8 @@ export interface RuntimeDeps {
   paths: PyroPaths;
   envs: EnvironmentStore;
   env: NodeJS.ProcessEnv;
+  /** The engines sandboxes run on (runtime/engine-registry.ts; a fake in unit tests). */
+  engines: EngineRegistry;
   /** Makes the state dir private to this user (once per process); before anything is written there. */
   privateState: () => Promise<void>;
 }

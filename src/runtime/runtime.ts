@@ -5,6 +5,7 @@ import { WarmPool } from "../pool/pool.js";
 import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
 import type { CallContext, RuntimeDeps } from "./context.js";
+import { engineRegistry } from "./engine-registry.js";
 import { ensurePrivateDir } from "./private-dir.js";
 import { claimReap, reapIntervalMs, spawnDetached } from "./reap-schedule.js";
 import { VmManager } from "./vms.js";
@@ -49,6 +50,8 @@ export class Runtime {
       paths: this.paths,
       envs: this.envs,
       env,
+      // The one place that decides which engines the managers get (tests pass a fake).
+      engines: engineRegistry(this.paths, env),
       privateState: () => {
         privateState ??= ensurePrivateDir(this.paths.stateDir).catch((e: unknown) => {
           privateState = undefined;
