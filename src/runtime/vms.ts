@@ -326,7 +326,6 @@ export class VmManager {
     const first = await this.records.read(id);
     if (first.problem === "missing") throw this.records.notFoundError(id);
     await this.core.delete(id, removeTree);
-    await this.records.removeLock(id);
     return { vm_id: id, deleted: true };
   }
 

@@ -215,7 +215,8 @@ export class SandboxRecords<R extends SandboxRecord> {
 
   /**
    * Delete under the record's lock: refused while its intent's owner still works on it; the
-   * sandbox goes first (found even without a record), then `removeDir` takes the directory.
+   * sandbox goes first (found even without a record), then `removeDir` takes the directory,
+   * then the lock the record leaves behind.
    */
   async delete(id: string, removeDir: (dir: string) => Promise<void>): Promise<void> {
     await this.store.locked(id, async () => {
@@ -229,6 +230,7 @@ export class SandboxRecords<R extends SandboxRecord> {
       await this.removeSandbox(id, e);
       await removeDir(this.dir(id));
     });
+    await this.store.removeLock(id);
   }
 
   /**

@@ -1077,7 +1077,6 @@ export class WorkspaceManager {
     }
     await this.core.delete(id, removeWorkspaceDir);
     secretValuesCache.delete(id);
-    await this.records.removeLock(id);
     return { workspace_id: id, deleted: true };
   }
 
