@@ -8,6 +8,7 @@ import { claimReap, reapIntervalMs, spawnDetached } from "../sandbox/reap-schedu
 import { VmManager } from "../vms/manager.js";
 import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
+import { engineRegistry } from "./engine-registry.js";
 
 export interface RuntimeOptions {
   env?: NodeJS.ProcessEnv;
@@ -49,6 +50,8 @@ export class Runtime {
       paths: this.paths,
       envs: this.envs,
       env,
+      // The one place that decides which engines the managers get (tests pass a fake).
+      engines: engineRegistry(this.paths, env),
       privateState: () => {
         privateState ??= ensurePrivateDir(this.paths.stateDir).catch((e: unknown) => {
           privateState = undefined;

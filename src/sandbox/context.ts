@@ -4,6 +4,7 @@ import type { EnvironmentStore } from "../environments/store.js";
 import type { ExportPolicy } from "../project/export-policy.js";
 import type { ProjectSeeder } from "../project/source.js";
 import type { SecretPolicy } from "../secrets/spec.js";
+import type { EngineRegistry } from "./engines.js";
 
 /** Progress of long work (environment builds, seeding), for terminals and MCP progress. */
 export interface Progress {
@@ -56,6 +57,8 @@ export interface RuntimeDeps {
   paths: PyroPaths;
   envs: EnvironmentStore;
   env: NodeJS.ProcessEnv;
+  /** The engines sandboxes run on (runtime/engine-registry.ts; a fake in unit tests). */
+  engines: EngineRegistry;
   /** Makes the state dir private to this user (once per process); before anything is written there. */
   privateState: () => Promise<void>;
 }

@@ -1,8 +1,7 @@
 import * as z from "zod";
 import { PyroError } from "../core/errors.js";
-import type { PyroPaths } from "../core/paths.js";
-import { allEngines, engineByName } from "../engines/select.js";
 import type { EngineName, SandboxHandle } from "../engines/types.js";
+import type { EngineRegistry } from "./engines.js";
 
 /**
  * What every sandbox record (VM or workspace) shares and how it is checked on load: a record
@@ -39,10 +38,9 @@ export async function removeRecordSandbox(
   id: string,
   sandboxDir: string,
   rec: { engine: EngineName | null; handle: z.infer<typeof HandleSchema> | null } | undefined,
-  paths: PyroPaths,
-  env: NodeJS.ProcessEnv,
+  engines: EngineRegistry,
 ): Promise<void> {
-  const known = rec?.engine ? engineByName(rec.engine, paths, env) : undefined;
+  const known = rec?.engine ? engines.byName(rec.engine) : undefined;
   if (rec?.handle) {
     if (!known)
       throw new PyroError("engine_unavailable", `engine ${rec.engine} is not available in this build`);
@@ -51,5 +49,5 @@ export async function removeRecordSandbox(
     if ((await known.inspect(handle).catch(() => undefined))?.state === "running")
       throw new PyroError("engine_failure", `the sandbox of ${what} is still running after delete`);
   }
-  for (const engine of known ? [known] : allEngines(paths, env)) await engine.removeOrphan(id, sandboxDir);
+  for (const engine of known ? [known] : engines.all()) await engine.removeOrphan(id, sandboxDir);
 }

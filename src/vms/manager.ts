@@ -5,8 +5,7 @@ import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { checkId, newId } from "../core/ids.js";
 import { resultNotes } from "../engines/notes.js";
-import { allEngines, engineByName, selectEngine } from "../engines/select.js";
-import type { Engine, SandboxSpec } from "../engines/types.js";
+import type { Engine, EngineName, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput } from "../network/input.js";
@@ -23,16 +22,11 @@ import { commandFields, finishRecording, streamInto } from "../output/command.js
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { runFromPool } from "../pool/run.js";
-import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../sandbox/context.js";
+import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../sandbox/context.js";
 import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
-import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../sandbox/record-store.js";
-import {
-  asHandle,
-  HandleSchema,
-  handleProblem,
-  OwnerSchema,
-  removeRecordSandbox,
-} from "../sandbox/sandbox-record.js";
+import { REAP_LOCK_WAIT_MS, type RecordStore } from "../sandbox/record-store.js";
+import { SandboxRecords } from "../sandbox/records.js";
+import { asHandle, HandleSchema, OwnerSchema } from "../sandbox/sandbox-record.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { removeTree } from "../util/remove-tree.js";
 
@@ -67,32 +61,24 @@ interface OneShotMarker {
 
 /** The VM half of the runtime: one-shot runs and the vm_* lifecycle. */
 export class VmManager {
+  /** The record core (src/sandbox/records.ts): store, intent `starting`, expiry, reaper rounds. */
+  private readonly core: SandboxRecords<VmRecord>;
   private readonly records: RecordStore<VmRecord>;
 
   constructor(private readonly d: RuntimeDeps) {
-    this.records = new RecordStore<VmRecord>({
+    this.core = new SandboxRecords<VmRecord>({
       root: d.paths.vmsDir,
       kind: "vm",
       file: "vm.json",
       idOf: (r) => r.vm_id,
-      notFound: (id) =>
-        new PyroError("not_found", `no VM with id ${id}`, [
-          "list VMs with ",
-          { op: "vm_list" },
-          "; a VM used by vm_exec is deleted after its command",
-        ]),
-      unreadable: (id, why) =>
-        new PyroError("invalid_state", `VM ${id} is damaged (${why})`, [
-          "delete it with ",
-          { op: "vm_delete", args: { vm_id: id } },
-          " (its sandbox, if any, is found and removed too)",
-        ]),
       schema: VmRecordSchema,
-      check: (id, dir, rec) =>
-        rec.vm_id !== id
-          ? `vm_id ${JSON.stringify(rec.vm_id)} is not ${id}`
-          : handleProblem(id, dir, rec.handle, { sandboxDir: join(dir, "sandbox") }),
+      noun: "VM",
+      ops: { list: "vm_list", delete: "vm_delete", idArg: "vm_id" },
+      notFoundMore: "; a VM used by vm_exec is deleted after its command",
+      intent: { state: "starting", verb: "started", wait: "wait for it to start, then delete it" },
+      engines: d.engines,
     });
+    this.records = this.core.store;
   }
 
   private dir(id: string): string {
@@ -101,7 +87,7 @@ export class VmManager {
 
   async run(input: RunInputT, ctx: CallContext = {}): Promise<RunResultT> {
     const t0 = performance.now();
-    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
+    const engine = await this.d.engines.select({ allowHostCompat: input.allow_host_compat });
     const env = await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
@@ -181,7 +167,7 @@ export class VmManager {
   }
 
   async create(input: VmCreateInputT, ctx: CallContext = {}): Promise<VmStatusResultT> {
-    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
+    const engine = await this.d.engines.select({ allowHostCompat: input.allow_host_compat });
     await this.d.envs.ensure(input.environment, {
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (p) => ctx.onProgress?.({ message: `${input.environment}: ${p.message}` }),
@@ -211,47 +197,11 @@ export class VmManager {
   }
 
   private engineFor(rec: VmRecord) {
-    const e = engineByName(rec.engine ?? "gvisor", this.d.paths, this.d.env);
-    if (!e) throw new PyroError("engine_unavailable", `engine ${rec.engine} is not available in this build`);
-    return e;
+    return this.core.engineFor(rec);
   }
 
-  private expireIfDue(rec: VmRecord): Promise<VmRecord> {
-    return this.records.expireIfDue(rec, (r) => this.expire(r));
-  }
-
-  private async expire(r: VmRecord): Promise<void> {
-    if (r.handle)
-      await this.engineFor(r)
-        .destroy(asHandle(r.handle))
-        .catch(() => undefined);
-    r.handle = null;
-    r.state = "expired";
-    r.reason = `ttl elapsed at ${r.expires_at}`;
-  }
-
-  /**
-   * For views: expired if due, without waiting on another operation's lock (then what it
-   * derives is shown, not written).
-   */
-  private async expiredNow(rec: VmRecord): Promise<VmRecord> {
-    return (
-      (await this.records.expireIfDueIfFree(rec, (r) => this.expire(r))) ?? {
-        ...rec,
-        state: "expired",
-        reason: `ttl elapsed at ${rec.expires_at}`,
-      }
-    );
-  }
-
-  private async usable(id: string): Promise<VmRecord> {
-    const rec = await this.expireIfDue(await this.records.load(id));
-    if (rec.state === "expired")
-      throw new PyroError("expired", `VM ${id} expired (${rec.reason})`, [
-        "delete it with ",
-        { op: "vm_delete", args: { vm_id: id } },
-      ]);
-    return rec;
+  private usable(id: string): Promise<VmRecord> {
+    return this.core.unexpired(id);
   }
 
   async start(id: string, _ctx: CallContext = {}): Promise<VmStatusResultT> {
@@ -375,48 +325,13 @@ export class VmManager {
     checkId("vm", id);
     const first = await this.records.read(id);
     if (first.problem === "missing") throw this.records.notFoundError(id);
-    await this.records.locked(id, async () => {
-      const e = await this.records.read(id);
-      if (e.rec?.state === "starting" && ownerAlive(e.rec.owner))
-        throw new PyroError(
-          "invalid_state",
-          `VM ${id} is being started by pyro process ${e.rec.owner?.pid}`,
-          "wait for it to start, then delete it",
-        );
-      await this.removeSandbox(id, e);
-      await removeTree(this.dir(id));
-    });
-    await this.records.removeLock(id);
+    await this.core.delete(id, removeTree);
     return { vm_id: id, deleted: true };
-  }
-
-  /** As for workspaces: through the handle, else every engine that could have made it. */
-  private removeSandbox(id: string, e: RecordEntry<VmRecord>): Promise<void> {
-    return removeRecordSandbox(
-      `VM ${id}`,
-      id,
-      join(this.dir(id), "sandbox"),
-      e.rec,
-      this.d.paths,
-      this.d.env,
-    );
   }
 
   async status(id: string): Promise<VmStatusResultT> {
     checkId("vm", id);
-    let rec = await this.expiredNow(await this.records.load(id));
-    if (rec.state === "running" && rec.handle) {
-      const i = await this.engineFor(rec).inspect(asHandle(rec.handle));
-      if (i.state !== "running") {
-        const reason = i.reason ?? `sandbox ${i.state}`;
-        const failed = await this.records.updateIfFree(id, (r) => {
-          r.state = "failed";
-          r.reason = reason;
-        });
-        rec = failed ?? { ...rec, state: "failed", reason };
-      }
-    }
-    return this.view(rec);
+    return this.view(await this.core.checked(await this.core.expiredNow(await this.records.load(id))));
   }
 
   async networkInfo(id: string) {
@@ -440,7 +355,7 @@ export class VmManager {
 
   list(): Promise<VmStatusResultT[]> {
     return this.records.list(
-      async (rec) => this.view(await this.expiredNow(rec)),
+      async (rec) => this.view(await this.core.expiredNow(rec)),
       async (e) => {
         // A one-shot run's directory has no vm.json by design; it is not a VM to list.
         if (e.problem === "missing") return undefined;
@@ -467,30 +382,23 @@ export class VmManager {
    * and removes what killed one-shot runs left behind. Damaged records are left for delete.
    */
   reap(): Promise<string[]> {
-    return this.records.reap(
-      async (rec) => {
-        if (rec.state === "starting" && !ownerAlive(rec.owner)) {
-          const engine = this.engineFor(rec);
-          await engine.removeOrphan(rec.vm_id, join(this.dir(rec.vm_id), "sandbox"));
-          // A record another operation holds (longer than REAP_LOCK_WAIT_MS) is left for the next reap.
-          const done = await this.records.updateIfFree(
-            rec.vm_id,
-            (r) => {
-              if (r.state !== "starting" || ownerAlive(r.owner)) return;
-              r.state = "failed";
-              r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
-              r.owner = null;
-            },
-            REAP_LOCK_WAIT_MS,
-          );
-          return done !== undefined;
-        }
-        if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        return (
-          (await this.records.expireIfDueIfFree(rec, (r) => this.expire(r), REAP_LOCK_WAIT_MS)) !== undefined
+    return this.core.reap({
+      // An interrupted start: what it left is removed and the VM is failed (it can be started again).
+      interrupted: async (rec) => {
+        await this.engineFor(rec).removeOrphan(rec.vm_id, this.core.sandboxDir(rec.vm_id));
+        const done = await this.records.updateIfFree(
+          rec.vm_id,
+          (r) => {
+            if (!this.core.interrupted(r)) return;
+            r.state = "failed";
+            r.reason = `interrupted: the pyro process starting it (pid ${r.owner?.pid}) died`;
+            r.owner = null;
+          },
+          REAP_LOCK_WAIT_MS,
         );
+        return done !== undefined;
       },
-      async (e) => {
+      orphan: async (e) => {
         if (e.problem !== "missing") return false;
         const one = await readJson<Partial<OneShotMarker>>(join(e.dir, "oneshot.json")).catch(
           () => undefined,
@@ -501,15 +409,12 @@ export class VmManager {
           : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
         if (!orphan) return false;
         // A one-shot run's sandbox dir is the VM dir itself.
-        const known = one?.engine
-          ? engineByName(one.engine as "gvisor", this.d.paths, this.d.env)
-          : undefined;
-        for (const engine of known ? [known] : allEngines(this.d.paths, this.d.env))
+        for (const engine of this.core.enginesFor(one?.engine as EngineName | undefined))
           await engine.removeOrphan(e.id, e.dir);
         await removeTree(e.dir);
         return true;
       },
-    );
+    });
   }
 
   private view(r: VmRecord): VmStatusResultT {

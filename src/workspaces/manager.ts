@@ -6,7 +6,6 @@ import { PyroError, toPyroError } from "../core/errors.js";
 import { resolveHostPath } from "../core/host-paths.js";
 import { checkId, isValidId, newId } from "../core/ids.js";
 import { resultNotes } from "../engines/notes.js";
-import { allEngines, engineByName, selectEngine } from "../engines/select.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
 import { sandboxNetInfo } from "../network/info.js";
@@ -35,7 +34,7 @@ import { outputFields, snapshotOf } from "../output/view.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
 import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "../project/archive.js";
 import type { ProjectSeed } from "../project/source.js";
-import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } from "../sandbox/context.js";
+import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../sandbox/context.js";
 import {
   createDisk,
   DISK_FAULT_WAY_OUT,
@@ -46,14 +45,9 @@ import {
 } from "../sandbox/disk.js";
 import { ensureCreateSpace, hostSpace } from "../sandbox/host-space.js";
 import { currentOwner, ownerAlive } from "../sandbox/owner.js";
-import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../sandbox/record-store.js";
-import {
-  asHandle,
-  HandleSchema,
-  handleProblem,
-  OwnerSchema,
-  removeRecordSandbox,
-} from "../sandbox/sandbox-record.js";
+import { REAP_LOCK_WAIT_MS, type RecordEntry, type RecordStore } from "../sandbox/record-store.js";
+import { SandboxRecords } from "../sandbox/records.js";
+import { asHandle, HandleSchema, OwnerSchema } from "../sandbox/sandbox-record.js";
 import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
 import { SecretRecordSchema, secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
@@ -233,38 +227,41 @@ export interface AttachedWorkspace {
 }
 
 export class WorkspaceManager {
+  /** The record core (src/sandbox/records.ts): store, intent `creating`, expiry, reaper rounds. */
+  private readonly core: SandboxRecords<WorkspaceRecord>;
   private readonly records: RecordStore<WorkspaceRecord>;
   /** stop/start/pause/resume (lifecycle.ts), over this manager's records and engines. */
   readonly lifecycle: WorkspaceLifecycle<WorkspaceRecord>;
 
   constructor(private readonly d: RuntimeDeps) {
-    this.records = new RecordStore<WorkspaceRecord>({
+    this.core = new SandboxRecords<WorkspaceRecord>({
       root: d.paths.workspacesDir,
       kind: "ws",
       file: "workspace.json",
       // A removal killed before its disk was unmounted is finished by delete's own steps only.
       keepRemoving: (dir) => isMounted(join(dir, "files")),
       idOf: (r) => r.workspace_id,
-      notFound: (id) =>
-        new PyroError("not_found", `no workspace with id ${id}`, [
-          "list workspaces with ",
-          { op: "workspace_list" },
-        ]),
-      unreadable: (id, why) =>
-        new PyroError("invalid_state", `workspace ${id} is damaged (${why})`, [
-          "delete it with ",
-          { op: "workspace_delete", args: { workspace_id: id } },
-          " (its sandbox, if any, is found and removed too)",
-        ]),
       schema: WorkspaceRecordSchema,
-      check: (id, dir, rec) =>
-        rec.workspace_id !== id
-          ? `workspace_id ${JSON.stringify(rec.workspace_id)} is not ${id}`
-          : handleProblem(id, dir, rec.handle, {
-              sandboxDir: join(dir, "sandbox"),
-              workspaceDir: join(dir, "files"),
-            }),
+      noun: "workspace",
+      ops: { list: "workspace_list", delete: "workspace_delete", idArg: "workspace_id" },
+      expiredMore: " and create a new one",
+      intent: {
+        state: "creating",
+        verb: "created",
+        wait: "wait for workspace create to return, then delete it",
+      },
+      filesDir: true,
+      // Past its TTL the sandbox and files go; a tombstone record stays until delete.
+      onExpire: async (_r, dir) => {
+        await removeDisk(dir, join(dir, "files"));
+        await rm(baselineDir(dir), { recursive: true, force: true });
+        await rm(join(dir, "snapshots"), { recursive: true, force: true });
+        await rm(pauseDir(dir), { recursive: true, force: true });
+      },
+      expiredNote: "; sandbox and files removed",
+      engines: d.engines,
     });
+    this.records = this.core.store;
     this.lifecycle = new WorkspaceLifecycle<WorkspaceRecord>({
       records: this.records,
       dir: (id) => this.dir(id),
@@ -395,13 +392,11 @@ export class WorkspaceManager {
   }
 
   private engineFor(rec: WorkspaceRecord): Engine {
-    const e = engineByName(rec.engine, this.d.paths, this.d.env);
-    if (!e) throw new PyroError("engine_unavailable", `engine ${rec.engine} is not available in this build`);
-    return e;
+    return this.core.engineFor(rec);
   }
 
   async create(input: WorkspaceCreateInputT, ctx: CallContext = {}): Promise<WorkspaceStatusResultT> {
-    const engine = await selectEngine(this.d.paths, { allowHostCompat: input.allow_host_compat }, this.d.env);
+    const engine = await this.d.engines.select({ allowHostCompat: input.allow_host_compat });
     // Everything about the seed is checked before anything is written.
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
@@ -612,27 +607,12 @@ export class WorkspaceManager {
 
   /** A record whose creator died before it finished: nothing usable, found and removable. */
   private interrupted(r: WorkspaceRecord): boolean {
-    return r.state === "creating" && !ownerAlive(r.owner);
+    return this.core.interrupted(r);
   }
 
   /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
   private expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    return this.records.expireIfDue(rec, (r) => this.expire(r));
-  }
-
-  private async expire(r: WorkspaceRecord): Promise<void> {
-    if (r.state === "expired") return;
-    if (r.handle)
-      await this.engineFor(r)
-        .destroy(r.handle)
-        .catch(() => undefined);
-    await removeDisk(this.dir(r.workspace_id), join(this.dir(r.workspace_id), "files"));
-    await rm(baselineDir(this.dir(r.workspace_id)), { recursive: true, force: true });
-    await rm(join(this.dir(r.workspace_id), "snapshots"), { recursive: true, force: true });
-    await rm(pauseDir(this.dir(r.workspace_id)), { recursive: true, force: true });
-    r.handle = null;
-    r.state = "expired";
-    r.reason = `ttl elapsed at ${r.expires_at}; sandbox and files removed`;
+    return this.core.expireIfDue(rec);
   }
 
   /** A workspace that can take commands, or a clear error saying why not. */
@@ -643,14 +623,7 @@ export class WorkspaceManager {
   }
 
   private async usableRecord(id: string): Promise<WorkspaceRecord> {
-    const rec = await this.expireIfDue(await this.records.load(id));
-    if (rec.state === "expired") {
-      throw new PyroError("expired", `workspace ${id} expired (${rec.reason})`, [
-        "delete it with ",
-        { op: "workspace_delete", args: { workspace_id: id } },
-        " and create a new one",
-      ]);
-    }
+    const rec = await this.core.unexpired(id);
     if (rec.state === "creating") {
       throw new PyroError(
         "invalid_state",
@@ -1004,9 +977,7 @@ export class WorkspaceManager {
    * A record deleted meanwhile is not_found.
    */
   private async current(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
-    const r =
-      (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x))) ??
-      ({ ...rec, state: "expired", reason: `ttl elapsed at ${rec.expires_at}` } as WorkspaceRecord);
+    const r = await this.core.expiredNow(rec);
     if (this.interrupted(r)) {
       return {
         ...r,
@@ -1020,24 +991,7 @@ export class WorkspaceManager {
         state: "stopped",
         reason: `interrupted: the pyro process ${r.state === "stopping" ? "stopping" : "starting"} it (pid ${r.owner?.pid}) died; start it again or delete it`,
       };
-    if (r.state !== "running" || !r.handle) return r;
-    const i = await this.engineFor(r).inspect(asHandle(r.handle));
-    if (i.state === "running") return this.diskChecked(r);
-    return this.failIfFree(r, i.reason ?? `sandbox ${i.state}`);
-  }
-
-  /**
-   * `r` as failed for `reason`: recorded unless another operation holds the record (a view
-   * never waits behind it), shown either way.
-   */
-  private async failIfFree(r: WorkspaceRecord, reason: string): Promise<WorkspaceRecord> {
-    const failed = await this.records.updateIfFree(r.workspace_id, (x) => {
-      if (x.state === "running") {
-        x.state = "failed";
-        x.reason = reason;
-      }
-    });
-    return failed ?? { ...r, state: "failed", reason };
+    return this.core.checked(r, (x) => this.diskChecked(x));
   }
 
   /**
@@ -1053,7 +1007,7 @@ export class WorkspaceManager {
     // exactly when the record cannot be written).
     const space = await hostSpace(this.dir(r.workspace_id));
     if (!space || space.free_mib > 0) {
-      const failed = await this.failIfFree(r, reason).catch(() => undefined);
+      const failed = await this.core.failIfFree(r, reason).catch(() => undefined);
       if (failed) return failed;
     }
     return { ...r, state: "failed", reason };
@@ -1121,37 +1075,9 @@ export class WorkspaceManager {
         { op: "workspace_list" },
       ]);
     }
-    await this.records.locked(id, async () => {
-      const e = await this.records.read(id);
-      if (e.rec?.state === "creating" && ownerAlive(e.rec.owner)) {
-        throw new PyroError(
-          "invalid_state",
-          `workspace ${id} is being created by pyro process ${e.rec.owner?.pid}`,
-          "wait for workspace create to return, then delete it",
-        );
-      }
-      await this.removeSandbox(id, e);
-      await removeWorkspaceDir(dir);
-    });
+    await this.core.delete(id, removeWorkspaceDir);
     secretValuesCache.delete(id);
-    await this.records.removeLock(id);
     return { workspace_id: id, deleted: true };
-  }
-
-  /**
-   * Ends the workspace's sandbox and checks that it is gone: through the handle when the
-   * record has one, else (interrupted create, damaged record) by asking every engine that
-   * could have made it. Throws rather than let a delete report success over a live sandbox.
-   */
-  private removeSandbox(id: string, e: RecordEntry<WorkspaceRecord>): Promise<void> {
-    return removeRecordSandbox(
-      `workspace ${id}`,
-      id,
-      join(this.dir(id), "sandbox"),
-      e.rec,
-      this.d.paths,
-      this.d.env,
-    );
   }
 
   /** Every workspace (matching every label given), most recently active first. */
@@ -1176,43 +1102,33 @@ export class WorkspaceManager {
    * sandbox runs and it is old enough not to be a create in progress.
    */
   reap(): Promise<string[]> {
-    return this.records.reap(
-      async (rec) => {
-        // A record another operation holds for longer than REAP_LOCK_WAIT_MS is left for
-        // the next reap, rather than stall every record after it.
-        if (this.interrupted(rec)) {
-          const done = await this.records.lockedIfFree(
-            rec.workspace_id,
-            async () => {
-              await this.removeSandbox(rec.workspace_id, {
-                id: rec.workspace_id,
-                dir: this.dir(rec.workspace_id),
-                rec,
-              });
-              await removeWorkspaceDir(this.dir(rec.workspace_id));
-            },
-            REAP_LOCK_WAIT_MS,
-          );
-          if (!done) return false;
-          await this.records.removeLock(rec.workspace_id);
-          return true;
-        }
-        if (rec.state === "expired" || !isPast(rec.expires_at)) return false;
-        return (
-          (await this.records.expireIfDueIfFree(rec, (x) => this.expire(x), REAP_LOCK_WAIT_MS)) !== undefined
+    return this.core.reap({
+      // An interrupted create: nothing of it is usable, so all of it goes.
+      interrupted: async (rec) => {
+        const id = rec.workspace_id;
+        const done = await this.records.lockedIfFree(
+          id,
+          async () => {
+            await this.core.removeSandbox(id, { id, dir: this.dir(id), rec });
+            await removeWorkspaceDir(this.dir(id));
+          },
+          REAP_LOCK_WAIT_MS,
         );
+        if (!done) return false;
+        await this.records.removeLock(id);
+        return true;
       },
-      async (e) => {
+      orphan: async (e) => {
         if (e.problem !== "missing") return false;
         const st = await stat(e.dir).catch(() => undefined);
         if (!st || Date.now() - st.mtimeMs <= 10 * 60_000) return false;
         const sandboxDir = join(e.dir, "sandbox");
-        for (const engine of allEngines(this.d.paths, this.d.env))
+        for (const engine of this.core.enginesFor(undefined))
           if (await engine.orphanAlive(e.id, sandboxDir)) return false;
         await removeWorkspaceDir(e.dir);
         return true;
       },
-    );
+    });
   }
 
   /** What list and status show for a record that cannot be trusted: enough to find and delete it. */
