@@ -1,4 +1,4 @@
-import type { WorkspaceManager } from "../workspaces/manager.js";
+import type { SessionPort } from "../workspaces/port.js";
 import { type PublishedPort, parsePublish } from "./policy.js";
 
 /**
@@ -6,7 +6,7 @@ import { type PublishedPort, parsePublish } from "./policy.js";
  * rules as `workspace create --publish`), and `service stop` takes them out again.
  */
 export async function publishForService(
-  workspaces: WorkspaceManager,
+  workspaces: Pick<SessionPort, "status" | "update">,
   workspaceId: string,
   publish: string[],
 ): Promise<PublishedPort[]> {
@@ -24,7 +24,7 @@ export async function publishForService(
 }
 
 export async function unpublishForService(
-  workspaces: WorkspaceManager,
+  workspaces: Pick<SessionPort, "status" | "update">,
   workspaceId: string,
   ports: PublishedPort[],
 ): Promise<void> {

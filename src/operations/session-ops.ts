@@ -1,7 +1,5 @@
 import type * as z from "zod";
 import type { Runtime } from "../runtime/runtime.js";
-import { ServiceManager } from "../workspaces/services.js";
-import { ShellManager } from "../workspaces/shells.js";
 import { WorkspaceIdInput } from "./schemas.js";
 import * as S from "./session-schemas.js";
 import type { Operation } from "./table.js";
@@ -17,8 +15,8 @@ function op<const N extends string, I extends z.ZodObject, R extends z.ZodObject
   return o;
 }
 
-const shells = (rt: Runtime) => new ShellManager(rt.workspaces);
-const services = (rt: Runtime) => new ServiceManager(rt.workspaces);
+const shells = (rt: Runtime) => rt.capabilities.shells;
+const services = (rt: Runtime) => rt.capabilities.services;
 const WS = "ws_0123456789abcdef";
 const SH = "sh_0123456789ab";
 

@@ -4,6 +4,7 @@ import { type PyroPaths, resolvePaths } from "../paths.js";
 import { WarmPool } from "../pool/pool.js";
 import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
+import { type Workspace, WorkspaceCapabilities } from "../workspaces/workspace.js";
 import type { CallContext, RuntimeDeps } from "./context.js";
 import { ensurePrivateDir } from "./private-dir.js";
 import { claimReap, reapIntervalMs, spawnDetached } from "./reap-schedule.js";
@@ -28,6 +29,8 @@ export class Runtime {
   readonly envs: EnvironmentStore;
   readonly vms: VmManager;
   readonly workspaces: WorkspaceManager;
+  /** Shells, services and snapshots over the workspaces' port, and the `Workspace` facade. */
+  readonly capabilities: WorkspaceCapabilities;
   private readonly deps: RuntimeDeps;
   private lastReap = 0;
   private reaping: Promise<unknown> | undefined;
@@ -59,6 +62,12 @@ export class Runtime {
     };
     this.vms = new VmManager(this.deps);
     this.workspaces = new WorkspaceManager(this.deps);
+    this.capabilities = new WorkspaceCapabilities(this.workspaces, intentsDir(this.paths.stateDir));
+  }
+
+  /** One workspace as an object: `rt.workspace(id).files.read(…)`, `.shells`, `.snapshots`… */
+  workspace(id: string): Workspace {
+    return this.capabilities.workspace(id);
   }
 
   /**

@@ -1,6 +1,5 @@
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
-import * as z from "zod";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
@@ -10,21 +9,17 @@ import { checkId, isValidId, newId } from "../ids.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput, networkUpdate } from "../network/input.js";
 import { legacyNetwork } from "../network/policy.js";
-import { NetworkSpecRecord } from "../network/schemas.js";
-import {
-  type CommandLogEntryT,
-  ExecutionModeSchema,
-  LastCommand,
-  SeedInfo,
-  type WorkspaceCreateInputT,
-  type WorkspaceExecInputT,
-  type WorkspaceExecResultT,
-  type WorkspaceLogsInputT,
-  type WorkspaceLogsResultT,
-  type WorkspaceStatusResultT,
-  type WorkspaceSyncInputT,
-  type WorkspaceSyncResultT,
-  type WorkspaceUpdateInputT,
+import type {
+  CommandLogEntryT,
+  WorkspaceCreateInputT,
+  WorkspaceExecInputT,
+  WorkspaceExecResultT,
+  WorkspaceLogsInputT,
+  WorkspaceLogsResultT,
+  WorkspaceStatusResultT,
+  WorkspaceSyncInputT,
+  WorkspaceSyncResultT,
+  WorkspaceUpdateInputT,
 } from "../operations/schemas.js";
 import { finishRecording, streamInto } from "../output/command.js";
 import type { StreamSnapshot } from "../output/recorder.js";
@@ -37,15 +32,9 @@ import { type CallContext, isoPlusSeconds, isPast, nowIso, type RuntimeDeps } fr
 import { allEngines, engineByName, selectEngine } from "../runtime/engine-select.js";
 import { currentOwner, ownerAlive } from "../runtime/owner.js";
 import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore } from "../runtime/record-store.js";
-import {
-  asHandle,
-  HandleSchema,
-  handleProblem,
-  OwnerSchema,
-  removeRecordSandbox,
-} from "../runtime/sandbox-record.js";
+import { asHandle, handleProblem, removeRecordSandbox } from "../runtime/sandbox-record.js";
 import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
-import { SecretRecordSchema, secretValuesCache } from "../secrets/keeper.js";
+import { secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
 import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
@@ -84,84 +73,10 @@ import {
   WorkspaceLifecycle,
 } from "./lifecycle.js";
 import { checkLabels, checkName, labelsMatch, looksLikeName } from "./naming.js";
-import { recoverInterruptedOp } from "./snapshots.js";
+import type { AttachedWorkspace, OpenedWorkspace, RecoveryHook, WorkspacePort } from "./port.js";
+import { type PreparedFiles, seedView, type WorkspaceRecord, WorkspaceRecordSchema } from "./record.js";
 
 export const WORKSPACE_ROOT = "/workspace";
-
-/** The seed as stored: records from before the origin fields lack them (see seedView). */
-const SeedRecord = SeedInfo.partial({
-  origin_kind: true,
-  origin_ref: true,
-  origin_commit: true,
-  origin_url: true,
-});
-
-/** The stored seed with its origin filled in for records written before origins existed. */
-function seedView(s: z.infer<typeof SeedRecord>): z.infer<typeof SeedInfo> {
-  return {
-    ...s,
-    origin_kind: s.origin_kind ?? (s.mode === "empty" ? "none" : "seed_path"),
-    origin_ref: s.origin_ref ?? null,
-    origin_commit: s.origin_commit ?? null,
-    origin_url: s.origin_url ?? null,
-  };
-}
-
-/**
- * The stored record, validated on every load (see RecordStore). `creating` is written before
- * anything else exists, with the creating process as `owner`, so a sandbox whose creator
- * died at any moment is still found, shown and deleted. Loose: fields a newer pyro added
- * survive a read-modify-write by this one.
- */
-const WorkspaceRecordSchema = z.looseObject({
-  workspace_id: z.string(),
-  environment: z.string(),
-  // stopping/starting: a lifecycle step in progress (owner), see lifecycle.ts; paused: see `pause`.
-  state: z.enum(["creating", "running", "stopping", "stopped", "starting", "paused", "expired", "failed"]),
-  reason: z.string().nullable(),
-  created_at: z.string(),
-  expires_at: z.string(),
-  ttl_seconds: z.number().int().positive().default(600),
-  max_expires_at: z.string().optional(),
-  last_activity_at: z.string().optional(),
-  vcpu_count: z.number().int(),
-  mem_mib: z.number().int(),
-  disk_mib: z.number().int().positive().default(4096),
-  disk_enforced: z.boolean().default(false),
-  network: z.boolean(),
-  /** The network policy asked for (absent in records made before policies: `network` alone). */
-  network_spec: NetworkSpecRecord.optional(),
-  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
-  execution_mode: ExecutionModeSchema,
-  handle: HandleSchema.nullable(),
-  owner: OwnerSchema.nullable().optional(),
-  command_count: z.number().int().nonnegative(),
-  last_command: LastCommand.nullable(),
-  workspace_seed: SeedRecord,
-  /** Names, sizes and where values came from; never a value (see src/secrets/). */
-  secrets: z.array(SecretRecordSchema).optional(),
-  // The remote tenant (token id) that created it (src/remote/); absent for local callers.
-  tenant: z.string().optional(),
-  name: z.string().nullable().optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  pause: z.object({ with_memory: z.boolean(), at: z.string() }).nullable().optional(),
-  ended_sessions: z
-    .object({ shells: z.array(z.string()), services: z.array(z.string()) })
-    .nullable()
-    .optional(),
-});
-export type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
-
-/** Files and baseline for a workspace made from another's state (fork; see createFrom). */
-export interface PreparedFiles {
-  seed: WorkspaceRecord["workspace_seed"];
-  /** More record fields (e.g. where it was forked from). */
-  extra?: Record<string, unknown>;
-  /** Fills the new, empty files/ directory (while the sandbox starts: no guest command runs yet). */
-  into(filesDir: string, signal?: AbortSignal): Promise<void>;
-  /** Records the baseline (while the sandbox starts). */
-  baseline(wsDir: string): Promise<void>;
-}
 
 /** Entries written before output went to files carried it inline (capped at 1 MiB). */
 interface LegacyOutput {
@@ -216,26 +131,14 @@ export function resolveWorkspaceDest(dest: string): string {
  * The lock is held only around record updates, never while a command runs, so two execs
  * on one workspace run side by side and each appends its own log entry.
  */
-export interface AttachedWorkspace {
-  workspaceId: string;
-  /** The workspace's state directory on the host. */
-  dir: string;
-  engine: Engine;
-  handle: SandboxHandle;
-  env: Record<string, string>;
-  user?: { uid: number; gid: number };
-  /** pyro's cache (where the static sandbox init is found or built). */
-  cacheDir: string;
-  /** Names of the workspace's secrets (for secret_env and the supervisor's redaction). */
-  secretNames: string[];
-  /** Their values (read back once per process), to redact what pyro writes itself. */
-  secretValues: () => Promise<SecretValue[]>;
-}
-
 export class WorkspaceManager {
   private readonly records: RecordStore<WorkspaceRecord>;
   /** stop/start/pause/resume (lifecycle.ts), over this manager's records and engines. */
   readonly lifecycle: WorkspaceLifecycle<WorkspaceRecord>;
+  /** What capabilities (shells, services, snapshots, the file tools) may ask of a workspace. */
+  readonly port: WorkspacePort;
+  /** Intent hooks run before a workspace is used or shown (see addRecoveryHook). */
+  private readonly recoveryHooks: RecoveryHook[] = [];
 
   constructor(private readonly d: RuntimeDeps) {
     this.records = new RecordStore<WorkspaceRecord>({
@@ -273,6 +176,34 @@ export class WorkspaceManager {
       expireIfDue: (r) => this.expireIfDue(r),
       markActive: (r, at) => this.markActive(r, at),
     });
+    this.port = {
+      records: this.records,
+      dir: (id) => this.dir(id),
+      engineFor: (r) => this.engineFor(r),
+      spec: (r, restart) => this.sandboxSpec(r, restart),
+      usable: (id) => this.usableRecord(id),
+      open: (id) => this.open(id),
+      attach: (id) => this.attach(id),
+      status: (id) => this.status(id),
+      update: (input) => this.update(input),
+      createFrom: (input, engine, fill, ctx) => this.createFrom(input, engine, fill, ctx),
+      delete: (id) => this.delete(id),
+    };
+  }
+
+  /**
+   * A capability's intent hook (snapshots.ts: a snapshot or reset whose pyro process died),
+   * run before a workspace is used (exec, push, open, attach) or shown (status).
+   */
+  addRecoveryHook(hook: RecoveryHook): void {
+    this.recoveryHooks.push(hook);
+  }
+
+  /** Runs the recovery hooks; whether any of them recovered something. */
+  private async recover(id: string): Promise<boolean> {
+    let any = false;
+    for (const hook of this.recoveryHooks) if (await hook(id)) any = true;
+    return any;
   }
 
   /** The sandbox spec create used, from the record (for a restart on the kept files). */
@@ -435,19 +366,6 @@ export class WorkspaceManager {
     ctx: CallContext = {},
   ): Promise<WorkspaceStatusResultT> {
     return this.createSeeded(input, ctx, engine, undefined, undefined, [], fill);
-  }
-
-  /** For snapshots.ts (snapshot, reset, fork): the record store, deps and helpers. */
-  internals() {
-    return {
-      records: this.records,
-      deps: this.d,
-      dir: (id: string) => this.dir(id),
-      engineFor: (r: WorkspaceRecord) => this.engineFor(r),
-      view: (r: WorkspaceRecord) => this.view(r),
-      usable: (id: string) => this.usableRecord(id),
-      spec: (r: WorkspaceRecord, restart: boolean) => this.sandboxSpec(r, restart),
-    };
   }
 
   private async createSeeded(
@@ -637,8 +555,8 @@ export class WorkspaceManager {
 
   /** A workspace that can take commands, or a clear error saying why not. */
   private async usable(id: string): Promise<WorkspaceRecord> {
-    // A snapshot or reset whose pyro process died is finished first (snapshots.ts).
-    await recoverInterruptedOp(this, id);
+    // A snapshot or reset whose pyro process died is finished first (the recovery hooks).
+    await this.recover(id);
     return this.usableRecord(id);
   }
 
@@ -808,7 +726,7 @@ export class WorkspaceManager {
    * A running workspace's sandbox for the capability modules (files, diff, export, summary),
    * with its directory on the host (baseline, exports log).
    */
-  async open(id: string): Promise<{ guest: Guest; dir: string; baseline: string }> {
+  async open(id: string): Promise<OpenedWorkspace> {
     const rec = await this.usable(id);
     // The file tools run shell scripts against /workspace inside the sandbox; a host-compat
     // "sandbox" is the host itself, where /workspace would be the host's own directory.
@@ -984,7 +902,7 @@ export class WorkspaceManager {
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
     let e = await this.records.read(checkId("ws", id));
-    if (e.rec && (await recoverInterruptedOp(this, id).catch(() => false))) e = await this.records.read(id);
+    if (e.rec && (await this.recover(id).catch(() => false))) e = await this.records.read(id);
     if (e.problem === "missing" && !(await stat(e.dir).catch(() => undefined))) throw this.notFound(id);
     if (!e.rec) return this.damagedView(e);
     return this.view(await this.current(e.rec));

@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { create as tarCreate } from "tar";
 import { ensureStaticBinary, SANDBOX_INIT } from "../engines/static-binaries.js";
 import { PyroError } from "../errors.js";
-import type { AttachedWorkspace } from "./manager.js";
+import type { AttachedWorkspace } from "./port.js";
 import { type OutputChunk, SupervisedDir, type SupervisorFiles } from "./supervised.js";
 
 /**
