@@ -1,5 +1,5 @@
-import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
@@ -10,7 +10,6 @@ import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput, networkUpdate } from "../network/input.js";
 import { legacyNetwork } from "../network/policy.js";
 import type {
-  CommandLogEntryT,
   WorkspaceCreateInputT,
   WorkspaceExecInputT,
   WorkspaceExecResultT,
@@ -22,9 +21,6 @@ import type {
   WorkspaceUpdateInputT,
 } from "../operations/schemas.js";
 import { finishRecording, streamInto } from "../output/command.js";
-import type { StreamSnapshot } from "../output/recorder.js";
-import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
-import { outputFields, snapshotOf } from "../output/view.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
 import type { ProjectSeed } from "../project/source.js";
 import { displayCommand, toArgv } from "../runtime/command.js";
@@ -38,9 +34,9 @@ import { secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
 import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
-import { readJson, writeJsonAtomic } from "../util/json-store.js";
-import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "./archive.js";
-import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
+import { writeJsonAtomic } from "../util/json-store.js";
+import { classifySource, importIntoFreshDir, inspectSource } from "./archive.js";
+import { baselineAfterStart, baselineBeforeStart, baselineDir } from "./baseline.js";
 import {
   appendCommandLog,
   CANCELLED_OUTCOME,
@@ -51,7 +47,6 @@ import {
   markActive,
   markFailed,
   nextExpiry,
-  type StoredLogEntry,
   startCommand,
 } from "./command-log.js";
 import {
@@ -62,8 +57,7 @@ import {
   removeDisk,
   removeWorkspaceDir,
 } from "./disk.js";
-import { pushDestination } from "./files.js";
-import { Guest, relToWorkspace } from "./guest.js";
+import { Guest } from "./guest.js";
 import { ensureCreateSpace, hostSpace } from "./host-space.js";
 import {
   interruptedTransition,
@@ -72,53 +66,11 @@ import {
   pauseDir,
   WorkspaceLifecycle,
 } from "./lifecycle.js";
+import { readLogs } from "./logs.js";
 import { checkLabels, checkName, labelsMatch, looksLikeName } from "./naming.js";
 import type { AttachedWorkspace, OpenedWorkspace, RecoveryHook, WorkspacePort } from "./port.js";
 import { type PreparedFiles, seedView, type WorkspaceRecord, WorkspaceRecordSchema } from "./record.js";
-
-export const WORKSPACE_ROOT = "/workspace";
-
-/** Entries written before output went to files carried it inline (capped at 1 MiB). */
-interface LegacyOutput {
-  stdout?: string;
-  stderr?: string;
-}
-
-/** Head and tail (`keep` bytes each) of an output file; an empty stream if it is missing. */
-async function fileSnapshot(path: string, keep: number): Promise<StreamSnapshot> {
-  const fh = await open(path, "r").catch(() => undefined);
-  if (!fh) return snapshotOf(Buffer.alloc(0));
-  try {
-    const size = (await fh.stat()).size;
-    const read = async (pos: number, len: number) => {
-      const b = Buffer.alloc(len);
-      const { bytesRead } = await fh.read(b, 0, len, pos);
-      return b.subarray(0, bytesRead);
-    };
-    const head = await read(0, Math.min(keep, size));
-    const tail = size <= keep ? head : await read(size - keep, keep);
-    return { bytes: size, logged: size, head, tail };
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Maps a user's --dest onto a normalised guest path that stays inside /workspace. */
-export function resolveWorkspaceDest(dest: string): string {
-  if (dest.includes("\0")) throw new PyroError("invalid_argument", "destination contains a NUL byte");
-  const abs = dest.startsWith("/")
-    ? posix.normalize(dest)
-    : posix.normalize(posix.join(WORKSPACE_ROOT, dest));
-  const clean = abs.length > 1 ? abs.replace(/\/+$/, "") : abs;
-  if (clean !== WORKSPACE_ROOT && !clean.startsWith(`${WORKSPACE_ROOT}/`)) {
-    throw new PyroError(
-      "invalid_argument",
-      `destination ${JSON.stringify(dest)} is outside ${WORKSPACE_ROOT}`,
-      `use ${WORKSPACE_ROOT} or a path under it (relative paths are relative to ${WORKSPACE_ROOT})`,
-    );
-  }
-  return clean;
-}
+import { pushSync, WORKSPACE_ROOT } from "./sync.js";
 
 /**
  * Persistent workspaces. Layout of one workspace directory:
@@ -182,6 +134,9 @@ export class WorkspaceManager {
       engineFor: (r) => this.engineFor(r),
       spec: (r, restart) => this.sandboxSpec(r, restart),
       usable: (id) => this.usableRecord(id),
+      running: (id) => this.usable(id),
+      markFailed: (id, reason) => this.markFailed(id, reason),
+      touch: (id, at) => this.touch(id, at),
       open: (id) => this.open(id),
       attach: (id) => this.attach(id),
       status: (id) => this.status(id),
@@ -683,43 +638,9 @@ export class WorkspaceManager {
     return execResult(rec, cmd, logged, command, out, input.max_output_bytes);
   }
 
-  async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
-    const destination = resolveWorkspaceDest(input.dest);
-    const rec = await this.usable(input.workspace_id);
-    const srcPath = await resolveHostPath(input.source_path, "source_path", ctx);
-    const src = await classifySource(srcPath, "source path");
-    const stats = await inspectSource(src, ctx.signal);
-    ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
-    // The destination is made and resolved inside the sandbox first (a guest symlink out of
-    // /workspace is refused), and the archive goes to its real location. Host-compat has
-    // no sandbox: its /workspace is a host directory the operator's own commands write.
-    let real = destination;
-    try {
-      if (rec.engine !== "host")
-        real = await pushDestination(
-          new Guest(this.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
-            this.markFailed(rec.workspace_id, why),
-          ),
-          destination,
-          ctx.signal,
-        );
-      await this.engineFor(rec).putArchive(asHandle(rec.handle!), tarStreamOf(src), real);
-    } catch (e) {
-      const pe = toPyroError(e);
-      if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
-      throw pe;
-    }
-    await this.touch(rec.workspace_id, Date.now());
-    if (input.update_baseline)
-      await updateBaseline(this.dir(rec.workspace_id), relToWorkspace(real), tarStreamOf(src));
-    return {
-      workspace_id: rec.workspace_id,
-      source_path: src.path,
-      mode: src.kind,
-      destination,
-      ...stats,
-      baseline_updated: input.update_baseline,
-    };
+  /** `workspace sync push`: host files into /workspace (sync.ts). */
+  syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
+    return pushSync(this.port, input, ctx);
   }
 
   /**
@@ -977,57 +898,9 @@ export class WorkspaceManager {
     return { ...r, state: "failed", reason };
   }
 
-  /**
-   * The most recent `limit` commands, oldest first. Output only on request, within the
-   * budget shared by all entries returned.
-   */
-  async logs(input: WorkspaceLogsInputT): Promise<WorkspaceLogsResultT> {
-    const id = input.workspace_id;
-    const rec = await this.records.load(id);
-    const dir = join(this.dir(id), "commands");
-    const names = (await readdir(dir).catch(() => [] as string[]))
-      .filter((n) => /^\d{8}\.json$/.test(n))
-      .sort()
-      .slice(-input.limit);
-    const commands: CommandLogEntryT[] = [];
-    const perEntry = Math.max(64, Math.floor(input.max_output_bytes / Math.max(1, names.length)));
-    for (const n of names) {
-      const e = await readJson<StoredLogEntry & LegacyOutput>(join(dir, n)).catch(() => undefined);
-      if (!e) continue;
-      const outputId = e.output_id ?? workspaceOutputId(id, e.sequence);
-      const snap = async (s: StreamName) =>
-        typeof e[s] === "string"
-          ? snapshotOf(Buffer.from(e[s]))
-          : await fileSnapshot(workspaceOutputPath(dir, e.sequence, s), perEntry);
-      const [out, err] = input.include_output
-        ? [await snap("stdout"), await snap("stderr")]
-        : [undefined, undefined];
-      const view = out && err ? outputFields(out, err, perEntry, outputId) : undefined;
-      commands.push({
-        sequence: e.sequence,
-        command: e.command,
-        exit_code: e.exit_code,
-        timed_out: e.timed_out,
-        started_at: e.started_at,
-        duration_ms: e.duration_ms,
-        stdout_bytes: e.stdout_bytes ?? Buffer.byteLength(e.stdout ?? ""),
-        stderr_bytes: e.stderr_bytes ?? Buffer.byteLength(e.stderr ?? ""),
-        output_id: outputId,
-        ...(view
-          ? {
-              stdout: view.stdout,
-              stderr: view.stderr,
-              stdout_truncated: view.stdout_truncated,
-              stderr_truncated: view.stderr_truncated,
-              stdout_encoding: view.stdout_encoding,
-              stderr_encoding: view.stderr_encoding,
-              stdout_omitted_bytes: view.stdout_omitted_bytes,
-              stderr_omitted_bytes: view.stderr_omitted_bytes,
-            }
-          : {}),
-      });
-    }
-    return { workspace_id: id, command_count: rec.command_count, commands };
+  /** The most recent commands, oldest first (logs.ts). */
+  logs(input: WorkspaceLogsInputT): Promise<WorkspaceLogsResultT> {
+    return readLogs(this.port, input);
   }
 
   async delete(id: string): Promise<{ workspace_id: string; deleted: boolean }> {

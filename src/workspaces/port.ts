@@ -30,6 +30,12 @@ export interface WorkspacePort {
    * not run: a capability that calls this has run its own recovery first (snapshots).
    */
   usable(id: string): Promise<WorkspaceRecord>;
+  /** The same after the recovery hooks: what exec and sync push check before they act. */
+  running(id: string): Promise<WorkspaceRecord>;
+  /** Records that the workspace's sandbox died (`failed`, with the reason). */
+  markFailed(id: string, reason: string): Promise<void>;
+  /** Activity at `at` (ms): moves the idle expiry and tells the sandbox. */
+  touch(id: string, at: number): Promise<WorkspaceRecord>;
   /** A running workspace's sandbox for the file tools, with its host directory and baseline. */
   open(id: string): Promise<OpenedWorkspace>;
   /** A running workspace's sandbox for shells and services; counts as activity. */
