@@ -5,7 +5,7 @@ import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { resolveHostPath } from "../host-paths.js";
-import { checkId, isValidId, newId } from "../ids.js";
+import { checkId, newId } from "../ids.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput, networkUpdate } from "../network/input.js";
 import { legacyNetwork } from "../network/policy.js";
@@ -67,7 +67,7 @@ import {
   WorkspaceLifecycle,
 } from "./lifecycle.js";
 import { readLogs } from "./logs.js";
-import { checkLabels, checkName, labelsMatch, looksLikeName } from "./naming.js";
+import { checkLabels, checkName, checkNameFree, labelsMatch, resolveName } from "./naming.js";
 import type { AttachedWorkspace, OpenedWorkspace, RecoveryHook, WorkspacePort } from "./port.js";
 import { type PreparedFiles, seedView, type WorkspaceRecord, WorkspaceRecordSchema } from "./record.js";
 import { pushSync, WORKSPACE_ROOT } from "./sync.js";
@@ -224,56 +224,13 @@ export class WorkspaceManager {
       : null;
   }
 
-  /**
-   * A workspace's id from its id or its name: what every workspace reference input accepts
-   * (`invoke` calls this for each one, operations/refs.ts). Names belong to a tenant
-   * (`CallContext.tenant`, the remote token of `pyro mcp serve --http`; undefined for local
-   * callers, whose names are those of untenanted workspaces): a name is looked up among that
-   * tenant's workspaces only, so another tenant's name is "no workspace named …" exactly like
-   * an unknown one. `tenant` is a required parameter so no caller can forget it. Anything
-   * that is not a name comes back unchanged, for checkId to refuse (and ids are checked
-   * against the tenant by src/remote/tenancy.ts).
-   */
-  async resolveId(idOrName: string, tenant: string | undefined): Promise<string> {
-    if (isValidId("ws", idOrName) || !looksLikeName(idOrName)) return idOrName;
-    const ids = await this.idsNamed(idOrName, tenant);
-    if (ids.length === 1) return ids[0]!;
-    if (ids.length === 0)
-      throw new PyroError("not_found", `no workspace named ${JSON.stringify(idOrName)}`, [
-        "list workspaces (with their names) with ",
-        { op: "workspace_list" },
-      ]);
-    throw new PyroError(
-      "invalid_argument",
-      `${ids.length} workspaces are named ${JSON.stringify(idOrName)} (${ids.join(", ")})`,
-      "use the workspace id",
-    );
+  /** A workspace's id from its id or its name, among `tenant`'s workspaces (naming.ts resolveName). */
+  resolveId(idOrName: string, tenant: string | undefined): Promise<string> {
+    return resolveName(this.records, idOrName, tenant);
   }
 
-  /** The live workspaces of one tenant's namespace (undefined: the untenanted ones) with this name. */
-  private async idsNamed(name: string, tenant: string | undefined, except?: string): Promise<string[]> {
-    const ids: string[] = [];
-    for await (const e of this.records.entries())
-      if (e.rec?.name === name && e.rec.tenant === tenant && e.id !== except && e.rec.state !== "expired")
-        ids.push(e.id);
-    return ids;
-  }
-
-  /**
-   * Names are unique among one tenant's workspaces (expired tombstones aside): two tenants may
-   * each have a `main`, and a taken name tells nobody about another tenant's workspaces.
-   */
-  private async checkNameFree(name: string, tenant: string | undefined, self?: string): Promise<void> {
-    const taken = await this.idsNamed(name, tenant, self);
-    if (taken.length)
-      throw new PyroError(
-        "invalid_argument",
-        `the name ${JSON.stringify(name)} is taken by workspace ${taken[0]}`,
-        [
-          "choose another name, or rename that one with ",
-          { op: "workspace_update", args: { workspace_id: taken[0]! } },
-        ],
-      );
+  private checkNameFree(name: string, tenant: string | undefined, self?: string): Promise<void> {
+    return checkNameFree(this.records, name, tenant, self);
   }
 
   private dir(id: string): string {
