@@ -1,12 +1,7 @@
-import { join } from "node:path";
 import * as z from "zod";
 import type { CallContext } from "../sandbox/context.js";
-import { DIFF_LIMITS, diffWorkspace } from "../workspaces/diff.js";
-import { exportWorkspace } from "../workspaces/export.js";
-import { intentsDir } from "../workspaces/export-journal.js";
-import { editFile, FILE_LIMITS, listFiles, readFile, writeFile } from "../workspaces/files.js";
-import { applyPatch } from "../workspaces/patch.js";
-import { summarize } from "../workspaces/summary.js";
+import { DIFF_LIMITS } from "../workspaces/diff.js";
+import { FILE_LIMITS } from "../workspaces/files.js";
 import { op } from "./operation.js";
 import { workspaceId } from "./schemas.js";
 
@@ -343,10 +338,7 @@ export const FILE_OPERATIONS = [
         "pyro workspace diff ws_0123456789abcdef --name-only --json",
       ],
     },
-    handler: async (rt, i, ctx) => {
-      const w = await rt.workspaces.open(i.workspace_id);
-      return diffWorkspace(w.guest, w.baseline, i, sig(ctx));
-    },
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.diff(i, sig(ctx)),
   }),
   op({
     name: "workspace_export",
@@ -369,17 +361,7 @@ export const FILE_OPERATIONS = [
         "pyro workspace export ws_0123456789abcdef --changed-only --output ./fix",
       ],
     },
-    handler: async (rt, i, ctx) => {
-      const w = await rt.workspaces.open(i.workspace_id);
-      return exportWorkspace(
-        w.guest,
-        w.baseline,
-        join(w.dir, "exports.jsonl"),
-        i,
-        ctx,
-        intentsDir(rt.paths.stateDir),
-      );
-    },
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.export(i, ctx),
   }),
   op({
     name: "workspace_file_list",
@@ -399,7 +381,7 @@ export const FILE_OPERATIONS = [
         "pyro workspace file list ws_0123456789abcdef src --recursive",
       ],
     },
-    handler: async (rt, i, ctx) => listFiles((await rt.workspaces.open(i.workspace_id)).guest, i, sig(ctx)),
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.list(i, sig(ctx)),
   }),
   op({
     name: "workspace_file_read",
@@ -420,7 +402,7 @@ export const FILE_OPERATIONS = [
         "pyro workspace file read ws_0123456789abcdef big.log --offset 100 --limit 50",
       ],
     },
-    handler: async (rt, i, ctx) => readFile((await rt.workspaces.open(i.workspace_id)).guest, i, sig(ctx)),
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.read(i, sig(ctx)),
   }),
   op({
     name: "workspace_file_write",
@@ -437,7 +419,7 @@ export const FILE_OPERATIONS = [
       positional: ["workspace_id", "path"],
       examples: ["pyro workspace file write ws_0123456789abcdef notes/todo.txt --content 'fix the parser'"],
     },
-    handler: async (rt, i, ctx) => writeFile((await rt.workspaces.open(i.workspace_id)).guest, i, sig(ctx)),
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.write(i, sig(ctx)),
   }),
   op({
     name: "workspace_file_edit",
@@ -455,7 +437,7 @@ export const FILE_OPERATIONS = [
         "pyro workspace file edit ws_0123456789abcdef src/main.c --old-string 'int x = 1;' --new-string 'int x = 2;'",
       ],
     },
-    handler: async (rt, i, ctx) => editFile((await rt.workspaces.open(i.workspace_id)).guest, i, sig(ctx)),
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.edit(i, sig(ctx)),
   }),
   op({
     name: "workspace_patch_apply",
@@ -471,7 +453,7 @@ export const FILE_OPERATIONS = [
       positional: ["workspace_id"],
       examples: ['pyro workspace patch apply ws_0123456789abcdef --patch "$(git diff)"'],
     },
-    handler: async (rt, i, ctx) => applyPatch((await rt.workspaces.open(i.workspace_id)).guest, i, sig(ctx)),
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.applyPatch(i, sig(ctx)),
   }),
   op({
     name: "workspace_summary",
@@ -488,18 +470,6 @@ export const FILE_OPERATIONS = [
       positional: ["workspace_id"],
       examples: ["pyro workspace summary ws_0123456789abcdef"],
     },
-    handler: async (rt, i, ctx) => {
-      const w = await rt.workspaces.open(i.workspace_id);
-      // Entries without output: the summary counts commands and failures only.
-      const logs = await rt.workspaces.logs({
-        workspace_id: i.workspace_id,
-        limit: 1000,
-        include_output: false,
-        max_output_bytes: 1024,
-      });
-      return summarize(w.guest, w.baseline, join(w.dir, "exports.jsonl"), logs.commands, sig(ctx), {
-        snapshotsLog: join(w.dir, "snapshots", "events.jsonl"),
-      });
-    },
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).summary(sig(ctx)),
   }),
 ] as const;

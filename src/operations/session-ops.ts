@@ -1,6 +1,4 @@
 import type { Runtime } from "../runtime/runtime.js";
-import { ServiceManager } from "../workspaces/services.js";
-import { ShellManager } from "../workspaces/shells.js";
 import { op } from "./operation.js";
 import { WorkspaceIdInput } from "./schemas.js";
 import * as S from "./session-schemas.js";
@@ -10,8 +8,8 @@ import * as S from "./session-schemas.js";
  * how the CLI shows their results. MCP serves them in the workspace-full profile only.
  */
 
-const shells = (rt: Runtime) => new ShellManager(rt.workspaces);
-const services = (rt: Runtime) => new ServiceManager(rt.workspaces);
+const shells = (rt: Runtime) => rt.capabilities.shells;
+const services = (rt: Runtime) => rt.capabilities.services;
 const WS = "ws_0123456789abcdef";
 const SH = "sh_0123456789ab";
 

@@ -1,6 +1,4 @@
 import * as z from "zod";
-import type { Runtime } from "../runtime/runtime.js";
-import { Snapshots } from "../workspaces/snapshots.js";
 import { op } from "./operation.js";
 import { WorkspaceStatusResult, workspaceId } from "./schemas.js";
 
@@ -10,7 +8,6 @@ import { WorkspaceStatusResult, workspaceId } from "./schemas.js";
  * profile; snapshots and fork in workspace-full.
  */
 
-const snapshots = (rt: Runtime) => new Snapshots(rt.workspaces);
 const WS = "ws_0123456789abcdef";
 
 const snapshotName = z
@@ -121,7 +118,7 @@ export const SNAPSHOT_OPERATIONS = [
         `pyro workspace snapshot create ${WS} --json`,
       ],
     },
-    handler: (rt, i) => snapshots(rt).create(i.workspace_id, i.name),
+    handler: (rt, i) => rt.workspace(i.workspace_id).snapshots.create(i.name),
   }),
   op({
     name: "workspace_snapshot_list",
@@ -138,7 +135,7 @@ export const SNAPSHOT_OPERATIONS = [
       positional: ["workspace_id"],
       examples: [`pyro workspace snapshot list ${WS}`, `pyro workspace snapshot list ${WS} --json`],
     },
-    handler: (rt, i) => snapshots(rt).list(i.workspace_id),
+    handler: (rt, i) => rt.workspace(i.workspace_id).snapshots.list(),
   }),
   op({
     name: "workspace_snapshot_delete",
@@ -154,7 +151,7 @@ export const SNAPSHOT_OPERATIONS = [
       positional: ["workspace_id", "name"],
       examples: [`pyro workspace snapshot delete ${WS} before-refactor`],
     },
-    handler: (rt, i) => snapshots(rt).delete(i.workspace_id, i.name),
+    handler: (rt, i) => rt.workspace(i.workspace_id).snapshots.delete(i.name),
   }),
   op({
     name: "workspace_reset",
@@ -175,13 +172,8 @@ export const SNAPSHOT_OPERATIONS = [
         `pyro workspace reset ${WS} --snapshot before-refactor --json`,
       ],
     },
-    handler: async (rt, i) => {
-      // Secrets live in the old sandbox's memory: read before it goes, written into the new one.
-      const captured = await rt.workspaces.captureSecrets(i.workspace_id).catch(() => undefined);
-      const r = await snapshots(rt).reset(i.workspace_id, i.snapshot);
-      const note = await rt.workspaces.restoreSecrets(i.workspace_id, captured);
-      return note ? { ...r, secrets_note: note } : r;
-    },
+    // With the secrets carried into the new sandbox (the facade's snapshots.reset).
+    handler: (rt, i) => rt.workspace(i.workspace_id).snapshots.reset(i.snapshot),
   }),
   op({
     name: "workspace_fork",
@@ -201,7 +193,7 @@ export const SNAPSHOT_OPERATIONS = [
         `pyro workspace fork ${WS} --snapshot before-refactor --json`,
       ],
     },
-    handler: (rt, i, ctx) => snapshots(rt).fork(i.workspace_id, i.snapshot, i.count, ctx),
+    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).snapshots.fork(i.snapshot, i.count, ctx),
   }),
 ];
 

@@ -8,6 +8,7 @@ import { claimReap, reapIntervalMs, spawnDetached } from "../sandbox/reap-schedu
 import { VmManager } from "../vms/manager.js";
 import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
+import { type Workspace, WorkspaceCapabilities } from "../workspaces/workspace.js";
 import { engineRegistry } from "./engine-registry.js";
 
 export interface RuntimeOptions {
@@ -29,6 +30,8 @@ export class Runtime {
   readonly envs: EnvironmentStore;
   readonly vms: VmManager;
   readonly workspaces: WorkspaceManager;
+  /** Shells, services and snapshots over the workspaces' port, and the `Workspace` facade. */
+  readonly capabilities: WorkspaceCapabilities;
   private readonly deps: RuntimeDeps;
   private lastReap = 0;
   private reaping: Promise<unknown> | undefined;
@@ -62,6 +65,12 @@ export class Runtime {
     };
     this.vms = new VmManager(this.deps);
     this.workspaces = new WorkspaceManager(this.deps);
+    this.capabilities = new WorkspaceCapabilities(this.workspaces, intentsDir(this.paths.stateDir));
+  }
+
+  /** One workspace as an object: `rt.workspace(id).files.read(…)`, `.shells`, `.snapshots`… */
+  workspace(id: string): Workspace {
+    return this.capabilities.workspace(id);
   }
 
   /**

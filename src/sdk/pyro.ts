@@ -605,14 +605,19 @@ export class Pyro {
   }
 }
 
-/** A workspace as an object: its status fields (as of the last refresh) plus capability methods. */
+/**
+ * A workspace as an object: its status fields (as of the last refresh) plus capability methods,
+ * in the namespaces of the runtime's Workspace facade (src/workspaces/workspace.ts): `files`,
+ * `shells`, `services`, `snapshots`, `lifecycle`. The flat methods (`diff`, `reset`, `stop`…)
+ * stay as they were.
+ */
 export class WorkspaceHandle {
   readonly workspace_id: string;
   status: WorkspaceStatus;
   /** Persistent terminals (`ws.shells.open()`), and long-running services (`ws.services.start(…)`). */
   readonly shells: WorkspaceShells;
   readonly services: WorkspaceServices;
-  /** Files of /workspace: push host files in, list, read, write, edit. */
+  /** Files of /workspace: push host files in, list, read, write, edit, patch; diff and export. */
   readonly files: {
     push: (
       sourcePath: string,
@@ -630,6 +635,19 @@ export class WorkspaceHandle {
       newString: string,
       options?: { replaceAll?: boolean },
     ) => Promise<WorkspaceFileEditResult>;
+    applyPatch: (
+      patch: string,
+      options?: { strip?: number; check?: boolean },
+    ) => Promise<WorkspacePatchResult>;
+    diff: (options?: DiffOptions) => Promise<WorkspaceDiff>;
+    export: (output: string, options?: ExportOptions) => Promise<WorkspaceExportResult>;
+  };
+  /** stop/start/pause/resume, as the flat methods of the same names (the handle's status follows). */
+  readonly lifecycle: {
+    stop: () => Promise<WorkspaceLifecycle>;
+    start: () => Promise<WorkspaceLifecycle>;
+    pause: () => Promise<WorkspaceLifecycle>;
+    resume: () => Promise<WorkspaceLifecycle>;
   };
 
   constructor(
@@ -649,6 +667,15 @@ export class WorkspaceHandle {
       write: (path, content, options = {}) => this.pyro.writeWorkspaceFile(id, path, { content, ...options }),
       edit: (path, oldString, newString, options = {}) =>
         this.pyro.editWorkspaceFile(id, path, { oldString, newString, ...options }),
+      applyPatch: (patch, options = {}) => this.applyPatch(patch, options),
+      diff: (options = {}) => this.diff(options),
+      export: (output, options = {}) => this.export(output, options),
+    };
+    this.lifecycle = {
+      stop: () => this.stop(),
+      start: () => this.start(),
+      pause: () => this.pause(),
+      resume: () => this.resume(),
     };
   }
   /** Changes under /workspace since the baseline (the seed). */
@@ -668,13 +695,18 @@ export class WorkspaceHandle {
   summary(): Promise<WorkspaceWorkSummary> {
     return this.pyro.summarizeWorkspace(this.workspace_id);
   }
-  /** Named snapshots of /workspace: `ws.snapshots.create("a")`, `.list()`, `.delete("a")`. */
+  /**
+   * Named snapshots of /workspace: `ws.snapshots.create("a")`, `.list()`, `.delete("a")`, and
+   * `.reset(name?)`, `.fork({ snapshot?, count? })` (the flat `reset` and `fork`).
+   */
   get snapshots() {
     const id = this.workspace_id;
     return {
       create: (name?: string) => this.pyro.createWorkspaceSnapshot(id, name !== undefined ? { name } : {}),
       list: () => this.pyro.listWorkspaceSnapshots(id).then((r) => r.snapshots),
       delete: (name: string) => this.pyro.deleteWorkspaceSnapshot(id, name),
+      reset: (snapshot?: string) => this.reset(snapshot),
+      fork: (options: { snapshot?: string; count?: number } = {}) => this.fork(options),
     };
   }
   /** Back to a snapshot (default "baseline"), in a fresh sandbox; refreshes `status`. */

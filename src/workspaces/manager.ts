@@ -1,38 +1,29 @@
-import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
-import { join, posix } from "node:path";
-import * as z from "zod";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { resolveHostPath } from "../core/host-paths.js";
-import { checkId, isValidId, newId } from "../core/ids.js";
+import { checkId, newId } from "../core/ids.js";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput, networkUpdate } from "../network/input.js";
 import { legacyNetwork } from "../network/policy.js";
-import { NetworkSpecRecord } from "../network/schemas.js";
-import {
-  type CommandLogEntryT,
-  ExecutionModeSchema,
-  LastCommand,
-  SeedInfo,
-  type WorkspaceCreateInputT,
-  type WorkspaceExecInputT,
-  type WorkspaceExecResultT,
-  type WorkspaceLogsInputT,
-  type WorkspaceLogsResultT,
-  type WorkspaceStatusResultT,
-  type WorkspaceSyncInputT,
-  type WorkspaceSyncResultT,
-  type WorkspaceUpdateInputT,
+import type {
+  WorkspaceCreateInputT,
+  WorkspaceExecInputT,
+  WorkspaceExecResultT,
+  WorkspaceLogsInputT,
+  WorkspaceLogsResultT,
+  WorkspaceStatusResultT,
+  WorkspaceSyncInputT,
+  WorkspaceSyncResultT,
+  WorkspaceUpdateInputT,
 } from "../operations/schemas.js";
 import { finishRecording, streamInto } from "../output/command.js";
-import type { StreamSnapshot } from "../output/recorder.js";
-import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
-import { outputFields, snapshotOf } from "../output/view.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
-import { classifySource, importIntoFreshDir, inspectSource, tarStreamOf } from "../project/archive.js";
+import { classifySource, importIntoFreshDir, inspectSource } from "../project/archive.js";
 import type { ProjectSeed } from "../project/source.js";
 import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../sandbox/context.js";
 import {
@@ -47,14 +38,14 @@ import { ensureCreateSpace, hostSpace } from "../sandbox/host-space.js";
 import { currentOwner, ownerAlive } from "../sandbox/owner.js";
 import { REAP_LOCK_WAIT_MS, type RecordEntry, type RecordStore } from "../sandbox/record-store.js";
 import { SandboxRecords } from "../sandbox/records.js";
-import { asHandle, HandleSchema, OwnerSchema } from "../sandbox/sandbox-record.js";
+import { asHandle } from "../sandbox/sandbox-record.js";
 import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
-import { SecretRecordSchema, secretValuesCache } from "../secrets/keeper.js";
+import { secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
 import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
-import { readJson, writeJsonAtomic } from "../util/json-store.js";
-import { baselineAfterStart, baselineBeforeStart, baselineDir, updateBaseline } from "./baseline.js";
+import { writeJsonAtomic } from "../util/json-store.js";
+import { baselineAfterStart, baselineBeforeStart, baselineDir } from "./baseline.js";
 import {
   appendCommandLog,
   CANCELLED_OUTCOME,
@@ -65,11 +56,9 @@ import {
   markActive,
   markFailed,
   nextExpiry,
-  type StoredLogEntry,
   startCommand,
 } from "./command-log.js";
-import { pushDestination } from "./files.js";
-import { Guest, relToWorkspace } from "./guest.js";
+import { Guest } from "./guest.js";
 import {
   interruptedTransition,
   type LifecycleOutcome,
@@ -77,127 +66,11 @@ import {
   pauseDir,
   WorkspaceLifecycle,
 } from "./lifecycle.js";
-import { checkLabels, checkName, labelsMatch, looksLikeName } from "./naming.js";
-import { recoverInterruptedOp } from "./snapshots.js";
-
-export const WORKSPACE_ROOT = "/workspace";
-
-/** The seed as stored: records from before the origin fields lack them (see seedView). */
-const SeedRecord = SeedInfo.partial({
-  origin_kind: true,
-  origin_ref: true,
-  origin_commit: true,
-  origin_url: true,
-});
-
-/** The stored seed with its origin filled in for records written before origins existed. */
-function seedView(s: z.infer<typeof SeedRecord>): z.infer<typeof SeedInfo> {
-  return {
-    ...s,
-    origin_kind: s.origin_kind ?? (s.mode === "empty" ? "none" : "seed_path"),
-    origin_ref: s.origin_ref ?? null,
-    origin_commit: s.origin_commit ?? null,
-    origin_url: s.origin_url ?? null,
-  };
-}
-
-/**
- * The stored record, validated on every load (see RecordStore). `creating` is written before
- * anything else exists, with the creating process as `owner`, so a sandbox whose creator
- * died at any moment is still found, shown and deleted. Loose: fields a newer pyro added
- * survive a read-modify-write by this one.
- */
-const WorkspaceRecordSchema = z.looseObject({
-  workspace_id: z.string(),
-  environment: z.string(),
-  // stopping/starting: a lifecycle step in progress (owner), see lifecycle.ts; paused: see `pause`.
-  state: z.enum(["creating", "running", "stopping", "stopped", "starting", "paused", "expired", "failed"]),
-  reason: z.string().nullable(),
-  created_at: z.string(),
-  expires_at: z.string(),
-  ttl_seconds: z.number().int().positive().default(600),
-  max_expires_at: z.string().optional(),
-  last_activity_at: z.string().optional(),
-  vcpu_count: z.number().int(),
-  mem_mib: z.number().int(),
-  disk_mib: z.number().int().positive().default(4096),
-  disk_enforced: z.boolean().default(false),
-  network: z.boolean(),
-  /** The network policy asked for (absent in records made before policies: `network` alone). */
-  network_spec: NetworkSpecRecord.optional(),
-  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
-  execution_mode: ExecutionModeSchema,
-  handle: HandleSchema.nullable(),
-  owner: OwnerSchema.nullable().optional(),
-  command_count: z.number().int().nonnegative(),
-  last_command: LastCommand.nullable(),
-  workspace_seed: SeedRecord,
-  /** Names, sizes and where values came from; never a value (see src/secrets/). */
-  secrets: z.array(SecretRecordSchema).optional(),
-  // The remote tenant (token id) that created it (src/remote/); absent for local callers.
-  tenant: z.string().optional(),
-  name: z.string().nullable().optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  pause: z.object({ with_memory: z.boolean(), at: z.string() }).nullable().optional(),
-  ended_sessions: z
-    .object({ shells: z.array(z.string()), services: z.array(z.string()) })
-    .nullable()
-    .optional(),
-});
-export type WorkspaceRecord = z.infer<typeof WorkspaceRecordSchema>;
-
-/** Files and baseline for a workspace made from another's state (fork; see createFrom). */
-export interface PreparedFiles {
-  seed: WorkspaceRecord["workspace_seed"];
-  /** More record fields (e.g. where it was forked from). */
-  extra?: Record<string, unknown>;
-  /** Fills the new, empty files/ directory (while the sandbox starts: no guest command runs yet). */
-  into(filesDir: string, signal?: AbortSignal): Promise<void>;
-  /** Records the baseline (while the sandbox starts). */
-  baseline(wsDir: string): Promise<void>;
-}
-
-/** Entries written before output went to files carried it inline (capped at 1 MiB). */
-interface LegacyOutput {
-  stdout?: string;
-  stderr?: string;
-}
-
-/** Head and tail (`keep` bytes each) of an output file; an empty stream if it is missing. */
-async function fileSnapshot(path: string, keep: number): Promise<StreamSnapshot> {
-  const fh = await open(path, "r").catch(() => undefined);
-  if (!fh) return snapshotOf(Buffer.alloc(0));
-  try {
-    const size = (await fh.stat()).size;
-    const read = async (pos: number, len: number) => {
-      const b = Buffer.alloc(len);
-      const { bytesRead } = await fh.read(b, 0, len, pos);
-      return b.subarray(0, bytesRead);
-    };
-    const head = await read(0, Math.min(keep, size));
-    const tail = size <= keep ? head : await read(size - keep, keep);
-    return { bytes: size, logged: size, head, tail };
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Maps a user's --dest onto a normalised guest path that stays inside /workspace. */
-export function resolveWorkspaceDest(dest: string): string {
-  if (dest.includes("\0")) throw new PyroError("invalid_argument", "destination contains a NUL byte");
-  const abs = dest.startsWith("/")
-    ? posix.normalize(dest)
-    : posix.normalize(posix.join(WORKSPACE_ROOT, dest));
-  const clean = abs.length > 1 ? abs.replace(/\/+$/, "") : abs;
-  if (clean !== WORKSPACE_ROOT && !clean.startsWith(`${WORKSPACE_ROOT}/`)) {
-    throw new PyroError(
-      "invalid_argument",
-      `destination ${JSON.stringify(dest)} is outside ${WORKSPACE_ROOT}`,
-      `use ${WORKSPACE_ROOT} or a path under it (relative paths are relative to ${WORKSPACE_ROOT})`,
-    );
-  }
-  return clean;
-}
+import { readLogs } from "./logs.js";
+import { checkLabels, checkName, checkNameFree, labelsMatch, resolveName } from "./naming.js";
+import type { AttachedWorkspace, OpenedWorkspace, RecoveryHook, WorkspacePort } from "./port.js";
+import { type PreparedFiles, seedView, type WorkspaceRecord, WorkspaceRecordSchema } from "./record.js";
+import { pushSync, WORKSPACE_ROOT } from "./sync.js";
 
 /**
  * Persistent workspaces. Layout of one workspace directory:
@@ -210,28 +83,16 @@ export function resolveWorkspaceDest(dest: string): string {
  * The lock is held only around record updates, never while a command runs, so two execs
  * on one workspace run side by side and each appends its own log entry.
  */
-export interface AttachedWorkspace {
-  workspaceId: string;
-  /** The workspace's state directory on the host. */
-  dir: string;
-  engine: Engine;
-  handle: SandboxHandle;
-  env: Record<string, string>;
-  user?: { uid: number; gid: number };
-  /** pyro's cache (where the static sandbox init is found or built). */
-  cacheDir: string;
-  /** Names of the workspace's secrets (for secret_env and the supervisor's redaction). */
-  secretNames: string[];
-  /** Their values (read back once per process), to redact what pyro writes itself. */
-  secretValues: () => Promise<SecretValue[]>;
-}
-
 export class WorkspaceManager {
   /** The record core (src/sandbox/records.ts): store, intent `creating`, expiry, reaper rounds. */
   private readonly core: SandboxRecords<WorkspaceRecord>;
   private readonly records: RecordStore<WorkspaceRecord>;
   /** stop/start/pause/resume (lifecycle.ts), over this manager's records and engines. */
   readonly lifecycle: WorkspaceLifecycle<WorkspaceRecord>;
+  /** What capabilities (shells, services, snapshots, the file tools) may ask of a workspace. */
+  readonly port: WorkspacePort;
+  /** Intent hooks run before a workspace is used or shown (see addRecoveryHook). */
+  private readonly recoveryHooks: RecoveryHook[] = [];
 
   constructor(private readonly d: RuntimeDeps) {
     this.core = new SandboxRecords<WorkspaceRecord>({
@@ -270,6 +131,37 @@ export class WorkspaceManager {
       expireIfDue: (r) => this.expireIfDue(r),
       markActive: (r, at) => this.markActive(r, at),
     });
+    this.port = {
+      records: this.records,
+      dir: (id) => this.dir(id),
+      engineFor: (r) => this.engineFor(r),
+      spec: (r, restart) => this.sandboxSpec(r, restart),
+      usable: (id) => this.usableRecord(id),
+      running: (id) => this.usable(id),
+      markFailed: (id, reason) => this.markFailed(id, reason),
+      touch: (id, at) => this.touch(id, at),
+      open: (id) => this.open(id),
+      attach: (id) => this.attach(id),
+      status: (id) => this.status(id),
+      update: (input) => this.update(input),
+      createFrom: (input, engine, fill, ctx) => this.createFrom(input, engine, fill, ctx),
+      delete: (id) => this.delete(id),
+    };
+  }
+
+  /**
+   * A capability's intent hook (snapshots.ts: a snapshot or reset whose pyro process died),
+   * run before a workspace is used (exec, push, open, attach) or shown (status).
+   */
+  addRecoveryHook(hook: RecoveryHook): void {
+    this.recoveryHooks.push(hook);
+  }
+
+  /** Runs the recovery hooks; whether any of them recovered something. */
+  private async recover(id: string): Promise<boolean> {
+    let any = false;
+    for (const hook of this.recoveryHooks) if (await hook(id)) any = true;
+    return any;
   }
 
   /** The sandbox spec create used, from the record (for a restart on the kept files). */
@@ -335,56 +227,13 @@ export class WorkspaceManager {
       : null;
   }
 
-  /**
-   * A workspace's id from its id or its name: what every workspace reference input accepts
-   * (`invoke` calls this for each one, operations/refs.ts). Names belong to a tenant
-   * (`CallContext.tenant`, the remote token of `pyro mcp serve --http`; undefined for local
-   * callers, whose names are those of untenanted workspaces): a name is looked up among that
-   * tenant's workspaces only, so another tenant's name is "no workspace named …" exactly like
-   * an unknown one. `tenant` is a required parameter so no caller can forget it. Anything
-   * that is not a name comes back unchanged, for checkId to refuse (and ids are checked
-   * against the tenant by src/tenants/tenancy.ts).
-   */
-  async resolveId(idOrName: string, tenant: string | undefined): Promise<string> {
-    if (isValidId("ws", idOrName) || !looksLikeName(idOrName)) return idOrName;
-    const ids = await this.idsNamed(idOrName, tenant);
-    if (ids.length === 1) return ids[0]!;
-    if (ids.length === 0)
-      throw new PyroError("not_found", `no workspace named ${JSON.stringify(idOrName)}`, [
-        "list workspaces (with their names) with ",
-        { op: "workspace_list" },
-      ]);
-    throw new PyroError(
-      "invalid_argument",
-      `${ids.length} workspaces are named ${JSON.stringify(idOrName)} (${ids.join(", ")})`,
-      "use the workspace id",
-    );
+  /** A workspace's id from its id or its name, among `tenant`'s workspaces (naming.ts resolveName). */
+  resolveId(idOrName: string, tenant: string | undefined): Promise<string> {
+    return resolveName(this.records, idOrName, tenant);
   }
 
-  /** The live workspaces of one tenant's namespace (undefined: the untenanted ones) with this name. */
-  private async idsNamed(name: string, tenant: string | undefined, except?: string): Promise<string[]> {
-    const ids: string[] = [];
-    for await (const e of this.records.entries())
-      if (e.rec?.name === name && e.rec.tenant === tenant && e.id !== except && e.rec.state !== "expired")
-        ids.push(e.id);
-    return ids;
-  }
-
-  /**
-   * Names are unique among one tenant's workspaces (expired tombstones aside): two tenants may
-   * each have a `main`, and a taken name tells nobody about another tenant's workspaces.
-   */
-  private async checkNameFree(name: string, tenant: string | undefined, self?: string): Promise<void> {
-    const taken = await this.idsNamed(name, tenant, self);
-    if (taken.length)
-      throw new PyroError(
-        "invalid_argument",
-        `the name ${JSON.stringify(name)} is taken by workspace ${taken[0]}`,
-        [
-          "choose another name, or rename that one with ",
-          { op: "workspace_update", args: { workspace_id: taken[0]! } },
-        ],
-      );
+  private checkNameFree(name: string, tenant: string | undefined, self?: string): Promise<void> {
+    return checkNameFree(this.records, name, tenant, self);
   }
 
   private dir(id: string): string {
@@ -430,19 +279,6 @@ export class WorkspaceManager {
     ctx: CallContext = {},
   ): Promise<WorkspaceStatusResultT> {
     return this.createSeeded(input, ctx, engine, undefined, undefined, [], fill);
-  }
-
-  /** For snapshots.ts (snapshot, reset, fork): the record store, deps and helpers. */
-  internals() {
-    return {
-      records: this.records,
-      deps: this.d,
-      dir: (id: string) => this.dir(id),
-      engineFor: (r: WorkspaceRecord) => this.engineFor(r),
-      view: (r: WorkspaceRecord) => this.view(r),
-      usable: (id: string) => this.usableRecord(id),
-      spec: (r: WorkspaceRecord, restart: boolean) => this.sandboxSpec(r, restart),
-    };
   }
 
   private async createSeeded(
@@ -617,8 +453,8 @@ export class WorkspaceManager {
 
   /** A workspace that can take commands, or a clear error saying why not. */
   private async usable(id: string): Promise<WorkspaceRecord> {
-    // A snapshot or reset whose pyro process died is finished first (snapshots.ts).
-    await recoverInterruptedOp(this, id);
+    // A snapshot or reset whose pyro process died is finished first (the recovery hooks).
+    await this.recover(id);
     return this.usableRecord(id);
   }
 
@@ -738,50 +574,16 @@ export class WorkspaceManager {
     return execResult(rec, cmd, logged, command, out, input.max_output_bytes);
   }
 
-  async syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
-    const destination = resolveWorkspaceDest(input.dest);
-    const rec = await this.usable(input.workspace_id);
-    const srcPath = await resolveHostPath(input.source_path, "source_path", ctx);
-    const src = await classifySource(srcPath, "source path");
-    const stats = await inspectSource(src, ctx.signal);
-    ctx.onProgress?.({ message: `copying ${stats.entry_count} entries into ${destination}` });
-    // The destination is made and resolved inside the sandbox first (a guest symlink out of
-    // /workspace is refused), and the archive goes to its real location. Host-compat has
-    // no sandbox: its /workspace is a host directory the operator's own commands write.
-    let real = destination;
-    try {
-      if (rec.engine !== "host")
-        real = await pushDestination(
-          new Guest(this.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
-            this.markFailed(rec.workspace_id, why),
-          ),
-          destination,
-          ctx.signal,
-        );
-      await this.engineFor(rec).putArchive(asHandle(rec.handle!), tarStreamOf(src), real);
-    } catch (e) {
-      const pe = toPyroError(e);
-      if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
-      throw pe;
-    }
-    await this.touch(rec.workspace_id, Date.now());
-    if (input.update_baseline)
-      await updateBaseline(this.dir(rec.workspace_id), relToWorkspace(real), tarStreamOf(src));
-    return {
-      workspace_id: rec.workspace_id,
-      source_path: src.path,
-      mode: src.kind,
-      destination,
-      ...stats,
-      baseline_updated: input.update_baseline,
-    };
+  /** `workspace sync push`: host files into /workspace (sync.ts). */
+  syncPush(input: WorkspaceSyncInputT, ctx: CallContext = {}): Promise<WorkspaceSyncResultT> {
+    return pushSync(this.port, input, ctx);
   }
 
   /**
    * A running workspace's sandbox for the capability modules (files, diff, export, summary),
    * with its directory on the host (baseline, exports log).
    */
-  async open(id: string): Promise<{ guest: Guest; dir: string; baseline: string }> {
+  async open(id: string): Promise<OpenedWorkspace> {
     const rec = await this.usable(id);
     // The file tools run shell scripts against /workspace inside the sandbox; a host-compat
     // "sandbox" is the host itself, where /workspace would be the host's own directory.
@@ -957,7 +759,7 @@ export class WorkspaceManager {
 
   async status(id: string): Promise<WorkspaceStatusResultT> {
     let e = await this.records.read(checkId("ws", id));
-    if (e.rec && (await recoverInterruptedOp(this, id).catch(() => false))) e = await this.records.read(id);
+    if (e.rec && (await this.recover(id).catch(() => false))) e = await this.records.read(id);
     if (e.problem === "missing" && !(await stat(e.dir).catch(() => undefined))) throw this.notFound(id);
     if (!e.rec) return this.damagedView(e);
     return this.view(await this.current(e.rec));
@@ -1013,57 +815,9 @@ export class WorkspaceManager {
     return { ...r, state: "failed", reason };
   }
 
-  /**
-   * The most recent `limit` commands, oldest first. Output only on request, within the
-   * budget shared by all entries returned.
-   */
-  async logs(input: WorkspaceLogsInputT): Promise<WorkspaceLogsResultT> {
-    const id = input.workspace_id;
-    const rec = await this.records.load(id);
-    const dir = join(this.dir(id), "commands");
-    const names = (await readdir(dir).catch(() => [] as string[]))
-      .filter((n) => /^\d{8}\.json$/.test(n))
-      .sort()
-      .slice(-input.limit);
-    const commands: CommandLogEntryT[] = [];
-    const perEntry = Math.max(64, Math.floor(input.max_output_bytes / Math.max(1, names.length)));
-    for (const n of names) {
-      const e = await readJson<StoredLogEntry & LegacyOutput>(join(dir, n)).catch(() => undefined);
-      if (!e) continue;
-      const outputId = e.output_id ?? workspaceOutputId(id, e.sequence);
-      const snap = async (s: StreamName) =>
-        typeof e[s] === "string"
-          ? snapshotOf(Buffer.from(e[s]))
-          : await fileSnapshot(workspaceOutputPath(dir, e.sequence, s), perEntry);
-      const [out, err] = input.include_output
-        ? [await snap("stdout"), await snap("stderr")]
-        : [undefined, undefined];
-      const view = out && err ? outputFields(out, err, perEntry, outputId) : undefined;
-      commands.push({
-        sequence: e.sequence,
-        command: e.command,
-        exit_code: e.exit_code,
-        timed_out: e.timed_out,
-        started_at: e.started_at,
-        duration_ms: e.duration_ms,
-        stdout_bytes: e.stdout_bytes ?? Buffer.byteLength(e.stdout ?? ""),
-        stderr_bytes: e.stderr_bytes ?? Buffer.byteLength(e.stderr ?? ""),
-        output_id: outputId,
-        ...(view
-          ? {
-              stdout: view.stdout,
-              stderr: view.stderr,
-              stdout_truncated: view.stdout_truncated,
-              stderr_truncated: view.stderr_truncated,
-              stdout_encoding: view.stdout_encoding,
-              stderr_encoding: view.stderr_encoding,
-              stdout_omitted_bytes: view.stdout_omitted_bytes,
-              stderr_omitted_bytes: view.stderr_omitted_bytes,
-            }
-          : {}),
-      });
-    }
-    return { workspace_id: id, command_count: rec.command_count, commands };
+  /** The most recent commands, oldest first (logs.ts). */
+  logs(input: WorkspaceLogsInputT): Promise<WorkspaceLogsResultT> {
+    return readLogs(this.port, input);
   }
 
   async delete(id: string): Promise<{ workspace_id: string; deleted: boolean }> {

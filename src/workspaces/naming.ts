@@ -1,4 +1,6 @@
 import { PyroError } from "../core/errors.js";
+import { isValidId } from "../core/ids.js";
+import type { WorkspacePort } from "./port.js";
 
 /**
  * Workspace names and labels (discovery). A name is unique among one tenant's workspaces in
@@ -60,4 +62,73 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
 /** Whether `labels` has every pair of `want`. */
 export function labelsMatch(labels: Record<string, string>, want: Record<string, string>): boolean {
   return Object.entries(want).every(([k, v]) => labels[k] === v);
+}
+
+/** The records a name is looked up in (the manager's store, through the port). */
+type NamedRecords = Pick<WorkspacePort["records"], "entries">;
+
+/**
+ * A workspace's id from its id or its name: what every workspace reference input accepts
+ * (`invoke` calls WorkspaceManager.resolveId for each one, operations/refs.ts). Names belong to a tenant
+ * (`CallContext.tenant`, the remote token of `pyro mcp serve --http`; undefined for local
+ * callers, whose names are those of untenanted workspaces): a name is looked up among that
+ * tenant's workspaces only, so another tenant's name is "no workspace named …" exactly like
+ * an unknown one. `tenant` is a required parameter so no caller can forget it. Anything
+ * that is not a name comes back unchanged, for checkId to refuse (and ids are checked
+ * against the tenant by src/remote/tenancy.ts).
+ */
+export async function resolveName(
+  records: NamedRecords,
+  idOrName: string,
+  tenant: string | undefined,
+): Promise<string> {
+  if (isValidId("ws", idOrName) || !looksLikeName(idOrName)) return idOrName;
+  const ids = await idsNamed(records, idOrName, tenant);
+  if (ids.length === 1) return ids[0]!;
+  if (ids.length === 0)
+    throw new PyroError("not_found", `no workspace named ${JSON.stringify(idOrName)}`, [
+      "list workspaces (with their names) with ",
+      { op: "workspace_list" },
+    ]);
+  throw new PyroError(
+    "invalid_argument",
+    `${ids.length} workspaces are named ${JSON.stringify(idOrName)} (${ids.join(", ")})`,
+    "use the workspace id",
+  );
+}
+
+/** The live workspaces of one tenant's namespace (undefined: the untenanted ones) with this name. */
+async function idsNamed(
+  records: NamedRecords,
+  name: string,
+  tenant: string | undefined,
+  except?: string,
+): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const e of records.entries())
+    if (e.rec?.name === name && e.rec.tenant === tenant && e.id !== except && e.rec.state !== "expired")
+      ids.push(e.id);
+  return ids;
+}
+
+/**
+ * Names are unique among one tenant's workspaces (expired tombstones aside): two tenants may
+ * each have a `main`, and a taken name tells nobody about another tenant's workspaces.
+ */
+export async function checkNameFree(
+  records: NamedRecords,
+  name: string,
+  tenant: string | undefined,
+  self?: string,
+): Promise<void> {
+  const taken = await idsNamed(records, name, tenant, self);
+  if (taken.length)
+    throw new PyroError(
+      "invalid_argument",
+      `the name ${JSON.stringify(name)} is taken by workspace ${taken[0]}`,
+      [
+        "choose another name, or rename that one with ",
+        { op: "workspace_update", args: { workspace_id: taken[0]! } },
+      ],
+    );
 }

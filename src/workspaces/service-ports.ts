@@ -1,12 +1,12 @@
 import { type PublishedPort, parsePublish } from "../network/policy.js";
-import type { WorkspaceManager } from "./manager.js";
+import type { SessionPort } from "./port.js";
 
 /**
  * `service start --publish`: the ports join the workspace's published ports (the same nft
  * rules as `workspace create --publish`), and `service stop` takes them out again.
  */
 export async function publishForService(
-  workspaces: WorkspaceManager,
+  workspaces: Pick<SessionPort, "status" | "update">,
   workspaceId: string,
   publish: string[],
 ): Promise<PublishedPort[]> {
@@ -24,7 +24,7 @@ export async function publishForService(
 }
 
 export async function unpublishForService(
-  workspaces: WorkspaceManager,
+  workspaces: Pick<SessionPort, "status" | "update">,
   workspaceId: string,
   ports: PublishedPort[],
 ): Promise<void> {

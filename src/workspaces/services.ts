@@ -11,7 +11,7 @@ import { withSecretEnv } from "../secrets/guest.js";
 import { redactText } from "../secrets/redactor.js";
 import { parseSecretEnv, SECRETS_DIR } from "../secrets/spec.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
-import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
+import type { AttachedWorkspace, SessionPort } from "./port.js";
 import { publishForService, unpublishForService } from "./service-ports.js";
 import { unwrap, waitStarted } from "./shells.js";
 import { type OutputChunk, RING_BYTES, type SupervisorFiles, sleep, utf8Boundary } from "./supervised.js";
@@ -50,7 +50,7 @@ const LOG_TAIL_LINES = 10;
  * ring), started detached, with readiness probed from the host through short execs.
  */
 export class ServiceManager {
-  constructor(private readonly workspaces: WorkspaceManager) {}
+  constructor(private readonly workspaces: SessionPort) {}
 
   private async attach(workspaceId: string) {
     const ws = await this.workspaces.attach(workspaceId);

@@ -10,7 +10,7 @@ import { withSecretEnv } from "../secrets/guest.js";
 import { redactText } from "../secrets/redactor.js";
 import { parseSecretEnv, SECRETS_DIR } from "../secrets/spec.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
-import type { AttachedWorkspace, WorkspaceManager } from "./manager.js";
+import type { AttachedWorkspace, SessionPort } from "./port.js";
 import { plainText, RING_BYTES, type SupervisorFiles, sleep, utf8Boundary } from "./supervised.js";
 import { sessionHost } from "./supervisor-exec.js";
 
@@ -39,7 +39,7 @@ const SIGNALS = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, TERM: 15 } as const;
  * operation on its directory (supervised.ts), so any pyro process can talk to it.
  */
 export class ShellManager {
-  constructor(private readonly workspaces: WorkspaceManager) {}
+  constructor(private readonly workspaces: SessionPort) {}
 
   private async attach(workspaceId: string) {
     const ws = await this.workspaces.attach(workspaceId);

@@ -14,7 +14,8 @@ import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 import { runCapture } from "../util/proc.js";
 import { baselineDir } from "./baseline.js";
 import { Guest, stdoutBytes } from "./guest.js";
-import type { PreparedFiles, WorkspaceManager, WorkspaceRecord } from "./manager.js";
+import type { RecoveryHook, SnapshotPort } from "./port.js";
+import type { PreparedFiles, WorkspaceRecord } from "./record.js";
 import {
   diskFullError,
   type Manifest,
@@ -86,12 +87,13 @@ function opPath(wsDir: string): string {
 }
 
 /**
- * Called before a workspace is used (manager.usable, status): finishes an operation whose
- * pyro process died. Returns whether it did. A reset in progress by a live process refuses
- * the caller (its sandbox is being replaced); a live snapshot only pauses the sandbox briefly.
+ * The intent hook the manager runs before a workspace is used (manager.usable, status; see
+ * port.ts RecoveryHook): finishes an operation whose pyro process died. Returns whether it
+ * did. A reset in progress by a live process refuses the caller (its sandbox is being
+ * replaced); a live snapshot only pauses the sandbox briefly.
  */
-export async function recoverInterruptedOp(m: WorkspaceManager, id: string): Promise<boolean> {
-  const dir = m.internals().dir(id);
+export async function recoverInterruptedOp(m: SnapshotPort, id: string): Promise<boolean> {
+  const dir = m.dir(id);
   const cur = await readJson<OpRecord>(opPath(dir)).catch(() => undefined);
   if (!cur) return false;
   if (ownerAlive(cur.owner)) {
@@ -112,12 +114,13 @@ export async function recoverInterruptedOp(m: WorkspaceManager, id: string): Pro
   return true;
 }
 
-export class Snapshots {
-  constructor(private readonly m: WorkspaceManager) {}
+/** recoverInterruptedOp as the manager's recovery hook (registered where the two are wired). */
+export function snapshotRecovery(m: SnapshotPort): RecoveryHook {
+  return (id) => recoverInterruptedOp(m, id);
+}
 
-  private get x() {
-    return this.m.internals();
-  }
+export class Snapshots {
+  constructor(private readonly x: SnapshotPort) {}
 
   private store(id: string): SnapshotStore {
     return new SnapshotStore(join(this.x.dir(id), "snapshots"));
@@ -129,7 +132,7 @@ export class Snapshots {
    */
   private async target(id: string, revive = false): Promise<WorkspaceRecord> {
     checkId("ws", id);
-    await recoverInterruptedOp(this.m, id);
+    await recoverInterruptedOp(this.x, id);
     const failed = revive ? await this.x.records.load(id) : undefined;
     const rec = failed?.state === "failed" ? failed : await this.x.usable(id);
     if (rec.engine !== "gvisor" && rec.engine !== "host")
@@ -332,7 +335,7 @@ export class Snapshots {
   async list(id: string): Promise<{ workspace_id: string; snapshots: SnapshotInfo[] }> {
     checkId("ws", id);
     await this.x.records.load(id);
-    await recoverInterruptedOp(this.m, id);
+    await recoverInterruptedOp(this.x, id);
     const store = this.store(id);
     const out: SnapshotInfo[] = [];
     for (const n of await store.manifestNames()) {
@@ -568,13 +571,13 @@ export class Snapshots {
         },
       };
       const settled = await Promise.allSettled(
-        Array.from({ length: count }, () => this.m.createFrom(input, engine, fill, ctx)),
+        Array.from({ length: count }, () => this.x.createFrom(input, engine, fill, ctx)),
       );
       const made = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
       if (failed) {
         // All or nothing: the forks that did start go again.
-        for (const w of made) await this.m.delete(w.workspace_id).catch(() => undefined);
+        for (const w of made) await this.x.delete(w.workspace_id).catch(() => undefined);
         throw toPyroError(failed.reason);
       }
       await this.event(id, { event: "fork", name: implicit ? null : (snapshot ?? null), count });
@@ -687,10 +690,6 @@ async function thaw(rec: WorkspaceRecord): Promise<void> {
 }
 
 /** A fresh sandbox on the workspace's existing files: the spec create (or update) left. */
-async function startSandbox(
-  x: ReturnType<WorkspaceManager["internals"]>,
-  engine: Engine,
-  rec: WorkspaceRecord,
-): Promise<SandboxHandle> {
+async function startSandbox(x: SnapshotPort, engine: Engine, rec: WorkspaceRecord): Promise<SandboxHandle> {
   return engine.create(await x.spec(rec, true));
 }

@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { create as tarCreate } from "tar";
 import { PyroError } from "../core/errors.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../util/static-binaries.js";
-import type { AttachedWorkspace } from "./manager.js";
+import type { AttachedWorkspace } from "./port.js";
 import { type OutputChunk, SupervisedDir, type SupervisorFiles } from "./supervised.js";
 
 /**

@@ -14,7 +14,7 @@ import {
   scanDirectory,
   validateArchive,
 } from "../../src/project/archive.js";
-import { resolveWorkspaceDest } from "../../src/workspaces/manager.js";
+import { resolveWorkspaceDest } from "../../src/workspaces/sync.js";
 import { tempDir } from "../helpers.js";
 import { bigZeroTarGz, makeTar, type TarEntry } from "../tar-fixtures.js";
 

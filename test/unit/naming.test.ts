@@ -3,7 +3,14 @@ import { test } from "node:test";
 import * as z from "zod";
 import { cliFieldName } from "../../src/cli/commands.js";
 import { PyroError } from "../../src/core/errors.js";
-import { checkLabels, checkName, labelsMatch, looksLikeName } from "../../src/workspaces/naming.js";
+import {
+  checkLabels,
+  checkName,
+  checkNameFree,
+  labelsMatch,
+  looksLikeName,
+  resolveName,
+} from "../../src/workspaces/naming.js";
 
 test("names: letters, digits, . _ -, at most 63, never ws_…; empty clears", () => {
   assert.equal(checkName("api-fix.v2_a"), "api-fix.v2_a");
@@ -62,4 +69,32 @@ test("workspace references: every input field that takes a workspace is found fr
     workspaceRefFields(z.object({ a: workspaceId.optional(), b: z.string(), c_workspace_id: workspaceId })),
     ["a", "c_workspace_id"],
   );
+});
+
+test("resolveName and checkNameFree look names up among one tenant's live workspaces only", async () => {
+  const recs = [
+    { id: "ws_000000000000000a", rec: { name: "main", tenant: undefined, state: "running" } },
+    { id: "ws_000000000000000b", rec: { name: "main", tenant: "t1", state: "running" } },
+    { id: "ws_000000000000000c", rec: { name: "old", tenant: undefined, state: "expired" } },
+    { id: "ws_000000000000000d", rec: { name: "two", tenant: undefined, state: "stopped" } },
+    { id: "ws_000000000000000e", rec: { name: "two", tenant: undefined, state: "running" } },
+  ];
+  // The port's records, as far as names need them: every entry, in any order.
+  const records = {
+    entries: async function* () {
+      yield* recs;
+    },
+  } as never;
+  assert.equal(await resolveName(records, "main", undefined), "ws_000000000000000a");
+  assert.equal(await resolveName(records, "main", "t1"), "ws_000000000000000b");
+  // Ids and what is no name come back unchanged (for checkId to judge).
+  assert.equal(await resolveName(records, "ws_00000000000000ff", undefined), "ws_00000000000000ff");
+  const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
+  await assert.rejects(resolveName(records, "old", undefined), code("not_found"));
+  await assert.rejects(resolveName(records, "main", "t2"), code("not_found"));
+  await assert.rejects(resolveName(records, "two", undefined), code("invalid_argument"));
+  await assert.rejects(checkNameFree(records, "main", undefined), code("invalid_argument"));
+  await checkNameFree(records, "main", undefined, "ws_000000000000000a");
+  await checkNameFree(records, "main", "t2");
+  await checkNameFree(records, "old", undefined);
 });
