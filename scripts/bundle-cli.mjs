@@ -93,6 +93,32 @@ const lazyModules = {
   },
 };
 
+/**
+ * The fast paths' bundles, which the launcher tries before the CLI: a few small modules
+ * instead of the whole CLI, so no zod and no commander in them, and no engine registry
+ * (test/unit/fast-bundles.test.ts builds them with `--fast-only` and checks both, and a size cap).
+ */
+const FAST = [
+  // `pyro run` from the warm pool, tried first when a pool is configured (src/cli/fast-run.ts).
+  { entry: "src/cli/fast-run.ts", out: "pyro-fast.cjs" },
+  // `pyro workspace exec` likewise (src/cli/fast-exec.ts): its own bundle, since it needs the
+  // record lock (src/util/lock.ts) that a pooled run does not.
+  { entry: "src/cli/fast-exec.ts", out: "pyro-fast-exec.cjs" },
+];
+
+// `--fast-only DIR` (for the test): the fast bundles alone, into DIR, each with esbuild's
+// account of what went into it (DIR/<bundle>.meta.json).
+const fastOnly = process.argv.indexOf("--fast-only");
+if (fastOnly >= 0) {
+  const dir = process.argv[fastOnly + 1];
+  if (!dir) throw new Error("--fast-only needs a directory");
+  for (const f of FAST) {
+    const r = await build({ ...common, entryPoints: [f.entry], outfile: join(dir, f.out), metafile: true });
+    await writeFile(join(dir, `${f.out}.meta.json`), JSON.stringify(r.metafile));
+  }
+  process.exit(0);
+}
+
 await build({
   ...common,
   entryPoints: ["src/cli/main.ts"],
@@ -111,20 +137,7 @@ await build({
   outfile: "dist/cli/pyro-demo.cjs",
   plugins: [lazyBundles],
 });
-// `pyro run` from the warm pool, tried first when a pool is configured (src/cli/fast-run.ts):
-// a few small modules instead of the whole CLI.
-await build({
-  ...common,
-  entryPoints: ["src/cli/fast-run.ts"],
-  outfile: "dist/cli/pyro-fast.cjs",
-});
-// `pyro workspace exec` likewise (src/cli/fast-exec.ts): its own bundle, since it needs the
-// record lock (src/util/lock.ts) that a pooled run does not.
-await build({
-  ...common,
-  entryPoints: ["src/cli/fast-exec.ts"],
-  outfile: "dist/cli/pyro-fast-exec.cjs",
-});
+for (const f of FAST) await build({ ...common, entryPoints: [f.entry], outfile: join("dist/cli", f.out) });
 await build({
   ...common,
   entryPoints: ["src/remote/mcp-client.ts"],

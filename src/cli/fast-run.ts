@@ -6,9 +6,12 @@ import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
+import { DEFAULT_ENVIRONMENT } from "../environments/catalog.js";
+import { DEFAULTS, LIMITS } from "../operations/limits.js";
 import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
+import { OUTPUT_BUDGET } from "../output/view.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
 import { keyFor, poolConfig } from "../pool/config.js";
 import { isOwnPlainDir } from "../sandbox/private-dir.js";
@@ -24,15 +27,16 @@ import { EXIT, printError, reportingDiskFull } from "./report.js";
  * gVisor, a ready sandbox with an exec channel) and returns undefined for anything else,
  * before it has done anything, so the full CLI handles that as always. What it prints, the
  * output it records and its exit code are the full CLI's (test/e2e/pool.test.ts compares
- * them; test/unit/fast-run.test.ts checks the defaults against RunInput's).
+ * them; test/unit/fast-run.test.ts checks the defaults against RunInput's, which are the same
+ * constants: operations/limits.ts).
  */
 export const FAST_RUN_DEFAULTS = {
-  environment: "debian:12",
-  vcpu_count: 1,
-  mem_mib: 1024,
-  timeout_seconds: 30,
-  network: false,
-  max_output_bytes: 16384,
+  environment: DEFAULT_ENVIRONMENT,
+  vcpu_count: DEFAULTS.vcpu_count,
+  mem_mib: DEFAULTS.mem_mib,
+  timeout_seconds: DEFAULTS.timeout_seconds,
+  network: DEFAULTS.network,
+  max_output_bytes: OUTPUT_BUDGET.default,
 } as const;
 
 export interface FastRunArgs {
@@ -56,7 +60,7 @@ export function parseFastRun(args: readonly string[]): FastRunArgs | undefined {
     if (a === "--json") json = true;
     else if (a === "--timeout-seconds" && i + 1 < dd) {
       const v = args[++i]!;
-      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 86_400) return undefined;
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > LIMITS.timeoutMax) return undefined;
       timeoutSeconds = Number(v);
     } else if (!a.startsWith("-") && positional === 0 && a.length <= 200) {
       environment = a;

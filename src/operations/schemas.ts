@@ -4,28 +4,15 @@ import { NetworkInfoSchema, networkRuleFields, publishField } from "../network/s
 import { READ_LIMIT } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
 import { secretEnvField, secretsField } from "../secrets/spec.js";
+import { DEFAULTS, LIMITS } from "./limits.js";
 
 /**
  * Wire schemas shared by the CLI (flag validation), the SDK (types) and the MCP server
  * (tool input/output schemas). Field names here are the public contract.
  */
 
-export const LIMITS = {
-  vcpuMax: 16,
-  memMibMin: 128,
-  memMibMax: 65536,
-  timeoutMax: 86_400,
-  ttlMax: 7 * 86_400,
-} as const;
-
-export const DEFAULTS = {
-  vcpu_count: 1,
-  mem_mib: 1024,
-  timeout_seconds: 30,
-  ttl_seconds: 600,
-  max_ttl_seconds: 86_400,
-  network: false,
-} as const;
+// Plain numbers, zod-free, for the CLI's fast paths too (limits.ts).
+export { DEFAULTS, LIMITS } from "./limits.js";
 
 const environment = z
   .string()

@@ -45,6 +45,11 @@ export interface SandboxRecordsOptions<R> {
   intent: { state: string; verb: string; wait: string };
   /** Whether the sandbox shares a `files/` directory beside `sandbox/` (checked in handles). */
   filesDir?: boolean;
+  /**
+   * The load check, when a face outside the core makes the same one without loading the core
+   * (the CLI's exec fast path: workspaces/exec-flow.ts); else built from idOf and filesDir.
+   */
+  check?: (id: string, dir: string, rec: R) => string | undefined;
   /** What expiry removes besides the sandbox (disks, baselines), and the reason's tail. */
   onExpire?: (rec: R, dir: string) => Promise<void>;
   expiredNote?: string;
@@ -85,13 +90,15 @@ export class SandboxRecords<R extends SandboxRecord> {
         ]),
       schema: o.schema,
       // The paths a record names must be its own (a tampered record must not aim a delete elsewhere).
-      check: (id, dir, rec) =>
-        o.idOf(rec) !== id
-          ? `${ops.idArg} ${JSON.stringify(o.idOf(rec))} is not ${id}`
-          : handleProblem(id, dir, rec.handle, {
-              sandboxDir: join(dir, "sandbox"),
-              ...(o.filesDir ? { workspaceDir: join(dir, "files") } : {}),
-            }),
+      check:
+        o.check ??
+        ((id, dir, rec) =>
+          o.idOf(rec) !== id
+            ? `${ops.idArg} ${JSON.stringify(o.idOf(rec))} is not ${id}`
+            : handleProblem(id, dir, rec.handle, {
+                sandboxDir: join(dir, "sandbox"),
+                ...(o.filesDir ? { workspaceDir: join(dir, "files") } : {}),
+              })),
     });
   }
 

@@ -21,7 +21,6 @@ import type {
   WorkspaceSyncResultT,
   WorkspaceUpdateInputT,
 } from "../operations/schemas.js";
-import { finishRecording, streamInto } from "../output/command.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
 import { classifySource, importIntoFreshDir, inspectSource } from "../project/archive.js";
 import type { ProjectSeed } from "../project/source.js";
@@ -46,18 +45,8 @@ import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
 import { writeJsonAtomic } from "../util/json-store.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir } from "./baseline.js";
-import {
-  appendCommandLog,
-  CANCELLED_OUTCOME,
-  discardCommand,
-  execResult,
-  expiryCapped,
-  expiryNeedsPush,
-  markActive,
-  markFailed,
-  nextExpiry,
-  startCommand,
-} from "./command-log.js";
+import { expiryCapped, expiryNeedsPush, markActive, markFailed, nextExpiry } from "./command-log.js";
+import { execRequest, runLoggedExec, workspaceRecordProblem } from "./exec-flow.js";
 import { Guest } from "./guest.js";
 import {
   interruptedTransition,
@@ -121,6 +110,8 @@ export class WorkspaceManager {
       },
       expiredNote: "; sandbox and files removed",
       engines: d.engines,
+      // The same check the CLI's fast path makes before it trusts a record (exec-flow.ts).
+      check: workspaceRecordProblem,
     });
     this.records = this.core.store;
     this.lifecycle = new WorkspaceLifecycle<WorkspaceRecord>({
@@ -517,61 +508,47 @@ export class WorkspaceManager {
       (rec.secrets ?? []).map((s) => s.name),
       rec.workspace_id,
     );
-    // The command as typed may hold a value too; redacted once the values are known.
-    let command = displayCommand(input.command);
-    let secrets: SecretValue[] = [];
-    const cmd = await startCommand(this.dir(rec.workspace_id), input.max_output_bytes, ctx);
-    const { recorder } = cmd;
-    let out: Awaited<ReturnType<Engine["exec"]>>;
-    // An image's Env and User apply; its WorkingDir does not: workspaces work in /workspace.
+    // An image's Env and User apply; its WorkingDir does not.
     const runtime = await this.d.envs.runtimeConfig(rec.environment);
-    // Every byte is redacted before the recorder logs it or a face sees it.
-    const sinks = deferredRedactingSinks(secretsRead, recorder);
-    try {
-      out = await this.engineFor(rec).exec(asHandle(rec.handle!), {
-        argv: withSecretEnv(toArgv(input.command), secretEnv),
-        cwd: WORKSPACE_ROOT,
-        ...(Object.keys(runtime.env).length ? { env: runtime.env } : {}),
-        ...userOf(runtime),
-        timeoutMs: input.timeout_seconds * 1000,
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-        ...streamInto(recorder),
-        onStdout: sinks.onStdout,
-        onStderr: sinks.onStderr,
-      });
-    } catch (e) {
-      secrets = await sinks.done().catch(() => []);
-      command = redactText(secrets, command);
-      const pe = redactError(secrets, toPyroError(e)) as PyroError;
-      if (pe.code === "sandbox_dead") await this.markFailed(rec.workspace_id, pe.message);
-      // An interrupted command still ran (and may have changed files): the history says so,
-      // with the output it had produced.
-      if (pe.code === "cancelled") {
-        // Into the log only: the caller is told by the error itself.
-        recorder.stderr.push(Buffer.from(`[pyro] ${pe.message}\n`));
-        recorder.close();
-        await appendCommandLog(this.records, rec.workspace_id, cmd, command, CANCELLED_OUTCOME, t0)
-          .then((l) => this.pushExpiry(l.rec))
-          .catch(() => undefined);
-      } else await discardCommand(cmd);
-      throw pe;
-    }
-    try {
-      secrets = await sinks.done();
-    } catch (e) {
-      // The command ran, but its output cannot be redacted: none of it is kept or shown.
-      await discardCommand(cmd);
-      throw e;
-    }
-    command = redactText(secrets, command);
-    out = redactOutcome(secrets, out);
-    finishRecording(recorder, out);
-    const logged = await appendCommandLog(this.records, rec.workspace_id, cmd, command, out, t0);
-    await this.pushExpiry(logged.rec);
-    // A command that failed may have met a disk gone read-only (the host filled up): found
-    // now, the next call says so with the way back instead of failing in the guest again.
-    if (out.exitCode !== 0) await this.diskChecked(logged.rec).catch(() => undefined);
-    return execResult(rec, cmd, logged, command, out, input.max_output_bytes);
+    const handle = asHandle(rec.handle!);
+    let sinks: ReturnType<typeof deferredRedactingSinks> | undefined;
+    const result = await runLoggedExec({
+      records: this.records,
+      rec,
+      dir: this.dir(rec.workspace_id),
+      // The command as typed may hold a value too; redacted once the values are known.
+      command: displayCommand(input.command),
+      maxOutputBytes: input.max_output_bytes,
+      t0,
+      live: ctx,
+      run: (recorder) => {
+        // Every byte is redacted before the recorder logs it or a face sees it.
+        sinks = deferredRedactingSinks(secretsRead, recorder);
+        const argv = withSecretEnv(toArgv(input.command), secretEnv);
+        return this.engineFor(rec).exec(
+          handle,
+          execRequest(argv, runtime, input.timeout_seconds, ctx.signal, sinks),
+        );
+      },
+      scrub: async () => {
+        const values = (await sinks?.done()) ?? [];
+        return {
+          text: (t) => redactText(values, t),
+          outcome: (o) => redactOutcome(values, o),
+          error: (e) => redactError(values, e) as PyroError,
+        };
+      },
+      pushExpiry: (r) => this.pushExpiry(r),
+      // A command that failed may have met a disk gone read-only (the host filled up): found
+      // now, the next call says so with the way back instead of failing in the guest again.
+      afterFailure: (r) =>
+        this.diskChecked(r).then(
+          () => undefined,
+          () => undefined,
+        ),
+    });
+    // The engine always runs it or throws.
+    return result!;
   }
 
   /** `workspace sync push`: host files into /workspace (sync.ts). */

@@ -6,11 +6,12 @@ import { classifySource, inspectSource, tarStreamOf } from "../project/archive.j
 import type { CallContext } from "../sandbox/context.js";
 import { asHandle } from "../sandbox/sandbox-record.js";
 import { updateBaseline } from "./baseline.js";
+import { WORKSPACE_ROOT } from "./exec-flow.js";
 import { pushDestination } from "./files.js";
 import { Guest, relToWorkspace } from "./guest.js";
 import type { WorkspacePort } from "./port.js";
 
-export const WORKSPACE_ROOT = "/workspace";
+export { WORKSPACE_ROOT };
 
 /** What a push needs of the workspace: a running sandbox, its engine, activity, its failure. */
 export type SyncPort = Pick<WorkspacePort, "running" | "engineFor" | "markFailed" | "touch" | "dir">;

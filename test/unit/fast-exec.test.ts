@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FAST_EXEC_DEFAULTS, parseFastExec } from "../../src/cli/fast-exec.js";
+import { parseFastExec } from "../../src/cli/fast-exec.js";
 import { CATALOG } from "../../src/environments/catalog.js";
 import { DEFAULT_RUNTIME } from "../../src/environments/runtime-config.js";
 import { EnvironmentStore } from "../../src/environments/store.js";
@@ -11,9 +11,9 @@ const WS = "ws_0123456789abcdef";
 
 test("the workspace exec fast path's defaults and limits are WorkspaceExecInput's", () => {
   const parsed = WorkspaceExecInput.parse({ workspace_id: WS, command: ["true"] });
-  assert.equal(parsed.timeout_seconds, FAST_EXEC_DEFAULTS.timeout_seconds);
-  assert.equal(parsed.max_output_bytes, FAST_EXEC_DEFAULTS.max_output_bytes);
-  assert.equal(FAST_EXEC_DEFAULTS.timeout_max, LIMITS.timeoutMax);
+  const fast = parseFastExec(["workspace", "exec", WS, "--", "true"])!;
+  assert.equal(fast.timeoutSeconds, parsed.timeout_seconds);
+  assert.equal(fast.maxOutputBytes, parsed.max_output_bytes);
   for (const [n, ok] of [
     [LIMITS.timeoutMax, true],
     [LIMITS.timeoutMax + 1, false],
