@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { execChannel } from "../engines/channel.js";
 import { writeExpiry } from "../engines/expiry.js";
 import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run.js";
 import type { ExecOutcome, ExecutionMode, SandboxHandle } from "../engines/types.js";
@@ -116,12 +117,14 @@ function shapeProblem(r: unknown): string | undefined {
 /** Why this path leaves the workspace to the full CLI, or undefined when it can run the command. */
 function declineReason(id: string, dir: string, r: FastRecord, a: FastExecArgs): string | undefined {
   const h = r.handle;
-  if (r.workspace_id !== id || r.state !== "running" || r.engine !== "gvisor" || !h)
-    return "not a running gVisor workspace";
-  if (!isObj(h) || !isObj(h.data) || typeof h.sandboxDir !== "string") return "handle";
+  if (r.workspace_id !== id || r.state !== "running" || !h) return "not a running workspace";
+  // Its data is the engine's: execChannel below parses it.
+  if (!isObj(h) || typeof h.sandboxDir !== "string" || h.engine !== r.engine) return "handle";
   if (handleProblem(id, dir, h, { sandboxDir: join(dir, "sandbox"), workspaceDir: join(dir, "files") }))
     return "handle paths";
-  if (typeof h.data.execSocket !== "string" || typeof h.data.pid !== "number") return "no exec channel";
+  // Only an engine whose sandbox has an exec channel (gVisor's init) is served here.
+  const channel = execChannel(h);
+  if (!channel) return "no exec channel";
   if (r.secrets !== undefined && (!Array.isArray(r.secrets) || r.secrets.length > 0)) return "secrets";
   if (typeof r.execution_mode !== "string" || !Number.isInteger(r.vcpu_count)) return "fields";
   // An image's or recipe's Env and User come from the environment store.
@@ -129,7 +132,7 @@ function declineReason(id: string, dir: string, r: FastRecord, a: FastExecArgs):
   if (Date.parse(r.expires_at) <= Date.now()) return "expired";
   if (expiryNeedsPush(r, a.timeoutSeconds)) return "expiry push";
   // The sandbox must be alive (the engine's check before an exec): a dead one is marked failed.
-  if (!pidAlive(h.data.pid)) return "sandbox gone";
+  if (!pidAlive(channel.pid)) return "sandbox gone";
   return undefined;
 }
 
@@ -179,6 +182,8 @@ async function execClaimed(
   const t0 = performance.now();
   const id = a.workspaceId;
   const handle = rec.handle!;
+  // declineReason found it (the record was read once; nothing has changed it since).
+  const channel = execChannel(handle)!;
   const records = new RecordStore<FastRecord>({
     root: workspacesDir,
     kind: "ws",
@@ -200,14 +205,14 @@ async function execClaimed(
   const cmd = await startCommand(dir, a.maxOutputBytes, io.sinks);
   const { recorder } = cmd;
   const pushExpiry = (r: FastRecord) =>
-    r.state === "running" && typeof handle.data.ctlDir === "string"
-      ? writeExpiry(handle.data.ctlDir, r.expires_at).catch(() => undefined)
+    r.state === "running" && channel.ctlDir
+      ? writeExpiry(channel.ctlDir, r.expires_at).catch(() => undefined)
       : undefined;
   let out: ExecOutcome | undefined;
   try {
     out = await runOverChannel(
       handle,
-      handle.data.execSocket as string,
+      channel.socket,
       a.command,
       {
         argv: a.command,
@@ -221,7 +226,7 @@ async function execClaimed(
         onStderr: recorder.onStderr,
       },
       async () => {
-        if (!pidAlive(handle.data.pid as number)) throw await sandboxDeathError(handle);
+        if (!pidAlive(channel.pid)) throw await sandboxDeathError(handle);
       },
     );
   } catch (e) {

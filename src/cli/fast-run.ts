@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { execChannel } from "../engines/channel.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
@@ -9,7 +10,7 @@ import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { resolvePaths } from "../paths.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
-import { keyFor, poolConfig } from "../pool/config.js";
+import { DEFAULT_POOL_ENGINE, keyFor, poolConfig } from "../pool/config.js";
 import { displayCommand } from "../runtime/command.js";
 import { isOwnPlainDir } from "../runtime/private-dir.js";
 import { spawnReapIfDue } from "../runtime/reap-schedule.js";
@@ -76,7 +77,8 @@ export async function fastRun(argv: readonly string[], cliPath: string): Promise
 
 async function fastRunInner(argv: readonly string[], cliPath: string): Promise<number | undefined> {
   const env = process.env;
-  if (env.PYRO_REMOTE || (env.PYRO_ENGINE && env.PYRO_ENGINE !== "gvisor")) return undefined;
+  // The default key's sandboxes only: a forced other engine is the full CLI's.
+  if (env.PYRO_REMOTE || (env.PYRO_ENGINE && env.PYRO_ENGINE !== DEFAULT_POOL_ENGINE)) return undefined;
   const a = parseFastRun(argv);
   if (!a) return undefined;
   let key: ReturnType<typeof keyFor>;
@@ -101,9 +103,9 @@ async function fastRunInner(argv: readonly string[], cliPath: string): Promise<n
     () => undefined,
   );
   if (!claim) return undefined; // the full CLI starts a fresh sandbox (and a fill)
-  const socket = claim.entry.handle.data.execSocket;
+  const socket = execChannel(claim.entry.handle)?.socket;
   const exec = claim.entry.exec;
-  if (typeof socket !== "string" || !exec) {
+  if (!socket || !exec) {
     // An entry of an older pyro: given up (a fill destroys it); the full CLI runs this one.
     await releaseEntry(root, claim);
     spawnPoolFill(cliPath, env);

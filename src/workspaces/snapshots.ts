@@ -1,8 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { RunscFlags } from "../engines/gvisor/runsc.js";
-import { runsc } from "../engines/gvisor/runsc.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId } from "../ids.js";
@@ -132,7 +130,7 @@ export class Snapshots {
     await recoverInterruptedOp(this.m, id);
     const failed = revive ? await this.x.records.load(id) : undefined;
     const rec = failed?.state === "failed" ? failed : await this.x.usable(id);
-    if (rec.engine !== "gvisor" && rec.engine !== "host")
+    if (!this.x.engineFor(rec).traits.sharedWorkspaceDir)
       throw new PyroError(
         "engine_unavailable",
         `snapshots, reset and fork are not implemented yet for ${rec.engine} workspaces (${id})`,
@@ -176,10 +174,10 @@ export class Snapshots {
     const store = this.store(id);
     // The dead process's runsc children (a pause, a delete) outlive it: let them end first,
     // or a late `runsc delete` would remove the sandbox this recovery starts under the same name.
-    await waitForRunscCalls(containerIdOf(await this.x.records.load(id)));
+    await settle(this.x, await this.x.records.load(id));
     if (cur.paused) {
       const rec = await this.x.records.load(id);
-      await thaw(rec).catch(() => undefined);
+      await thaw(this.x, rec).catch(() => undefined);
     }
     if (cur.op === "reset") {
       // A reset killed after its new sandbox started but before the record named it left a
@@ -238,9 +236,10 @@ export class Snapshots {
     const added: string[] = [];
     let paused = false;
     // Asked before the pause (a paused sandbox runs nothing), so best effort by a moment.
-    const guestSkipped = rec.engine === "gvisor" ? await this.guestSpecialFiles(rec) : [];
+    const engine = this.x.engineFor(rec);
+    const guestSkipped = engine.traits.guestOnlySpecialFiles ? await this.guestSpecialFiles(rec) : [];
     try {
-      if (rec.engine === "gvisor") {
+      if (engine.freeze && rec.handle) {
         // Said before the pause, so a process that dies paused leaves a sandbox recovery thaws.
         await writeJsonAtomic(opPath(this.x.dir(id)), {
           op,
@@ -249,7 +248,7 @@ export class Snapshots {
           owner: currentOwner(),
           started_at: new Date().toISOString(),
         } satisfies OpRecord);
-        await freeze(rec);
+        await engine.freeze(asHandle(rec.handle));
         paused = true;
       }
       let scanned: Awaited<ReturnType<SnapshotStore["scan"]>>;
@@ -257,7 +256,7 @@ export class Snapshots {
         scanned = await store.scan(files, name, added, (await store.readIndex()).entries);
       } finally {
         if (paused) {
-          await thaw(rec);
+          await thaw(this.x, rec);
           await writeJsonAtomic(opPath(this.x.dir(id)), {
             op,
             name,
@@ -274,7 +273,7 @@ export class Snapshots {
       await store.writeIndex(scanned.index).catch(() => store.dropIndex());
       return { manifest: scanned.manifest, skipped };
     } catch (e) {
-      if (paused) await thaw(rec).catch(() => undefined);
+      if (paused) await thaw(this.x, rec).catch(() => undefined);
       await store.removeObjects(added).catch(() => undefined);
       await rmTemps(store.manifestsDir);
       throw diskFullError(e, store.dir) ?? toPyroError(e);
@@ -545,7 +544,7 @@ export class Snapshots {
               allow_host: rec.network_spec.allow_hosts,
             }
           : {}),
-        allow_host_compat: rec.engine === "host",
+        allow_host_compat: !this.x.engineFor(rec).traits.isolated,
       };
       const fill: PreparedFiles = {
         seed: rec.workspace_seed,
@@ -637,53 +636,19 @@ async function rmTemps(dir: string): Promise<void> {
     if (n.startsWith(".") && n.includes(`.${process.pid}.`)) await rm(join(dir, n), { force: true });
 }
 
-function containerIdOf(rec: WorkspaceRecord): string {
-  return rec.handle?.data.containerId ? String(rec.handle.data.containerId) : `pyro-${rec.workspace_id}`;
-}
-
 /**
- * Waits (up to 30 s) until no runsc command naming container `cid` runs (found in /proc),
- * other than the sandbox's own long-lived processes (its boot and gofer).
+ * Lets a dead process's engine commands against the sandbox end first (Engine.settle), or a
+ * late `runsc delete` would remove the sandbox this recovery starts under the same name.
  */
-async function waitForRunscCalls(cid: string): Promise<void> {
-  const busy = async () => {
-    for (const pid of await readdir("/proc").catch(() => [] as string[])) {
-      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-      const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
-      if (!argv.includes(cid) || !/runsc/.test(argv[0] ?? "")) continue;
-      // The subcommand: the first argument that is no global flag.
-      const sub = argv.slice(1).find((a) => !a.startsWith("-"));
-      if (sub && ["delete", "kill", "pause", "resume", "run"].includes(sub)) return true;
-    }
-    return false;
-  };
-  const t0 = Date.now();
-  while ((await busy()) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
+async function settle(x: ReturnType<WorkspaceManager["internals"]>, rec: WorkspaceRecord): Promise<void> {
+  const engine = rec.engine ? x.engineFor(rec) : undefined;
+  await engine?.settle?.(rec.workspace_id, rec.handle ? asHandle(rec.handle) : undefined);
 }
 
-function runscOf(rec: WorkspaceRecord): { flags: RunscFlags; cid: string } | undefined {
-  if (rec.engine !== "gvisor" || !rec.handle) return undefined;
-  return { flags: rec.handle.data.flags as RunscFlags, cid: String(rec.handle.data.containerId) };
-}
-
-/** Freezes every process of a gVisor sandbox (runsc pause: ~20 ms, processes intact). */
-async function freeze(rec: WorkspaceRecord): Promise<void> {
-  const r = runscOf(rec);
-  if (!r) return;
-  const out = await runsc(r.flags, ["pause", r.cid], { timeoutMs: 15_000 });
-  if (out.exitCode !== 0)
-    throw new PyroError(
-      "engine_failure",
-      `cannot pause the sandbox for the snapshot: ${out.stderr.trim().slice(-300)}`,
-    );
-}
-
-async function thaw(rec: WorkspaceRecord): Promise<void> {
-  const r = runscOf(rec);
-  if (!r) return;
-  const out = await runsc(r.flags, ["resume", r.cid], { timeoutMs: 15_000 });
-  if (out.exitCode !== 0 && !/not paused|is not paused|running/i.test(out.stderr))
-    throw new PyroError("engine_failure", `cannot resume the sandbox: ${out.stderr.trim().slice(-300)}`);
+/** Lets a sandbox frozen for a snapshot run on (Engine.thaw); nothing where the engine has none. */
+async function thaw(x: ReturnType<WorkspaceManager["internals"]>, rec: WorkspaceRecord): Promise<void> {
+  const engine = x.engineFor(rec);
+  if (engine.thaw && rec.handle) await engine.thaw(asHandle(rec.handle));
 }
 
 /** A fresh sandbox on the workspace's existing files: the spec create (or update) left. */
