@@ -89,8 +89,9 @@ export async function runDoctor(
   probes.push(await host.probe());
   await rm(scratch, { recursive: true, force: true });
   const isolated = probes.filter((p) => engineOf(p.engine)?.traits.isolated && p.available);
-  // As in engine selection: qemu under TCG emulation ranks after gVisor, under a KVM that boots, before it.
-  const rank = (p: ProbeResult) => (p.engine === "qemu" && p.extra?.accel !== "kvm" ? 1 : 0);
+  // As in engine selection: qemu under TCG emulation ranks after gVisor, under a KVM that boots,
+  // before it. An available probe says which (QEMU's always names its accel; no other has one).
+  const rank = (p: ProbeResult) => (p.extra?.accel === "tcg" ? 1 : 0);
   isolated.sort((a, b) => rank(a) - rank(b));
   const def = isolated[0]?.engine ?? null;
   let user = "unknown";

@@ -29,12 +29,6 @@ const ALLOWED: { file: string; match?: string; reason: string }[] = [
     file: "runtime/engine-select.ts",
     reason: "engine code: choosing and constructing engines by name is its job (moving to engines/select.ts)",
   },
-  {
-    file: "doctor/doctor.ts",
-    match: `p.engine === "qemu" && p.extra?.accel !== "kvm"`,
-    reason:
-      "a face: doctor reports the engine it would pick, ranked as engine-select ranks (QEMU under TCG after gVisor) from the probes' own accel field",
-  },
 ];
 
 function sourceFiles(dir: string): string[] {
