@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { displayCommand } from "../core/command.js";
 import { PyroError } from "../core/errors.js";
 import { resolvePaths } from "../core/paths.js";
+import { execChannel } from "../engines/channel.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
@@ -13,7 +14,7 @@ import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { OUTPUT_BUDGET } from "../output/view.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
-import { keyFor, poolConfig } from "../pool/config.js";
+import { DEFAULT_POOL_ENGINE, keyFor, poolConfig } from "../pool/config.js";
 import { isOwnPlainDir } from "../sandbox/private-dir.js";
 import { spawnReapIfDue } from "../sandbox/reap-schedule.js";
 import { execFooter } from "./exec-footer.js";
@@ -80,7 +81,8 @@ export async function fastRun(argv: readonly string[], cliPath: string): Promise
 
 async function fastRunInner(argv: readonly string[], cliPath: string): Promise<number | undefined> {
   const env = process.env;
-  if (env.PYRO_REMOTE || (env.PYRO_ENGINE && env.PYRO_ENGINE !== "gvisor")) return undefined;
+  // The default key's sandboxes only: a forced other engine is the full CLI's.
+  if (env.PYRO_REMOTE || (env.PYRO_ENGINE && env.PYRO_ENGINE !== DEFAULT_POOL_ENGINE)) return undefined;
   const a = parseFastRun(argv);
   if (!a) return undefined;
   let key: ReturnType<typeof keyFor>;
@@ -105,9 +107,9 @@ async function fastRunInner(argv: readonly string[], cliPath: string): Promise<n
     () => undefined,
   );
   if (!claim) return undefined; // the full CLI starts a fresh sandbox (and a fill)
-  const socket = claim.entry.handle.data.execSocket;
+  const socket = execChannel(claim.entry.handle)?.socket;
   const exec = claim.entry.exec;
-  if (typeof socket !== "string" || !exec) {
+  if (!socket || !exec) {
     // An entry of an older pyro: given up (a fill destroys it); the full CLI runs this one.
     await releaseEntry(root, claim);
     spawnPoolFill(cliPath, env);

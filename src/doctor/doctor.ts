@@ -53,7 +53,12 @@ export async function runDoctor(
   // qemu first: its KVM boot probe (a real guest under a deadline, never just /dev/kvm's
   // existence) is recorded, and firecracker's probe relies on it.
   onProgress?.({ message: "probing qemu: a KVM boot (up to 8 s), a TCG boot and a command" });
-  const qemuProbe = await new QemuEngine(paths, env).probe({
+  const qemu = new QemuEngine(paths, env);
+  const firecracker = new FirecrackerEngine(paths, env);
+  const gvisor = new GvisorEngine(paths.runscRoot, env, paths.cacheDir);
+  const host = new HostEngine();
+  const engineOf = (name: string | null) => [qemu, firecracker, gvisor, host].find((e) => e.name === name);
+  const qemuProbe = await qemu.probe({
     scratchDir: scratch,
     ...(rootfs ? { rootfs } : {}),
     deadlineMs: 20_000,
@@ -67,7 +72,7 @@ export async function runDoctor(
   }
   onProgress?.({ message: "probing firecracker" });
   probes.push(
-    await new FirecrackerEngine(paths, env).probe({
+    await firecracker.probe({
       scratchDir: scratch,
       ...(rootfs ? { rootfs } : {}),
       deadlineMs: 20_000,
@@ -76,17 +81,18 @@ export async function runDoctor(
   probes.push(qemuProbe);
   onProgress?.({ message: "probing gvisor: a command in a sandbox" });
   probes.push(
-    await new GvisorEngine(paths.runscRoot, env, paths.cacheDir).probe({
+    await gvisor.probe({
       scratchDir: scratch,
       ...(rootfs ? { rootfs } : {}),
       deadlineMs: 20_000,
     }),
   );
-  probes.push(await new HostEngine().probe());
+  probes.push(await host.probe());
   await rm(scratch, { recursive: true, force: true });
-  const isolated = probes.filter((p) => p.engine !== "host" && p.available);
-  // As in engine selection: qemu under TCG emulation ranks after gVisor, under a KVM that boots, before it.
-  const rank = (p: ProbeResult) => (p.engine === "qemu" && p.extra?.accel !== "kvm" ? 1 : 0);
+  const isolated = probes.filter((p) => engineOf(p.engine)?.traits.isolated && p.available);
+  // As in engine selection: qemu under TCG emulation ranks after gVisor, under a KVM that boots,
+  // before it. An available probe says which (QEMU's always names its accel; no other has one).
+  const rank = (p: ProbeResult) => (p.extra?.accel === "tcg" ? 1 : 0);
   isolated.sort((a, b) => rank(a) - rank(b));
   const def = isolated[0]?.engine ?? null;
   let user = "unknown";
@@ -126,7 +132,11 @@ export async function runDoctor(
       "umoci is missing, so OCI images cannot be used as environments: run `sudo scripts/setup-host.sh`",
     );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
-  const net = await probeNetworkModes(def, env);
+  const defEngine = engineOf(def);
+  const net = await probeNetworkModes(
+    defEngine ? { name: defEngine.name, egressPolicy: defEngine.traits.egressPolicy } : null,
+    env,
+  );
   return {
     platform: {
       os: platform(),

@@ -1,5 +1,8 @@
 import type { Readable } from "node:stream";
 import type { NetworkSpec } from "../network/policy.js";
+import type { NetworkInfo } from "../network/types.js";
+
+export type { NetworkInfo } from "../network/types.js";
 
 /** The execution engines pyro knows, best isolation first. `host` is the unisolated fallback. */
 export type EngineName = "firecracker" | "qemu" | "gvisor" | "host";
@@ -39,8 +42,48 @@ export interface SandboxHandle {
   id: string;
   sandboxDir: string;
   workspaceDir?: string;
-  /** Engine-specific data (runsc container id and flags, qemu pids and sockets…). */
-  data: Record<string, unknown>;
+  /**
+   * Engine-specific data (runsc container id and flags, qemu pids and sockets…), opaque to
+   * everything outside `engines/`: only the engine that made it parses it (its `handle.ts`),
+   * and what other code needs of it is a capability of `Engine` (or `engines/channel.ts`).
+   * Typed `object` so nothing else can read a field of it without a cast, and a test
+   * (test/unit/engine-boundary.test.ts) fails on reads of it elsewhere.
+   */
+  data: object;
+}
+
+/**
+ * Facts about an engine that the code above it asks instead of comparing engine names (a
+ * new engine states its own, and nothing outside `engines/` changes).
+ */
+export interface EngineTraits {
+  /** Commands run in a sandbox of their own (false: host_compat, the host itself). */
+  readonly isolated: boolean;
+  /**
+   * The guest's /workspace is the host's `files/` directory, shared live (gVisor, host);
+   * false where the guest has its own disk holding a copy (QEMU, Firecracker).
+   */
+  readonly sharedWorkspaceDir: boolean;
+  /**
+   * `files/` can be a mounted ext4 image of the workspace's disk size, shared into the
+   * sandbox (the disk limit is enforced on the host): gVisor.
+   */
+  readonly diskImage: boolean;
+  /**
+   * Special files (FIFOs, sockets, devices) made in /workspace exist only in the guest (the
+   * gVisor gofer emulates them), so a host walk of `files/` cannot see them.
+   */
+  readonly guestOnlySpecialFiles: boolean;
+  /** How /run/pyro-secrets is made in the guest (secrets/guest.ts MATERIALISE). */
+  readonly secretsMount: "overlay" | "tmpfs";
+  /** The sandbox's network is QEMU's user-mode stack, not a namespace of pyro's. */
+  readonly userNetwork: boolean;
+  /** The egress policy is enforced (a network namespace with nftables): what doctor reports. */
+  readonly egressPolicy: boolean;
+  /** Shells and services run as processes the engine's exec starts (QEMU's guest agent). */
+  readonly sessionsOverExec: boolean;
+  /** The warm pool can keep ready sandboxes of this engine (src/pool/). */
+  readonly pool: boolean;
 }
 
 export interface ExecRequest {
@@ -118,6 +161,7 @@ export interface ProbeOptions {
 export interface Engine {
   readonly name: EngineName;
   readonly executionMode: ExecutionMode;
+  readonly traits: EngineTraits;
   probe(opts: ProbeOptions): Promise<ProbeResult>;
   /** Creates and starts a sandbox whose init idles, ready for exec. */
   create(spec: SandboxSpec): Promise<SandboxHandle>;
@@ -178,17 +222,22 @@ export interface Engine {
    */
   pause?(handle: SandboxHandle, imageDir: string): Promise<void>;
   resume?(handle: SandboxHandle, imageDir: string, spec: SandboxSpec): Promise<SandboxHandle>;
-}
-
-/** A sandbox's network as reported by status and vm_network_info. */
-export interface NetworkInfo {
-  policy: NetworkSpec["policy"];
-  /** namespace: a network namespace of pyro's with NAT and the policy in nftables; user: QEMU's user-mode network; none. */
-  mode: "none" | "namespace" | "user" | "host";
-  guest_ip: string | null;
-  gateway: string | null;
-  allow_cidrs: string[];
-  deny_cidrs: string[];
-  allow_hosts: string[];
-  published_ports: { host_ip: string; host_port: number; guest_port: number }[];
+  /**
+   * Freezes every process of the running sandbox in place (gVisor: `runsc pause`, ~20 ms),
+   * so its files hold still for a snapshot; `thaw` lets them run on. Thawing a sandbox that
+   * is not frozen is no error. Absent: the engine cannot, and snapshots scan a live tree.
+   */
+  freeze?(handle: SandboxHandle): Promise<void>;
+  thaw?(handle: SandboxHandle): Promise<void>;
+  /**
+   * Waits (bounded) until no engine command a dead pyro process started against this
+   * sandbox still runs (gVisor: a `runsc delete` that outlived its parent), so a recovery
+   * does not race it. The handle when the record has one, else found from the id.
+   */
+  settle?(id: string, handle: SandboxHandle | undefined): Promise<void>;
+  /**
+   * Whether the sandbox runs pyro's own init with its file tools (`/.pyro/init read`):
+   * gVisor sandboxes made since the init existed.
+   */
+  hasInit?(handle: SandboxHandle): boolean;
 }

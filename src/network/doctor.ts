@@ -12,14 +12,14 @@ import { hostResolvers } from "./resolvers.js";
  * pair and nftables table are made and removed again (the engine's own code path).
  */
 export async function probeNetworkModes(
-  engine: string | null,
+  engine: { name: string; egressPolicy: boolean } | null,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ modes: string[]; detail: string }> {
   const off = "network_policy=off (loopback only) is the default";
-  if (engine !== "gvisor")
+  if (!engine?.egressPolicy)
     return {
       modes: ["off"],
-      detail: `${off}; network needs the gVisor engine (${engine ?? "no engine"} cannot enforce the egress policy)`,
+      detail: `${off}; network needs the gVisor engine (${engine?.name ?? "no engine"} cannot enforce the egress policy)`,
     };
   const tools = await netTools(env);
   if (typeof tools === "string") return { modes: ["off"], detail: `${off}; egress is unavailable: ${tools}` };

@@ -1,15 +1,21 @@
-import type { Engine, NetworkInfo, SandboxHandle } from "../engines/types.js";
 import { type NetworkSpec, networkOff } from "./policy.js";
 import { specInfo } from "./sandbox-net.js";
+import type { NetworkInfo } from "./types.js";
+
+/** What this needs of an engine (engines/types.ts Engine), typed here: network sits below engines. */
+interface NetEngine<H> {
+  networkInfo?(handle: H): NetworkInfo | undefined;
+  readonly traits: { readonly userNetwork: boolean };
+}
 
 /**
  * What status and vm_network_info report: the engine's own account when it has one (gVisor:
  * the namespace's addresses), else the recorded policy in the engine's mode; null when the
  * sandbox is not running.
  */
-export function sandboxNetInfo(
-  engine: Engine,
-  handle: SandboxHandle | null | undefined,
+export function sandboxNetInfo<H>(
+  engine: NetEngine<H>,
+  handle: H | null | undefined,
   running: boolean,
   spec: NetworkSpec | undefined,
   network: boolean,
@@ -18,7 +24,7 @@ export function sandboxNetInfo(
   const own = engine.networkInfo?.(handle);
   if (own) return own;
   const s = spec ?? (network ? { ...networkOff(), policy: "egress" as const } : networkOff());
-  return specInfo(s, s.policy === "off" ? "none" : engine.name === "qemu" ? "user" : "host", null, null);
+  return specInfo(s, s.policy === "off" ? "none" : engine.traits.userNetwork ? "user" : "host", null, null);
 }
 
 /** One line for the CLI: policy, address, rules and published ports. */

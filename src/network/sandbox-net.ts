@@ -1,11 +1,14 @@
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
-import type { NetworkInfo, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { applyRules, setupNetwork, teardownNetwork } from "./netns.js";
 import type { NetPlumbing } from "./nft.js";
 import type { NetworkSpec } from "./policy.js";
+import type { NetworkInfo } from "./types.js";
 
-/** What an engine handle (gVisor, QEMU) keeps of its network: plain JSON, in handle.data.net. */
+/**
+ * What an engine handle (gVisor, QEMU) keeps of its network: plain JSON the engine stores in
+ * its handle and hands back here (the engines own their handles; this module reads none).
+ */
 export interface SandboxNetData {
   plumbing: NetPlumbing;
   spec: NetworkSpec;
@@ -19,8 +22,15 @@ const EGRESS: NetworkSpec = {
   publish: [],
 };
 
+/** What a sandbox's network is made from (the fields of the engines' SandboxSpec it needs). */
+export interface SandboxNetSpec {
+  id: string;
+  sandboxDir: string;
+  net?: NetworkSpec | undefined;
+}
+
 /** Sets up the sandbox's namespace; what the bundle mounts and the handle keeps. */
-export async function sandboxNetwork(spec: SandboxSpec, env?: NodeJS.ProcessEnv) {
+export async function sandboxNetwork(spec: SandboxNetSpec, env?: NodeJS.ProcessEnv) {
   const net = spec.net && spec.net.policy !== "off" ? spec.net : EGRESS;
   const resolvConfPath = join(spec.sandboxDir, "resolv.conf");
   const { plumbing } = await setupNetwork(spec.id, net, { resolvConfPath, ...(env ? { env } : {}) });
@@ -32,34 +42,41 @@ export async function teardownSandboxNetwork(id: string, env?: NodeJS.ProcessEnv
   await teardownNetwork(id, env);
 }
 
-function netData(handle: SandboxHandle): SandboxNetData | undefined {
-  const d = handle.data.net as SandboxNetData | undefined;
-  return d && typeof d === "object" && d.plumbing && d.spec ? d : undefined;
+/** The stored network data, if it has the shape sandboxNetwork gave it (else none). */
+export function netData(raw: unknown): SandboxNetData | undefined {
+  const d = raw as Partial<SandboxNetData> | undefined;
+  return d && typeof d === "object" && d.plumbing && d.spec ? (d as SandboxNetData) : undefined;
 }
 
-/** A new policy for a running sandbox: the table is replaced in one transaction. */
+/**
+ * A new policy for the running sandbox `id` whose handle keeps `stored` (its network data):
+ * the table is replaced in one transaction.
+ */
 export async function updateSandboxNetwork(
-  handle: SandboxHandle,
+  id: string,
+  stored: unknown,
   net: NetworkSpec,
   env?: NodeJS.ProcessEnv,
 ): Promise<SandboxNetData> {
-  const d = netData(handle);
+  const d = netData(stored);
   if (!d)
     throw new PyroError(
       "invalid_argument",
-      `sandbox ${handle.id} was created without network, so it has no network namespace to change`,
+      `sandbox ${id} was created without network, so it has no network namespace to change`,
       "create a new workspace with network_policy=egress (the network of a gVisor sandbox is fixed when it starts)",
     );
-  await applyRules(handle.id, d.plumbing, net, env ? { env } : {});
+  await applyRules(id, d.plumbing, net, env ? { env } : {});
   return { plumbing: d.plumbing, spec: net };
 }
 
-export function handleNetInfo(handle: SandboxHandle): NetworkInfo {
-  const d = netData(handle);
-  const flags = handle.data.flags as { global?: string[] } | undefined;
+/**
+ * The network of a sandbox whose handle keeps `stored`; `hostNetwork`: the sandbox shares
+ * the host's stack (made before issue 13 with network: runsc's --network=host).
+ */
+export function handleNetInfo(stored: unknown, hostNetwork: boolean): NetworkInfo {
+  const d = netData(stored);
   if (!d) {
-    // Sandboxes made before issue 13 with network: the host's own stack.
-    const host = flags?.global?.includes("--network=host") ?? false;
+    const host = hostNetwork;
     return {
       policy: host ? "egress" : "off",
       mode: host ? "host" : "none",

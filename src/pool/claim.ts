@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { expiryDir, sandboxPid } from "../engines/channel.js";
 import { writeExpirySync } from "../engines/expiry.js";
 import type { SandboxHandle } from "../engines/types.js";
 import { spawnDetached } from "../sandbox/reap-schedule.js";
@@ -65,7 +66,7 @@ export async function claimEntry(root: string, key: PoolKey, deadlineMs: number)
     const fresh =
       entry?.handle &&
       Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
-      pidAlive(entry.handle.data.pid as number | undefined);
+      pidAlive(sandboxPid(entry.handle));
     if (!entry || !fresh) {
       try {
         renameSync(path, join(dir, "used", n));
@@ -99,6 +100,6 @@ export function spawnPoolFill(cli: string, env: NodeJS.ProcessEnv): void {
 }
 
 function setEntryExpiry(entry: PoolEntry, at: string): void {
-  const ctl = entry.handle.data.ctlDir;
-  if (typeof ctl === "string") writeExpirySync(ctl, at);
+  const ctl = expiryDir(entry.handle);
+  if (ctl) writeExpirySync(ctl, at);
 }

@@ -1,4 +1,5 @@
 import { PyroError } from "../core/errors.js";
+import type { EngineName } from "../engines/types.js";
 
 /**
  * The warm pool's settings, from the environment (no config file: the CLI, SDK and MCP
@@ -20,8 +21,26 @@ export interface PoolKey {
   network: boolean;
   /** A workspace slot (`#ws`) rather than a one-shot run's sandbox. Absent: a run's key. */
   workspace?: boolean;
-  /** `#qemu`: microVMs for runs under the QEMU engine. Absent: gVisor. */
-  engine?: "qemu";
+  /** `#qemu`: microVMs for runs under the QEMU engine. Absent: the default, gVisor. */
+  engine?: PoolKeyEngine;
+}
+
+/** The engine of keys that name none: gVisor's sandboxes. */
+export const DEFAULT_POOL_ENGINE = "gvisor" satisfies EngineName;
+/** The engines a key may name (`#qemu`) besides the default: part of the key syntax. */
+const KEY_ENGINES = ["qemu"] as const satisfies readonly EngineName[];
+export type PoolKeyEngine = (typeof KEY_ENGINES)[number];
+
+/** The engine a key's sandboxes run on. */
+export function keyEngine(k: Pick<PoolKey, "engine">): EngineName {
+  return k.engine ?? DEFAULT_POOL_ENGINE;
+}
+
+/** A key's part naming this engine (`{}` for the default), or undefined when no key can. */
+export function keyEngineOf(name: EngineName): Pick<PoolKey, "engine"> | undefined {
+  if (name === DEFAULT_POOL_ENGINE) return {};
+  const engine = KEY_ENGINES.find((e) => e === name);
+  return engine ? { engine } : undefined;
 }
 
 export interface PoolConfig {
@@ -55,7 +74,7 @@ export function parsePoolKey(text: string): PoolKey {
       key.mem_mib = Number(m[2]);
     } else if (part === "net") key.network = true;
     else if (part === "ws") key.workspace = true;
-    else if (part === "qemu") key.engine = "qemu";
+    else if (KEY_ENGINES.some((e) => e === part)) key.engine = part as PoolKeyEngine;
     else throw bad(`unknown part ${JSON.stringify(part)}`);
   }
   if (key.vcpu_count < 1 || key.mem_mib < 128) throw bad("at least 1 vCPU and 128 MiB");
@@ -63,7 +82,7 @@ export function parsePoolKey(text: string): PoolKey {
   // pool keeps only network-off slots, which every other policy's create does without.
   if (key.workspace && key.network) throw bad("#ws slots have no network: drop #net");
   // Workspace slots are moved into place with the sandbox running (relocate): gVisor only.
-  if (key.workspace && key.engine === "qemu") throw bad("#ws slots are gVisor sandboxes: drop #qemu");
+  if (key.workspace && key.engine) throw bad(`#ws slots are gVisor sandboxes: drop #${key.engine}`);
   return key;
 }
 
@@ -72,7 +91,7 @@ export function formatPoolKey(k: PoolKey): string {
     k.vcpu_count === POOL_DEFAULTS.vcpu && k.mem_mib === POOL_DEFAULTS.mem
       ? ""
       : `#${k.vcpu_count}x${k.mem_mib}`;
-  return `${k.environment}${res}${k.network ? "#net" : ""}${k.workspace ? "#ws" : ""}${k.engine === "qemu" ? "#qemu" : ""}`;
+  return `${k.environment}${res}${k.network ? "#net" : ""}${k.workspace ? "#ws" : ""}${k.engine ? `#${k.engine}` : ""}`;
 }
 
 /**
@@ -88,7 +107,7 @@ export function poolKeyId(k: PoolKey): string {
     k.mem_mib,
     k.network,
     ...(k.workspace ? ["ws"] : []),
-    ...(k.engine === "qemu" ? ["qemu"] : []),
+    ...(k.engine ? [k.engine] : []),
   ]);
   let h = 0xcbf29ce484222325n;
   for (const b of Buffer.from(text)) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
@@ -133,7 +152,7 @@ export function keyFor(cfg: PoolConfig, want: PoolKey): PoolKey | undefined {
       k.mem_mib === want.mem_mib &&
       k.network === want.network &&
       (k.workspace ?? false) === (want.workspace ?? false) &&
-      (k.engine ?? "gvisor") === (want.engine ?? "gvisor"),
+      keyEngine(k) === keyEngine(want),
   );
 }
 

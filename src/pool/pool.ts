@@ -5,8 +5,9 @@ import { fileURLToPath } from "node:url";
 import { PyroError } from "../core/errors.js";
 import { newId } from "../core/ids.js";
 import type { PyroPaths } from "../core/paths.js";
+import { execChannel, sandboxPid } from "../engines/channel.js";
 import { engineByName } from "../engines/select.js";
-import type { Engine } from "../engines/types.js";
+import type { Engine, EngineName } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
@@ -22,6 +23,7 @@ import {
 } from "./claim.js";
 import {
   formatPoolKey,
+  keyEngine,
   keyFor,
   type PoolConfig,
   type PoolKey,
@@ -74,7 +76,7 @@ const CLAIM_GRACE_MS = 60_000;
 export class WarmPool {
   readonly root: string;
   readonly config: PoolConfig;
-  private engineCache: Engine | undefined;
+  private readonly engines = new Map<EngineName, Engine>();
 
   constructor(
     private readonly paths: PyroPaths,
@@ -104,16 +106,19 @@ export class WarmPool {
     return key ? { pool, key } : undefined;
   }
 
+  /** The default key's engine (gVisor): workspace slots and keys that name none. */
   private get engine(): Engine {
-    this.engineCache ??= engineByName("gvisor", this.paths, this.env)!;
-    return this.engineCache;
+    return this.engineOf(undefined);
   }
-  private qemuCache: Engine | undefined;
-  /** The engine a key's sandboxes run on (`key.engine`): gVisor, or QEMU for `#qemu` keys. */
+  /** The engine a key's sandboxes run on (config.ts keyEngine): gVisor, or QEMU for `#qemu` keys. */
   private engineOf(engine: PoolKey["engine"]): Engine {
-    if (engine !== "qemu") return this.engine;
-    this.qemuCache ??= engineByName("qemu", this.paths, this.env)!;
-    return this.qemuCache;
+    const name = keyEngine(engine ? { engine } : {});
+    let e = this.engines.get(name);
+    if (!e) {
+      e = engineByName(name, this.paths, this.env)!;
+      this.engines.set(name, e);
+    }
+    return e;
   }
   private keyDir(k: PoolKey): string {
     return join(this.root, poolKeyId(k));
@@ -286,7 +291,7 @@ export class WarmPool {
     // One command through the same path a claimer's takes, then a moment for the sandbox's
     // init to fork its replacement handler: the first command of a new sandbox costs more
     // (the sentry's first vfork/exec from a handler), paid here instead of by a claimer.
-    if (typeof handle.data.execSocket === "string") {
+    if (execChannel(handle)) {
       await this.engineOf(key.engine)
         .exec(handle, { argv: ["true"], timeoutMs: 10_000 })
         .catch(() => undefined);
@@ -358,7 +363,7 @@ export class WarmPool {
           !e.key ||
           (!keepUnconfigured && !configured.has(poolKeyId(e.key))) ||
           Date.parse(entry.idle_expires_at) < now + CLAIM_MARGIN_MS * 3 ||
-          !pidAlive(entry.handle?.data.pid as number | undefined);
+          !pidAlive(entry.handle ? sandboxPid(entry.handle) : undefined);
       }
       if (drop) doomed.push(e);
     }

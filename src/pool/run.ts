@@ -8,6 +8,7 @@ import type { RunInputT, RunResultT } from "../operations/schemas.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
 import type { CallContext, RuntimeDeps } from "../sandbox/context.js";
+import { keyEngineOf } from "./config.js";
 import { WarmPool } from "./pool.js";
 
 /** Run fields a pooled sandbox serves as well as a fresh one (the key, and per-command ones). */
@@ -50,14 +51,15 @@ export async function runFromPool(
   ctx: CallContext,
   recorder: (vmId: string) => Promise<CommandRecorder>,
 ): Promise<RunResultT | undefined> {
-  if (engine.name !== "gvisor" && engine.name !== "qemu") return undefined;
+  const keyPart = engine.traits.pool ? keyEngineOf(engine.name) : undefined;
+  if (!keyPart) return undefined;
   if (!poolableRun(input)) return undefined;
   const keyed = WarmPool.keyed(d, {
     environment: input.environment,
     vcpu_count: input.vcpu_count,
     mem_mib: input.mem_mib,
     network: input.network,
-    ...(engine.name === "qemu" ? { engine: "qemu" as const } : {}),
+    ...keyPart,
   });
   if (!keyed) return undefined;
   const { pool, key } = keyed;

@@ -2,6 +2,7 @@ import type { Engine } from "../engines/types.js";
 import type { NetworkSpec } from "../network/policy.js";
 import type { WorkspaceCreateInputT } from "../operations/schemas.js";
 import type { RuntimeDeps } from "../sandbox/context.js";
+import { DEFAULT_POOL_ENGINE } from "./config.js";
 import { WarmPool } from "./pool.js";
 import { type ClaimedSlot, claimSlot, SLOT_DISK_MIB } from "./workspace-slots.js";
 
@@ -51,7 +52,9 @@ export async function claimWorkspaceSlot(
   net: NetworkSpec,
   intent: (id: string, dir: string) => Promise<void>,
 ): Promise<ClaimedSlot | undefined> {
-  if (engine.name !== "gvisor" || !engine.relocate || !poolableWorkspace(input, net)) return undefined;
+  // Slots are the default key's sandboxes (`#ws` keys name no engine), moved into place running.
+  if (engine.name !== DEFAULT_POOL_ENGINE || !engine.relocate || !poolableWorkspace(input, net))
+    return undefined;
   const keyed = WarmPool.keyed(d, {
     environment: input.environment,
     vcpu_count: input.vcpu_count,

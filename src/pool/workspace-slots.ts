@@ -1,6 +1,7 @@
 import { mkdir, readdir, rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { newId } from "../core/ids.js";
+import { sandboxPid } from "../engines/channel.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
@@ -138,7 +139,7 @@ export async function claimSlot(
     const fresh =
       entry?.handle &&
       Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
-      pidAlive(entry.handle.data.pid as number | undefined);
+      pidAlive(sandboxPid(entry.handle));
     if (!entry || !fresh) {
       await toDead();
       continue;
@@ -219,7 +220,7 @@ export async function cleanSlots(engine: Engine, keyDir: string, drop: boolean):
       drop ||
       !entry?.handle ||
       Date.parse(entry.idle_expires_at) < Date.now() + CLAIM_MARGIN_MS * 3 ||
-      !pidAlive(entry.handle.data.pid as number | undefined);
+      !pidAlive(sandboxPid(entry.handle));
     if (!stale) continue;
     // Out of slots/ first, so no claimer can win it meanwhile.
     const dead = join(keyDir, "dead", id);

@@ -18,7 +18,10 @@ export const HandleSchema = z.object({
   id: z.string(),
   sandboxDir: z.string(),
   workspaceDir: z.string().optional(),
-  data: z.record(z.string(), z.unknown()),
+  // Engine-specific and opaque here: each engine parses its own (engines/<engine>/handle.ts).
+  data: z.custom<object>((v) => typeof v === "object" && v !== null && !Array.isArray(v), {
+    message: "handle data must be a JSON object",
+  }),
 });
 
 export { handleProblem } from "./handle-check.js";

@@ -113,7 +113,7 @@ export async function writeSecrets(
   user: { uid: number; gid: number } = { uid: 0, gid: 0 },
 ): Promise<void> {
   if (secrets.length === 0) return;
-  const mode = handle.engine === "gvisor" ? "overlay" : "tmpfs";
+  const mode = engine.traits.secretsMount;
   await run(
     engine,
     handle,

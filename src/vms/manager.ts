@@ -347,7 +347,8 @@ export class VmManager {
       vm_id: id,
       network: rec.network,
       // Before start: the mode the engine will give it.
-      mode: info?.mode ?? (!rec.network ? "none" : rec.engine === "qemu" ? "user" : "namespace"),
+      mode:
+        info?.mode ?? (!rec.network ? "none" : this.engineFor(rec).traits.userNetwork ? "user" : "namespace"),
       execution_mode: rec.execution_mode,
       network_info: info,
     };

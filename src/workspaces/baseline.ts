@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { x as tarExtract } from "tar";
 import { PyroError } from "../core/errors.js";
-import type { EngineName } from "../engines/types.js";
+import type { Engine } from "../engines/types.js";
 import { stripSetIdBits } from "../project/archive.js";
 import { runCapture } from "../util/proc.js";
 
@@ -44,10 +44,10 @@ async function stamp(baseline: string): Promise<void> {
 /** Before the sandbox starts: engines whose /workspace IS `files/` get a copy. */
 export async function baselineBeforeStart(
   wsDir: string,
-  engine: EngineName,
+  engine: Pick<Engine, "traits">,
   signal?: AbortSignal,
 ): Promise<void> {
-  if (engine === "qemu" || engine === "firecracker") return;
+  if (!engine.traits.sharedWorkspaceDir) return;
   const files = join(wsDir, "files");
   const dest = baselineDir(wsDir);
   await mkdir(dest, { mode: 0o700 });
@@ -65,8 +65,8 @@ export async function baselineBeforeStart(
 }
 
 /** After the sandbox started: engines that copied `files/` into their own disk hand it over. */
-export async function baselineAfterStart(wsDir: string, engine: EngineName): Promise<void> {
-  if (engine !== "qemu" && engine !== "firecracker") return;
+export async function baselineAfterStart(wsDir: string, engine: Pick<Engine, "traits">): Promise<void> {
+  if (engine.traits.sharedWorkspaceDir) return;
   await rename(join(wsDir, "files"), baselineDir(wsDir));
   await mkdir(join(wsDir, "files"));
   await stamp(baselineDir(wsDir));

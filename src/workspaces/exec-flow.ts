@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError, toPyroError } from "../core/errors.js";
+import { execChannel } from "../engines/channel.js";
 import { writeExpiry } from "../engines/expiry.js";
 import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run.js";
 import type { ExecOutcome, ExecRequest, ExecutionMode, SandboxHandle } from "../engines/types.js";
@@ -186,22 +187,21 @@ interface ExecChannel {
 }
 
 /**
- * The sandbox's exec channel, read out of its engine's handle: the one place outside the
- * engines that knows where a gVisor handle keeps it (`execSocket`, the sandbox's `pid`,
- * `ctlDir` for its expiry). Undefined for any other engine or a sandbox without one.
+ * The sandbox's exec channel, as its engine's handle records it (engines/channel.ts: the
+ * engines' own zod-free reading). Undefined for a sandbox without one.
  */
-function execChannelOf(engine: string, h: SandboxHandle): ExecChannel | undefined {
-  const { execSocket, pid, ctlDir } = h.data;
-  if (engine !== "gvisor" || typeof execSocket !== "string" || typeof pid !== "number") return undefined;
-  const alive = () => pidAlive(pid);
+function execChannelOf(h: SandboxHandle): ExecChannel | undefined {
+  const ch = execChannel(h);
+  if (!ch) return undefined;
+  const alive = () => pidAlive(ch.pid);
   return {
     alive,
     // The engine's check after a failed or lost command: a dead sandbox says why it died.
     run: (argv, req) =>
-      runOverChannel(h, execSocket, argv, req, async () => {
+      runOverChannel(h, ch.socket, argv, req, async () => {
         if (!alive()) throw await sandboxDeathError(h);
       }),
-    setExpiry: (at) => (typeof ctlDir === "string" ? writeExpiry(ctlDir, at) : Promise.resolve()),
+    setExpiry: (at) => (ch.ctlDir ? writeExpiry(ch.ctlDir, at) : Promise.resolve()),
   };
 }
 
@@ -235,14 +235,10 @@ function shapeProblem(r: unknown): string | undefined {
  */
 function notPlain(id: string, dir: string, r: PlainRecord, timeoutSeconds: number): string | undefined {
   // The full path's usable(): running, with a sandbox, a sound record, not past its expiry.
-  if (
-    r.state !== "running" ||
-    !isObj(r.handle) ||
-    !isObj(r.handle.data) ||
-    typeof r.handle.sandboxDir !== "string"
-  )
+  if (r.state !== "running" || !isObj(r.handle) || typeof r.handle.sandboxDir !== "string")
     return "not running";
-  if (workspaceRecordProblem(id, dir, r)) return "record";
+  // A handle of another engine than the record names is a record the full path must judge.
+  if (workspaceRecordProblem(id, dir, r) || r.handle.engine !== r.engine) return "record";
   if (typeof r.execution_mode !== "string" || !Number.isInteger(r.vcpu_count)) return "fields";
   if (Date.parse(r.expires_at) <= Date.now()) return "expired";
   // Secrets need redaction, an expiry too close needs a record write before the command.
@@ -284,7 +280,7 @@ export function plainExec(workspacesDir: string, id: string, timeoutSeconds: num
     return undefined;
   }
   if (shapeProblem(rec) || notPlain(id, dir, rec, timeoutSeconds)) return undefined;
-  const channel = execChannelOf(rec.engine, rec.handle!);
+  const channel = execChannelOf(rec.handle!);
   // The engine's check before an exec: a dead sandbox is the full path's to mark failed.
   if (!channel?.alive()) return undefined;
   const t0 = performance.now();

@@ -118,7 +118,7 @@ export class Guest {
    * Undefined where only the script can do it.
    */
   async readPlain(path: string, max: number, signal?: AbortSignal): Promise<ExecOutcome | undefined> {
-    if (this.handle.engine !== "gvisor" || !this.handle.data.init) return undefined;
+    if (!this.engine.hasInit?.(this.handle)) return undefined;
     try {
       const out = await this.engine.exec(this.handle, {
         argv: [INIT_IN_GUEST, "read", "--max", String(max), "--deadline-ms", "60000", path],

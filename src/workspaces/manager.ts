@@ -241,7 +241,7 @@ export class WorkspaceManager {
     const seedPath =
       input.seed_path !== undefined ? await resolveHostPath(input.seed_path, "seed_path", ctx) : undefined;
     // Secrets are read (files, variables) before anything exists, and held in memory only.
-    if (input.secrets?.length && engine.name === "host")
+    if (input.secrets?.length && !engine.traits.isolated)
       throw new PyroError(
         "engine_unavailable",
         "secrets need an isolated engine: under host_compat /run/pyro-secrets would be the host's own /run",
@@ -294,7 +294,7 @@ export class WorkspaceManager {
     const net = await networkFromInput(input);
     // The host must back the disk (and keep its floor) before any record or file exists;
     // createDisk checks again for the one it makes (host-space.ts).
-    await ensureCreateSpace(this.d, input.disk_mib, engine.name === "gvisor");
+    await ensureCreateSpace(this.d, input.disk_mib, engine.traits.diskImage);
     const freshId = newId("ws");
     // Intent first: the record exists (state `creating`, this process as owner) before any
     // file or sandbox does, so whatever moment this process dies at, list/status/delete and
@@ -362,7 +362,7 @@ export class WorkspaceManager {
         await this.records.write(id, rec);
         // Only gVisor shares files/ with the guest; a microVM's /workspace is on its own disk.
         rec.disk_enforced = (
-          await createDisk(dir, filesDir, input.disk_mib, engine.name === "gvisor", this.d.env)
+          await createDisk(dir, filesDir, input.disk_mib, engine.traits.diskImage, this.d.env)
         ).disk_enforced;
       }
       // A fork's files are written while its sandbox starts, like the baseline below.
@@ -388,7 +388,7 @@ export class WorkspaceManager {
       if (env.runtime.uid !== 0 && !fill) await chownTree(filesDir, env.runtime.uid, env.runtime.gid);
       // The seeded tree is the baseline diff and export --changed-only compare against. It is
       // copied while the sandbox starts: no guest command can run before create returns.
-      baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine.name, ctx.signal);
+      baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine, ctx.signal);
       baseline.catch(() => undefined);
       ctx.signal?.throwIfAborted();
       if (!handle) {
@@ -409,7 +409,7 @@ export class WorkspaceManager {
       }
       await filling;
       await baseline;
-      if (!fill) await baselineAfterStart(dir, engine.name);
+      if (!fill) await baselineAfterStart(dir, engine);
       if (secrets.length) {
         ctx.onProgress?.({ message: `writing ${secrets.length} secret(s) to /run/pyro-secrets` });
         await writeSecrets(engine, handle, secrets, userOf(env.runtime).user);
@@ -564,7 +564,7 @@ export class WorkspaceManager {
     const rec = await this.usable(id);
     // The file tools run shell scripts against /workspace inside the sandbox; a host-compat
     // "sandbox" is the host itself, where /workspace would be the host's own directory.
-    if (rec.engine === "host")
+    if (!this.engineFor(rec).traits.isolated)
       throw new PyroError(
         "engine_unavailable",
         `workspace ${id} runs without isolation (host_compat); the file, diff and export tools need an isolated engine`,

@@ -3,8 +3,6 @@ import { appendFile, copyFile, lstat, readdir, readFile, rm, stat } from "node:f
 import { join } from "node:path";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { checkId } from "../core/ids.js";
-import type { RunscFlags } from "../engines/gvisor/runsc.js";
-import { runsc } from "../engines/gvisor/runsc.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import type { WorkspaceCreateInputT, WorkspaceStatusResultT } from "../operations/schemas.js";
 import type { CallContext } from "../sandbox/context.js";
@@ -135,7 +133,7 @@ export class Snapshots {
     await recoverInterruptedOp(this.x, id);
     const failed = revive ? await this.x.records.load(id) : undefined;
     const rec = failed?.state === "failed" ? failed : await this.x.usable(id);
-    if (rec.engine !== "gvisor" && rec.engine !== "host")
+    if (!this.x.engineFor(rec).traits.sharedWorkspaceDir)
       throw new PyroError(
         "engine_unavailable",
         `snapshots, reset and fork are not implemented yet for ${rec.engine} workspaces (${id})`,
@@ -179,10 +177,10 @@ export class Snapshots {
     const store = this.store(id);
     // The dead process's runsc children (a pause, a delete) outlive it: let them end first,
     // or a late `runsc delete` would remove the sandbox this recovery starts under the same name.
-    await waitForRunscCalls(containerIdOf(await this.x.records.load(id)));
+    await settle(this.x, await this.x.records.load(id));
     if (cur.paused) {
       const rec = await this.x.records.load(id);
-      await thaw(rec).catch(() => undefined);
+      await thaw(this.x, rec).catch(() => undefined);
     }
     if (cur.op === "reset") {
       // A reset killed after its new sandbox started but before the record named it left a
@@ -241,9 +239,10 @@ export class Snapshots {
     const added: string[] = [];
     let paused = false;
     // Asked before the pause (a paused sandbox runs nothing), so best effort by a moment.
-    const guestSkipped = rec.engine === "gvisor" ? await this.guestSpecialFiles(rec) : [];
+    const engine = this.x.engineFor(rec);
+    const guestSkipped = engine.traits.guestOnlySpecialFiles ? await this.guestSpecialFiles(rec) : [];
     try {
-      if (rec.engine === "gvisor") {
+      if (engine.freeze && rec.handle) {
         // Said before the pause, so a process that dies paused leaves a sandbox recovery thaws.
         await writeJsonAtomic(opPath(this.x.dir(id)), {
           op,
@@ -252,7 +251,7 @@ export class Snapshots {
           owner: currentOwner(),
           started_at: new Date().toISOString(),
         } satisfies OpRecord);
-        await freeze(rec);
+        await engine.freeze(asHandle(rec.handle));
         paused = true;
       }
       let scanned: Awaited<ReturnType<SnapshotStore["scan"]>>;
@@ -260,7 +259,7 @@ export class Snapshots {
         scanned = await store.scan(files, name, added, (await store.readIndex()).entries);
       } finally {
         if (paused) {
-          await thaw(rec);
+          await thaw(this.x, rec);
           await writeJsonAtomic(opPath(this.x.dir(id)), {
             op,
             name,
@@ -277,7 +276,7 @@ export class Snapshots {
       await store.writeIndex(scanned.index).catch(() => store.dropIndex());
       return { manifest: scanned.manifest, skipped };
     } catch (e) {
-      if (paused) await thaw(rec).catch(() => undefined);
+      if (paused) await thaw(this.x, rec).catch(() => undefined);
       await store.removeObjects(added).catch(() => undefined);
       await rmTemps(store.manifestsDir);
       throw diskFullError(e, store.dir) ?? toPyroError(e);
@@ -548,7 +547,7 @@ export class Snapshots {
               allow_host: rec.network_spec.allow_hosts,
             }
           : {}),
-        allow_host_compat: rec.engine === "host",
+        allow_host_compat: !this.x.engineFor(rec).traits.isolated,
       };
       const fill: PreparedFiles = {
         seed: rec.workspace_seed,
@@ -640,53 +639,19 @@ async function rmTemps(dir: string): Promise<void> {
     if (n.startsWith(".") && n.includes(`.${process.pid}.`)) await rm(join(dir, n), { force: true });
 }
 
-function containerIdOf(rec: WorkspaceRecord): string {
-  return rec.handle?.data.containerId ? String(rec.handle.data.containerId) : `pyro-${rec.workspace_id}`;
-}
-
 /**
- * Waits (up to 30 s) until no runsc command naming container `cid` runs (found in /proc),
- * other than the sandbox's own long-lived processes (its boot and gofer).
+ * Lets a dead process's engine commands against the sandbox end first (Engine.settle), or a
+ * late `runsc delete` would remove the sandbox this recovery starts under the same name.
  */
-async function waitForRunscCalls(cid: string): Promise<void> {
-  const busy = async () => {
-    for (const pid of await readdir("/proc").catch(() => [] as string[])) {
-      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-      const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
-      if (!argv.includes(cid) || !/runsc/.test(argv[0] ?? "")) continue;
-      // The subcommand: the first argument that is no global flag.
-      const sub = argv.slice(1).find((a) => !a.startsWith("-"));
-      if (sub && ["delete", "kill", "pause", "resume", "run"].includes(sub)) return true;
-    }
-    return false;
-  };
-  const t0 = Date.now();
-  while ((await busy()) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
+async function settle(x: Pick<SnapshotPort, "engineFor">, rec: WorkspaceRecord): Promise<void> {
+  const engine = rec.engine ? x.engineFor(rec) : undefined;
+  await engine?.settle?.(rec.workspace_id, rec.handle ? asHandle(rec.handle) : undefined);
 }
 
-function runscOf(rec: WorkspaceRecord): { flags: RunscFlags; cid: string } | undefined {
-  if (rec.engine !== "gvisor" || !rec.handle) return undefined;
-  return { flags: rec.handle.data.flags as RunscFlags, cid: String(rec.handle.data.containerId) };
-}
-
-/** Freezes every process of a gVisor sandbox (runsc pause: ~20 ms, processes intact). */
-async function freeze(rec: WorkspaceRecord): Promise<void> {
-  const r = runscOf(rec);
-  if (!r) return;
-  const out = await runsc(r.flags, ["pause", r.cid], { timeoutMs: 15_000 });
-  if (out.exitCode !== 0)
-    throw new PyroError(
-      "engine_failure",
-      `cannot pause the sandbox for the snapshot: ${out.stderr.trim().slice(-300)}`,
-    );
-}
-
-async function thaw(rec: WorkspaceRecord): Promise<void> {
-  const r = runscOf(rec);
-  if (!r) return;
-  const out = await runsc(r.flags, ["resume", r.cid], { timeoutMs: 15_000 });
-  if (out.exitCode !== 0 && !/not paused|is not paused|running/i.test(out.stderr))
-    throw new PyroError("engine_failure", `cannot resume the sandbox: ${out.stderr.trim().slice(-300)}`);
+/** Lets a sandbox frozen for a snapshot run on (Engine.thaw); nothing where the engine has none. */
+async function thaw(x: Pick<SnapshotPort, "engineFor">, rec: WorkspaceRecord): Promise<void> {
+  const engine = x.engineFor(rec);
+  if (engine.thaw && rec.handle) await engine.thaw(asHandle(rec.handle));
 }
 
 /** A fresh sandbox on the workspace's existing files: the spec create (or update) left. */

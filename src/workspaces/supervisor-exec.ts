@@ -40,11 +40,13 @@ export async function sessionHost(ws: AttachedWorkspace, kind: "shells" | "servi
         spawnDetached(ws.handle, { argv, cwd, env: ws.env, ...(ws.user ? { user: ws.user } : {}) }),
     };
   }
-  if (ws.engine.name === "qemu") return qemuHost(ws);
+  if (ws.engine.traits.sessionsOverExec) return qemuHost(ws);
+  // An engine with a run directory whose sandbox has none: made before shells existed.
+  const older = ws.engine.runDir !== undefined;
   throw new PyroError(
     "engine_unavailable",
-    `workspace ${ws.workspaceId} cannot run ${kind}: ${ws.engine.name === "gvisor" ? "it was created by an older pyro" : `the ${ws.engine.name} engine has none`}`,
-    ws.engine.name === "gvisor"
+    `workspace ${ws.workspaceId} cannot run ${kind}: ${older ? "it was created by an older pyro" : `the ${ws.engine.name} engine has none`}`,
+    older
       ? ["create a new workspace with ", { op: "workspace_create" }]
       : "use the gvisor or qemu engine (PYRO_ENGINE)",
   );

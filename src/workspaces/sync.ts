@@ -53,7 +53,7 @@ export async function pushSync(
   // no sandbox: its /workspace is a host directory the operator's own commands write.
   let real = destination;
   try {
-    if (rec.engine !== "host")
+    if (port.engineFor(rec).traits.isolated)
       real = await pushDestination(
         new Guest(port.engineFor(rec), asHandle(rec.handle!), rec.workspace_id, (why) =>
           port.markFailed(rec.workspace_id, why),

@@ -82,7 +82,13 @@ async function workspace(over: Record<string, unknown> = {}, data: Record<string
       id,
       sandboxDir: join(dir, "sandbox"),
       workspaceDir: join(dir, "files"),
-      data: { execSocket: socket, pid: process.pid, ctlDir: join(dir, "ctl"), ...data },
+      data: {
+        containerId: `pyro-${id}`,
+        execSocket: socket,
+        pid: process.pid,
+        ctlDir: join(dir, "ctl"),
+        ...data,
+      },
     },
     ...over,
   };

@@ -9,6 +9,7 @@ import { resolvePaths } from "../../src/core/paths.js";
 import type {
   Engine,
   EngineName,
+  EngineTraits,
   ExecOutcome,
   ExecRequest,
   ExecutionMode,
@@ -45,8 +46,26 @@ export class FakeEngine implements Engine {
   failNextCreate = false;
   command: FakeCommand = (req) => ({ stdout: `${req.argv.join(" ")}\n` });
 
+  /**
+   * As the engine it is named after behaves where the managers ask (a VM-like engine with its
+   * own disk by default; the host's shared directory when named "host"), never pooled.
+   */
+  readonly traits: EngineTraits;
+
   constructor(readonly name: EngineName = "qemu") {
     this.executionMode = name === "host" ? "host_compat" : name;
+    const host = name === "host";
+    this.traits = {
+      isolated: !host,
+      sharedWorkspaceDir: host,
+      diskImage: false,
+      guestOnlySpecialFiles: false,
+      secretsMount: "tmpfs",
+      userNetwork: !host,
+      egressPolicy: false,
+      sessionsOverExec: !host,
+      pool: false,
+    };
   }
 
   /** How often the manager called `op` (for `id`, when given). */

@@ -30,6 +30,7 @@ import {
 } from "../qemu/vmproc.js";
 import type {
   Engine,
+  EngineTraits,
   ExecOutcome,
   ExecRequest,
   OneShotOutcome,
@@ -41,6 +42,7 @@ import type {
 } from "../types.js";
 import { bootPlan, restorePlan, snapshotPlan } from "./api.js";
 import { connectVsock, sendAll, waitApi } from "./client.js";
+import { type FcData, type FcFiles, fcData, fcDataLoose } from "./handle.js";
 import { extractVmlinux } from "./vmlinux.js";
 
 export const FIRECRACKER_HINT =
@@ -69,22 +71,6 @@ async function kvmNodeUsable(): Promise<boolean> {
 export async function firecrackerQuickAvailable(paths: PyroPaths, env: NodeJS.ProcessEnv): Promise<boolean> {
   if (!(await findFirecracker(env)) || !(await kvmNodeUsable())) return false;
   return (await cachedProbes(paths.cacheDir)).kvm?.boots === true;
-}
-
-interface FcFiles {
-  apiSocket: string;
-  vsockSocket: string;
-  disk: string;
-  consoleLog: string;
-  socketDir: string;
-}
-
-interface FcData {
-  [k: string]: unknown;
-  pid: number;
-  files: FcFiles;
-  marker: string;
-  boot: { mode: "cold" | "restore"; ms: number };
 }
 
 interface Prepared {
@@ -122,6 +108,17 @@ async function fcFiles(sandboxDir: string): Promise<FcFiles> {
 export class FirecrackerEngine implements Engine {
   readonly name = "firecracker" as const;
   readonly executionMode = "firecracker" as const;
+  readonly traits: EngineTraits = {
+    isolated: true,
+    sharedWorkspaceDir: false,
+    diskImage: false,
+    guestOnlySpecialFiles: false,
+    secretsMount: "tmpfs",
+    userNetwork: false,
+    egressPolicy: false,
+    sessionsOverExec: false,
+    pool: false,
+  };
 
   constructor(
     private readonly paths: PyroPaths,
@@ -390,11 +387,7 @@ export class FirecrackerEngine implements Engine {
   }
 
   private data(handle: SandboxHandle): FcData {
-    const d = handle.data as Partial<FcData>;
-    if (typeof d.pid !== "number" || !d.files || typeof d.marker !== "string") {
-      throw new PyroError("invalid_state", `sandbox ${handle.id} has no firecracker process recorded`);
-    }
-    return d as FcData;
+    return fcData(handle);
   }
 
   private async session(handle: SandboxHandle, waitMs: number): Promise<{ s: AgentSession; d: FcData }> {
@@ -485,7 +478,7 @@ export class FirecrackerEngine implements Engine {
   }
 
   async destroy(handle: SandboxHandle): Promise<void> {
-    const d = handle.data as Partial<FcData>;
+    const d = fcDataLoose(handle);
     if (typeof d.pid === "number" && typeof d.marker === "string" && !(await killVm(d.pid, d.marker))) {
       throw new PyroError("engine_failure", `firecracker process ${d.pid} of ${handle.id} did not exit`);
     }

@@ -4,6 +4,7 @@ import { execOutcome } from "../outcome.js";
 import type { ExecOutcome, ExecRequest, SandboxHandle } from "../types.js";
 import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "./bundle.js";
 import { ChannelUnavailable, channelExec } from "./exec-channel.js";
+import { gvisorDataOrUndefined } from "./handle.js";
 import { pidsLimitHit } from "./pids.js";
 
 /** How long a lost channel waits for its sandbox to be seen dead: 20 × 50 ms. */
@@ -71,12 +72,14 @@ export async function runOverChannel(
  * pids cgroup refused a task (the host backstop of the process limit, see pids.ts).
  */
 export async function deathCause(handle: SandboxHandle): Promise<string | undefined> {
-  const cid = String(handle.data.containerId);
-  const mem = typeof handle.data.memMib === "number" ? handle.data.memMib : undefined;
+  const d = gvisorDataOrUndefined(handle);
+  if (!d) return undefined;
+  const cid = d.containerId;
+  const mem = d.memMib;
   if (await oomKilled(cid))
     return `out of memory${mem ? ` at mem_mib=${mem}` : ""} (under gVisor one process over the limit ends the whole sandbox)`;
   if (await pidsLimitHit(cid)) {
-    const limit = typeof handle.data.pidsLimit === "number" ? handle.data.pidsLimit : undefined;
+    const limit = d.pidsLimit;
     return `too many processes${limit ? ` (past the sandbox's limit, PYRO_PIDS_LIMIT=${limit})` : ""}`;
   }
   return undefined;

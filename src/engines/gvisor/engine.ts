@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { EXEC_WRAPPER } from "../../core/command.js";
@@ -21,6 +21,7 @@ import { runProbeCommand } from "../probe-run.js";
 import type {
   DetachedRequest,
   Engine,
+  EngineTraits,
   ExecOutcome,
   ExecRequest,
   NetworkInfo,
@@ -45,6 +46,7 @@ import {
 } from "./bundle.js";
 import { deathCause, runOverChannel, sandboxDeathError } from "./channel-run.js";
 import { ChannelUnavailable, channelPing } from "./exec-channel.js";
+import { type GvisorHandleData, gvisorData, gvisorDataOrUndefined } from "./handle.js";
 import { hostPidsLimit, pidsLimit } from "./pids.js";
 import { rootfsSource } from "./rootfs.js";
 import {
@@ -86,7 +88,7 @@ const CHANNEL_READY_MS = 15_000;
 
 /** The sandbox's process limit as recorded in its handle (0: none, or made before limits). */
 function handlePids(handle: SandboxHandle): number {
-  return typeof handle.data.pidsLimit === "number" ? handle.data.pidsLimit : 0;
+  return gvisorData(handle).pidsLimit ?? 0;
 }
 
 /** Container names carry a prefix so `runsc list` shows which sandboxes are pyro's. */
@@ -102,6 +104,17 @@ function runscDate(version: string): number | undefined {
 export class GvisorEngine implements Engine {
   readonly name = "gvisor" as const;
   readonly executionMode = "gvisor" as const;
+  readonly traits: EngineTraits = {
+    isolated: true,
+    sharedWorkspaceDir: true,
+    diskImage: true,
+    guestOnlySpecialFiles: true,
+    secretsMount: "overlay",
+    userNetwork: false,
+    egressPolicy: true,
+    sessionsOverExec: false,
+    pool: true,
+  };
 
   constructor(
     private readonly runscRoot: string,
@@ -141,8 +154,9 @@ export class GvisorEngine implements Engine {
 
   /** Moves the sandbox's expiry; its init stops the sandbox once it has passed. */
   async setExpiry(handle: SandboxHandle, expiresAt: string): Promise<void> {
-    if (!handle.data.ctlDir) return;
-    await writeExpiry(String(handle.data.ctlDir), expiresAt);
+    const { ctlDir } = gvisorData(handle);
+    if (!ctlDir) return;
+    await writeExpiry(ctlDir, expiresAt);
   }
 
   /**
@@ -153,7 +167,9 @@ export class GvisorEngine implements Engine {
   relocate(handle: SandboxHandle, from: string, to: string): SandboxHandle {
     const move = (v: unknown): unknown =>
       typeof v === "string" && (v === from || v.startsWith(`${from}/`)) ? to + v.slice(from.length) : v;
-    const data = Object.fromEntries(Object.entries(handle.data).map(([k, v]) => [k, move(v)]));
+    const data = Object.fromEntries(
+      Object.entries(gvisorData(handle)).map(([k, v]) => [k, move(v)]),
+    ) as unknown as GvisorHandleData;
     return {
       ...handle,
       sandboxDir: move(handle.sandboxDir) as string,
@@ -177,8 +193,8 @@ export class GvisorEngine implements Engine {
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {
-    const f = handle.data.flags as RunscFlags | undefined;
-    if (!f || typeof f.binary !== "string" || !Array.isArray(f.global)) {
+    const f = gvisorData(handle).flags;
+    if (!f) {
       throw new PyroError("invalid_state", `sandbox ${handle.id} has no runsc flags recorded`);
     }
     return f;
@@ -306,22 +322,23 @@ export class GvisorEngine implements Engine {
     // A restart gets a container name of its own (a generation), so it need not wait for the
     // previous sandbox's `runsc delete` (~1.3 s here, see retire); orphans are found by prefix.
     const cid = spec.restart ? `${containerId(spec.id)}-r${Date.now().toString(36)}` : containerId(spec.id);
+    const data: GvisorHandleData = {
+      flags,
+      containerId: cid,
+      ctlDir,
+      runDir,
+      init: true,
+      ...(channel ? { execSocket: join(sockDir, EXEC_SOCKET) } : {}),
+      memMib: spec.memMib,
+      ...(pids > 0 ? { pidsLimit: pids } : {}),
+      ...(net ? { net: net.data } : {}),
+    };
     const handle: SandboxHandle = {
       engine: this.name,
       id: spec.id,
       sandboxDir: spec.sandboxDir,
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
-      data: {
-        flags,
-        containerId: cid,
-        ctlDir,
-        runDir,
-        init: true,
-        ...(channel ? { execSocket: join(sockDir, EXEC_SOCKET) } : {}),
-        memMib: spec.memMib,
-        ...(pids > 0 ? { pidsLimit: pids } : {}),
-        ...(net ? { net: net.data } : {}),
-      },
+      data,
     };
     // `run --detach` creates and starts in one call: rootless runsc refuses `create` ("Rootless
     // mode not supported with create"), and one code path serves both modes.
@@ -342,11 +359,11 @@ export class GvisorEngine implements Engine {
       throw new PyroError("engine_failure", `runsc run --detach failed: ${lastLines(created.output)}`);
     }
     const st = await runscState(flags, cid);
-    if (st?.pid) handle.data.pid = st.pid;
+    if (st?.pid) data.pid = st.pid;
     // Handed back only once the exec channel answers: `run --detach` returns before the init
     // has created its socket, and a first exec that found none would take `runsc exec`.
     // Here, so every caller (create, start, reset, fork, restore, the pool) gets it.
-    if (channel) await this.awaitChannel(handle, String(handle.data.execSocket));
+    if (data.execSocket) await this.awaitChannel(handle, data.execSocket);
     return handle;
   }
 
@@ -368,16 +385,15 @@ export class GvisorEngine implements Engine {
 
   async exec(handle: SandboxHandle, req: ExecRequest): Promise<ExecOutcome> {
     const flags = this.handleFlags(handle);
-    const cid = String(handle.data.containerId);
+    const d = gvisorData(handle);
+    const cid = d.containerId;
     await this.assertRunning(handle);
     // The program runs under the sandbox init (`/.pyro/init run`), which gives it its own
     // session, enforces the deadline inside the sandbox and reports a missing program as 127
     // the way a shell would; the `sh -c 'exec "$@"'` wrapper other engines need is dropped.
     const argv = unwrapExecWrapper(req.argv);
-    if (typeof handle.data.execSocket === "string") {
-      const r = await runOverChannel(handle, handle.data.execSocket, argv, req, () =>
-        this.throwIfDead(handle),
-      );
+    if (d.execSocket) {
+      const r = await runOverChannel(handle, d.execSocket, argv, req, () => this.throwIfDead(handle));
       if (r) return r;
     }
     const pidFile = join(
@@ -389,10 +405,7 @@ export class GvisorEngine implements Engine {
     if (req.user) args.push("--user", `${req.user.uid}:${req.user.gid}`);
     // `init read` carries its own deadline: no `run` wrapper (one exec instead of two).
     const selfTimed = argv[0] === INIT_IN_GUEST && argv[1] === "read";
-    args.push(
-      cid,
-      ...(handle.data.init && !selfTimed ? withDeadline(argv, req.timeoutMs, handlePids(handle)) : argv),
-    );
+    args.push(cid, ...(d.init && !selfTimed ? withDeadline(argv, req.timeoutMs, handlePids(handle)) : argv));
     const r = await runsc(flags, args, {
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes,
@@ -421,16 +434,64 @@ export class GvisorEngine implements Engine {
 
   async updateNetwork(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo> {
     await this.assertRunning(handle);
-    handle.data.net = await updateSandboxNetwork(handle, net, this.env);
+    const d = gvisorData(handle);
+    d.net = await updateSandboxNetwork(handle.id, d.net, net, this.env);
     return this.networkInfo(handle);
   }
 
   networkInfo(handle: SandboxHandle): NetworkInfo {
-    return handleNetInfo(handle);
+    const d = gvisorDataOrUndefined(handle);
+    return handleNetInfo(d?.net, d?.flags?.global.includes("--network=host") ?? false);
+  }
+
+  hasInit(handle: SandboxHandle): boolean {
+    return gvisorDataOrUndefined(handle)?.init === true;
+  }
+
+  /** Freezes every process of the sandbox (runsc pause: ~20 ms, processes intact). */
+  async freeze(handle: SandboxHandle): Promise<void> {
+    const out = await runsc(this.handleFlags(handle), ["pause", gvisorData(handle).containerId], {
+      timeoutMs: 15_000,
+    });
+    if (out.exitCode !== 0)
+      throw new PyroError(
+        "engine_failure",
+        `cannot pause the sandbox for the snapshot: ${out.stderr.trim().slice(-300)}`,
+      );
+  }
+
+  async thaw(handle: SandboxHandle): Promise<void> {
+    const out = await runsc(this.handleFlags(handle), ["resume", gvisorData(handle).containerId], {
+      timeoutMs: 15_000,
+    });
+    if (out.exitCode !== 0 && !/not paused|is not paused|running/i.test(out.stderr))
+      throw new PyroError("engine_failure", `cannot resume the sandbox: ${out.stderr.trim().slice(-300)}`);
+  }
+
+  /**
+   * Waits (up to 30 s) until no runsc command naming the sandbox's container runs (found in
+   * /proc), other than the sandbox's own long-lived processes (its boot and gofer): a dead
+   * pyro's `runsc delete` would otherwise remove the sandbox a recovery starts under the name.
+   */
+  async settle(id: string, handle: SandboxHandle | undefined): Promise<void> {
+    const cid = (handle && gvisorDataOrUndefined(handle)?.containerId) || containerId(id);
+    const busy = async () => {
+      for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+        if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+        const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+        if (!argv.includes(cid) || !/runsc/.test(argv[0] ?? "")) continue;
+        // The subcommand: the first argument that is no global flag.
+        const sub = argv.slice(1).find((a) => !a.startsWith("-"));
+        if (sub && ["delete", "kill", "pause", "resume", "run"].includes(sub)) return true;
+      }
+      return false;
+    };
+    const t0 = Date.now();
+    while ((await busy()) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
   }
 
   runDir(handle: SandboxHandle): { host: string; guest: string } | undefined {
-    const host = handle.data.runDir;
+    const host = gvisorData(handle).runDir;
     return typeof host === "string" ? { host, guest: RUN_IN_GUEST } : undefined;
   }
 
@@ -442,7 +503,7 @@ export class GvisorEngine implements Engine {
    */
   async spawnDetached(handle: SandboxHandle, req: DetachedRequest): Promise<void> {
     const flags = this.handleFlags(handle);
-    const cid = String(handle.data.containerId);
+    const cid = gvisorData(handle).containerId;
     await this.assertRunning(handle);
     const args = [...flags.global, "exec", "--cwd", req.cwd ?? "/"];
     for (const kv of guestEnv(req.env)) args.push("--env", kv);
@@ -476,7 +537,7 @@ export class GvisorEngine implements Engine {
 
   async putArchive(handle: SandboxHandle, tar: Readable, dest: string): Promise<void> {
     const flags = this.handleFlags(handle);
-    const cid = String(handle.data.containerId);
+    const cid = gvisorData(handle).containerId;
     await this.assertRunning(handle);
     // Unpacked by the guest's own tar, inside the sandbox: whatever the archive or the
     // guest's symlinks say, nothing on the host outside /workspace's directory is touched.
@@ -501,7 +562,7 @@ export class GvisorEngine implements Engine {
 
   async stop(handle: SandboxHandle): Promise<void> {
     const flags = this.handleFlags(handle);
-    await runsc(flags, ["kill", String(handle.data.containerId), "KILL"], { timeoutMs: 10_000 });
+    await runsc(flags, ["kill", gvisorData(handle).containerId, "KILL"], { timeoutMs: 10_000 });
     // Its published ports close with it; a later create under this id makes a new network.
     await teardownSandboxNetwork(handle.id, this.env);
   }
@@ -524,7 +585,7 @@ export class GvisorEngine implements Engine {
         "gVisor (runsc 20240729) restores a checkpoint without the processes runsc exec started, so no process would survive",
       );
     const flags = this.handleFlags(handle);
-    const cid = String(handle.data.containerId);
+    const cid = gvisorData(handle).containerId;
     await mkdir(imageDir, { recursive: true, mode: 0o700 });
     const r = await runsc(flags, ["checkpoint", `--image-path=${imageDir}`, cid], { timeoutMs: 120_000 });
     if (r.exitCode !== 0)
@@ -545,7 +606,7 @@ export class GvisorEngine implements Engine {
   /** `runsc restore` from pause's image with the same bundle; proven by one exec. */
   async resume(handle: SandboxHandle, imageDir: string, _spec: SandboxSpec): Promise<SandboxHandle> {
     const flags = this.handleFlags(handle);
-    const cid = String(handle.data.containerId);
+    const cid = gvisorData(handle).containerId;
     const bundle = join(handle.sandboxDir, "bundle");
     const r = await runToLog(
       flags.binary,
@@ -560,7 +621,8 @@ export class GvisorEngine implements Engine {
     if (r.exitCode !== 0) return fail(firstLine(r.output));
     const st = await runscState(flags, cid);
     if (st?.status !== "running") return fail(`the sandbox is ${st?.status ?? "gone"} after restore`);
-    const next: SandboxHandle = { ...handle, data: { ...handle.data, ...(st.pid ? { pid: st.pid } : {}) } };
+    const data: GvisorHandleData = { ...gvisorData(handle), ...(st.pid ? { pid: st.pid } : {}) };
+    const next: SandboxHandle = { ...handle, data };
     const probe = await runsc(flags, ["exec", cid, INIT_IN_GUEST], {
       timeoutMs: 15_000,
     }).catch((e: unknown) => ({ exitCode: -1, stderr: String(e), stdout: "" }));
@@ -584,9 +646,10 @@ export class GvisorEngine implements Engine {
    * its namespace, named from the id, is the fresh sandbox's too.
    */
   async retire(handle: SandboxHandle): Promise<void> {
-    const flags = handle.data.flags as RunscFlags | undefined;
-    if (!flags || handle.data.net) return this.destroy(handle);
-    const cid = String(handle.data.containerId);
+    const d = gvisorDataOrUndefined(handle);
+    const flags = d?.flags;
+    if (!d || !flags || d.net) return this.destroy(handle);
+    const cid = d.containerId;
     await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
     const child = spawn(flags.binary, [...flags.global, "delete", "--force", cid], {
       detached: true,
@@ -598,9 +661,12 @@ export class GvisorEngine implements Engine {
   }
 
   async destroy(handle: SandboxHandle): Promise<void> {
-    const flags = handle.data.flags as RunscFlags | undefined;
-    if (flags) {
-      const cid = String(handle.data.containerId);
+    const d = gvisorDataOrUndefined(handle);
+    // A damaged handle cannot name its container: it is found from the id, as an orphan's is.
+    if (!d) await this.removeOrphan(handle.id, handle.sandboxDir);
+    const flags = d?.flags;
+    if (d && flags) {
+      const cid = d.containerId;
       await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
       const r = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
       if (r && r.exitCode !== 0 && (await runscState(flags, cid))) {
@@ -614,10 +680,11 @@ export class GvisorEngine implements Engine {
 
   async inspect(handle: SandboxHandle): Promise<SandboxInspect> {
     // Fast path, no runsc process: the sandbox pid recorded at create is alive.
-    const pid = handle.data.pid;
+    const d = gvisorData(handle);
+    const pid = d.pid;
     if (typeof pid === "number" && pidAlive(pid)) return { state: "running", pid };
     const flags = this.handleFlags(handle);
-    const st = await runscState(flags, String(handle.data.containerId));
+    const st = await runscState(flags, d.containerId);
     if (!st) return { state: "missing", reason: "runsc has no record of the sandbox" };
     if (st.status === "running" && pidAlive(st.pid))
       return { state: "running", ...(st.pid ? { pid: st.pid } : {}) };

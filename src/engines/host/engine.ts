@@ -7,6 +7,7 @@ import { runCapture } from "../../util/proc.js";
 import { execOutcome } from "../outcome.js";
 import type {
   Engine,
+  EngineTraits,
   ExecOutcome,
   ExecRequest,
   OneShotOutcome,
@@ -15,6 +16,7 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
+import { type HostHandleData, hostData } from "./handle.js";
 
 /**
  * No isolation at all: commands run as host processes. Only reachable with
@@ -25,6 +27,17 @@ import type {
 export class HostEngine implements Engine {
   readonly name = "host" as const;
   readonly executionMode = "host_compat" as const;
+  readonly traits: EngineTraits = {
+    isolated: false,
+    sharedWorkspaceDir: true,
+    diskImage: false,
+    guestOnlySpecialFiles: false,
+    secretsMount: "tmpfs",
+    userNetwork: false,
+    egressPolicy: false,
+    sessionsOverExec: false,
+    pool: false,
+  };
 
   async probe(): Promise<ProbeResult> {
     return {
@@ -49,7 +62,7 @@ export class HostEngine implements Engine {
       id: spec.id,
       sandboxDir: spec.sandboxDir,
       ...(spec.workspaceDir ? { workspaceDir: spec.workspaceDir } : {}),
-      data: { running: true },
+      data: { running: true } satisfies HostHandleData,
     };
   }
 
@@ -113,7 +126,7 @@ export class HostEngine implements Engine {
   }
 
   async stop(handle: SandboxHandle): Promise<void> {
-    handle.data.running = false;
+    handle.data = { running: false } satisfies HostHandleData;
   }
 
   // Host-compat commands are children of the pyro process that ran them and die with its
@@ -129,7 +142,7 @@ export class HostEngine implements Engine {
   }
 
   async inspect(handle: SandboxHandle): Promise<SandboxInspect> {
-    return handle.data.running === false ? { state: "stopped", reason: "stopped" } : { state: "running" };
+    return hostData(handle).running ? { state: "running" } : { state: "stopped", reason: "stopped" };
   }
 
   async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {

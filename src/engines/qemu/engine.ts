@@ -24,6 +24,7 @@ import { ensureGuestKernel, findGuestKernel, type GuestKernel, KERNEL_HINT } fro
 import { runProbeCommand } from "../probe-run.js";
 import type {
   Engine,
+  EngineTraits,
   ExecOutcome,
   ExecRequest,
   NetworkInfo,
@@ -36,6 +37,7 @@ import type {
 } from "../types.js";
 import { AgentSession } from "./agent-client.js";
 import { type Accel, buildQemuArgs, hostTscKhz, shellQuote } from "./args.js";
+import { type QemuHandleData, qemuData, qemuDataLoose } from "./handle.js";
 import {
   bootProbe,
   chooseAccel,
@@ -71,20 +73,6 @@ import {
   vmFiles,
 } from "./vmproc.js";
 
-/** What a qemu handle's `data` holds: enough for any later process to re-attach. */
-export interface QemuHandleData {
-  [k: string]: unknown;
-  pid: number;
-  binary: string;
-  accel: Accel;
-  files: VmFiles;
-  /** A string only this VM's command line contains (guards against pid reuse). */
-  marker: string;
-  boot: { mode: "cold" | "restore"; ms: number };
-  snapshotKey: string;
-  warnings: string[];
-}
-
 interface Prepared {
   binary: string;
   qemuImg: string;
@@ -119,6 +107,17 @@ export interface QemuEngineOptions {
 export class QemuEngine implements Engine {
   readonly name = "qemu" as const;
   readonly executionMode = "qemu" as const;
+  readonly traits: EngineTraits = {
+    isolated: true,
+    sharedWorkspaceDir: false,
+    diskImage: false,
+    guestOnlySpecialFiles: false,
+    secretsMount: "tmpfs",
+    userNetwork: true,
+    egressPolicy: false,
+    sessionsOverExec: true,
+    pool: true,
+  };
   private readonly warnFn: (m: string) => void;
 
   constructor(
@@ -293,7 +292,7 @@ export class QemuEngine implements Engine {
     const net = await sandboxNetwork(spec, this.env);
     try {
       const h = await this.createVm(spec);
-      h.data.net = net.data;
+      (h.data as QemuHandleData).net = net.data;
       await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
       return h;
     } catch (e) {
@@ -304,12 +303,13 @@ export class QemuEngine implements Engine {
 
   async updateNetwork(handle: SandboxHandle, net: NetworkSpec): Promise<NetworkInfo> {
     refuseAllowHost({ network: true, net });
-    handle.data.net = await updateSandboxNetwork(handle, net, this.env);
-    return handleNetInfo(handle);
+    const d = qemuData(handle);
+    d.net = await updateSandboxNetwork(handle.id, d.net, net, this.env);
+    return handleNetInfo(d.net, false);
   }
 
   networkInfo(handle: SandboxHandle): NetworkInfo {
-    return handleNetInfo(handle);
+    return handleNetInfo(qemuDataLoose(handle).net, false);
   }
 
   private async createVm(spec: SandboxSpec): Promise<SandboxHandle> {
@@ -403,7 +403,7 @@ export class QemuEngine implements Engine {
       }
       (h.data as QemuHandleData).boot.ms = Math.round(performance.now() - t0);
       if (spec.expiresAt && pid)
-        Object.assign(h.data, await this.watchExpiry(spec, pid, marker, spec.expiresAt));
+        Object.assign(h.data as QemuHandleData, await this.watchExpiry(spec, pid, marker, spec.expiresAt));
       await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
       return h;
     } catch (e) {
@@ -614,11 +614,7 @@ export class QemuEngine implements Engine {
   }
 
   private data(handle: SandboxHandle): QemuHandleData {
-    const d = handle.data as Partial<QemuHandleData>;
-    if (typeof d.pid !== "number" || !d.files || typeof d.marker !== "string") {
-      throw new PyroError("invalid_state", `sandbox ${handle.id} has no qemu process recorded`);
-    }
-    return d as QemuHandleData;
+    return qemuData(handle);
   }
 
   private async assertRunning(handle: SandboxHandle): Promise<QemuHandleData> {
@@ -750,7 +746,7 @@ export class QemuEngine implements Engine {
   private async endVm(handle: SandboxHandle, d: QemuHandleData): Promise<void> {
     if (!(await killVm(d.pid, d.marker)))
       throw new PyroError("engine_failure", `qemu process ${d.pid} of ${handle.id} did not exit`);
-    const watchPid = handle.data.watchPid;
+    const watchPid = d.watchPid;
     if (typeof watchPid === "number") await killVm(watchPid, d.marker);
     await this.detachFromSnapshot(d.files);
   }
@@ -838,7 +834,7 @@ export class QemuEngine implements Engine {
       files,
       boot: { mode: "restore", ms: Math.round(performance.now() - t0) },
     };
-    delete (data as Record<string, unknown>).watchPid;
+    delete data.watchPid;
     if (spec.expiresAt) Object.assign(data, await this.watchExpiry(spec, pid, old.marker, spec.expiresAt));
     return { ...handle, data };
   }
@@ -872,7 +868,8 @@ export class QemuEngine implements Engine {
   }
 
   async setExpiry(handle: SandboxHandle, expiresAt: string): Promise<void> {
-    if (typeof handle.data.ctlDir === "string") await writeExpiry(handle.data.ctlDir, expiresAt);
+    const { ctlDir } = qemuData(handle);
+    if (typeof ctlDir === "string") await writeExpiry(ctlDir, expiresAt);
   }
 
   async orphanAlive(id: string, sandboxDir: string): Promise<boolean> {
@@ -893,13 +890,13 @@ export class QemuEngine implements Engine {
   }
 
   async destroy(handle: SandboxHandle): Promise<void> {
-    const d = handle.data as Partial<QemuHandleData>;
+    const d = qemuDataLoose(handle);
     if (typeof d.pid === "number" && typeof d.marker === "string") {
       if (!(await killVm(d.pid, d.marker)))
         throw new PyroError("engine_failure", `qemu process ${d.pid} of ${handle.id} did not exit`);
     }
     // The expiry watchdog would exit on its own within seconds; it goes with the VM.
-    const watchPid = handle.data.watchPid;
+    const watchPid = d.watchPid;
     if (typeof watchPid === "number" && typeof d.marker === "string") await killVm(watchPid, d.marker);
     await teardownSandboxNetwork(handle.id, this.env);
     await this.removeFiles(handle.sandboxDir, d.files);
