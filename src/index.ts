@@ -1,7 +1,8 @@
-export { CATALOG, DEFAULT_ENVIRONMENT } from "./environments/catalog.js";
+export { DEFAULT_ENVIRONMENT } from "./contract/defaults.js";
+export * as schemas from "./contract/schemas.js";
+export { CATALOG } from "./environments/catalog.js";
 export { type ErrorCode, type Hint, type HintPart, PyroError } from "./errors.js";
 export { type CreateServerOptions, createServer } from "./mcp/lazy.js";
-export * as schemas from "./operations/schemas.js";
 export { OPERATIONS } from "./operations/table.js";
 export { OPERATOR_ONLY_FIELDS, type ToolOptions, toolInputJsonSchema } from "./operations/tool-schema.js";
 export type { Progress } from "./runtime/context.js";

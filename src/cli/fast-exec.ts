@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { OUTPUT_BUDGET } from "../contract/defaults.js";
 import { writeExpiry } from "../engines/expiry.js";
 import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run.js";
 import type { ExecOutcome, ExecutionMode, SandboxHandle } from "../engines/types.js";
@@ -8,7 +9,6 @@ import { DEFAULT_RUNTIME } from "../environments/runtime-config.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { isValidId } from "../ids.js";
 import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
-import { OUTPUT_BUDGET } from "../output/view.js";
 import { resolvePaths } from "../paths.js";
 import { displayCommand } from "../runtime/command.js";
 import { handleProblem } from "../runtime/handle-check.js";

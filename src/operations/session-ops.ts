@@ -1,9 +1,9 @@
 import type * as z from "zod";
+import * as S from "../contract/sessions.js";
+import { WorkspaceIdInput } from "../contract/workspace.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { ServiceManager } from "../workspaces/services.js";
 import { ShellManager } from "../workspaces/shells.js";
-import { WorkspaceIdInput } from "./schemas.js";
-import * as S from "./session-schemas.js";
 import type { Operation } from "./table.js";
 
 /**

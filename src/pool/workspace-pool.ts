@@ -1,6 +1,6 @@
+import type { WorkspaceCreateInputT } from "../contract/workspace.js";
 import type { Engine } from "../engines/types.js";
 import type { NetworkSpec } from "../network/policy.js";
-import type { WorkspaceCreateInputT } from "../operations/schemas.js";
 import type { RuntimeDeps } from "../runtime/context.js";
 import { WarmPool } from "./pool.js";
 import { type ClaimedSlot, claimSlot, SLOT_DISK_MIB } from "./workspace-slots.js";

@@ -1,8 +1,8 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { PrepareInputT, PrepareResultT } from "../contract/environments.js";
+import { RunInput } from "../contract/vm.js";
 import { PyroError } from "../errors.js";
-import type { PrepareInputT, PrepareResultT } from "../operations/schemas.js";
-import { RunInput } from "../operations/schemas.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { VERSION } from "../version.js";
 import type { CallContext } from "./context.js";

@@ -1,12 +1,12 @@
 import type * as z from "zod";
+import type * as F from "../contract/files.js";
+import type { WorkspaceLifecycleResult } from "../contract/lifecycle.js";
+import type * as P from "../contract/pool.js";
+import type * as S from "../contract/schemas.js";
+import type * as Snap from "../contract/snapshots.js";
 import { PyroError } from "../errors.js";
-import type * as F from "../operations/files.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
-import type { WorkspaceLifecycleResult } from "../operations/lifecycle.js";
-import type * as P from "../operations/pool.js";
-import type * as S from "../operations/schemas.js";
-import type * as Snap from "../operations/snapshots.js";
 import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import { RemoteClient, type RemoteOptions } from "../remote/client.js";

@@ -1,5 +1,5 @@
 import type * as z from "zod";
-import type * as S from "../operations/session-schemas.js";
+import type * as S from "../contract/sessions.js";
 import type { CallOptions, Command, Pyro } from "./pyro.js";
 
 /** SDK types and handle members for shells and services (see workspaces/shells.ts, services.ts). */

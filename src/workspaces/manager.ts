@@ -1,19 +1,10 @@
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import * as z from "zod";
-import { resultNotes } from "../engines/notes.js";
-import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
-import { chownTree, userOf } from "../environments/runtime-config.js";
-import { PyroError, toPyroError } from "../errors.js";
-import { resolveHostPath } from "../host-paths.js";
-import { checkId, isValidId, newId } from "../ids.js";
-import { sandboxNetInfo } from "../network/info.js";
-import { networkFromInput, networkUpdate } from "../network/input.js";
-import { legacyNetwork } from "../network/policy.js";
-import { NetworkSpecRecord } from "../network/schemas.js";
+import { ExecutionModeSchema } from "../contract/common.js";
+import { NetworkSpecRecord } from "../contract/network.js";
 import {
   type CommandLogEntryT,
-  ExecutionModeSchema,
   LastCommand,
   SeedInfo,
   type WorkspaceCreateInputT,
@@ -25,7 +16,16 @@ import {
   type WorkspaceSyncInputT,
   type WorkspaceSyncResultT,
   type WorkspaceUpdateInputT,
-} from "../operations/schemas.js";
+} from "../contract/workspace.js";
+import { resultNotes } from "../engines/notes.js";
+import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
+import { chownTree, userOf } from "../environments/runtime-config.js";
+import { PyroError, toPyroError } from "../errors.js";
+import { resolveHostPath } from "../host-paths.js";
+import { checkId, isValidId, newId } from "../ids.js";
+import { sandboxNetInfo } from "../network/info.js";
+import { networkFromInput, networkUpdate } from "../network/input.js";
+import { legacyNetwork } from "../network/policy.js";
 import { finishRecording, streamInto } from "../output/command.js";
 import type { StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { WorkspaceCreateInputT, WorkspaceStatusResultT } from "../contract/workspace.js";
 import type { RunscFlags } from "../engines/gvisor/runsc.js";
 import { runsc } from "../engines/gvisor/runsc.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import { PyroError, toPyroError } from "../errors.js";
 import { checkId } from "../ids.js";
-import type { WorkspaceCreateInputT, WorkspaceStatusResultT } from "../operations/schemas.js";
 import type { CallContext } from "../runtime/context.js";
 import { currentOwner, type Owner, ownerAlive } from "../runtime/owner.js";
 import { asHandle } from "../runtime/sandbox-record.js";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { DEFAULT_ENVIRONMENT } from "../../src/contract/defaults.js";
 import {
   CATALOG,
-  DEFAULT_ENVIRONMENT,
   entryDirName,
   findRecipe,
   knownEnvironmentNames,
