@@ -48,8 +48,14 @@ export const POOL_OPERATIONS = [
     mcp: false,
     cli: { path: ["pool", "fill"], examples: ["PYRO_POOL_SIZE=2 pyro pool fill", "pyro pool fill --json"] },
     handler: async (rt) => {
+      // Field by field: the pool's own result is not the wire's (no busy; undefined when
+      // another fill held the lock), and a field it gains must not reach the faces unlisted.
       const r = await poolOf(rt).fill();
-      return r ? { ...r, busy: false } : { created: 0, destroyed: 0, busy: true };
+      return (
+        r
+          ? { created: r.created, destroyed: r.destroyed, busy: false }
+          : { created: 0, destroyed: 0, busy: true }
+      ) satisfies z.output<typeof PoolFillResult>;
     },
   }),
   op({

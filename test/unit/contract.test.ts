@@ -2,6 +2,12 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { test } from "node:test";
+import type * as z from "zod";
+import type * as F from "../../src/contract/files.js";
+import type { WorkspaceLifecycleResult } from "../../src/contract/lifecycle.js";
+import type * as P from "../../src/contract/pool.js";
+import type * as Snap from "../../src/contract/snapshots.js";
+import type { WarmPool } from "../../src/pool/pool.js";
 import type {
   CommandOptions,
   DiffOptions,
@@ -20,6 +26,13 @@ import type {
   ShellOpenOptions,
   ShellReadOptions,
 } from "../../src/sdk/sessions.js";
+import type { diffWorkspace } from "../../src/workspaces/diff.js";
+import type { exportWorkspace } from "../../src/workspaces/export.js";
+import type { editFile, listFiles, readFile, writeFile } from "../../src/workspaces/files.js";
+import type { WorkspaceManager } from "../../src/workspaces/manager.js";
+import type { applyPatch } from "../../src/workspaces/patch.js";
+import type { Snapshots } from "../../src/workspaces/snapshots.js";
+import type { summarize } from "../../src/workspaces/summary.js";
 import { REPO } from "../helpers.js";
 
 /**
@@ -207,6 +220,41 @@ test("the SDK's option types keep the fields, types and optionality of the copie
         { tailLines?: number; cursor?: number; follow?: boolean; followSeconds?: number }
       >
     >(),
+  ];
+  assert.ok(checks.every((c) => c === true));
+});
+
+/*
+ * Domain results against the wire. Operation handlers are typed `Promise<z.infer<result>>`
+ * (operations/table.ts), so tsc already refuses a domain result that lacks a field or has
+ * one of the wrong type; it does not refuse an extra field, which would reach every face
+ * unlisted and undocumented. These domain functions return their own types (inferred, or
+ * interfaces of their folder): each must fit its result schema and add no field to it, in
+ * every variant it returns. (WarmPool.fill differs from the wire on purpose; operations/pool.ts
+ * maps it field by field.)
+ */
+type Result<F extends (...a: never[]) => unknown> = Awaited<ReturnType<F>>;
+type NoExtra<A, B> = A extends unknown ? ([Exclude<keyof A, keyof B>] extends [never] ? true : false) : never;
+type Fits<A, B> = [A] extends [B] ? (false extends NoExtra<A, B> ? false : true) : false;
+
+test("domain results fit their result schema and add no field (checked by typecheck)", () => {
+  const checks = [
+    check<Fits<Result<typeof listFiles>, z.output<typeof F.WorkspaceFileListResult>>>(),
+    check<Fits<Result<typeof readFile>, z.output<typeof F.WorkspaceFileReadResult>>>(),
+    check<Fits<Result<typeof writeFile>, z.output<typeof F.WorkspaceFileWriteResult>>>(),
+    check<Fits<Result<typeof editFile>, z.output<typeof F.WorkspaceFileEditResult>>>(),
+    check<Fits<Result<typeof applyPatch>, z.output<typeof F.WorkspacePatchApplyResult>>>(),
+    check<Fits<Result<typeof diffWorkspace>, z.output<typeof F.WorkspaceDiffResult>>>(),
+    check<Fits<Result<typeof exportWorkspace>, z.output<typeof F.WorkspaceExportResult>>>(),
+    check<Fits<Result<typeof summarize>, z.output<typeof F.WorkspaceSummaryResult>>>(),
+    check<Fits<Result<Snapshots["create"]>, z.output<typeof Snap.WorkspaceSnapshotCreateResult>>>(),
+    check<Fits<Result<Snapshots["list"]>, z.output<typeof Snap.WorkspaceSnapshotListResult>>>(),
+    check<Fits<Result<Snapshots["delete"]>, z.output<typeof Snap.WorkspaceSnapshotDeleteResult>>>(),
+    check<Fits<Result<Snapshots["reset"]>, z.output<typeof Snap.WorkspaceResetResult>>>(),
+    check<Fits<Result<Snapshots["fork"]>, z.output<typeof Snap.WorkspaceForkResult>>>(),
+    check<Fits<Result<WarmPool["status"]>, z.output<typeof P.PoolStatusResult>>>(),
+    check<Fits<Result<WarmPool["drain"]>, z.output<typeof P.PoolDrainResult>>>(),
+    check<Fits<Result<WorkspaceManager["lifecycleStep"]>, z.output<typeof WorkspaceLifecycleResult>>>(),
   ];
   assert.ok(checks.every((c) => c === true));
 });
