@@ -1,8 +1,9 @@
+export { DEFAULT_ENVIRONMENT } from "./contract/defaults.js";
+export * as schemas from "./contract/schemas.js";
 export { type ErrorCode, type Hint, type HintPart, PyroError } from "./core/errors.js";
 export { VERSION } from "./core/version.js";
-export { CATALOG, DEFAULT_ENVIRONMENT } from "./environments/catalog.js";
+export { CATALOG } from "./environments/catalog.js";
 export { type CreateServerOptions, createServer } from "./mcp/lazy.js";
-export * as schemas from "./operations/schemas.js";
 export { OPERATIONS } from "./operations/table.js";
 export { OPERATOR_ONLY_FIELDS, type ToolOptions, toolInputJsonSchema } from "./operations/tool-schema.js";
 export { Runtime } from "./runtime/runtime.js";

@@ -1,9 +1,8 @@
+import { DEFAULTS, LIMITS, OUTPUT_BUDGET } from "../contract/defaults.js";
 import { displayCommand } from "../core/command.js";
 import { isPyroError } from "../core/errors.js";
 import { isValidId } from "../core/ids.js";
 import { resolvePaths } from "../core/paths.js";
-import { DEFAULTS, LIMITS } from "../operations/limits.js";
-import { OUTPUT_BUDGET } from "../output/view.js";
 import { isOwnPlainDir } from "../sandbox/private-dir.js";
 import { spawnReapIfDue } from "../sandbox/reap-schedule.js";
 import { plainExec } from "../workspaces/exec-flow.js";

@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { DEFAULT_ENVIRONMENT, DEFAULTS, LIMITS, OUTPUT_BUDGET } from "../contract/defaults.js";
 import { displayCommand } from "../core/command.js";
 import { PyroError } from "../core/errors.js";
 import { resolvePaths } from "../core/paths.js";
@@ -7,12 +8,9 @@ import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
-import { DEFAULT_ENVIRONMENT } from "../environments/catalog.js";
-import { DEFAULTS, LIMITS } from "../operations/limits.js";
 import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
-import { OUTPUT_BUDGET } from "../output/view.js";
 import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/claim.js";
 import { DEFAULT_POOL_ENGINE, keyFor, poolConfig } from "../pool/config.js";
 import { isOwnPlainDir } from "../sandbox/private-dir.js";

@@ -44,8 +44,6 @@ export const CATALOG: readonly EnvironmentRecipe[] = [
   },
 ];
 
-export const DEFAULT_ENVIRONMENT = "debian:12";
-
 export function knownEnvironmentNames(): string[] {
   return CATALOG.map((r) => r.name);
 }

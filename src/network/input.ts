@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
+import type { NetworkPolicy } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
 import {
-  type NetworkPolicy,
   type NetworkSpec,
   networkOff,
   type PublishedPort,

@@ -1,14 +1,9 @@
 import { isIPv4 } from "node:net";
+import type { NetworkPolicy } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
 
-/**
- * What a sandbox may reach (issue 13). `off`: loopback only. `egress`: outbound to public
- * addresses, nothing private (see DEFAULT_DENY). `egress+published-ports`: the same, plus
- * guest ports published on the host's 127.0.0.1. The old boolean `network=true` means
- * `egress`.
- */
-export const NETWORK_POLICIES = ["off", "egress", "egress+published-ports"] as const;
-export type NetworkPolicy = (typeof NETWORK_POLICIES)[number];
+// The policies themselves (off, egress, egress+published-ports) are the contract's
+// (contract/defaults.ts NETWORK_POLICIES); this file says what each one opens.
 
 export interface PublishedPort {
   host_port: number;

@@ -1,6 +1,6 @@
-import * as z from "zod";
+import { WorkspaceLifecycleResult } from "../contract/lifecycle.js";
+import { WorkspaceIdInput } from "../contract/workspace.js";
 import { op } from "./operation.js";
-import { WorkspaceIdInput, WorkspaceStatusResult } from "./schemas.js";
 
 /**
  * Workspace lifecycle: stop/start and pause/resume (workspaces/lifecycle.ts). Their entries
@@ -8,21 +8,6 @@ import { WorkspaceIdInput, WorkspaceStatusResult } from "./schemas.js";
  */
 
 const WS = "ws_0123456789abcdef";
-
-export const WorkspaceLifecycleResult = WorkspaceStatusResult.extend({
-  action: z.enum(["stop", "start", "pause", "resume"]),
-  detail: z.string().describe("What the call did, in one sentence."),
-  ended_shells: z
-    .array(z.string())
-    .describe("Shells of the previous sandbox that were ended (a stop or a fresh start ends them)."),
-  ended_services: z.array(z.string()).describe("Services of the previous sandbox that were ended."),
-  resumed_with_memory: z
-    .boolean()
-    .nullable()
-    .describe(
-      "resume: whether the processes came back (false: a fresh sandbox on the same files); else null.",
-    ),
-});
 
 export const LIFECYCLE_OPERATIONS = [
   op({

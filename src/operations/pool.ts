@@ -1,35 +1,11 @@
-import * as z from "zod";
+import type * as z from "zod";
+import { EmptyInput } from "../contract/common.js";
+import { PoolDrainResult, PoolFillResult, PoolStatusResult } from "../contract/pool.js";
 import { WarmPool } from "../pool/pool.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { op } from "./operation.js";
-import { EmptyInput } from "./schemas.js";
 
 /** The warm pool's operations (src/pool/): CLI and SDK only; a model has no use for them. */
-export const PoolKeyStatus = z.object({
-  key: z.string(),
-  environment: z.string(),
-  vcpu_count: z.number().int(),
-  mem_mib: z.number().int(),
-  network: z.boolean(),
-  workspace: z.boolean(),
-  configured: z.boolean(),
-  ready: z.number().int(),
-  in_use: z.number().int(),
-  pending_destroy: z.number().int(),
-  rss_mib_per_ready: z.number().nullable(),
-});
-export const PoolStatusResult = z.object({
-  size: z.number().int(),
-  idle_seconds: z.number().int(),
-  keys: z.array(PoolKeyStatus),
-});
-export const PoolFillResult = z.object({
-  created: z.number().int(),
-  destroyed: z.number().int(),
-  busy: z.boolean(),
-});
-export const PoolDrainResult = z.object({ destroyed: z.number().int(), in_use: z.number().int() });
-
 const POOL_ENV =
   "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 0: off), " +
   "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net][#qemu] for runs, #qemu meaning booted QEMU microVMs for PYRO_ENGINE=qemu; ENV[#VCPUxMEM]#ws for workspace create; default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
@@ -66,8 +42,14 @@ export const POOL_OPERATIONS = [
     mcp: false,
     cli: { path: ["pool", "fill"], examples: ["PYRO_POOL_SIZE=2 pyro pool fill", "pyro pool fill --json"] },
     handler: async (rt) => {
+      // Field by field: the pool's own result is not the wire's (no busy; undefined when
+      // another fill held the lock), and a field it gains must not reach the faces unlisted.
       const r = await poolOf(rt).fill();
-      return r ? { ...r, busy: false } : { created: 0, destroyed: 0, busy: true };
+      return (
+        r
+          ? { created: r.created, destroyed: r.destroyed, busy: false }
+          : { created: 0, destroyed: 0, busy: true }
+      ) satisfies z.output<typeof PoolFillResult>;
     },
   }),
   op({

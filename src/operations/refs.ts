@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { workspaceId } from "./schemas.js";
+import { workspaceId } from "../contract/workspace.js";
 
 /**
  * Which input fields of an operation reference a workspace (an id or a name): those whose

@@ -1,7 +1,7 @@
+import * as S from "../contract/sessions.js";
+import { WorkspaceIdInput } from "../contract/workspace.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { op } from "./operation.js";
-import { WorkspaceIdInput } from "./schemas.js";
-import * as S from "./session-schemas.js";
 
 /**
  * Shells and services: their entries of the operation table (table.ts appends them), and

@@ -1,14 +1,14 @@
+import { OUTPUT_BUDGET, READ_LIMIT } from "../contract/defaults.js";
+import * as S from "../contract/schemas.js";
 import { PyroError } from "../core/errors.js";
 import { checkId } from "../core/ids.js";
-import { ONESHOT_RETENTION, READ_LIMIT, readOutputPage } from "../output/store.js";
-import { OUTPUT_BUDGET } from "../output/view.js";
+import { ONESHOT_RETENTION, readOutputPage } from "../output/store.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import { secretsFromFlags } from "../secrets/spec.js";
 import { FILE_OPERATIONS } from "./files.js";
 import { LIFECYCLE_OPERATIONS } from "./lifecycle.js";
 import { type CliSpec, type Operation, op } from "./operation.js";
 import { POOL_OPERATIONS } from "./pool.js";
-import * as S from "./schemas.js";
 import { SESSION_OPERATIONS } from "./session-ops.js";
 import { SNAPSHOT_OPERATIONS } from "./snapshots.js";
 import { nearest } from "./suggest.js";

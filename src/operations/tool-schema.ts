@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { modelSecretsField } from "../secrets/spec.js";
+import { modelSecretsField } from "../contract/secrets.js";
 import { strictInput } from "./invoke.js";
 import { getOperation, type Operation } from "./table.js";
 

@@ -20,7 +20,7 @@ export type StreamName = "stdout" | "stderr";
 
 export const ONESHOT_RETENTION = { runs: 100, maxAgeMs: 24 * 3600_000 } as const;
 
-export const READ_LIMIT = { default: 64 * 1024, max: 1024 * 1024 } as const;
+// output_read's page size is the contract's: contract/defaults.ts READ_LIMIT.
 
 export function oneShotOutputPath(paths: PyroPaths, vmId: string, stream: StreamName): string {
   return join(paths.outputsDir, `${vmId}.${stream}`);

@@ -9,12 +9,7 @@ import type { StreamSnapshot } from "./recorder.js";
  * sent base64 (`*_encoding`), so no byte is ever turned into U+FFFD.
  */
 
-export const OUTPUT_BUDGET = {
-  /** Default max_output_bytes: both streams of one result together. */
-  default: 16 * 1024,
-  min: 1024,
-  max: 1024 * 1024,
-} as const;
+// The budget's default and range (max_output_bytes) are the contract's: contract/defaults.ts OUTPUT_BUDGET.
 
 export type OutputEncoding = "utf-8" | "base64";
 

@@ -1,10 +1,10 @@
+import type { RunInputT, RunResultT } from "../contract/vm.js";
 import { displayCommand, toArgv } from "../core/command.js";
 import { IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnsuredEnvironment } from "../environments/store.js";
-import type { RunInputT, RunResultT } from "../operations/schemas.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
 import type { CallContext, RuntimeDeps } from "../sandbox/context.js";

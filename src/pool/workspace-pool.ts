@@ -1,6 +1,6 @@
+import type { WorkspaceCreateInputT } from "../contract/workspace.js";
 import type { Engine } from "../engines/types.js";
 import type { NetworkSpec } from "../network/policy.js";
-import type { WorkspaceCreateInputT } from "../operations/schemas.js";
 import type { RuntimeDeps } from "../sandbox/context.js";
 import { DEFAULT_POOL_ENGINE } from "./config.js";
 import { WarmPool } from "./pool.js";

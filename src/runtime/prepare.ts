@@ -1,9 +1,9 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { PrepareInputT, PrepareResultT } from "../contract/environments.js";
+import { RunInput } from "../contract/vm.js";
 import { PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
-import type { PrepareInputT, PrepareResultT } from "../operations/schemas.js";
-import { RunInput } from "../operations/schemas.js";
 import type { CallContext } from "../sandbox/context.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import type { Runtime } from "./runtime.js";

@@ -1,12 +1,13 @@
 import type * as z from "zod";
+import type * as F from "../contract/files.js";
+import type { WorkspaceLifecycleResult } from "../contract/lifecycle.js";
+import type * as P from "../contract/pool.js";
+import type * as S from "../contract/schemas.js";
+import type { SecretSpecSchema } from "../contract/secrets.js";
+import type * as Snap from "../contract/snapshots.js";
 import { PyroError } from "../core/errors.js";
-import type * as F from "../operations/files.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
-import type { WorkspaceLifecycleResult } from "../operations/lifecycle.js";
-import type * as P from "../operations/pool.js";
-import type * as S from "../operations/schemas.js";
-import type * as Snap from "../operations/snapshots.js";
 import { getOperation, type Operation } from "../operations/table.js";
 import { type ToolOptions, toolInput } from "../operations/tool-schema.js";
 import { RemoteClient, type RemoteOptions } from "../remote/client.js";
@@ -25,6 +26,7 @@ import {
   WorkspaceServices,
   WorkspaceShells,
 } from "./sessions.js";
+import type { CamelKeys, WireOptions } from "./wire-options.js";
 
 /**
  * Options every SDK call takes: cancellation, progress for long work, and for commands their
@@ -40,46 +42,32 @@ export interface CallOptions {
 }
 
 /** Per-command options: timeout and the result's output budget. */
-export interface CommandOptions {
-  timeoutSeconds?: number;
-  maxOutputBytes?: number;
-}
+export interface CommandOptions
+  extends WireOptions<typeof S.WorkspaceExecInput, "timeout_seconds" | "max_output_bytes"> {}
 
-export type Command = string | string[];
+/** A string runs through /bin/sh -c; an array is an argv run directly. */
+export type Command = z.input<typeof S.RunInput>["command"];
 
 /**
  * A workspace secret for createWorkspace: its name and one source. Only the name (and size)
  * is stored; the value lives in the sandbox's memory at /run/pyro-secrets/NAME and is
  * redacted as [REDACTED:NAME] from every output.
  */
-export interface SecretSource {
-  name: string;
-  value?: string;
-  filePath?: string;
-  fromEnv?: string;
-}
+export interface SecretSource extends CamelKeys<z.input<typeof SecretSpecSchema>> {}
 
 /** Workspace secrets to set as environment variables of one process: NAME or VAR=NAME. */
-export interface SecretEnvOptions {
-  secretEnv?: string[];
-}
+export interface SecretEnvOptions extends WireOptions<typeof S.WorkspaceExecInput, "secret_env"> {}
 
 /** The network policy of a sandbox (docs/network.md); `network: true` is `egress`. */
-export interface NetworkOptions {
-  networkPolicy?: "off" | "egress" | "egress+published-ports";
-  allowCidr?: string[];
-  denyCidr?: string[];
-  allowHost?: string[];
-}
+export interface NetworkOptions
+  extends WireOptions<typeof S.VmCreateInput, "network_policy" | "allow_cidr" | "deny_cidr" | "allow_host"> {}
 
-export interface SandboxOptions extends NetworkOptions {
-  environment?: string;
-  vcpuCount?: number;
-  memMib?: number;
-  ttlSeconds?: number;
-  network?: boolean;
-  allowHostCompat?: boolean;
-}
+export interface SandboxOptions
+  extends NetworkOptions,
+    WireOptions<
+      typeof S.VmCreateInput,
+      "environment" | "vcpu_count" | "mem_mib" | "ttl_seconds" | "network" | "allow_host_compat"
+    > {}
 
 export type RunResult = z.infer<typeof S.RunResult>;
 export type VmStatus = z.infer<typeof S.VmStatusResult>;
@@ -92,21 +80,14 @@ export type WorkspaceExecResult = z.infer<typeof S.WorkspaceExecResult>;
 export type WorkspaceSyncResult = z.infer<typeof S.WorkspaceSyncResult>;
 export type WorkspaceLogs = z.infer<typeof S.WorkspaceLogsResult>;
 export type WorkspaceSummary = z.infer<typeof S.WorkspaceSummary>;
-/** stop/start/pause/resume: the status plus what the call did. */
+/** What updateWorkspace changes: TTLs, name and labels (`clearLabels`: keys to remove), network rules. */
 export type WorkspaceUpdateOptions = WorkspaceNaming &
-  NetworkOptions & {
-    ttlSeconds?: number;
-    maxTtlSeconds?: number;
-    publish?: string[];
-    /** Label keys to remove. */
-    clearLabels?: string[];
-  };
+  NetworkOptions &
+  WireOptions<typeof S.WorkspaceUpdateInput, "ttl_seconds" | "max_ttl_seconds" | "publish" | "clear_labels">;
+/** stop/start/pause/resume: the status plus what the call did. */
 export type WorkspaceLifecycle = z.infer<typeof WorkspaceLifecycleResult>;
 /** Name and labels of a workspace (create, update). */
-export interface WorkspaceNaming {
-  name?: string;
-  labels?: Record<string, string>;
-}
+export interface WorkspaceNaming extends WireOptions<typeof S.WorkspaceCreateInput, "name" | "labels"> {}
 export type OutputPage = z.infer<typeof S.OutputReadResult>;
 export type DoctorReport = z.infer<typeof S.DoctorResult>;
 export type WorkspaceDiff = z.infer<typeof F.WorkspaceDiffResult>;
@@ -117,29 +98,14 @@ export type WorkspaceFileWriteResult = z.infer<typeof F.WorkspaceFileWriteResult
 export type WorkspaceFileEditResult = z.infer<typeof F.WorkspaceFileEditResult>;
 export type WorkspacePatchResult = z.infer<typeof F.WorkspacePatchApplyResult>;
 export type WorkspaceWorkSummary = z.infer<typeof F.WorkspaceSummaryResult>;
-export interface DiffOptions {
-  path?: string;
-  stat?: boolean;
-  nameOnly?: boolean;
-  maxBytes?: number;
-  cursor?: number;
-}
-export interface ExportOptions {
-  path?: string;
-  force?: boolean;
-  changedOnly?: boolean;
-}
-export interface ReadOptions {
-  offset?: number;
-  limit?: number;
-  maxBytes?: number;
-  encoding?: "utf-8" | "base64";
-}
-export interface WriteOptions {
-  encoding?: "utf-8" | "base64";
-  mode?: string;
-  createParents?: boolean;
-}
+export interface DiffOptions
+  extends WireOptions<typeof F.WorkspaceDiffInput, "path" | "stat" | "name_only" | "max_bytes" | "cursor"> {}
+export interface ExportOptions
+  extends WireOptions<typeof F.WorkspaceExportInput, "path" | "force" | "changed_only"> {}
+export interface ReadOptions
+  extends WireOptions<typeof F.WorkspaceFileReadInput, "offset" | "limit" | "max_bytes" | "encoding"> {}
+export interface WriteOptions
+  extends WireOptions<typeof F.WorkspaceFileWriteInput, "encoding" | "mode" | "create_parents"> {}
 export type ReapResult = z.infer<typeof S.ReapResult>;
 export type WorkspaceSnapshot = z.infer<typeof Snap.WorkspaceSnapshotCreateResult>;
 export type WorkspaceSnapshotList = z.infer<typeof Snap.WorkspaceSnapshotListResult>;

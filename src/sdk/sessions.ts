@@ -1,6 +1,7 @@
 import type * as z from "zod";
-import type * as S from "../operations/session-schemas.js";
+import type * as S from "../contract/sessions.js";
 import type { CallOptions, Command, Pyro } from "./pyro.js";
+import type { WireOptions } from "./wire-options.js";
 
 /** SDK types and handle members for shells and services (see workspaces/shells.ts, services.ts). */
 
@@ -9,39 +10,33 @@ export type ShellOutput = z.infer<typeof S.ShellReadResult>;
 export type ServiceInfo = z.infer<typeof S.ServiceInfo>;
 export type ServiceLogs = z.infer<typeof S.ServiceLogsResult>;
 
-export interface ShellOpenOptions {
-  command?: Command;
-  cwd?: string;
-  cols?: number;
-  rows?: number;
-  /** Workspace secrets as environment variables of the shell: NAME or VAR=NAME. */
-  secretEnv?: string[];
-}
-export interface ShellReadOptions {
-  cursor?: number;
-  plain?: boolean;
-  waitForIdleMs?: number;
-  timeoutSeconds?: number;
-  maxBytes?: number;
-}
-export interface ServiceStartOptions {
-  cwd?: string;
-  readyFile?: string;
-  readyTcp?: number;
-  readyHttp?: string;
-  readyCommand?: string;
-  readyTimeoutSeconds?: number;
-  /** Workspace secrets as environment variables of the service: NAME or VAR=NAME. */
-  secretEnv?: string[];
-  /** `[HOSTPORT:]GUESTPORT` to publish on the host's 127.0.0.1 while the service runs. */
-  publish?: string[];
-}
-export interface ServiceLogsOptions {
-  tailLines?: number;
-  cursor?: number;
-  follow?: boolean;
-  followSeconds?: number;
-}
+/** `secretEnv`: workspace secrets as environment variables of the shell (NAME or VAR=NAME). */
+export interface ShellOpenOptions
+  extends WireOptions<typeof S.ShellOpenInput, "command" | "cwd" | "cols" | "rows" | "secret_env"> {}
+export interface ShellReadOptions
+  extends WireOptions<
+    typeof S.ShellReadInput,
+    "cursor" | "plain" | "wait_for_idle_ms" | "timeout_seconds" | "max_bytes"
+  > {}
+/**
+ * Readiness checks, `secretEnv` (workspace secrets as environment variables of the service:
+ * NAME or VAR=NAME) and `publish` (`[HOSTPORT:]GUESTPORT` on the host's 127.0.0.1 while the
+ * service runs).
+ */
+export interface ServiceStartOptions
+  extends WireOptions<
+    typeof S.ServiceStartInput,
+    | "cwd"
+    | "ready_file"
+    | "ready_tcp"
+    | "ready_http"
+    | "ready_command"
+    | "ready_timeout_seconds"
+    | "secret_env"
+    | "publish"
+  > {}
+export interface ServiceLogsOptions
+  extends WireOptions<typeof S.ServiceLogsInput, "tail_lines" | "cursor" | "follow" | "follow_seconds"> {}
 
 /**
  * A service's log as it grows: yields each new piece of output (from `cursor`, default the

@@ -1,7 +1,7 @@
+import { SECRETS_DIR } from "../contract/defaults.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
 import type { SecretValue } from "./redactor.js";
-import { SECRETS_DIR } from "./spec.js";
 
 /**
  * Where secret values live: in the sandbox, under /run/pyro-secrets, in memory only.

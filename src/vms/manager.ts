@@ -1,6 +1,9 @@
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
+import { ExecutionModeSchema } from "../contract/common.js";
+import { NetworkSpecRecord } from "../contract/network.js";
+import type { RunInputT, RunResultT, VmCreateInputT, VmExecInputT, VmStatusResultT } from "../contract/vm.js";
 import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { checkId, newId } from "../core/ids.js";
@@ -9,15 +12,6 @@ import type { Engine, EngineName, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput } from "../network/input.js";
-import { NetworkSpecRecord } from "../network/schemas.js";
-import type {
-  RunInputT,
-  RunResultT,
-  VmCreateInputT,
-  VmExecInputT,
-  VmStatusResultT,
-} from "../operations/schemas.js";
-import { ExecutionModeSchema } from "../operations/schemas.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";

@@ -1,9 +1,9 @@
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type * as z from "zod";
+import type { CommandLogEntryT, LastCommand } from "../contract/workspace.js";
 import { resultNotes } from "../engines/notes.js";
 import type { ExecOutcome, ExecutionMode } from "../engines/types.js";
-import type { CommandLogEntryT, LastCommand } from "../operations/schemas.js";
 import { commandFields } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { workspaceOutputId, workspaceOutputPath } from "../output/store.js";

@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Parser } from "tar";
+import { DIFF_LIMITS } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
 import { runCapture } from "../util/proc.js";
 import { baselineRecordedAt } from "./baseline.js";
@@ -22,16 +23,6 @@ import { type Guest, relToWorkspace, stdoutBytes, workspacePath } from "./guest.
  *    diffed with the host's `diff -u` against the baseline copy.
  * So a diff costs two execs whatever the tree's size, plus one host `diff` per changed text file.
  */
-
-export const DIFF_LIMITS = {
-  /** Files larger than this are compared by content but not shown as text. */
-  textMaxBytes: 1024 * 1024,
-  /** Bytes of file contents fetched from the guest for one diff. */
-  fetchMaxBytes: 256 * 1024 * 1024,
-  patchDefault: 64 * 1024,
-  patchMax: 4 * 1024 * 1024,
-  filesMax: 1000,
-};
 
 export type Kind = "file" | "directory" | "symlink" | "other";
 

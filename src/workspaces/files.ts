@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
+import { FILE_LIMITS } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
 import {
   GUEST_EXIT,
@@ -15,16 +16,6 @@ import {
  * workspace file list/read/write/edit: each one exec of a small script in the guest
  * (see guest.ts for why inside). Contents travel as raw bytes: stdin in, stdout out.
  */
-
-export const FILE_LIMITS = {
-  /** Default and largest read budget (bytes of content one read returns). */
-  readDefault: 256 * 1024,
-  readMax: 8 * 1024 * 1024,
-  /** Largest content one write or edit takes. */
-  writeMax: 16 * 1024 * 1024,
-  listDefault: 1000,
-  listMax: 20_000,
-};
 
 export interface FileEntry {
   path: string;

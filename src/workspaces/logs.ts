@@ -1,6 +1,6 @@
 import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { CommandLogEntryT, WorkspaceLogsInputT, WorkspaceLogsResultT } from "../operations/schemas.js";
+import type { CommandLogEntryT, WorkspaceLogsInputT, WorkspaceLogsResultT } from "../contract/workspace.js";
 import type { StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import { outputFields, snapshotOf } from "../output/view.js";

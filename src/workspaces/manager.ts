@@ -1,15 +1,5 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { displayCommand, toArgv } from "../core/command.js";
-import { PyroError, toPyroError } from "../core/errors.js";
-import { resolveHostPath } from "../core/host-paths.js";
-import { checkId, newId } from "../core/ids.js";
-import { resultNotes } from "../engines/notes.js";
-import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
-import { chownTree, userOf } from "../environments/runtime-config.js";
-import { sandboxNetInfo } from "../network/info.js";
-import { networkFromInput, networkUpdate } from "../network/input.js";
-import { legacyNetwork } from "../network/policy.js";
 import type {
   WorkspaceCreateInputT,
   WorkspaceExecInputT,
@@ -20,7 +10,17 @@ import type {
   WorkspaceSyncInputT,
   WorkspaceSyncResultT,
   WorkspaceUpdateInputT,
-} from "../operations/schemas.js";
+} from "../contract/workspace.js";
+import { displayCommand, toArgv } from "../core/command.js";
+import { PyroError, toPyroError } from "../core/errors.js";
+import { resolveHostPath } from "../core/host-paths.js";
+import { checkId, newId } from "../core/ids.js";
+import { resultNotes } from "../engines/notes.js";
+import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
+import { chownTree, userOf } from "../environments/runtime-config.js";
+import { sandboxNetInfo } from "../network/info.js";
+import { networkFromInput, networkUpdate } from "../network/input.js";
+import { legacyNetwork } from "../network/policy.js";
 import { claimWorkspaceSlot } from "../pool/workspace-pool.js";
 import { classifySource, importIntoFreshDir, inspectSource } from "../project/archive.js";
 import type { ProjectSeed } from "../project/source.js";

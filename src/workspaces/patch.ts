@@ -1,14 +1,7 @@
 import { posix } from "node:path";
+import { FILE_LIMITS } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
-import {
-  commitStaged,
-  discardStaged,
-  FILE_LIMITS,
-  isText,
-  pathExists,
-  readFileBytes,
-  writeFileBytes,
-} from "./files.js";
+import { commitStaged, discardStaged, isText, pathExists, readFileBytes, writeFileBytes } from "./files.js";
 import { type Guest, relToWorkspace, workspacePath } from "./guest.js";
 
 /**

@@ -1,9 +1,9 @@
-import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import type {
   WorkspaceCreateInputT,
   WorkspaceStatusResultT,
   WorkspaceUpdateInputT,
-} from "../operations/schemas.js";
+} from "../contract/workspace.js";
+import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import type { CallContext } from "../sandbox/context.js";
 import type { RecordStore } from "../sandbox/record-store.js";
 import type { SecretValue } from "../secrets/redactor.js";

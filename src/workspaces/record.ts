@@ -1,6 +1,7 @@
 import * as z from "zod";
-import { NetworkSpecRecord } from "../network/schemas.js";
-import { ExecutionModeSchema, LastCommand, SeedInfo } from "../operations/schemas.js";
+import { ExecutionModeSchema } from "../contract/common.js";
+import { NetworkSpecRecord } from "../contract/network.js";
+import { LastCommand, SeedInfo } from "../contract/workspace.js";
 import { HandleSchema, OwnerSchema } from "../sandbox/sandbox-record.js";
 import { SecretRecordSchema } from "../secrets/keeper.js";
 

@@ -1,15 +1,16 @@
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type * as z from "zod";
+import { SECRETS_DIR } from "../contract/defaults.js";
+import type * as S from "../contract/sessions.js";
 import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError } from "../core/errors.js";
 import type { ExecRequest } from "../engines/types.js";
 import type { PublishedPort } from "../network/policy.js";
-import type * as S from "../operations/session-schemas.js";
 import { nowIso } from "../sandbox/context.js";
 import { withSecretEnv } from "../secrets/guest.js";
 import { redactText } from "../secrets/redactor.js";
-import { parseSecretEnv, SECRETS_DIR } from "../secrets/spec.js";
+import { parseSecretEnv } from "../secrets/spec.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 import type { AttachedWorkspace, SessionPort } from "./port.js";
 import { publishForService, unpublishForService } from "./service-ports.js";

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { WorkspaceCreateInputT, WorkspaceStatusResultT } from "../contract/workspace.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { checkId } from "../core/ids.js";
 import type { Engine, SandboxHandle } from "../engines/types.js";
-import type { WorkspaceCreateInputT, WorkspaceStatusResultT } from "../operations/schemas.js";
 import type { CallContext } from "../sandbox/context.js";
 import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
 import { asHandle } from "../sandbox/sandbox-record.js";

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import type { CommandLogEntryT } from "../operations/schemas.js";
+import type { CommandLogEntryT } from "../contract/workspace.js";
 import { diffWorkspace } from "./diff.js";
 import type { ExportRecord } from "./export.js";
 import type { Guest } from "./guest.js";

@@ -1,7 +1,7 @@
 import { posix } from "node:path";
+import type { WorkspaceSyncInputT, WorkspaceSyncResultT } from "../contract/workspace.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { resolveHostPath } from "../core/host-paths.js";
-import type { WorkspaceSyncInputT, WorkspaceSyncResultT } from "../operations/schemas.js";
 import { classifySource, inspectSource, tarStreamOf } from "../project/archive.js";
 import type { CallContext } from "../sandbox/context.js";
 import { asHandle } from "../sandbox/sandbox-record.js";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { DEFAULT_ENVIRONMENT } from "../../src/contract/defaults.js";
 import { PyroError } from "../../src/core/errors.js";
 import {
   CATALOG,
-  DEFAULT_ENVIRONMENT,
   entryDirName,
   findRecipe,
   knownEnvironmentNames,

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import * as S from "../../src/contract/schemas.js";
 import { type Hint, PyroError } from "../../src/core/errors.js";
 import { errorForFace, renderHint } from "../../src/operations/hints.js";
 import { describeIssues, strictInput } from "../../src/operations/invoke.js";
-import * as S from "../../src/operations/schemas.js";
 import { editDistance, nearest, unknownNames } from "../../src/operations/suggest.js";
 import { getOperation } from "../../src/operations/table.js";
 import { toolInput, toolInputJsonSchema } from "../../src/operations/tool-schema.js";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseFastExec } from "../../src/cli/fast-exec.js";
+import { LIMITS, OUTPUT_BUDGET } from "../../src/contract/defaults.js";
+import { WorkspaceExecInput } from "../../src/contract/workspace.js";
 import { CATALOG } from "../../src/environments/catalog.js";
 import { DEFAULT_RUNTIME } from "../../src/environments/runtime-config.js";
 import { EnvironmentStore } from "../../src/environments/store.js";
-import { LIMITS, WorkspaceExecInput } from "../../src/operations/schemas.js";
-import { OUTPUT_BUDGET } from "../../src/output/view.js";
 
 const WS = "ws_0123456789abcdef";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { FAST_RUN_DEFAULTS, parseFastRun } from "../../src/cli/fast-run.js";
+import { RunInput } from "../../src/contract/vm.js";
 import { decodeFrames, encodeRequest } from "../../src/engines/gvisor/exec-channel.js";
-import { RunInput } from "../../src/operations/schemas.js";
 
 test("the fast path's defaults are RunInput's", () => {
   const parsed = RunInput.parse({ command: ["true"] });

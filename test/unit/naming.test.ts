@@ -64,7 +64,7 @@ test("workspace references: every input field that takes a workspace is found fr
   }
   assert.ok(n >= 30, `${n} workspace reference fields`);
   // Wrapped (optional, default) still counts; another string does not.
-  const { workspaceId } = await import("../../src/operations/schemas.js");
+  const { workspaceId } = await import("../../src/contract/workspace.js");
   assert.deepEqual(
     workspaceRefFields(z.object({ a: workspaceId.optional(), b: z.string(), c_workspace_id: workspaceId })),
     ["a", "c_workspace_id"],

@@ -4,13 +4,13 @@ import assert from "node:assert/strict";
 import { mkdir, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
-import { PyroError } from "../../src/core/errors.js";
-import { newId } from "../../src/core/ids.js";
 import {
   WorkspaceCreateInput,
   WorkspaceExecInput,
   WorkspaceLogsInput,
-} from "../../src/operations/schemas.js";
+} from "../../src/contract/workspace.js";
+import { PyroError } from "../../src/core/errors.js";
+import { newId } from "../../src/core/ids.js";
 import { currentOwner } from "../../src/sandbox/owner.js";
 import { readJson, writeJsonAtomic } from "../../src/util/json-store.js";
 import { WorkspaceManager } from "../../src/workspaces/manager.js";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { WorkspaceCreateInput } from "../../src/contract/workspace.js";
 import { PyroError } from "../../src/core/errors.js";
 import { GvisorEngine } from "../../src/engines/gvisor/engine.js";
 import { networkFromInput } from "../../src/network/input.js";
-import { WorkspaceCreateInput } from "../../src/operations/schemas.js";
 import { formatPoolKey, keyFor, parsePoolKey, poolConfig, poolKeyId } from "../../src/pool/config.js";
 import { poolableWorkspace } from "../../src/pool/workspace-pool.js";
 

@@ -1,7 +1,7 @@
 import * as z from "zod";
-import { publishField } from "../network/schemas.js";
-import { secretEnvField } from "../secrets/spec.js";
-import { workspaceId } from "./schemas.js";
+import { publishField } from "./network.js";
+import { secretEnvField } from "./secrets.js";
+import { workspaceId } from "./workspace.js";
 
 /** Wire schemas of shells and services (workspaces/shells.ts, services.ts). */
 

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { NETWORK_POLICIES } from "./policy.js";
+import { NETWORK_POLICIES } from "./defaults.js";
 
 /** The network fields of run, vm create and workspace create (and, but publish, update). */
 export const network_policy = z
