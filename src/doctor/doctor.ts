@@ -11,6 +11,7 @@ import type { EnvironmentStore } from "../environments/store.js";
 import { probeNetworkModes } from "../network/doctor.js";
 import type { DoctorResultT } from "../operations/schemas.js";
 import type { PyroPaths } from "../paths.js";
+import { DEFAULT_SANDBOX_NICE, sandboxNice, sandboxPriorityDetail } from "../util/priority.js";
 import { which } from "../util/proc.js";
 import { checkRootless } from "./rootless.js";
 
@@ -126,6 +127,12 @@ export async function runDoctor(
     );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
   const net = await probeNetworkModes(def, env);
+  let nice = DEFAULT_SANDBOX_NICE;
+  try {
+    nice = sandboxNice(env);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
   return {
     platform: {
       os: platform(),
@@ -151,6 +158,7 @@ export async function runDoctor(
       detail: net.detail,
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
+    sandbox_priority: { nice, detail: sandboxPriorityDetail(nice) },
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
     host_tools: tools,
     ok: def !== null && tools.mmdebstrap !== null,

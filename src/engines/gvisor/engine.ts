@@ -13,6 +13,7 @@ import {
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
 import { EXEC_WRAPPER } from "../../runtime/command.js";
+import { cpuSharesForNice, niced, sandboxNice, setAutogroupNice } from "../../util/priority.js";
 import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
@@ -256,6 +257,7 @@ export class GvisorEngine implements Engine {
   private async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
     const channel = this.env.PYRO_EXEC_CHANNEL !== "runsc";
     const pids = pidsLimit(this.env);
+    const nice = sandboxNice(this.env);
     const flags = await this.flagsFor(spec.network, channel);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
@@ -301,6 +303,7 @@ export class GvisorEngine implements Engine {
         ...(net ? { net: net.mount } : {}),
       },
       pids > 0 ? hostPidsLimit(pids) : undefined,
+      cpuSharesForNice(nice),
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     // A restart gets a container name of its own (a generation), so it need not wait for the
@@ -325,15 +328,19 @@ export class GvisorEngine implements Engine {
     };
     // `run --detach` creates and starts in one call: rootless runsc refuses `create` ("Rootless
     // mode not supported with create"), and one code path serves both modes.
+    // At the sandbox niceness (util/priority.ts), which the sandbox and gofer inherit.
     const created = await runToLog(
-      ...inNetns(net?.mount.nsPath, flags.binary, [
-        ...flags.global,
-        "run",
-        "--detach",
-        "--bundle",
-        bundle,
-        cid,
-      ]),
+      ...niced(
+        nice,
+        ...inNetns(net?.mount.nsPath, flags.binary, [
+          ...flags.global,
+          "run",
+          "--detach",
+          "--bundle",
+          bundle,
+          cid,
+        ]),
+      ),
       join(spec.sandboxDir, "create.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
@@ -343,6 +350,8 @@ export class GvisorEngine implements Engine {
     }
     const st = await runscState(flags, cid);
     if (st?.pid) handle.data.pid = st.pid;
+    // Rootless runsc makes no cgroup: the sandbox's own session (an autogroup) is its group.
+    if (flags.global.includes("--rootless")) await setAutogroupNice(st?.pid, nice);
     // Handed back only once the exec channel answers: `run --detach` returns before the init
     // has created its socket, and a first exec that found none would take `runsc exec`.
     // Here, so every caller (create, start, reset, fork, restore, the pool) gets it.
@@ -548,8 +557,15 @@ export class GvisorEngine implements Engine {
     const cid = String(handle.data.containerId);
     const bundle = join(handle.sandboxDir, "bundle");
     const r = await runToLog(
-      flags.binary,
-      [...flags.global, "restore", `--image-path=${imageDir}`, "--bundle", bundle, "--detach", cid],
+      ...niced(sandboxNice(this.env), flags.binary, [
+        ...flags.global,
+        "restore",
+        `--image-path=${imageDir}`,
+        "--bundle",
+        bundle,
+        "--detach",
+        cid,
+      ]),
       join(handle.sandboxDir, "restore.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
@@ -691,6 +707,7 @@ export class GvisorEngine implements Engine {
   async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {
     const prepStart = performance.now();
     const pids = pidsLimit(this.env);
+    const nice = sandboxNice(this.env);
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
@@ -713,6 +730,7 @@ export class GvisorEngine implements Engine {
       },
       { ...(await this.mounts(spec.rootfs)), ...(net ? { net: net.mount } : {}) },
       pids > 0 ? hostPidsLimit(pids) : undefined,
+      cpuSharesForNice(nice),
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);
@@ -721,7 +739,10 @@ export class GvisorEngine implements Engine {
       // `runsc run` starts the sandbox with the init as PID 1 and tears it down on exit;
       // the command's stdio is our pipes. Killing the init ends the sandbox.
       const r = await runCapture(
-        ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+        ...niced(
+          nice,
+          ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+        ),
         {
           env: sandboxProcessEnv(),
           timeoutMs: req.timeoutMs,
