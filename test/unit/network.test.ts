@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import type { SandboxHandle } from "../../src/engines/types.js";
 import { answeredAddresses, errorReply, nameAllowed, questionName } from "../../src/network/dns-forwarder.js";
 import { networkFromInput, networkUpdate } from "../../src/network/input.js";
 import { netNames } from "../../src/network/netns.js";
@@ -12,6 +13,7 @@ import {
   parsePublish,
   resolvePolicy,
 } from "../../src/network/policy.js";
+import { handleMayHaveNetwork } from "../../src/network/sandbox-net.js";
 
 test("CIDRs, names and ports are parsed strictly and normalised", () => {
   assert.equal(parseCidr("203.0.113.7"), "203.0.113.7/32");
@@ -181,4 +183,16 @@ test("the DNS forwarder reads names and A records, and refuses names off the lis
   assert.equal(nx.readUInt16BE(2) & 0xf, 3);
   assert.equal(nx.readUInt16BE(6), 0);
   assert.equal(questionName(nx), "api.Example.com");
+});
+
+test("a gVisor sandbox made with --network=none has no network to tear down; any other (or unknown) may", () => {
+  const handle = (data: Record<string, unknown>): SandboxHandle => ({
+    engine: "gvisor",
+    id: "ws_1",
+    sandboxDir: "/s",
+    data,
+  });
+  assert.equal(handleMayHaveNetwork(handle({ flags: { global: ["--root=/r", "--network=none"] } })), false);
+  assert.equal(handleMayHaveNetwork(handle({ flags: { global: ["--root=/r", "--network=host"] } })), true);
+  assert.equal(handleMayHaveNetwork(handle({})), true);
 });
