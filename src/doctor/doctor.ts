@@ -8,6 +8,7 @@ import { HostEngine } from "../engines/host/engine.js";
 import { QemuEngine } from "../engines/qemu/engine.js";
 import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
+import type { PyroError } from "../errors.js";
 import { probeNetworkModes } from "../network/doctor.js";
 import type { DoctorResultT } from "../operations/schemas.js";
 import type { PyroPaths } from "../paths.js";
@@ -127,11 +128,15 @@ export async function runDoctor(
     );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
   const net = await probeNetworkModes(def, env);
-  let nice = DEFAULT_SANDBOX_NICE;
+  let priority = { nice: DEFAULT_SANDBOX_NICE, detail: "" };
   try {
-    nice = sandboxNice(env);
+    const nice = sandboxNice(env);
+    priority = { nice, detail: sandboxPriorityDetail(nice) };
   } catch (e) {
-    problems.push((e as Error).message);
+    // Every sandbox start refuses it too, so it is a problem, not a fallback to the default.
+    const why = `${(e as Error).message}: no sandbox starts until it is fixed (${(e as PyroError).hint ?? ""})`;
+    problems.push(why);
+    priority.detail = why;
   }
   return {
     platform: {
@@ -158,7 +163,7 @@ export async function runDoctor(
       detail: net.detail,
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
-    sandbox_priority: { nice, detail: sandboxPriorityDetail(nice) },
+    sandbox_priority: priority,
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
     host_tools: tools,
     ok: def !== null && tools.mmdebstrap !== null,
