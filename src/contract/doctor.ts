@@ -44,6 +44,9 @@ export const DoctorResult = z.object({
     detail: z.string(),
   }),
   paths: z.object({ cache_dir: z.string(), state_dir: z.string(), environments_dir: z.string() }),
+  sandbox_priority: z
+    .object({ nice: z.number().int(), detail: z.string() })
+    .describe("The CPU niceness sandbox processes run at (PYRO_SANDBOX_NICE; 0: pyro's own)."),
   environments: z.array(z.object({ name: z.string(), installed: z.boolean() })),
   host_tools: z.record(z.string(), z.string().nullable()),
   ok: z.boolean(),

@@ -3,6 +3,7 @@ import { access, mkdir, rm } from "node:fs/promises";
 import { arch, platform, release, userInfo } from "node:os";
 import { join } from "node:path";
 import type { DoctorResultT } from "../contract/doctor.js";
+import type { PyroError } from "../core/errors.js";
 import type { PyroPaths } from "../core/paths.js";
 import { FirecrackerEngine } from "../engines/firecracker/engine.js";
 import { GvisorEngine } from "../engines/gvisor/engine.js";
@@ -12,6 +13,7 @@ import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import { probeNetworkModes } from "../network/doctor.js";
 import { noted } from "../util/best-effort.js";
+import { DEFAULT_SANDBOX_NICE, sandboxNice, sandboxPriorityDetail } from "../util/priority.js";
 import { which } from "../util/proc.js";
 import { checkRootless } from "./rootless.js";
 
@@ -137,6 +139,16 @@ export async function runDoctor(
     defEngine ? { name: defEngine.name, egressPolicy: defEngine.traits.egressPolicy } : null,
     env,
   );
+  let priority = { nice: DEFAULT_SANDBOX_NICE, detail: "" };
+  try {
+    const nice = sandboxNice(env);
+    priority = { nice, detail: sandboxPriorityDetail(nice) };
+  } catch (e) {
+    // Every sandbox start refuses it too, so it is a problem, not a fallback to the default.
+    const why = `${(e as Error).message}: no sandbox starts until it is fixed (${(e as PyroError).hint ?? ""})`;
+    problems.push(why);
+    priority.detail = why;
+  }
   return {
     platform: {
       os: platform(),
@@ -162,6 +174,7 @@ export async function runDoctor(
       detail: net.detail,
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
+    sandbox_priority: priority,
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
     host_tools: tools,
     ok: def !== null && tools.mmdebstrap !== null,

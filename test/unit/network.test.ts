@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { handleMayHaveNetwork } from "../../src/engines/gvisor/handle.js";
+import type { SandboxHandle } from "../../src/engines/types.js";
 import { answeredAddresses, errorReply, nameAllowed, questionName } from "../../src/network/dns-forwarder.js";
 import { networkFromInput, networkUpdate } from "../../src/network/input.js";
 import { netNames } from "../../src/network/netns.js";
@@ -181,4 +183,20 @@ test("the DNS forwarder reads names and A records, and refuses names off the lis
   assert.equal(nx.readUInt16BE(2) & 0xf, 3);
   assert.equal(nx.readUInt16BE(6), 0);
   assert.equal(questionName(nx), "api.Example.com");
+});
+
+test("a gVisor sandbox made with --network=none has no network to tear down; any other (or unknown) may", () => {
+  const handle = (data: Record<string, unknown>): SandboxHandle => ({
+    engine: "gvisor",
+    id: "ws_1",
+    sandboxDir: "/s",
+    data: { containerId: "pyro-ws_1", ...data },
+  });
+  const flags = (...global: string[]) => ({ flags: { binary: "/usr/bin/runsc", global } });
+  assert.equal(handleMayHaveNetwork(handle(flags("--root=/r", "--network=none"))), false);
+  assert.equal(handleMayHaveNetwork(handle(flags("--root=/r", "--network=host"))), true);
+  assert.equal(handleMayHaveNetwork(handle({})), true);
+  // With a network of pyro's recorded, or a damaged handle: torn down to be sure.
+  assert.equal(handleMayHaveNetwork(handle({ ...flags("--network=none"), net: {} })), true);
+  assert.equal(handleMayHaveNetwork({ engine: "gvisor", id: "ws_1", sandboxDir: "/s", data: {} }), true);
 });

@@ -6,6 +6,7 @@ import { c as tarCreate } from "tar";
 import { PyroError, toPyroError } from "../../core/errors.js";
 import type { PyroPaths } from "../../core/paths.js";
 import { readJson, withLock, writeJsonAtomic } from "../../util/json-store.js";
+import { sandboxNice } from "../../util/priority.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, which } from "../../util/proc.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import {
@@ -236,7 +237,12 @@ export class FirecrackerEngine implements Engine {
   private async start(p: Prepared, files: FcFiles): Promise<number> {
     await rm(files.apiSocket, { force: true });
     await rm(files.vsockSocket, { force: true });
-    const pid = await spawnDetached(p.binary, ["--api-sock", files.apiSocket], files.consoleLog);
+    const pid = await spawnDetached(
+      p.binary,
+      ["--api-sock", files.apiSocket],
+      files.consoleLog,
+      sandboxNice(this.env),
+    );
     await waitApi(files.apiSocket, 10_000, () => pidAlive(pid));
     return pid;
   }

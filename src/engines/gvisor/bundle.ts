@@ -21,7 +21,7 @@ export interface OciConfig {
     namespaces: { type: string; path?: string }[];
     resources?: {
       memory?: { limit: number };
-      cpu?: { quota: number; period: number };
+      cpu?: { quota: number; period: number; shares?: number };
       pids?: { limit: number };
     };
   };
@@ -135,6 +135,8 @@ export function buildOciConfig(
   extra?: SandboxMounts,
   /** The host cgroup's task limit (see pids.ts: the backstop of the init's guest limit). */
   hostPids?: number,
+  /** The host cgroup's CPU weight (see util/priority.ts: below pyro's own processes). */
+  cpuShares?: number,
 ): OciConfig {
   const mounts: OciConfig["mounts"] = [
     { destination: "/proc", type: "proc", source: "proc" },
@@ -183,7 +185,11 @@ export function buildOciConfig(
       ],
       resources: {
         memory: { limit: spec.memMib * 1024 * 1024 },
-        cpu: { quota: spec.vcpuCount * 100_000, period: 100_000 },
+        cpu: {
+          quota: spec.vcpuCount * 100_000,
+          period: 100_000,
+          ...(cpuShares ? { shares: cpuShares } : {}),
+        },
         ...(hostPids ? { pids: { limit: hostPids } } : {}),
       },
     },

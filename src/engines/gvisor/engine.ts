@@ -13,6 +13,7 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
+import { cpuSharesForNice, niced, sandboxNice, setAutogroupNice } from "../../util/priority.js";
 import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
@@ -46,7 +47,7 @@ import {
 } from "./bundle.js";
 import { deathCause, runOverChannel, sandboxDeathError } from "./channel-run.js";
 import { ChannelUnavailable, channelPing } from "./exec-channel.js";
-import { type GvisorHandleData, gvisorData, gvisorDataOrUndefined } from "./handle.js";
+import { type GvisorHandleData, gvisorData, gvisorDataOrUndefined, handleMayHaveNetwork } from "./handle.js";
 import { hostPidsLimit, pidsLimit } from "./pids.js";
 import { rootfsSource } from "./rootfs.js";
 import {
@@ -272,6 +273,7 @@ export class GvisorEngine implements Engine {
   private async createSandbox(spec: SandboxSpec): Promise<SandboxHandle> {
     const channel = this.env.PYRO_EXEC_CHANNEL !== "runsc";
     const pids = pidsLimit(this.env);
+    const nice = sandboxNice(this.env);
     const flags = await this.flagsFor(spec.network, channel);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
@@ -317,6 +319,7 @@ export class GvisorEngine implements Engine {
         ...(net ? { net: net.mount } : {}),
       },
       pids > 0 ? hostPidsLimit(pids) : undefined,
+      cpuSharesForNice(nice),
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     // A restart gets a container name of its own (a generation), so it need not wait for the
@@ -342,15 +345,19 @@ export class GvisorEngine implements Engine {
     };
     // `run --detach` creates and starts in one call: rootless runsc refuses `create` ("Rootless
     // mode not supported with create"), and one code path serves both modes.
+    // At the sandbox niceness (util/priority.ts), which the sandbox and gofer inherit.
     const created = await runToLog(
-      ...inNetns(net?.mount.nsPath, flags.binary, [
-        ...flags.global,
-        "run",
-        "--detach",
-        "--bundle",
-        bundle,
-        cid,
-      ]),
+      ...niced(
+        nice,
+        ...inNetns(net?.mount.nsPath, flags.binary, [
+          ...flags.global,
+          "run",
+          "--detach",
+          "--bundle",
+          bundle,
+          cid,
+        ]),
+      ),
       join(spec.sandboxDir, "create.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
@@ -360,6 +367,8 @@ export class GvisorEngine implements Engine {
     }
     const st = await runscState(flags, cid);
     if (st?.pid) data.pid = st.pid;
+    // Rootless runsc makes no cgroup: the sandbox's own session (an autogroup) is its group.
+    if (flags.global.includes("--rootless")) await setAutogroupNice(st?.pid, nice);
     // Handed back only once the exec channel answers: `run --detach` returns before the init
     // has created its socket, and a first exec that found none would take `runsc exec`.
     // Here, so every caller (create, start, reset, fork, restore, the pool) gets it.
@@ -564,7 +573,7 @@ export class GvisorEngine implements Engine {
     const flags = this.handleFlags(handle);
     await runsc(flags, ["kill", gvisorData(handle).containerId, "KILL"], { timeoutMs: 10_000 });
     // Its published ports close with it; a later create under this id makes a new network.
-    await teardownSandboxNetwork(handle.id, this.env);
+    if (handleMayHaveNetwork(handle)) await teardownSandboxNetwork(handle.id, this.env);
   }
 
   /**
@@ -609,8 +618,15 @@ export class GvisorEngine implements Engine {
     const cid = gvisorData(handle).containerId;
     const bundle = join(handle.sandboxDir, "bundle");
     const r = await runToLog(
-      flags.binary,
-      [...flags.global, "restore", `--image-path=${imageDir}`, "--bundle", bundle, "--detach", cid],
+      ...niced(sandboxNice(this.env), flags.binary, [
+        ...flags.global,
+        "restore",
+        `--image-path=${imageDir}`,
+        "--bundle",
+        bundle,
+        "--detach",
+        cid,
+      ]),
       join(handle.sandboxDir, "restore.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
@@ -674,7 +690,7 @@ export class GvisorEngine implements Engine {
       }
     }
     // After the sandbox: its published ports close with the table.
-    await teardownSandboxNetwork(handle.id, this.env);
+    if (handleMayHaveNetwork(handle)) await teardownSandboxNetwork(handle.id, this.env);
     await rm(handle.sandboxDir, { recursive: true, force: true });
   }
 
@@ -715,9 +731,14 @@ export class GvisorEngine implements Engine {
       global: globalFlags(this.runscRoot, network, this.env),
     });
     // Restarts run under generation names (`pyro-<id>-r…`, see createSandbox); `runsc list`
-    // reads only the root, so one call finds them whatever the network flag.
-    const generations = await this.generations(flagsFor("none"), id);
+    // reads only the root, so one call finds them whatever the network flag, and says whether
+    // the first name exists at all: a gone sandbox (every delete checks) costs no `runsc
+    // state` per network flag, each a spawn that holds a busy server's main thread 6-9 ms.
+    const listed = await this.listed(flagsFor("none"));
+    const prefix = `${containerId(id)}-r`;
+    const generations = (listed ?? []).filter((c) => c.startsWith(prefix));
     if (generations.length) return { flags: flagsFor("none"), generations };
+    if (listed && !listed.includes(containerId(id))) return undefined;
     for (const network of ["none", "sandbox", "host"] as const) {
       const flags = flagsFor(network);
       if (await runscState(flags, containerId(id))) return { flags, generations };
@@ -725,15 +746,14 @@ export class GvisorEngine implements Engine {
     return undefined;
   }
 
-  /** The restart generations of this sandbox runsc knows of (not the first, unsuffixed name). */
-  private async generations(flags: RunscFlags, id: string): Promise<string[]> {
+  /** The containers of the runsc root, or undefined when `runsc list` failed. */
+  private async listed(flags: RunscFlags): Promise<string[] | undefined> {
     const r = await runsc(flags, ["list", "-quiet"], { timeoutMs: 10_000 }).catch(() => undefined);
-    if (r?.exitCode !== 0) return [];
-    const prefix = `${containerId(id)}-r`;
+    if (r?.exitCode !== 0) return undefined;
     return r.stdout
       .split("\n")
       .map((l) => l.trim())
-      .filter((c) => c.startsWith(prefix));
+      .filter((c) => c !== "");
   }
 
   async orphanAlive(id: string, _sandboxDir: string): Promise<boolean> {
@@ -758,6 +778,7 @@ export class GvisorEngine implements Engine {
   async runOnce(spec: SandboxSpec, req: ExecRequest): Promise<OneShotOutcome> {
     const prepStart = performance.now();
     const pids = pidsLimit(this.env);
+    const nice = sandboxNice(this.env);
     const flags = await this.flagsFor(spec.network);
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
@@ -780,6 +801,7 @@ export class GvisorEngine implements Engine {
       },
       { ...(await this.mounts(spec.rootfs)), ...(net ? { net: net.mount } : {}) },
       pids > 0 ? hostPidsLimit(pids) : undefined,
+      cpuSharesForNice(nice),
     );
     await writeFile(join(bundle, "config.json"), JSON.stringify(config));
     const bootMs = Math.round(performance.now() - prepStart);
@@ -788,7 +810,10 @@ export class GvisorEngine implements Engine {
       // `runsc run` starts the sandbox with the init as PID 1 and tears it down on exit;
       // the command's stdio is our pipes. Killing the init ends the sandbox.
       const r = await runCapture(
-        ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+        ...niced(
+          nice,
+          ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+        ),
         {
           env: sandboxProcessEnv(),
           timeoutMs: req.timeoutMs,

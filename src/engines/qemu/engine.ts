@@ -15,6 +15,7 @@ import {
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
+import { sandboxNice } from "../../util/priority.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
@@ -485,6 +486,7 @@ export class QemuEngine implements Engine {
     const pid = await spawnDetached(
       ...inNetns(spec, p.binary, this.launchArgs(spec, p, files, false)),
       files.qemuLog,
+      sandboxNice(this.env),
     );
     try {
       await this.waitAgent(files, pid, deadline, `VM ${spec.id} did not boot`);
@@ -506,6 +508,7 @@ export class QemuEngine implements Engine {
     const pid = await spawnDetached(
       ...inNetns(spec, p.binary, this.launchArgs(spec, p, files, true)),
       files.qemuLog,
+      sandboxNice(this.env),
     );
     try {
       await this.loadSnapshot(files, pid, snap.state);

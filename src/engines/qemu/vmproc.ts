@@ -4,6 +4,7 @@ import { closeSync, openSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { niced, setAutogroupNice } from "../../util/priority.js";
 import { pidAlive, sandboxProcessEnv } from "../../util/proc.js";
 
 /** Re-exported: the VM engines take their process helpers from here. */
@@ -45,13 +46,21 @@ export async function socketDirFor(sandboxDir: string): Promise<string> {
 
 /**
  * Starts QEMU so that it outlives this process: its own session (detached), stdio to a log
- * file, not waited on. Returns its pid.
+ * file, not waited on. Returns its pid. At niceness `nice` (util/priority.ts), and so is its
+ * session's autogroup: being a session of its own, it would otherwise weigh as much as all of
+ * pyro's processes together on a host with autogroups.
  */
-export function spawnDetached(binary: string, args: readonly string[], logPath: string): Promise<number> {
+export function spawnDetached(
+  binary: string,
+  args: readonly string[],
+  logPath: string,
+  nice = 0,
+): Promise<number> {
+  const [file, argv] = niced(nice, binary, args);
   return new Promise((resolve, reject) => {
     const fd = openSync(logPath, "a");
     try {
-      const child = spawn(binary, args, {
+      const child = spawn(file, argv, {
         detached: true,
         stdio: ["ignore", fd, fd],
         env: sandboxProcessEnv(),
@@ -59,7 +68,7 @@ export function spawnDetached(binary: string, args: readonly string[], logPath: 
       child.once("error", reject);
       child.once("spawn", () => {
         child.unref();
-        if (child.pid) resolve(child.pid);
+        if (child.pid) void setAutogroupNice(child.pid, nice).then(() => resolve(child.pid as number));
         else reject(new Error(`could not start ${binary}`));
       });
     } finally {
