@@ -13,6 +13,7 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
+import { ignore } from "../../util/best-effort.js";
 import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
@@ -264,7 +265,10 @@ export class GvisorEngine implements Engine {
       return await this.createSandbox(spec);
     } catch (e) {
       // Whatever failed, the sandbox's network (named from its id) goes with it.
-      if (spec.network) await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+      if (spec.network)
+        await teardownSandboxNetwork(spec.id, this.env).catch(
+          ignore("tearing down the network of a failed create: the create error is the one thrown"),
+        );
       throw e;
     }
   }
@@ -374,7 +378,9 @@ export class GvisorEngine implements Engine {
     } catch (e) {
       if (!(e instanceof ChannelUnavailable)) throw e;
       const cause = (await this.inspect(handle)).state !== "running" ? await deathCause(handle) : undefined;
-      await this.destroy(handle).catch(() => undefined);
+      await this.destroy(handle).catch(
+        ignore("destroying a sandbox whose exec channel never answered: the channel error is the one thrown"),
+      );
       throw new PyroError(
         "engine_failure",
         `sandbox ${handle.id} started, but its init's exec channel did not answer within ${CHANNEL_READY_MS / 1000} s (${cause ?? e.message}); the sandbox was removed`,
@@ -594,7 +600,11 @@ export class GvisorEngine implements Engine {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && (await runscState(flags, cid))?.status === "running")
       await new Promise((res) => setTimeout(res, 50));
-    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+      ignore(
+        "killing the checkpointed sandbox: it may have stopped already; the delete that follows is checked",
+      ),
+    );
     const d = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 });
     if (d.exitCode !== 0 && (await runscState(flags, cid)))
       throw new PyroError(
@@ -634,8 +644,14 @@ export class GvisorEngine implements Engine {
   }
 
   private async destroyKeepingFiles(flags: RunscFlags, cid: string): Promise<void> {
-    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
-    await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
+    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+      ignore(
+        "killing the container of a failed restore: it may be stopped already; the restore error is the one thrown",
+      ),
+    );
+    await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+      ignore("deleting the container of a failed restore: the restore error is the one thrown"),
+    );
   }
 
   /**
@@ -650,7 +666,9 @@ export class GvisorEngine implements Engine {
     const flags = d?.flags;
     if (!d || !flags || d.net) return this.destroy(handle);
     const cid = d.containerId;
-    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+      ignore("killing the retired container: it may be stopped already; its delete runs in the background"),
+    );
     const child = spawn(flags.binary, [...flags.global, "delete", "--force", cid], {
       detached: true,
       stdio: "ignore",
@@ -667,8 +685,12 @@ export class GvisorEngine implements Engine {
     const flags = d?.flags;
     if (d && flags) {
       const cid = d.containerId;
-      await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
-      const r = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
+      await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+        ignore("killing the container: it may be stopped already; the delete that follows is checked"),
+      );
+      const r = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+        ignore("runsc delete could not run: the network and sandbox dir go below regardless"),
+      );
       if (r && r.exitCode !== 0 && (await runscState(flags, cid))) {
         throw new PyroError("engine_failure", `runsc delete ${cid} failed: ${lastLines(r.stderr)}`);
       }
@@ -727,7 +749,9 @@ export class GvisorEngine implements Engine {
 
   /** The restart generations of this sandbox runsc knows of (not the first, unsuffixed name). */
   private async generations(flags: RunscFlags, id: string): Promise<string[]> {
-    const r = await runsc(flags, ["list", "-quiet"], { timeoutMs: 10_000 }).catch(() => undefined);
+    const r = await runsc(flags, ["list", "-quiet"], { timeoutMs: 10_000 }).catch(
+      ignore("runsc list failed: no restart generations known"),
+    );
     if (r?.exitCode !== 0) return [];
     const prefix = `${containerId(id)}-r`;
     return r.stdout
@@ -746,7 +770,11 @@ export class GvisorEngine implements Engine {
       const { flags } = found;
       for (const cid of [containerId(id), ...found.generations]) {
         if (!(await runscState(flags, cid))) continue;
-        await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+        await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+          ignore(
+            "killing a leftover container: it may be stopped already; the delete that follows is checked",
+          ),
+        );
         await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 });
       }
     }
@@ -796,7 +824,9 @@ export class GvisorEngine implements Engine {
           signal: req.signal,
           ...streamTo(req),
           onKill: async () => {
-            await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+            await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+              ignore("killing the one-shot's container: it may have ended already"),
+            );
           },
           // Once its sandbox is killed, `runsc run` reaps it and deletes the container itself,
           // much faster than a later `runsc delete` (which waits on PID 1 to reap here).
@@ -816,8 +846,13 @@ export class GvisorEngine implements Engine {
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
       if (!cleanExit && (await runscState(flags, cid)))
-        await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
-      if (net) await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+        await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+          ignore("deleting the killed one-shot's container: the run's outcome stands"),
+        );
+      if (net)
+        await teardownSandboxNetwork(spec.id, this.env).catch(
+          ignore("tearing down the one-shot's network: the run's outcome stands"),
+        );
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }
