@@ -103,7 +103,7 @@ async function fastRunInner(argv: readonly string[], cliPath: string): Promise<n
   const t0 = performance.now();
   const timeoutMs = a.timeoutSeconds * 1000;
   const claim = await claimEntry(root, key, Date.now() + timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS).catch(
-    () => undefined,
+    ignore("no warm sandbox claimed: the full CLI starts a fresh one"),
   );
   if (!claim) return undefined; // the full CLI starts a fresh sandbox (and a fill)
   const socket = execChannel(claim.entry.handle)?.socket;

@@ -408,7 +408,7 @@ export class VmManager {
       orphan: async (e) => {
         if (e.problem !== "missing") return false;
         const one = await readJson<Partial<OneShotMarker>>(join(e.dir, "oneshot.json")).catch(
-          () => undefined,
+          ignore("no readable oneshot.json: not a one-shot run's directory (its age decides)"),
         );
         const st = await stat(e.dir).catch(ignore("VM dir gone meanwhile: not an orphan by age"));
         const orphan = one?.owner

@@ -185,7 +185,7 @@ export class QemuEngine implements Engine {
     warnings.push(message);
     this.warnFn(message);
     appendFile(join(spec.sandboxDir, "warnings.log"), `${new Date().toISOString()} ${message}\n`).catch(
-      () => undefined,
+      ignore("appending to warnings.log: the warning is in the result and went to warnFn already"),
     );
   }
 

@@ -34,7 +34,7 @@ export function accelProbePath(cacheDir: string): string {
 /** The last recorded boot probes, if they were made on this host kernel. */
 export async function cachedProbes(cacheDir: string): Promise<Partial<Record<Accel, BootProbe>>> {
   const all = await readJson<Partial<Record<Accel, BootProbe>>>(accelProbePath(cacheDir)).catch(
-    () => undefined,
+    ignore("no readable probe file: no cached probes"),
   );
   const out: Partial<Record<Accel, BootProbe>> = {};
   for (const a of ["kvm", "tcg"] as const) {
