@@ -15,6 +15,7 @@ import { type Claim, claimEntry, releaseEntry, spawnPoolFill } from "../pool/cla
 import { DEFAULT_POOL_ENGINE, keyFor, poolConfig } from "../pool/config.js";
 import { isOwnPlainDir } from "../sandbox/private-dir.js";
 import { spawnReapIfDue } from "../sandbox/reap-schedule.js";
+import { ignore } from "../util/best-effort.js";
 import { execFooter } from "./exec-footer.js";
 import { fastSession } from "./fast-io.js";
 import { EXIT, printError, reportingDiskFull } from "./report.js";
@@ -102,7 +103,7 @@ async function fastRunInner(argv: readonly string[], cliPath: string): Promise<n
   const t0 = performance.now();
   const timeoutMs = a.timeoutSeconds * 1000;
   const claim = await claimEntry(root, key, Date.now() + timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS).catch(
-    () => undefined,
+    ignore("no warm sandbox claimed: the full CLI starts a fresh one"),
   );
   if (!claim) return undefined; // the full CLI starts a fresh sandbox (and a fill)
   const socket = execChannel(claim.entry.handle)?.socket;
@@ -138,7 +139,7 @@ async function runClaimed(
   let rec: CommandRecorder | undefined;
   try {
     mkdirSync(paths.outputsDir, { recursive: true, mode: 0o700 });
-    await pruneOneShotOutputs(paths).catch(() => undefined);
+    await pruneOneShotOutputs(paths).catch(ignore("pruning old one-shot outputs: the next run prunes again"));
     rec = new CommandRecorder({
       stdoutPath: oneShotOutputPath(paths, vm_id, "stdout"),
       stderrPath: oneShotOutputPath(paths, vm_id, "stderr"),

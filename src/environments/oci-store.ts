@@ -100,7 +100,7 @@ export class OciStore {
 
   async entry(digest: string): Promise<ImageEntryManifest | undefined> {
     const m = await readJson<ImageEntryManifest>(join(this.entryPath(digest), "manifest.json")).catch(
-      () => undefined,
+      ignore("no readable entry manifest: the image is not in the store"),
     );
     return m?.digest === digest ? m : undefined;
   }

@@ -70,7 +70,7 @@ export class RecipeStore {
 
   async entry(digest: string): Promise<RecipeEntryManifest | undefined> {
     const m = await readJson<RecipeEntryManifest>(join(this.entryPath(digest), "manifest.json")).catch(
-      () => undefined,
+      ignore("no readable entry manifest: the recipe is not in the store"),
     );
     return m?.digest === digest ? m : undefined;
   }
@@ -252,7 +252,7 @@ export class RecipeStore {
     for (const n of await readdir(this.dir).catch(() => [] as string[])) {
       if (!n.startsWith("recipe-") || n.endsWith(".lock") || keep.has(n)) continue;
       const m = await readJson<RecipeEntryManifest>(join(this.dir, n, "manifest.json")).catch(
-        () => undefined,
+        ignore("no readable entry manifest: its size is measured on disk instead"),
       );
       freed += m?.size_bytes ?? (await duBytes(join(this.dir, n)).catch(() => 0));
       await rm(join(this.dir, n), { recursive: true, force: true });

@@ -4,6 +4,7 @@ import { expiryDir, sandboxPid } from "../engines/channel.js";
 import { writeExpirySync } from "../engines/expiry.js";
 import type { SandboxHandle } from "../engines/types.js";
 import { spawnDetached } from "../sandbox/reap-schedule.js";
+import { noted } from "../util/best-effort.js";
 import { pidAlive } from "../util/proc.js";
 import { claimedName, type PoolKey, poolKeyId } from "./config.js";
 
@@ -62,7 +63,9 @@ export async function claimEntry(root: string, key: PoolKey, deadlineMs: number)
     let entry: PoolEntry | undefined;
     try {
       entry = JSON.parse(readFileSync(path, "utf8")) as PoolEntry;
-    } catch {}
+    } catch (err) {
+      noted("unreadable entry: moved to used/ below", err);
+    }
     const fresh =
       entry?.handle &&
       Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
@@ -70,7 +73,9 @@ export async function claimEntry(root: string, key: PoolKey, deadlineMs: number)
     if (!entry || !fresh) {
       try {
         renameSync(path, join(dir, "used", n));
-      } catch {}
+      } catch (err) {
+        noted("another process moved the entry first", err);
+      }
       continue;
     }
     // From here the sandbox lives only as long as this command may: if this process dies,
@@ -85,10 +90,17 @@ export async function claimEntry(root: string, key: PoolKey, deadlineMs: number)
 export async function releaseEntry(root: string, c: Claim): Promise<void> {
   try {
     setEntryExpiry(c.entry, new Date(Date.now() - 1_000).toISOString());
-  } catch {}
+  } catch (err) {
+    noted("expiring the used sandbox now: it keeps the claim's expiry, and a clean destroys it", err);
+  }
   try {
     renameSync(c.path, join(keyDirOf(root, c.entry.key), "used", `${c.entry.id}.json`));
-  } catch {}
+  } catch (err) {
+    noted(
+      "moving the used entry: one left in claimed/ is dropped by a clean once its claim deadline passes",
+      err,
+    );
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import { engineByName } from "../engines/select.js";
 import type { Engine, EngineName } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { withLockIfFree } from "../util/lock.js";
 import { pidAlive } from "../util/proc.js";
@@ -261,7 +262,9 @@ export class WarmPool {
    * older pyro's digest) holds nothing a claimer looks for, so its entries count as keyless.
    */
   private async keyOf(kd: string): Promise<PoolKey | undefined> {
-    const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
+    const key = await readJson<PoolKey>(join(kd, "key.json")).catch(
+      ignore("missing or unreadable key.json: the directory holds no key"),
+    );
     return key && poolKeyId(key) === basename(kd) ? key : undefined;
   }
 
@@ -294,7 +297,7 @@ export class WarmPool {
     if (execChannel(handle)) {
       await this.engineOf(key.engine)
         .exec(handle, { argv: ["true"], timeoutMs: 10_000 })
-        .catch(() => undefined);
+        .catch(ignore("warming the sandbox's exec path: a failure costs only the first claimer's time"));
       await new Promise((r) => setTimeout(r, 150));
     }
     const dir = this.keyDir(key);
@@ -356,7 +359,9 @@ export class WarmPool {
         const c = parseClaimedName(e.name);
         drop = !c || !pidAlive(c.pid) || now > c.deadlineMs + CLAIM_GRACE_MS;
       } else if (e.where === "ready") {
-        const entry = await readJson<PoolEntry>(e.path).catch(() => undefined);
+        const entry = await readJson<PoolEntry>(e.path).catch(
+          ignore("unreadable ready entry: dropped as stale"),
+        );
         drop =
           all ||
           !entry ||
@@ -391,7 +396,9 @@ export class WarmPool {
     // Workspace slots (their own layout, see workspace-slots.ts).
     let slotsDestroyed = 0;
     for (const kd of await this.keyDirs()) {
-      const key = await readJson<PoolKey>(join(kd, "key.json")).catch(() => undefined);
+      const key = await readJson<PoolKey>(join(kd, "key.json")).catch(
+        ignore("missing or unreadable key.json: not a workspace slot directory"),
+      );
       if (!key?.workspace) continue;
       // A directory an older pyro named (see keyOf) is unwanted whatever the settings.
       const id = poolKeyId(key);
@@ -415,7 +422,11 @@ export class WarmPool {
 
   private async destroy(id: string, entryPath: string): Promise<void> {
     const dir = this.sandboxDir(id);
-    const entry = entryPath ? await readJson<PoolEntry>(entryPath).catch(() => undefined) : undefined;
+    const entry = entryPath
+      ? await readJson<PoolEntry>(entryPath).catch(
+          ignore("unreadable entry: the sandbox is found by its directory instead"),
+        )
+      : undefined;
     try {
       if (entry?.handle) await this.engineOf(entry.key?.engine).destroy(entry.handle);
       else {
@@ -428,7 +439,10 @@ export class WarmPool {
       return; // left for the next clean
     }
     await rm(dir, { recursive: true, force: true });
-    if (entryPath) await unlink(entryPath).catch(() => undefined);
+    if (entryPath)
+      await unlink(entryPath).catch(
+        ignore("removing the entry file: it may be gone already, and a leftover is cleaned next time"),
+      );
   }
 
   /**

@@ -8,6 +8,7 @@ import type { EnsuredEnvironment } from "../environments/store.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
 import type { CallContext, RuntimeDeps } from "../sandbox/context.js";
+import { ignore } from "../util/best-effort.js";
 import { keyEngineOf } from "./config.js";
 import { WarmPool } from "./pool.js";
 
@@ -66,7 +67,7 @@ export async function runFromPool(
   const timeoutMs = input.timeout_seconds * 1000;
   const claim = await pool
     .claim(key, Date.now() + timeoutMs + IN_SANDBOX_DEADLINE_GRACE_MS)
-    .catch(() => undefined);
+    .catch(ignore("no warm sandbox claimed: the run takes the cold path"));
   if (!claim) {
     pool.spawnFill();
     return undefined;

@@ -2,6 +2,7 @@ import type { WorkspaceCreateInputT } from "../contract/workspace.js";
 import type { Engine } from "../engines/types.js";
 import type { NetworkSpec } from "../network/policy.js";
 import type { RuntimeDeps } from "../sandbox/context.js";
+import { ignore } from "../util/best-effort.js";
 import { DEFAULT_POOL_ENGINE } from "./config.js";
 import { WarmPool } from "./pool.js";
 import { type ClaimedSlot, claimSlot, SLOT_DISK_MIB } from "./workspace-slots.js";
@@ -65,7 +66,7 @@ export async function claimWorkspaceSlot(
   if (!keyed) return undefined;
   const { pool, key } = keyed;
   const slot = await claimSlot(engine, pool.keyDirOf(key), d.paths.workspacesDir, intent).catch(
-    () => undefined,
+    ignore("no warm slot claimed: the workspace is created cold"),
   );
   pool.spawnFill();
   return slot;

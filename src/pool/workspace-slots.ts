@@ -6,6 +6,7 @@ import type { Engine, SandboxHandle } from "../engines/types.js";
 import { userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
 import { createDisk, removeWorkspaceDir } from "../sandbox/disk.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive } from "../util/proc.js";
 import type { PoolKey } from "./config.js";
@@ -134,8 +135,13 @@ export async function claimSlot(
     } catch {
       continue; // another process took it first
     }
-    const toDead = () => rename(claiming, join(keyDir, "dead", id)).catch(() => undefined);
-    const entry = await readJson<SlotEntry>(join(claiming, SLOT_FILE)).catch(() => undefined);
+    const toDead = () =>
+      rename(claiming, join(keyDir, "dead", id)).catch(
+        ignore("moving a claimed slot to dead/: a slot left in claiming/ is cleaned as stale"),
+      );
+    const entry = await readJson<SlotEntry>(join(claiming, SLOT_FILE)).catch(
+      ignore("unreadable slot entry: not fresh, it goes to dead/"),
+    );
     const fresh =
       entry?.handle &&
       Date.parse(entry.idle_expires_at) > Date.now() + CLAIM_MARGIN_MS &&
@@ -161,7 +167,9 @@ export async function claimSlot(
 
 /** Ends a slot's sandbox (by its entry's handle, else found by id) and removes its directory. */
 async function destroySlot(engine: Engine, dir: string, id: string): Promise<boolean> {
-  const entry = await readJson<SlotEntry>(join(dir, SLOT_FILE)).catch(() => undefined);
+  const entry = await readJson<SlotEntry>(join(dir, SLOT_FILE)).catch(
+    ignore("unreadable slot entry: the sandbox is found by id instead"),
+  );
   try {
     if (entry?.handle) await engine.destroy(handleAt(engine, entry, dir));
     else await engine.removeOrphan(id, join(dir, "sandbox"));
@@ -215,7 +223,9 @@ export async function cleanSlots(engine: Engine, keyDir: string, drop: boolean):
   }
   for (const id of await ls("slots")) {
     if (!SLOT_ID.test(id)) continue;
-    const entry = await readJson<SlotEntry>(join(keyDir, "slots", id, SLOT_FILE)).catch(() => undefined);
+    const entry = await readJson<SlotEntry>(join(keyDir, "slots", id, SLOT_FILE)).catch(
+      ignore("unreadable slot entry: treated as stale"),
+    );
     const stale =
       drop ||
       !entry?.handle ||

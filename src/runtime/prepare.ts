@@ -5,6 +5,7 @@ import { RunInput } from "../contract/vm.js";
 import { PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
 import type { CallContext } from "../sandbox/context.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import type { Runtime } from "./runtime.js";
 
@@ -41,7 +42,7 @@ async function olderBuild(rt: Runtime, name: string, digest: string): Promise<bo
     if (d.startsWith(".")) continue;
     const m = await readJson<{ name?: string; digest?: string }>(
       join(rt.paths.environmentsDir, d, "manifest.json"),
-    ).catch(() => undefined);
+    ).catch(ignore("unreadable environment manifest: not an older build"));
     if (m?.name === name && m.digest !== digest) return true;
   }
   return false;
@@ -49,7 +50,7 @@ async function olderBuild(rt: Runtime, name: string, digest: string): Promise<bo
 
 export async function environmentState(rt: Runtime, name: string): Promise<EnvironmentState> {
   const info = await rt.envs.info(name);
-  const marker = await readJson<PreparedMarker>(markerPath(rt, name)).catch(() => undefined);
+  const marker = await readJson<PreparedMarker>(markerPath(rt, name)).catch(ignore("no prepared marker"));
   if (!info.installed) {
     if (marker || (info.digest !== null && (await olderBuild(rt, name, info.digest))))
       return {

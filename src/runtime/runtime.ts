@@ -5,6 +5,7 @@ import { WarmPool } from "../pool/pool.js";
 import type { CallContext, RuntimeDeps } from "../sandbox/context.js";
 import { ensurePrivateDir } from "../sandbox/private-dir.js";
 import { claimReap, reapIntervalMs, spawnDetached } from "../sandbox/reap-schedule.js";
+import { ignore } from "../util/best-effort.js";
 import { VmManager } from "../vms/manager.js";
 import { intentsDir, recoverExports } from "../workspaces/export-journal.js";
 import { WorkspaceManager } from "../workspaces/manager.js";
@@ -92,11 +93,13 @@ export class Runtime {
     this.lastReap = Date.now();
     // VMs on every call: their directory holds only live one-shot runs and vm_create VMs (a
     // few), and a run whose pyro was killed is cleaned up by the very next call.
-    await this.vms.reap().catch(() => undefined);
+    await this.vms.reap().catch(ignore("opportunistic VM reap: the next call reaps again"));
     if (!(await claimReap(this.paths.stateDir, reapIntervalMs(this.env)).catch(() => false))) return;
     if (this.detachedReap) spawnDetached(this.detachedReap, this.env);
     else {
-      const p = this.reapExpired().catch(() => undefined);
+      const p = this.reapExpired().catch(
+        ignore("background reap of expired sandboxes: the next scheduled reap runs again"),
+      );
       this.reaping = p;
       void p.finally(() => {
         if (this.reaping === p) this.reaping = undefined;
@@ -109,12 +112,14 @@ export class Runtime {
     await this.reaping;
     const [reaped_vms, reaped_workspaces] = await Promise.all([this.vms.reap(), this.workspaces.reap()]);
     // Exports whose pyro was killed half-way: finished or rolled back (export-journal.ts).
-    await recoverExports(intentsDir(this.paths.stateDir)).catch(() => undefined);
+    await recoverExports(intentsDir(this.paths.stateDir)).catch(
+      ignore("recovering interrupted exports: the next reap tries again"),
+    );
     // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process) go too;
     // nothing new is started here.
     await new WarmPool(this.paths, this.envs, this.env)
       .fill({ create: false, waitMs: 0, keepUnconfigured: true })
-      .catch(() => undefined);
+      .catch(ignore("cleaning the warm pool: the next reap cleans again"));
     return { reaped_vms, reaped_workspaces };
   }
 

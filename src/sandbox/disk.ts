@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isDiskFullErrno, PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { runCapture, which } from "../util/proc.js";
 import { removeTree } from "../util/remove-tree.js";
 import { ensureHostSpace, hostSpace, overcommitAllowed } from "./host-space.js";
@@ -117,7 +118,11 @@ export async function createDisk(
     if (r.exitCode !== 0 && file === fallocate && /not supported/i.test(r.stderr))
       r = await runCapture(truncate, ["-s", `${mib}M`, img], { timeoutMs: 60_000 });
     if (r.exitCode !== 0) {
-      await removeDisk(workspaceDir, filesDir).catch(() => undefined);
+      await removeDisk(workspaceDir, filesDir).catch(
+        ignore(
+          "removing a half-made disk after a failed allocation: the allocation error is the one reported",
+        ),
+      );
       const out = (r.stderr || r.stdout).trim().slice(0, 300);
       if (isDiskFullErrno(out))
         throw new PyroError(
@@ -133,7 +138,9 @@ export async function createDisk(
     }
   }
   // An empty /workspace, as without an image.
-  await rmdir(join(filesDir, "lost+found")).catch(() => undefined);
+  await rmdir(join(filesDir, "lost+found")).catch(
+    ignore("an empty /workspace: a lost+found that cannot be removed stays"),
+  );
   return { disk_mib: mib, disk_enforced: true };
 }
 
@@ -184,7 +191,7 @@ export const DISK_FAULT_WAY_OUT =
  */
 export async function ensureDiskMounted(workspaceDir: string, filesDir: string): Promise<void> {
   const image = join(workspaceDir, DISK_IMAGE);
-  if (!(await stat(image).catch(() => undefined))) return;
+  if (!(await stat(image).catch(ignore("no disk image: the workspace has no disk to mount")))) return;
   let repair = false;
   if (await isMounted(filesDir)) {
     if (!(await diskFault(filesDir))) return;
@@ -204,7 +211,10 @@ export async function ensureDiskMounted(workspaceDir: string, filesDir: string):
       "check that loop devices work on this host (`losetup -f`)",
     );
   // e2fsck makes lost+found; kept only when it put something there (rmdir fails then).
-  if (repair) await rmdir(join(filesDir, "lost+found")).catch(() => undefined);
+  if (repair)
+    await rmdir(join(filesDir, "lost+found")).catch(
+      ignore("lost+found not empty (e2fsck put something there): it is kept"),
+    );
 }
 
 /**

@@ -1,6 +1,7 @@
 import { stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { diskFullFrom, PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 
 /**
  * The host's free space, as pyro promises it. A workspace's /workspace is an image on the
@@ -29,7 +30,7 @@ export interface HostSpace {
 }
 
 export async function hostSpace(path: string): Promise<HostSpace | undefined> {
-  const s = await statfs(path).catch(() => undefined);
+  const s = await statfs(path).catch(ignore("statfs failed: the host's free space is unknown"));
   if (!s) return undefined;
   return {
     free_mib: Math.floor((Number(s.bavail) * Number(s.bsize)) / MIB),
@@ -125,8 +126,9 @@ export async function unmaskDiskFull(e: unknown): Promise<unknown> {
     | undefined;
   if (err?.code !== "ENOENT" || err.syscall !== "mkdir" || !err.path) return e;
   let p = dirname(err.path);
-  while (p !== dirname(p) && !(await stat(p).catch(() => undefined))) p = dirname(p);
-  const s = await statfs(p).catch(() => undefined);
+  while (p !== dirname(p) && !(await stat(p).catch(ignore("path does not exist: its parent is tried"))))
+    p = dirname(p);
+  const s = await statfs(p).catch(ignore("statfs failed: the original error stands"));
   if (!s || Number(s.bavail) > 16) return e;
   return diskFullFrom(
     Object.assign(new Error(`ENOSPC: no space left on device, mkdir '${err.path}'`), {

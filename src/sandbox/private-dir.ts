@@ -1,6 +1,7 @@
 import { lstatSync, type Stats } from "node:fs";
 import { chmod, lstat, mkdir, readlink } from "node:fs/promises";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 
 const HINT =
   "point PYRO_STATE_DIR (or PYRO_HOME) at a directory you own, or unset it for the default ~/.local/state/pyro-mcp";
@@ -28,7 +29,9 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   }
   const why = problem(st);
   if (why === "symlink") {
-    const to = await readlink(dir).catch(() => undefined);
+    const to = await readlink(dir).catch(
+      ignore("reading the symlink's target for the message: the error is given without it"),
+    );
     throw new PyroError(
       "invalid_argument",
       `pyro's state dir ${dir} is a symlink${to ? ` (to ${to})` : ""}; pyro keeps its state only in a real directory`,

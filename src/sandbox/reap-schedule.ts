@@ -1,5 +1,6 @@
 import { statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { noted } from "../util/best-effort.js";
 
 /**
  * When the TTL reaper runs. Reaping looks at every VM and workspace record, so it must not
@@ -42,7 +43,9 @@ export async function claimReap(stateDir: string, intervalMs: number, now = Date
     // No state dir yet is fine: nothing to reap, and the next call tries again.
     try {
       writeFileSync(path, "pyro: the last TTL reap started at this file's mtime\n");
-    } catch {}
+    } catch (err) {
+      noted("no state dir yet: nothing to reap, the next call tries again", err);
+    }
     return false;
   }
   if (!reapDue(st.mtimeMs, now, intervalMs)) return false;
@@ -59,8 +62,9 @@ export function spawnDetached(argv: readonly string[], env: NodeJS.ProcessEnv): 
     const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: "ignore", env });
     child.on("error", () => undefined);
     child.unref();
-  } catch {
+  } catch (err) {
     // A reap that cannot start now happens on a later call.
+    noted("a reap that cannot start now happens on a later call", err);
   }
 }
 

@@ -3,6 +3,7 @@ import type * as z from "zod";
 import { PyroError } from "../core/errors.js";
 import type { IdKind } from "../core/ids.js";
 import type { Engine, EngineName } from "../engines/types.js";
+import { ignore } from "../util/best-effort.js";
 import { isPast } from "./context.js";
 import type { EngineRegistry } from "./engines.js";
 import { type Owner, ownerAlive } from "./owner.js";
@@ -157,7 +158,11 @@ export class SandboxRecords<R extends SandboxRecord> {
     if (r.handle)
       await this.engineFor(r)
         .destroy(asHandle(r.handle))
-        .catch(() => undefined);
+        .catch(
+          ignore(
+            "destroying an expired sandbox: it may be gone already; the record is marked expired either way",
+          ),
+        );
     await this.o.onExpire?.(r, this.dir(this.o.idOf(r)));
     const w: SandboxRecord = r;
     w.handle = null;

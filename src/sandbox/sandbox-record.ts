@@ -1,6 +1,7 @@
 import * as z from "zod";
 import { PyroError } from "../core/errors.js";
 import type { EngineName, SandboxHandle } from "../engines/types.js";
+import { ignore } from "../util/best-effort.js";
 import type { EngineRegistry } from "./engines.js";
 
 /**
@@ -49,7 +50,13 @@ export async function removeRecordSandbox(
       throw new PyroError("engine_unavailable", `engine ${rec.engine} is not available in this build`);
     const handle = asHandle(rec.handle);
     await known.destroy(handle);
-    if ((await known.inspect(handle).catch(() => undefined))?.state === "running")
+    if (
+      (
+        await known
+          .inspect(handle)
+          .catch(ignore("inspect failed after destroy: the sandbox is not seen running"))
+      )?.state === "running"
+    )
       throw new PyroError("engine_failure", `the sandbox of ${what} is still running after delete`);
   }
   for (const engine of known ? [known] : engines.all()) await engine.removeOrphan(id, sandboxDir);

@@ -21,6 +21,7 @@ import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
 import { REAP_LOCK_WAIT_MS, type RecordStore } from "../sandbox/record-store.js";
 import { SandboxRecords } from "../sandbox/records.js";
 import { asHandle, HandleSchema, OwnerSchema } from "../sandbox/sandbox-record.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { removeTree } from "../util/remove-tree.js";
 
@@ -150,7 +151,9 @@ export class VmManager {
    */
   private async recorder(vmId: string, budget: number, ctx: CallContext): Promise<CommandRecorder> {
     await mkdir(this.d.paths.outputsDir, { recursive: true, mode: 0o700 });
-    await pruneOneShotOutputs(this.d.paths).catch(() => undefined);
+    await pruneOneShotOutputs(this.d.paths).catch(
+      ignore("pruning old one-shot outputs: the next run prunes again"),
+    );
     return new CommandRecorder({
       stdoutPath: oneShotOutputPath(this.d.paths, vmId, "stdout"),
       stderrPath: oneShotOutputPath(this.d.paths, vmId, "stderr"),
@@ -219,7 +222,14 @@ export class VmManager {
     const engine = this.engineFor(rec);
     const sandboxDir = join(this.dir(id), "sandbox");
     try {
-      if (rec.handle) await engine.destroy(asHandle(rec.handle)).catch(() => undefined);
+      if (rec.handle)
+        await engine
+          .destroy(asHandle(rec.handle))
+          .catch(
+            ignore(
+              "destroying the stopped VM's old sandbox before a start: it may be gone already; removeOrphan follows",
+            ),
+          );
       await engine.removeOrphan(id, sandboxDir);
       const env = await this.d.envs.ensure(rec.environment);
       const handle = await engine.create({
@@ -243,7 +253,9 @@ export class VmManager {
         }),
       );
     } catch (e) {
-      await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
+      await engine
+        .removeOrphan(id, sandboxDir)
+        .catch(ignore("removing a leftover sandbox of a failed start: the start error is the one reported"));
       await this.records
         .update(id, (r) => {
           r.state = "failed";
@@ -251,7 +263,7 @@ export class VmManager {
           r.handle = null;
           r.owner = null;
         })
-        .catch(() => undefined);
+        .catch(ignore("recording the failed start: the start error is the one thrown"));
       throw toPyroError(e);
     }
   }
@@ -354,7 +366,7 @@ export class VmManager {
       async (e) => {
         // A one-shot run's directory has no vm.json by design; it is not a VM to list.
         if (e.problem === "missing") return undefined;
-        const st = await stat(e.dir).catch(() => undefined);
+        const st = await stat(e.dir).catch(ignore("VM dir gone: the damaged view uses the current time"));
         const at = new Date(st?.mtimeMs ?? Date.now()).toISOString();
         return {
           vm_id: e.id,
@@ -396,9 +408,9 @@ export class VmManager {
       orphan: async (e) => {
         if (e.problem !== "missing") return false;
         const one = await readJson<Partial<OneShotMarker>>(join(e.dir, "oneshot.json")).catch(
-          () => undefined,
+          ignore("no readable oneshot.json: not a one-shot run's directory (its age decides)"),
         );
-        const st = await stat(e.dir).catch(() => undefined);
+        const st = await stat(e.dir).catch(ignore("VM dir gone meanwhile: not an orphan by age"));
         const orphan = one?.owner
           ? !ownerAlive(one.owner)
           : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;

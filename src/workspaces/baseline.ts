@@ -5,6 +5,7 @@ import { x as tarExtract } from "tar";
 import { PyroError } from "../core/errors.js";
 import type { Engine } from "../engines/types.js";
 import { stripSetIdBits } from "../project/archive.js";
+import { ignore } from "../util/best-effort.js";
 import { runCapture } from "../util/proc.js";
 
 /**
@@ -83,7 +84,7 @@ export async function updateBaseline(wsDir: string, relDest: string, tar: Readab
   let cur = root;
   for (const part of relDest === "." ? [] : relDest.split("/")) {
     cur = join(cur, part);
-    const st = await lstat(cur).catch(() => undefined);
+    const st = await lstat(cur).catch(ignore("path does not exist in the baseline: it is made"));
     if (!st) await mkdir(cur);
     else if (!st.isDirectory())
       throw new PyroError(

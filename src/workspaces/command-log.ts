@@ -8,6 +8,7 @@ import { commandFields } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import type { RecordStore } from "../sandbox/record-store.js";
+import { ignore } from "../util/best-effort.js";
 import { writeJsonAtomic } from "../util/json-store.js";
 
 /**
@@ -195,5 +196,9 @@ export async function markFailed<R extends LoggedRecord & { reason?: string | nu
         r.reason = reason;
       }
     })
-    .catch(() => undefined);
+    .catch(
+      ignore(
+        "marking a dead sandbox's record failed (the record may be gone meanwhile): the caller's error stands",
+      ),
+    );
 }

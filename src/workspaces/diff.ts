@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { Parser } from "tar";
 import { DIFF_LIMITS } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { runCapture } from "../util/proc.js";
 import { baselineRecordedAt } from "./baseline.js";
 import { isText, parseFindEntries } from "./files.js";
@@ -392,7 +393,7 @@ async function hashBaseline(root: string, rel: string): Promise<string> {
     for await (const chunk of fh.createReadStream()) h.update(chunk as Buffer);
     return h.digest("hex");
   } finally {
-    await fh.close().catch(() => undefined);
+    await fh.close().catch(ignore("closing a read-only file after hashing: the hash stands"));
   }
 }
 

@@ -11,6 +11,7 @@ import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
 import { handleProblem, type StoredHandle } from "../sandbox/handle-check.js";
 import { RecordStore } from "../sandbox/record-store.js";
+import { ignore } from "../util/best-effort.js";
 import { pidAlive } from "../util/proc.js";
 import {
   appendCommandLog,
@@ -112,7 +113,7 @@ export async function runLoggedExec<R extends ExecRecord>(
       recorder.close();
       await appendCommandLog(x.records, id, cmd, command, CANCELLED_OUTCOME, x.t0)
         .then((l) => x.pushExpiry(l.rec))
-        .catch(() => undefined);
+        .catch(ignore("logging a cancelled command: the cancellation is the error reported"));
     } else await discardCommand(cmd);
     throw pe;
   }
@@ -317,7 +318,14 @@ export function plainExec(workspacesDir: string, id: string, timeoutSeconds: num
             execRequest(req.command, DEFAULT_RUNTIME, timeoutSeconds, req.signal, recorder),
           ),
         pushExpiry: async (r) => {
-          if (r.state === "running") await channel.setExpiry(r.expires_at).catch(() => undefined);
+          if (r.state === "running")
+            await channel
+              .setExpiry(r.expires_at)
+              .catch(
+                ignore(
+                  "pushing the expiry into the sandbox: the reaper enforces the record's expiry regardless",
+                ),
+              );
         },
       }),
   };

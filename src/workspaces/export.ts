@@ -6,6 +6,7 @@ import { c as tarCreate } from "tar";
 import { PyroError } from "../core/errors.js";
 import { type HostPathContext, resolveHostPath } from "../core/host-paths.js";
 import { type ExportPolicy, resolveExportTarget } from "../project/export-policy.js";
+import { ignore } from "../util/best-effort.js";
 import { computeDiff, fetchFiles, parseTar, type TarItem } from "./diff.js";
 import { exportNames, recordIntent, recoverExports } from "./export-journal.js";
 import { GUEST_EXIT, type Guest, guestRefusal, relToWorkspace, stdoutBytes, workspacePath } from "./guest.js";
@@ -166,7 +167,9 @@ export async function exportWorkspace(
     files: w.files,
     bytes: w.bytes,
   };
-  await appendFile(exportsLog, `${JSON.stringify(rec)}\n`).catch(() => undefined);
+  await appendFile(exportsLog, `${JSON.stringify(rec)}\n`).catch(
+    ignore("appending to the exports log, which is informational: the export itself succeeded"),
+  );
   return {
     workspace_id: g.workspaceId,
     path: scope,
@@ -239,7 +242,7 @@ async function stageAndPlace(
 
 async function checkTarget(shown: string, lexical: string, target: string, force: boolean): Promise<void> {
   for (const p of new Set([lexical, target])) {
-    const st = await lstat(p).catch(() => undefined);
+    const st = await lstat(p).catch(ignore("target does not exist: nothing to check"));
     if (!st) continue;
     if (st.isSymbolicLink())
       throw new PyroError(
@@ -274,7 +277,7 @@ async function checkTarget(shown: string, lexical: string, target: string, force
  * two renames is rolled back by recovery: the old output is never left only under it.
  */
 async function replaceTarget(src: string, target: string, force: boolean, aside: string): Promise<void> {
-  const st = await lstat(target).catch(() => undefined);
+  const st = await lstat(target).catch(ignore("target does not exist: the new output is renamed into place"));
   if (!st) {
     await rename(src, target);
     return;
@@ -287,7 +290,9 @@ async function replaceTarget(src: string, target: string, force: boolean, aside:
   try {
     await rename(src, target);
   } catch (e) {
-    await rename(aside, target).catch(() => undefined);
+    await rename(aside, target).catch(
+      ignore("putting the old output back failed: recovery rolls the aside name back from the intent record"),
+    );
     throw e;
   }
   await rm(aside, { recursive: true, force: true });

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { FILE_LIMITS } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import {
   GUEST_EXIT,
   type Guest,
@@ -146,7 +147,9 @@ async function tooLarge(
   max: number,
   field: string,
 ): Promise<PyroError> {
-  const s = await g.sh(SIZE_SCRIPT, [path]).catch(() => undefined);
+  const s = await g
+    .sh(SIZE_SCRIPT, [path])
+    .catch(ignore("sizing a too-large file for the error message: the error is given without the size"));
   const size = s && s.exitCode === 0 ? Number(s.stdout.trim()) : undefined;
   return new PyroError(
     "invalid_argument",
@@ -475,5 +478,7 @@ export async function discardStaged(g: Guest, tmps: string[]): Promise<void> {
       COMMIT_SCRIPT,
       tmps.flatMap((t) => ["rmtmp", t]),
     )
-    .catch(() => undefined);
+    .catch(
+      ignore("removing staged temp files: a left temp file is harmless and the caller's outcome stands"),
+    );
 }

@@ -7,6 +7,7 @@ import { diskFault, ensureDiskMounted } from "../sandbox/disk.js";
 import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
 import type { RecordStore } from "../sandbox/record-store.js";
 import { asHandle } from "../sandbox/sandbox-record.js";
+import { ignore } from "../util/best-effort.js";
 
 /**
  * Workspace lifecycle: stop/start (the sandbox ends and a fresh one starts on the same
@@ -204,7 +205,7 @@ export class WorkspaceLifecycle<R extends LifecycleRecord> {
         r.owner = null;
         r.reason = `${what} failed: ${pe.message.split("\n")[0]}; start it again or delete it`;
       })
-      .catch(() => undefined);
+      .catch(ignore("recording the failed state: the step's own error is the one thrown"));
     throw pe;
   }
 
@@ -374,7 +375,11 @@ export class WorkspaceLifecycle<R extends LifecycleRecord> {
     let handle: SandboxHandle;
     try {
       // The sandbox enforces its expiry itself: it must not wake up already past it.
-      await engine.setExpiry?.(old, before.expires_at).catch(() => undefined);
+      await engine
+        .setExpiry?.(old, before.expires_at)
+        .catch(
+          ignore("pushing the expiry before resume: the reaper enforces the record's expiry regardless"),
+        );
       handle = await engine.resume(old, pauseDir(dir), await this.host.spec(before, true));
     } catch (e) {
       const why = `restoring its memory failed (${toPyroError(e).message.split("\n")[0]}); `;

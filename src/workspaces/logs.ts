@@ -4,6 +4,7 @@ import type { CommandLogEntryT, WorkspaceLogsInputT, WorkspaceLogsResultT } from
 import type { StreamSnapshot } from "../output/recorder.js";
 import { type StreamName, workspaceOutputId, workspaceOutputPath } from "../output/store.js";
 import { outputFields, snapshotOf } from "../output/view.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson } from "../util/json-store.js";
 import type { StoredLogEntry } from "./command-log.js";
 import type { WorkspacePort } from "./port.js";
@@ -21,7 +22,7 @@ interface LegacyOutput {
 
 /** Head and tail (`keep` bytes each) of an output file; an empty stream if it is missing. */
 async function fileSnapshot(path: string, keep: number): Promise<StreamSnapshot> {
-  const fh = await open(path, "r").catch(() => undefined);
+  const fh = await open(path, "r").catch(ignore("output file missing: an empty stream"));
   if (!fh) return snapshotOf(Buffer.alloc(0));
   try {
     const size = (await fh.stat()).size;
@@ -53,7 +54,9 @@ export async function readLogs(port: LogsPort, input: WorkspaceLogsInputT): Prom
   const commands: CommandLogEntryT[] = [];
   const perEntry = Math.max(64, Math.floor(input.max_output_bytes / Math.max(1, names.length)));
   for (const n of names) {
-    const e = await readJson<StoredLogEntry & LegacyOutput>(join(dir, n)).catch(() => undefined);
+    const e = await readJson<StoredLogEntry & LegacyOutput>(join(dir, n)).catch(
+      ignore("unreadable log entry: left out of the listing"),
+    );
     if (!e) continue;
     const outputId = e.output_id ?? workspaceOutputId(id, e.sequence);
     const snap = async (s: StreamName) =>

@@ -43,6 +43,7 @@ import { secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
 import { redactText, type SecretValue } from "../secrets/redactor.js";
 import { parseSecretEnv, type ResolvedSecret, rereadSource, resolveSecrets } from "../secrets/spec.js";
+import { ignore } from "../util/best-effort.js";
 import { writeJsonAtomic } from "../util/json-store.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir } from "./baseline.js";
 import { expiryCapped, expiryNeedsPush, markActive, markFailed, nextExpiry } from "./command-log.js";
@@ -368,7 +369,11 @@ export class WorkspaceManager {
       // A fork's files are written while its sandbox starts, like the baseline below.
       if (fill) {
         filling = fill.into(filesDir, ctx.signal);
-        filling.catch(() => undefined);
+        filling.catch(
+          ignore(
+            "a failed fork fill is awaited and reported by create; this only keeps it from being unhandled",
+          ),
+        );
       } else if (src) {
         const from = project
           ? `the ${project.origin.kind === "repo_url" ? "repository" : "project"} ${project.origin.url ?? project.origin.root}`
@@ -389,7 +394,11 @@ export class WorkspaceManager {
       // The seeded tree is the baseline diff and export --changed-only compare against. It is
       // copied while the sandbox starts: no guest command can run before create returns.
       baseline = fill ? fill.baseline(dir) : baselineBeforeStart(dir, engine, ctx.signal);
-      baseline.catch(() => undefined);
+      baseline.catch(
+        ignore(
+          "a failed baseline copy is awaited and reported by create; this only keeps it from being unhandled",
+        ),
+      );
       ctx.signal?.throwIfAborted();
       if (!handle) {
         ctx.onProgress?.({ message: `starting the ${engine.name} sandbox` });
@@ -423,11 +432,21 @@ export class WorkspaceManager {
       await this.records.write(id, rec);
       return this.view(rec);
     } catch (e) {
-      if (handle) await engine.destroy(handle).catch(() => undefined);
-      else await engine.removeOrphan(id, sandboxDir).catch(() => undefined);
-      await baseline?.catch(() => undefined);
-      await filling?.catch(() => undefined);
-      await removeWorkspaceDir(dir).catch(() => undefined);
+      if (handle)
+        await engine
+          .destroy(handle)
+          .catch(ignore("destroying the sandbox of a failed create: the create error is the one reported"));
+      else
+        await engine
+          .removeOrphan(id, sandboxDir)
+          .catch(ignore("removing a leftover sandbox of a failed create: it may not exist"));
+      await baseline?.catch(
+        ignore("the baseline copy of a failed create: the create error is the one reported"),
+      );
+      await filling?.catch(ignore("the fork fill of a failed create: the create error is the one reported"));
+      await removeWorkspaceDir(dir).catch(
+        ignore("removing the directory of a failed create: the create error is the one reported"),
+      );
       throw toPyroError(e);
     }
   }
@@ -629,7 +648,7 @@ export class WorkspaceManager {
         ? await Promise.resolve()
             .then(() => this.records.read(checkId("ws", recOrId)))
             .then((e) => e.rec)
-            .catch(() => undefined)
+            .catch(ignore("missing or damaged record: no sandbox whose output could hold a secret"))
         : recOrId;
     if (!rec?.secrets?.length || rec.state !== "running" || !rec.handle) return [];
     const cached = secretValuesCache.get(rec.workspace_id);
@@ -686,7 +705,9 @@ export class WorkspaceManager {
     if (!rec.handle || rec.state !== "running") return;
     await this.engineFor(rec)
       .setExpiry?.(asHandle(rec.handle), rec.expires_at)
-      .catch(() => undefined);
+      .catch(
+        ignore("pushing the expiry into the sandbox: the reaper enforces the record's expiry regardless"),
+      );
   }
 
   /** `workspace update`: new idle TTL and/or hard maximum; the expiry is recomputed from the last activity. */
@@ -737,7 +758,8 @@ export class WorkspaceManager {
   async status(id: string): Promise<WorkspaceStatusResultT> {
     let e = await this.records.read(checkId("ws", id));
     if (e.rec && (await this.recover(id).catch(() => false))) e = await this.records.read(id);
-    if (e.problem === "missing" && !(await stat(e.dir).catch(() => undefined))) throw this.notFound(id);
+    if (e.problem === "missing" && !(await stat(e.dir).catch(ignore("workspace dir missing: not found"))))
+      throw this.notFound(id);
     if (!e.rec) return this.damagedView(e);
     return this.view(await this.current(e.rec));
   }
@@ -786,7 +808,9 @@ export class WorkspaceManager {
     // exactly when the record cannot be written).
     const space = await hostSpace(this.dir(r.workspace_id));
     if (!space || space.free_mib > 0) {
-      const failed = await this.core.failIfFree(r, reason).catch(() => undefined);
+      const failed = await this.core
+        .failIfFree(r, reason)
+        .catch(ignore("marking the record failed on a full host: the caller reports the failure either way"));
       if (failed) return failed;
     }
     return { ...r, state: "failed", reason };
@@ -800,7 +824,7 @@ export class WorkspaceManager {
   async delete(id: string): Promise<{ workspace_id: string; deleted: boolean }> {
     checkId("ws", id);
     const dir = this.dir(id);
-    if (!(await stat(dir).catch(() => undefined))) {
+    if (!(await stat(dir).catch(ignore("workspace dir missing: not found")))) {
       throw new PyroError("not_found", `no workspace with id ${id} (already deleted?)`, [
         "list workspaces with ",
         { op: "workspace_list" },
@@ -815,7 +839,10 @@ export class WorkspaceManager {
   async list(filter: { labels?: Record<string, string> } = {}): Promise<WorkspaceStatusResultT[]> {
     const all = await this.records.list(
       async (rec) => this.view(await this.current(rec)),
-      async (e) => ((await stat(e.dir).catch(() => undefined)) ? this.damagedView(e) : undefined),
+      async (e) =>
+        (await stat(e.dir).catch(ignore("workspace dir missing: nothing to show in the list")))
+          ? this.damagedView(e)
+          : undefined,
     );
     return all
       .filter((w) => labelsMatch(w.labels, filter.labels ?? {}))
@@ -851,7 +878,7 @@ export class WorkspaceManager {
       },
       orphan: async (e) => {
         if (e.problem !== "missing") return false;
-        const st = await stat(e.dir).catch(() => undefined);
+        const st = await stat(e.dir).catch(ignore("workspace dir missing: no orphan to reap"));
         if (!st || Date.now() - st.mtimeMs <= 10 * 60_000) return false;
         const sandboxDir = join(e.dir, "sandbox");
         for (const engine of this.core.enginesFor(undefined))
@@ -864,7 +891,7 @@ export class WorkspaceManager {
 
   /** What list and status show for a record that cannot be trusted: enough to find and delete it. */
   private async damagedView(e: RecordEntry<WorkspaceRecord>): Promise<WorkspaceStatusResultT> {
-    const st = await stat(e.dir).catch(() => undefined);
+    const st = await stat(e.dir).catch(ignore("workspace dir gone: the damaged view uses the current time"));
     const at = new Date(st?.mtimeMs ?? Date.now()).toISOString();
     return {
       workspace_id: e.id,

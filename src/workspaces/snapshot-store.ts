@@ -20,6 +20,7 @@ import {
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 
 /**
@@ -141,7 +142,9 @@ export class SnapshotStore {
   }
 
   async readIndex(): Promise<Index> {
-    const i = await readJson<Index>(join(this.dir, "index.json")).catch(() => undefined);
+    const i = await readJson<Index>(join(this.dir, "index.json")).catch(
+      ignore("missing or unreadable object index: an empty one is rebuilt"),
+    );
     return i?.version === 1 ? i : { version: 1, entries: {} };
   }
 
@@ -295,7 +298,9 @@ export class SnapshotStore {
   async gc(): Promise<number> {
     const keep = new Set<string>();
     for (const n of await this.manifestNames()) {
-      const m = await this.readManifest(n).catch(() => undefined);
+      const m = await this.readManifest(n).catch(
+        ignore("unreadable manifest: its objects are not kept by gc (it cannot restore anyway)"),
+      );
       for (const e of m?.entries ?? []) if (e.hash) keep.add(e.hash);
     }
     let freed = 0;
@@ -309,7 +314,8 @@ export class SnapshotStore {
       }
       for (const h of await readdir(sub).catch(() => [] as string[])) {
         if (keep.has(h)) continue;
-        freed += (await stat(join(sub, h)).catch(() => undefined))?.size ?? 0;
+        freed +=
+          (await stat(join(sub, h)).catch(ignore("object gone meanwhile: it frees nothing")))?.size ?? 0;
         await rm(join(sub, h), { force: true });
       }
     }
@@ -425,8 +431,13 @@ export class SnapshotStore {
           await symlink(e.target!, full);
           written++;
         }
-        if (root0) await lchown(full, e.uid, e.gid).catch(() => undefined);
-        await lutimes(full, e.mtime_ms / 1000, e.mtime_ms / 1000).catch(() => undefined);
+        if (root0)
+          await lchown(full, e.uid, e.gid).catch(
+            ignore("chown of a restored symlink: the owner is cosmetic for a link, the restore goes on"),
+          );
+        await lutimes(full, e.mtime_ms / 1000, e.mtime_ms / 1000).catch(
+          ignore("setting a restored symlink's times: cosmetic, the restore goes on"),
+        );
       }
     }
     // 5. Directory metadata, deepest first (writing children moved their mtimes), then the root.
@@ -455,7 +466,9 @@ export class SnapshotStore {
       for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
         const p = join(dir, e.name);
         if (e.isDirectory()) await add(p);
-        else total += ((await lstat(p).catch(() => undefined))?.blocks ?? 0) * 512;
+        else
+          total +=
+            ((await lstat(p).catch(ignore("entry gone meanwhile: it takes no space")))?.blocks ?? 0) * 512;
       }
     };
     await add(this.dir);
@@ -504,7 +517,7 @@ function* ancestors(p: string): Generator<string> {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return (await stat(p).catch(() => undefined)) !== undefined;
+  return (await stat(p).catch(ignore("not there: stat failed"))) !== undefined;
 }
 
 /** The error for a disk that filled up while a snapshot was written. */

@@ -8,6 +8,7 @@ import type { Engine, SandboxHandle } from "../engines/types.js";
 import type { CallContext } from "../sandbox/context.js";
 import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
 import { asHandle } from "../sandbox/sandbox-record.js";
+import { ignore } from "../util/best-effort.js";
 import { readJson, withLock, writeJsonAtomic } from "../util/json-store.js";
 import { runCapture } from "../util/proc.js";
 import { baselineDir } from "./baseline.js";
@@ -92,7 +93,9 @@ function opPath(wsDir: string): string {
  */
 export async function recoverInterruptedOp(m: SnapshotPort, id: string): Promise<boolean> {
   const dir = m.dir(id);
-  const cur = await readJson<OpRecord>(opPath(dir)).catch(() => undefined);
+  const cur = await readJson<OpRecord>(opPath(dir)).catch(
+    ignore("no readable op.json: no interrupted snapshot operation to recover"),
+  );
   if (!cur) return false;
   if (ownerAlive(cur.owner)) {
     if (cur.op === "reset")
@@ -146,7 +149,9 @@ export class Snapshots {
   private async claim(id: string, op: Omit<OpRecord, "owner" | "started_at">): Promise<void> {
     const path = opPath(this.x.dir(id));
     await withLock(path, async () => {
-      const cur = await readJson<OpRecord>(path).catch(() => undefined);
+      const cur = await readJson<OpRecord>(path).catch(
+        ignore("no readable op.json: the operation slot is free"),
+      );
       if (cur && ownerAlive(cur.owner))
         throw new PyroError(
           "invalid_state",
@@ -166,7 +171,9 @@ export class Snapshots {
   async recover(id: string): Promise<void> {
     const path = opPath(this.x.dir(id));
     await withLock(path, async () => {
-      const cur = await readJson<OpRecord>(path).catch(() => undefined);
+      const cur = await readJson<OpRecord>(path).catch(
+        ignore("no readable op.json: no interrupted operation to finish"),
+      );
       if (!cur || ownerAlive(cur.owner)) return;
       await this.finish(id, cur);
       await rm(path, { force: true });
@@ -180,7 +187,9 @@ export class Snapshots {
     await settle(this.x, await this.x.records.load(id));
     if (cur.paused) {
       const rec = await this.x.records.load(id);
-      await thaw(this.x, rec).catch(() => undefined);
+      await thaw(this.x, rec).catch(
+        ignore("thawing the sandbox of an interrupted operation: it may be gone or running already"),
+      );
     }
     if (cur.op === "reset") {
       // A reset killed after its new sandbox started but before the record named it left a
@@ -190,7 +199,7 @@ export class Snapshots {
       await this.x
         .engineFor(rec)
         .removeOrphan(id, join(this.x.dir(id), "sandbox"))
-        .catch(() => undefined);
+        .catch(ignore("removing a leftover sandbox before an interrupted reset reruns: it may not exist"));
       await this.resetBody(id, cur.target ?? BASELINE);
     }
     if (cur.op === "fork" && cur.name) await rm(store.manifestPath(cur.name), { force: true });
@@ -276,8 +285,13 @@ export class Snapshots {
       await store.writeIndex(scanned.index).catch(() => store.dropIndex());
       return { manifest: scanned.manifest, skipped };
     } catch (e) {
-      if (paused) await thaw(this.x, rec).catch(() => undefined);
-      await store.removeObjects(added).catch(() => undefined);
+      if (paused)
+        await thaw(this.x, rec).catch(
+          ignore("thawing after a failed snapshot: the snapshot's own error is the one reported"),
+        );
+      await store
+        .removeObjects(added)
+        .catch(ignore("removing a failed snapshot's new objects: the next gc collects any left"));
       await rmTemps(store.manifestsDir);
       throw diskFullError(e, store.dir) ?? toPyroError(e);
     }
@@ -301,7 +315,11 @@ export class Snapshots {
           maxOutputBytes: 4 * 1024 * 1024,
         },
       )
-      .catch(() => undefined);
+      .catch(
+        ignore(
+          "listing the guest's special files: without GNU find or a working exec the host walk's list stands",
+        ),
+      );
     if (out?.exitCode !== 0) return [];
     return stdoutBytes(out)
       .toString("utf8")
@@ -319,7 +337,12 @@ export class Snapshots {
   }
 
   private async info(store: SnapshotStore, m: Manifest): Promise<SnapshotInfo> {
-    const manifestBytes = (await stat(store.manifestPath(m.name)).catch(() => undefined))?.size ?? 0;
+    const manifestBytes =
+      (
+        await stat(store.manifestPath(m.name)).catch(
+          ignore("manifest size for the listing: an unreadable manifest counts as 0 bytes"),
+        )
+      )?.size ?? 0;
     return {
       name: m.name,
       created_at: m.created_at,
@@ -338,7 +361,9 @@ export class Snapshots {
     const store = this.store(id);
     const out: SnapshotInfo[] = [];
     for (const n of await store.manifestNames()) {
-      const m = await store.readManifest(n).catch(() => undefined);
+      const m = await store
+        .readManifest(n)
+        .catch(ignore("unreadable manifest: left out of the snapshot list"));
       if (m && !this.implicit(n)) out.push(await this.info(store, m));
     }
     out.sort((a, b) => a.created_at.localeCompare(b.created_at));
@@ -370,7 +395,11 @@ export class Snapshots {
   }
 
   private async manifestOrThrow(id: string, store: SnapshotStore, name: string): Promise<Manifest> {
-    const m = SNAPSHOT_NAME.test(name) ? await store.readManifest(name).catch(() => undefined) : undefined;
+    const m = SNAPSHOT_NAME.test(name)
+      ? await store
+          .readManifest(name)
+          .catch(ignore("missing or unreadable manifest: reported as an unknown snapshot"))
+      : undefined;
     if (m) return m;
     const known = (await store.manifestNames()).filter((n) => !this.implicit(n)).sort();
     throw new PyroError(
@@ -391,7 +420,9 @@ export class Snapshots {
     const store = this.store(id);
     const stamp = (await readFile(`${baselineDir(dir)}.at`, "utf8").catch(() => "0")).replace(/[^0-9]/g, "");
     const name = `.baseline-${stamp || "0"}`;
-    const have = await store.readManifest(name).catch(() => undefined);
+    const have = await store
+      .readManifest(name)
+      .catch(ignore("no readable baseline manifest yet: it is scanned now"));
     if (have) return have;
     for (const n of await store.manifestNames())
       if (n.startsWith(".baseline-")) await rm(store.manifestPath(n), { force: true });
@@ -400,14 +431,18 @@ export class Snapshots {
       const { manifest } = await store.scan(baselineDir(dir), name, added, {});
       // Owners as the guest sees them: the baseline copy is the host user's (cp
       // --no-preserve=ownership), the workspace's files are the image user's.
-      const files = await lstat(join(dir, "files")).catch(() => undefined);
+      const files = await lstat(join(dir, "files")).catch(
+        ignore("no files/ dir: the baseline manifest keeps the copy's owners"),
+      );
       if (files)
         for (const e of [manifest.root, ...manifest.entries])
           Object.assign(e, { uid: files.uid, gid: files.gid });
       await writeJsonAtomic(store.manifestPath(name), manifest);
       return manifest;
     } catch (e) {
-      await store.removeObjects(added).catch(() => undefined);
+      await store
+        .removeObjects(added)
+        .catch(ignore("removing a failed baseline scan's new objects: the next gc collects any left"));
       throw diskFullError(e, store.dir) ?? toPyroError(e);
     }
   }
@@ -458,7 +493,14 @@ export class Snapshots {
     const t0 = performance.now();
     const sandboxDir = join(dir, "sandbox");
     // From here no guest process writes /workspace.
-    if (rec.handle) await engine.stop(asHandle(rec.handle)).catch(() => undefined);
+    if (rec.handle)
+      await engine
+        .stop(asHandle(rec.handle))
+        .catch(
+          ignore(
+            "stopping the old sandbox before a reset: it may be stopped already, and it is destroyed next",
+          ),
+        );
     // The old sandbox's removal (runsc delete takes ~2 s on these hosts) overlaps the restore.
     let restoreMs = 0;
     const [restored] = await Promise.all([
@@ -470,7 +512,9 @@ export class Snapshots {
         ? engine.retire
           ? engine.retire(asHandle(rec.handle))
           : engine.destroy(asHandle(rec.handle))
-        : engine.removeOrphan(id, sandboxDir).catch(() => undefined),
+        : engine
+            .removeOrphan(id, sandboxDir)
+            .catch(ignore("removing a leftover sandbox during a reset: it may not exist")),
     ]);
     const t1 = performance.now();
     let handle: SandboxHandle;
@@ -494,7 +538,11 @@ export class Snapshots {
       if (idle.getTime() > Date.parse(r.expires_at)) r.expires_at = idle.toISOString();
       r.last_activity_at = new Date(now).toISOString();
     });
-    await engine.setExpiry?.(handle, updated.expires_at).catch(() => undefined);
+    await engine
+      .setExpiry?.(handle, updated.expires_at)
+      .catch(
+        ignore("pushing the expiry into the new sandbox: the reaper enforces the record's expiry regardless"),
+      );
     // Their supervisors died with the old sandbox: their records go too.
     await rm(join(dir, "shells"), { recursive: true, force: true });
     await rm(join(dir, "services"), { recursive: true, force: true });
@@ -566,7 +614,9 @@ export class Snapshots {
               "engine_failure",
               `copying the baseline failed: ${r.stderr.trim().slice(-300)}`,
             );
-          await copyFile(`${parentBaseline}.at`, `${baselineDir(wsDir)}.at`).catch(() => undefined);
+          await copyFile(`${parentBaseline}.at`, `${baselineDir(wsDir)}.at`).catch(
+            ignore("copying the parent's baseline stamp: without it the fork's baseline reads as stamp 0"),
+          );
         },
       };
       const settled = await Promise.allSettled(
@@ -576,7 +626,12 @@ export class Snapshots {
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
       if (failed) {
         // All or nothing: the forks that did start go again.
-        for (const w of made) await this.x.delete(w.workspace_id).catch(() => undefined);
+        for (const w of made)
+          await this.x
+            .delete(w.workspace_id)
+            .catch(
+              ignore("deleting a fork of a failed all-or-nothing fork: the fork error is the one reported"),
+            );
         throw toPyroError(failed.reason);
       }
       await this.event(id, { event: "fork", name: implicit ? null : (snapshot ?? null), count });
@@ -588,7 +643,8 @@ export class Snapshots {
       };
     } finally {
       if (implicit) await rm(store.manifestPath(implicit), { force: true });
-      if (implicit) await store.gc().catch(() => undefined);
+      if (implicit)
+        await store.gc().catch(ignore("collecting objects after a fork: the next gc collects any left"));
       await this.release(id);
     }
   }
@@ -599,7 +655,7 @@ export class Snapshots {
     await appendFile(
       join(this.x.dir(id), "snapshots", "events.jsonl"),
       `${JSON.stringify({ at: new Date().toISOString(), ...e })}\n`,
-    ).catch(() => undefined);
+    ).catch(ignore("appending to the snapshot event log, which is informational: one line is lost"));
   }
 }
 
@@ -608,7 +664,9 @@ async function waitWhilePaused(path: string, owner: Owner): Promise<void> {
   const t0 = Date.now();
   while (Date.now() - t0 < 60_000) {
     await new Promise((r) => setTimeout(r, 20));
-    const cur = await readJson<OpRecord>(path).catch(() => undefined);
+    const cur = await readJson<OpRecord>(path).catch(
+      ignore("op.json gone or unreadable while waiting: the pause is over"),
+    );
     if (!cur?.paused || cur.owner.pid !== owner.pid || !ownerAlive(owner)) return;
   }
 }

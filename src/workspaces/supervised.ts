@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import { lchown, mkdir, open, readdir, realpath, rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { PyroError } from "../core/errors.js";
+import { ignore } from "../util/best-effort.js";
 
 /**
  * The host side of one `init supervise` process (guest/sandbox-init.c): a shell or a service
@@ -78,7 +79,9 @@ export class SupervisedDir implements SupervisorFiles {
   }
 
   async exists(): Promise<boolean> {
-    return (await realpath(this.host).catch(() => undefined)) !== undefined;
+    return (
+      (await realpath(this.host).catch(ignore("realpath failed: the directory does not exist"))) !== undefined
+    );
   }
 
   async remove(): Promise<void> {
@@ -88,7 +91,9 @@ export class SupervisedDir implements SupervisorFiles {
   /** The directory is where pyro made it (the guest may have replaced it with a symlink). */
   private async checkDir(sub = ""): Promise<string> {
     const want = join(await realpath(this.root.host), this.host.slice(this.root.host.length), sub);
-    const got = await realpath(join(this.host, sub)).catch(() => undefined);
+    const got = await realpath(join(this.host, sub)).catch(
+      ignore("realpath failed: reported as not where pyro made it"),
+    );
     if (got !== want)
       throw new PyroError(
         "invalid_state",
@@ -127,7 +132,9 @@ export class SupervisedDir implements SupervisorFiles {
   }
 
   private async small(name: string): Promise<number | undefined> {
-    const h = await this.openChecked(name, constants.O_RDONLY).catch(() => undefined);
+    const h = await this.openChecked(name, constants.O_RDONLY).catch(
+      ignore("no such file (or not pyro's): no value"),
+    );
     if (!h) return undefined;
     try {
       const buf = Buffer.alloc(SMALL);
@@ -154,7 +161,9 @@ export class SupervisedDir implements SupervisorFiles {
     const names = await readdir(join(this.host, "out")).catch(() => [] as string[]);
     const segs: { start: number; name: string; size: number }[] = [];
     for (const n of names.filter((x) => /^\d{16}$/.test(x)).sort()) {
-      const h = await this.openChecked(`out/${n}`, constants.O_RDONLY).catch(() => undefined);
+      const h = await this.openChecked(`out/${n}`, constants.O_RDONLY).catch(
+        ignore("segment deleted by the supervisor meanwhile"),
+      );
       if (!h) continue; // deleted by the supervisor meanwhile
       const size = (await h.stat()).size;
       await h.close();
@@ -183,7 +192,9 @@ export class SupervisedDir implements SupervisorFiles {
       if (left <= 0) break;
       if (s.start + s.size <= pos) continue;
       // The supervisor may have deleted it since the listing: what was read stands.
-      const h = await this.openChecked(`out/${s.name}`, constants.O_RDONLY).catch(() => undefined);
+      const h = await this.openChecked(`out/${s.name}`, constants.O_RDONLY).catch(
+        ignore("segment deleted by the supervisor since the listing: what was read stands"),
+      );
       if (!h) break;
       try {
         const buf = Buffer.alloc(Math.min(left, s.start + s.size - pos));

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { CallContext } from "../sandbox/context.js";
+import { ignore } from "../util/best-effort.js";
 import { diffWorkspace } from "./diff.js";
 import { exportWorkspace } from "./export.js";
 import { editFile, listFiles, readFile, writeFile } from "./files.js";
@@ -128,7 +129,13 @@ export class Workspace {
       /** Back to a snapshot (or "baseline") in a fresh sandbox, with the workspace's secrets. */
       reset: async (snapshot: string) => {
         // Secrets live in the old sandbox's memory: read before it goes, written into the new one.
-        const captured = await m.captureSecrets(id).catch(() => undefined);
+        const captured = await m
+          .captureSecrets(id)
+          .catch(
+            ignore(
+              "reading the old sandbox's secrets: restoreSecrets reads their sources again and notes what is lost",
+            ),
+          );
         const r = await sn.reset(id, snapshot);
         const note = await m.restoreSecrets(id, captured);
         return note ? { ...r, secrets_note: note } : r;

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
 import { PyroError, toPyroError } from "../../core/errors.js";
 import type { PyroPaths } from "../../core/paths.js";
+import { ignore } from "../../util/best-effort.js";
 import { readJson, withLock, writeJsonAtomic } from "../../util/json-store.js";
 import { sandboxNice } from "../../util/priority.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, which } from "../../util/proc.js";
@@ -141,9 +142,11 @@ export class FirecrackerEngine implements Engine {
         capabilities: caps,
       };
     const version =
-      (await runCapture(binary, ["--version"], { timeoutMs: 5000 }).catch(() => undefined))?.stdout.split(
-        "\n",
-      )[0] ?? "unknown";
+      (
+        await runCapture(binary, ["--version"], { timeoutMs: 5000 }).catch(
+          ignore("firecracker --version failed: the version is unknown"),
+        )
+      )?.stdout.split("\n")[0] ?? "unknown";
     if (!(await kvmNodeUsable())) {
       return {
         engine: this.name,
@@ -206,7 +209,7 @@ export class FirecrackerEngine implements Engine {
     const cache = this.paths.cacheDir;
     const kernel = await ensureGuestKernel(cache, this.env);
     const vmlinux = join(cache, "guest-images", `vmlinux-${kernel.release}-${kernel.version}`);
-    if (!(await stat(vmlinux).catch(() => undefined))) {
+    if (!(await stat(vmlinux).catch(ignore("no cached vmlinux: it is extracted")))) {
       await mkdir(join(cache, "guest-images"), { recursive: true });
       const tmp = `${vmlinux}.tmp-${process.pid}`;
       await writeFile(tmp, extractVmlinux(await readFile(kernel.vmlinuz)));
@@ -302,10 +305,18 @@ export class FirecrackerEngine implements Engine {
   /** Boots a template VM, snapshots it (memory, state, disk), kills it. */
   private async ensureSnapshot(spec: SandboxSpec, p: Prepared): Promise<string | undefined> {
     const dir = this.snapDir(p.key);
-    if (await readJson(join(dir, "meta.json")).catch(() => undefined)) return dir;
+    if (
+      await readJson(join(dir, "meta.json")).catch(ignore("no readable snapshot meta: the snapshot is made"))
+    )
+      return dir;
     await mkdir(dir, { recursive: true });
     return withLock(dir, async () => {
-      if (await readJson(join(dir, "meta.json")).catch(() => undefined)) return dir;
+      if (
+        await readJson(join(dir, "meta.json")).catch(
+          ignore("no readable snapshot meta: the snapshot is made"),
+        )
+      )
+        return dir;
       const files = await fcFiles(join(dir, "template"));
       await mkdir(join(dir, "template"), { recursive: true });
       const disk = join(dir, "disk.raw");
@@ -334,7 +345,9 @@ export class FirecrackerEngine implements Engine {
       const snap =
         this.env.PYRO_FIRECRACKER_SNAPSHOTS === "0"
           ? undefined
-          : await this.ensureSnapshot(spec, p).catch(() => undefined);
+          : await this.ensureSnapshot(spec, p).catch(
+              ignore("the template snapshot failed: the VM cold-boots"),
+            );
       if (snap) {
         await this.copyDisk(join(snap, "disk.raw"), files.disk);
         pid = await this.start(p, files);
@@ -505,7 +518,8 @@ export class FirecrackerEngine implements Engine {
       const bootMs = Math.round(performance.now() - t0);
       return { ...(await this.exec(handle, req)), bootMs };
     } finally {
-      if (handle) await this.destroy(handle).catch(() => undefined);
+      if (handle)
+        await this.destroy(handle).catch(ignore("destroying the one-shot VM: the run's outcome stands"));
       else await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }

@@ -1,4 +1,5 @@
 import { gunzipSync } from "node:zlib";
+import { noted } from "../../util/best-effort.js";
 
 /**
  * Firecracker boots an uncompressed ELF vmlinux on x86_64; Debian ships only a bzImage
@@ -100,8 +101,9 @@ export function extractVmlinux(bzImage: Buffer): Buffer {
     try {
       const out = lz4LegacyDecode(bzImage, at);
       if (isElf(out)) return out;
-    } catch {
+    } catch (err) {
       // not the payload; keep looking
+      noted("not the lz4 payload: the next candidate is tried", err);
     }
   }
   for (const at of indexesOf(bzImage, Buffer.from([0x1f, 0x8b, 0x08]))) {
@@ -110,8 +112,9 @@ export function extractVmlinux(bzImage: Buffer): Buffer {
         finishFlush: 2 /* Z_SYNC_FLUSH: tolerate trailing data */,
       });
       if (isElf(out)) return out;
-    } catch {
+    } catch (err) {
       // not the payload
+      noted("not the gzip payload: the next candidate is tried", err);
     }
   }
   throw new Error("no LZ4 or gzip payload holding an ELF vmlinux found in the kernel image");

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { PyroError } from "../../core/errors.js";
+import { ignore } from "../../util/best-effort.js";
 import { readJson, withLock } from "../../util/json-store.js";
 import { runCapture, which } from "../../util/proc.js";
 
@@ -22,10 +23,10 @@ export interface RootImage {
 async function rootfsIdentity(rootfs: string): Promise<{ id: string; sizeBytes?: number }> {
   const m = await readJson<{ digest?: string; built_at?: string; size_bytes?: number }>(
     join(dirname(rootfs), "manifest.json"),
-  ).catch(() => undefined);
+  ).catch(ignore("no readable environment manifest: the rootfs is identified by its mtime"));
   if (m?.digest)
     return { id: `${m.digest}@${m.built_at ?? ""}`, ...(m.size_bytes ? { sizeBytes: m.size_bytes } : {}) };
-  const st = await stat(rootfs).catch(() => undefined);
+  const st = await stat(rootfs).catch(ignore("rootfs missing: reported as missing"));
   if (!st?.isDirectory()) throw new PyroError("invalid_state", `environment rootfs ${rootfs} is missing`);
   return { id: `${rootfs}@${st.mtimeMs}` };
 }
@@ -56,7 +57,7 @@ export async function ensureRootImage(
   const digest = rootImageDigest(ident.id);
   const dir = join(cacheDir, "guest-images");
   const path = join(dir, `root-${digest}.ext4`);
-  if (await stat(path).catch(() => undefined)) return { path, digest };
+  if (await stat(path).catch(ignore("no cached guest image: it is built"))) return { path, digest };
   const mkfs = await which("mkfs.ext4", env);
   if (!mkfs)
     throw new PyroError(
@@ -66,7 +67,7 @@ export async function ensureRootImage(
     );
   await mkdir(dir, { recursive: true });
   return withLock(path, async () => {
-    if (await stat(path).catch(() => undefined)) return { path, digest };
+    if (await stat(path).catch(ignore("no cached guest image: it is built"))) return { path, digest };
     onProgress?.(`building the guest disk image from ${basename(dirname(rootfs))}`);
     let bytes = ident.sizeBytes;
     if (!bytes) {

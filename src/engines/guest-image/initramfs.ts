@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { PyroError } from "../../core/errors.js";
+import { ignore } from "../../util/best-effort.js";
 import { ensureStaticBinary, readStaticBinary } from "../../util/static-binaries.js";
 import { buildCpio, type CpioEntry } from "./cpio.js";
 import { type GuestKernel, resolveModules } from "./kernel.js";
@@ -134,7 +135,7 @@ export async function ensureInitramfs(
   );
   const digest = h.digest("hex").slice(0, 24);
   const path = join(cacheDir, "guest-images", `initramfs-${digest}.cpio`);
-  if (await stat(path).catch(() => undefined)) return { path, digest };
+  if (await stat(path).catch(ignore("no cached initramfs: it is built"))) return { path, digest };
   const entries: CpioEntry[] = [
     { kind: "dir", name: "bin" },
     { kind: "dir", name: "dev" },

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PyroError } from "../../core/errors.js";
+import { ignore } from "../../util/best-effort.js";
 import { readJson, withLock, writeJsonAtomic } from "../../util/json-store.js";
 import { runCapture, runChecked, which } from "../../util/proc.js";
 
@@ -37,7 +38,9 @@ export function guestKernelsDir(cacheDir: string): string {
 }
 
 async function fromDir(dir: string): Promise<GuestKernel | undefined> {
-  const meta = await readJson<KernelMeta>(join(dir, "kernel.json")).catch(() => undefined);
+  const meta = await readJson<KernelMeta>(join(dir, "kernel.json")).catch(
+    ignore("no readable kernel.json: the release is looked up in boot/"),
+  );
   let release = meta?.release;
   if (!release) {
     // A tree unpacked by hand (PYRO_GUEST_KERNEL_DIR): take the first vmlinuz.
@@ -47,8 +50,9 @@ async function fromDir(dir: string): Promise<GuestKernel | undefined> {
   }
   const vmlinuz = join(dir, "boot", `vmlinuz-${release}`);
   const modulesDir = join(dir, "lib", "modules", release);
-  if (!(await stat(vmlinuz).catch(() => undefined))?.isFile()) return undefined;
-  if (!(await stat(modulesDir).catch(() => undefined))?.isDirectory()) return undefined;
+  if (!(await stat(vmlinuz).catch(ignore("no vmlinuz: not a usable kernel dir")))?.isFile()) return undefined;
+  if (!(await stat(modulesDir).catch(ignore("no modules dir: not a usable kernel dir")))?.isDirectory())
+    return undefined;
   return {
     dir,
     package: meta?.package ?? "unknown",
@@ -70,7 +74,8 @@ export async function findGuestKernel(
     .filter((n) => !n.startsWith("."))
     .sort((a, b) => b.localeCompare(a, "en", { numeric: true }));
   for (const n of names) {
-    if (!(await stat(join(root, n, "kernel.json")).catch(() => undefined))) continue;
+    if (!(await stat(join(root, n, "kernel.json")).catch(ignore("no kernel.json: not a kernel dir"))))
+      continue;
     const k = await fromDir(join(root, n));
     if (k) return k;
   }

@@ -13,6 +13,7 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
+import { ignore } from "../../util/best-effort.js";
 import { cpuSharesForNice, niced, sandboxNice, setAutogroupNice } from "../../util/priority.js";
 import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
@@ -265,7 +266,10 @@ export class GvisorEngine implements Engine {
       return await this.createSandbox(spec);
     } catch (e) {
       // Whatever failed, the sandbox's network (named from its id) goes with it.
-      if (spec.network) await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+      if (spec.network)
+        await teardownSandboxNetwork(spec.id, this.env).catch(
+          ignore("tearing down the network of a failed create: the create error is the one thrown"),
+        );
       throw e;
     }
   }
@@ -383,7 +387,9 @@ export class GvisorEngine implements Engine {
     } catch (e) {
       if (!(e instanceof ChannelUnavailable)) throw e;
       const cause = (await this.inspect(handle)).state !== "running" ? await deathCause(handle) : undefined;
-      await this.destroy(handle).catch(() => undefined);
+      await this.destroy(handle).catch(
+        ignore("destroying a sandbox whose exec channel never answered: the channel error is the one thrown"),
+      );
       throw new PyroError(
         "engine_failure",
         `sandbox ${handle.id} started, but its init's exec channel did not answer within ${CHANNEL_READY_MS / 1000} s (${cause ?? e.message}); the sandbox was removed`,
@@ -603,7 +609,11 @@ export class GvisorEngine implements Engine {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && (await runscState(flags, cid))?.status === "running")
       await new Promise((res) => setTimeout(res, 50));
-    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+      ignore(
+        "killing the checkpointed sandbox: it may have stopped already; the delete that follows is checked",
+      ),
+    );
     const d = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 });
     if (d.exitCode !== 0 && (await runscState(flags, cid)))
       throw new PyroError(
@@ -650,8 +660,14 @@ export class GvisorEngine implements Engine {
   }
 
   private async destroyKeepingFiles(flags: RunscFlags, cid: string): Promise<void> {
-    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
-    await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
+    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+      ignore(
+        "killing the container of a failed restore: it may be stopped already; the restore error is the one thrown",
+      ),
+    );
+    await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+      ignore("deleting the container of a failed restore: the restore error is the one thrown"),
+    );
   }
 
   /**
@@ -666,7 +682,9 @@ export class GvisorEngine implements Engine {
     const flags = d?.flags;
     if (!d || !flags || d.net) return this.destroy(handle);
     const cid = d.containerId;
-    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+    await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+      ignore("killing the retired container: it may be stopped already; its delete runs in the background"),
+    );
     const child = spawn(flags.binary, [...flags.global, "delete", "--force", cid], {
       detached: true,
       stdio: "ignore",
@@ -683,8 +701,12 @@ export class GvisorEngine implements Engine {
     const flags = d?.flags;
     if (d && flags) {
       const cid = d.containerId;
-      await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
-      const r = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
+      await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+        ignore("killing the container: it may be stopped already; the delete that follows is checked"),
+      );
+      const r = await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+        ignore("runsc delete could not run: the network and sandbox dir go below regardless"),
+      );
       if (r && r.exitCode !== 0 && (await runscState(flags, cid))) {
         throw new PyroError("engine_failure", `runsc delete ${cid} failed: ${lastLines(r.stderr)}`);
       }
@@ -748,7 +770,9 @@ export class GvisorEngine implements Engine {
 
   /** The containers of the runsc root, or undefined when `runsc list` failed. */
   private async listed(flags: RunscFlags): Promise<string[] | undefined> {
-    const r = await runsc(flags, ["list", "-quiet"], { timeoutMs: 10_000 }).catch(() => undefined);
+    const r = await runsc(flags, ["list", "-quiet"], { timeoutMs: 10_000 }).catch(
+      ignore("runsc list failed: undefined says nothing is known, and the caller probes instead"),
+    );
     if (r?.exitCode !== 0) return undefined;
     return r.stdout
       .split("\n")
@@ -766,7 +790,11 @@ export class GvisorEngine implements Engine {
       const { flags } = found;
       for (const cid of [containerId(id), ...found.generations]) {
         if (!(await runscState(flags, cid))) continue;
-        await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+        await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+          ignore(
+            "killing a leftover container: it may be stopped already; the delete that follows is checked",
+          ),
+        );
         await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 });
       }
     }
@@ -821,7 +849,9 @@ export class GvisorEngine implements Engine {
           signal: req.signal,
           ...streamTo(req),
           onKill: async () => {
-            await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(() => undefined);
+            await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
+              ignore("killing the one-shot's container: it may have ended already"),
+            );
           },
           // Once its sandbox is killed, `runsc run` reaps it and deletes the container itself,
           // much faster than a later `runsc delete` (which waits on PID 1 to reap here).
@@ -841,8 +871,13 @@ export class GvisorEngine implements Engine {
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
       if (!cleanExit && (await runscState(flags, cid)))
-        await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(() => undefined);
-      if (net) await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+        await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+          ignore("deleting the killed one-shot's container: the run's outcome stands"),
+        );
+      if (net)
+        await teardownSandboxNetwork(spec.id, this.env).catch(
+          ignore("tearing down the one-shot's network: the run's outcome stands"),
+        );
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }

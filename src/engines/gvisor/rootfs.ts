@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { PyroError } from "../../core/errors.js";
+import { ignore } from "../../util/best-effort.js";
 import { buildErofsImage, findMkfsErofs, MKFS_EROFS_HINT, rootfsImagePath } from "../../util/erofs.js";
 
 /** What a sandbox boots from: the environment's EROFS image when there is one, else its directory. */
@@ -51,7 +52,7 @@ export async function rootfsSource(
   if (opts.env?.PYRO_GVISOR_EROFS === "0" && !opts.rootless) return { dir: rootfsDir };
   const beside = rootfsImagePath(rootfsDir);
   if (await readable(beside)) return { dir: rootfsDir, image: beside };
-  const st = await stat(rootfsDir).catch(() => undefined);
+  const st = await stat(rootfsDir).catch(ignore("rootfs missing: reported as missing"));
   if (!st?.isDirectory())
     throw new PyroError("invalid_state", `environment rootfs ${rootfsDir} is missing`, "pull it again");
   const key = createHash("sha256")

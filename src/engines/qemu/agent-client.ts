@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { PyroError } from "../../core/errors.js";
+import { ignore } from "../../util/best-effort.js";
 import {
   encodeExec,
   encodeFrame,
@@ -253,11 +254,15 @@ export class AgentSession {
     const sendKill = () => {
       if (killSent || finished) return;
       killSent = true;
-      this.write(KILL()).catch(() => undefined);
+      this.write(KILL()).catch(
+        ignore("sending KILL to the guest agent: the connection may be closed already"),
+      );
     };
     await this.write(request);
     const feeding = opts.stdin ? this.feed(opts.stdin, () => finished) : Promise.resolve();
-    feeding.catch(() => undefined);
+    feeding.catch(
+      ignore("a failed stdin feed is awaited in finally; this only keeps it from being unhandled"),
+    );
     const onAbort = () => sendKill();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (opts.signal?.aborted) sendKill();
@@ -327,7 +332,7 @@ export class AgentSession {
       finished = true;
       opts.signal?.removeEventListener("abort", onAbort);
       opts.stdin?.destroy();
-      await feeding.catch(() => undefined);
+      await feeding.catch(ignore("feeding stdin after the command ended: the command's outcome stands"));
     }
   }
 

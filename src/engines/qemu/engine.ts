@@ -14,6 +14,7 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
+import { ignore } from "../../util/best-effort.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
 import { sandboxNice } from "../../util/priority.js";
 import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, sandboxProcessEnv } from "../../util/proc.js";
@@ -185,7 +186,7 @@ export class QemuEngine implements Engine {
     warnings.push(message);
     this.warnFn(message);
     appendFile(join(spec.sandboxDir, "warnings.log"), `${new Date().toISOString()} ${message}\n`).catch(
-      () => undefined,
+      ignore("appending to warnings.log: the warning is in the result and went to warnFn already"),
     );
   }
 
@@ -294,10 +295,14 @@ export class QemuEngine implements Engine {
     try {
       const h = await this.createVm(spec);
       (h.data as QemuHandleData).net = net.data;
-      await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
+      await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(
+        ignore("writing qemu-handle.json, a copy for inspection: the record keeps the returned handle"),
+      );
       return h;
     } catch (e) {
-      await teardownSandboxNetwork(spec.id, this.env).catch(() => undefined);
+      await teardownSandboxNetwork(spec.id, this.env).catch(
+        ignore("tearing down the network of a failed create: the create error is the one thrown"),
+      );
       throw e;
     }
   }
@@ -405,7 +410,9 @@ export class QemuEngine implements Engine {
       (h.data as QemuHandleData).boot.ms = Math.round(performance.now() - t0);
       if (spec.expiresAt && pid)
         Object.assign(h.data as QemuHandleData, await this.watchExpiry(spec, pid, marker, spec.expiresAt));
-      await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(() => undefined);
+      await writeJsonAtomic(join(spec.sandboxDir, "qemu-handle.json"), h).catch(
+        ignore("writing qemu-handle.json, a copy for inspection: the record keeps the returned handle"),
+      );
       return h;
     } catch (e) {
       await killVm(pid, marker);
@@ -480,7 +487,7 @@ export class QemuEngine implements Engine {
 
   private async coldBoot(spec: SandboxSpec, p: Prepared, files: VmFiles, keepDisk = false): Promise<number> {
     if (!keepDisk) await this.overlay(p, files, p.image, "raw");
-    else if (!(await stat(files.disk).catch(() => undefined)))
+    else if (!(await stat(files.disk).catch(ignore("disk missing: reported as missing"))))
       throw new PyroError("invalid_state", `the disk of ${spec.id} is missing (${files.disk})`);
     const deadline = Number(this.env.PYRO_QEMU_BOOT_DEADLINE_MS) || BOOT_DEADLINE_MS[p.accel];
     const pid = await spawnDetached(
@@ -553,7 +560,9 @@ export class QemuEngine implements Engine {
             `loading the snapshot failed: ${mig["error-desc"] ?? "unknown error"}`,
           );
         if (mig.status === "completed" && st.status !== "running") {
-          await qmp.execute("cont").catch(() => undefined);
+          await qmp
+            .execute("cont")
+            .catch(ignore("resuming a loaded snapshot: the status poll that follows sees whether it runs"));
         }
         if (Date.now() > deadline)
           throw new PyroError("engine_failure", "loading the snapshot did not finish in time");
@@ -578,7 +587,9 @@ export class QemuEngine implements Engine {
     const qmp = await QmpClient.connect(files.qmpSocket, 10_000);
     let paused = false;
     try {
-      await qmp.execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 }).catch(() => undefined);
+      await qmp
+        .execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 })
+        .catch(ignore("raising the migration bandwidth: without it the snapshot is only slower"));
       const state = join(tmp, "state");
       await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(state)}` });
       paused = true;
@@ -609,7 +620,10 @@ export class QemuEngine implements Engine {
       });
       await pruneSnapshots(root);
     } finally {
-      if (paused) await qmp.execute("cont").catch(() => undefined);
+      if (paused)
+        await qmp
+          .execute("cont")
+          .catch(ignore("resuming the VM after its snapshot: the snapshot's outcome stands"));
       qmp.close();
       await rm(tmp, { recursive: true, force: true });
     }
@@ -742,7 +756,9 @@ export class QemuEngine implements Engine {
   async halt(handle: SandboxHandle): Promise<void> {
     const d = this.data(handle);
     if (isOurProcess(d.pid, d.marker))
-      await this.exec(handle, { argv: ["sync"], cwd: "/", timeoutMs: 15_000 }).catch(() => undefined);
+      await this.exec(handle, { argv: ["sync"], cwd: "/", timeoutMs: 15_000 }).catch(
+        ignore("flushing the guest's file systems before halt is best effort: the VM is ended either way"),
+      );
     await this.endVm(handle, d);
   }
 
@@ -799,14 +815,18 @@ export class QemuEngine implements Engine {
     const qmp = await QmpClient.connect(d.files.qmpSocket, 10_000);
     try {
       await qmp.execute("stop");
-      await qmp.execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 }).catch(() => undefined);
+      await qmp
+        .execute("migrate-set-parameters", { "max-bandwidth": 8 * 1024 ** 3 })
+        .catch(ignore("raising the migration bandwidth: without it the pause is only slower"));
       await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(state)}` });
       const deadline = Date.now() + 120_000;
       for (;;) {
         const m = await qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
         if (m.status === "completed") break;
         if (m.status === "failed" || m.status === "cancelled") {
-          await qmp.execute("cont").catch(() => undefined);
+          await qmp
+            .execute("cont")
+            .catch(ignore("resuming the VM after a failed migration: the migration error is the one thrown"));
           throw new PyroError(
             "engine_failure",
             `saving the VM's memory failed: ${m["error-desc"] ?? m.status}`,
@@ -926,7 +946,8 @@ export class QemuEngine implements Engine {
       const out = await this.execIn(handle, req, true);
       return { ...out, bootMs };
     } finally {
-      if (handle) await this.destroy(handle).catch(() => undefined);
+      if (handle)
+        await this.destroy(handle).catch(ignore("destroying the one-shot VM: the run's outcome stands"));
       else await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }

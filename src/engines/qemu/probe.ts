@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import { access, mkdir, stat } from "node:fs/promises";
 import { release } from "node:os";
 import { join } from "node:path";
+import { ignore } from "../../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../../util/json-store.js";
 import { runCapture, which } from "../../util/proc.js";
 import { type Accel, hostTscKhz, kernelCmdline, machineArgs } from "./args.js";
@@ -33,7 +34,7 @@ export function accelProbePath(cacheDir: string): string {
 /** The last recorded boot probes, if they were made on this host kernel. */
 export async function cachedProbes(cacheDir: string): Promise<Partial<Record<Accel, BootProbe>>> {
   const all = await readJson<Partial<Record<Accel, BootProbe>>>(accelProbePath(cacheDir)).catch(
-    () => undefined,
+    ignore("no readable probe file: no cached probes"),
   );
   const out: Partial<Record<Accel, BootProbe>> = {};
   for (const a of ["kvm", "tcg"] as const) {
@@ -46,7 +47,10 @@ export async function cachedProbes(cacheDir: string): Promise<Partial<Record<Acc
 export async function recordProbe(cacheDir: string, p: BootProbe): Promise<void> {
   const path = accelProbePath(cacheDir);
   await mkdir(join(cacheDir, "qemu"), { recursive: true });
-  const all = (await readJson<Partial<Record<Accel, BootProbe>>>(path).catch(() => undefined)) ?? {};
+  const all =
+    (await readJson<Partial<Record<Accel, BootProbe>>>(path).catch(
+      ignore("no readable probe file: a fresh one is written"),
+    )) ?? {};
   all[p.accel] = p;
   await writeJsonAtomic(path, all);
 }
@@ -122,6 +126,8 @@ export async function qemuIdentity(binary: string): Promise<string> {
 }
 
 export async function qemuVersion(binary: string): Promise<string> {
-  const r = await runCapture(binary, ["--version"], { timeoutMs: 10_000 }).catch(() => undefined);
+  const r = await runCapture(binary, ["--version"], { timeoutMs: 10_000 }).catch(
+    ignore("qemu --version failed: the version is unknown"),
+  );
   return r?.stdout.split("\n")[0]?.trim() || "unknown";
 }

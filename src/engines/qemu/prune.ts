@@ -1,5 +1,6 @@
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { ignore } from "../../util/best-effort.js";
 import { readJson } from "../../util/json-store.js";
 import { rootImageDigest } from "../guest-image/image.js";
 import { type SnapshotMeta, snapshotsRoot } from "./snapshot.js";
@@ -16,7 +17,7 @@ export function imageDigestFor(manifest: { digest: string; built_at: string }): 
 }
 
 async function diskBytes(path: string): Promise<number> {
-  const st = await stat(path).catch(() => undefined);
+  const st = await stat(path).catch(ignore("path missing: takes no space"));
   if (!st) return 0;
   if (!st.isDirectory()) return st.blocks * 512; // images are sparse: count what is allocated
   let sum = 0;
@@ -44,7 +45,9 @@ export async function pruneMicrovmCache(
   const keptInitramfs = new Set<string>();
   const snaps = snapshotsRoot(cacheDir, env);
   for (const key of await readdir(snaps).catch(() => [] as string[])) {
-    const meta = await readJson<SnapshotMeta>(join(snaps, key, "meta.json")).catch(() => undefined);
+    const meta = await readJson<SnapshotMeta>(join(snaps, key, "meta.json")).catch(
+      ignore("unreadable snapshot meta: the snapshot is dropped"),
+    );
     if (!opts.all && meta && keepImages.has(meta.parts.image)) {
       keptInitramfs.add(meta.parts.initramfs);
       continue;
@@ -58,7 +61,10 @@ export async function pruneMicrovmCache(
     await Promise.all(
       initramfs.map(async (n) => ({
         n,
-        t: (await stat(join(images, n)).catch(() => undefined))?.mtimeMs ?? 0,
+        t:
+          (
+            await stat(join(images, n)).catch(ignore("initramfs gone meanwhile: counts as oldest"))
+          )?.mtimeMs ?? 0,
       })),
     )
   ).sort((a, b) => b.t - a.t)[0]?.n;

@@ -1,4 +1,5 @@
 import { connect, type Socket } from "node:net";
+import { ignore } from "../../util/best-effort.js";
 
 export interface QmpEvent {
   event: string;
@@ -66,7 +67,9 @@ export class QmpClient {
       greet = resolve;
       greetFail = reject;
     });
-    this.greeted.catch(() => undefined);
+    this.greeted.catch(
+      ignore("a failed greeting is awaited by connect; this only keeps it from being unhandled"),
+    );
     let sawGreeting = false;
     this.sock.setEncoding("utf8");
     this.sock.on("data", (chunk: string) => {

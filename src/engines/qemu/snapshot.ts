@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readdir, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
+import { ignore } from "../../util/best-effort.js";
 import { readJson } from "../../util/json-store.js";
 
 /** Bumped when anything about how a snapshot is taken or what it assumes changes. */
@@ -68,11 +69,13 @@ export async function findSnapshot(
   key: string,
 ): Promise<{ paths: SnapshotPaths; meta: SnapshotMeta } | "corrupt" | undefined> {
   const paths = snapshotPaths(cacheDir, key);
-  if (!(await stat(paths.dir).catch(() => undefined))) return undefined;
-  const meta = await readJson<SnapshotMeta>(paths.meta).catch(() => undefined);
+  if (!(await stat(paths.dir).catch(ignore("no snapshot dir: no snapshot")))) return undefined;
+  const meta = await readJson<SnapshotMeta>(paths.meta).catch(
+    ignore("unreadable meta.json: the snapshot is corrupt"),
+  );
   if (!meta || meta.key !== key) return "corrupt";
-  const st = await stat(paths.state).catch(() => undefined);
-  const sd = await stat(paths.disk).catch(() => undefined);
+  const st = await stat(paths.state).catch(ignore("state file missing: the snapshot is corrupt"));
+  const sd = await stat(paths.disk).catch(ignore("disk file missing: the snapshot is corrupt"));
   if (!st || st.size !== meta.state_bytes || !sd || sd.size !== meta.disk_bytes) return "corrupt";
   return { paths, meta };
 }
@@ -85,7 +88,7 @@ export async function removeSnapshot(root: string, key: string): Promise<void> {
 export async function removeStaleTemps(root: string): Promise<void> {
   for (const n of await readdir(root).catch(() => [] as string[])) {
     if (!n.startsWith(".tmp-")) continue;
-    const st = await stat(join(root, n)).catch(() => undefined);
+    const st = await stat(join(root, n)).catch(ignore("temp gone meanwhile: nothing to remove"));
     if (st && Date.now() - st.mtimeMs > 60_000) await rm(join(root, n), { recursive: true, force: true });
   }
 }
@@ -93,7 +96,9 @@ export async function removeStaleTemps(root: string): Promise<void> {
 /** Marks a snapshot as just used (its meta.json mtime), for pruning by recency. */
 export async function touchSnapshot(root: string, key: string): Promise<void> {
   const now = new Date();
-  await utimes(snapshotPaths(root, key).meta, now, now).catch(() => undefined);
+  await utimes(snapshotPaths(root, key).meta, now, now).catch(
+    ignore("touching meta.json for pruning by recency: a missed touch only makes it look older"),
+  );
 }
 
 /**
@@ -105,7 +110,9 @@ export async function pruneSnapshots(root: string, keep = 8): Promise<string[]> 
   const entries: { name: string; used: number }[] = [];
   for (const n of await readdir(root).catch(() => [] as string[])) {
     if (n.startsWith(".")) continue;
-    const st = await stat(join(root, n, "meta.json")).catch(() => undefined);
+    const st = await stat(join(root, n, "meta.json")).catch(
+      ignore("no meta.json: the snapshot counts as least recently used"),
+    );
     entries.push({ name: n, used: st?.mtimeMs ?? 0 });
   }
   entries.sort((a, b) => b.used - a.used);
