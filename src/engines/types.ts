@@ -86,6 +86,23 @@ export interface EngineTraits {
   readonly pool: boolean;
 }
 
+/**
+ * What an engine has when it says nothing: no isolation and none of the optional behaviours.
+ * Each engine spreads it and names only what it has, so a new trait is off until an engine
+ * claims it.
+ */
+export const NO_TRAITS: EngineTraits = {
+  isolated: false,
+  sharedWorkspaceDir: false,
+  diskImage: false,
+  guestOnlySpecialFiles: false,
+  secretsMount: "tmpfs",
+  userNetwork: false,
+  egressPolicy: false,
+  sessionsOverExec: false,
+  pool: false,
+};
+
 export interface ExecRequest {
   argv: string[];
   cwd?: string;

@@ -1,7 +1,8 @@
 // An in-memory Engine for unit tests of the managers (no runsc, no VM): it keeps one entry
 // per sandbox id, answers inspect/orphanAlive from it, and records every call so a test can
 // check what the manager asked of the engine. Not a test file (run-tests.mjs picks *.test.ts).
-import { mkdtemp, rm } from "node:fs/promises";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PyroError } from "../../src/core/errors.js";
@@ -19,10 +20,13 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../../src/engines/types.js";
+import { NO_TRAITS } from "../../src/engines/types.js";
 import { DEFAULT_RUNTIME } from "../../src/environments/runtime-config.js";
 import type { EnvironmentStore } from "../../src/environments/store.js";
 import type { RuntimeDeps } from "../../src/sandbox/context.js";
 import type { EngineRegistry } from "../../src/sandbox/engines.js";
+import { currentOwner } from "../../src/sandbox/owner.js";
+import { readJson, writeJsonAtomic } from "../../src/util/json-store.js";
 
 export interface FakeSandbox {
   spec: SandboxSpec;
@@ -55,17 +59,9 @@ export class FakeEngine implements Engine {
   constructor(readonly name: EngineName = "qemu") {
     this.executionMode = name === "host" ? "host_compat" : name;
     const host = name === "host";
-    this.traits = {
-      isolated: !host,
-      sharedWorkspaceDir: host,
-      diskImage: false,
-      guestOnlySpecialFiles: false,
-      secretsMount: "tmpfs",
-      userNetwork: !host,
-      egressPolicy: false,
-      sessionsOverExec: !host,
-      pool: false,
-    };
+    this.traits = host
+      ? { ...NO_TRAITS, sharedWorkspaceDir: true }
+      : { ...NO_TRAITS, isolated: true, userNetwork: true, sessionsOverExec: true };
   }
 
   /** How often the manager called `op` (for `id`, when given). */
@@ -215,4 +211,32 @@ export async function fakeDeps(
     root,
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
+}
+
+/** This process, with a start time that is not its own: an owner that died (its pid reused). */
+export function deadOwner() {
+  const me = currentOwner();
+  return { pid: me.pid, start: me.start + 1 };
+}
+
+/** Changes a record file in place, as a hand edit or another process's write would. */
+export async function editRecord(path: string, change: (r: Record<string, unknown>) => void): Promise<void> {
+  const r = (await readJson<Record<string, unknown>>(path))!;
+  change(r);
+  await writeJsonAtomic(path, r);
+}
+
+export async function gone(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) === undefined;
+}
+
+/** The code of the PyroError `p` rejects with (fails when it resolves or throws anything else). */
+export async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof PyroError, `not a PyroError: ${e}`);
+    return e.code;
+  }
+  assert.fail("expected an error");
 }

@@ -1,16 +1,15 @@
 // VmManager over the fake engine (test/unit/fake-engine.ts): the lifecycle, the crash
 // recovery of an interrupted start, the reaper and delete, without runsc or a VM.
 import assert from "node:assert/strict";
-import { mkdir, stat, utimes } from "node:fs/promises";
+import { mkdir, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 import { VmCreateInput, VmExecInput } from "../../src/contract/vm.js";
-import { PyroError } from "../../src/core/errors.js";
 import { newId } from "../../src/core/ids.js";
 import { currentOwner } from "../../src/sandbox/owner.js";
 import { readJson, writeJsonAtomic } from "../../src/util/json-store.js";
 import { VmManager } from "../../src/vms/manager.js";
-import { FakeEngine, fakeDeps } from "./fake-engine.js";
+import { code, deadOwner, editRecord as editRecordAt, FakeEngine, fakeDeps, gone } from "./fake-engine.js";
 
 let engine: FakeEngine;
 let vms: VmManager;
@@ -26,33 +25,9 @@ beforeEach(async () => {
 });
 afterEach(() => cleanup());
 
-/** This process, with a start time that is not its own: an owner that died (its pid reused). */
-function deadOwner() {
-  const me = currentOwner();
-  return { pid: me.pid, start: me.start + 1 };
-}
-
 const recPath = (id: string) => join(vmsDir, id, "vm.json");
-
-async function editRecord(id: string, change: (r: Record<string, unknown>) => void): Promise<void> {
-  const r = (await readJson<Record<string, unknown>>(recPath(id)))!;
-  change(r);
-  await writeJsonAtomic(recPath(id), r);
-}
-
-async function gone(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined)) === undefined;
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof PyroError, `not a PyroError: ${e}`);
-    return e.code;
-  }
-  assert.fail("expected an error");
-}
+const editRecord = (id: string, change: (r: Record<string, unknown>) => void) =>
+  editRecordAt(recPath(id), change);
 
 test("create writes a record and starts nothing; the engine comes from the registry passed in", async () => {
   const vm = await vms.create(VmCreateInput.parse({}));

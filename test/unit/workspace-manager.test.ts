@@ -1,7 +1,7 @@
 // WorkspaceManager over the fake engine (test/unit/fake-engine.ts): create, exec, crash
 // recovery of an interrupted create, the reaper and delete, without runsc or a VM.
 import assert from "node:assert/strict";
-import { mkdir, stat, utimes } from "node:fs/promises";
+import { mkdir, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 import {
@@ -9,12 +9,11 @@ import {
   WorkspaceExecInput,
   WorkspaceLogsInput,
 } from "../../src/contract/workspace.js";
-import { PyroError } from "../../src/core/errors.js";
 import { newId } from "../../src/core/ids.js";
 import { currentOwner } from "../../src/sandbox/owner.js";
-import { readJson, writeJsonAtomic } from "../../src/util/json-store.js";
+import { readJson } from "../../src/util/json-store.js";
 import { WorkspaceManager } from "../../src/workspaces/manager.js";
-import { FakeEngine, fakeDeps } from "./fake-engine.js";
+import { code, deadOwner, editRecord as editRecordAt, FakeEngine, fakeDeps, gone } from "./fake-engine.js";
 
 let engine: FakeEngine;
 let ws: WorkspaceManager;
@@ -30,33 +29,9 @@ beforeEach(async () => {
 });
 afterEach(() => cleanup());
 
-/** This process, with a start time that is not its own: an owner that died (its pid reused). */
-function deadOwner() {
-  const me = currentOwner();
-  return { pid: me.pid, start: me.start + 1 };
-}
-
 const recPath = (id: string) => join(wsDir, id, "workspace.json");
-
-async function editRecord(id: string, change: (r: Record<string, unknown>) => void): Promise<void> {
-  const r = (await readJson<Record<string, unknown>>(recPath(id)))!;
-  change(r);
-  await writeJsonAtomic(recPath(id), r);
-}
-
-async function gone(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined)) === undefined;
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof PyroError, `not a PyroError: ${e}`);
-    return e.code;
-  }
-  assert.fail("expected an error");
-}
+const editRecord = (id: string, change: (r: Record<string, unknown>) => void) =>
+  editRecordAt(recPath(id), change);
 
 const create = () => ws.create(WorkspaceCreateInput.parse({ disk_mib: 64 }));
 const exec = (workspace_id: string, command: string[]) =>

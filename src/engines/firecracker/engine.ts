@@ -42,6 +42,7 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
+import { NO_TRAITS } from "../types.js";
 import { bootPlan, restorePlan, snapshotPlan } from "./api.js";
 import { connectVsock, sendAll, waitApi } from "./client.js";
 import { type FcData, type FcFiles, fcData, fcDataLoose } from "./handle.js";
@@ -110,17 +111,7 @@ async function fcFiles(sandboxDir: string): Promise<FcFiles> {
 export class FirecrackerEngine implements Engine {
   readonly name = "firecracker" as const;
   readonly executionMode = "firecracker" as const;
-  readonly traits: EngineTraits = {
-    isolated: true,
-    sharedWorkspaceDir: false,
-    diskImage: false,
-    guestOnlySpecialFiles: false,
-    secretsMount: "tmpfs",
-    userNetwork: false,
-    egressPolicy: false,
-    sessionsOverExec: false,
-    pool: false,
-  };
+  readonly traits: EngineTraits = { ...NO_TRAITS, isolated: true };
 
   constructor(
     private readonly paths: PyroPaths,

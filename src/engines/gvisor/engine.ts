@@ -34,6 +34,7 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
+import { NO_TRAITS } from "../types.js";
 import {
   buildOciConfig,
   CTL_IN_GUEST,
@@ -107,14 +108,13 @@ export class GvisorEngine implements Engine {
   readonly name = "gvisor" as const;
   readonly executionMode = "gvisor" as const;
   readonly traits: EngineTraits = {
+    ...NO_TRAITS,
     isolated: true,
     sharedWorkspaceDir: true,
     diskImage: true,
     guestOnlySpecialFiles: true,
     secretsMount: "overlay",
-    userNetwork: false,
     egressPolicy: true,
-    sessionsOverExec: false,
     pool: true,
   };
 

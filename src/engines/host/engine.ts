@@ -16,6 +16,7 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
+import { NO_TRAITS } from "../types.js";
 import { type HostHandleData, hostData } from "./handle.js";
 
 /**
@@ -27,17 +28,7 @@ import { type HostHandleData, hostData } from "./handle.js";
 export class HostEngine implements Engine {
   readonly name = "host" as const;
   readonly executionMode = "host_compat" as const;
-  readonly traits: EngineTraits = {
-    isolated: false,
-    sharedWorkspaceDir: true,
-    diskImage: false,
-    guestOnlySpecialFiles: false,
-    secretsMount: "tmpfs",
-    userNetwork: false,
-    egressPolicy: false,
-    sessionsOverExec: false,
-    pool: false,
-  };
+  readonly traits: EngineTraits = { ...NO_TRAITS, sharedWorkspaceDir: true };
 
   async probe(): Promise<ProbeResult> {
     return {

@@ -37,6 +37,7 @@ import type {
   SandboxInspect,
   SandboxSpec,
 } from "../types.js";
+import { NO_TRAITS } from "../types.js";
 import { AgentSession } from "./agent-client.js";
 import { type Accel, buildQemuArgs, hostTscKhz, shellQuote } from "./args.js";
 import { type QemuHandleData, qemuData, qemuDataLoose } from "./handle.js";
@@ -110,13 +111,9 @@ export class QemuEngine implements Engine {
   readonly name = "qemu" as const;
   readonly executionMode = "qemu" as const;
   readonly traits: EngineTraits = {
+    ...NO_TRAITS,
     isolated: true,
-    sharedWorkspaceDir: false,
-    diskImage: false,
-    guestOnlySpecialFiles: false,
-    secretsMount: "tmpfs",
     userNetwork: true,
-    egressPolicy: false,
     sessionsOverExec: true,
     pool: true,
   };
