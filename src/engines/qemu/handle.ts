@@ -1,5 +1,6 @@
 import { PyroError } from "../../core/errors.js";
 import type { SandboxHandle } from "../types.js";
+import { vmProcessLoose, vmProcessProblem } from "../vm-process.js";
 import type { Accel } from "./args.js";
 import type { VmFiles } from "./vmproc.js";
 
@@ -29,13 +30,9 @@ const FILES = ["disk", "consoleLog", "qemuLog", "agentSocket", "qmpSocket", "soc
 
 /** Why `raw` is no qemu handle's data (of what the engine needs to reach the VM), or undefined. */
 export function qemuDataProblem(raw: unknown): string | undefined {
-  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return "data is not an object";
+  const vm = vmProcessProblem(raw, FILES);
+  if (vm) return vm;
   const d = raw as Record<string, unknown>;
-  if (!Number.isInteger(d.pid) || (d.pid as number) < 0) return "data.pid is not a whole number";
-  if (typeof d.marker !== "string") return "data.marker is not a string";
-  const f = d.files as Record<string, unknown> | undefined;
-  if (!f || typeof f !== "object" || !FILES.every((k) => typeof f[k] === "string"))
-    return "data.files is not the VM's files";
   if (d.ctlDir !== undefined && typeof d.ctlDir !== "string") return "data.ctlDir is not a string";
   if (d.watchPid !== undefined && !Number.isInteger(d.watchPid)) return "data.watchPid is not a whole number";
   return undefined;
@@ -54,12 +51,9 @@ export function qemuData(handle: SandboxHandle): QemuHandleData {
  */
 export function qemuDataLoose(handle: SandboxHandle): Partial<QemuHandleData> {
   const d = handle.data && typeof handle.data === "object" ? (handle.data as Record<string, unknown>) : {};
-  const f = d.files as Partial<VmFiles> | undefined;
   return {
-    ...(Number.isInteger(d.pid) ? { pid: d.pid as number } : {}),
-    ...(typeof d.marker === "string" ? { marker: d.marker } : {}),
+    ...vmProcessLoose<VmFiles>(d),
     ...(Number.isInteger(d.watchPid) ? { watchPid: d.watchPid as number } : {}),
-    ...(f && typeof f === "object" && typeof f.socketDir === "string" ? { files: f as VmFiles } : {}),
   };
 }
 
