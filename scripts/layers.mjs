@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 /** Lowest first. Each row: the folders of src/ at that layer, and what the layer is for. */
 export const LAYERS = [
   [["core"], "errors, ids, paths, host-path checks, command shaping: no pyro imports"],
-  [["util"], "locks, JSON files, processes, tree removal: generic, no pyro types"],
+  [["util"], "locks, JSON files, processes, tree removal, dropped errors: generic"],
   [["contract"], "the wire schemas per domain (zod) and their plain defaults"],
   [["network"], "namespaces, nftables, policies, DNS forwarding"],
   [["engines"], "gVisor, QEMU, Firecracker, host: each owns its handles; the registry"],
