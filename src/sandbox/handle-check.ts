@@ -1,4 +1,4 @@
-import { isAbsolute, relative } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 
 /** A stored sandbox handle, as far as the checks below look at it. */
 export interface StoredHandle {
@@ -30,4 +30,26 @@ export function handleProblem(
   if (handle.workspaceDir !== undefined && handle.workspaceDir !== expected.workspaceDir)
     return `handle.workspaceDir ${JSON.stringify(handle.workspaceDir)} is not ${expected.workspaceDir}`;
   return undefined;
+}
+
+/**
+ * The problem with a record at `dir` loaded as `id`, if any: the id it names (field `idField`)
+ * must be `id`, and its handle must be its own (see handleProblem). The record store applies it
+ * on every load, and the CLI's exec fast path before it trusts a record: a tampered record must
+ * not aim a delete or an exec elsewhere.
+ */
+export function recordProblem(
+  idField: string,
+  recordId: string,
+  id: string,
+  dir: string,
+  handle: StoredHandle | null,
+  filesDir: boolean,
+): string | undefined {
+  return recordId !== id
+    ? `${idField} ${JSON.stringify(recordId)} is not ${id}`
+    : handleProblem(id, dir, handle, {
+        sandboxDir: join(dir, "sandbox"),
+        ...(filesDir ? { workspaceDir: join(dir, "files") } : {}),
+      });
 }

@@ -6,9 +6,10 @@ import type { Engine, EngineName } from "../engines/types.js";
 import { ignore } from "../util/best-effort.js";
 import { isPast } from "./context.js";
 import type { EngineRegistry } from "./engines.js";
+import { recordProblem } from "./handle-check.js";
 import { type Owner, ownerAlive } from "./owner.js";
 import { REAP_LOCK_WAIT_MS, type RecordEntry, RecordStore, type RecordValidator } from "./record-store.js";
-import { asHandle, type HandleSchema, handleProblem, removeRecordSandbox } from "./sandbox-record.js";
+import { asHandle, type HandleSchema, removeRecordSandbox } from "./sandbox-record.js";
 
 type StoredHandle = z.infer<typeof HandleSchema>;
 
@@ -46,11 +47,6 @@ export interface SandboxRecordsOptions<R> {
   intent: { state: string; verb: string; wait: string };
   /** Whether the sandbox shares a `files/` directory beside `sandbox/` (checked in handles). */
   filesDir?: boolean;
-  /**
-   * The load check, when a face outside the core makes the same one without loading the core
-   * (the CLI's exec fast path: workspaces/exec-flow.ts); else built from idOf and filesDir.
-   */
-  check?: (id: string, dir: string, rec: R) => string | undefined;
   /** What expiry removes besides the sandbox (disks, baselines), and the reason's tail. */
   onExpire?: (rec: R, dir: string) => Promise<void>;
   expiredNote?: string;
@@ -91,15 +87,7 @@ export class SandboxRecords<R extends SandboxRecord> {
         ]),
       schema: o.schema,
       // The paths a record names must be its own (a tampered record must not aim a delete elsewhere).
-      check:
-        o.check ??
-        ((id, dir, rec) =>
-          o.idOf(rec) !== id
-            ? `${ops.idArg} ${JSON.stringify(o.idOf(rec))} is not ${id}`
-            : handleProblem(id, dir, rec.handle, {
-                sandboxDir: join(dir, "sandbox"),
-                ...(o.filesDir ? { workspaceDir: join(dir, "files") } : {}),
-              })),
+      check: (id, dir, rec) => recordProblem(ops.idArg, o.idOf(rec), id, dir, rec.handle, !!o.filesDir),
     });
   }
 

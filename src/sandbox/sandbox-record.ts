@@ -25,8 +25,6 @@ export const HandleSchema = z.object({
   }),
 });
 
-export { handleProblem } from "./handle-check.js";
-
 export function asHandle(h: z.infer<typeof HandleSchema>): SandboxHandle {
   return h as SandboxHandle;
 }

@@ -9,7 +9,7 @@ import { CATALOG } from "../environments/catalog.js";
 import { DEFAULT_RUNTIME, type RuntimeConfig, userOf } from "../environments/runtime-config.js";
 import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
-import { handleProblem, type StoredHandle } from "../sandbox/handle-check.js";
+import { recordProblem, type StoredHandle } from "../sandbox/handle-check.js";
 import { RecordStore } from "../sandbox/record-store.js";
 import { ignore } from "../util/best-effort.js";
 import { pidAlive } from "../util/proc.js";
@@ -161,21 +161,16 @@ export function execRequest(
 }
 
 /**
- * The problem with a stored workspace record beyond its shape: it must be this id's, and its
- * handle must keep its files inside the workspace's directory. The record store's check for
- * every load (WorkspaceManager), and the fast path's before it trusts a record.
+ * The problem with a stored workspace record beyond its shape: the record store's load check
+ * (sandbox/handle-check.ts recordProblem, as the record core applies it), made by the fast path
+ * before it trusts a record.
  */
 export function workspaceRecordProblem(
   id: string,
   dir: string,
   rec: { workspace_id: string; handle: StoredHandle | null },
 ): string | undefined {
-  return rec.workspace_id !== id
-    ? `workspace_id ${JSON.stringify(rec.workspace_id)} is not ${id}`
-    : handleProblem(id, dir, rec.handle, {
-        sandboxDir: join(dir, "sandbox"),
-        workspaceDir: join(dir, "files"),
-      });
+  return recordProblem("workspace_id", rec.workspace_id, id, dir, rec.handle, true);
 }
 
 // ---- The plain case, for the CLI's fast path ------------------------------------------------

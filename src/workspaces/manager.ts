@@ -47,7 +47,7 @@ import { ignore } from "../util/best-effort.js";
 import { writeJsonAtomic } from "../util/json-store.js";
 import { baselineAfterStart, baselineBeforeStart, baselineDir } from "./baseline.js";
 import { expiryCapped, expiryNeedsPush, markActive, markFailed, nextExpiry } from "./command-log.js";
-import { execRequest, runLoggedExec, workspaceRecordProblem } from "./exec-flow.js";
+import { execRequest, runLoggedExec } from "./exec-flow.js";
 import { Guest } from "./guest.js";
 import {
   interruptedTransition,
@@ -111,8 +111,6 @@ export class WorkspaceManager {
       },
       expiredNote: "; sandbox and files removed",
       engines: d.engines,
-      // The same check the CLI's fast path makes before it trusts a record (exec-flow.ts).
-      check: workspaceRecordProblem,
     });
     this.records = this.core.store;
     this.lifecycle = new WorkspaceLifecycle<WorkspaceRecord>({
