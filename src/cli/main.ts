@@ -16,6 +16,7 @@ import {
   reportError,
 } from "./commands.js";
 import { cancelOnSignals } from "./fast-io.js";
+import { positiveInt } from "./flag-values.js";
 import { addHostCommands } from "./host.js";
 import { addTokenCommands } from "./token.js";
 
@@ -256,16 +257,8 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
           return;
         }
         const { serveHttp } = await import("./serve.js");
-        const num = (flag: string, v: string | undefined) => {
-          if (v === undefined) return undefined;
-          const n = Number(v);
-          if (!Number.isInteger(n) || n <= 0)
-            throw new PyroError(
-              "invalid_argument",
-              `${flag} must be a positive whole number (got ${JSON.stringify(v)})`,
-            );
-          return n;
-        };
+        const num = (flag: string, v: string | undefined) =>
+          v === undefined ? undefined : positiveInt(flag)(v);
         try {
           const maxConcurrent = num("--max-concurrent", o.maxConcurrent);
           const uploadMib = num("--max-upload-mib", o.maxUploadMib);

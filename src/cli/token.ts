@@ -1,26 +1,14 @@
 import type { Command } from "commander";
-import { PyroError } from "../core/errors.js";
 import { Runtime } from "../runtime/runtime.js";
 import { TokenStore } from "../tenants/tokens.js";
 import { type CliIo, reportError } from "./commands.js";
+import { positiveInt } from "./flag-values.js";
 
 /**
  * `pyro token create|list|revoke`: the bearer tokens of `pyro mcp serve --http`
  * (src/tenants/tokens.ts). Operator commands, not operations: no model and no remote
  * client may mint or list tokens, so they are neither tools nor SDK methods.
  */
-function positiveInt(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0)
-      throw new PyroError(
-        "invalid_argument",
-        `${flag} must be a positive whole number (got ${JSON.stringify(v)})`,
-      );
-    return n;
-  };
-}
-
 export function addTokenCommands(program: Command, io: CliIo): void {
   const token = program
     .command("token")

@@ -1,9 +1,31 @@
 import { join } from "node:path";
 import { toPyroError } from "../core/errors.js";
-import type { Engine, OneShotOutcome } from "./types.js";
+import type { Engine, EngineName, OneShotOutcome, ProbeResult } from "./types.js";
 
 /** `ls /` fails on runsc builds whose statx breaks on directories; the marker proves output gets out. */
 const PROBE_ARGV = ["/bin/sh", "-c", "ls / >/dev/null && echo pyro-probe-ok"];
+
+/** What an engine that did not get as far as running a command can do: nothing yet. */
+export const NO_CAPABILITIES: ProbeResult["capabilities"] = {
+  vm_boot: false,
+  guest_exec: false,
+  guest_network: false,
+};
+
+/** A probe's "no": which engine, why (and what to do), and what it found on the way. */
+export function unavailable(
+  engine: EngineName,
+  detail: string,
+  extra?: Record<string, unknown>,
+): ProbeResult {
+  return {
+    engine,
+    available: false,
+    detail,
+    capabilities: { ...NO_CAPABILITIES },
+    ...(extra ? { extra } : {}),
+  };
+}
 
 export type ProbeRun =
   | { ok: boolean; outcome: OneShotOutcome; error?: undefined }

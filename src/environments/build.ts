@@ -12,6 +12,12 @@ export interface BuildProgress {
   message: string;
 }
 
+/** What every build, pull and ensure takes: where progress goes, and a cancel. */
+export interface BuildOptions {
+  onProgress?: (p: BuildProgress) => void;
+  signal?: AbortSignal;
+}
+
 function phaseOf(line: string): BuildProgress["phase"] {
   if (/download/i.test(line)) return "download";
   if (/extract/i.test(line)) return "extract";

@@ -4,10 +4,10 @@ import { link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "nod
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
 import { ignore } from "../util/best-effort.js";
-import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
+import { readEntryManifest, readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture, which } from "../util/proc.js";
 import { clearSetIdArgs } from "../util/set-id.js";
-import type { BuildProgress } from "./build.js";
+import type { BuildOptions } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
 import { checkLayerOrder, type LayerFacts, LayerScanner } from "./layer-scan.js";
 import { type OciRef, parseOciRef } from "./oci-ref.js";
@@ -98,11 +98,8 @@ export class OciStore {
     return join(this.dir, imageEntryName(digest));
   }
 
-  async entry(digest: string): Promise<ImageEntryManifest | undefined> {
-    const m = await readJson<ImageEntryManifest>(join(this.entryPath(digest), "manifest.json")).catch(
-      ignore("no readable entry manifest: the image is not in the store"),
-    );
-    return m?.digest === digest ? m : undefined;
+  entry(digest: string): Promise<ImageEntryManifest | undefined> {
+    return readEntryManifest<ImageEntryManifest>(this.entryPath(digest), digest);
   }
 
   /** The locally known image for a reference, without touching the network. */
@@ -119,19 +116,19 @@ export class OciStore {
     return m ? { ref, manifest: m } : undefined;
   }
 
-  async refs(): Promise<RefRecord[]> {
-    const out = await readJsonDir<RefRecord>(this.refsDir, (r) => !!r.reference && !!r.digest);
-    return out.sort((a, b) => a.reference.localeCompare(b.reference));
+  refs(): Promise<RefRecord[]> {
+    return readJsonDir<RefRecord>(
+      this.refsDir,
+      (r) => !!r.reference && !!r.digest,
+      (r) => r.reference,
+    );
   }
 
   /**
    * Pulls `name` (resolving its tag in the registry) and unpacks it unless that manifest is
    * already unpacked. Only blobs missing from the shared blob store are downloaded.
    */
-  async pull(
-    name: string,
-    opts: { onProgress?: (p: BuildProgress) => void; signal?: AbortSignal } = {},
-  ): Promise<PullResult> {
+  async pull(name: string, opts: BuildOptions = {}): Promise<PullResult> {
     const ref = parseOciRef(name);
     const started = performance.now();
     const client = new RegistryClient(ref, this.env, opts.signal);
@@ -139,17 +136,19 @@ export class OciStore {
     const img = await resolveImage(client);
     const digest = img.manifestDigest;
     const existing = await this.entry(digest);
-    if (existing) {
+    // Already unpacked (here, or by a concurrent pull while this one waited for the lock).
+    const cached = async (manifest: ImageEntryManifest): Promise<PullResult> => {
       await this.recordRef(ref, digest);
       return {
         rootfs: join(this.entryPath(digest), "rootfs"),
-        manifest: existing,
+        manifest,
         pulled: false,
         bytes_downloaded: 0,
         layers_downloaded: 0,
         layers_cached: img.manifest.layers.length,
       };
-    }
+    };
+    if (existing) return cached(existing);
     for (const l of img.manifest.layers)
       if (!LAYER_TYPES.has(l.mediaType))
         throw new PyroError(
@@ -163,17 +162,7 @@ export class OciStore {
       `${this.entryPath(digest)}.build`,
       async () => {
         const again = await this.entry(digest);
-        if (again) {
-          await this.recordRef(ref, digest);
-          return {
-            rootfs: join(this.entryPath(digest), "rootfs"),
-            manifest: again,
-            pulled: false,
-            bytes_downloaded: 0,
-            layers_downloaded: 0,
-            layers_cached: img.manifest.layers.length,
-          };
-        }
+        if (again) return cached(again);
         // Blobs: the manifest as served, the config, the layers. Missing ones are fetched
         // (three at a time), each hashed and scanned on the way in.
         await this.putBlob(digest, img.manifestBytes);

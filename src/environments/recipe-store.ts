@@ -5,9 +5,9 @@ import { pipeline } from "node:stream/promises";
 import { create as tarCreate, extract as tarExtract } from "tar";
 import { PyroError } from "../core/errors.js";
 import { ignore } from "../util/best-effort.js";
-import { readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
+import { readEntryManifest, readJson, readJsonDir, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
-import { type BuildProgress, buildRootfs } from "./build.js";
+import { type BuildOptions, buildRootfs } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
 import type { OciStore } from "./oci-store.js";
 import { loadRecipe, type ResolvedRecipe, userRecipeDigest } from "./recipe.js";
@@ -68,11 +68,8 @@ export class RecipeStore {
     return join(this.dir, recipeEntryName(digest));
   }
 
-  async entry(digest: string): Promise<RecipeEntryManifest | undefined> {
-    const m = await readJson<RecipeEntryManifest>(join(this.entryPath(digest), "manifest.json")).catch(
-      ignore("no readable entry manifest: the recipe is not in the store"),
-    );
-    return m?.digest === digest ? m : undefined;
+  entry(digest: string): Promise<RecipeEntryManifest | undefined> {
+    return readEntryManifest<RecipeEntryManifest>(this.entryPath(digest), digest);
   }
 
   async record(name: string): Promise<UserEnvRecord | undefined> {
@@ -86,15 +83,18 @@ export class RecipeStore {
     return r ? this.entry(r.digest) : undefined;
   }
 
-  async records(): Promise<UserEnvRecord[]> {
-    const out = await readJsonDir<UserEnvRecord>(this.usersDir, (r) => !!r.name && !!r.digest);
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+  records(): Promise<UserEnvRecord[]> {
+    return readJsonDir<UserEnvRecord>(
+      this.usersDir,
+      (r) => !!r.name && !!r.digest,
+      (r) => r.name,
+    );
   }
 
   /** Builds the recipe at `file` unless a build with the same digest exists. */
   async build(
     file: string,
-    opts: { onProgress?: (p: BuildProgress) => void; signal?: AbortSignal } = {},
+    opts: BuildOptions = {},
   ): Promise<{ manifest: RecipeEntryManifest; built: boolean }> {
     const r = await loadRecipe(file);
     let baseDigest: string | undefined;

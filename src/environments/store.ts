@@ -4,7 +4,7 @@ import { PyroError } from "../core/errors.js";
 import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { pidAlive, runCapture } from "../util/proc.js";
-import { type BuildProgress, buildRootfs } from "./build.js";
+import { type BuildOptions, buildRootfs } from "./build.js";
 import { withBuildLock } from "./build-lock.js";
 import { ensureWritableCache } from "./cache-dir.js";
 import {
@@ -59,7 +59,7 @@ export interface EnsuredEnvironment {
   layers_cached: number;
 }
 
-type EnsureOpts = { onProgress?: (p: BuildProgress) => void; signal?: AbortSignal };
+type EnsureOpts = BuildOptions;
 
 const TMP_PREFIX = ".tmp-";
 

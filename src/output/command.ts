@@ -1,4 +1,7 @@
-import type { ExecOutcome } from "../engines/types.js";
+import type { RunResultT } from "../contract/vm.js";
+import { displayCommand } from "../core/command.js";
+import { resultNotes } from "../engines/notes.js";
+import type { ExecOutcome, ExecutionMode } from "../engines/types.js";
 import type { CommandRecorder } from "./recorder.js";
 import { outputFields } from "./view.js";
 
@@ -31,5 +34,30 @@ export function commandFields(out: ExecOutcome, rec: CommandRecorder, budget: nu
     output_id: outputId,
     timed_out: out.timedOut,
     too_many_processes: out.tooManyProcesses ?? false,
+  };
+}
+
+/**
+ * A one-shot run's result, from a cold sandbox (vms/manager.ts) or a warm one (pool/run.ts)
+ * alike, in RunResult's key order (the JSON the CLI prints).
+ */
+export function runResult(
+  vm_id: string,
+  input: { environment: string; command: string | string[]; max_output_bytes: number; vcpu_count: number },
+  out: ExecOutcome,
+  rec: CommandRecorder,
+  mode: ExecutionMode,
+  timing: { duration_ms: number; boot_ms: number },
+): RunResultT {
+  return {
+    vm_id,
+    environment: input.environment,
+    command: displayCommand(input.command),
+    ...commandFields(out, rec, input.max_output_bytes, vm_id),
+    ...timing,
+    exec_ms: out.execMs,
+    execution_mode: mode,
+    notes: resultNotes(mode, input.vcpu_count),
+    cleaned_up: true,
   };
 }

@@ -1,11 +1,10 @@
 import type { RunInputT, RunResultT } from "../contract/vm.js";
-import { displayCommand, toArgv } from "../core/command.js";
+import { toArgv } from "../core/command.js";
 import { IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
-import { resultNotes } from "../engines/notes.js";
 import type { Engine } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnsuredEnvironment } from "../environments/store.js";
-import { commandFields, finishRecording, streamInto } from "../output/command.js";
+import { finishRecording, runResult, streamInto } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
 import type { CallContext, RuntimeDeps } from "../sandbox/context.js";
 import { ignore } from "../util/best-effort.js";
@@ -93,17 +92,6 @@ export async function runFromPool(
     pool.spawnFill();
   }
   finishRecording(rec, out);
-  return {
-    vm_id,
-    environment: input.environment,
-    command: displayCommand(input.command),
-    ...commandFields(out, rec, input.max_output_bytes, vm_id),
-    // Set by the caller; here so that the key keeps RunResult's order (the JSON the CLI prints).
-    duration_ms: 0,
-    boot_ms: 0,
-    exec_ms: out.execMs,
-    execution_mode: engine.executionMode,
-    notes: resultNotes(engine.executionMode, input.vcpu_count),
-    cleaned_up: true,
-  };
+  // duration_ms is set by the caller; boot_ms is 0 because the sandbox was already up.
+  return runResult(vm_id, input, out, rec, engine.executionMode, { duration_ms: 0, boot_ms: 0 });
 }

@@ -59,3 +59,30 @@ export async function removeRecordSandbox(
   }
   for (const engine of known ? [known] : engines.all()) await engine.removeOrphan(id, sandboxDir);
 }
+
+/** The fields a record's status shows as they are stored, for both kinds of sandbox. */
+interface SizedRecord<S extends string> {
+  environment: string;
+  state: S;
+  reason: string | null;
+  created_at: string;
+  expires_at: string;
+  vcpu_count: number;
+  mem_mib: number;
+}
+
+/**
+ * The part of a status view that VMs and workspaces share, in the wire order (environment
+ * through mem_mib), so each manager's `view` adds only what is its own.
+ */
+export function sizedView<S extends string>(r: SizedRecord<S>): SizedRecord<S> {
+  return {
+    environment: r.environment,
+    state: r.state,
+    reason: r.reason,
+    created_at: r.created_at,
+    expires_at: r.expires_at,
+    vcpu_count: r.vcpu_count,
+    mem_mib: r.mem_mib,
+  };
+}

@@ -41,8 +41,15 @@ export async function readJson<T>(path: string): Promise<T | undefined> {
   return JSON.parse(text) as T;
 }
 
-/** Every `*.json` file in `dir` that parses and passes `valid` (a missing dir is empty). */
-export async function readJsonDir<T>(dir: string, valid: (v: T) => boolean): Promise<T[]> {
+/**
+ * Every `*.json` file in `dir` that parses and passes `valid` (a missing dir is empty), in the
+ * order of `sortKey` when one is given.
+ */
+export async function readJsonDir<T>(
+  dir: string,
+  valid: (v: T) => boolean,
+  sortKey?: (v: T) => string,
+): Promise<T[]> {
   const out: T[] = [];
   for (const n of await readdir(dir).catch(() => [] as string[])) {
     if (!n.endsWith(".json")) continue;
@@ -51,7 +58,21 @@ export async function readJsonDir<T>(dir: string, valid: (v: T) => boolean): Pro
     );
     if (v && valid(v)) out.push(v);
   }
-  return out;
+  return sortKey ? out.sort((a, b) => sortKey(a).localeCompare(sortKey(b))) : out;
+}
+
+/**
+ * The manifest.json of a complete content-addressed entry (an image, a recipe build), or
+ * undefined when it is missing, half-written or for another digest.
+ */
+export async function readEntryManifest<T extends { digest: string }>(
+  entryPath: string,
+  digest: string,
+): Promise<T | undefined> {
+  const m = await readJson<T>(join(entryPath, "manifest.json")).catch(
+    ignore("no readable entry manifest: the entry is not in the store"),
+  );
+  return m?.digest === digest ? m : undefined;
 }
 
 /** The cross-process lock (src/util/lock.ts), here since every store imports it from here. */

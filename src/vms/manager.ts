@@ -3,16 +3,22 @@ import { join } from "node:path";
 import * as z from "zod";
 import { ExecutionModeSchema } from "../contract/common.js";
 import { NetworkSpecRecord } from "../contract/network.js";
-import type { RunInputT, RunResultT, VmCreateInputT, VmExecInputT, VmStatusResultT } from "../contract/vm.js";
-import { displayCommand, toArgv } from "../core/command.js";
+import {
+  type RunInputT,
+  type RunResultT,
+  type VmCreateInputT,
+  type VmExecInputT,
+  VmStatusResult,
+  type VmStatusResultT,
+} from "../contract/vm.js";
+import { toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { checkId, newId } from "../core/ids.js";
-import { resultNotes } from "../engines/notes.js";
 import type { Engine, EngineName, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput } from "../network/input.js";
-import { commandFields, finishRecording, streamInto } from "../output/command.js";
+import { finishRecording, runResult, streamInto } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
 import { runFromPool } from "../pool/run.js";
@@ -20,22 +26,25 @@ import { type CallContext, isoPlusSeconds, nowIso, type RuntimeDeps } from "../s
 import { currentOwner, type Owner, ownerAlive } from "../sandbox/owner.js";
 import { REAP_LOCK_WAIT_MS, type RecordStore } from "../sandbox/record-store.js";
 import { SandboxRecords } from "../sandbox/records.js";
-import { asHandle, HandleSchema, OwnerSchema } from "../sandbox/sandbox-record.js";
+import { asHandle, HandleSchema, OwnerSchema, sizedView } from "../sandbox/sandbox-record.js";
 import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { removeTree } from "../util/remove-tree.js";
 
 /** Validated on every load; `starting` carries the owner so an interrupted start is found. */
 const VmRecordSchema = z.looseObject({
-  vm_id: z.string(),
-  environment: z.string(),
+  // As its status shows them, except the state: "damaged" and "deleted" are never stored.
+  ...VmStatusResult.pick({
+    vm_id: true,
+    environment: true,
+    reason: true,
+    created_at: true,
+    expires_at: true,
+    vcpu_count: true,
+    mem_mib: true,
+    network: true,
+  }).shape,
   state: z.enum(["created", "starting", "running", "stopped", "expired", "failed"]),
-  reason: z.string().nullable(),
-  created_at: z.string(),
-  expires_at: z.string(),
-  vcpu_count: z.number().int(),
-  mem_mib: z.number().int(),
-  network: z.boolean(),
   /** The network policy asked for (absent in records made before policies). */
   network_spec: NetworkSpecRecord.optional(),
   allow_host_compat: z.boolean(),
@@ -131,18 +140,10 @@ export class VmManager {
       throw e;
     }
     finishRecording(rec, out);
-    return {
-      vm_id,
-      environment: input.environment,
-      command: displayCommand(input.command),
-      ...commandFields(out, rec, input.max_output_bytes, vm_id),
+    return runResult(vm_id, input, out, rec, engine.executionMode, {
       duration_ms: Math.round(performance.now() - t0),
       boot_ms: out.bootMs,
-      exec_ms: out.execMs,
-      execution_mode: engine.executionMode,
-      notes: resultNotes(engine.executionMode, input.vcpu_count),
-      cleaned_up: true,
-    };
+    });
   }
 
   /**
@@ -298,18 +299,11 @@ export class VmManager {
         throw e;
       }
       finishRecording(recorder, out);
-      return {
-        vm_id: id,
-        environment: rec.environment,
-        command: displayCommand(input.command),
-        ...commandFields(out, recorder, input.max_output_bytes, id),
+      const ran = { ...input, environment: rec.environment, vcpu_count: rec.vcpu_count };
+      return runResult(id, ran, out, recorder, rec.execution_mode ?? "gvisor", {
         duration_ms: Math.round(performance.now() - t0),
         boot_ms: bootMs,
-        exec_ms: out.execMs,
-        execution_mode: rec.execution_mode ?? "gvisor",
-        notes: resultNotes(rec.execution_mode, rec.vcpu_count),
-        cleaned_up: true,
-      };
+      });
     } finally {
       await this.delete(id);
     }
@@ -427,13 +421,7 @@ export class VmManager {
   private view(r: VmRecord): VmStatusResultT {
     return {
       vm_id: r.vm_id,
-      environment: r.environment,
-      state: r.state,
-      reason: r.reason,
-      created_at: r.created_at,
-      expires_at: r.expires_at,
-      vcpu_count: r.vcpu_count,
-      mem_mib: r.mem_mib,
+      ...sizedView(r),
       network: r.network,
       execution_mode: r.execution_mode,
     };

@@ -114,6 +114,21 @@ export async function haltSandbox(
   await engine.removeOrphan(id, sandboxDir);
 }
 
+/**
+ * Ends a workspace's sandbox for good (stop, or a pause that cannot keep memory): the sandbox,
+ * its shells and services, and any saved memory; returns the sessions it ended.
+ */
+async function haltAndEnd(
+  engine: Engine,
+  rec: LifecycleRecord,
+  dir: string,
+): Promise<{ shells: string[]; services: string[] }> {
+  await haltSandbox(engine, rec.workspace_id, join(dir, "sandbox"), rec.handle);
+  const ended = await endSessions(dir);
+  await rm(pauseDir(dir), { recursive: true, force: true });
+  return ended;
+}
+
 /** Boots a fresh sandbox on the workspace's kept files; returns its handle. */
 export async function startSandbox<R extends LifecycleRecord>(
   host: LifecycleHost<R>,
@@ -217,9 +232,7 @@ export class WorkspaceLifecycle<R extends LifecycleRecord> {
     await this.intent(rec.workspace_id, "stopping");
     let ended: { shells: string[]; services: string[] };
     try {
-      await haltSandbox(engine, rec.workspace_id, join(dir, "sandbox"), rec.handle);
-      ended = await endSessions(dir);
-      await rm(pauseDir(dir), { recursive: true, force: true });
+      ended = await haltAndEnd(engine, rec, dir);
     } catch (e) {
       return this.failed(rec.workspace_id, "stop", e);
     }
@@ -333,9 +346,7 @@ export class WorkspaceLifecycle<R extends LifecycleRecord> {
         }
       }
       if (!withMemory) {
-        await haltSandbox(engine, rec.workspace_id, join(dir, "sandbox"), rec.handle);
-        ended = await endSessions(dir);
-        await rm(pauseDir(dir), { recursive: true, force: true });
+        ended = await haltAndEnd(engine, rec, dir);
       }
     } catch (e) {
       return this.failed(rec.workspace_id, "pause", e);

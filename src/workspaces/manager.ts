@@ -37,7 +37,7 @@ import { ensureCreateSpace, hostSpace } from "../sandbox/host-space.js";
 import { currentOwner, ownerAlive } from "../sandbox/owner.js";
 import { REAP_LOCK_WAIT_MS, type RecordEntry, type RecordStore } from "../sandbox/record-store.js";
 import { SandboxRecords } from "../sandbox/records.js";
-import { asHandle } from "../sandbox/sandbox-record.js";
+import { asHandle, sizedView } from "../sandbox/sandbox-record.js";
 import { readSecrets, withSecretEnv, writeSecrets } from "../secrets/guest.js";
 import { secretValuesCache } from "../secrets/keeper.js";
 import { deferredRedactingSinks, redactError, redactOutcome } from "../secrets/redact-op.js";
@@ -935,13 +935,7 @@ export class WorkspaceManager {
       name: r.name ?? null,
       labels: r.labels ?? {},
       paused_with_memory: r.state === "paused" ? (r.pause?.with_memory ?? false) : null,
-      environment: r.environment,
-      state: r.state,
-      reason: r.reason,
-      created_at: r.created_at,
-      expires_at: r.expires_at,
-      vcpu_count: r.vcpu_count,
-      mem_mib: r.mem_mib,
+      ...sizedView(r),
       disk_mib: r.disk_mib,
       disk_enforced: r.disk_enforced,
       ttl_seconds: r.ttl_seconds,

@@ -250,16 +250,19 @@ export class Snapshots {
     // Asked before the pause (a paused sandbox runs nothing), so best effort by a moment.
     const engine = this.x.engineFor(rec);
     const guestSkipped = engine.traits.guestOnlySpecialFiles ? await this.guestSpecialFiles(rec) : [];
+    // Whether the sandbox is frozen, on disk, so a process killed mid-operation leaves a state recovery reads.
+    const markOp = (frozen: boolean) =>
+      writeJsonAtomic(opPath(this.x.dir(id)), {
+        op,
+        name,
+        paused: frozen,
+        owner: currentOwner(),
+        started_at: new Date().toISOString(),
+      } satisfies OpRecord);
     try {
       if (engine.freeze && rec.handle) {
         // Said before the pause, so a process that dies paused leaves a sandbox recovery thaws.
-        await writeJsonAtomic(opPath(this.x.dir(id)), {
-          op,
-          name,
-          paused: true,
-          owner: currentOwner(),
-          started_at: new Date().toISOString(),
-        } satisfies OpRecord);
+        await markOp(true);
         await engine.freeze(asHandle(rec.handle));
         paused = true;
       }
@@ -269,13 +272,7 @@ export class Snapshots {
       } finally {
         if (paused) {
           await thaw(this.x, rec);
-          await writeJsonAtomic(opPath(this.x.dir(id)), {
-            op,
-            name,
-            paused: false,
-            owner: currentOwner(),
-            started_at: new Date().toISOString(),
-          } satisfies OpRecord);
+          await markOp(false);
         }
         paused = false;
       }

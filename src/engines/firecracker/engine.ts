@@ -8,7 +8,7 @@ import type { PyroPaths } from "../../core/paths.js";
 import { ignore } from "../../util/best-effort.js";
 import { readJson, withLock, writeJsonAtomic } from "../../util/json-store.js";
 import { sandboxNice } from "../../util/priority.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, which } from "../../util/proc.js";
+import { runCapture, which } from "../../util/proc.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import {
   AGENT_VSOCK_PORT,
@@ -17,8 +17,8 @@ import {
   findBusybox,
 } from "../guest-image/initramfs.js";
 import { ensureGuestKernel, type GuestKernel } from "../guest-image/kernel.js";
-import { runProbeCommand } from "../probe-run.js";
-import { AgentSession } from "../qemu/agent-client.js";
+import { NO_CAPABILITIES, runProbeCommand, unavailable } from "../probe-run.js";
+import { AgentSession, agentExec, agentOutcome } from "../qemu/agent-client.js";
 import { kernelCmdline } from "../qemu/args.js";
 import { cachedProbes } from "../qemu/probe.js";
 import {
@@ -123,15 +123,8 @@ export class FirecrackerEngine implements Engine {
   }
 
   async probe(opts: ProbeOptions): Promise<ProbeResult> {
-    const caps = { vm_boot: false, guest_exec: false, guest_network: false };
     const binary = await findFirecracker(this.env);
-    if (!binary)
-      return {
-        engine: this.name,
-        available: false,
-        detail: `firecracker not installed; ${FIRECRACKER_HINT}`,
-        capabilities: caps,
-      };
+    if (!binary) return unavailable(this.name, `firecracker not installed; ${FIRECRACKER_HINT}`);
     const version =
       (
         await runCapture(binary, ["--version"], { timeoutMs: 5000 }).catch(
@@ -139,28 +132,21 @@ export class FirecrackerEngine implements Engine {
         )
       )?.stdout.split("\n")[0] ?? "unknown";
     if (!(await kvmNodeUsable())) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${version}: /dev/kvm is missing or not accessible`,
-        capabilities: caps,
-      };
+      return unavailable(this.name, `${version}: /dev/kvm is missing or not accessible`);
     }
     const kvm = (await cachedProbes(this.paths.cacheDir)).kvm;
     if (!kvm?.boots) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${version}: ${kvm ? `KVM guests do not boot here (${kvm.detail})` : "KVM not proven to boot guests yet (the qemu probe records it)"}`,
-        capabilities: caps,
-      };
+      return unavailable(
+        this.name,
+        `${version}: ${kvm ? `KVM guests do not boot here (${kvm.detail})` : "KVM not proven to boot guests yet (the qemu probe records it)"}`,
+      );
     }
     if (!opts.rootfs) {
       return {
         engine: this.name,
         available: true,
         detail: `${version}; KVM boots guests; not test-run (no environment installed)`,
-        capabilities: caps,
+        capabilities: NO_CAPABILITIES,
       };
     }
     const probe = await runProbeCommand(this, {
@@ -170,12 +156,7 @@ export class FirecrackerEngine implements Engine {
       timeoutMs: opts.deadlineMs ?? 20_000,
     });
     if (probe.error !== undefined) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${version}: test VM failed: ${probe.error.slice(0, 300)}`,
-        capabilities: caps,
-      };
+      return unavailable(this.name, `${version}: test VM failed: ${probe.error.slice(0, 300)}`);
     }
     const r = probe.outcome;
     return {
@@ -183,7 +164,7 @@ export class FirecrackerEngine implements Engine {
       available: probe.ok,
       detail: `${version}: ${probe.ok ? `a VM ran a command (boot ${r.bootMs} ms)` : `test command failed (exit ${r.exitCode})`}`,
       probeMs: r.bootMs + r.execMs,
-      capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: false } : caps,
+      capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: false } : NO_CAPABILITIES,
     };
   }
 
@@ -416,31 +397,7 @@ export class FirecrackerEngine implements Engine {
     const t0 = performance.now();
     const { s, d } = await this.session(handle, 30_000);
     try {
-      const r = await s.exec(
-        {
-          argv: req.argv,
-          ...(req.env ? { env: req.env } : {}),
-          cwd: req.cwd ?? "/",
-          timeoutMs: req.timeoutMs,
-          maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
-        },
-        {
-          ...(req.signal ? { signal: req.signal } : {}),
-          ...(req.onStdout ? { onStdout: req.onStdout } : {}),
-          ...(req.onStderr ? { onStderr: req.onStderr } : {}),
-        },
-      );
-      if (req.signal?.aborted)
-        throw new PyroError("cancelled", "command cancelled; its processes were killed");
-      return {
-        exitCode: r.timedOut ? 124 : r.exitCode,
-        stdout: r.stdout.toString("utf8"),
-        stderr: r.stderr.toString("utf8"),
-        stdoutTruncated: r.stdoutTruncated,
-        stderrTruncated: r.stderrTruncated,
-        timedOut: r.timedOut,
-        execMs: Math.round(performance.now() - t0),
-      };
+      return agentOutcome(await agentExec(s, req), req, t0);
     } catch (e) {
       if (!isOurProcess(d.pid, d.marker))
         throw new PyroError("sandbox_dead", `sandbox ${handle.id} stopped while the command ran`);

@@ -19,7 +19,7 @@ import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { execOutcome } from "../outcome.js";
-import { runProbeCommand } from "../probe-run.js";
+import { NO_CAPABILITIES, runProbeCommand, unavailable } from "../probe-run.js";
 import type {
   DetachedRequest,
   Engine,
@@ -203,25 +203,16 @@ export class GvisorEngine implements Engine {
   }
 
   async probe(opts: ProbeOptions): Promise<ProbeResult> {
-    const caps = { vm_boot: false, guest_exec: false, guest_network: false };
     const binary = await findRunsc(this.env);
-    if (!binary)
-      return {
-        engine: this.name,
-        available: false,
-        detail: `runsc not found; ${SETUP_HINT}`,
-        capabilities: caps,
-      };
+    if (!binary) return unavailable(this.name, `runsc not found; ${SETUP_HINT}`);
     const version = (await runscVersion(binary)) ?? "unknown";
     const date = runscDate(version);
     if (date !== undefined && date < MIN_RUNSC_DATE) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${binary} is ${version}, older than ${MIN_RUNSC_DATE} (fails statx on directories); ${SETUP_HINT}`,
-        capabilities: caps,
-        extra: { binary, version },
-      };
+      return unavailable(
+        this.name,
+        `${binary} is ${version}, older than ${MIN_RUNSC_DATE} (fails statx on directories); ${SETUP_HINT}`,
+        { binary, version },
+      );
     }
     if (!opts.rootfs) {
       return {
@@ -239,12 +230,7 @@ export class GvisorEngine implements Engine {
       timeoutMs: opts.deadlineMs ?? 20_000,
     });
     if (probe.error !== undefined) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `test sandbox failed: ${probe.error}`,
-        capabilities: caps,
-      };
+      return unavailable(this.name, `test sandbox failed: ${probe.error}`);
     }
     const r = probe.outcome;
     // Said where it changes what a user gets: no cgroups are set up without root.
@@ -256,7 +242,7 @@ export class GvisorEngine implements Engine {
         ? `${version}${mode}: a sandbox ran a command in ${r.execMs} ms`
         : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
       probeMs: r.execMs,
-      capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : caps,
+      capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : NO_CAPABILITIES,
       extra: { binary, version, tested: true },
     };
   }

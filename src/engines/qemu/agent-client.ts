@@ -1,8 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import type { Duplex, Readable } from "node:stream";
+import { type Duplex, Readable } from "node:stream";
 import { PyroError } from "../../core/errors.js";
 import { ignore } from "../../util/best-effort.js";
+import { DEFAULT_MAX_OUTPUT_BYTES } from "../../util/proc.js";
+import type { ExecOutcome, ExecRequest } from "../types.js";
 import {
   encodeExec,
   encodeFrame,
@@ -359,4 +361,38 @@ export class AgentSession {
     }
     if (!stop()) await this.write(STDIN_EOF());
   }
+}
+
+/** An engine's exec request sent to the guest agent, which both VM engines (QEMU, Firecracker) run. */
+export function agentExec(s: AgentSession, req: ExecRequest): Promise<AgentResult> {
+  return s.exec(
+    {
+      argv: req.argv,
+      ...(req.env ? { env: req.env } : {}),
+      cwd: req.cwd ?? "/",
+      timeoutMs: req.timeoutMs,
+      maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
+    },
+    {
+      ...(req.signal ? { signal: req.signal } : {}),
+      ...(req.onStdout ? { onStdout: req.onStdout } : {}),
+      ...(req.onStderr ? { onStderr: req.onStderr } : {}),
+      ...(req.stdin ? { stdin: Readable.from([req.stdin]) } : {}),
+    },
+  );
+}
+
+/** The agent's answer as an engine outcome; a cancelled command is an error, not an exit code. */
+export function agentOutcome(r: AgentResult, req: ExecRequest, t0: number): ExecOutcome {
+  if (req.signal?.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
+  return {
+    exitCode: r.timedOut ? 124 : r.exitCode,
+    stdout: r.stdout.toString("utf8"),
+    stdoutBytes: r.stdout,
+    stderr: r.stderr.toString("utf8"),
+    stdoutTruncated: r.stdoutTruncated,
+    stderrTruncated: r.stderrTruncated,
+    timedOut: r.timedOut,
+    execMs: Math.round(performance.now() - t0),
+  };
 }

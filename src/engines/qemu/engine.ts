@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { c as tarCreate } from "tar";
 import { PyroError, toPyroError } from "../../core/errors.js";
 import type { PyroPaths } from "../../core/paths.js";
@@ -17,13 +17,13 @@ import {
 import { ignore } from "../../util/best-effort.js";
 import { writeJsonAtomic } from "../../util/json-store.js";
 import { sandboxNice } from "../../util/priority.js";
-import { DEFAULT_MAX_OUTPUT_BYTES, runCapture, sandboxProcessEnv } from "../../util/proc.js";
+import { runCapture, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
 import { EXPIRES_FILE, writeExpiry } from "../expiry.js";
 import { ensureRootImage } from "../guest-image/image.js";
 import { ensureAgentBinary, ensureInitramfs, findBusybox } from "../guest-image/initramfs.js";
 import { ensureGuestKernel, findGuestKernel, type GuestKernel, KERNEL_HINT } from "../guest-image/kernel.js";
-import { runProbeCommand } from "../probe-run.js";
+import { runProbeCommand, unavailable } from "../probe-run.js";
 import type {
   Engine,
   EngineTraits,
@@ -38,7 +38,7 @@ import type {
   SandboxSpec,
 } from "../types.js";
 import { NO_TRAITS } from "../types.js";
-import { AgentSession } from "./agent-client.js";
+import { AgentSession, agentExec, agentOutcome } from "./agent-client.js";
 import { type Accel, buildQemuArgs, hostTscKhz, shellQuote } from "./args.js";
 import { type QemuHandleData, qemuData, qemuDataLoose } from "./handle.js";
 import {
@@ -190,25 +190,15 @@ export class QemuEngine implements Engine {
   // ---------------------------------------------------------------- probe
 
   async probe(opts: ProbeOptions): Promise<ProbeResult> {
-    const caps = { vm_boot: false, guest_exec: false, guest_network: false };
     const binary = await findQemu(this.env);
-    if (!binary)
-      return {
-        engine: this.name,
-        available: false,
-        detail: `qemu-system-x86_64 not found; ${QEMU_HINT}`,
-        capabilities: caps,
-      };
+    if (!binary) return unavailable(this.name, `qemu-system-x86_64 not found; ${QEMU_HINT}`);
     const version = await qemuVersion(binary);
     const kernel = await findGuestKernel(this.paths.cacheDir, this.env);
     if (!kernel) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${version}; no guest kernel in pyro's cache: ${KERNEL_HINT}`,
-        capabilities: caps,
-        extra: { binary, version },
-      };
+      return unavailable(this.name, `${version}; no guest kernel in pyro's cache: ${KERNEL_HINT}`, {
+        binary,
+        version,
+      });
     }
     let initrd: string;
     try {
@@ -221,13 +211,7 @@ export class QemuEngine implements Engine {
         )
       ).path;
     } catch (e) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${version}; ${toPyroError(e).message}`,
-        capabilities: caps,
-        extra: { binary, version },
-      };
+      return unavailable(this.name, `${version}; ${toPyroError(e).message}`, { binary, version });
     }
     const deadline = opts.deadlineMs ?? 20_000;
     const kvm = (await kvmUsableNode())
@@ -239,13 +223,11 @@ export class QemuEngine implements Engine {
     const extra: Record<string, unknown> = { binary, version, kernel: kernel.release, kvm: kvm ?? null, tcg };
     const boots = (kvm?.boots ?? false) || tcg.boots;
     if (!boots) {
-      return {
-        engine: this.name,
-        available: false,
-        detail: `${version}: ${kvm ? `${kvm.detail}; ` : "no usable /dev/kvm; "}${tcg.detail}`,
-        capabilities: caps,
+      return unavailable(
+        this.name,
+        `${version}: ${kvm ? `${kvm.detail}; ` : "no usable /dev/kvm; "}${tcg.detail}`,
         extra,
-      };
+      );
     }
     const accel: Accel = kvm?.boots ? "kvm" : "tcg";
     let detail = `${version}: ${kvm ? kvm.detail : "no usable /dev/kvm"}; ${tcg.detail}; VMs use ${accel.toUpperCase()}`;
@@ -687,21 +669,7 @@ export class QemuEngine implements Engine {
     const s = await this.session(handle, d, Math.max(30_000, req.timeoutMs + 10_000), req.signal, oneshot);
     let r: Awaited<ReturnType<AgentSession["exec"]>>;
     try {
-      r = await s.exec(
-        {
-          argv: req.argv,
-          ...(req.env ? { env: req.env } : {}),
-          cwd: req.cwd ?? "/",
-          timeoutMs: req.timeoutMs,
-          maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
-        },
-        {
-          ...(req.signal ? { signal: req.signal } : {}),
-          ...(req.onStdout ? { onStdout: req.onStdout } : {}),
-          ...(req.onStderr ? { onStderr: req.onStderr } : {}),
-          ...(req.stdin ? { stdin: Readable.from([req.stdin]) } : {}),
-        },
-      );
+      r = await agentExec(s, req);
     } catch (e) {
       if (!isOurProcess(d.pid, d.marker)) {
         throw new PyroError(
@@ -714,17 +682,7 @@ export class QemuEngine implements Engine {
     } finally {
       s.close();
     }
-    if (req.signal?.aborted) throw new PyroError("cancelled", "command cancelled; its processes were killed");
-    return {
-      exitCode: r.timedOut ? 124 : r.exitCode,
-      stdout: r.stdout.toString("utf8"),
-      stdoutBytes: r.stdout,
-      stderr: r.stderr.toString("utf8"),
-      stdoutTruncated: r.stdoutTruncated,
-      stderrTruncated: r.stderrTruncated,
-      timedOut: r.timedOut,
-      execMs: Math.round(performance.now() - t0),
-    };
+    return agentOutcome(r, req, t0);
   }
 
   async putArchive(handle: SandboxHandle, tar: Readable, dest: string): Promise<void> {
