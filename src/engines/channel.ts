@@ -2,6 +2,9 @@ import { gvisorDataOrUndefined } from "./gvisor/handle.js";
 import { qemuCtlDir, qemuPid } from "./qemu/handle.js";
 import type { SandboxHandle } from "./types.js";
 
+/** Running a command over a channel, and naming a sandbox that died under it (gVisor's today). */
+export { runOverChannel, sandboxDeathError } from "./gvisor/channel-run.js";
+
 /**
  * What code outside `engines/` may learn of a stored handle without an engine: its exec
  * channel and its sandbox process. Free of zod and of the engines themselves (only the

@@ -1,7 +1,6 @@
 import type * as z from "zod";
 import { EmptyInput } from "../contract/common.js";
 import { PoolDrainResult, PoolFillResult, PoolStatusResult } from "../contract/pool.js";
-import { WarmPool } from "../pool/pool.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { op } from "./operation.js";
 
@@ -10,7 +9,7 @@ const POOL_ENV =
   "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 0: off), " +
   "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net][#qemu] for runs, #qemu meaning booted QEMU microVMs for PYRO_ENGINE=qemu; ENV[#VCPUxMEM]#ws for workspace create; default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
 
-const poolOf = (rt: Runtime) => new WarmPool(rt.paths, rt.envs, rt.env);
+const poolOf = (rt: Runtime) => rt.pool();
 
 export const POOL_OPERATIONS = [
   op({

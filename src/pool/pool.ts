@@ -6,10 +6,11 @@ import { PyroError } from "../core/errors.js";
 import { newId } from "../core/ids.js";
 import type { PyroPaths } from "../core/paths.js";
 import { execChannel, sandboxPid } from "../engines/channel.js";
-import { engineByName } from "../engines/select.js";
 import type { Engine, EngineName } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnvironmentStore } from "../environments/store.js";
+import type { RuntimeDeps } from "../sandbox/context.js";
+import type { EngineRegistry } from "../sandbox/engines.js";
 import { ignore } from "../util/best-effort.js";
 import { readJson, writeJsonAtomic } from "../util/json-store.js";
 import { withLockIfFree } from "../util/lock.js";
@@ -74,18 +75,25 @@ export interface PoolKeyStatus {
 /** A claimed sandbox whose expiry passed this long ago is destroyed even if its owner lives. */
 const CLAIM_GRACE_MS = 60_000;
 
+/** What the pool is built from: the runtime's paths, environments, settings and engines. */
+export type PoolDeps = Pick<RuntimeDeps, "paths" | "envs" | "env" | "engines">;
+
 export class WarmPool {
   readonly root: string;
   readonly config: PoolConfig;
-  private readonly engines = new Map<EngineName, Engine>();
+  private readonly paths: PyroPaths;
+  private readonly envs: EnvironmentStore;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly engines: EngineRegistry;
+  private readonly engineCache = new Map<EngineName, Engine>();
 
-  constructor(
-    private readonly paths: PyroPaths,
-    private readonly envs: EnvironmentStore,
-    private readonly env: NodeJS.ProcessEnv,
-  ) {
-    this.root = join(paths.stateDir, "pool");
-    this.config = poolConfig(env);
+  constructor(d: PoolDeps) {
+    this.paths = d.paths;
+    this.envs = d.envs;
+    this.env = d.env;
+    this.engines = d.engines;
+    this.root = join(d.paths.stateDir, "pool");
+    this.config = poolConfig(d.env);
   }
 
   /**
@@ -93,13 +101,10 @@ export class WarmPool {
    * or when a PYRO_POOL_* setting is bad (`pyro pool status` says what is wrong): the
    * caller then starts a fresh sandbox.
    */
-  static keyed(
-    d: { paths: PyroPaths; envs: EnvironmentStore; env: NodeJS.ProcessEnv },
-    want: PoolKey,
-  ): { pool: WarmPool; key: PoolKey } | undefined {
+  static keyed(d: PoolDeps, want: PoolKey): { pool: WarmPool; key: PoolKey } | undefined {
     let pool: WarmPool;
     try {
-      pool = new WarmPool(d.paths, d.envs, d.env);
+      pool = new WarmPool(d);
     } catch {
       return undefined;
     }
@@ -114,10 +119,12 @@ export class WarmPool {
   /** The engine a key's sandboxes run on (config.ts keyEngine): gVisor, or QEMU for `#qemu` keys. */
   private engineOf(engine: PoolKey["engine"]): Engine {
     const name = keyEngine(engine ? { engine } : {});
-    let e = this.engines.get(name);
+    let e = this.engineCache.get(name);
     if (!e) {
-      e = engineByName(name, this.paths, this.env)!;
-      this.engines.set(name, e);
+      e = this.engines.byName(name);
+      if (!e)
+        throw new PyroError("engine_unavailable", `the warm pool's engine ${name} is not in this build`);
+      this.engineCache.set(name, e);
     }
     return e;
   }

@@ -69,6 +69,11 @@ export class Runtime {
     this.capabilities = new WorkspaceCapabilities(this.workspaces, intentsDir(this.paths.stateDir));
   }
 
+  /** The warm pool, over the same paths and engines as the managers. */
+  pool(): WarmPool {
+    return new WarmPool(this.deps);
+  }
+
   /** One workspace as an object: `rt.workspace(id).files.read(…)`, `.shells`, `.snapshots`… */
   workspace(id: string): Workspace {
     return this.capabilities.workspace(id);
@@ -117,7 +122,7 @@ export class Runtime {
     );
     // The warm pool's stale sandboxes (idle-expired, dead, claimed by a dead process) go too;
     // nothing new is started here.
-    await new WarmPool(this.paths, this.envs, this.env)
+    await this.pool()
       .fill({ create: false, waitMs: 0, keepUnconfigured: true })
       .catch(ignore("cleaning the warm pool: the next reap cleans again"));
     return { reaped_vms, reaped_workspaces };

@@ -1,9 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError, toPyroError } from "../core/errors.js";
-import { execChannel } from "../engines/channel.js";
+import { execChannel, runOverChannel, sandboxDeathError } from "../engines/channel.js";
 import { writeExpiry } from "../engines/expiry.js";
-import { runOverChannel, sandboxDeathError } from "../engines/gvisor/channel-run.js";
 import type { ExecOutcome, ExecRequest, ExecutionMode, SandboxHandle } from "../engines/types.js";
 import { CATALOG } from "../environments/catalog.js";
 import { DEFAULT_RUNTIME, type RuntimeConfig, userOf } from "../environments/runtime-config.js";
@@ -23,6 +22,7 @@ import {
   markFailed,
   startCommand,
 } from "./command-log.js";
+import { snapshotOpPath } from "./snapshot-op.js";
 
 /**
  * `workspace exec`, once: the command's log entry, the record update under its lock, the
@@ -267,8 +267,8 @@ export interface PlainExec {
  */
 export function plainExec(workspacesDir: string, id: string, timeoutSeconds: number): PlainExec | undefined {
   const dir = join(workspacesDir, id);
-  // A snapshot or reset in progress, or one whose pyro died (snapshots.ts opPath recovers it).
-  if (existsSync(join(dir, "snapshots", "op.json"))) return undefined;
+  // A snapshot or reset in progress, or one whose pyro died (snapshots.ts recovers it).
+  if (existsSync(snapshotOpPath(dir))) return undefined;
   let rec: PlainRecord;
   try {
     rec = JSON.parse(readFileSync(join(dir, "workspace.json"), "utf8")) as PlainRecord;

@@ -15,6 +15,7 @@ import { baselineDir } from "./baseline.js";
 import { Guest, stdoutBytes } from "./guest.js";
 import type { RecoveryHook, SnapshotPort } from "./port.js";
 import type { PreparedFiles, WorkspaceRecord } from "./record.js";
+import { snapshotOpPath } from "./snapshot-op.js";
 import {
   diskFullError,
   type Manifest,
@@ -81,10 +82,6 @@ function mergeSkipped(host: SkippedEntry[], guest: SkippedEntry[]): SkippedEntry
   return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-function opPath(wsDir: string): string {
-  return join(wsDir, "snapshots", "op.json");
-}
-
 /**
  * The intent hook the manager runs before a workspace is used (manager.usable, status; see
  * port.ts RecoveryHook): finishes an operation whose pyro process died. Returns whether it
@@ -93,7 +90,7 @@ function opPath(wsDir: string): string {
  */
 export async function recoverInterruptedOp(m: SnapshotPort, id: string): Promise<boolean> {
   const dir = m.dir(id);
-  const cur = await readJson<OpRecord>(opPath(dir)).catch(
+  const cur = await readJson<OpRecord>(snapshotOpPath(dir)).catch(
     ignore("no readable op.json: no interrupted snapshot operation to recover"),
   );
   if (!cur) return false;
@@ -106,7 +103,7 @@ export async function recoverInterruptedOp(m: SnapshotPort, id: string): Promise
       );
     // runsc refuses an exec into a paused sandbox: wait out the snapshot's pause (~0.1 s).
     if (cur.paused) {
-      await waitWhilePaused(opPath(dir), cur.owner);
+      await waitWhilePaused(snapshotOpPath(dir), cur.owner);
       if (!ownerAlive(cur.owner)) return recoverInterruptedOp(m, id);
     }
     return false;
@@ -147,7 +144,7 @@ export class Snapshots {
 
   /** Takes the workspace's operation slot (op.json), finishing a dead owner's operation first. */
   private async claim(id: string, op: Omit<OpRecord, "owner" | "started_at">): Promise<void> {
-    const path = opPath(this.x.dir(id));
+    const path = snapshotOpPath(this.x.dir(id));
     await withLock(path, async () => {
       const cur = await readJson<OpRecord>(path).catch(
         ignore("no readable op.json: the operation slot is free"),
@@ -164,12 +161,12 @@ export class Snapshots {
   }
 
   private async release(id: string): Promise<void> {
-    await rm(opPath(this.x.dir(id)), { force: true });
+    await rm(snapshotOpPath(this.x.dir(id)), { force: true });
   }
 
   /** Finishes the operation of a pyro process that died, if there still is one. */
   async recover(id: string): Promise<void> {
-    const path = opPath(this.x.dir(id));
+    const path = snapshotOpPath(this.x.dir(id));
     await withLock(path, async () => {
       const cur = await readJson<OpRecord>(path).catch(
         ignore("no readable op.json: no interrupted operation to finish"),
@@ -252,7 +249,7 @@ export class Snapshots {
     const guestSkipped = engine.traits.guestOnlySpecialFiles ? await this.guestSpecialFiles(rec) : [];
     // Whether the sandbox is frozen, on disk, so a process killed mid-operation leaves a state recovery reads.
     const markOp = (frozen: boolean) =>
-      writeJsonAtomic(opPath(this.x.dir(id)), {
+      writeJsonAtomic(snapshotOpPath(this.x.dir(id)), {
         op,
         name,
         paused: frozen,
