@@ -303,32 +303,41 @@ test("pyro killed with SIGKILL mid-stop and mid-start: the workspace reads stopp
 });
 
 test("a stopped workspace still expires: the idle TTL counts from the stop, and the reaper removes it", async (t) => {
-  await withGvisorState(t, async (c) => {
-    const created = await runCliJson<Status>(["workspace", "create", ENV], {
-      env: c.env,
-      timeoutMs: 600_000,
-    });
-    const ws = created.json.workspace_id;
-    const stop = await runCliJson<Step & { expires_at: string; last_activity_at: string }>(
-      ["workspace", "stop", ws],
-      { env: c.env },
-    );
-    assert.equal(stop.json.state, "stopped");
-    // The stop counted as activity.
-    assert.ok(Date.parse(stop.json.last_activity_at) > Date.now() - 10_000);
-    const upd = await runCliJson<{ expires_at: string }>(["workspace", "update", ws, "--ttl-seconds", "1"], {
-      env: c.env,
-    });
-    assert.equal(upd.code, 0, upd.stderr);
-    assert.equal(Date.parse(upd.json.expires_at), Date.parse(stop.json.last_activity_at) + 1000);
-    await new Promise((r) => setTimeout(r, 1500));
-    const reap = await runCliJson<{ reaped_workspaces: string[] }>(["vm", "reap"], { env: c.env });
-    assert.deepEqual(reap.json.reaped_workspaces, [ws]);
-    const st = await runCliJson<Status>(["workspace", "status", ws], { env: c.env });
-    assert.equal(st.json.state, "expired");
-    assert.match((await runCli(["workspace", "start", ws], { env: c.env })).stderr, /expired/);
-    assert.equal((await runCli(["workspace", "delete", ws], { env: c.env })).code, 0);
-  });
+  // Only the explicit reap may expire it: a background reap falling due on a loaded machine
+  // (create can take longer than the 30 s interval) would take it first.
+  await withGvisorState(
+    t,
+    async (c) => {
+      const created = await runCliJson<Status>(["workspace", "create", ENV], {
+        env: c.env,
+        timeoutMs: 600_000,
+      });
+      const ws = created.json.workspace_id;
+      const stop = await runCliJson<Step & { expires_at: string; last_activity_at: string }>(
+        ["workspace", "stop", ws],
+        { env: c.env },
+      );
+      assert.equal(stop.json.state, "stopped");
+      // The stop counted as activity.
+      assert.ok(Date.parse(stop.json.last_activity_at) > Date.now() - 10_000);
+      const upd = await runCliJson<{ expires_at: string }>(
+        ["workspace", "update", ws, "--ttl-seconds", "1"],
+        {
+          env: c.env,
+        },
+      );
+      assert.equal(upd.code, 0, upd.stderr);
+      assert.equal(Date.parse(upd.json.expires_at), Date.parse(stop.json.last_activity_at) + 1000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const reap = await runCliJson<{ reaped_workspaces: string[] }>(["vm", "reap"], { env: c.env });
+      assert.deepEqual(reap.json.reaped_workspaces, [ws]);
+      const st = await runCliJson<Status>(["workspace", "status", ws], { env: c.env });
+      assert.equal(st.json.state, "expired");
+      assert.match((await runCli(["workspace", "start", ws], { env: c.env })).stderr, /expired/);
+      assert.equal((await runCli(["workspace", "delete", ws], { env: c.env })).code, 0);
+    },
+    { PYRO_REAP_INTERVAL_SECONDS: "86400" },
+  );
 });
 
 async function qemuSkipReason(): Promise<string | undefined> {
