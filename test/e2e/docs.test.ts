@@ -93,14 +93,30 @@ function parseHelp(text: string): { flags: string[]; subcommands: string[] } {
 
 async function walkCli(): Promise<Map<string, CliCommand>> {
   const all = new Map<string, CliCommand>();
-  const visit = async (path: string[]): Promise<void> => {
-    const r = await runCli([...path, "--help"], { timeoutMs: 30_000 });
-    assert.equal(r.code, 0, `pyro ${path.join(" ")} --help: ${r.stderr}`);
-    const h = parseHelp(r.stdout);
-    all.set(path.join(" "), { path: path.join(" "), ...h });
-    await Promise.all(h.subcommands.map((c) => visit([...path, c])));
+  // A few `--help`s at a time: ~90 node processes at once miss any timeout on a loaded machine.
+  const queue: string[][] = [[]];
+  let active = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const path = queue.shift();
+      if (!path) {
+        if (active === 0) return;
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      active++;
+      try {
+        const r = await runCli([...path, "--help"], { timeoutMs: 60_000 });
+        assert.equal(r.code, 0, `pyro ${path.join(" ")} --help: ${r.stderr}`);
+        const h = parseHelp(r.stdout);
+        all.set(path.join(" "), { path: path.join(" "), ...h });
+        for (const c of h.subcommands) queue.push([...path, c]);
+      } finally {
+        active--;
+      }
+    }
   };
-  await visit([]);
+  await Promise.all(Array.from({ length: 6 }, worker));
   return all;
 }
 
