@@ -42,6 +42,16 @@ export function cliFieldName(field: string, t: z.ZodType): string {
   return b instanceof z.ZodRecord || b instanceof z.ZodArray ? field.replace(/s$/, "") : field;
 }
 
+/** Whether a field's schema default is `true` (its CLI flag then has a --no- form). */
+export function defaultsToTrue(t: z.ZodType): boolean {
+  let cur: z.ZodType = t;
+  for (;;) {
+    if (cur instanceof z.ZodDefault) return (cur.def.defaultValue as unknown) === true;
+    if (cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+    else return false;
+  }
+}
+
 /** Accumulates a repeatable flag: K=V pairs into an object, other items into an array. */
 function collect(t: z.ZodType) {
   const isRecord = baseType(t) instanceof z.ZodRecord;
@@ -111,6 +121,7 @@ export function addOperationCommands(
     "workspace sync": "Copy host files into a workspace",
     "workspace file": "Files in a workspace: list, read, write, edit",
     "workspace patch": "Apply a unified diff in a workspace",
+    "workspace disk": "A stopped workspace's disk image, read offline: list, read, export",
     pool: "The warm pool of pre-started sandboxes vm_run and workspace create take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net][#qemu] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
   };
   const groupFor = (path: string[]): Command => {
@@ -154,6 +165,9 @@ export function addOperationCommands(
         opt = new Option(`${flagOf(field)} <n>`, desc).argParser(parseNumber);
       else opt = new Option(`${flagOf(field)} <value>`, desc);
       cmd.addOption(opt);
+      // A boolean that defaults to true (shell write's `newline`) is turned off with --no-FIELD.
+      if (base instanceof z.ZodBoolean && defaultsToTrue(t))
+        cmd.addOption(new Option(`--no-${kebab(field)}`, `turn ${flagOf(field)} off`));
     }
     for (const f of o.cli.extraFlags ?? [])
       if (f.repeatable)
@@ -292,7 +306,17 @@ function writeResult(
   if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else if (opts.idOnly === true && typeof result.workspace_id === "string")
     io.stdout.write(`${result.workspace_id}\n`);
-  else if (isExec) {
+  else if (opts.contentOnly === true && typeof result.content === "string") {
+    // `--content-only` (file read, disk read): the bytes and nothing else, for redirection.
+    io.stdout.write(Buffer.from(result.content, result.encoding === "base64" ? "base64" : "utf8"));
+    const more =
+      typeof result.next_offset === "number"
+        ? `more follows: --offset ${result.next_offset}`
+        : result.truncated === true
+          ? "cut at --max-bytes"
+          : undefined;
+    if (more && process.env.PYRO_QUIET !== "1") io.stderr.write(`[pyro] ${more}\n`);
+  } else if (isExec) {
     // The output itself was streamed as it came; only the summary line is left.
     if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${renderResult(o.name, result)}\n`);
   } else if (o.name === "output_read") {

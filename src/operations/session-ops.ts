@@ -41,7 +41,7 @@ export const SESSION_OPERATIONS = [
     sdk: "writeShell",
     title: "Type into a shell",
     description:
-      "Send text to a shell's terminal, as typed (newline=true presses Enter after it). Then read the answer with shell_read (wait_for_idle_ms=300 waits until the program has finished printing).",
+      "Send text to a shell's terminal, as typed, then press Enter (newline=false sends it raw: control keys, partial lines). Then read the answer with shell_read (wait_for_idle_ms=300 waits until the program has finished printing).",
     input: S.ShellWriteInput,
     result: S.ShellWriteResult,
     mcp: true,
@@ -49,8 +49,8 @@ export const SESSION_OPERATIONS = [
       path: ["workspace", "shell", "write"],
       positional: ["workspace_id", "shell_id"],
       examples: [
-        `pyro workspace shell write ${WS} ${SH} --input 'x = 6*7' --newline`,
-        `pyro workspace shell write ${WS} ${SH} --input $'\\x04'`,
+        `pyro workspace shell write ${WS} ${SH} --input 'x = 6*7'`,
+        `pyro workspace shell write ${WS} ${SH} --input $'\\x04' --no-newline`,
       ],
     },
     handler: (rt, i) => shells(rt).write(i),

@@ -5,6 +5,7 @@ import { checkId } from "../core/ids.js";
 import { ONESHOT_RETENTION, readOutputPage } from "../output/store.js";
 import { environmentState, prepare } from "../runtime/prepare.js";
 import { secretsFromFlags } from "../secrets/spec.js";
+import { DISK_OPERATIONS } from "./disk.js";
 import { FILE_OPERATIONS } from "./files.js";
 import { LIFECYCLE_OPERATIONS } from "./lifecycle.js";
 import { type CliSpec, type Operation, op } from "./operation.js";
@@ -505,6 +506,7 @@ export const OPERATIONS = [
   ...POOL_OPERATIONS,
   // Snapshots, reset and fork (snapshots.ts).
   ...SNAPSHOT_OPERATIONS,
+  ...DISK_OPERATIONS,
 ] as const;
 
 export type AnyOperation = (typeof OPERATIONS)[number];

