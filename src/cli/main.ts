@@ -86,6 +86,8 @@ interface ServeFlags {
   allowExportExec?: boolean;
   allowOrigin?: string[];
   allowHostHeader?: string[];
+  /** false with --no-auth */
+  auth?: boolean;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -239,7 +241,23 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "with --http on a loopback address: also accept this Host header name (a reverse proxy's public name); other non-loopback names get 403 (repeatable)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
+    .option(
+      "--no-auth",
+      "with --http on a loopback address only: accept requests without a bearer token, all as one local tenant (development and test suites; prints a warning)",
+    )
     .action(async (o: ServeFlags) => {
+      if (o.http === undefined && o.auth === false) {
+        reportError(
+          io,
+          new PyroError(
+            "invalid_argument",
+            "--no-auth goes with --http",
+            "stdio needs no token: drop --no-auth",
+          ),
+          false,
+        );
+        return;
+      }
       if (o.http !== undefined) {
         // A project seeds every workspace_create without seed_path: over HTTP that would hand
         // the operator's checkout to every token holder, so it is a stdio-only feature.
@@ -255,7 +273,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
           );
           return;
         }
-        const { serveHttp } = await import("./serve.js");
+        const { serveHttpReported } = await import("./serve.js");
         const num = (flag: string, v: string | undefined) => {
           if (v === undefined) return undefined;
           const n = Number(v);
@@ -269,7 +287,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
         try {
           const maxConcurrent = num("--max-concurrent", o.maxConcurrent);
           const uploadMib = num("--max-upload-mib", o.maxUploadMib);
-          await serveHttp({
+          await serveHttpReported(io, {
             listen: o.http,
             ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
             allowHostCompat: o.allowHostCompat === true,
@@ -284,6 +302,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(o.allowExportExec ? { allowExportExec: true } : {}),
             ...(o.allowOrigin ? { allowOrigins: o.allowOrigin } : {}),
             ...(o.allowHostHeader ? { allowHosts: o.allowHostHeader } : {}),
+            ...(o.auth === false ? { noAuth: true } : {}),
           });
         } catch (e) {
           reportError(io, e, false);
