@@ -3,6 +3,7 @@ import { Command, CommanderError, type ErrorOptions } from "commander";
 import * as z from "zod";
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
+import { type AskFirstPolicy, parseAskFirst } from "../mcp/elicit.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
@@ -88,6 +89,8 @@ interface ServeFlags {
   allowHostHeader?: string[];
   /** false with --no-auth */
   auth?: boolean;
+  askFirst?: string[];
+  askFirstFallback?: string;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -245,7 +248,24 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "--no-auth",
       "with --http on a loopback address only: accept requests without a bearer token, all as one local tenant (development and test suites; prints a warning)",
     )
+    .option(
+      "--ask-first <kinds>",
+      "delete, export (with force) and/or reset: a human confirms such calls first, through the client (MCP elicitation) where it can ask (comma-separated, repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--ask-first-fallback <allow|deny>",
+      "what an ask-first call does when the client cannot ask (no elicitation, or --http): deny (default) or allow",
+    )
     .action(async (o: ServeFlags) => {
+      let askFirst: AskFirstPolicy | undefined;
+      try {
+        if (o.askFirst?.length || o.askFirstFallback)
+          askFirst = parseAskFirst(o.askFirst ?? [], o.askFirstFallback ?? "deny");
+      } catch (e) {
+        reportError(io, e, false);
+        return;
+      }
       if (o.http === undefined && o.auth === false) {
         reportError(
           io,
@@ -303,6 +323,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(o.allowOrigin ? { allowOrigins: o.allowOrigin } : {}),
             ...(o.allowHostHeader ? { allowHosts: o.allowHostHeader } : {}),
             ...(o.auth === false ? { noAuth: true } : {}),
+            ...(askFirst ? { askFirst } : {}),
           });
         } catch (e) {
           reportError(io, e, false);
@@ -319,6 +340,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
         ...(o.exportDir !== undefined ? { exportDir: o.exportDir } : {}),
         ...(o.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
         ...(o.allowExportExec ? { allowExportExec: true } : {}),
+        ...(askFirst ? { askFirst } : {}),
         project: {
           ...(o.projectPath ? { path: o.projectPath } : {}),
           ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),

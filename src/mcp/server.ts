@@ -12,6 +12,7 @@ import { Runtime } from "../runtime/runtime.js";
 import type { CallContext } from "../sandbox/context.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import type { OperationGate } from "../tenants/tenancy.js";
+import { type AskFirstPolicy, confirmAskFirst } from "./elicit.js";
 import { logCall } from "./logging.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
@@ -74,9 +75,12 @@ export interface CreateServerOptions {
   exportPolicy?: ExportPolicy;
   /**
    * Whether the server lives as long as its connection (stdio: the default), so resource
-   * subscriptions are polled and updates sent. A stateless HTTP request's server does not.
+   * subscriptions are polled and updates sent, and a client can be asked (elicitation). A
+   * stateless HTTP request's server does not.
    */
-  watchResources?: boolean;
+  liveConnection?: boolean;
+  /** `--ask-first`, `--ask-first-fallback`: calls a human confirms first (src/mcp/elicit.ts). */
+  askFirst?: AskFirstPolicy;
 }
 
 /** The export policy of a server created with these options (throws on a bad --export-dir). */
@@ -299,6 +303,18 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
         },
       },
       async (args, ctx) => {
+        try {
+          await confirmAskFirst(opts.askFirst, server, ctx, op.name, args, opts.liveConnection !== false);
+        } catch (e) {
+          const err = errorForFace(e, "mcp", tools);
+          const refused: CallToolResult = {
+            content: [{ type: "text", text: renderError(err) }],
+            isError: true,
+            _meta: { "pyro/error": err.toJSON() },
+          };
+          await logCall(ctx, op.name, refused);
+          return refused;
+        }
         const result = await callOperation(runtime, op, args, ctx, log, tool, hostAccess, served);
         await logCall(ctx, op.name, result);
         return result;
@@ -307,7 +323,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   }
   // Resources and completions run operations as a tool call would: same checks, same gate.
   registerResources(server, {
-    watch: opts.watchResources !== false,
+    watch: opts.liveConnection !== false,
     ...(Number(process.env.PYRO_MCP_RESOURCE_POLL_MS) > 0
       ? { pollMs: Number(process.env.PYRO_MCP_RESOURCE_POLL_MS) }
       : {}),

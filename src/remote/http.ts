@@ -15,6 +15,7 @@ import { createMcpHandler, type McpHttpHandler } from "@modelcontextprotocol/ser
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { hostAccessPolicy } from "../core/host-paths.js";
 import { VERSION } from "../core/version.js";
+import type { AskFirstPolicy } from "../mcp/elicit.js";
 import { createServer } from "../mcp/server.js";
 import { parseProfile } from "../operations/profiles.js";
 import { serverExportPolicy } from "../project/export-policy.js";
@@ -78,6 +79,8 @@ export interface HttpServeOptions {
    * the bind is loopback (the Host/Origin checks still apply, so a web page cannot use it).
    */
   noAuth?: boolean;
+  /** `--ask-first`: over HTTP a client cannot be asked, so the policy's fallback decides. */
+  askFirst?: AskFirstPolicy;
 }
 
 /** The one tenant of a `--no-auth` server (a token id no real token has: 16 zero digits). */
@@ -222,8 +225,9 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
         profile,
         gate: gate.for(tenant),
-        // A request's server ends with its response: nothing to deliver subscriptions on.
-        watchResources: false,
+        // A request's server ends with its response: no subscription to poll, no client to ask.
+        liveConnection: false,
+        ...(opts.askFirst ? { askFirst: opts.askFirst } : {}),
       });
     },
     { maxRequestBodySize: maxBody, onerror: (e) => log(`mcp: ${e.message}`) },
