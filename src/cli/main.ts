@@ -3,6 +3,7 @@ import { Command, CommanderError, type ErrorOptions } from "commander";
 import * as z from "zod";
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
+import { type AskFirstPolicy, parseAskFirst } from "../mcp/elicit.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
@@ -87,6 +88,10 @@ interface ServeFlags {
   allowExportExec?: boolean;
   allowOrigin?: string[];
   allowHostHeader?: string[];
+  /** false with --no-auth */
+  auth?: boolean;
+  askFirst?: string[];
+  askFirstFallback?: string;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -240,7 +245,40 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "with --http on a loopback address: also accept this Host header name (a reverse proxy's public name); other non-loopback names get 403 (repeatable)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
+    .option(
+      "--no-auth",
+      "with --http on a loopback address only: accept requests without a bearer token, all as one local tenant (development and test suites; prints a warning)",
+    )
+    .option(
+      "--ask-first <kinds>",
+      "delete, export (with force) and/or reset: a human confirms such calls first, through the client (MCP elicitation) where it can ask (comma-separated, repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--ask-first-fallback <allow|deny>",
+      "what an ask-first call does when the client cannot ask (no elicitation, or --http): deny (default) or allow",
+    )
     .action(async (o: ServeFlags) => {
+      let askFirst: AskFirstPolicy | undefined;
+      try {
+        if (o.askFirst?.length || o.askFirstFallback)
+          askFirst = parseAskFirst(o.askFirst ?? [], o.askFirstFallback ?? "deny");
+      } catch (e) {
+        reportError(io, e, false);
+        return;
+      }
+      if (o.http === undefined && o.auth === false) {
+        reportError(
+          io,
+          new PyroError(
+            "invalid_argument",
+            "--no-auth goes with --http",
+            "stdio needs no token: drop --no-auth",
+          ),
+          false,
+        );
+        return;
+      }
       if (o.http !== undefined) {
         // A project seeds every workspace_create without seed_path: over HTTP that would hand
         // the operator's checkout to every token holder, so it is a stdio-only feature.
@@ -256,13 +294,13 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
           );
           return;
         }
-        const { serveHttp } = await import("./serve.js");
+        const { serveHttpReported } = await import("./serve.js");
         const num = (flag: string, v: string | undefined) =>
           v === undefined ? undefined : positiveInt(flag)(v);
         try {
           const maxConcurrent = num("--max-concurrent", o.maxConcurrent);
           const uploadMib = num("--max-upload-mib", o.maxUploadMib);
-          await serveHttp({
+          await serveHttpReported(io, {
             listen: o.http,
             ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
             allowHostCompat: o.allowHostCompat === true,
@@ -277,6 +315,8 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(o.allowExportExec ? { allowExportExec: true } : {}),
             ...(o.allowOrigin ? { allowOrigins: o.allowOrigin } : {}),
             ...(o.allowHostHeader ? { allowHosts: o.allowHostHeader } : {}),
+            ...(o.auth === false ? { noAuth: true } : {}),
+            ...(askFirst ? { askFirst } : {}),
           });
         } catch (e) {
           reportError(io, e, false);
@@ -293,6 +333,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
         ...(o.exportDir !== undefined ? { exportDir: o.exportDir } : {}),
         ...(o.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
         ...(o.allowExportExec ? { allowExportExec: true } : {}),
+        ...(askFirst ? { askFirst } : {}),
         project: {
           ...(o.projectPath ? { path: o.projectPath } : {}),
           ...(o.repoUrl ? { repoUrl: o.repoUrl } : {}),

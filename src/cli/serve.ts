@@ -1,4 +1,5 @@
 import { type ServeStdioOptions, serveStdio } from "../mcp/stdio.js";
+import { serveHttp } from "../remote/http.js";
 import { type CliIo, reportError } from "./commands.js";
 
 /**
@@ -19,3 +20,15 @@ export async function serveMcp(io: CliIo, opts: ServeStdioOptions): Promise<bool
 
 // `pyro mcp serve --http` lives in this bundle too: it needs the MCP SDK and node:http.
 export { serveHttp } from "../remote/http.js";
+
+/**
+ * `serveHttp` with its start-up errors (a refused --no-auth bind, a bad --export-dir)
+ * reported by this bundle's error classes, so their hint is printed too.
+ */
+export async function serveHttpReported(io: CliIo, opts: Parameters<typeof serveHttp>[0]): Promise<void> {
+  try {
+    await serveHttp(opts);
+  } catch (e) {
+    reportError(io, e, false);
+  }
+}

@@ -12,8 +12,11 @@ import { Runtime } from "../runtime/runtime.js";
 import type { CallContext } from "../sandbox/context.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import type { OperationGate } from "../tenants/tenancy.js";
+import { type AskFirstPolicy, confirmAskFirst } from "./elicit.js";
+import { logCall } from "./logging.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
+import { registerResources } from "./resources.js";
 
 export interface CreateServerOptions {
   /** Share one runtime with an SDK instance; defaults to a runtime over process.env. */
@@ -70,6 +73,14 @@ export interface CreateServerOptions {
   allowExportExec?: boolean;
   /** The export policy itself, instead of one built from the options above (HTTP). */
   exportPolicy?: ExportPolicy;
+  /**
+   * Whether the server lives as long as its connection (stdio: the default), so resource
+   * subscriptions are polled and updates sent, and a client can be asked (elicitation). A
+   * stateless HTTP request's server does not.
+   */
+  liveConnection?: boolean;
+  /** `--ask-first`, `--ask-first-fallback`: calls a human confirms first (src/mcp/elicit.ts). */
+  askFirst?: AskFirstPolicy;
 }
 
 /** The export policy of a server created with these options (throws on a bad --export-dir). */
@@ -264,7 +275,13 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   const server = new McpServer(
     { name: "pyro", title: "pyro sandboxes", version: VERSION },
     {
-      capabilities: { tools: {} },
+      // resources and completions: src/mcp/resources.ts; logging: src/mcp/logging.ts.
+      capabilities: {
+        tools: {},
+        logging: {},
+        resources: { subscribe: true, listChanged: false },
+        completions: {},
+      },
       instructions: serverInstructions(tools),
       maxToolInputElements: MAX_TOOL_INPUT_ELEMENTS,
     },
@@ -285,8 +302,43 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
           openWorldHint: false,
         },
       },
-      (args, ctx) => callOperation(runtime, op, args, ctx, log, tool, hostAccess, served),
+      async (args, ctx) => {
+        try {
+          await confirmAskFirst(opts.askFirst, server, ctx, op.name, args, opts.liveConnection !== false);
+        } catch (e) {
+          const err = errorForFace(e, "mcp", tools);
+          const refused: CallToolResult = {
+            content: [{ type: "text", text: renderError(err) }],
+            isError: true,
+            _meta: { "pyro/error": err.toJSON() },
+          };
+          await logCall(ctx, op.name, refused);
+          return refused;
+        }
+        const result = await callOperation(runtime, op, args, ctx, log, tool, hostAccess, served);
+        await logCall(ctx, op.name, result);
+        return result;
+      },
     );
   }
+  // Resources and completions run operations as a tool call would: same checks, same gate.
+  registerResources(server, {
+    watch: opts.liveConnection !== false,
+    ...(Number(process.env.PYRO_MCP_RESOURCE_POLL_MS) > 0
+      ? { pollMs: Number(process.env.PYRO_MCP_RESOURCE_POLL_MS) }
+      : {}),
+    run: (name, args, signal) => {
+      const op = (OPERATIONS as unknown as Operation[]).find((o) => o.name === name);
+      if (!op) throw new Error(`no operation ${name}`);
+      const call: CallContext = {
+        ...(signal ? { signal } : {}),
+        hostAccess,
+        exportPolicy,
+        secretPolicy: served.secretPolicy,
+      };
+      const run = (a: unknown, c: CallContext) => invoke(runtime, op, a, c, { face: "mcp" });
+      return served.gate ? served.gate.run(op, args, call, run) : run(args, call);
+    },
+  });
   return server;
 }

@@ -5,6 +5,7 @@ import { parseProfile } from "../operations/profiles.js";
 import { type ProjectOptions, projectSeeder, resolveProject } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
 import { type OperatorSecrets, secretPolicy } from "../secrets/spec.js";
+import type { AskFirstPolicy } from "./elicit.js";
 import { JsonRpcLineFilter } from "./jsonrpc-filter.js";
 import { createServer, serverExports, serverHostPolicy } from "./server.js";
 
@@ -22,6 +23,8 @@ const EXIT_BACKSTOP_MS = 15_000;
  * Stdout carries protocol messages only, so stray console output is sent to stderr.
  */
 export interface ServeStdioOptions {
+  /** `--ask-first`, `--ask-first-fallback` (src/mcp/elicit.ts). */
+  askFirst?: AskFirstPolicy;
   allowPaths?: readonly string[];
   allowHostCompat?: boolean;
   /** `--profile`: which tools to serve. */
@@ -95,6 +98,7 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
         ...(opts.secrets ? { secrets: opts.secrets } : {}),
         ...(opts.allowSecretValues ? { allowSecretValues: true } : {}),
+        ...(opts.askFirst ? { askFirst: opts.askFirst } : {}),
         exportPolicy: exports,
         profile,
         ...(project ? { project: projectSeeder(project, join(runtime.paths.stateDir, "tmp")) } : {}),

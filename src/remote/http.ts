@@ -15,6 +15,7 @@ import { createMcpHandler, type McpHttpHandler } from "@modelcontextprotocol/ser
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { hostAccessPolicy } from "../core/host-paths.js";
 import { VERSION } from "../core/version.js";
+import type { AskFirstPolicy } from "../mcp/elicit.js";
 import { createServer } from "../mcp/server.js";
 import { parseProfile } from "../operations/profiles.js";
 import { serverExportPolicy } from "../project/export-policy.js";
@@ -23,7 +24,7 @@ import { TenantGate } from "../tenants/tenancy.js";
 import { type Tenant, TokenStore } from "../tenants/tokens.js";
 import { TransferStore } from "../tenants/transfers.js";
 import { ignore } from "../util/best-effort.js";
-import { originGuard } from "./origin.js";
+import { isLoopbackBind, originGuard } from "./origin.js";
 
 /**
  * `pyro mcp serve --http [HOST:]PORT`: the same MCP server as stdio (same profiles, tools
@@ -72,6 +73,31 @@ export interface HttpServeOptions {
   maxUploadBytes?: number;
   runtime?: Runtime;
   log?: (line: string) => void;
+  /**
+   * `--no-auth`, for local development and conformance suites that cannot send a token:
+   * requests need no bearer token and all act as one tenant, LOCAL_TENANT. Refused unless
+   * the bind is loopback (the Host/Origin checks still apply, so a web page cannot use it).
+   */
+  noAuth?: boolean;
+  /** `--ask-first`: over HTTP a client cannot be asked, so the policy's fallback decides. */
+  askFirst?: AskFirstPolicy;
+}
+
+/** The one tenant of a `--no-auth` server (a token id no real token has: 16 zero digits). */
+export const LOCAL_TENANT: Tenant = {
+  id: "tok_0000000000000000",
+  name: "local (--no-auth)",
+  limits: { max_sandboxes: null, max_mem_mib: null },
+};
+
+/** Refuses `--no-auth` on a bind a network peer can reach. */
+export function checkNoAuth(host: string): void {
+  if (!isLoopbackBind(host))
+    throw new PyroError(
+      "invalid_argument",
+      `--no-auth needs a loopback bind, and --http ${host} is reachable from the network`,
+      "bind to loopback (--http 127.0.0.1:PORT, the default host) or drop --no-auth and use a token (`pyro token create`)",
+    );
 }
 
 export interface HttpServerHandle {
@@ -160,6 +186,7 @@ function rpcSummary(body: Buffer): string {
 
 export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServerHandle> {
   const { host, port } = parseListen(opts.listen);
+  if (opts.noAuth) checkNoAuth(host);
   const guard = originGuard({
     bindHost: host,
     ...(opts.allowOrigins ? { allowOrigins: opts.allowOrigins } : {}),
@@ -198,6 +225,9 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
         profile,
         gate: gate.for(tenant),
+        // A request's server ends with its response: no subscription to poll, no client to ask.
+        liveConnection: false,
+        ...(opts.askFirst ? { askFirst: opts.askFirst } : {}),
       });
     },
     { maxRequestBodySize: maxBody, onerror: (e) => log(`mcp: ${e.message}`) },
@@ -238,10 +268,12 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
 
     const auth = req.headers.authorization;
     const secret = auth?.startsWith("Bearer ") ? auth.slice(7).trim() : undefined;
-    const tenant = await tokens.verify(secret).catch((e: unknown) => {
-      log(`token check failed: ${e instanceof Error ? e.message : String(e)}`);
-      return undefined;
-    });
+    const tenant = opts.noAuth
+      ? LOCAL_TENANT
+      : await tokens.verify(secret).catch((e: unknown) => {
+          log(`token check failed: ${e instanceof Error ? e.message : String(e)}`);
+          return undefined;
+        });
     if (!tenant)
       return sendJson(
         res,
@@ -431,7 +463,11 @@ export async function serveHttp(opts: HttpServeOptions & { shutdownGraceMs?: num
   const tokens = await new TokenStore(runtime.paths.stateDir).list();
   const h = await startHttpServer({ ...opts, runtime, log });
   log(`serving MCP on ${h.url}/mcp (uploads ${h.url}/uploads, health ${h.url}/healthz)`);
-  if (!tokens.some((t) => !t.revoked))
+  if (opts.noAuth)
+    log(
+      "WARNING: --no-auth: no token is checked; every local process (every user of this host) can run sandboxes as this server's user. For development and test suites only.",
+    );
+  else if (!tokens.some((t) => !t.revoked))
     log("no live token: every request will get 401; create one with `pyro token create --name NAME`");
   const { host } = parseListen(opts.listen);
   if (!opts.tlsCert && !["127.0.0.1", "localhost", "::1"].includes(host))

@@ -81,7 +81,12 @@ export function originGuard(opts: {
     refuse({ origin, host }) {
       if (origin !== undefined && origin !== "") {
         const o = URL.canParse(origin) ? new URL(origin).origin : "null";
-        if (!origins.has(o))
+        // On a loopback bind, a loopback Origin naming this very server (the Host it was
+        // reached by) is same-origin: not a page of another site. Rebinding cannot forge it,
+        // as the Host check below refuses every non-loopback name.
+        const sameLoopback =
+          checkHost && host !== undefined && URL.canParse(o) && new URL(o).host === host.toLowerCase();
+        if (!origins.has(o) && !(sameLoopback && isLoopbackName(new URL(o).hostname)))
           return `Origin ${JSON.stringify(origin.slice(0, 200))} is not allowed (the operator allows origins with --allow-origin)`;
       }
       if (checkHost) {
