@@ -12,8 +12,8 @@ import { pathToFileURL } from "node:url";
 import type { BaseChatModel } from "@langchain/core/language_models/chat_models";
 import { type AIMessage, type BaseMessage, HumanMessage, type ToolMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
+import { Pyro, PyroError } from "pyro-mcp";
 import * as z from "zod";
-import { Pyro } from "../src/index.js";
 
 export function vmRunTool(pyro: Pyro = new Pyro()) {
   return tool(
@@ -88,4 +88,13 @@ export async function main(
   return { text, messages };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+// Run as a script: a missing input or a pyro error is one message with its fix, not a stack trace.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`langchain_vm_run.ts: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PyroError && e.hint) console.error(`hint: ${e.hint}`);
+    process.exitCode = 1;
+  }
+}

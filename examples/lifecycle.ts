@@ -7,7 +7,7 @@
  *   npx tsx examples/lifecycle.ts
  */
 import { pathToFileURL } from "node:url";
-import { Pyro, PyroError, type RunResult, type VmStatus } from "../src/index.js";
+import { Pyro, PyroError, type RunResult, type VmStatus } from "pyro-mcp";
 
 export async function main(
   pyro: Pyro = new Pyro(),
@@ -43,4 +43,13 @@ export async function main(
   return { created, running, result, goneCode };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+// Run as a script: a missing input or a pyro error is one message with its fix, not a stack trace.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`lifecycle.ts: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PyroError && e.hint) console.error(`hint: ${e.hint}`);
+    process.exitCode = 1;
+  }
+}

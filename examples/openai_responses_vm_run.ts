@@ -16,7 +16,7 @@ import type {
   ResponseFunctionToolCall,
   ResponseInputItem,
 } from "openai/resources/responses/responses";
-import { OPERATIONS, Pyro, PyroError, toolInputJsonSchema } from "../src/index.js";
+import { OPERATIONS, Pyro, PyroError, toolInputJsonSchema } from "pyro-mcp";
 
 const VM_RUN = OPERATIONS.find((o) => o.name === "vm_run")!;
 
@@ -65,11 +65,17 @@ async function runToolCall(pyro: Pyro, call: ResponseFunctionToolCall): Promise<
 export async function main(
   opts: OpenAIExampleOptions = {},
 ): Promise<{ text: string; toolCalls: ResponseFunctionToolCall[]; response: Response }> {
+  const apiKey = opts.apiKey ?? process.env.OPENAI_API_KEY;
+  // Checked before any call, so the missing key is named rather than failing deep in the client.
+  if (!opts.client && !apiKey)
+    throw new Error(
+      "OPENAI_API_KEY is not set: export OPENAI_API_KEY=sk-... (and OPENAI_BASE_URL for an OpenAI-compatible server, OPENAI_MODEL for another model), then run this again",
+    );
   const pyro = opts.pyro ?? new Pyro();
   const client =
     opts.client ??
     new OpenAI({
-      apiKey: opts.apiKey ?? process.env.OPENAI_API_KEY,
+      apiKey,
       baseURL: opts.baseURL ?? process.env.OPENAI_BASE_URL ?? "https://api.openai.com/v1",
     });
   const model = opts.model ?? process.env.OPENAI_MODEL ?? "gpt-5-mini";
@@ -103,4 +109,13 @@ export async function main(
   return { text: response.output_text, toolCalls, response };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+// Run as a script: a missing input or a pyro error is one message with its fix, not a stack trace.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`openai_responses_vm_run.ts: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PyroError && e.hint) console.error(`hint: ${e.hint}`);
+    process.exitCode = 1;
+  }
+}

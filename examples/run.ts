@@ -5,7 +5,7 @@
  *   npx tsx examples/run.ts
  */
 import { pathToFileURL } from "node:url";
-import { Pyro, type RunResult } from "../src/index.js";
+import { Pyro, PyroError, type RunResult } from "pyro-mcp";
 
 export async function main(pyro: Pyro = new Pyro()): Promise<RunResult> {
   const result = await pyro.runInVm({
@@ -21,4 +21,13 @@ export async function main(pyro: Pyro = new Pyro()): Promise<RunResult> {
   return result;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+// Run as a script: a missing input or a pyro error is one message with its fix, not a stack trace.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`run.ts: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PyroError && e.hint) console.error(`hint: ${e.hint}`);
+    process.exitCode = 1;
+  }
+}

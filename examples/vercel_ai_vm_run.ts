@@ -10,8 +10,8 @@
  */
 import { pathToFileURL } from "node:url";
 import { generateText, type LanguageModel, stepCountIs, tool } from "ai";
+import { Pyro, PyroError } from "pyro-mcp";
 import * as z from "zod";
-import { Pyro } from "../src/index.js";
 
 export function vmRunTool(pyro: Pyro = new Pyro()) {
   return tool({
@@ -44,6 +44,11 @@ export interface VercelAiExampleOptions {
 }
 
 export async function main(opts: VercelAiExampleOptions = {}) {
+  // A model id string goes through the Vercel AI Gateway, which needs its key (or an OIDC token).
+  if (!opts.model && !process.env.AI_GATEWAY_API_KEY && !process.env.VERCEL_OIDC_TOKEN)
+    throw new Error(
+      'AI_GATEWAY_API_KEY is not set: export AI_GATEWAY_API_KEY=... (AI_MODEL picks the gateway model), or call main({ model }) with a provider model such as openai("gpt-5-mini") from @ai-sdk/openai',
+    );
   const result = await generateText({
     model: opts.model ?? process.env.AI_MODEL ?? "openai/gpt-5-mini",
     tools: { vm_run: vmRunTool(opts.pyro) },
@@ -58,4 +63,13 @@ export async function main(opts: VercelAiExampleOptions = {}) {
   return result;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+// Run as a script: a missing input or a pyro error is one message with its fix, not a stack trace.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`vercel_ai_vm_run.ts: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PyroError && e.hint) console.error(`hint: ${e.hint}`);
+    process.exitCode = 1;
+  }
+}

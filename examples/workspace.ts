@@ -9,7 +9,13 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Pyro, type WorkspaceExecResult, type WorkspaceLogs, type WorkspaceStatus } from "../src/index.js";
+import {
+  Pyro,
+  PyroError,
+  type WorkspaceExecResult,
+  type WorkspaceLogs,
+  type WorkspaceStatus,
+} from "pyro-mcp";
 
 export async function main(pyro: Pyro = new Pyro()): Promise<{
   exec: WorkspaceExecResult;
@@ -74,4 +80,13 @@ export async function main(pyro: Pyro = new Pyro()): Promise<{
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
+// Run as a script: a missing input or a pyro error is one message with its fix, not a stack trace.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`workspace.ts: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof PyroError && e.hint) console.error(`hint: ${e.hint}`);
+    process.exitCode = 1;
+  }
+}

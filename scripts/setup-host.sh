@@ -162,8 +162,10 @@ for u in "${users[@]}"; do
 done
 
 # --- The shared environment cache: root builds, every user reads (never writes) it. pyro
-#     looks there after the user's own cache. Filled only once pyro is built (this script runs
-#     before `npm run build` on a fresh checkout: run it again afterwards to fill it).
+#     looks there after the user's own cache. Filled with every catalog environment
+#     (PYRO_SHARED_ENVIRONMENTS: a space-separated list instead) once pyro is built; before
+#     that, the script prints the one command that fills it. `pyro doctor` tells each user
+#     whether it is filled.
 shared="${PYRO_SHARED_CACHE:-/var/cache/pyro}"
 $SUDO mkdir -p "$shared/environments"
 $SUDO chmod 0755 "$shared" "$shared/environments"
@@ -172,9 +174,13 @@ pyro_cli=""
 if [ -x "$script_dir/../dist/cli/main.js" ]; then pyro_cli="$script_dir/../dist/cli/main.js"
 elif command -v pyro >/dev/null 2>&1; then pyro_cli="$(command -v pyro)"; fi
 if [ -z "$pyro_cli" ]; then
-  log "pyro is not built yet: after \`npm run build\`, run this script again to fill $shared for all users"
+  log "pyro is not built yet, so $shared is still empty: after \`npm run build\`, run \`sudo bash $script_dir/setup-host.sh\` to fill it for all users"
 else
-  for e in ${PYRO_SHARED_ENVIRONMENTS:-debian:12}; do
+  shared_envs="${PYRO_SHARED_ENVIRONMENTS:-}"
+  if [ -z "$shared_envs" ]; then
+    shared_envs="$($SUDO env PYRO_CACHE_DIR="$shared" PYRO_SHARED_CACHE= PYRO_QUIET=1 "$pyro_cli" env list --json | node -e 'let s="";process.stdin.on("data",(d)=>{s+=d}).on("end",()=>{console.log(JSON.parse(s).environments.filter((e)=>e.kind==="catalog").map((e)=>e.name).join(" "))})')" || shared_envs="debian:12"
+  fi
+  for e in $shared_envs; do
     # A run, not just a pull: it also packs the EROFS image non-root sandboxes boot from,
     # and proves the environment boots.
     # (root's own state dir for it: pyro refuses a state dir that is not the caller's)

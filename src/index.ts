@@ -1,3 +1,7 @@
+// The public types name Node's own (Buffer, NodeJS.ProcessEnv, node:stream): this reference
+// (kept in dist/index.d.ts) and @types/node as a dependency let a consumer project with
+// default settings type-check them; TypeScript 6+ no longer loads every @types package.
+/// <reference types="node" preserve="true" />
 export { DEFAULT_ENVIRONMENT } from "./contract/defaults.js";
 export * as schemas from "./contract/schemas.js";
 export { type ErrorCode, type Hint, type HintPart, PyroError } from "./core/errors.js";

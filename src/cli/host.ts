@@ -48,7 +48,7 @@ export function addHostCommands(program: Command, io: CliIo): void {
     .argument("<client>", clientList)
     .option("--profile <name>", `tools to serve: ${PROFILES.join(", ")} (default workspace-core)`)
     .option("--scope <scope>", "user (every project) or project (this directory); default per client")
-    .option("--npx", "start the published package with `npx -y pyro-mcp` instead of this pyro by path")
+    .option("--npx", "start this pyro's package through npx (`npx -y --package=DIR pyro`) instead of by path")
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",
@@ -69,7 +69,7 @@ export function addHostCommands(program: Command, io: CliIo): void {
     .argument("<client>", clientList)
     .option("--profile <name>", `tools to serve: ${PROFILES.join(", ")} (default workspace-core)`)
     .option("--scope <scope>", "user or project: which file the fragment belongs in")
-    .option("--npx", "use `npx -y pyro-mcp` instead of this pyro by path")
+    .option("--npx", "use `npx -y --package=DIR pyro` (this pyro's package) instead of this pyro by path")
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",

@@ -177,6 +177,7 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
       `cache:       ${r.paths.cache_dir}`,
       `state:       ${r.paths.state_dir}`,
       `environments: ${r.environments.map((e: Any) => `${e.name}${e.installed ? " (installed)" : ""}`).join(", ")}`,
+      `shared:      ${r.shared_cache.detail}`,
       `tools:       ${Object.entries(r.host_tools)
         .map(([k, v]) => `${k}=${v ?? "missing"}`)
         .join(" ")}`,

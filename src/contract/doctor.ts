@@ -48,6 +48,16 @@ export const DoctorResult = z.object({
     .object({ nice: z.number().int(), detail: z.string() })
     .describe("The CPU niceness sandbox processes run at (PYRO_SANDBOX_NICE; 0: pyro's own)."),
   environments: z.array(z.object({ name: z.string(), installed: z.boolean() })),
+  shared_cache: z
+    .object({
+      dirs: z.array(z.string()),
+      environments: z.array(z.string()),
+      filled: z.boolean(),
+      detail: z.string(),
+    })
+    .describe(
+      "The read-only environment cache set-up fills for every user (PYRO_SHARED_CACHE, default /var/cache/pyro): which catalog environments it holds; filled when it holds them all.",
+    ),
   host_tools: z.record(z.string(), z.string().nullable()),
   ok: z.boolean(),
   problems: z.array(z.string()),

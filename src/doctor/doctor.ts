@@ -16,6 +16,7 @@ import { noted } from "../util/best-effort.js";
 import { DEFAULT_SANDBOX_NICE, sandboxNice, sandboxPriorityDetail } from "../util/priority.js";
 import { which } from "../util/proc.js";
 import { checkRootless } from "./rootless.js";
+import { sharedCacheReport } from "./shared-cache.js";
 
 async function canAccess(p: string, mode: number): Promise<boolean> {
   try {
@@ -176,6 +177,7 @@ export async function runDoctor(
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
     sandbox_priority: priority,
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
+    shared_cache: await sharedCacheReport(envs),
     host_tools: tools,
     ok: def !== null && tools.mmdebstrap !== null,
     problems,

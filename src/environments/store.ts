@@ -112,6 +112,26 @@ export class EnvironmentStore {
     );
   }
 
+  /**
+   * The shared (read-only) cache dirs and the catalog environments each holds a valid build
+   * of: what `pyro doctor` reports, so a user knows whether a first run reads the shared one
+   * or builds their own.
+   */
+  async sharedCatalog(): Promise<{ dir: string; environments: string[] }[]> {
+    const out: { dir: string; environments: string[] }[] = [];
+    for (const dir of this.shared) {
+      const environments: string[] = [];
+      for (const r of CATALOG) {
+        const m = await readJson<EnvironmentManifest>(join(dir, entryDirName(r), "manifest.json")).catch(
+          ignore("no readable manifest there: the shared cache does not hold this environment"),
+        );
+        if (m?.digest === recipeDigest(r)) environments.push(r.name);
+      }
+      out.push({ dir, environments });
+    }
+    return out;
+  }
+
   /** The user's own entry, or else a shared one that holds a valid build of the recipe. */
   private entryPath(r: EnvironmentRecipe): string {
     return this.found.get(r.name) ?? join(this.dir, entryDirName(r));

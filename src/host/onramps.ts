@@ -47,18 +47,28 @@ export function parseScope(s: string | undefined, c: Client): Scope {
 
 /**
  * How clients should start this pyro: this Node binary and this package's CLI by absolute
- * path (works whatever PATH the client gives its servers, and before pyro-mcp is on the npm
- * registry), or `npx -y pyro-mcp` when asked (`--npx`).
+ * path (works whatever PATH the client gives its servers), or through npx when asked
+ * (`--npx`). pyro-mcp is not on the npm registry, so `npx -y pyro-mcp` would fail (E404):
+ * npx is given this installation's package dir instead (`--package=DIR pyro`). Once the
+ * package is published, this becomes `npx -y pyro-mcp`, which works on any machine.
  */
 export function pyroLauncher(opts: { npx?: boolean } = {}): Launch {
-  if (opts.npx) return { command: "npx", args: ["-y", "pyro-mcp"] };
   const root = packageRoot();
+  if (opts.npx) {
+    if (!root)
+      throw new PyroError(
+        "invalid_state",
+        "cannot find this pyro's package dir to hand to npx",
+        "run `pyro host connect` from an installed pyro, or leave out --npx to point at this pyro by path",
+      );
+    return { command: "npx", args: ["-y", `--package=${realpathSync(root)}`, "pyro"] };
+  }
   const main = root ? join(root, "dist", "cli", "main.js") : undefined;
   if (!main || !existsSync(main))
     throw new PyroError(
       "invalid_state",
       "cannot find this pyro's dist/cli/main.js to point the client at",
-      "build pyro first (npm run build), or pass --npx to use the published package",
+      "build pyro first (npm run build)",
     );
   return { command: process.execPath, args: [realpathSync(main)] };
 }
@@ -297,10 +307,23 @@ export async function checkLaunch(
       return { status: "broken", detail: (e as Error).message };
     }
   }
-  if (l.command === "npx")
-    return onPath("npx", env)
-      ? { status: "ok", detail: "starts the published pyro-mcp with npx (not run here: it may download)" }
-      : { status: "broken", detail: "npx is not on this PATH" };
+  if (l.command === "npx") {
+    if (!onPath("npx", env)) return { status: "broken", detail: "npx is not on this PATH" };
+    const pkg = l.args.find((a) => a.startsWith("--package="))?.slice("--package=".length);
+    // Until pyro-mcp is published, the registry has no such package (an older --npx wrote this).
+    if (pkg === undefined && l.args.includes("pyro-mcp"))
+      return {
+        status: "broken",
+        detail:
+          "`npx -y pyro-mcp` fails: pyro-mcp is not on the npm registry (yet); `pyro host repair` points it at this pyro",
+      };
+    if (pkg !== undefined && isAbsolute(pkg) && !existsSync(pkg))
+      return { status: "stale", detail: `npx is given ${pkg}, which does not exist (pyro moved?)` };
+    return {
+      status: "ok",
+      detail: `starts pyro with npx from ${pkg ?? "the registry"} (not run here: npx may install)`,
+    };
+  }
   const bin = onPath(l.command, env);
   if (!bin || !existsSync(bin)) return { status: "stale", detail: `${l.command} does not exist` };
   const script = l.args[0]?.endsWith(".js") ? l.args[0] : undefined;

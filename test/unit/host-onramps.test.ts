@@ -15,7 +15,15 @@ import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { VERSION } from "../../src/core/version.js";
 import { CLIENT_SPECS, CLIENTS, type ClientName, type Launch, type Where } from "../../src/host/clients.js";
-import { connect, doctor, mergedConfig, repair, serverLaunch } from "../../src/host/onramps.js";
+import {
+  checkLaunch,
+  connect,
+  doctor,
+  mergedConfig,
+  pyroLauncher,
+  repair,
+  serverLaunch,
+} from "../../src/host/onramps.js";
 import { readTomlServer, writeTomlServer } from "../../src/host/toml.js";
 import { codexTable, SHAPES } from "../fixtures/host-configs/shapes.js";
 import { REPO, tempDir } from "../helpers.js";
@@ -252,6 +260,49 @@ test("host doctor: ok for a working entry, stale once pyro moved; repair re-poin
     report = await doctor(where, self, ["claude-code"]);
     assert.equal(entry().status, "stale");
     assert.match(entry().detail, /pyro 0\.0\.1/);
+  } finally {
+    await done();
+  }
+});
+
+test("--npx hands npx this pyro's package dir (pyro-mcp is not on the registry); host doctor flags the registry form", async () => {
+  const npx = pyroLauncher({ npx: true });
+  assert.equal(npx.command, "npx");
+  assert.equal(npx.args.length, 3);
+  assert.equal(npx.args[0], "-y");
+  assert.equal(npx.args[2], "pyro", "the package's own bin");
+  assert.ok(!npx.args.includes("pyro-mcp"), "never the unpublished registry name");
+  const dir = npx.args[1]!.replace(/^--package=/, "");
+  const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as {
+    name: string;
+    bin: Record<string, string>;
+  };
+  assert.equal(pkg.name, "pyro-mcp");
+  assert.ok(pkg.bin.pyro, "the dir npx gets has the pyro bin");
+
+  const { where, root, done } = await sandbox();
+  try {
+    const bin = join(root, "bin");
+    await mkdir(bin);
+    await writeFile(join(bin, "npx"), "#!/bin/sh\n", { mode: 0o755 });
+    const env = { ...where.env, PATH: bin };
+    const self = await fakePyro(root);
+    const ok = await checkLaunch(serverLaunch(npx, "vm-run"), env, self);
+    assert.equal(ok.status, "ok", ok.detail);
+    const registry = await checkLaunch(
+      serverLaunch({ command: "npx", args: ["-y", "pyro-mcp"] }, "vm-run"),
+      env,
+      self,
+    );
+    assert.equal(registry.status, "broken");
+    assert.match(registry.detail, /not on the npm registry.*pyro host repair/);
+    const moved = await checkLaunch(
+      serverLaunch({ command: "npx", args: ["-y", `--package=${join(root, "gone")}`, "pyro"] }, "vm-run"),
+      env,
+      self,
+    );
+    assert.equal(moved.status, "stale");
+    assert.match(moved.detail, /does not exist/);
   } finally {
     await done();
   }

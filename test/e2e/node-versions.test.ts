@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { CLI, gvisorSkipReason, REPO, skipped, testEnv } from "../helpers.js";
+
+/**
+ * pyro on each supported Node LTS line, not just the Node running this suite: the unit tests,
+ * then an end-to-end smoke (test/fixtures/lts-smoke.ts: CLI run, SDK workspace round trip,
+ * MCP over stdio). The binaries come from the `node22` / `node24` devDependencies (aliases of
+ * the registry's `node@22` / `node@24`, whose install script fetches that Node); PYRO_NODE22 /
+ * PYRO_NODE24 point at others. A line whose binary is absent is skipped, saying so.
+ */
+
+const LINES = [22, 24] as const;
+
+function nodeFor(major: number): string | undefined {
+  const override = process.env[`PYRO_NODE${major}`];
+  if (override) return override;
+  const bin = join(REPO, "node_modules", `node${major}`, "bin", "node");
+  return existsSync(bin) ? bin : undefined;
+}
+
+function run(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(file, args, { cwd: REPO, env, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      res({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+for (const major of LINES) {
+  const node = nodeFor(major);
+  const absent = node
+    ? undefined
+    : `no Node ${major} binary (npm ci installs the node${major} devDependency; or set PYRO_NODE${major})`;
+
+  test(`Node ${major}: the binary is that line`, { timeout: 30_000 }, async (t) => {
+    if (!node) return skipped(t, absent!);
+    const v = await run(node, ["--version"], process.env, 20_000);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stdout.trim(), new RegExp(`^v${major}\\.`));
+  });
+
+  test(`Node ${major}: the unit tests pass`, { timeout: 900_000 }, async (t) => {
+    if (!node) return skipped(t, absent!);
+    // scripts/run-tests.mjs runs node:test with its own process.execPath: this Node. Without
+    // NODE_TEST_CONTEXT, which would make that run report to this one instead of printing.
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const r = await run(node, [join("scripts", "run-tests.mjs"), "unit"], env, 880_000);
+    assert.equal(
+      r.code,
+      0,
+      `unit tests on Node ${major} failed:\n${r.stdout.slice(-8000)}\n${r.stderr.slice(-4000)}`,
+    );
+    // TAP summary ("# fail 0") on Node 22, spec ("ℹ fail 0") on Node 24: the default reporter changed.
+    assert.match(r.stdout, /^(#|ℹ) fail 0$/m);
+    assert.match(r.stdout, /^(#|ℹ) pass [1-9]\d*$/m, "tests ran");
+  });
+
+  test(`Node ${major}: CLI run, SDK workspace round trip, MCP over stdio`, {
+    timeout: 300_000,
+  }, async (t) => {
+    if (!node) return skipped(t, absent!);
+    const skip = await gvisorSkipReason();
+    if (skip) return skipped(t, skip);
+    if (!existsSync(CLI)) return skipped(t, "pyro is not built (npm run build)");
+    const c = await testEnv({ PYRO_ENGINE: "gvisor" });
+    try {
+      const r = await run(
+        node,
+        ["--import", "tsx", join("test", "fixtures", "lts-smoke.ts")],
+        c.env,
+        280_000,
+      );
+      assert.equal(r.code, 0, `smoke on Node ${major}: ${r.stderr}\n${r.stdout}`);
+      const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as Record<string, unknown>;
+      assert.match(String(out.node), new RegExp(`^v${major}\\.`), "the smoke ran on that Node");
+      assert.equal(out.cliExit, 0);
+      assert.equal(out.cli, "cli\n");
+      assert.equal(out.sdk, "sdk\n");
+      assert.equal(out.mcp, "mcp\n");
+    } finally {
+      await c.cleanup();
+    }
+  });
+}
