@@ -4,23 +4,17 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { CLI, gvisorSkipReason, REPO, skipped, testEnv } from "../helpers.js";
+import { nodeBinary } from "../node-binary.js";
 
 /**
  * pyro on each supported Node LTS line, not just the Node running this suite: the unit tests,
  * then an end-to-end smoke (test/fixtures/lts-smoke.ts: CLI run, SDK workspace round trip,
- * MCP over stdio). The binaries come from the `node22` / `node24` devDependencies (aliases of
- * the registry's `node@22` / `node@24`, whose install script fetches that Node); PYRO_NODE22 /
- * PYRO_NODE24 point at others. A line whose binary is absent is skipped, saying so.
+ * MCP over stdio). The binaries are fetched once into a cache by version (test/node-binary.ts);
+ * PYRO_NODE22 / PYRO_NODE24 point at others. A line whose binary cannot be had is skipped,
+ * saying why.
  */
 
 const LINES = [22, 24] as const;
-
-function nodeFor(major: number): string | undefined {
-  const override = process.env[`PYRO_NODE${major}`];
-  if (override) return override;
-  const bin = join(REPO, "node_modules", `node${major}`, "bin", "node");
-  return existsSync(bin) ? bin : undefined;
-}
 
 function run(
   file: string,
@@ -36,20 +30,20 @@ function run(
 }
 
 for (const major of LINES) {
-  const node = nodeFor(major);
-  const absent = node
-    ? undefined
-    : `no Node ${major} binary (npm ci installs the node${major} devDependency; or set PYRO_NODE${major})`;
+  // Fetched on the first test's call; the other two wait for the same promise.
+  const binary = () => nodeBinary(major);
 
   test(`Node ${major}: the binary is that line`, { timeout: 30_000 }, async (t) => {
-    if (!node) return skipped(t, absent!);
+    const node = await binary();
+    if (typeof node !== "string") return skipped(t, node.skip);
     const v = await run(node, ["--version"], process.env, 20_000);
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout.trim(), new RegExp(`^v${major}\\.`));
   });
 
   test(`Node ${major}: the unit tests pass`, { timeout: 900_000 }, async (t) => {
-    if (!node) return skipped(t, absent!);
+    const node = await binary();
+    if (typeof node !== "string") return skipped(t, node.skip);
     // scripts/run-tests.mjs runs node:test with its own process.execPath: this Node. Without
     // NODE_TEST_CONTEXT, which would make that run report to this one instead of printing.
     const { NODE_TEST_CONTEXT: _, ...env } = process.env;
@@ -67,7 +61,8 @@ for (const major of LINES) {
   test(`Node ${major}: CLI run, SDK workspace round trip, MCP over stdio`, {
     timeout: 300_000,
   }, async (t) => {
-    if (!node) return skipped(t, absent!);
+    const node = await binary();
+    if (typeof node !== "string") return skipped(t, node.skip);
     const skip = await gvisorSkipReason();
     if (skip) return skipped(t, skip);
     if (!existsSync(CLI)) return skipped(t, "pyro is not built (npm run build)");
