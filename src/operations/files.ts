@@ -54,10 +54,10 @@ export const FILE_OPERATIONS = [
     sdk: "exportWorkspace",
     title: "Copy files from a workspace to the host",
     description:
-      "Copy a file or directory of /workspace back to the host: into a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
-      "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks that leave the export are not created (listed in skipped); set-uid/set-gid bits are dropped. " +
-      "Over MCP the output goes into the operator's export area only (a relative output lands there), never over an existing path or into a dot-directory, and files lose execute bits unless the operator allowed them (exec_bits_dropped says how many). " +
-      "The result's files and bytes are verified; a partial copy is an error and writes nothing.",
+      "Copy a file or directory of /workspace to the host: a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
+      "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks leaving the export (listed in skipped) and set-uid/set-gid bits are dropped. " +
+      "Over MCP output lands in the operator's export area only, never over an existing path or in a dot-directory, without execute bits unless the operator allowed them (exec_bits_dropped counts them). " +
+      "Files and bytes are verified; a partial copy is an error and writes nothing.",
     input: WorkspaceExportInput,
     result: WorkspaceExportResult,
     mcp: true,
