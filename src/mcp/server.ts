@@ -171,7 +171,13 @@ const jsonSchemas = new Map<string, Record<string, unknown>>();
 
 /** The memoised model-facing JSON Schema of `op`, computed on first use. */
 export function cachedToolJsonSchema(op: Operation, tool: ToolOptions): Record<string, unknown> {
-  const key = `${op.name}|${tool.allowHostCompat === true}|${tool.allowSecretValues === true}|${tool.omitFields ?? ""}|${tool.onlyFields ?? ""}`;
+  const key = JSON.stringify([
+    op.name,
+    tool.allowHostCompat === true,
+    tool.allowSecretValues === true,
+    tool.omitFields,
+    tool.onlyFields,
+  ]);
   let json = jsonSchemas.get(key);
   if (!json) {
     json = toolInputJsonSchema(op, tool);
