@@ -21,7 +21,7 @@ import { secretEnvField, secretsField } from "./secrets.js";
  * (workspaces/manager.ts). Field names here are the public contract.
  */
 
-export const workspaceId = z.string().max(20_000).describe("The workspace's id (ws_…) or name.");
+export const workspaceId = z.string().max(20_000).describe("Workspace id (ws_…) or name.");
 /** Names and labels (workspaces/naming.ts checks them). */
 export const workspaceName = z
   .string()

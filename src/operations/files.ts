@@ -56,7 +56,7 @@ export const FILE_OPERATIONS = [
     description:
       "Copy a file or directory of /workspace to the host: a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
       "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks leaving the export (listed in skipped) and set-uid/set-gid bits are dropped. " +
-      "Over MCP output lands in the operator's export area only, never over an existing path or in a dot-directory, without execute bits unless the operator allowed them (exec_bits_dropped counts them). " +
+      "Over MCP, files lose execute bits unless the operator allowed them (exec_bits_dropped counts them). " +
       "Files and bytes are verified; a partial copy is an error and writes nothing.",
     input: WorkspaceExportInput,
     result: WorkspaceExportResult,
@@ -118,7 +118,7 @@ export const FILE_OPERATIONS = [
     sdk: "writeWorkspaceFile",
     title: "Write a file in a workspace",
     description:
-      "Create or replace a file of /workspace with the given content (atomically: readers see the old or the new file, never half). Missing parent directories are created. " +
+      "Create or replace a file of /workspace with the given content (atomically). Missing parent directories are created. " +
       "Use workspace_file_edit to change part of a file.",
     input: WorkspaceFileWriteInput,
     result: WorkspaceFileWriteResult,

@@ -88,17 +88,10 @@ const SECRET_FIELDS = ["secrets", "secret_env"] as const;
 /**
  * Knobs of the daily loop's tools a model rarely turns: a disk size, output in the command
  * history (output_read has it), list and read budgets with good defaults, file modes,
- * patch -p, forced exports (the operator's call anyway). workspace-full offers them all.
+ * patch -p. workspace-full offers them all. (Export's `force` stays: the export policy
+ * answers it, naming the operator's --allow-export-overwrite.)
  */
-const CORE_KNOBS = [
-  "disk_mib",
-  "include_output",
-  "max_entries",
-  "mode",
-  "create_parents",
-  "strip",
-  "force",
-] as const;
+const CORE_KNOBS = ["disk_mib", "include_output", "max_entries", "mode", "create_parents", "strip"] as const;
 /** Per profile: fields left out of every tool that has them ("*"), and of one tool. */
 const PROFILE_OMIT: Partial<Record<ProfileName, Readonly<Record<string, readonly string[]>>>> = {
   // vm_run deletes its sandbox when the command ends: its TTL is only a backstop.

@@ -21,7 +21,7 @@ export type { CliSpec, Operation };
  */
 const OUTPUT_NOTE =
   "Past max_output_bytes each stream keeps its head and tail (stdout_omitted_bytes/stderr_omitted_bytes count the rest); " +
-  "output_read pages the full output by output_id. Output that is not UTF-8 comes base64 (stdout_encoding/stderr_encoding). ";
+  "output_read pages the full output by output_id. Non-UTF-8 output comes base64 (stdout_encoding/stderr_encoding). ";
 
 /** `workspace create`'s secret flags, which the CLI turns into the wire's `secrets`. */
 const SECRET_FLAGS = [
@@ -49,7 +49,7 @@ export const OPERATIONS = [
     sdk: "runInVm",
     title: "Run a command in a fresh sandbox",
     description:
-      "Run one command in a fresh, isolated Linux sandbox (Debian 12) and delete the sandbox afterwards. " +
+      "Run one command in a fresh, isolated Linux sandbox, deleted afterwards. " +
       "This is the default tool: prefer vm_run for one-shot commands; use workspace_* only for repeated commands in one workspace. " +
       "Returns exit_code, stdout, stderr, timed_out and timings in ms. " +
       OUTPUT_NOTE +
@@ -484,7 +484,7 @@ export const OPERATIONS = [
     title: "List workspaces",
     description:
       "List every workspace that still exists, most recently active first: workspace_id, name, labels, state, environment, created_at, expires_at, command count and last command time. " +
-      "labels filters (every pair must match). Use it to find a workspace id again.",
+      "labels filters (every pair must match).",
     input: S.WorkspaceListInput,
     result: S.WorkspaceListResult,
     mcp: true,
