@@ -166,7 +166,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   mcp
     .command("serve")
     .description(
-      "Serve pyro's tools over MCP on stdio (one profile's worth; in a git checkout, seeding workspaces from it); logs go to stderr",
+      "Serve pyro's tools over MCP on stdio (one profile's or one mode's worth; in a git checkout, seeding workspaces from it); logs go to stderr",
     )
     .option(
       "--allow-host-compat",
