@@ -11,7 +11,9 @@ import {
   repair,
   serverLaunch,
 } from "../host/onramps.js";
-import { PROFILES, parseProfile } from "../operations/profiles.js";
+import { MODES, parseMode } from "../operations/modes.js";
+import { PROFILES } from "../operations/profiles.js";
+import { parseSelection } from "../operations/tool-sets.js";
 import { type CliIo, reportError } from "./commands.js";
 
 /**
@@ -20,12 +22,19 @@ import { type CliIo, reportError } from "./commands.js";
  */
 interface HostFlags {
   profile?: string;
+  mode?: string;
   scope?: string;
   npx?: boolean;
   json?: boolean;
 }
 
 const clientList = CLIENTS.join("|");
+
+/** What a written entry serves: `--mode` (a job's tools) or `--profile` (one of the two). */
+function serves(o: HostFlags) {
+  const sel = parseSelection(o);
+  return "mode" in sel ? { mode: sel.mode } : sel.profile;
+}
 
 function describeConnect(r: ConnectResult, verb: string): string {
   const what = r.changed
@@ -47,17 +56,18 @@ export function addHostCommands(program: Command, io: CliIo): void {
     .description("Add pyro to an MCP client's config (idempotent; backs up a file it changes)")
     .argument("<client>", clientList)
     .option("--profile <name>", `tools to serve: ${PROFILES.join(", ")} (default workspace-core)`)
+    .option("--mode <name>", `serve one job's tools instead of a profile: ${MODES.join(", ")}`)
     .option("--scope <scope>", "user (every project) or project (this directory); default per client")
     .option("--npx", "start this pyro's package through npx (`npx -y --package=DIR pyro`) instead of by path")
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",
-      "\nExamples:\n  $ pyro host connect claude-code\n  $ pyro host connect codex --profile vm-run\n  $ pyro host connect vscode --scope project\n  $ pyro host connect cursor --npx --json\n",
+      "\nExamples:\n  $ pyro host connect claude-code\n  $ pyro host connect codex --profile vm-run\n  $ pyro host connect claude-code --mode repro-fix\n  $ pyro host connect vscode --scope project\n  $ pyro host connect cursor --npx --json\n",
     )
     .action((name: string, o: HostFlags) =>
       run(o.json, async () => {
         const c = parseClient(name);
-        const launch = serverLaunch(pyroLauncher({ npx: o.npx === true }), parseProfile(o.profile));
+        const launch = serverLaunch(pyroLauncher({ npx: o.npx === true }), serves(o));
         const r = await connect(c, parseScope(o.scope, c), launch, defaultWhere());
         print(o.json ? JSON.stringify(r, null, 2) : describeConnect(r, "connected"));
       }),
@@ -68,6 +78,7 @@ export function addHostCommands(program: Command, io: CliIo): void {
     .description("Print the config fragment a client needs, in its format, without writing anything")
     .argument("<client>", clientList)
     .option("--profile <name>", `tools to serve: ${PROFILES.join(", ")} (default workspace-core)`)
+    .option("--mode <name>", `serve one job's tools instead of a profile: ${MODES.join(", ")}`)
     .option("--scope <scope>", "user or project: which file the fragment belongs in")
     .option("--npx", "use `npx -y --package=DIR pyro` (this pyro's package) instead of this pyro by path")
     .option("--json", "print the result as JSON")
@@ -79,7 +90,7 @@ export function addHostCommands(program: Command, io: CliIo): void {
       run(o.json, async () => {
         const c = parseClient(name);
         const scope = parseScope(o.scope, c);
-        const launch = serverLaunch(pyroLauncher({ npx: o.npx === true }), parseProfile(o.profile));
+        const launch = serverLaunch(pyroLauncher({ npx: o.npx === true }), serves(o));
         const path = c.file(scope, defaultWhere());
         const fragment = renderFragment(c, launch);
         if (o.json)
@@ -91,11 +102,16 @@ export function addHostCommands(program: Command, io: CliIo): void {
   host
     .command("doctor")
     .description("Check that every configured client's pyro entry starts a working pyro")
+    .option("--mode <name>", `also check each entry serves this mode: ${MODES.join(", ")} (else it is stale)`)
     .option("--json", "print the result as JSON")
-    .addHelpText("after", "\nExamples:\n  $ pyro host doctor\n  $ pyro host doctor --json\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ pyro host doctor\n  $ pyro host doctor --json\n  $ pyro host doctor --mode review-eval\n",
+    )
     .action((o: HostFlags) =>
       run(o.json, async () => {
-        const entries = await doctor(defaultWhere(), pyroLauncher());
+        const mode = o.mode !== undefined ? parseMode(o.mode) : undefined;
+        const entries = await doctor(defaultWhere(), pyroLauncher(), undefined, mode ? { mode } : {});
         const ok = entries.every((e) => e.status === "ok" || e.status === "not_configured");
         if (o.json) print(JSON.stringify({ clients: entries, ok }, null, 2));
         else {
@@ -114,7 +130,9 @@ export function addHostCommands(program: Command, io: CliIo): void {
           for (const e of configured)
             print(`${e.status.padEnd(6)} ${e.client} (${e.scope}) ${e.path}: ${e.detail}`);
           const bad = configured.filter((e) => e.status !== "ok").map((e) => e.client);
-          for (const c of new Set(bad)) print(`fix: pyro host repair ${c}`);
+          // Another job's entry is re-connected with the mode; a stale or broken one repaired.
+          for (const c of new Set(bad))
+            print(mode ? `fix: pyro host connect ${c} --mode ${mode}` : `fix: pyro host repair ${c}`);
         }
         if (!ok) io.setExitCode(1);
       }),

@@ -4,6 +4,7 @@ import * as z from "zod";
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
 import { type AskFirstPolicy, parseAskFirst } from "../mcp/elicit.js";
+import { MODES } from "../operations/modes.js";
 import { unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
@@ -67,6 +68,7 @@ interface ServeFlags {
   allowPath?: string[];
   allowHostCompat?: boolean;
   profile?: string;
+  mode?: string;
   projectPath?: string;
   repoUrl?: string;
   repoRef?: string;
@@ -170,7 +172,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
   mcp
     .command("serve")
     .description(
-      "Serve pyro's tools over MCP on stdio (one profile's worth; in a git checkout, seeding workspaces from it); logs go to stderr",
+      "Serve pyro's tools over MCP on stdio (one profile's or one mode's worth; in a git checkout, seeding workspaces from it); logs go to stderr",
     )
     .option(
       "--allow-host-compat",
@@ -178,7 +180,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     )
     .addHelpText(
       "after",
-      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --export-dir ~/pyro-exports\n  $ pyro mcp serve --export-dir ./review --allow-export-overwrite --allow-export-exec\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- pyro mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 8080 --export-dir /srv/pyro-exports\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  $ pyro mcp serve --http 8080 --allow-origin https://app.example.com\n  $ pyro mcp serve --http 8080 --allow-host-header pyro.example.com   # behind a proxy that keeps Host\n',
+      '\nExamples:\n  $ pyro mcp serve\n  $ pyro mcp serve --allow-path ~/src/project --allow-path /data/seeds\n  $ pyro mcp serve --export-dir ~/pyro-exports\n  $ pyro mcp serve --export-dir ./review --allow-export-overwrite --allow-export-exec\n  $ pyro mcp serve --allow-host-compat\n  $ pyro mcp serve --profile workspace-full --secret-env GITHUB_TOKEN\n  $ pyro mcp serve --profile vm-run\n  $ pyro mcp serve --mode repro-fix\n  $ pyro mcp serve --repo-url https://github.com/org/repo --repo-ref main\n  $ claude mcp add pyro -- pyro mcp serve --allow-path "$PWD"\n  $ pyro mcp serve --http 8080 --profile workspace-full\n  $ pyro mcp serve --http 8080 --export-dir /srv/pyro-exports\n  $ pyro mcp serve --http 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  $ pyro mcp serve --http 8080 --allow-origin https://app.example.com\n  $ pyro mcp serve --http 8080 --allow-host-header pyro.example.com   # behind a proxy that keeps Host\n',
     )
     .option(
       "--allow-path <dir>",
@@ -197,7 +199,14 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
       "--allow-export-exec",
       "let exported files keep their execute bits (off by default: dropped, and the result's exec_bits_dropped counts them)",
     )
-    .option("--profile <name>", "which tools to serve: vm-run, workspace-core (default) or workspace-full")
+    .option(
+      "--profile <name>",
+      "which tools to serve: vm-run, workspace-core (default), workspace-full (under 40 tools) or all (also the vm_* lifecycle, for programs)",
+    )
+    .option(
+      "--mode <name>",
+      `serve one job's tools instead of a profile, each with only the fields that job needs: ${MODES.join(", ")}`,
+    )
     .option(
       "--project-path <dir>",
       "seed workspace_create without seed_path from this git checkout's tracked files (default: the checkout the server starts in, if any)",
@@ -305,6 +314,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
             ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
             allowHostCompat: o.allowHostCompat === true,
             ...(o.profile ? { profile: o.profile } : {}),
+            ...(o.mode ? { mode: o.mode } : {}),
             ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),
             ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
             ...(maxConcurrent ? { maxConcurrent } : {}),
@@ -328,6 +338,7 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
         ...(o.allowPath ? { allowPaths: o.allowPath } : {}),
         allowHostCompat: o.allowHostCompat === true,
         ...(o.profile ? { profile: o.profile } : {}),
+        ...(o.mode ? { mode: o.mode } : {}),
         secrets: { secretEnv: o.secretEnv ?? [], secretFiles: o.secretFile ?? [] },
         allowSecretValues: o.allowSecretValues === true,
         ...(o.exportDir !== undefined ? { exportDir: o.exportDir } : {}),

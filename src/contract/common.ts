@@ -11,7 +11,7 @@ export const environment = z
   .min(1)
   .max(200)
   .describe(
-    `Environment name, e.g. "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3); an OCI image reference with its registry ("docker.io/library/python:3.12-slim", "localhost:5000/app:1", "ghcr.io/org/img@sha256:…"), pulled on first use; or a user environment the operator built from a recipe. Default ${DEFAULT_ENVIRONMENT}.`,
+    `Environment: "debian:12" (Git), "debian:12-base" (minimal), "debian:12-build" (gcc, make, python3), an OCI image reference with its registry ("docker.io/library/python:3.12-slim"), pulled on first use, or a user environment the operator built. Default ${DEFAULT_ENVIRONMENT}.`,
   );
 export const command = z
   .union([z.string().min(1).max(100_000), z.array(z.string().max(100_000)).min(1).max(10_000)])
@@ -45,7 +45,7 @@ export const ttl_seconds = z
 export const network = z
   .boolean()
   .describe(
-    "Give the guest network access: the old spelling of network_policy=egress. Default false (loopback only).",
+    "Network access for the guest (the old spelling of network_policy=egress). Default false: loopback only.",
   );
 export const allow_host_compat = z
   .boolean()
@@ -58,7 +58,7 @@ export const max_output_bytes = z
   .min(OUTPUT_BUDGET.min)
   .max(OUTPUT_BUDGET.max)
   .describe(
-    `Output budget of the result in bytes, stdout and stderr together (${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}). Default ${OUTPUT_BUDGET.default}. Past it each stream keeps its head and tail; the full output is kept on the host for output_read.`,
+    `Output budget in bytes, stdout and stderr together (${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}). Default ${OUTPUT_BUDGET.default}.`,
   );
 export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "host_compat"]);
 

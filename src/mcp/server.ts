@@ -1,11 +1,22 @@
-import { type CallToolResult, McpServer, type ServerContext } from "@modelcontextprotocol/server";
+import {
+  type CallToolResult,
+  McpServer,
+  type ServerContext,
+  type StandardSchemaWithJSON,
+} from "@modelcontextprotocol/server";
 import { defaultMcpPolicy, type HostAccessPolicy, hostAccessPolicy } from "../core/host-paths.js";
 import { VERSION } from "../core/version.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { type ProfileName, parseProfile, profileTools, textForTools } from "../operations/profiles.js";
 import { OPERATIONS, type Operation } from "../operations/table.js";
-import { type ToolOptions, toolInput, toolInputJsonSchema } from "../operations/tool-schema.js";
+import {
+  type ToolOptions,
+  toolInput,
+  toolInputJsonSchema,
+  toolOutputJsonSchema,
+} from "../operations/tool-schema.js";
+import { toolSet } from "../operations/tool-sets.js";
 import { type ExportPolicy, serverExportPolicy } from "../project/export-policy.js";
 import type { ProjectSeeder } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
@@ -40,6 +51,12 @@ export interface CreateServerOptions {
    * default) or `workspace-full`. See src/operations/profiles.ts.
    */
   profile?: ProfileName | string;
+  /**
+   * `pyro mcp serve --mode`: `repro-fix`, `inspect`, `cold-start` or `review-eval`, a fixed
+   * list of tools for one job with narrower schemas and descriptions (src/operations/modes.ts).
+   * Replaces the profile.
+   */
+  mode?: string;
   /**
    * The project workspace_create seeds from when a call gives no seed_path (`pyro mcp serve`
    * in a git checkout, `--project-path`, `--repo-url`); see src/project/source.ts.
@@ -135,8 +152,9 @@ export function toolDescription(
   tools: ReadonlySet<string>,
   project?: ProjectSeeder,
   exports?: ExportPolicy,
+  base: string = op.description,
 ): string {
-  let d = textForTools(op.description, tools);
+  let d = textForTools(base, tools);
   if (exports && op.name === "workspace_export")
     d += exports.area
       ? ` This server's export area is ${exports.area}: give output as a new relative path (e.g. "result" or "fix.tar.gz"), which lands there.`
@@ -164,7 +182,13 @@ const jsonSchemas = new Map<string, Record<string, unknown>>();
 
 /** The memoised model-facing JSON Schema of `op`, computed on first use. */
 export function cachedToolJsonSchema(op: Operation, tool: ToolOptions): Record<string, unknown> {
-  const key = `${op.name}|${tool.allowHostCompat === true}|${tool.allowSecretValues === true}`;
+  const key = JSON.stringify([
+    op.name,
+    tool.allowHostCompat === true,
+    tool.allowSecretValues === true,
+    tool.omitFields,
+    tool.onlyFields,
+  ]);
   let json = jsonSchemas.get(key);
   if (!json) {
     json = toolInputJsonSchema(op, tool);
@@ -192,6 +216,31 @@ export function publishedInputSchema(json: () => Record<string, unknown>) {
       vendor: "pyro",
       validate: (value: unknown) => ({ value }),
       jsonSchema: { input: copy, output: copy },
+    },
+  };
+}
+
+const outputSchemas = new Map<string, Record<string, unknown>>();
+
+/**
+ * A tool's outputSchema for the SDK: the compact published JSON Schema
+ * (toolOutputJsonSchema, memoised), validating with the operation's zod result schema.
+ */
+export function publishedOutputSchema(op: Operation): StandardSchemaWithJSON<unknown, unknown> {
+  const json = () => {
+    let j = outputSchemas.get(op.name);
+    if (!j) {
+      j = toolOutputJsonSchema(op);
+      outputSchemas.set(op.name, j);
+    }
+    return structuredClone(j);
+  };
+  return {
+    "~standard": {
+      version: 1 as const,
+      vendor: "pyro",
+      validate: (value: unknown) => op.result["~standard"].validate(value),
+      jsonSchema: { input: json, output: json },
     },
   };
 }
@@ -263,12 +312,17 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
     allowHostCompat: opts.allowHostCompat === true,
     allowSecretValues: opts.allowSecretValues === true,
   };
-  const ops = mcpOperations(opts.profile);
-  const tools = new Set(ops.map((o) => o.name));
+  const secrets = secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true);
+  const set = toolSet({
+    ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+    ...(opts.mode !== undefined ? { mode: opts.mode } : {}),
+    secretsConfigured: secrets.catalog.size > 0 || opts.allowSecretValues === true,
+  });
+  const tools = new Set(set.tools.map((t) => t.op.name));
   const served = {
     tools,
     ...(opts.project ? { project: opts.project } : {}),
-    secretPolicy: secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true),
+    secretPolicy: secrets,
     ...(opts.gate ? { gate: opts.gate } : {}),
     exportPolicy,
   };
@@ -282,21 +336,28 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
         resources: { subscribe: true, listChanged: false },
         completions: {},
       },
-      instructions: serverInstructions(tools),
+      instructions: set.instructions ?? serverInstructions(tools),
       maxToolInputElements: MAX_TOOL_INPUT_ELEMENTS,
     },
   );
-  for (const op of ops) {
+  for (const { op, description, omitFields, onlyFields } of set.tools) {
+    // This tool's fields in this profile or mode: calls are checked against the same schema.
+    const view: ToolOptions = {
+      ...tool,
+      ...(omitFields ? { omitFields } : {}),
+      ...(onlyFields ? { onlyFields } : {}),
+    };
     server.registerTool(
       op.name,
       {
         title: op.title,
-        description: toolDescription(op, tools, opts.project, exportPolicy),
-        inputSchema: publishedInputSchema(() => cachedToolJsonSchema(op, tool)),
-        outputSchema: op.result,
+        description: toolDescription(op, tools, opts.project, exportPolicy, description),
+        inputSchema: publishedInputSchema(() => cachedToolJsonSchema(op, view)),
+        outputSchema: publishedOutputSchema(op),
+        // The tool's own title is the title (annotations.title would repeat it); readOnlyHint
+        // only when true (false is its default), the other two always (their defaults are true).
         annotations: {
-          title: op.title,
-          readOnlyHint: op.readOnly === true,
+          ...(op.readOnly === true ? { readOnlyHint: true } : {}),
           destructiveHint: op.destructive === true,
           // Sandboxes are local; even with network=true the tool itself talks to no outside service.
           openWorldHint: false,
@@ -315,7 +376,7 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
           await logCall(ctx, op.name, refused);
           return refused;
         }
-        const result = await callOperation(runtime, op, args, ctx, log, tool, hostAccess, served);
+        const result = await callOperation(runtime, op, args, ctx, log, view, hostAccess, served);
         await logCall(ctx, op.name, result);
         return result;
       },

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import { StdioServerTransport, serveStdio as serveStdioEntry } from "@modelcontextprotocol/server/stdio";
-import { parseProfile } from "../operations/profiles.js";
+import { parseSelection } from "../operations/tool-sets.js";
 import { type ProjectOptions, projectSeeder, resolveProject } from "../project/source.js";
 import { Runtime } from "../runtime/runtime.js";
 import { type OperatorSecrets, secretPolicy } from "../secrets/spec.js";
@@ -29,6 +29,8 @@ export interface ServeStdioOptions {
   allowHostCompat?: boolean;
   /** `--profile`: which tools to serve. */
   profile?: string;
+  /** `--mode`: a job's tools instead of a profile (src/operations/modes.ts). */
+  mode?: string;
   /** `--project-path`, `--repo-url`, `--repo-ref`, `--include-untracked`; `noProject` turns detection off. */
   project?: ProjectOptions & { noProject?: boolean };
   /** `--secret-env`, `--secret-file`: secrets models may name; `--allow-secret-values`. */
@@ -48,7 +50,7 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
   // One runtime for the connection: the entry may build a probe instance before pinning
   // the real one, and both must see the same state and reaper.
   const runtime = new Runtime();
-  const profile = parseProfile(opts.profile);
+  const tools = parseSelection(opts);
   // Resolved (and a --repo-url cloned) before serving: a bad project is a startup error.
   if (opts.project?.repoUrl && !opts.project.noProject)
     log(
@@ -100,7 +102,7 @@ export async function serveStdio(opts: ServeStdioOptions = {}): Promise<void> {
         ...(opts.allowSecretValues ? { allowSecretValues: true } : {}),
         ...(opts.askFirst ? { askFirst: opts.askFirst } : {}),
         exportPolicy: exports,
-        profile,
+        ...tools,
         ...(project ? { project: projectSeeder(project, join(runtime.paths.stateDir, "tmp")) } : {}),
       }),
     { transport: wire, onerror: (e) => log(`transport: ${e.message}`) },

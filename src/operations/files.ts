@@ -106,10 +106,10 @@ export const FILE_OPERATIONS = [
     sdk: "exportWorkspace",
     title: "Copy files from a workspace to the host",
     description:
-      "Copy a file or directory of /workspace back to the host: into a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
-      "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks that leave the export are not created (listed in skipped); set-uid/set-gid bits are dropped. " +
-      "Over MCP the output goes into the operator's export area only (a relative output lands there), never over an existing path or into a dot-directory, and files lose execute bits unless the operator allowed them (exec_bits_dropped says how many). " +
-      "The result's files and bytes are verified; a partial copy is an error and writes nothing.",
+      "Copy a file or directory of /workspace to the host: a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
+      "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks leaving the export (listed in skipped) and set-uid/set-gid bits are dropped. " +
+      "Over MCP, files lose execute bits unless the operator allowed them (exec_bits_dropped counts them). " +
+      "Files and bytes are verified; a partial copy is an error and writes nothing.",
     input: WorkspaceExportInput,
     result: WorkspaceExportResult,
     mcp: true,
@@ -172,7 +172,7 @@ export const FILE_OPERATIONS = [
     sdk: "writeWorkspaceFile",
     title: "Write a file in a workspace",
     description:
-      "Create or replace a file of /workspace with the given content (atomically: readers see the old or the new file, never half). Missing parent directories are created. " +
+      "Create or replace a file of /workspace with the given content (atomically). Missing parent directories are created. " +
       "Use workspace_file_edit to change part of a file.",
     input: WorkspaceFileWriteInput,
     result: WorkspaceFileWriteResult,

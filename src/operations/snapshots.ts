@@ -79,8 +79,8 @@ export const SNAPSHOT_OPERATIONS = [
     sdk: "resetWorkspace",
     title: "Reset a workspace",
     description:
-      'Put /workspace back as it was at a snapshot (snapshot=NAME) or as seeded (snapshot="baseline", the default), in a fresh sandbox: every process of the old one ends, shells and services included (listed in the result). ' +
-      "The workspace keeps its id, its command history and its diff baseline; only files that differ are rewritten. Refused while a command is running in it. Also revives a workspace whose sandbox died (state failed).",
+      'Put /workspace back as it was at a snapshot (snapshot=NAME) or as seeded (snapshot="baseline", the default), in a fresh sandbox: every process of the old one ends (shells and services are listed in the result). ' +
+      "The workspace keeps its id, command history and diff baseline; only files that differ are rewritten. Refused while a command runs in it. Also revives a workspace whose sandbox died (state failed).",
     input: WorkspaceResetInput,
     result: WorkspaceResetResult,
     mcp: true,

@@ -1,4 +1,4 @@
-import { OUTPUT_BUDGET, READ_LIMIT } from "../contract/defaults.js";
+import { OUTPUT_BUDGET } from "../contract/defaults.js";
 import * as S from "../contract/schemas.js";
 import { PyroError } from "../core/errors.js";
 import { checkId } from "../core/ids.js";
@@ -16,11 +16,13 @@ import { nearest } from "./suggest.js";
 
 export type { CliSpec, Operation };
 
-/** The output budget, stated in every command tool's description. */
+/**
+ * The output budget, stated in every command tool's description (the numbers are in the
+ * max_output_bytes field's own description: said once, not twice, in a tools/list).
+ */
 const OUTPUT_NOTE =
-  `Output budget: stdout and stderr together carry at most max_output_bytes (default ${OUTPUT_BUDGET.default}, ${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}); ` +
-  "past it each stream keeps its head and tail, the middle is counted in stdout_omitted_bytes/stderr_omitted_bytes and marked, " +
-  "and the full output stays on the host: page it with output_read using output_id. A stream that is not valid UTF-8 comes base64 (stdout_encoding/stderr_encoding). ";
+  "Past max_output_bytes each stream keeps its head and tail (stdout_omitted_bytes/stderr_omitted_bytes count the rest); " +
+  "output_read pages the full output by output_id. Non-UTF-8 output comes base64 (stdout_encoding/stderr_encoding). ";
 
 /** `workspace create`'s secret flags, which the CLI turns into the wire's `secrets`. */
 const SECRET_FLAGS = [
@@ -48,7 +50,7 @@ export const OPERATIONS = [
     sdk: "runInVm",
     title: "Run a command in a fresh sandbox",
     description:
-      "Run one command in a fresh, isolated Linux sandbox (Debian 12) and delete the sandbox afterwards. " +
+      "Run one command in a fresh, isolated Linux sandbox, deleted afterwards. " +
       "This is the default tool: prefer vm_run for one-shot commands; use workspace_* only for repeated commands in one workspace. " +
       "Returns exit_code, stdout, stderr, timed_out and timings in ms. " +
       OUTPUT_NOTE +
@@ -310,7 +312,7 @@ export const OPERATIONS = [
     title: "Create a persistent workspace",
     description:
       "Create and start a persistent sandbox whose /workspace directory survives between commands. " +
-      "It expires ttl_seconds (default 600) after its last exec or sync push, and at the latest max_ttl_seconds (default 24 h) after creation: its sandbox and files are then removed (workspace_update changes both). " +
+      "It expires ttl_seconds (default 600) after its last exec or sync push, and at the latest max_ttl_seconds (default 24 h) after creation: its sandbox and files are then removed. Change both with workspace_update. " +
       "seed_path (a host directory or .tar/.tar.gz/.tgz) is unpacked into /workspace first. " +
       "name (unique, usable instead of the id) and labels help find it again with workspace_list. " +
       "Use only for repeated commands in one place; prefer vm_run for one-shot commands. Delete it with workspace_delete when done.",
@@ -362,7 +364,7 @@ export const OPERATIONS = [
     sdk: "execWorkspace",
     title: "Run a command in a workspace",
     description:
-      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Timeout default 30 s. Never deletes the workspace. " +
+      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Never deletes the workspace. " +
       OUTPUT_NOTE +
       "To read, write or edit files prefer the workspace_file_* tools (no shell quoting).",
     input: S.WorkspaceExecInput,
@@ -422,9 +424,8 @@ export const OPERATIONS = [
     sdk: "readOutput",
     title: "Read a command's full output",
     description:
-      "Page through the full stdout or stderr of a command whose result left bytes out (stdout_omitted_bytes > 0): " +
-      "output_id from a command's result, stream, offset (bytes) and limit " +
-      `(default ${READ_LIMIT.default}, at most ${READ_LIMIT.max} bytes). Returns data (encoding utf-8, or base64 when not valid UTF-8), next_offset, total_bytes and eof. ` +
+      "Page through the full stdout or stderr of a command whose result left bytes out (stdout_omitted_bytes > 0), by the output_id of its result. " +
+      "Returns data (encoding utf-8, or base64 when not valid UTF-8), next_offset, total_bytes and eof. " +
       `One-shot output is kept for the newest ${ONESHOT_RETENTION.runs} runs and at most 24 h; workspace output until the workspace is deleted.`,
     input: S.OutputReadInput,
     result: S.OutputReadResult,
@@ -484,7 +485,7 @@ export const OPERATIONS = [
     title: "List workspaces",
     description:
       "List every workspace that still exists, most recently active first: workspace_id, name, labels, state, environment, created_at, expires_at, command count and last command time. " +
-      "labels filters (every pair must match). Use it to find a workspace id again.",
+      "labels filters (every pair must match).",
     input: S.WorkspaceListInput,
     result: S.WorkspaceListResult,
     mcp: true,

@@ -169,7 +169,7 @@ export class RemoteClient {
         throw new PyroError(
           "remote_unsupported",
           `the server does not serve ${op.name} (its --profile leaves it out)`,
-          "ask its operator to start it with `pyro mcp serve --http … --profile workspace-full`",
+          "ask its operator to start it with `pyro mcp serve --http … --profile all`",
         );
       if (opts.signal?.aborted) throw new PyroError("cancelled", `${op.name} was cancelled`);
       throw this.transportError(e);
@@ -184,7 +184,7 @@ export class RemoteClient {
         throw new PyroError(
           "remote_unsupported",
           `the server does not serve ${op.name} (its --profile leaves it out)`,
-          "ask its operator to start it with `--profile workspace-full`",
+          "ask its operator to start it with `--profile all`",
         );
       throw new PyroError("engine_failure", text || `${op.name} failed on the server`);
     }

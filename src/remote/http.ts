@@ -17,7 +17,7 @@ import { hostAccessPolicy } from "../core/host-paths.js";
 import { VERSION } from "../core/version.js";
 import type { AskFirstPolicy } from "../mcp/elicit.js";
 import { createServer } from "../mcp/server.js";
-import { parseProfile } from "../operations/profiles.js";
+import { parseSelection } from "../operations/tool-sets.js";
 import { serverExportPolicy } from "../project/export-policy.js";
 import { Runtime } from "../runtime/runtime.js";
 import { TenantGate } from "../tenants/tenancy.js";
@@ -63,6 +63,8 @@ export interface HttpServeOptions {
   allowExportOverwrite?: boolean;
   allowExportExec?: boolean;
   profile?: string;
+  /** `--mode`: a job's tools instead of a profile. */
+  mode?: string;
   tlsCert?: string;
   tlsKey?: string;
   /** Requests served at once; more get 503 (default 64). */
@@ -207,7 +209,7 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
     roots,
     http: true,
   });
-  const profile = parseProfile(opts.profile);
+  const tools = parseSelection(opts);
   const maxConcurrent = opts.maxConcurrent ?? DEFAULTS.maxConcurrent;
   const maxBody = opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
   const maxUpload = opts.maxUploadBytes ?? DEFAULTS.maxUploadBytes;
@@ -223,7 +225,7 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         hostAccess: hostAccessPolicy(roots),
         exportPolicy,
         ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
-        profile,
+        ...tools,
         gate: gate.for(tenant),
         // A request's server ends with its response: no subscription to poll, no client to ask.
         liveConnection: false,

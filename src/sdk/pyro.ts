@@ -220,6 +220,8 @@ export class Pyro {
       allowPaths?: readonly string[];
       allowHostCompat?: boolean;
       profile?: string;
+      /** A job's tools instead of a profile: repro-fix, inspect, cold-start, review-eval. */
+      mode?: string;
       exportDir?: string;
       allowExportOverwrite?: boolean;
       allowExportExec?: boolean;
@@ -237,6 +239,7 @@ export class Pyro {
       ...(opts.allowPaths ? { allowPaths: opts.allowPaths } : {}),
       ...(opts.allowHostCompat ? { allowHostCompat: true } : {}),
       ...(opts.profile ? { profile: opts.profile } : {}),
+      ...(opts.mode ? { mode: opts.mode } : {}),
       ...(opts.exportDir !== undefined ? { exportDir: opts.exportDir } : {}),
       ...(opts.allowExportOverwrite ? { allowExportOverwrite: true } : {}),
       ...(opts.allowExportExec ? { allowExportExec: true } : {}),

@@ -203,7 +203,7 @@ describe("MCP: model-facing input through the official clients", { timeout: 60_0
   test("--allow-host-compat brings the field back; without it, no hint offers to turn isolation off", async () => {
     const { env, cleanup } = await testEnv();
     const strict = await v1(noEngine(env));
-    const open = await v1(noEngine(env), ["--allow-host-compat", "--profile", "workspace-full"]);
+    const open = await v1(noEngine(env), ["--allow-host-compat", "--profile", "all"]);
     try {
       const refused = (await strict.callTool({
         name: "vm_run",
@@ -258,7 +258,7 @@ describe("MCP: model-facing input through the official clients", { timeout: 60_0
 
   test("raw stdio: malformed lines are answered -32700 / -32600, then normal traffic flows", async () => {
     const { env, cleanup } = await testEnv();
-    const child = spawn(process.execPath, [CLI, "mcp", "serve", "--profile", "workspace-full"], {
+    const child = spawn(process.execPath, [CLI, "mcp", "serve", "--profile", "all"], {
       env,
       cwd: REPO,
       stdio: ["pipe", "pipe", "ignore"],

@@ -13,7 +13,7 @@ import { assertNoSandboxes, CLI, gvisorSkipReason, REPO, skipped, tempDir, testE
  * Drives the BUILT server (`node dist/cli/main.js mcp serve`) the way real hosts do: the
  * official v1 SDK client (what Claude Desktop-era hosts embed), the v2 client, raw stdio,
  * and the MCP Inspector CLI, which nobody on this project wrote. Servers here serve the
- * workspace-full profile (every tool); profiles themselves are tested in profiles.test.ts.
+ * `all` profile (every tool); profiles themselves are tested in profiles.test.ts.
  */
 
 const TOOLS = [
@@ -94,7 +94,7 @@ async function connect(
 ): Promise<{ client: Client; stderr: () => string; close: () => Promise<void> }> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, "mcp", "serve", "--profile", "workspace-full", ...serveArgs],
+    args: [CLI, "mcp", "serve", "--profile", "all", ...serveArgs],
     env: stringEnv(env),
     cwd,
     stderr: "pipe",
@@ -200,7 +200,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
     const { env, cleanup } = await testEnv();
     const transport = new StdioClientTransportV2({
       command: process.execPath,
-      args: [CLI, "mcp", "serve", "--profile", "workspace-full"],
+      args: [CLI, "mcp", "serve", "--profile", "all"],
       env: stringEnv(env),
       stderr: "pipe",
     });
@@ -370,7 +370,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
     // A directory that is not there is an error at startup, not at the first call.
     const bad = spawnSync(
       process.execPath,
-      [CLI, "mcp", "serve", "--profile", "workspace-full", "--allow-path", "/no/such/dir"],
+      [CLI, "mcp", "serve", "--profile", "all", "--allow-path", "/no/such/dir"],
       {
         env,
         input: "",
@@ -442,7 +442,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
 
   test("raw stdio: stdout is protocol only, garbage is survived, exits cleanly when stdin closes", async () => {
     const { env, cleanup } = await testEnv();
-    const child = spawn(process.execPath, [CLI, "mcp", "serve", "--profile", "workspace-full"], {
+    const child = spawn(process.execPath, [CLI, "mcp", "serve", "--profile", "all"], {
       env,
       cwd: REPO,
       stdio: ["pipe", "pipe", "pipe"],
@@ -515,7 +515,7 @@ describe("mcp server (stdio)", { timeout: 60_000 }, () => {
             "mcp",
             "serve",
             "--profile",
-            "workspace-full",
+            "all",
           ],
           { env, cwd: REPO, timeout: 30_000 },
           (err, stdout, stderr) =>

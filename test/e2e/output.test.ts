@@ -42,7 +42,8 @@ function runCliChunks(
 async function mcpClient(env: NodeJS.ProcessEnv): Promise<Client> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, "mcp", "serve"],
+    // workspace_logs is a workspace-full tool.
+    args: [CLI, "mcp", "serve", "--profile", "workspace-full"],
     env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
     cwd: REPO,
     stderr: "pipe",

@@ -43,7 +43,10 @@ async function serve(env: NodeJS.ProcessEnv, args: string[], cwd: string) {
 
 const ticks = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
 
-/** The "MCP profiles" table of the contract: profile → tools (workspace-full: every tool of "MCP tools"). */
+/**
+ * The "MCP profiles" table of the contract: profile → tools ("every tool" of "MCP tools",
+ * "but" the ones named after it).
+ */
 async function documentedProfiles(): Promise<Map<string, string[]>> {
   const md = await readFile(join(REPO, "docs", "public-contract.md"), "utf8");
   const part = (title: string) => md.split(`\n## ${title}\n`)[1]!.split(/\n## /)[0]!;
@@ -60,7 +63,10 @@ async function documentedProfiles(): Promise<Map<string, string[]>> {
   const allTools = rows(part("MCP tools")).map((r) => ticks(r[0]!)[0]!);
   const out = new Map<string, string[]>();
   for (const r of rows(part("MCP profiles"))) {
-    const tools = r[1]!.includes("every tool") ? allTools : ticks(r[1]!);
+    const but = r[1]!.split(" but ")[1];
+    const tools = r[1]!.includes("every tool")
+      ? allTools.filter((t) => !(but ? ticks(but) : []).includes(t))
+      : ticks(r[1]!);
     out.set(ticks(r[0]!)[0]!, tools);
   }
   return out;
@@ -120,7 +126,7 @@ describe("MCP profiles and project-aware start", { timeout: 300_000 }, () => {
     const { env, cleanup } = await testEnv();
     try {
       const documented = await documentedProfiles();
-      assert.deepEqual([...documented.keys()], ["vm-run", "workspace-core", "workspace-full"]);
+      assert.deepEqual([...documented.keys()], ["vm-run", "workspace-core", "workspace-full", "all"]);
       for (const [profile, tools] of documented) {
         const s = await serve(env, ["--profile", profile, "--no-project"], REPO);
         try {
@@ -146,6 +152,8 @@ describe("MCP profiles and project-aware start", { timeout: 300_000 }, () => {
   test("a bad --profile or --project-path fails at startup, naming the value", () => {
     for (const [args, re] of [
       [["--profile", "workspace-fll"], /unknown profile "workspace-fll"; did you mean `workspace-full`/],
+      [["--mode", "review"], /unknown mode "review"; did you mean `review-eval`/],
+      [["--mode", "inspect", "--profile", "vm-run"], /--mode inspect and --profile vm-run were both given/],
       [["--project-path", "/"], /--project-path \/ is not inside a git checkout/],
       [["--repo-ref", "main"], /--repo-ref needs --repo-url/],
     ] as const) {

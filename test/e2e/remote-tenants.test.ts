@@ -46,7 +46,7 @@ test("tenants over HTTP: names are per tenant; another tenant's name or id is no
   await withGvisorState(t, async (c: TestState) => {
     const a = await createToken(c.env, "tenant-a");
     const b = await createToken(c.env, "tenant-b");
-    const server = await startHttpServer(c.env, ["--profile", "workspace-full"]);
+    const server = await startHttpServer(c.env, ["--profile", "all"]);
     const clients: Client[] = [];
     try {
       const A = await mcpClient(server.url, a.token);
@@ -59,7 +59,7 @@ test("tenants over HTTP: names are per tenant; another tenant's name or id is no
         (op) => op.mcp && workspaceRefFields(op.input).length > 0,
       );
       assert.ok(walked.length >= 30, `${walked.length} operations take a workspace`);
-      for (const op of walked) assert.ok(served.has(op.name), `${op.name} is a tool of workspace-full`);
+      for (const op of walked) assert.ok(served.has(op.name), `${op.name} is a tool of the all profile`);
 
       // A: one workspace called "secret", with a marker, a command, a shell and a snapshot.
       const wsA = ok(await A.call("workspace_create", { name: "secret" })).workspace_id as string;

@@ -51,7 +51,7 @@ test("MCP over Streamable HTTP: tokens, upload → workspace → download, tenan
       const a = await createToken(c.env, "tenant-a");
       const b = await createToken(c.env, "tenant-b", ["--max-sandboxes", "1"]);
       const gone = await createToken(c.env, "revoked");
-      const server = await startHttpServer(c.env, ["--profile", "workspace-full"]);
+      const server = await startHttpServer(c.env, ["--profile", "all"]);
       const clients: Client[] = [];
       try {
         // Health needs no token; everything else does.
@@ -212,7 +212,7 @@ test("MCP over Streamable HTTP: tokens, upload → workspace → download, tenan
 test("graceful shutdown: a call in flight finishes, workspaces are kept", async (t) => {
   await withGvisorState(t, async (c: TestState) => {
     const a = await createToken(c.env, "a");
-    const server = await startHttpServer(c.env, ["--profile", "workspace-full"]);
+    const server = await startHttpServer(c.env, ["--profile", "all"]);
     const pyro = new Pyro({ url: server.url, token: a.token });
     let ws: string | undefined;
     try {
@@ -240,7 +240,7 @@ test("CLI --remote: operation commands run on the server; host commands say they
   await withGvisorState(t, async (c: TestState) =>
     withHostDir("pyro-remote-cli-", async (host) => {
       const a = await createToken(c.env, "cli");
-      const server = await startHttpServer(c.env, ["--profile", "workspace-full"]);
+      const server = await startHttpServer(c.env, ["--profile", "all"]);
       try {
         const env = { ...c.env, PYRO_TOKEN: a.token };
         await writeFile(join(host, "x.txt"), "from the client\n");

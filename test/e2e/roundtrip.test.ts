@@ -320,7 +320,7 @@ test("round trip through the SDK in remote mode (pyro mcp serve --http, gVisor)"
       // The same scenario, with the seed packed and uploaded and the export fetched and
       // written locally by the SDK: the caller cannot tell the server is elsewhere.
       const { token } = await createToken(c.env, "roundtrip");
-      const server = await startHttpServer(c.env, ["--profile", "workspace-full"]);
+      const server = await startHttpServer(c.env, ["--profile", "all"]);
       const pyro = new Pyro({ url: server.url, token });
       return sdkFace(c.env, pyro, async () => {
         await pyro.close();

@@ -349,3 +349,38 @@ test("a symlinked config is written through the link; a new user-scope file is p
     await done();
   }
 });
+
+test("host connect --mode writes `mcp serve --mode NAME`; doctor --mode calls another job's entry stale", async () => {
+  const { where, root, done } = await sandbox();
+  try {
+    const self = await fakePyro(root);
+    const c = CLIENT_SPECS["claude-code"];
+    const launch = serverLaunch(self, { mode: "repro-fix" });
+    assert.deepEqual(launch.args.slice(-4), ["mcp", "serve", "--mode", "repro-fix"]);
+    await connect(c, "user", launch, where);
+    const entry = async (mode?: "repro-fix" | "review-eval") =>
+      (await doctor(where, self, ["claude-code"], mode ? { mode } : {})).find((e) => e.configured)!;
+    const plain = await entry();
+    assert.equal(plain.status, "ok");
+    assert.equal(plain.mode, "repro-fix");
+    assert.equal(plain.profile, null);
+    assert.equal((await entry("repro-fix")).status, "ok");
+    const other = await entry("review-eval");
+    assert.equal(other.status, "stale");
+    assert.match(other.detail, /serves mode repro-fix, not mode review-eval/);
+    // A profile entry is another job's too; an unknown mode is broken.
+    await connect(c, "user", serverLaunch(self, "workspace-core"), where);
+    assert.match((await entry("review-eval")).detail, /serves profile workspace-core, not mode review-eval/);
+    await connect(
+      c,
+      "user",
+      { command: self.command, args: [...self.args, "mcp", "serve", "--mode", "nope"] },
+      where,
+    );
+    const bad = await entry();
+    assert.equal(bad.status, "broken");
+    assert.match(bad.detail, /unknown mode "nope"/);
+  } finally {
+    await done();
+  }
+});

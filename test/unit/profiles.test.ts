@@ -32,7 +32,7 @@ async function runtime(): Promise<Runtime> {
 
 const ALL_TOOLS: string[] = OPERATIONS.filter((o) => o.mcp).map((o) => o.name);
 
-test("profiles: vm-run < workspace-core (the default) < workspace-full = every tool", () => {
+test("profiles: vm-run < workspace-core (the default) < workspace-full (under 40) < all = every tool", () => {
   assert.equal(DEFAULT_PROFILE, "workspace-core");
   assert.deepEqual(profileTools("vm-run"), ["vm_run", "output_read"]);
   const core = profileTools("workspace-core");
@@ -47,7 +47,24 @@ test("profiles: vm-run < workspace-core (the default) < workspace-full = every t
     assert.ok(core.includes(t), `workspace-core has ${t}`);
   for (const t of ["workspace_sync_push", "vm_create", "vm_reap_expired"])
     assert.ok(!core.includes(t), `workspace-core leaves out ${t}`);
-  assert.deepEqual(profileTools("workspace-full"), ALL_TOOLS);
+  const full = profileTools("workspace-full");
+  for (const t of core) assert.ok(full.includes(t), `workspace-full has ${t}`);
+  assert.ok(full.length < 40, `workspace-full serves ${full.length} tools (hosts choose worse past ~40)`);
+  assert.deepEqual(
+    ALL_TOOLS.filter((t) => !full.includes(t)),
+    [
+      "vm_create",
+      "vm_start",
+      "vm_exec",
+      "vm_stop",
+      "vm_delete",
+      "vm_status",
+      "vm_network_info",
+      "vm_reap_expired",
+    ],
+    "workspace-full leaves out only the vm_* lifecycle",
+  );
+  assert.deepEqual(profileTools("all"), ALL_TOOLS);
   assert.deepEqual(profileTools(), core);
   for (const p of PROFILES)
     for (const t of profileTools(p)) assert.ok(ALL_TOOLS.includes(t), `${p}: ${t} is a tool`);
