@@ -22,6 +22,19 @@ const encoding = z
   .default("utf-8")
   .describe('"utf-8" (default) for text; "base64" for binary content.');
 
+/** What diff, summary and changed-only export leave out (workspaces/diff.ts IgnoreOptions). */
+const include_ignored = z
+  .boolean()
+  .default(false)
+  .describe(
+    "Also report paths the workspace's .gitignore files ignore (left out by default, e.g. __pycache__/).",
+  );
+const exclude = z
+  .array(z.string().min(1).max(1000))
+  .max(100)
+  .default([])
+  .describe('More paths to leave out: gitignore patterns relative to /workspace, e.g. "*.log" or "build/".');
+
 export const WorkspaceDiffInput = z.object({
   workspace_id: workspaceId,
   path: scopePath,
@@ -47,6 +60,8 @@ export const WorkspaceDiffInput = z.object({
     .describe(
       "Index of the first changed file whose patch text to return: next_cursor of the previous call.",
     ),
+  include_ignored,
+  exclude,
 });
 
 const ChangeSchema = z.object({
@@ -107,6 +122,12 @@ export const WorkspaceExportInput = z.object({
     .describe(
       "Export only files added or changed since the baseline; deleted paths are listed in the result.",
     ),
+  include_ignored: include_ignored.describe(
+    "With changed_only: also export paths the workspace's .gitignore files ignore (left out by default).",
+  ),
+  exclude: exclude.describe(
+    'With changed_only: more paths to leave out, gitignore patterns relative to /workspace (e.g. "*.log").',
+  ),
 });
 export const WorkspaceExportResult = z.object({
   workspace_id: z.string(),
@@ -313,4 +334,4 @@ export const WorkspaceSummaryResult = z.object({
     .describe("Snapshots taken and deleted, resets and forks (the last 5)."),
 });
 
-export const WorkspaceSummaryInput = z.object({ workspace_id: workspaceId });
+export const WorkspaceSummaryInput = z.object({ workspace_id: workspaceId, include_ignored, exclude });

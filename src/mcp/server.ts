@@ -13,7 +13,7 @@ import type { CallContext } from "../sandbox/context.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import type { OperationGate } from "../tenants/tenancy.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
-import { renderError, renderResult } from "./render.js";
+import { renderContent, renderError } from "./render.js";
 
 export interface CreateServerOptions {
   /** Share one runtime with an SDK instance; defaults to a runtime over process.env. */
@@ -222,7 +222,7 @@ export async function callOperation(
     // added beyond the contract so strict clients (ajv in the v1 SDK) accept the result.
     const structured = op.result.parse(raw) as Record<string, unknown>;
     return {
-      content: [{ type: "text", text: renderResult(op.name, structured) }],
+      content: renderContent(op.name, structured).map((text) => ({ type: "text" as const, text })),
       structuredContent: structured,
     };
   } catch (e) {
