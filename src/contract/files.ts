@@ -26,14 +26,12 @@ const encoding = z
 const include_ignored = z
   .boolean()
   .default(false)
-  .describe(
-    "Also report paths the workspace's .gitignore files ignore (left out by default, e.g. __pycache__/).",
-  );
+  .describe("Include what the workspace's .gitignore ignores (e.g. __pycache__/; left out by default).");
 const exclude = z
   .array(z.string().min(1).max(1000))
   .max(100)
   .default([])
-  .describe('More paths to leave out: gitignore patterns relative to /workspace, e.g. "*.log" or "build/".');
+  .describe('gitignore patterns to leave out too, e.g. "*.log".');
 
 export const WorkspaceDiffInput = z.object({
   workspace_id: workspaceId,
@@ -122,12 +120,8 @@ export const WorkspaceExportInput = z.object({
     .describe(
       "Export only files added or changed since the baseline; deleted paths are listed in the result.",
     ),
-  include_ignored: include_ignored.describe(
-    "With changed_only: also export paths the workspace's .gitignore files ignore (left out by default).",
-  ),
-  exclude: exclude.describe(
-    'With changed_only: more paths to leave out, gitignore patterns relative to /workspace (e.g. "*.log").',
-  ),
+  include_ignored: include_ignored.describe("With changed_only: include what .gitignore ignores."),
+  exclude: exclude.describe("With changed_only: gitignore patterns to leave out too."),
 });
 export const WorkspaceExportResult = z.object({
   workspace_id: z.string(),
