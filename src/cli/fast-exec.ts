@@ -3,6 +3,7 @@ import { displayCommand } from "../core/command.js";
 import { isPyroError } from "../core/errors.js";
 import { isValidId } from "../core/ids.js";
 import { resolvePaths } from "../core/paths.js";
+import { withCommandHint } from "../environments/command-hint.js";
 import { isOwnPlainDir } from "../sandbox/private-dir.js";
 import { spawnReapIfDue } from "../sandbox/reap-schedule.js";
 import { plainExec } from "../workspaces/exec-flow.js";
@@ -81,13 +82,16 @@ async function fastWorkspaceExecInner(argv: readonly string[], cliPath: string):
   if (!exec) return undefined;
   const io = fastSession(a.json);
   try {
-    const result = await exec.run({
-      command: a.command,
-      shown: displayCommand(a.command),
-      maxOutputBytes: a.maxOutputBytes,
-      signal: io.signal,
-      live: io.sinks,
-    });
+    // As the full path's invoke does: a missing command's 127 names the environments with it.
+    const result = withCommandHint(
+      await exec.run({
+        command: a.command,
+        shown: displayCommand(a.command),
+        maxOutputBytes: a.maxOutputBytes,
+        signal: io.signal,
+        live: io.sinks,
+      }),
+    );
     if (!result) {
       // Nothing listens on the channel: nothing ran; the full CLI uses `runsc exec`.
       io.close();

@@ -8,6 +8,7 @@ import { guestEnv, IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle
 import { ChannelUnavailable, channelExec } from "../engines/gvisor/exec-channel.js";
 import { resultNotes } from "../engines/notes.js";
 import { execOutcome } from "../engines/outcome.js";
+import { withCommandHint } from "../environments/command-hint.js";
 import { commandFields, finishRecording } from "../output/command.js";
 import { CommandRecorder } from "../output/recorder.js";
 import { oneShotOutputPath, pruneOneShotOutputs } from "../output/store.js";
@@ -185,7 +186,7 @@ async function runClaimed(
     finishRecording(rec, out);
     const fields = commandFields(out, rec, FAST_RUN_DEFAULTS.max_output_bytes, vm_id);
     // Key order is RunResult's, as the full CLI prints it.
-    const result = {
+    const result = withCommandHint({
       vm_id,
       environment: a.environment,
       command: displayCommand(a.command),
@@ -196,7 +197,7 @@ async function runClaimed(
       execution_mode: "gvisor" as const,
       notes: resultNotes("gvisor", FAST_RUN_DEFAULTS.vcpu_count),
       cleaned_up: true,
-    };
+    });
     if (a.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else if (process.env.PYRO_QUIET !== "1") process.stderr.write(`${execFooter(result)}\n`);
     return result.exit_code;

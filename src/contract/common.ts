@@ -104,6 +104,6 @@ export const execFields = {
   notes: z
     .array(z.string())
     .describe(
-      "Where the engine honoured the request differently from what was asked (e.g. gVisor's CPU count).",
+      "Where the engine honoured the request differently from what was asked (e.g. gVisor's CPU count); on exit 127 for a missing command, which catalog environments have it.",
     ),
 };

@@ -18,6 +18,17 @@ const encoding = z
   .default("utf-8")
   .describe('"utf-8" (default) for text; "base64" for binary content.');
 
+/** What diff, summary and changed-only export leave out (workspaces/diff.ts IgnoreOptions). */
+const include_ignored = z
+  .boolean()
+  .default(false)
+  .describe("Include what the workspace's .gitignore ignores (e.g. __pycache__/; left out by default).");
+const exclude = z
+  .array(z.string().min(1).max(1000))
+  .max(100)
+  .default([])
+  .describe('gitignore patterns to leave out too, e.g. "*.log".');
+
 export const WorkspaceDiffInput = z.object({
   workspace_id: workspaceId,
   path: scopePath,
@@ -43,6 +54,8 @@ export const WorkspaceDiffInput = z.object({
     .describe(
       "Index of the first changed file whose patch text to return: next_cursor of the previous call.",
     ),
+  include_ignored,
+  exclude,
 });
 
 const ChangeSchema = z.object({
@@ -103,6 +116,8 @@ export const WorkspaceExportInput = z.object({
     .describe(
       "Export only files added or changed since the baseline; deleted paths are listed in the result.",
     ),
+  include_ignored: include_ignored.describe("With changed_only: include what .gitignore ignores."),
+  exclude: exclude.describe("With changed_only: gitignore patterns to leave out too."),
 });
 export const WorkspaceExportResult = z.object({
   workspace_id: z.string(),
@@ -309,4 +324,4 @@ export const WorkspaceSummaryResult = z.object({
     .describe("Snapshots taken and deleted, resets and forks (the last 5)."),
 });
 
-export const WorkspaceSummaryInput = z.object({ workspace_id: workspaceId });
+export const WorkspaceSummaryInput = z.object({ workspace_id: workspaceId, include_ignored, exclude });

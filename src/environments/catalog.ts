@@ -13,6 +13,14 @@ export interface EnvironmentRecipe {
   include: string[];
   /** Bumped when the way pyro builds (not the recipe) changes what ends up in the rootfs. */
   builderVersion: number;
+  /**
+   * Notable commands the environment has beyond the shell, coreutils, grep, sed, find, tar,
+   * gzip, diff and perl that every one has: declared (the package list does not say which
+   * commands a package brings), not part of the digest, and checked against each built
+   * rootfs by test/unit/catalog.test.ts. A command that exits 127 is looked up here to say
+   * which environments have it (environments/command-hint.ts).
+   */
+  commands?: readonly string[];
 }
 
 const BUILDER_VERSION = 1;
@@ -25,6 +33,7 @@ export const CATALOG: readonly EnvironmentRecipe[] = [
     variant: "minbase",
     include: ["ca-certificates", "git"],
     builderVersion: BUILDER_VERSION,
+    commands: ["git"],
   },
   {
     name: "debian:12-base",
@@ -33,6 +42,7 @@ export const CATALOG: readonly EnvironmentRecipe[] = [
     variant: "minbase",
     include: ["ca-certificates"],
     builderVersion: BUILDER_VERSION,
+    commands: [],
   },
   {
     name: "debian:12-build",
@@ -41,6 +51,7 @@ export const CATALOG: readonly EnvironmentRecipe[] = [
     variant: "minbase",
     include: ["ca-certificates", "git", "build-essential", "python3", "curl", "xz-utils"],
     builderVersion: BUILDER_VERSION,
+    commands: ["git", "python3", "gcc", "g++", "cc", "c++", "make", "patch", "curl", "xz", "unxz", "bzip2"],
   },
 ];
 

@@ -1,4 +1,5 @@
 import type { PyroError } from "../core/errors.js";
+import { COMMAND_HINT_PREFIX } from "../environments/command-hint.js";
 
 /**
  * Text renderings of tool results. structuredContent carries the exact fields; this text is
@@ -24,6 +25,7 @@ interface ExecLike {
   stdout_omitted_bytes?: number;
   stderr_omitted_bytes?: number;
   output_id?: string;
+  notes?: string[];
 }
 
 /** Non-exec results up to this size are shown as compact JSON after the summary line. */
@@ -73,6 +75,8 @@ export function renderExec(r: ExecLike & { workspace_id?: unknown; sequence?: un
       r.stderr_truncated,
     ),
   ];
+  // A missing command's 127: which environments have it (environments/command-hint.ts).
+  for (const n of r.notes ?? []) if (n.startsWith(COMMAND_HINT_PREFIX)) lines.push(`hint: ${n}`);
   if ((r.stdout_omitted_bytes || r.stderr_omitted_bytes) && r.output_id)
     lines.push(
       `full output: output_read {"output_id":"${r.output_id}","stream":"stdout"|"stderr","offset":N}`,
@@ -137,11 +141,41 @@ function summary(tool: string, r: Record<string, unknown>): string {
   return `${tool}: ok`;
 }
 
+/**
+ * Nulls say "not set" to a program; to a model they are noise (workspace_create had 24
+ * fields, many null). The text leaves them out; structuredContent keeps the full shape.
+ */
+const withoutNulls = (_key: string, value: unknown) => (value === null ? undefined : value);
+
+/**
+ * workspace_file_read: the file's text itself, so a model reads the file, not an escaped
+ * JSON string of it (the metadata is in structuredContent). A partial read says where it
+ * stopped in a second block; binary content (base64) gets a line saying so first.
+ */
+function renderFileRead(r: Record<string, unknown>): string[] {
+  const content = String(r.content);
+  const first = Number(r.offset);
+  const last = first + Number(r.lines) - 1;
+  const partial = r.truncated === true || r.next_offset !== null || first > 1;
+  const range = Number(r.lines) > 0 ? `lines ${first}-${last}` : "no lines";
+  const more = r.next_offset !== null ? `; read on with offset=${String(r.next_offset)}` : "";
+  if (r.encoding === "base64")
+    return [`${String(r.path)}: ${String(r.bytes)} bytes, not text; base64:\n${content}`];
+  if (!partial) return [content];
+  return [content, `[pyro: ${String(r.path)}, ${range}${more}]`];
+}
+
+/** The text blocks of a tool result (most tools: one, from renderResult). */
+export function renderContent(tool: string, result: Record<string, unknown>): string[] {
+  if (tool === "workspace_file_read" && typeof result.content === "string") return renderFileRead(result);
+  return [renderResult(tool, result)];
+}
+
 export function renderResult(tool: string, result: Record<string, unknown>): string {
   if (isExecLike(result)) return renderExec(result);
   if (tool === "workspace_logs" && Array.isArray(result.commands)) return renderLogs(result);
   if (tool === "output_read" && typeof result.data === "string") return renderPage(result);
-  const json = JSON.stringify(result);
+  const json = JSON.stringify(result, withoutNulls);
   return json.length <= INLINE_JSON_MAX
     ? `${summary(tool, result)}\n${json}`
     : `${summary(tool, result)} (details in structuredContent)`;

@@ -26,7 +26,7 @@ import type { OperationGate } from "../tenants/tenancy.js";
 import { type AskFirstPolicy, confirmAskFirst } from "./elicit.js";
 import { logCall } from "./logging.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
-import { renderError, renderResult } from "./render.js";
+import { renderContent, renderError } from "./render.js";
 import { registerResources } from "./resources.js";
 
 export interface CreateServerOptions {
@@ -282,7 +282,7 @@ export async function callOperation(
     // added beyond the contract so strict clients (ajv in the v1 SDK) accept the result.
     const structured = op.result.parse(raw) as Record<string, unknown>;
     return {
-      content: [{ type: "text", text: renderResult(op.name, structured) }],
+      content: renderContent(op.name, structured).map((text) => ({ type: "text" as const, text })),
       structuredContent: structured,
     };
   } catch (e) {

@@ -255,6 +255,9 @@ export const FILE_OPERATIONS = [
       positional: ["workspace_id"],
       examples: ["pyro workspace summary ws_0123456789abcdef"],
     },
-    handler: (rt, i, ctx) => rt.workspace(i.workspace_id).summary(sig(ctx)),
+    handler: (rt, i, ctx) =>
+      rt
+        .workspace(i.workspace_id)
+        .summary(sig(ctx), { include_ignored: i.include_ignored, exclude: i.exclude }),
   }),
 ] as const;

@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { PyroError } from "../core/errors.js";
+import { withCommandHint } from "../environments/command-hint.js";
 import type { Runtime } from "../runtime/runtime.js";
 import type { CallContext } from "../sandbox/context.js";
 import { ensureFloor, unmaskDiskFull } from "../sandbox/host-space.js";
@@ -122,7 +123,9 @@ export async function invoke(
     for (const f of workspaceRefFields(op.input))
       if (typeof input[f] === "string") input[f] = await rt.workspaces.resolveId(input[f], ctx.tenant);
     // Secret values never leave in a result or an error (src/secrets/redact-op.ts).
-    return await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
+    const result = await redactOperation(rt.workspaces, op.name, input, () => op.handler(rt, input, ctx));
+    // A command that exited 127 for a missing program: which catalog environments have it.
+    return withCommandHint(result);
   } catch (e) {
     throw errorForFace(await unmaskDiskFull(e), face);
   }

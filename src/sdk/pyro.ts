@@ -100,9 +100,18 @@ export type WorkspaceFileEditResult = z.infer<typeof F.WorkspaceFileEditResult>;
 export type WorkspacePatchResult = z.infer<typeof F.WorkspacePatchApplyResult>;
 export type WorkspaceWorkSummary = z.infer<typeof F.WorkspaceSummaryResult>;
 export interface DiffOptions
-  extends WireOptions<typeof F.WorkspaceDiffInput, "path" | "stat" | "name_only" | "max_bytes" | "cursor"> {}
+  extends WireOptions<
+    typeof F.WorkspaceDiffInput,
+    "path" | "stat" | "name_only" | "max_bytes" | "cursor" | "include_ignored" | "exclude"
+  > {}
 export interface ExportOptions
-  extends WireOptions<typeof F.WorkspaceExportInput, "path" | "force" | "changed_only"> {}
+  extends WireOptions<
+    typeof F.WorkspaceExportInput,
+    "path" | "force" | "changed_only" | "include_ignored" | "exclude"
+  > {}
+/** What a summary's changed files leave out, as for a diff. */
+export interface SummaryOptions
+  extends WireOptions<typeof F.WorkspaceSummaryInput, "include_ignored" | "exclude"> {}
 export interface ReadOptions
   extends WireOptions<typeof F.WorkspaceFileReadInput, "offset" | "limit" | "max_bytes" | "encoding"> {}
 export interface WriteOptions
@@ -461,8 +470,8 @@ export class Pyro {
   ): Promise<z.infer<typeof D.WorkspaceDiskExportResult>> {
     return this.#method("workspace_disk_export", { workspace_id: workspaceId, ...snake(options) });
   }
-  summarizeWorkspace(workspaceId: string): Promise<WorkspaceWorkSummary> {
-    return this.#method("workspace_summary", { workspace_id: workspaceId });
+  summarizeWorkspace(workspaceId: string, options: SummaryOptions = {}): Promise<WorkspaceWorkSummary> {
+    return this.#method("workspace_summary", { workspace_id: workspaceId, ...snake(options) });
   }
   /** Most recently active first; `labels` keeps those with every pair. */
   listWorkspaces(options: { labels?: Record<string, string> } = {}): Promise<WorkspaceSummary[]> {
@@ -683,8 +692,8 @@ export class WorkspaceHandle {
   ): Promise<WorkspacePatchResult> {
     return this.pyro.applyWorkspacePatch(this.workspace_id, { patch, ...options });
   }
-  summary(): Promise<WorkspaceWorkSummary> {
-    return this.pyro.summarizeWorkspace(this.workspace_id);
+  summary(options: SummaryOptions = {}): Promise<WorkspaceWorkSummary> {
+    return this.pyro.summarizeWorkspace(this.workspace_id, options);
   }
   /**
    * Named snapshots of /workspace: `ws.snapshots.create("a")`, `.list()`, `.delete("a")`, and

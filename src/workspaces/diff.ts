@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { lstat, open, readdir, readlink } from "node:fs/promises";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { Parser } from "tar";
 import { DIFF_LIMITS } from "../contract/defaults.js";
 import { PyroError } from "../core/errors.js";
 import { ignore } from "../util/best-effort.js";
+import { IgnoreRules } from "../util/gitignore.js";
 import { runCapture } from "../util/proc.js";
 import { baselineRecordedAt } from "./baseline.js";
 import { isText, parseFindEntries } from "./files.js";
@@ -246,8 +247,54 @@ async function unifiedDiff(
   return r.stdout;
 }
 
+/**
+ * What a diff leaves out: by default what the workspace's own `.gitignore` files ignore (the
+ * `__pycache__/` its tests made is not a change anyone wants to review or export), plus
+ * `exclude` (gitignore patterns relative to /workspace); `include_ignored` keeps only those.
+ */
+export interface IgnoreOptions {
+  include_ignored: boolean;
+  exclude: string[];
+}
+
+/** .gitignore files larger than this are not read (git itself has a 100 MiB cap). */
+const GITIGNORE_MAX_BYTES = 1024 * 1024;
+
+/**
+ * The rules of the workspace's .gitignore files (those listed in `cur`) and `exclude`. The
+ * files come back in one guest `tar`, and only when there are any: a workspace without one
+ * pays nothing.
+ */
+async function ignoreRules(
+  g: Guest,
+  cur: Map<string, TreeEntry>,
+  o: IgnoreOptions,
+  signal?: AbortSignal,
+): Promise<IgnoreRules> {
+  const wanted = o.include_ignored
+    ? []
+    : [...cur]
+        .filter(
+          ([p, e]) =>
+            e.kind === "file" &&
+            e.size <= GITIGNORE_MAX_BYTES &&
+            (p === ".gitignore" || p.endsWith("/.gitignore")),
+        )
+        .map(([p]) => p);
+  const items = await fetchFiles(g, wanted, wanted.length * GITIGNORE_MAX_BYTES + 1024 * 1024, signal);
+  const files = items
+    .filter((i) => i.type === "File" || i.type === "OldFile")
+    .map((i) => ({
+      dir: posix.dirname(i.path) === "." ? "" : posix.dirname(i.path),
+      text: i.data.toString("utf8"),
+    }));
+  return new IgnoreRules(files, o.exclude);
+}
+
 export interface DiffOptions {
   path: string;
+  /** Left out of the diff; default: the workspace's .gitignore files, no excludes. */
+  ignore?: IgnoreOptions | undefined;
   /** Produce patch text (false for --stat / --name-only / export). */
   text: boolean;
   maxBytes: number;
@@ -277,7 +324,18 @@ export async function computeDiff(
     baselineRecordedAt(baselineDir),
   ]);
   const racySec = Math.floor(recordedAt / 1000);
-  const paths = [...new Set([...base.keys(), ...cur.keys()])].filter(within).sort();
+  const rules = await ignoreRules(
+    g,
+    cur,
+    opts.ignore ?? { include_ignored: false, exclude: [] },
+    opts.signal,
+  );
+  const kept = (p: string) => {
+    if (rules.empty) return true;
+    const e = cur.get(p) ?? base.get(p);
+    return !rules.ignores(p, e?.kind === "directory");
+  };
+  const paths = [...new Set([...base.keys(), ...cur.keys()])].filter((p) => within(p) && kept(p)).sort();
   const pending: { path: string; status: Status; candidate: boolean }[] = [];
   for (const p of paths) {
     const c = compare(racySec, base.get(p), cur.get(p));
@@ -401,12 +459,21 @@ async function hashBaseline(root: string, rel: string): Promise<string> {
 export async function diffWorkspace(
   g: Guest,
   baselineDir: string,
-  input: { path: string; stat: boolean; name_only: boolean; max_bytes: number; cursor: number },
+  input: {
+    path: string;
+    stat: boolean;
+    name_only: boolean;
+    max_bytes: number;
+    cursor: number;
+    include_ignored?: boolean | undefined;
+    exclude?: string[] | undefined;
+  },
   signal?: AbortSignal,
 ) {
   const text = !input.stat && !input.name_only;
   const d = await computeDiff(g, baselineDir, {
     path: input.path,
+    ignore: { include_ignored: input.include_ignored === true, exclude: input.exclude ?? [] },
     text: !input.name_only,
     maxBytes: input.max_bytes,
     cursor: input.cursor,

@@ -69,7 +69,14 @@ export async function exportWorkspace(
   g: Guest,
   baselineDir: string,
   exportsLog: string,
-  input: { path: string; output: string; force: boolean; changed_only: boolean },
+  input: {
+    path: string;
+    output: string;
+    force: boolean;
+    changed_only: boolean;
+    include_ignored?: boolean | undefined;
+    exclude?: string[] | undefined;
+  },
   ctx: HostPathContext & { signal?: AbortSignal; exportPolicy?: ExportPolicy },
   /** Where intents are recorded (`<state>/export-intents`); none: no crash recovery. */
   journal?: string,
@@ -99,6 +106,8 @@ export async function exportWorkspace(
       maxBytes: 0,
       cursor: 0,
       signal: ctx.signal,
+      // What the workspace's .gitignore ignores is not part of the change (diff.ts).
+      ignore: { include_ignored: input.include_ignored === true, exclude: input.exclude ?? [] },
     });
     const wanted = d.changes
       .filter((c) => c.status !== "deleted" && c.kind !== "directory")

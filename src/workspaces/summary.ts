@@ -15,12 +15,20 @@ export async function summarize(
   exportsLog: string,
   commands: CommandLogEntryT[],
   signal?: AbortSignal,
-  more: { snapshotsLog?: string } = {},
+  more: { snapshotsLog?: string; include_ignored?: boolean; exclude?: string[] } = {},
 ) {
   const d = await diffWorkspace(
     g,
     baseline,
-    { path: ".", stat: true, name_only: false, max_bytes: 0, cursor: 0 },
+    {
+      path: ".",
+      stat: true,
+      name_only: false,
+      max_bytes: 0,
+      cursor: 0,
+      include_ignored: more.include_ignored,
+      exclude: more.exclude,
+    },
     signal,
   );
   const failed = commands.filter((c) => c.exit_code !== 0);

@@ -181,12 +181,13 @@ export class Workspace {
   }
 
   /** Commands run, files changed since the baseline, exports, snapshot events: for review. */
-  async summary(signal?: AbortSignal) {
+  async summary(signal?: AbortSignal, ignored: { include_ignored?: boolean; exclude?: string[] } = {}) {
     const w = await this.c.manager.port.open(this.id);
     // Entries without output: the summary counts commands and failures only.
     const logs = await this.logs({ limit: 1000, include_output: false, max_output_bytes: 1024 });
     return summarize(w.guest, w.baseline, join(w.dir, "exports.jsonl"), logs.commands, signal, {
       snapshotsLog: join(w.dir, "snapshots", "events.jsonl"),
+      ...ignored,
     });
   }
 }

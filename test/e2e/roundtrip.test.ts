@@ -93,6 +93,46 @@ function ok(r: { ok: true; r: Json } | { ok: false; message: string }): Json {
   return r.r;
 }
 
+const paths = (r: Json): string[] => r.files.map((f: Json) => f.path);
+
+/**
+ * The workspace's .gitignore keeps what it ignores out of diff, summary and changed-only
+ * export; include_ignored brings it back; exclude patterns leave out more (every face).
+ */
+async function ignoredFiles(face: Face, ws: string, host: string): Promise<void> {
+  for (const [path, content] of [
+    [".gitignore", "build/\n*.log\n"],
+    ["build/out.o", "obj\n"],
+    ["new/run.log", "log\n"],
+    ["new/keep.txt", "keep\n"],
+  ] as const)
+    ok(await face.call("workspace_file_write", { workspace_id: ws, path, content }));
+  const changed = [".gitignore", "a.txt", "b.txt", "c.txt", "d.txt", "new/keep.txt", "new/n.txt"];
+  const byDefault = ok(await face.call("workspace_diff", { workspace_id: ws, name_only: true }));
+  assert.deepEqual(paths(byDefault), changed);
+  const all = ok(
+    await face.call("workspace_diff", { workspace_id: ws, name_only: true, include_ignored: true }),
+  );
+  assert.deepEqual(paths(all), [...changed, "build/out.o", "new/run.log"].sort());
+  const excluded = ok(
+    await face.call("workspace_diff", { workspace_id: ws, name_only: true, exclude: ["/new/", "*.txt"] }),
+  );
+  assert.deepEqual(paths(excluded), [".gitignore"]);
+  const summary = ok(await face.call("workspace_summary", { workspace_id: ws, include_ignored: true }));
+  assert.equal(summary.changes.files, changed.length + 2);
+  const out = join(host, "out-ignored");
+  const ex = ok(
+    await face.call("workspace_export", {
+      workspace_id: ws,
+      output: out,
+      changed_only: true,
+      exclude: ["b.txt", "d.txt"],
+    }),
+  );
+  assert.deepEqual(await tree(out), [".gitignore", "a.txt", "new/keep.txt", "new/n.txt"]);
+  assert.deepEqual(ex.deleted, ["c.txt"]);
+}
+
 /** The scenario every face must pass. */
 async function scenario(face: Face, host: string): Promise<void> {
   const { seed, good, conflicting } = await makeRepo(host);
@@ -180,6 +220,8 @@ async function scenario(face: Face, host: string): Promise<void> {
     assert.equal(summary.commands.count, 1);
     assert.equal(summary.changes.files, 5);
     assert.equal(summary.exports.count, 1);
+
+    await ignoredFiles(face, ws, host);
   } finally {
     await face.call("workspace_delete", { workspace_id: ws });
   }
@@ -203,7 +245,7 @@ function sdkFace(env: NodeJS.ProcessEnv, pyro = new Pyro({ env }), close = async
         else if (op === "workspace_file_write") r = await ws.files.write(o.path, o.content, o);
         else if (op === "workspace_file_edit") r = await ws.files.edit(o.path, o.oldString, o.newString);
         else if (op === "workspace_patch_apply") r = await ws.applyPatch(o.patch);
-        else if (op === "workspace_summary") r = await ws.summary();
+        else if (op === "workspace_summary") r = await ws.summary(o);
         else if (op === "workspace_exec") r = await ws.exec(o.command);
         else if (op === "workspace_delete") r = await ws.delete();
         else r = await pyro.call(op, args);
@@ -246,6 +288,7 @@ function cliFace(env: NodeJS.ProcessEnv): Face {
       const argv = [...positional[op]!, workspace_id, ...(path !== undefined ? [path] : [])];
       for (const [k, v] of Object.entries(rest)) {
         if (v === true) argv.push(flag(k));
+        else if (Array.isArray(v)) for (const x of v) argv.push(flag(k), String(x));
         else if (v !== false) argv.push(flag(k), String(v));
       }
       const r = await runCliJson<Json>(argv, { env });

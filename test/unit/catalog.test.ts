@@ -65,3 +65,64 @@ test("an unknown environment is a one-line error listing the known ones", () => 
     (e: Error) => e.message.length < 200,
   );
 });
+
+/**
+ * The declared `commands` of each catalog environment (what a 127's hint names, see
+ * environments/command-hint.ts) against its built root filesystem: every declared command is
+ * there, and every probed command not declared is not. An environment not built on this
+ * machine is skipped (it is checked wherever it is built).
+ */
+const PROBED = [
+  "git",
+  "python3",
+  "python",
+  "pip3",
+  "gcc",
+  "g++",
+  "cc",
+  "c++",
+  "make",
+  "patch",
+  "curl",
+  "wget",
+  "xz",
+  "unxz",
+  "bzip2",
+  "node",
+  "npm",
+  "jq",
+  "zip",
+  "unzip",
+  "ssh",
+];
+for (const r of CATALOG)
+  test(`${r.name}: the declared commands are exactly the probed ones its root filesystem has`, async (t) => {
+    const { existsSync, lstatSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { resolvePaths } = await import("../../src/core/paths.js");
+    const rootfs = join(resolvePaths(process.env).environmentsDir, entryDirName(r), "rootfs");
+    if (!existsSync(join(rootfs, "usr", "bin"))) {
+      t.skip(`skipped: ${r.name} is not built here (${rootfs})`);
+      return;
+    }
+    const has = (c: string) =>
+      ["usr/bin", "bin", "usr/sbin", "sbin", "usr/local/bin"].some((d) => {
+        try {
+          lstatSync(join(rootfs, d, c));
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    const declared = r.commands ?? [];
+    assert.deepEqual(
+      declared.filter((c) => !has(c)),
+      [],
+      `${r.name} declares commands its rootfs lacks`,
+    );
+    assert.deepEqual(
+      PROBED.filter((c) => has(c) && !declared.includes(c)),
+      [],
+      `${r.name} has commands it does not declare`,
+    );
+  });

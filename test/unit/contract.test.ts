@@ -168,10 +168,29 @@ test("the SDK's option types keep the fields, types and optionality of the copie
     check<
       SameShape<
         DiffOptions,
-        { path?: string; stat?: boolean; nameOnly?: boolean; maxBytes?: number; cursor?: number }
+        {
+          path?: string;
+          stat?: boolean;
+          nameOnly?: boolean;
+          maxBytes?: number;
+          cursor?: number;
+          includeIgnored?: boolean;
+          exclude?: string[];
+        }
       >
     >(),
-    check<SameShape<ExportOptions, { path?: string; force?: boolean; changedOnly?: boolean }>>(),
+    check<
+      SameShape<
+        ExportOptions,
+        {
+          path?: string;
+          force?: boolean;
+          changedOnly?: boolean;
+          includeIgnored?: boolean;
+          exclude?: string[];
+        }
+      >
+    >(),
     check<
       SameShape<
         ReadOptions,

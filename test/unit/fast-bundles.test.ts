@@ -14,10 +14,12 @@ import { test } from "node:test";
  *
  * Caps, in bytes, ~15-20 % above the sizes when they were set (December 2026: pyro-fast.cjs
  * 36,831, pyro-fast-exec.cjs 57,064): growth past them should be a decision (raise the cap
- * here and say why in the commit), not an accident.
+ * here and say why in the commit), not an accident. pyro-fast.cjs was raised to 46,000 for
+ * the missing-command hint (environments/command-hint.ts and the catalog's command lists,
+ * ~2.9 KB), which the fast paths add as the full path does so `--json` stays the same.
  */
 const CAPS: Record<string, number> = {
-  "pyro-fast.cjs": 43_000,
+  "pyro-fast.cjs": 46_000,
   "pyro-fast-exec.cjs": 66_000,
 };
 

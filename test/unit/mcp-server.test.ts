@@ -6,7 +6,7 @@ import { InMemoryTransport, type ServerContext } from "@modelcontextprotocol/ser
 import * as z from "zod";
 import { PyroError } from "../../src/core/errors.js";
 import { progressReporter } from "../../src/mcp/progress.js";
-import { renderError, renderExec, renderResult } from "../../src/mcp/render.js";
+import { renderContent, renderError, renderExec, renderResult } from "../../src/mcp/render.js";
 import {
   cachedToolJsonSchemaCount,
   callOperation,
@@ -79,6 +79,90 @@ test("renderResult gives a summary line and compact JSON for small non-exec resu
     environments: Array(200).fill({ name: "x".repeat(50) }),
   });
   assert.equal(big, "200 environment(s) (details in structuredContent)");
+});
+
+test("the text of a result leaves out nulls; structuredContent keeps them", async () => {
+  const created = {
+    workspace_id: "ws_0123456789abcdef",
+    state: "running",
+    environment: "debian:12",
+    expires_at: "2026-12-07T11:00:00.000Z",
+    name: null,
+    reason: null,
+    network_info: null,
+    last_command: null,
+    command_count: 0,
+  };
+  const out = renderResult("workspace_create", created);
+  assert.doesNotMatch(out, /null/);
+  assert.deepEqual(JSON.parse(out.slice(out.indexOf("\n") + 1)), {
+    workspace_id: "ws_0123456789abcdef",
+    state: "running",
+    environment: "debian:12",
+    expires_at: "2026-12-07T11:00:00.000Z",
+    command_count: 0,
+  });
+  // Through callOperation: the text drops them, structuredContent has every field.
+  const rt = await runtime();
+  const base = mcpOperations()[0] as Operation;
+  const op: Operation = {
+    ...base,
+    name: "fake",
+    input: z.object({}),
+    result: z.object({ a: z.number(), b: z.string().nullable() }),
+    handler: async () => ({ a: 1, b: null }),
+  };
+  const r = await callOperation(rt, op, {}, fakeCtx());
+  assert.deepEqual(r.structuredContent, { a: 1, b: null });
+  assert.doesNotMatch(JSON.stringify(r.content), /null/);
+});
+
+test("workspace_file_read's text is the file itself, not a JSON string of it", () => {
+  const file = {
+    workspace_id: "ws_0123456789abcdef",
+    path: "src/calc.py",
+    encoding: "utf-8",
+    content: 'def add(a, b):\n    return a - b  # "bug"\n',
+    bytes: 42,
+    binary: false,
+    offset: 1,
+    lines: 2,
+    truncated: false,
+    next_offset: null,
+  };
+  assert.deepEqual(renderContent("workspace_file_read", file), [file.content]);
+  // A part of a file says where it stopped and how to read on, in a block of its own.
+  const part = renderContent("workspace_file_read", { ...file, lines: 1, truncated: true, next_offset: 2 });
+  assert.equal(part[0], file.content);
+  assert.equal(part[1], "[pyro: src/calc.py, lines 1-1; read on with offset=2]");
+  const bin = renderContent("workspace_file_read", {
+    ...file,
+    encoding: "base64",
+    content: "AAEC",
+    binary: true,
+  });
+  assert.equal(bin.length, 1);
+  assert.match(bin[0]!, /^src\/calc\.py: 42 bytes, not text; base64:\nAAEC$/);
+  // Other tools: one block, as renderResult gives it.
+  assert.deepEqual(
+    renderContent("workspace_delete", { workspace_id: "ws_0123456789abcdef", deleted: true }),
+    [renderResult("workspace_delete", { workspace_id: "ws_0123456789abcdef", deleted: true })],
+  );
+});
+
+test("renderExec shows a missing command's hint, and no other notes", () => {
+  const out = renderExec({
+    ...exec,
+    exit_code: 127,
+    timed_out: false,
+    stderr: "sh: 1: python3: not found\n",
+    notes: [
+      "gVisor shows the guest at least 2 CPUs (nproc); vcpu_count=1 is enforced as a CPU-time quota",
+      "command not found: python3 is not in debian:12; catalog environments that have it: debian:12-build",
+    ],
+  });
+  assert.match(out, /\nhint: command not found: python3 is not in debian:12; .*debian:12-build/);
+  assert.doesNotMatch(out, /gVisor shows/);
 });
 
 test("renderExec names omitted bytes, base64 streams and how to page the full output", () => {
