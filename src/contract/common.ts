@@ -45,7 +45,7 @@ export const ttl_seconds = z
 export const network = z
   .boolean()
   .describe(
-    "Network access for the guest (the old spelling of network_policy=egress). Default false: loopback only.",
+    "Network access for the guest (network_policy=egress). Default false: loopback only.",
   );
 export const allow_host_compat = z
   .boolean()

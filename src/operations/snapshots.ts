@@ -80,7 +80,7 @@ export const SNAPSHOT_OPERATIONS = [
     title: "Reset a workspace",
     description:
       'Put /workspace back as it was at a snapshot (snapshot=NAME) or as seeded (snapshot="baseline", the default), in a fresh sandbox: every process of the old one ends (shells and services are listed in the result). ' +
-      "The workspace keeps its id, command history and diff baseline; only files that differ are rewritten. Refused while a command runs in it. Also revives a workspace whose sandbox died (state failed).",
+      "The workspace keeps its id, command history and diff baseline; Refused while a command runs in it. Also revives a workspace whose sandbox died (state failed).",
     input: WorkspaceResetInput,
     result: WorkspaceResetResult,
     mcp: true,

@@ -22,7 +22,7 @@ export type { CliSpec, Operation };
  */
 const OUTPUT_NOTE =
   "Past max_output_bytes each stream keeps its head and tail (stdout_omitted_bytes/stderr_omitted_bytes count the rest); " +
-  "output_read pages the full output by output_id. Non-UTF-8 output comes base64 (stdout_encoding/stderr_encoding). ";
+  "output_read pages the full output by output_id. ";
 
 /** `workspace create`'s secret flags, which the CLI turns into the wire's `secrets`. */
 const SECRET_FLAGS = [
@@ -52,7 +52,7 @@ export const OPERATIONS = [
     description:
       "Run one command in a fresh, isolated Linux sandbox, deleted afterwards. " +
       "This is the default tool: prefer vm_run for one-shot commands; use workspace_* only for repeated commands in one workspace. " +
-      "Returns exit_code, stdout, stderr, timed_out and timings in ms. " +
+      "" +
       OUTPUT_NOTE +
       "Network is off unless network=true. The environment is built on first use (about 20-60 s once).",
     input: S.RunInput,
@@ -364,7 +364,7 @@ export const OPERATIONS = [
     sdk: "execWorkspace",
     title: "Run a command in a workspace",
     description:
-      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. Never deletes the workspace. " +
+      "Run a command in /workspace of a running workspace. Files and the rest of the sandbox persist between calls. " +
       OUTPUT_NOTE +
       "To read, write or edit files prefer the workspace_file_* tools (no shell quoting).",
     input: S.WorkspaceExecInput,
@@ -425,7 +425,7 @@ export const OPERATIONS = [
     title: "Read a command's full output",
     description:
       "Page through the full stdout or stderr of a command whose result left bytes out (stdout_omitted_bytes > 0), by the output_id of its result. " +
-      "Returns data (encoding utf-8, or base64 when not valid UTF-8), next_offset, total_bytes and eof. " +
+      "" +
       `One-shot output is kept for the newest ${ONESHOT_RETENTION.runs} runs and at most 24 h; workspace output until the workspace is deleted.`,
     input: S.OutputReadInput,
     result: S.OutputReadResult,
