@@ -233,12 +233,16 @@ export async function plainList(workspacesDir: string): Promise<Summary[] | unde
         if (r.state !== "expired" && isPast(r.expires_at)) throw new Decline();
         const i = interruptedShown(r);
         if (i) return summary(r, i.state, i.reason);
-        // A running record another operation holds (a delete at work) is shown as recorded,
-        // as the full path shows it (WorkspaceManager.list); otherwise its sandbox must live.
-        if (r.state === "running" && r.handle && !(await store.busy(r.workspace_id))) {
-          if (r.handle.engine !== r.engine || !runningByPid(r.handle)) throw new Decline();
-          if (r.disk_enforced && (await diskFault(join(store.dir(r.workspace_id), "files"))))
-            throw new Decline();
+        if (r.state === "running" && r.handle) {
+          // The engine the full path asks is the record's.
+          if (r.handle.engine !== r.engine) throw new Decline();
+          if (runningByPid(r.handle)) {
+            if (r.disk_enforced && (await diskFault(join(store.dir(r.workspace_id), "files"))))
+              throw new Decline();
+          }
+          // Not plainly alive: shown as recorded while another operation holds it (a delete
+          // at work), as WorkspaceManager.list shows it; else only its engine can tell.
+          else if (!(await store.busy(r.workspace_id))) throw new Decline();
         }
         return summary(r, r.state, r.reason);
       },

@@ -15,6 +15,7 @@ import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { resolveHostPath } from "../core/host-paths.js";
 import { checkId, newId } from "../core/ids.js";
+import { runningByPid } from "../engines/channel.js";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
@@ -769,11 +770,19 @@ export class WorkspaceManager {
     const r = await this.core.expiredNow(rec);
     const interrupted = interruptedShown(r);
     if (interrupted) return { ...r, ...interrupted };
-    // In a list, a running record another operation holds (a delete removing its sandbox) is
-    // shown as recorded: probing a sandbox on its way out costs a `runsc state` process per
-    // such record (each holds a busy server's main thread 6-9 ms) to say what the delete
-    // settles anyway. Status still asks.
-    if (opts.listing && r.state === "running" && (await this.records.busy(r.workspace_id))) return r;
+    // In a list, a running record whose sandbox is not plainly alive (engines/channel.ts
+    // runningByPid) and that another operation holds (a delete removing its sandbox) is shown
+    // as recorded: probing a sandbox on its way out costs a `runsc state` process per such
+    // record (each holds a busy server's main thread 6-9 ms) to say what the delete settles
+    // anyway. Status still asks.
+    if (
+      opts.listing &&
+      r.state === "running" &&
+      r.handle &&
+      !runningByPid(r.handle) &&
+      (await this.records.busy(r.workspace_id))
+    )
+      return r;
     return this.core.checked(r, (x) => this.diskChecked(x));
   }
 
