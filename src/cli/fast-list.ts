@@ -43,7 +43,11 @@ export async function fastWorkspaceList(
   const paths = resolvePaths(env);
   // A state dir that is missing, a symlink, someone else's or open to others: the full CLI
   // makes, refuses or tightens it.
-  if (!isOwnPlainDir(paths.stateDir) || (lstatSync(paths.stateDir).mode & 0o077) !== 0) return undefined;
+  if (
+    !isOwnPlainDir(paths.stateDir) ||
+    (lstatSync(paths.stateDir, { throwIfNoEntry: false })?.mode ?? 0o777) & 0o077
+  )
+    return undefined;
   let workspaces: Awaited<ReturnType<typeof plainList>>;
   try {
     workspaces = await plainList(paths.workspacesDir);
