@@ -23,7 +23,10 @@
  *     the host disk each snapshot took, and a fork of it into 5 workspaces.
  *   - workspaces from the warm pool (bench/wspool.ts): `workspace create` with a 10-file seed
  *     from a `#ws` pool slot vs fresh, CLI and SDK, beside `cp -a` of the seed.
- * BENCH_ONLY=roundtrip, speed, snapshots or wspool runs only those rows (the full run has all).
+ *   - workspace list (bench/list.ts): `pyro workspace list --json` of 20 records from the CLI's
+ *     fast path vs the full CLI vs a bare node reading the records, with each one's own CPU.
+ * BENCH_ONLY=roundtrip, speed, snapshots, wspool or list runs only those rows (the full run has
+ * all; list needs no runsc).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -40,6 +43,7 @@ import { qemuQuickAvailable } from "../src/engines/qemu/select.js";
 import { Pyro } from "../src/index.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
+import { benchList, printListRatios } from "./list.js";
 import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
 import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
 
@@ -59,6 +63,18 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  if (process.env.BENCH_ONLY === "list") {
+    const rows: Row[] = [];
+    await benchList(N, (name) => {
+      const r = { name, samples: [] as number[] };
+      rows.push(r);
+      return r;
+    });
+    printRows(rows, N);
+    console.log("\nratios:");
+    printListRatios(rows);
+    return;
+  }
   const stateDir = await mkdtemp(join(tmpdir(), "pyro-bench-"));
   const env = { ...process.env, PYRO_STATE_DIR: stateDir, PYRO_QUIET: "1" };
   const pyro = new Pyro({ env });
@@ -191,6 +207,7 @@ async function main(): Promise<void> {
   for (const id of created) await pyro.deleteWorkspace(id);
 
   const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
+  await benchList(N, add);
   await benchWorkspacePool(N, env, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
@@ -275,6 +292,7 @@ async function main(): Promise<void> {
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
   printRoundTrip(rows);
   printSpeedRatios(rows, speedPool);
+  printListRatios(rows);
   printWorkspacePoolRatios(rows);
   printSnapshots(rows, snapDisk);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)

@@ -104,6 +104,9 @@ const FAST = [
   // `pyro workspace exec` likewise (src/cli/fast-exec.ts): its own bundle, since it needs the
   // record lock (src/util/lock.ts) that a pooled run does not.
   { entry: "src/cli/fast-exec.ts", out: "pyro-fast-exec.cjs" },
+  // `pyro workspace list [--json]` (src/cli/fast-list.ts): read-only, called every second by
+  // scripts and dashboards, where loading the CLI was most of its cost.
+  { entry: "src/cli/fast-list.ts", out: "pyro-fast-list.cjs" },
 ];
 
 // `--fast-only DIR` (for the test): the fast bundles alone, into DIR, each with esbuild's
@@ -191,7 +194,7 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
           // Caches of earlier builds of this bundle are never valid again ("pyro-v…" must not
           // match "pyro-mcp-v…"), nor are caches of bundles that no longer exist.
           const prefix = name.replace(/\\.cjs$/, "") + "-v";
-          const known = /^(pyro|pyro-mcp|pyro-demo|pyro-mcp-client|pyro-fast|pyro-fast-exec)-v/;
+          const known = /^(pyro|pyro-mcp|pyro-demo|pyro-mcp-client|pyro-fast|pyro-fast-exec|pyro-fast-list)-v/;
           for (const f of readdirSync(dirname(cachePath)))
             if ((f.startsWith(prefix) || !known.test(f)) && join(dirname(cachePath), f) !== cachePath)
               unlinkSync(join(dirname(cachePath), f));
@@ -203,15 +206,17 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
     return mod.exports;
   };
   globalThis.__pyroLoad = load;
-  // A one-shot run from the warm pool and a command in a workspace need none of the CLI: a
-  // fast path answers the plain case, or declines before doing anything and the full CLI
-  // runs as always. PYRO_FAST_PATHS=0 turns them off.
+  // A one-shot run from the warm pool, a command in a workspace and a list of workspaces need
+  // none of the CLI: a fast path answers the plain case, or declines before doing anything
+  // and the full CLI runs as always. PYRO_FAST_PATHS=0 turns them off.
   let fastPath;
   if (env.PYRO_FAST_PATHS !== "0")
     try {
       if (argv[2] === "run" && Number(env.PYRO_POOL_SIZE) > 0) fastPath = load("pyro-fast.cjs").fastRun;
       else if (argv[2] === "workspace" && argv[3] === "exec")
         fastPath = load("pyro-fast-exec.cjs").fastWorkspaceExec;
+      else if (argv[2] === "workspace" && argv[3] === "list")
+        fastPath = load("pyro-fast-list.cjs").fastWorkspaceList;
     } catch {} // not there (a partial build): the full CLI does the same work
   // Once it has started, its errors are reported: running the command again could run it twice.
   if (!fastPath) load("pyro.cjs");

@@ -6,6 +6,7 @@ import { SNAPSHOT_RENDER } from "../operations/snapshots.js";
 import type { OperationName } from "../operations/table.js";
 import { execFooter } from "./exec-footer.js";
 import { RENDER_FILES } from "./render-files.js";
+import { labelText, renderWorkspaceList, table } from "./render-list.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: rendering walks result objects of many shapes
 type Any = Record<string, any>;
@@ -22,13 +23,6 @@ function bytes(n: number | null | undefined): string {
   return `${i === 0 ? v : v.toFixed(1)} ${u[i]}`;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows
-    .map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join("  "))
-    .join("\n");
-}
-
 function kv(pairs: [string, unknown][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
   return pairs
@@ -39,12 +33,6 @@ function kv(pairs: [string, unknown][]): string {
 /** Log output as text; base64 (non-UTF-8) output is named, not dumped. */
 function shown(text: string, encoding: string | undefined): string {
   return encoding === "base64" ? "(binary output, base64 in --json)" : text.trimEnd();
-}
-
-function labelText(labels: Record<string, string>): string {
-  return Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(",");
 }
 
 /** stop/start/pause/resume: what happened, then the status. */
@@ -254,21 +242,7 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
   output_read: (r) => r.data,
   workspace_delete: (r) => `deleted ${r.workspace_id}`,
   workspace_update: workspaceStatus,
-  workspace_list: (r) =>
-    r.workspaces.length
-      ? table([
-          ["WORKSPACE", "NAME", "LABELS", "STATE", "ENVIRONMENT", "COMMANDS", "EXPIRES"],
-          ...r.workspaces.map((w: Any) => [
-            w.workspace_id,
-            w.name ?? "-",
-            labelText(w.labels ?? {}) || "-",
-            w.state,
-            w.environment,
-            String(w.command_count),
-            w.expires_at,
-          ]),
-        ])
-      : "no workspaces",
+  workspace_list: (r) => renderWorkspaceList(r as Parameters<typeof renderWorkspaceList>[0]),
   ...RENDER_FILES,
 };
 

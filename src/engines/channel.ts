@@ -1,3 +1,4 @@
+import { pidAlive } from "../util/proc.js";
 import { gvisorDataOrUndefined } from "./gvisor/handle.js";
 import { qemuCtlDir, qemuPid } from "./qemu/handle.js";
 import type { SandboxHandle } from "./types.js";
@@ -44,6 +45,20 @@ export function sandboxPid(
     default:
       return undefined;
   }
+}
+
+/**
+ * True when the engine's own `inspect` would answer "running" from the handle alone, without
+ * starting a process: a gVisor sandbox whose recorded runsc pid lives (GvisorEngine.inspect's
+ * first test). Undefined when only the engine can tell (another engine, no pid recorded, a
+ * damaged handle, a pid that is gone): the CLI's list fast path then leaves the list to it.
+ */
+export function runningByPid(
+  handle: Pick<SandboxHandle, "engine" | "id" | "sandboxDir" | "data">,
+): true | undefined {
+  if (handle.engine !== "gvisor") return undefined;
+  const pid = gvisorDataOrUndefined(handle as SandboxHandle)?.pid;
+  return pid !== undefined && pidAlive(pid) ? true : undefined;
 }
 
 /**

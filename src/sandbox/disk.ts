@@ -144,9 +144,25 @@ export async function createDisk(
   return { disk_mib: mib, disk_enforced: true };
 }
 
+/**
+ * The mount table for views, one read shared by every caller that asks while it is being read:
+ * a list asks for each running workspace at once, and on a host with many mounts each read
+ * is a thread-pool job that queues behind a busy server's other work. Only diskFault uses it
+ * (a fault seen a moment late is seen by the next view); mounting code reads its own.
+ */
+let sharedMountTable: Promise<string> | undefined;
+function mountTableForViews(): Promise<string> {
+  sharedMountTable ??= readFile("/proc/self/mountinfo", "utf8")
+    .catch(() => "")
+    .finally(() => {
+      sharedMountTable = undefined;
+    });
+  return sharedMountTable;
+}
+
 /** The mountinfo line of `path` (the last: the one on top), split into fields. */
 async function mountEntry(path: string): Promise<string[] | undefined> {
-  const text = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  const text = await mountTableForViews();
   let found: string[] | undefined;
   for (const line of text.split("\n")) {
     const f = line.split(" ");

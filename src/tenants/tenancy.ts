@@ -169,9 +169,8 @@ export class TenantGate {
           r[k] = await this.mine(t, v as Record<string, unknown>[]);
         else if (Array.isArray(v) && v.some((x) => typeof x === "string" && SANDBOX_ID_RE.test(x))) {
           // Id lists (vm_reap_expired's reaped ids): only the caller's.
-          const keep: unknown[] = [];
-          for (const x of v) if (typeof x !== "string" || (await this.owns(t, x))) keep.push(x);
-          r[k] = keep;
+          const own = await Promise.all(v.map((x) => typeof x !== "string" || this.owns(t, x)));
+          r[k] = v.filter((_, i) => own[i]);
         }
     }
     return result;
@@ -241,12 +240,10 @@ export class TenantGate {
   }
 
   private async mine(t: Tenant, items: Record<string, unknown>[]): Promise<Record<string, unknown>[]> {
-    const out: Record<string, unknown>[] = [];
-    for (const x of items) {
-      const id = (x.workspace_id ?? x.vm_id) as string;
-      if (await this.owns(t, id)) out.push(x);
-    }
-    return out;
+    // All records at once: in a busy server each read queues behind other requests, and a
+    // list's records read one after another took hundreds of ms under load.
+    const own = await Promise.all(items.map((x) => this.owns(t, (x.workspace_id ?? x.vm_id) as string)));
+    return items.filter((_, i) => own[i]);
   }
 
   /** Whether a sandbox id (or output id) belongs to this tenant. */

@@ -15,6 +15,7 @@ import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { resolveHostPath } from "../core/host-paths.js";
 import { checkId, newId } from "../core/ids.js";
+import { runningByPid } from "../engines/channel.js";
 import { resultNotes } from "../engines/notes.js";
 import type { Engine, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { chownTree, userOf } from "../environments/runtime-config.js";
@@ -49,13 +50,8 @@ import { baselineAfterStart, baselineBeforeStart, baselineDir } from "./baseline
 import { expiryCapped, expiryNeedsPush, markActive, markFailed, nextExpiry } from "./command-log.js";
 import { execRequest, runLoggedExec } from "./exec-flow.js";
 import { Guest } from "./guest.js";
-import {
-  interruptedTransition,
-  type LifecycleOutcome,
-  notRunningError,
-  pauseDir,
-  WorkspaceLifecycle,
-} from "./lifecycle.js";
+import { type LifecycleOutcome, notRunningError, pauseDir, WorkspaceLifecycle } from "./lifecycle.js";
+import { byActivity, damagedReason, interruptedShown } from "./list-view.js";
 import { readLogs } from "./logs.js";
 import { checkLabels, checkName, checkNameFree, labelsMatch, resolveName } from "./naming.js";
 import type { AttachedWorkspace, OpenedWorkspace, RecoveryHook, WorkspacePort } from "./port.js";
@@ -449,11 +445,6 @@ export class WorkspaceManager {
     }
   }
 
-  /** A record whose creator died before it finished: nothing usable, found and removable. */
-  private interrupted(r: WorkspaceRecord): boolean {
-    return this.core.interrupted(r);
-  }
-
   /** Past its TTL: the sandbox and files go, a tombstone record stays until delete. */
   private expireIfDue(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
     return this.core.expireIfDue(rec);
@@ -775,21 +766,23 @@ export class WorkspaceManager {
    * removing a sandbox): when the record is locked, what it derives is shown, not written.
    * A record deleted meanwhile is not_found.
    */
-  private async current(rec: WorkspaceRecord): Promise<WorkspaceRecord> {
+  private async current(rec: WorkspaceRecord, opts: { listing?: boolean } = {}): Promise<WorkspaceRecord> {
     const r = await this.core.expiredNow(rec);
-    if (this.interrupted(r)) {
-      return {
-        ...r,
-        state: "failed",
-        reason: `interrupted: the pyro process creating it (pid ${r.owner?.pid}) died; delete it`,
-      };
-    }
-    if (interruptedTransition(r))
-      return {
-        ...r,
-        state: "stopped",
-        reason: `interrupted: the pyro process ${r.state === "stopping" ? "stopping" : "starting"} it (pid ${r.owner?.pid}) died; start it again or delete it`,
-      };
+    const interrupted = interruptedShown(r);
+    if (interrupted) return { ...r, ...interrupted };
+    // In a list, a running record whose sandbox is not plainly alive (engines/channel.ts
+    // runningByPid) and that another operation holds (a delete removing its sandbox) is shown
+    // as recorded: probing a sandbox on its way out costs a `runsc state` process per such
+    // record (each holds a busy server's main thread 6-9 ms) to say what the delete settles
+    // anyway. Status still asks.
+    if (
+      opts.listing &&
+      r.state === "running" &&
+      r.handle &&
+      !runningByPid(r.handle) &&
+      (await this.records.busy(r.workspace_id))
+    )
+      return r;
     return this.core.checked(r, (x) => this.diskChecked(x));
   }
 
@@ -836,19 +829,13 @@ export class WorkspaceManager {
   /** Every workspace (matching every label given), most recently active first. */
   async list(filter: { labels?: Record<string, string> } = {}): Promise<WorkspaceStatusResultT[]> {
     const all = await this.records.list(
-      async (rec) => this.view(await this.current(rec)),
+      async (rec) => this.view(await this.current(rec, { listing: true })),
       async (e) =>
         (await stat(e.dir).catch(ignore("workspace dir missing: nothing to show in the list")))
           ? this.damagedView(e)
           : undefined,
     );
-    return all
-      .filter((w) => labelsMatch(w.labels, filter.labels ?? {}))
-      .sort(
-        (a, b) =>
-          b.last_activity_at.localeCompare(a.last_activity_at) ||
-          a.workspace_id.localeCompare(b.workspace_id),
-      );
+    return all.filter((w) => labelsMatch(w.labels, filter.labels ?? {})).sort(byActivity);
   }
 
   /**
@@ -898,7 +885,7 @@ export class WorkspaceManager {
       paused_with_memory: null,
       environment: "unknown",
       state: "damaged",
-      reason: `${e.problem === "missing" ? "no record" : e.problem === "damaged" ? e.why : "damaged"}; delete it (its sandbox is found and removed too)`,
+      reason: damagedReason(e),
       created_at: at,
       expires_at: at,
       vcpu_count: 0,
