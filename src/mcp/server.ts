@@ -12,6 +12,7 @@ import { Runtime } from "../runtime/runtime.js";
 import type { CallContext } from "../sandbox/context.js";
 import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secrets/spec.js";
 import type { OperationGate } from "../tenants/tenancy.js";
+import { InflightCalls } from "./inflight.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderError, renderResult } from "./render.js";
 
@@ -70,6 +71,13 @@ export interface CreateServerOptions {
   allowExportExec?: boolean;
   /** The export policy itself, instead of one built from the options above (HTTP). */
   exportPolicy?: ExportPolicy;
+  /**
+   * Where this server's tool calls are registered for `notifications/cancelled`, and the
+   * scope (one client) its calls belong to; see src/mcp/inflight.ts. HTTP passes one registry
+   * for all its per-request servers and the caller's tenant and session as the scope; the
+   * default (stdio: one server per connection) is a registry of this server's own.
+   */
+  inflight?: { calls: InflightCalls; scope: string };
 }
 
 /** The export policy of a server created with these options (throws on a bad --export-dir). */
@@ -200,13 +208,17 @@ export async function callOperation(
     secretPolicy?: SecretPolicy;
     gate?: OperationGate;
     exportPolicy?: ExportPolicy;
+    inflight?: { calls: InflightCalls; scope: string };
   },
 ): Promise<CallToolResult> {
   const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
   const progress = progressReporter(ctx, log, interval);
+  // The call's signal: the SDK's (a disconnect, or a cancel this instance received) or a
+  // cancel any instance of this server received (inflight.ts).
+  const running = served?.inflight?.calls.register(served.inflight.scope, ctx.mcpReq.id, ctx.mcpReq.signal);
   try {
     const call: CallContext = {
-      signal: ctx.mcpReq.signal,
+      signal: running?.signal ?? ctx.mcpReq.signal,
       hostAccess,
       // Always set over MCP: a model exports only into the operator's export area.
       exportPolicy: served?.exportPolicy ?? serverExportPolicy({ roots: hostAccess.roots }),
@@ -235,6 +247,7 @@ export async function callOperation(
       _meta: { "pyro/error": err.toJSON() },
     };
   } finally {
+    running?.done();
     progress?.stop();
   }
 }
@@ -254,7 +267,9 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
   };
   const ops = mcpOperations(opts.profile);
   const tools = new Set(ops.map((o) => o.name));
+  const inflight = opts.inflight ?? { calls: new InflightCalls(), scope: "connection" };
   const served = {
+    inflight,
     tools,
     ...(opts.project ? { project: opts.project } : {}),
     secretPolicy: secretPolicy(opts.secrets ?? {}, opts.allowSecretValues === true),
@@ -288,5 +303,24 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
       (args, ctx) => callOperation(runtime, op, args, ctx, log, tool, hostAccess, served),
     );
   }
+  routeCancels(server, inflight);
   return server;
+}
+
+/** The SDK's own cancel handling, a protected method of its Protocol class (see routeCancels). */
+type WithOwnCancel = { _oncancel?: (n: unknown) => Promise<void> | void };
+
+/**
+ * `notifications/cancelled` aborts the named call wherever it runs: first the SDK's own way,
+ * which finds a call of this very instance (stdio) and also keeps the SDK from sending a
+ * response for it (the spec asks for none), then through the registry, which finds a call
+ * another instance is running (HTTP: each POST has its own instance).
+ */
+export function routeCancels(server: McpServer, inflight: { calls: InflightCalls; scope: string }): void {
+  const proto = server.server as unknown as WithOwnCancel;
+  server.server.setNotificationHandler("notifications/cancelled", async (n) => {
+    if (typeof proto._oncancel === "function") await proto._oncancel.call(server.server, n);
+    const id = n.params.requestId;
+    if (id !== undefined) inflight.calls.cancel(inflight.scope, id, n.params.reason);
+  });
 }

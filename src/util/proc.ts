@@ -34,7 +34,7 @@ export interface CaptureOptions {
    * Called once on timeout or abort, before the child is killed; used to kill what the child
    * started. Returning false (or throwing) says it could not: killGraceMs is then skipped.
    */
-  onKill?: (reason: "timeout" | "abort") => Promise<void | boolean> | void | boolean;
+  onKill?: (reason: "timeout" | "abort") => unknown;
   /** After onKill, give the child this long to exit by itself (and clean up) before SIGKILL. */
   killGraceMs?: number;
   /**
