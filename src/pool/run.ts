@@ -2,7 +2,7 @@ import type { RunInputT, RunResultT } from "../contract/vm.js";
 import { displayCommand, toArgv } from "../core/command.js";
 import { IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
 import { resultNotes } from "../engines/notes.js";
-import type { Engine } from "../engines/types.js";
+import type { Engine, SandboxHandle } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnsuredEnvironment } from "../environments/store.js";
 import { commandFields, finishRecording, streamInto } from "../output/command.js";
@@ -50,7 +50,8 @@ export async function runFromPool(
   env: EnsuredEnvironment,
   input: RunInputT,
   ctx: CallContext,
-  recorder: (vmId: string) => Promise<CommandRecorder>,
+  /** The run's recorder, asked for once the sandbox is claimed (the caller marks the run then). */
+  recorder: (vmId: string, handle: SandboxHandle) => Promise<CommandRecorder>,
 ): Promise<RunResultT | undefined> {
   const keyPart = engine.traits.pool ? keyEngineOf(engine.name) : undefined;
   if (!keyPart) return undefined;
@@ -76,7 +77,7 @@ export async function runFromPool(
   let out: Awaited<ReturnType<Engine["exec"]>>;
   let rec: CommandRecorder | undefined;
   try {
-    rec = await recorder(vm_id);
+    rec = await recorder(vm_id, claim.entry.handle);
     out = await engine.exec(claim.entry.handle, {
       argv: toArgv(input.command),
       ...processOf(env.runtime),

@@ -35,6 +35,8 @@ export interface CaptureOptions {
    * started. Returning false (or throwing) says it could not: killGraceMs is then skipped.
    */
   onKill?: (reason: "timeout" | "abort") => unknown;
+  /** Called with the child's pid once it is spawned (so another process can find and end it). */
+  onSpawn?: (pid: number) => void;
   /** After onKill, give the child this long to exit by itself (and clean up) before SIGKILL. */
   killGraceMs?: number;
   /**
@@ -141,6 +143,7 @@ export function runCapture(
       reject(e);
       return;
     }
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const out = new CappedBuffer(max);
     const err = new CappedBuffer(max);
     child.stdout?.on("data", (c: Buffer) => {
