@@ -133,7 +133,11 @@ export class VmManager {
       if (end.signal.aborted && !callCtx.signal?.aborted) throw toPyroError(end.signal.reason);
       throw e;
     } finally {
-      for (const id of ids) this.live.delete(id);
+      for (const id of ids) {
+        this.live.delete(id);
+        // Its marker goes with it (engines remove a run's directory; this covers any that do not).
+        await rm(this.dir(id), { recursive: true, force: true });
+      }
     }
   }
 
