@@ -853,18 +853,14 @@ export class GvisorEngine implements Engine {
           maxOutputBytes: req.maxOutputBytes,
           signal: req.signal,
           ...streamTo(req),
-          // Once its sandbox is killed, `runsc run` reaps it and deletes the container itself,
-          // much faster than a later `runsc delete` (which waits on PID 1 to reap here). But
-          // an attached `runsc run` (20240729) keeps no container state, so `runsc kill` finds
-          // nothing: the hook then says so, and `runsc run` is SIGKILLed at once (the sandbox
-          // and gofer go with it in ~0.3 s) instead of after a grace that waits for nothing,
-          // which made every cancel take over 3 s.
-          onKill: async () => {
-            const r = await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
-              ignore("killing the one-shot's container: it may have ended already"),
-            );
-            return r?.exitCode === 0;
-          },
+          // On a timeout the init's own deadline (the same) ends the command and reports it:
+          // `runsc run` gets the grace to exit with that report. On a cancel there is nothing
+          // to wait for: `runsc kill` cannot reach the sandbox (an attached `runsc run`,
+          // 20240729, keeps no container state; trying cost a runsc spawn and a 3 s grace per
+          // cancel), but the sandbox is started attached (`boot --attached`: it dies with its
+          // parent), so SIGKILL of `runsc run` ends the sandbox and gofer in ~0.3 s. The
+          // finally below deletes what a runsc that does keep state left.
+          onKill: (reason) => reason === "timeout",
           killGraceMs: 3_000,
           // Another process (vm_delete, the reaper) ends this run through that pid.
           onSpawn: (pid) => {
