@@ -29,6 +29,7 @@ export {
   type SecretEnvOptions,
   type SecretSource,
   VmHandle,
+  type VmListEntry,
   type VmNetworkInfo,
   type VmStatus,
   type WorkspaceDiff,

@@ -211,10 +211,19 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
   vm_list: (r) =>
     r.vms.length
       ? table([
-          ["VM", "STATE", "ENVIRONMENT", "EXPIRES"],
-          ...r.vms.map((v: Any) => [v.vm_id, v.state, v.environment, v.expires_at]),
+          ["VM", "KIND", "STATE", "ENVIRONMENT", "OWNER", "AGE", "EXPIRES", "COMMAND"],
+          ...r.vms.map((v: Any) => [
+            v.vm_id,
+            v.kind,
+            v.state,
+            v.environment,
+            v.owner ?? "local",
+            `${v.age_seconds}s`,
+            v.expires_at,
+            v.command ?? "",
+          ]),
         ])
-      : "no VMs",
+      : "no VMs and no runs in flight",
   workspace_create: workspaceStatus,
   workspace_stop: workspaceLifecycle,
   workspace_start: workspaceLifecycle,

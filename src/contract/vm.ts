@@ -73,7 +73,21 @@ export const VmStatusResult = z.object({
   network: z.boolean(),
   execution_mode: ExecutionModeSchema.nullable(),
 });
-export const VmListResult = z.object({ vms: z.array(VmStatusResult) });
+/** A vm_list entry: a VM, or a one-shot run still running (its sandbox exists only while it runs). */
+export const VmListEntry = VmStatusResult.extend({
+  kind: z
+    .enum(["vm", "run"])
+    .describe(
+      "vm: made with vm_create; run: a one-shot vm_run still running (vm_delete ends it and removes its sandbox).",
+    ),
+  owner: z
+    .string()
+    .nullable()
+    .describe("The tenant (token id) that started it over HTTP; null when a local caller did."),
+  age_seconds: z.number().int().describe("Seconds since it was created (a run: since it started)."),
+  command: z.string().nullable().describe("A run's command; null for a VM."),
+});
+export const VmListResult = z.object({ vms: z.array(VmListEntry) });
 export const VmDeleteResult = z.object({ vm_id: z.string(), deleted: z.boolean() });
 export const VmNetworkResult = z.object({
   vm_id: z.string(),
@@ -98,4 +112,5 @@ export type VmCreateInputT = z.infer<typeof VmCreateInput>;
 export type VmExecInputT = z.infer<typeof VmExecInput>;
 export type RunResultT = z.infer<typeof RunResult>;
 export type VmStatusResultT = z.infer<typeof VmStatusResult>;
+export type VmListEntryT = z.infer<typeof VmListEntry>;
 export type ReapResultT = z.infer<typeof ReapResult>;

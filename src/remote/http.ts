@@ -16,6 +16,7 @@ import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { hostAccessPolicy } from "../core/host-paths.js";
 import { VERSION } from "../core/version.js";
 import type { AskFirstPolicy } from "../mcp/elicit.js";
+import { InflightCalls } from "../mcp/inflight.js";
 import { createServer } from "../mcp/server.js";
 import { parseSelection } from "../operations/tool-sets.js";
 import { serverExportPolicy } from "../project/export-policy.js";
@@ -120,6 +121,16 @@ export const DEFAULTS = {
   shutdownGraceMs: 30_000,
 };
 
+/**
+ * The session id a 2025-era client gets with its `initialize` answer and sends on every
+ * later request. The server stays stateless (any instance serves any request, nothing is
+ * kept per session, GET and DELETE stay 405): the id only tells one client's request ids
+ * from another's, so that a `notifications/cancelled` ends the caller's call and never
+ * another client's with the same id (src/mcp/inflight.ts).
+ */
+const SESSION_HEADER = "mcp-session-id";
+const newSessionId = () => `pyro-${randomBytes(16).toString("hex")}`;
+
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(listen.trim());
   const port = m ? Number(m[2]) : Number.NaN;
@@ -214,12 +225,18 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
   const maxBody = opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
   const maxUpload = opts.maxUploadBytes ?? DEFAULTS.maxUploadBytes;
 
+  // Every request gets its own McpServer, so a `notifications/cancelled` POST reaches an
+  // instance that never saw the call it names: the calls of all of them are registered here
+  // (src/mcp/inflight.ts), per tenant and client session.
+  const calls = new InflightCalls();
   const mcp: McpHttpHandler = createMcpHandler(
     (ctx) => {
       const tenant = ctx.authInfo?.extra?.tenant as Tenant | undefined;
       // The HTTP layer authenticates before the SDK sees a request; this cannot happen.
       if (!tenant) throw new Error("unauthenticated MCP request reached the server factory");
+      const session = ctx.requestInfo?.headers.get(SESSION_HEADER) ?? "";
       return createServer({
+        inflight: { calls, scope: `${tenant.id}/${session}` },
         runtime,
         log,
         hostAccess: hostAccessPolicy(roots),
@@ -319,7 +336,10 @@ export async function startHttpServer(opts: HttpServeOptions): Promise<HttpServe
         const response = await mcp.fetch(request, {
           authInfo: { token: tenant.id, clientId: tenant.id, scopes: [], extra: { tenant } },
         });
-        res.writeHead(response.status, Object.fromEntries(response.headers.entries()));
+        const answer = Object.fromEntries(response.headers.entries());
+        if (what === "initialize" && response.ok && !req.headers[SESSION_HEADER])
+          answer[SESSION_HEADER] = newSessionId();
+        res.writeHead(response.status, answer);
         if (response.body) {
           for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
             if (ac.signal.aborted) break;

@@ -72,6 +72,8 @@ export interface SandboxOptions
 
 export type RunResult = z.infer<typeof S.RunResult>;
 export type VmStatus = z.infer<typeof S.VmStatusResult>;
+/** A vm_list entry: a VM, or a one-shot run still running (`kind`), with its owner and age. */
+export type VmListEntry = z.infer<typeof S.VmListEntry>;
 export type VmNetworkInfo = z.infer<typeof S.VmNetworkResult>;
 export type EnvironmentInfo = z.infer<typeof S.EnvInfo>;
 export type EnvironmentPullResult = z.infer<typeof S.EnvPullResult>;
@@ -326,8 +328,9 @@ export class Pyro {
   networkInfoVm(vmId: string): Promise<VmNetworkInfo> {
     return this.#method("vm_network_info", { vm_id: vmId });
   }
-  listVms(): Promise<VmStatus[]> {
-    return this.#method<{ vms: VmStatus[] }>("vm_list").then((r) => r.vms);
+  /** VMs and the one-shot runs in flight (deleteVm ends one); a remote tenant sees only its own. */
+  listVms(): Promise<VmListEntry[]> {
+    return this.#method<{ vms: VmListEntry[] }>("vm_list").then((r) => r.vms);
   }
   reapExpired(): Promise<ReapResult> {
     return this.#method("vm_reap_expired");

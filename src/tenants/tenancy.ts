@@ -28,7 +28,8 @@ import type { TransferStore } from "./transfers.js";
  *   runtime's would still exist, tenant-blind, for any path that skipped the gate. Shells,
  *   services and snapshots are found inside the (checked) workspace, uploads and downloads
  *   under the tenant's own directory: nothing else names another tenant's things;
- * - list results keep only the caller's entries;
+ * - list results keep only the caller's entries (vm_list's one-shot runs in flight too: a
+ *   run's marker names its tenant);
  * - creates are stamped with the tenant (`CallContext.tenant` → the record's `tenant`) and
  *   checked against the token's limits (live sandboxes, total memory);
  * - `upload:ID` in seed_path/source_path names an archive the tenant uploaded, and
@@ -251,7 +252,18 @@ export class TenantGate {
     const base = id.split(":")[0]!;
     const rec = await this.record(base);
     if (rec) return rec.tenant === t.id;
-    return this.oneShotOwners.get(base) === t.id;
+    if (this.oneShotOwners.get(base) === t.id) return true;
+    // A one-shot run in flight (vm_list shows it, vm_delete ends it): its marker says whose.
+    return base.startsWith("vm_") && (await this.runTenant(base)) === t.id;
+  }
+
+  private async runTenant(id: string): Promise<unknown> {
+    try {
+      const m = JSON.parse(await readFile(join(this.rt.paths.vmsDir, id, "oneshot.json"), "utf8"));
+      return m?.tenant;
+    } catch {
+      return undefined;
+    }
   }
 
   private async record(

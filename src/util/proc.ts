@@ -30,8 +30,13 @@ export interface CaptureOptions {
   timeoutMs?: number;
   maxOutputBytes?: number;
   signal?: AbortSignal;
-  /** Called once on timeout or abort, before the child is killed; used to kill what the child started. */
-  onKill?: (reason: "timeout" | "abort") => Promise<void> | void;
+  /**
+   * Called once on timeout or abort, before the child is killed; used to kill what the child
+   * started. Returning false (or throwing) says it could not: killGraceMs is then skipped.
+   */
+  onKill?: (reason: "timeout" | "abort") => unknown;
+  /** Called with the child's pid once it is spawned (so another process can find and end it). */
+  onSpawn?: (pid: number) => void;
   /** After onKill, give the child this long to exit by itself (and clean up) before SIGKILL. */
   killGraceMs?: number;
   /**
@@ -138,6 +143,7 @@ export function runCapture(
       reject(e);
       return;
     }
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const out = new CappedBuffer(max);
     const err = new CappedBuffer(max);
     child.stdout?.on("data", (c: Buffer) => {
@@ -157,12 +163,15 @@ export function runCapture(
       if (reason === "timeout") timedOut = true;
       else aborted = true;
       killing = (async () => {
+        let stopping = true;
         try {
-          await opts.onKill?.(reason);
+          stopping = (await opts.onKill?.(reason)) !== false;
         } catch (e) {
+          stopping = false;
           noted("onKill hook failed: the SIGKILL below still ends our side", e);
         }
-        if (opts.killGraceMs && child.exitCode === null && child.signalCode === null) {
+        // A grace only helps a child the hook is stopping; otherwise it is a wait for nothing.
+        if (stopping && opts.killGraceMs && child.exitCode === null && child.signalCode === null) {
           await new Promise<void>((res) => {
             const t = setTimeout(res, opts.killGraceMs);
             child.once("exit", () => {

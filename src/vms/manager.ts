@@ -1,4 +1,4 @@
-import { mkdir, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import * as z from "zod";
 import { ExecutionModeSchema } from "../contract/common.js";
@@ -8,13 +8,14 @@ import {
   type RunResultT,
   type VmCreateInputT,
   type VmExecInputT,
+  type VmListEntryT,
   VmStatusResult,
   type VmStatusResultT,
 } from "../contract/vm.js";
-import { toArgv } from "../core/command.js";
+import { displayCommand, toArgv } from "../core/command.js";
 import { PyroError, toPyroError } from "../core/errors.js";
 import { checkId, newId } from "../core/ids.js";
-import type { Engine, EngineName, SandboxSpec } from "../engines/types.js";
+import type { Engine, EngineName, SandboxHandle, SandboxSpec } from "../engines/types.js";
 import { processOf, userOf } from "../environments/runtime-config.js";
 import { sandboxNetInfo } from "../network/info.js";
 import { networkFromInput } from "../network/input.js";
@@ -57,10 +58,31 @@ const VmRecordSchema = z.looseObject({
 });
 type VmRecord = z.infer<typeof VmRecordSchema>;
 
-/** What a one-shot run writes before its sandbox starts, so a killed run is cleaned up. */
+/**
+ * What a one-shot run writes before its sandbox starts (`oneshot.json` in its VM directory):
+ * a killed run is cleaned up from it, and vm_list shows the run in flight from it. Fields
+ * after `engine` are absent in markers of older pyro.
+ */
 interface OneShotMarker {
   owner: Owner;
   engine: string;
+  /** The remote tenant (token id) whose run it is; absent for a local caller. */
+  tenant?: string;
+  started_at?: string;
+  environment?: string;
+  command?: string;
+  vcpu_count?: number;
+  mem_mib?: number;
+  network?: boolean;
+  timeout_seconds?: number;
+  /** A warm-pool sandbox's handle (the run's sandbox is not in this directory then). */
+  handle?: SandboxHandle;
+}
+
+/** A one-shot run this process is running: vm_delete ends it through its own cancel. */
+interface LiveRun {
+  end: AbortController;
+  finished: Promise<unknown>;
 }
 
 /** The VM half of the runtime: one-shot runs and the vm_* lifecycle. */
@@ -68,6 +90,8 @@ export class VmManager {
   /** The record core (src/sandbox/records.ts): store, intent `starting`, expiry, reaper rounds. */
   private readonly core: SandboxRecords<VmRecord>;
   private readonly records: RecordStore<VmRecord>;
+  /** One-shot runs in flight in this process, by vm id. */
+  private readonly live = new Map<string, LiveRun>();
 
   constructor(private readonly d: RuntimeDeps) {
     this.core = new SandboxRecords<VmRecord>({
@@ -89,7 +113,65 @@ export class VmManager {
     return this.records.dir(id);
   }
 
-  async run(input: RunInputT, ctx: CallContext = {}): Promise<RunResultT> {
+  /**
+   * A one-shot run: its sandbox exists only while the command runs. While it does it is
+   * listed (vm_list, kind "run") and vm_delete ends it, from this process or another.
+   */
+  async run(input: RunInputT, callCtx: CallContext = {}): Promise<RunResultT> {
+    const end = new AbortController();
+    const ctx: CallContext = {
+      ...callCtx,
+      signal: callCtx.signal ? AbortSignal.any([callCtx.signal, end.signal]) : end.signal,
+    };
+    const ids: string[] = [];
+    const running = this.runInner(input, ctx, (id, marker) => {
+      ids.push(id);
+      this.live.set(id, { end, finished: running.catch(ignore("the run's own caller gets its outcome")) });
+      return this.markRun(id, input, ctx, marker);
+    });
+    try {
+      return await running;
+    } catch (e) {
+      // Ended by vm_delete: said as such, not as a cancel the caller did not make.
+      if (end.signal.aborted && !callCtx.signal?.aborted) throw toPyroError(end.signal.reason);
+      throw e;
+    } finally {
+      for (const id of ids) {
+        this.live.delete(id);
+        // Its marker goes with it (engines remove a run's directory; this covers any that do not).
+        await rm(this.dir(id), { recursive: true, force: true });
+      }
+    }
+  }
+
+  /** Writes the run's marker (`oneshot.json`), before its sandbox starts. */
+  private async markRun(
+    id: string,
+    input: RunInputT,
+    ctx: CallContext,
+    extra: Partial<OneShotMarker> & { engine: string },
+  ): Promise<void> {
+    const dir = this.dir(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeJsonAtomic(join(dir, "oneshot.json"), {
+      owner: currentOwner(),
+      ...(ctx.tenant ? { tenant: ctx.tenant } : {}),
+      started_at: nowIso(),
+      environment: input.environment,
+      command: displayCommand(input.command),
+      vcpu_count: input.vcpu_count,
+      mem_mib: input.mem_mib,
+      network: input.network,
+      timeout_seconds: input.timeout_seconds,
+      ...extra,
+    } satisfies OneShotMarker);
+  }
+
+  private async runInner(
+    input: RunInputT,
+    ctx: CallContext,
+    mark: (id: string, marker: Partial<OneShotMarker> & { engine: string }) => Promise<void>,
+  ): Promise<RunResultT> {
     const t0 = performance.now();
     const engine = await this.d.engines.select({ allowHostCompat: input.allow_host_compat });
     const env = await this.d.envs.ensure(input.environment, {
@@ -98,9 +180,15 @@ export class VmManager {
     });
     await this.d.privateState();
     // A warm sandbox from the pool, when one is kept for these settings (src/pool/).
-    const pooled = await runFromPool(this.d, engine, env, input, ctx, (id) =>
-      this.recorder(id, input.max_output_bytes, ctx),
-    );
+    let pooledId: string | undefined;
+    const pooled = await runFromPool(this.d, engine, env, input, ctx, async (id, handle) => {
+      pooledId = id;
+      await mark(id, { engine: engine.name, handle });
+      return this.recorder(id, input.max_output_bytes, ctx);
+    }).finally(async () => {
+      // The pooled sandbox lives in the pool's directories: only the marker is ours.
+      if (pooledId) await rm(this.dir(pooledId), { recursive: true, force: true });
+    });
     if (pooled) {
       pooled.duration_ms = Math.round(performance.now() - t0);
       return pooled;
@@ -108,12 +196,8 @@ export class VmManager {
     const net = await networkFromInput(input);
     const vm_id = newId("vm");
     const sandboxDir = this.dir(vm_id);
-    await mkdir(sandboxDir, { recursive: true, mode: 0o700 });
     // Intent first: lets the reaper clean up after a pyro process killed mid-run.
-    await writeJsonAtomic(join(sandboxDir, "oneshot.json"), {
-      owner: currentOwner(),
-      engine: engine.name,
-    } satisfies OneShotMarker);
+    await mark(vm_id, { engine: engine.name });
     const spec: SandboxSpec = {
       id: vm_id,
       environment: input.environment,
@@ -324,7 +408,10 @@ export class VmManager {
   async delete(id: string): Promise<{ vm_id: string; deleted: boolean }> {
     checkId("vm", id);
     const first = await this.records.read(id);
-    if (first.problem === "missing") throw this.records.notFoundError(id);
+    if (first.problem === "missing") {
+      if (await this.endRun(id)) return { vm_id: id, deleted: true };
+      throw this.records.notFoundError(id);
+    }
     await this.core.delete(id, removeTree);
     return { vm_id: id, deleted: true };
   }
@@ -354,15 +441,85 @@ export class VmManager {
     };
   }
 
-  list(): Promise<VmStatusResultT[]> {
+  /**
+   * Ends the one-shot run `id` (vm_delete of a run): through its own cancel when this process
+   * runs it, else by its engine, as the reaper ends a dead process's run. False when no such
+   * run is in flight.
+   */
+  private async endRun(id: string): Promise<boolean> {
+    const mine = this.live.get(id);
+    if (mine) {
+      mine.end.abort(new PyroError("cancelled", `run ${id} was ended by vm_delete; its sandbox was removed`));
+      await mine.finished;
+      return true;
+    }
+    const dir = this.dir(id);
+    const marker = await this.marker(dir);
+    if (!marker) return false;
+    for (const engine of this.core.enginesFor(marker.engine as EngineName | undefined)) {
+      const pooled = poolHandle(marker);
+      if (pooled) await engine.destroy(pooled);
+      else await engine.removeOrphan(id, dir);
+    }
+    // The run's own process notices and cleans up after itself; what it has not, goes here.
+    await removeTree(dir);
+    return true;
+  }
+
+  private marker(dir: string): Promise<Partial<OneShotMarker> | undefined> {
+    return readJson<Partial<OneShotMarker>>(join(dir, "oneshot.json")).catch(
+      ignore("no readable oneshot.json: not a one-shot run's directory"),
+    );
+  }
+
+  /** A one-shot run in flight as a vm_list entry; undefined for a directory that is not one. */
+  private async runEntry(id: string, dir: string): Promise<VmListEntryT | undefined> {
+    const m = await this.marker(dir);
+    if (!m?.owner) return undefined;
+    const st = await stat(dir).catch(ignore("the run ended meanwhile: not listed"));
+    if (!st) return undefined;
+    const started = m.started_at ?? new Date(st.mtimeMs).toISOString();
+    const alive = ownerAlive(m.owner as Owner);
+    const engine = this.core.enginesFor(m.engine as EngineName | undefined)[0];
+    return {
+      vm_id: id,
+      environment: m.environment ?? "unknown",
+      state: alive ? "running" : "failed",
+      reason: alive
+        ? `one-shot run by pyro process ${m.owner.pid}; vm_delete ends it`
+        : `interrupted: the pyro process running it (pid ${m.owner.pid}) died; the next reap removes what it left`,
+      created_at: started,
+      expires_at: isoPlusSeconds(m.timeout_seconds ?? 0, Date.parse(started)),
+      vcpu_count: m.vcpu_count ?? 0,
+      mem_mib: m.mem_mib ?? 0,
+      network: m.network ?? false,
+      execution_mode: engine?.executionMode ?? null,
+      kind: "run",
+      owner: m.tenant ?? null,
+      age_seconds: ageSeconds(started),
+      command: m.command ?? null,
+    };
+  }
+
+  list(): Promise<VmListEntryT[]> {
     return this.records.list(
-      async (rec) => this.view(await this.core.expiredNow(rec)),
+      async (rec) => ({
+        ...this.view(await this.core.expiredNow(rec)),
+        kind: "vm" as const,
+        owner: rec.tenant ?? null,
+        age_seconds: ageSeconds(rec.created_at),
+        command: null,
+      }),
       async (e) => {
-        // A one-shot run's directory has no vm.json by design; it is not a VM to list.
-        if (e.problem === "missing") return undefined;
+        // A one-shot run's directory has no vm.json by design: listed as a run while it runs.
+        if (e.problem === "missing") return this.runEntry(e.id, e.dir);
         const st = await stat(e.dir).catch(ignore("VM dir gone: the damaged view uses the current time"));
         const at = new Date(st?.mtimeMs ?? Date.now()).toISOString();
         return {
+          kind: "vm" as const,
+          owner: null,
+          age_seconds: ageSeconds(at),
+          command: null,
           vm_id: e.id,
           environment: "unknown",
           state: "damaged",
@@ -401,17 +558,16 @@ export class VmManager {
       },
       orphan: async (e) => {
         if (e.problem !== "missing") return false;
-        const one = await readJson<Partial<OneShotMarker>>(join(e.dir, "oneshot.json")).catch(
-          ignore("no readable oneshot.json: not a one-shot run's directory (its age decides)"),
-        );
+        const one = await this.marker(e.dir);
         const st = await stat(e.dir).catch(ignore("VM dir gone meanwhile: not an orphan by age"));
         const orphan = one?.owner
           ? !ownerAlive(one.owner)
           : st !== undefined && Date.now() - st.mtimeMs > 10 * 60_000;
         if (!orphan) return false;
-        // A one-shot run's sandbox dir is the VM dir itself.
+        // A one-shot run's sandbox dir is the VM dir itself (a pooled run's: its handle's).
         for (const engine of this.core.enginesFor(one?.engine as EngineName | undefined))
-          await engine.removeOrphan(e.id, e.dir);
+          if (one && poolHandle(one)) await engine.destroy(poolHandle(one)!);
+          else await engine.removeOrphan(e.id, e.dir);
         await removeTree(e.dir);
         return true;
       },
@@ -426,4 +582,16 @@ export class VmManager {
       execution_mode: r.execution_mode,
     };
   }
+}
+
+/** Whole seconds since `iso` (0 for a time not yet come or unreadable). */
+function ageSeconds(iso: string): number {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? 0 : Math.max(0, Math.floor((Date.now() - t) / 1000));
+}
+
+/** A pooled run's sandbox handle from its marker (checked: markers are read back after crashes). */
+function poolHandle(m: Partial<OneShotMarker>): SandboxHandle | undefined {
+  const h = HandleSchema.safeParse(m.handle);
+  return h.success ? asHandle(h.data) : undefined;
 }

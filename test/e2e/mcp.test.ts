@@ -27,6 +27,7 @@ const TOOLS = [
   "vm_status",
   "vm_network_info",
   "vm_reap_expired",
+  "vm_list",
   "workspace_create",
   "workspace_sync_push",
   "workspace_exec",

@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { mkdir, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
-import { VmCreateInput, VmExecInput } from "../../src/contract/vm.js";
+import { RunInput, VmCreateInput, VmExecInput } from "../../src/contract/vm.js";
+import { PyroError } from "../../src/core/errors.js";
 import { newId } from "../../src/core/ids.js";
 import { currentOwner } from "../../src/sandbox/owner.js";
 import { readJson, writeJsonAtomic } from "../../src/util/json-store.js";
@@ -150,4 +151,83 @@ test("the reaper removes what a killed one-shot run left, through the engine its
   assert.equal(engine.sandboxes.has(id), false);
   assert.ok(await gone(dir));
   assert.equal(await gone(join(vmsDir, live)), false);
+});
+
+// ---- one-shot runs in flight (vm_list kind "run", vm_delete ends one) ----
+
+/** Makes the fake's one-shot run block until its signal aborts; resolves once it has started. */
+function blockingRuns(): Promise<string> {
+  return new Promise((started) => {
+    engine.runOnce = async (spec, req) => {
+      started(spec.id);
+      await new Promise((_, reject) => {
+        const stop = () => reject(new PyroError("cancelled", "run cancelled; the sandbox was removed"));
+        if (req.signal?.aborted) stop();
+        else req.signal?.addEventListener("abort", stop, { once: true });
+      });
+      throw new Error("unreachable");
+    };
+  });
+}
+
+test("a one-shot run in flight is listed as a run, with its owner, age and command", async () => {
+  const started = blockingRuns();
+  const stop = new AbortController();
+  const run = vms.run(RunInput.parse({ command: ["sleep", "30"], timeout_seconds: 60 }), {
+    tenant: "tok_0123456789abcdef",
+    signal: stop.signal,
+  });
+  const id = await started;
+  const [entry] = await vms.list();
+  assert.equal(entry?.vm_id, id);
+  assert.equal(entry?.kind, "run");
+  assert.equal(entry?.state, "running");
+  assert.equal(entry?.owner, "tok_0123456789abcdef");
+  assert.equal(entry?.command, "sleep 30");
+  assert.ok(entry!.age_seconds >= 0 && entry!.age_seconds < 60);
+  assert.equal(Date.parse(entry!.expires_at) - Date.parse(entry!.created_at), 60_000);
+  // The caller's own cancel: the run ends and is no longer listed.
+  stop.abort();
+  assert.equal(await code(run), "cancelled");
+  assert.deepEqual(await vms.list(), []);
+  assert.ok(await gone(join(vmsDir, id)));
+});
+
+test("vm_delete of a run this process runs ends it, and its caller is told who ended it", async () => {
+  const started = blockingRuns();
+  const run = vms.run(RunInput.parse({ command: ["sleep", "30"] }));
+  const id = await started;
+  const [entry] = await vms.list();
+  assert.equal(entry?.owner, null, "a local caller's run has no tenant");
+  assert.deepEqual(await vms.delete(id), { vm_id: id, deleted: true });
+  await assert.rejects(run, /ended by vm_delete/);
+  assert.deepEqual(await vms.list(), []);
+  assert.equal(await code(vms.delete(id)), "not_found", "once ended, the id is gone");
+});
+
+test("vm_delete of a run another process runs ends it through the engine; a dead runner's run is listed as failed", async () => {
+  const id = newId("vm");
+  await mkdir(join(vmsDir, id), { recursive: true });
+  const marker = {
+    owner: currentOwner(),
+    engine: "qemu",
+    started_at: new Date(Date.now() - 5_000).toISOString(),
+    environment: "debian:12",
+    command: "sleep 30",
+    timeout_seconds: 30,
+  };
+  await writeJsonAtomic(join(vmsDir, id, "oneshot.json"), marker);
+  const [entry] = await vms.list();
+  assert.equal(entry?.kind, "run");
+  assert.ok(entry!.age_seconds >= 4, `age ${entry?.age_seconds}`);
+  assert.deepEqual(await vms.delete(id), { vm_id: id, deleted: true });
+  assert.equal(engine.count("removeOrphan", id), 1);
+  assert.ok(await gone(join(vmsDir, id)));
+
+  const dead = newId("vm");
+  await mkdir(join(vmsDir, dead), { recursive: true });
+  await writeJsonAtomic(join(vmsDir, dead, "oneshot.json"), { ...marker, owner: deadOwner() });
+  const [failed] = await vms.list();
+  assert.equal(failed?.state, "failed");
+  assert.match(failed?.reason ?? "", /interrupted/);
 });

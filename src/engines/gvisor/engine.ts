@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
@@ -13,7 +13,7 @@ import {
   teardownSandboxNetwork,
   updateSandboxNetwork,
 } from "../../network/sandbox-net.js";
-import { ignore } from "../../util/best-effort.js";
+import { ignore, noted } from "../../util/best-effort.js";
 import { cpuSharesForNice, niced, sandboxNice, setAutogroupNice } from "../../util/priority.js";
 import { runCapture, runToLog, sandboxProcessEnv } from "../../util/proc.js";
 import { ensureStaticBinary, SANDBOX_INIT } from "../../util/static-binaries.js";
@@ -766,11 +766,16 @@ export class GvisorEngine implements Engine {
       .filter((c) => c !== "");
   }
 
-  async orphanAlive(id: string, _sandboxDir: string): Promise<boolean> {
-    return (await this.orphanFlags(id)) !== undefined || (await networkExists(id, this.env));
+  async orphanAlive(id: string, sandboxDir: string): Promise<boolean> {
+    return (
+      (await oneShotPid(id, sandboxDir)) !== undefined ||
+      (await this.orphanFlags(id)) !== undefined ||
+      (await networkExists(id, this.env))
+    );
   }
 
   async removeOrphan(id: string, sandboxDir: string): Promise<void> {
+    if (await endOneShot(id, sandboxDir)) await removeRunFiles(this.runscRoot, containerId(id));
     const found = await this.orphanFlags(id);
     if (found) {
       const { flags } = found;
@@ -834,14 +839,23 @@ export class GvisorEngine implements Engine {
           maxOutputBytes: req.maxOutputBytes,
           signal: req.signal,
           ...streamTo(req),
-          onKill: async () => {
-            await runsc(flags, ["kill", cid, "KILL"], { timeoutMs: 10_000 }).catch(
-              ignore("killing the one-shot's container: it may have ended already"),
-            );
-          },
-          // Once its sandbox is killed, `runsc run` reaps it and deletes the container itself,
-          // much faster than a later `runsc delete` (which waits on PID 1 to reap here).
+          // On a timeout the init's own deadline (the same) ends the command and reports it:
+          // `runsc run` gets the grace to exit with that report. On a cancel there is nothing
+          // to wait for: `runsc kill` cannot reach the sandbox (an attached `runsc run`,
+          // 20240729, keeps no container state; trying cost a runsc spawn and a 3 s grace per
+          // cancel), but the sandbox is started attached (`boot --attached`: it dies with its
+          // parent), so SIGKILL of `runsc run` ends the sandbox and gofer in ~0.3 s. The
+          // finally below deletes what a runsc that does keep state left.
+          onKill: (reason) => reason === "timeout",
           killGraceMs: 3_000,
+          // Another process (vm_delete, the reaper) ends this run through that pid.
+          onSpawn: (pid) => {
+            try {
+              writeFileSync(join(spec.sandboxDir, RUN_PID_FILE), String(pid), { mode: 0o600 });
+            } catch (e) {
+              noted("writing the one-shot's pid file: only this process can end the run then", e);
+            }
+          },
         },
       );
       cleanExit = !r.timedOut && !r.aborted;
@@ -856,10 +870,13 @@ export class GvisorEngine implements Engine {
       return { ...execOutcome(r), bootMs };
     } finally {
       // `runsc run` removes its container on a normal exit; after a kill it may not have.
-      if (!cleanExit && (await runscState(flags, cid)))
-        await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
-          ignore("deleting the killed one-shot's container: the run's outcome stands"),
-        );
+      if (!cleanExit) {
+        if (await runscState(flags, cid))
+          await runsc(flags, ["delete", "--force", cid], { timeoutMs: 30_000 }).catch(
+            ignore("deleting the killed one-shot's container: the run's outcome stands"),
+          );
+        await removeRunFiles(this.runscRoot, cid);
+      }
       if (net)
         await teardownSandboxNetwork(spec.id, this.env).catch(
           ignore("tearing down the one-shot's network: the run's outcome stands"),
@@ -867,6 +884,51 @@ export class GvisorEngine implements Engine {
       await rm(spec.sandboxDir, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * Where a one-shot run keeps the pid of its `runsc run`: an attached `runsc run` keeps no
+ * container state (runsc 20240729), so `runsc list`/`kill` cannot find the sandbox for any
+ * process but the one that started it. Killing `runsc run` takes its sandbox and gofer with it.
+ */
+const RUN_PID_FILE = "runsc-run.pid";
+
+/** The pid of a one-shot's `runsc run` if it still runs (its command line names the container). */
+async function oneShotPid(id: string, sandboxDir: string): Promise<number | undefined> {
+  const text = await readFile(join(sandboxDir, RUN_PID_FILE), "utf8").catch(
+    ignore("no pid file: no one-shot run of this id is running"),
+  );
+  const pid = Number(text ?? "");
+  if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) return undefined;
+  // The pid may have been reused since: it is the run's only if its command line names it.
+  const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(
+    ignore("the process ended meanwhile: nothing to end"),
+  );
+  return cmd?.split("\0").includes(containerId(id)) ? pid : undefined;
+}
+
+/**
+ * A killed `runsc run` leaves its lock and socket in the runsc root (with no state file,
+ * `runsc delete` cannot remove them): removed here, so the root lists only live sandboxes.
+ */
+async function removeRunFiles(root: string, cid: string): Promise<void> {
+  for (const f of [`${cid}_sandbox:${cid}.lock`, `${cid}_sandbox:${cid}.state`, `runsc-${cid}.sock`])
+    await rm(join(root, f), { force: true });
+}
+
+/** Ends a one-shot run another process started (vm_delete of a run; a dead owner's run). */
+async function endOneShot(id: string, sandboxDir: string): Promise<boolean> {
+  const pid = await oneShotPid(id, sandboxDir);
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch (e) {
+    noted("killing the one-shot's runsc run: it ended meanwhile", e);
+  }
+  // Its sandbox and gofer go with it (~0.3 s); bounded, the checks that follow say the rest.
+  const deadline = Date.now() + 5_000;
+  while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  return true;
 }
 
 /**
