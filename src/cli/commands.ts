@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import * as z from "zod";
 import { isPyroError, PyroError } from "../core/errors.js";
+import { faceText } from "../operations/face-text.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { sessionNote } from "../operations/session-ops.js";
@@ -111,7 +112,14 @@ export function addOperationCommands(
     "workspace sync": "Copy host files into a workspace",
     "workspace file": "Files in a workspace: list, read, write, edit",
     "workspace patch": "Apply a unified diff in a workspace",
-    pool: "The warm pool of pre-started sandboxes vm_run and workspace create take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net][#qemu] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
+    "workspace shell":
+      "Persistent interactive shells (PTY) in a workspace: open, write, read, list, signal, resize, close",
+    "workspace service":
+      "Long-running services in a workspace (a server, a watcher): start, status, logs, list, stop",
+    "workspace snapshot":
+      "Named snapshots of a workspace's files to go back to: create, list, delete (restore with `pyro workspace reset --snapshot`)",
+    output: "Read a command's full output, kept on the host past the result's budget",
+    pool: "The warm pool of pre-started sandboxes `pyro run` and `pyro workspace create` take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net][#qemu] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
   };
   const groupFor = (path: string[]): Command => {
     const key = path.join(" ");
@@ -130,19 +138,20 @@ export function addOperationCommands(
     const cmd = parent
       .command(o.cli.path[o.cli.path.length - 1]!)
       .summary(o.title)
-      .description(o.description);
+      // The table speaks wire terms (vm_run, network=true) for models; help speaks the CLI's.
+      .description(faceText(o.description, "cli", o));
     const shape = o.input.shape as Record<string, z.ZodType>;
     const positional = o.cli.positional ?? [];
     for (const p of positional) {
       const t = shape[p]!;
       const optional = t instanceof z.ZodDefault || t instanceof z.ZodOptional;
-      cmd.argument(optional ? `[${p}]` : `<${p}>`, describeOf(t) ?? p);
+      cmd.argument(optional ? `[${p}]` : `<${p}>`, faceText(describeOf(t) ?? p, "cli", o));
     }
     if (o.cli.rest) cmd.argument("[command...]", "the command to run, after --");
     for (const [field, t] of Object.entries(shape)) {
       if (positional.includes(field) || field === o.cli.rest || o.cli.fieldFlags?.[field]) continue;
       const base = baseType(t);
-      const desc = describeOf(t) ?? field;
+      const desc = faceText(describeOf(t) ?? field, "cli", o);
       let opt: Option;
       if (base instanceof z.ZodRecord || base instanceof z.ZodArray)
         opt = new Option(

@@ -25,3 +25,37 @@ describe("a guest command without `--`", () => {
     assert.match(r.stderr, /fix: see `pyro run --help`/);
   });
 });
+
+describe("help speaks the CLI's terms", () => {
+  test("every command group has a description, at every level", async () => {
+    const missing: string[] = [];
+    const visit = async (path: string[]): Promise<void> => {
+      const r = await runCli([...path, "--help"], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, `pyro ${path.join(" ")} --help`);
+      const lines = r.stdout.split("\n");
+      const start = lines.indexOf("Commands:");
+      if (start < 0) return;
+      const groups: string[] = [];
+      for (const l of lines.slice(start + 1)) {
+        if (!l.startsWith("  ")) break;
+        const m = l.match(/^ {2}([a-z][\w-]*)(\s+\[options\])?(.*)$/);
+        if (!m || m[1] === "help") continue;
+        // A group's line is its name alone (commands show their arguments or [options]).
+        if (m[2] === undefined && !/[<[]/.test(m[3]!)) {
+          groups.push(m[1]!);
+          if (m[3]!.trim() === "") missing.push(`pyro ${[...path, m[1]!].join(" ")}`);
+        }
+      }
+      await Promise.all(groups.map((g) => visit([...path, g])));
+    };
+    await visit([]);
+    assert.deepEqual(missing, []);
+  });
+
+  test("`pyro run --help` says `pyro output read` and --network, not output_read and network=true", async () => {
+    const r = await runCli(["run", "--help"]);
+    assert.match(r.stdout, /`pyro output read`/);
+    assert.match(r.stdout, /unless --network\b/);
+    assert.doesNotMatch(r.stdout, /\bvm_run\b|\boutput_read\b|network=true/);
+  });
+});
