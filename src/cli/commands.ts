@@ -299,8 +299,9 @@ function writeResult(
 ): void {
   const isExec = isCommandOp(o);
   if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else if (opts.idOnly === true && typeof result.workspace_id === "string")
-    io.stdout.write(`${result.workspace_id}\n`);
+  else if (opts.idOnly === true && typeof (result.shell_id ?? result.workspace_id) === "string")
+    // The id of what the command made: a shell (`shell open`), else a workspace.
+    io.stdout.write(`${result.shell_id ?? result.workspace_id}\n`);
   else if (isExec) {
     // The output itself was streamed as it came; only the summary line is left.
     if (process.env.PYRO_QUIET !== "1") io.stderr.write(`${renderResult(o.name, result)}\n`);
