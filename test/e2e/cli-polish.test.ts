@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { gvisorSkipReason, runCli, runCliJson, withTestState } from "../helpers.js";
+import { gvisorSkipReason, runCli, runCliJson, skipped, withHostDir, withTestState } from "../helpers.js";
 
 /**
  * The CLI held to gh and docker (issue #30): usage errors that say the fix, help in the CLI's
@@ -84,6 +89,55 @@ describe("pyro doctor reuses its engine probes", () => {
       assert.equal(fresh.json.probes_cached_at, null, "--fresh probes again");
       const changed = await runCliJson<Report>(["doctor"], { env: { ...c.env, PYRO_SANDBOX_NICE: "5" } });
       assert.equal(changed.json.probes_cached_at, null, "a changed PYRO_ setting probes again");
+    });
+  });
+});
+
+describe("a remote server's TLS certificate", () => {
+  test("a self-signed certificate is named as such, with NODE_EXTRA_CA_CERTS as the fix (and that fix works)", async (t) => {
+    if (spawnSync("openssl", ["version"]).status !== 0) return skipped(t, "openssl not installed");
+    await withHostDir("pyro-tls-", async (dir) => {
+      const cert = join(dir, "cert.pem");
+      const key = join(dir, "key.pem");
+      const made = spawnSync("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+      ]);
+      assert.equal(made.status, 0, String(made.stderr));
+      // Any HTTPS server with that certificate: the handshake fails before pyro's protocol starts.
+      const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (_q, r) => {
+        r.writeHead(404);
+        r.end();
+      });
+      await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+      try {
+        const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const env = { ...process.env, PYRO_TOKEN: "pyro_test" };
+        const r = await runCli(["--remote", url, "env", "list"], { env });
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /TLS certificate is not trusted here \(DEPTH_ZERO_SELF_SIGNED_CERT/);
+        assert.match(r.stderr, /fix: .*NODE_EXTRA_CA_CERTS=/);
+        assert.doesNotMatch(r.stderr, /fetch failed/);
+        const trusted = await runCli(["--remote", url, "env", "list"], {
+          env: { ...env, NODE_EXTRA_CA_CERTS: cert },
+        });
+        assert.doesNotMatch(trusted.stderr, /certificate/, "trusted: the handshake passes");
+      } finally {
+        server.close();
+      }
     });
   });
 });
