@@ -141,3 +141,22 @@ describe("a remote server's TLS certificate", () => {
     });
   });
 });
+
+describe("no runsc: QEMU under TCG, said once", () => {
+  test("the first sandbox in a state dir says runsc is missing and how to fix it; the next says nothing", async (t) => {
+    // PYRO_RUNSC pointing nowhere is runsc missing; `vm create` picks the engine without booting.
+    await withTestState(t, undefined, { PYRO_RUNSC: "/nonexistent/runsc" }, async (c) => {
+      const first = await runCliJson<{ vm_id: string }>(["vm", "create", "debian:12"], { env: c.env });
+      if (first.code !== 0 && /no_engine/.test(JSON.stringify(first.json)))
+        return skipped(t, "no QEMU with a guest kernel here to fall back to");
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stderr, /runsc \(gVisor\) was not found, so sandboxes run under QEMU with TCG/);
+      assert.match(first.stderr, /sudo scripts\/setup-host\.sh/);
+      const second = await runCliJson<{ vm_id: string }>(["vm", "create", "debian:12"], { env: c.env });
+      assert.equal(second.code, 0, second.stderr);
+      assert.doesNotMatch(second.stderr, /runsc/, "said once per state dir");
+      for (const id of [first.json.vm_id, second.json.vm_id])
+        assert.equal((await runCli(["vm", "delete", id], { env: c.env })).code, 0);
+    });
+  });
+});
