@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, CommanderError, type ErrorOptions } from "commander";
+import { Command, CommanderError, type ErrorOptions, Option } from "commander";
 import * as z from "zod";
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
@@ -15,6 +15,7 @@ import {
   operationPathOf,
   reportError,
 } from "./commands.js";
+import { completionScript } from "./completion.js";
 import { cancelOnSignals } from "./fast-io.js";
 import { addHostCommands } from "./host.js";
 import { addTokenCommands } from "./token.js";
@@ -165,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
     .description(
       "Isolated, disposable Linux sandboxes for coding agents (CLI, SDK and MCP server over one runtime).",
     )
-    .version(VERSION, "-V, --version")
+    .version(VERSION, "-V, --version", "output the version number (also -v)")
     .enablePositionalOptions()
     // Errors are reported by reportError below (text or --json); help still prints normally.
     .configureOutput({ outputError: () => undefined })
@@ -174,6 +175,12 @@ async function main(argv: string[]): Promise<number> {
       "run operation commands on a `pyro mcp serve --http` server (token: PYRO_TOKEN)",
     )
     .exitOverride();
+  // `-v` as well as `-V` (gh, docker and npm answer -v); commander takes one short flag per option.
+  program.addOption(new Option("-v", "output the version number").hideHelp());
+  program.on("option:v", () => {
+    io.stdout.write(`${VERSION}\n`);
+    throw new CommanderError(0, "commander.version", VERSION);
+  });
   // Only operation commands can run remotely; the rest act on this host and say so.
   program.hook("preAction", (_p, action) => {
     const remote = remoteUrl(program.opts().remote as string | undefined);
@@ -389,6 +396,21 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .action(async (o: { model?: string; baseUrl?: string; json?: boolean }) => {
       const { runOllamaDemo } = await import("./demo.js");
       await runOllamaDemo(io, o);
+    });
+  program
+    .command("completion")
+    .description("Print a shell completion script: bash, zsh or fish")
+    .argument("<shell>", "bash, zsh or fish")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ source <(pyro completion bash)          # in ~/.bashrc\n  $ source <(pyro completion zsh)           # in ~/.zshrc\n  $ pyro completion fish > ~/.config/fish/completions/pyro.fish\n",
+    )
+    .action((shell: string) => {
+      try {
+        io.stdout.write(completionScript(program, shell));
+      } catch (e) {
+        reportError(io, e, false);
+      }
     });
   for (const c of program.commands) c.exitOverride();
   const applyExitOverride = (c: Command) => {

@@ -5,7 +5,15 @@ import { createServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { gvisorSkipReason, runCli, runCliJson, skipped, withHostDir, withTestState } from "../helpers.js";
+import {
+  CLI,
+  gvisorSkipReason,
+  runCli,
+  runCliJson,
+  skipped,
+  withHostDir,
+  withTestState,
+} from "../helpers.js";
 
 /**
  * The CLI held to gh and docker (issue #30): usage errors that say the fix, help in the CLI's
@@ -158,5 +166,45 @@ describe("no runsc: QEMU under TCG, said once", () => {
       for (const id of [first.json.vm_id, second.json.vm_id])
         assert.equal((await runCli(["vm", "delete", id], { env: c.env })).code, 0);
     });
+  });
+});
+
+describe("pyro completion, -v", () => {
+  test("the bash script loads in bash and completes a subcommand and a flag, not the guest command", async (t) => {
+    if (spawnSync("bash", ["-c", "true"]).status !== 0) return skipped(t, "bash not installed");
+    const script = [
+      `source <(${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} completion bash)`,
+      'COMP_WORDS=(pyro workspace shell o); COMP_CWORD=3; _pyro; echo "sub: ${COMPREPLY[*]}"',
+      'COMP_WORDS=(pyro run debian:12 --timeout-s); COMP_CWORD=3; _pyro; echo "flag: ${COMPREPLY[*]}"',
+      'COMP_WORDS=(pyro run --mem-mib 512 -- --t); COMP_CWORD=5; _pyro; echo "guest: ${COMPREPLY[*]}"',
+    ].join("\n");
+    const r = spawnSync("bash", ["-c", script], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^sub: open$/m);
+    assert.match(r.stdout, /^flag: --timeout-seconds$/m);
+    assert.match(r.stdout, /^guest: $/m, "after `--` the words are the guest command's");
+  });
+
+  test("zsh and fish scripts are printed; another shell is refused with the ones there are", async () => {
+    assert.match((await runCli(["completion", "zsh"])).stdout, /bashcompinit/);
+    assert.match(
+      (await runCli(["completion", "fish"])).stdout,
+      /complete -c pyro -n "__pyro_at 'run'" -l timeout-seconds/,
+    );
+    const r = await runCli(["completion", "tcsh"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no completion for the shell "tcsh"/);
+  });
+
+  test("-v prints the version, as -V and --version do", async () => {
+    const v = (await runCli(["--version"])).stdout;
+    assert.match(v, /^\d+\.\d+\.\d+/);
+    assert.equal((await runCli(["-v"])).stdout, v);
+    assert.equal((await runCli(["-V"])).stdout, v);
+    assert.equal(
+      (await runCli(["-v", "--remote", "http://127.0.0.1:1"])).stdout,
+      v,
+      "through the full CLI too",
+    );
   });
 });
