@@ -10,7 +10,7 @@ import { invokeRemote, remoteUrl } from "../remote/cli-remote.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { progressPrinter } from "./progress.js";
 import { renderResult } from "./render.js";
-import { EXIT, printError } from "./report.js";
+import { colourOn, EXIT, paint, printError } from "./report.js";
 
 export const kebab = (s: string) => s.replace(/_/g, "-");
 export const flagOf = (field: string) => `--${kebab(field)}`;
@@ -312,7 +312,15 @@ function writeResult(
       io.stderr.write(
         `[pyro] bytes ${result.offset}-${result.next_offset} of ${result.total_bytes}; next page: pyro output read ${result.output_id} --stream ${result.stream} --offset ${result.next_offset}\n`,
       );
-  } else io.stdout.write(`${renderResult(o.name, result)}\n`);
+  } else {
+    // On a terminal (NO_COLOR unset), the marks that say yes or no are green and red.
+    const c = colourOn(io.stdout);
+    const text = renderResult(o.name, result).replace(
+      /^( {2})([✓✗])/gm,
+      (_m, sp: string, mark: string) => `${sp}${paint(c, mark === "✓" ? "32" : "31", mark)}`,
+    );
+    io.stdout.write(`${text}\n`);
+  }
   const note = json ? undefined : sessionNote(o.name, result);
   if (note && process.env.PYRO_QUIET !== "1") io.stderr.write(`${note}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));

@@ -174,9 +174,9 @@ describe("pyro completion, -v", () => {
     if (spawnSync("bash", ["-c", "true"]).status !== 0) return skipped(t, "bash not installed");
     const script = [
       `source <(${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} completion bash)`,
-      'COMP_WORDS=(pyro workspace shell o); COMP_CWORD=3; _pyro; echo "sub: ${COMPREPLY[*]}"',
-      'COMP_WORDS=(pyro run debian:12 --timeout-s); COMP_CWORD=3; _pyro; echo "flag: ${COMPREPLY[*]}"',
-      'COMP_WORDS=(pyro run --mem-mib 512 -- --t); COMP_CWORD=5; _pyro; echo "guest: ${COMPREPLY[*]}"',
+      'COMP_WORDS=(pyro workspace shell o); COMP_CWORD=3; _pyro; echo "sub: $COMPREPLY"',
+      'COMP_WORDS=(pyro run debian:12 --timeout-s); COMP_CWORD=3; _pyro; echo "flag: $COMPREPLY"',
+      'COMP_WORDS=(pyro run --mem-mib 512 -- --t); COMP_CWORD=5; _pyro; echo "guest: $COMPREPLY"',
     ].join("\n");
     const r = spawnSync("bash", ["-c", script], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
@@ -206,5 +206,28 @@ describe("pyro completion, -v", () => {
       v,
       "through the full CLI too",
     );
+  });
+});
+
+describe("colour", () => {
+  /** Runs pyro under a pseudo-terminal (util-linux `script`), output as the terminal got it. */
+  const onTty = (args: string, env: NodeJS.ProcessEnv = process.env) =>
+    spawnSync(
+      "script",
+      ["-qec", `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} ${args}`, "/dev/null"],
+      {
+        encoding: "utf8",
+        env,
+      },
+    );
+
+  test("on a terminal errors are coloured; never with NO_COLOR, through a pipe or in --json", async (t) => {
+    if (spawnSync("script", ["-qec", "true", "/dev/null"]).status !== 0)
+      return skipped(t, "no `script` (util-linux)");
+    const { NO_COLOR: _, ...env } = process.env;
+    assert.match(onTty("run --bogus", env).stdout, /\x1b\[1;31mpyro: error:\x1b\[0m/);
+    assert.doesNotMatch(onTty("run --bogus", { ...env, NO_COLOR: "1" }).stdout, /\x1b\[/);
+    assert.doesNotMatch(onTty("run --json --bogus", env).stdout, /\x1b\[/, "--json: a plain document");
+    assert.doesNotMatch((await runCli(["run", "--bogus"], { env })).stderr, /\x1b\[/, "not a terminal");
   });
 });
