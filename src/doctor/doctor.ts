@@ -60,8 +60,9 @@ export async function runDoctor(
   const key = await probeKey(paths, env, rootfs);
   const cached = opts.fresh ? undefined : await cachedProbes(paths.stateDir, key);
   const probes = cached?.probes ?? (await probeEngines());
-  const qemuProbe = probes.find((p) => p.engine === "qemu")!;
-  const kvmProbe = qemuProbe.extra?.kvm as { boots: boolean; detail: string } | null | undefined;
+  // The probe of the engine that boots guests records the KVM boot (see probeEngines).
+  const qemuProbe = probes.find((p) => p.engine === qemu.name);
+  const kvmProbe = qemuProbe?.extra?.kvm as { boots: boolean; detail: string } | null | undefined;
   if (kvmProbe) {
     kvm.boots = kvmProbe.boots;
     kvm.detail = `boot probe: ${kvmProbe.detail}`;
