@@ -161,7 +161,7 @@ const vm = require("node:vm");
 
 const argv = process.argv;
 // Nothing to load for the version (the same answer commander gives).
-if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V")) {
+if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V" || argv[2] === "-v")) {
   process.stdout.write(${JSON.stringify(`${version}\n`)});
 } else {
   const here = __dirname;

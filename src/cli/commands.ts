@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import * as z from "zod";
 import { isPyroError, PyroError } from "../core/errors.js";
+import { faceText } from "../operations/face-text.js";
 import { errorForFace } from "../operations/hints.js";
 import { invoke } from "../operations/invoke.js";
 import { sessionNote } from "../operations/session-ops.js";
@@ -9,7 +10,7 @@ import { invokeRemote, remoteUrl } from "../remote/cli-remote.js";
 import type { Runtime } from "../runtime/runtime.js";
 import { progressPrinter } from "./progress.js";
 import { renderResult } from "./render.js";
-import { EXIT, printError } from "./report.js";
+import { colourOn, EXIT, paint, printError } from "./report.js";
 
 export const kebab = (s: string) => s.replace(/_/g, "-");
 export const flagOf = (field: string) => `--${kebab(field)}`;
@@ -122,7 +123,14 @@ export function addOperationCommands(
     "workspace file": "Files in a workspace: list, read, write, edit",
     "workspace patch": "Apply a unified diff in a workspace",
     "workspace disk": "A stopped workspace's disk image, read offline: list, read, export",
-    pool: "The warm pool of pre-started sandboxes vm_run and workspace create take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net][#qemu] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
+    "workspace shell":
+      "Persistent interactive shells (PTY) in a workspace: open, write, read, list, signal, resize, close",
+    "workspace service":
+      "Long-running services in a workspace (a server, a watcher): start, status, logs, list, stop",
+    "workspace snapshot":
+      "Named snapshots of a workspace's files to go back to: create, list, delete (restore with `pyro workspace reset --snapshot`)",
+    output: "Read a command's full output, kept on the host past the result's budget",
+    pool: "The warm pool of pre-started sandboxes `pyro run` and `pyro workspace create` take from (PYRO_POOL_SIZE; PYRO_POOL_KEYS: ENV[#VCPUxMEM][#net][#qemu] for runs, ENV[#VCPUxMEM]#ws for workspaces)",
   };
   const groupFor = (path: string[]): Command => {
     const key = path.join(" ");
@@ -141,19 +149,20 @@ export function addOperationCommands(
     const cmd = parent
       .command(o.cli.path[o.cli.path.length - 1]!)
       .summary(o.title)
-      .description(o.description);
+      // The table speaks wire terms (vm_run, network=true) for models; help speaks the CLI's.
+      .description(faceText(o.description, "cli", o));
     const shape = o.input.shape as Record<string, z.ZodType>;
     const positional = o.cli.positional ?? [];
     for (const p of positional) {
       const t = shape[p]!;
       const optional = t instanceof z.ZodDefault || t instanceof z.ZodOptional;
-      cmd.argument(optional ? `[${p}]` : `<${p}>`, describeOf(t) ?? p);
+      cmd.argument(optional ? `[${p}]` : `<${p}>`, faceText(describeOf(t) ?? p, "cli", o));
     }
     if (o.cli.rest) cmd.argument("[command...]", "the command to run, after --");
     for (const [field, t] of Object.entries(shape)) {
       if (positional.includes(field) || field === o.cli.rest || o.cli.fieldFlags?.[field]) continue;
       const base = baseType(t);
-      const desc = describeOf(t) ?? field;
+      const desc = faceText(describeOf(t) ?? field, "cli", o);
       let opt: Option;
       if (base instanceof z.ZodRecord || base instanceof z.ZodArray)
         opt = new Option(
@@ -304,8 +313,9 @@ function writeResult(
 ): void {
   const isExec = isCommandOp(o);
   if (json) io.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else if (opts.idOnly === true && typeof result.workspace_id === "string")
-    io.stdout.write(`${result.workspace_id}\n`);
+  else if (opts.idOnly === true && typeof (result.shell_id ?? result.workspace_id) === "string")
+    // The id of what the command made: a shell (`shell open`), else a workspace.
+    io.stdout.write(`${result.shell_id ?? result.workspace_id}\n`);
   else if (opts.contentOnly === true && typeof result.content === "string") {
     // `--content-only` (file read, disk read): the bytes and nothing else, for redirection.
     io.stdout.write(Buffer.from(result.content, result.encoding === "base64" ? "base64" : "utf8"));
@@ -326,7 +336,15 @@ function writeResult(
       io.stderr.write(
         `[pyro] bytes ${result.offset}-${result.next_offset} of ${result.total_bytes}; next page: pyro output read ${result.output_id} --stream ${result.stream} --offset ${result.next_offset}\n`,
       );
-  } else io.stdout.write(`${renderResult(o.name, result)}\n`);
+  } else {
+    // On a terminal (NO_COLOR unset), the marks that say yes or no are green and red.
+    const c = colourOn(io.stdout);
+    const text = renderResult(o.name, result).replace(
+      /^( {2})([✓✗])/gm,
+      (_m, sp: string, mark: string) => `${sp}${paint(c, mark === "✓" ? "32" : "31", mark)}`,
+    );
+    io.stdout.write(`${text}\n`);
+  }
   const note = json ? undefined : sessionNote(o.name, result);
   if (note && process.env.PYRO_QUIET !== "1") io.stderr.write(`${note}\n`);
   if (isExec) io.setExitCode(Number(result.exit_code));

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { Command, CommanderError, type ErrorOptions } from "commander";
+import { Command, CommanderError, type ErrorOptions, Option } from "commander";
 import * as z from "zod";
 import { diskFullFrom, isPyroError, PyroError } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
 import { type AskFirstPolicy, parseAskFirst } from "../mcp/elicit.js";
 import { MODES } from "../operations/modes.js";
-import { unknownNames } from "../operations/suggest.js";
+import { nearest, unknownNames } from "../operations/suggest.js";
 import { remoteUrl } from "../remote/cli-remote.js";
 import { Runtime } from "../runtime/runtime.js";
 import { detachedReapArgv } from "../sandbox/reap-schedule.js";
@@ -17,6 +17,7 @@ import {
   operationPathOf,
   reportError,
 } from "./commands.js";
+import { completionScript } from "./completion.js";
 import { cancelOnSignals } from "./fast-io.js";
 import { positiveInt } from "./flag-values.js";
 import { addHostCommands } from "./host.js";
@@ -28,6 +29,10 @@ z.config({ jitless: true });
 
 /** The command whose parse failed last, so a usage error can point at its --help. */
 let failedCommand: Command | undefined;
+/** A better fix than "see --help" for the last usage error, when there is one. */
+let failedHint: string | undefined;
+/** This process's command line after `node pyro`, for a usage error to quote back. */
+let cliArgs: readonly string[] = [];
 
 /**
  * Commander, reporting usage errors the way every pyro error is reported (one line with a
@@ -45,8 +50,54 @@ class PyroCommand extends Command {
   /** Commander's hook for a flag it does not know (not in its typings, but stable since v5). */
   unknownOption(flag: string): void {
     const valid = [...this.options.map((o) => o.long ?? ""), "--help"].filter(Boolean);
+    failedHint = guestCommandHint(this, flag, cliArgs);
     this.error(unknownNames("option", [flag], valid), { code: "commander.unknownOption" });
   }
+}
+
+const shellWord = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * `pyro run debian:12 ls -la` without `--`: commander reads `-la` as one of pyro's flags. When
+ * the command takes a guest command and an operand beyond its own arguments came before the
+ * flag (or the flag is no near miss of one of ours), the fix is the same line with `--` before
+ * the guest command, spelled out.
+ */
+function guestCommandHint(cmd: Command, flag: string, args: readonly string[]): string | undefined {
+  const own = cmd.registeredArguments.filter((a) => !a.variadic);
+  if (own.length === cmd.registeredArguments.length || args.includes("--")) return undefined;
+  const operands = cmd.args.slice(0, Math.max(0, cmd.args.indexOf(flag)));
+  const required = own.filter((a) => a.required).length;
+  const valid = cmd.options.map((o) => o.long ?? "").filter(Boolean);
+  let split: number;
+  if (operands.length > own.length) split = own.length;
+  else if (operands.length > required && !nearest(flag, valid)) split = required;
+  else return undefined;
+  // The operand the guest command starts with, found in the raw command line (where pyro's
+  // own flags and their values still sit): the split-th operand, counted after the command path.
+  let pathLeft = 0;
+  const options = [...cmd.options];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) {
+    pathLeft++;
+    options.push(...c.parent.options);
+  }
+  let seen = -pathLeft;
+  let at = -1;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.startsWith("-")) {
+      const o = options.find((x) => x.long === a || x.short === a);
+      if (o && (o.required || o.optional)) i++;
+      continue;
+    }
+    if (seen++ === split) {
+      at = i;
+      break;
+    }
+  }
+  if (at < 0) return undefined;
+  const line = ["pyro", ...args.slice(0, at), "--", ...args.slice(at)].map(shellWord).join(" ");
+  return `put the guest command after \`--\` (pyro reads flags before it as its own): \`${line}\``;
 }
 
 function commandPath(c: Command | undefined): string {
@@ -61,7 +112,8 @@ function usageError(e: CommanderError): PyroError {
     .replace(/^error:\s*/, "")
     .replace(/\s*\n\s*/g, " ")
     .trim();
-  return new PyroError("invalid_argument", message, `see \`${commandPath(failedCommand)} --help\``);
+  const hint = failedHint ?? `see \`${commandPath(failedCommand)} --help\``;
+  return new PyroError("invalid_argument", message, hint);
 }
 
 interface ServeFlags {
@@ -104,6 +156,7 @@ async function main(argv: string[]): Promise<number> {
   // A closed terminal (SIGHUP) cleans up as Ctrl-C does (the command's own deadline holds regardless).
   cancelOnSignals(abort);
 
+  cliArgs = argv.slice(2);
   let exitCode = 0;
   const io: CliIo = {
     stdout: process.stdout,
@@ -121,7 +174,7 @@ async function main(argv: string[]): Promise<number> {
     .description(
       "Isolated, disposable Linux sandboxes for coding agents (CLI, SDK and MCP server over one runtime).",
     )
-    .version(VERSION, "-V, --version")
+    .version(VERSION, "-V, --version", "output the version number (also -v)")
     .enablePositionalOptions()
     // Errors are reported by reportError below (text or --json); help still prints normally.
     .configureOutput({ outputError: () => undefined })
@@ -130,6 +183,12 @@ async function main(argv: string[]): Promise<number> {
       "run operation commands on a `pyro mcp serve --http` server (token: PYRO_TOKEN)",
     )
     .exitOverride();
+  // `-v` as well as `-V` (gh, docker and npm answer -v); commander takes one short flag per option.
+  program.addOption(new Option("-v", "output the version number").hideHelp());
+  program.on("option:v", () => {
+    io.stdout.write(`${VERSION}\n`);
+    throw new CommanderError(0, "commander.version", VERSION);
+  });
   // Only operation commands can run remotely; the rest act on this host and say so.
   program.hook("preAction", (_p, action) => {
     const remote = remoteUrl(program.opts().remote as string | undefined);
@@ -382,6 +441,21 @@ State lives in ~/.local/state/pyro-mcp, environments in ~/.cache/pyro-mcp (PYRO_
     .action(async (o: { model?: string; baseUrl?: string; json?: boolean }) => {
       const { runOllamaDemo } = await import("./demo.js");
       await runOllamaDemo(io, o);
+    });
+  program
+    .command("completion")
+    .description("Print a shell completion script: bash, zsh or fish")
+    .argument("<shell>", "bash, zsh or fish")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ source <(pyro completion bash)          # in ~/.bashrc\n  $ source <(pyro completion zsh)           # in ~/.zshrc\n  $ pyro completion fish > ~/.config/fish/completions/pyro.fish\n",
+    )
+    .action((shell: string) => {
+      try {
+        io.stdout.write(completionScript(program, shell));
+      } catch (e) {
+        reportError(io, e, false);
+      }
     });
   for (const c of program.commands) c.exitOverride();
   const applyExitOverride = (c: Command) => {

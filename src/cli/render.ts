@@ -156,7 +156,9 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
       `platform:    ${r.platform.os}/${r.platform.arch}, kernel ${r.platform.kernel}, node ${r.platform.node}, user ${r.platform.user}`,
       `kvm:         exists=${r.kvm.exists} readable=${r.kvm.readable} writable=${r.kvm.writable} boots=${r.kvm.boots ?? "not tested"}`,
       `             ${r.kvm.detail}`,
-      "engines:",
+      r.probes_cached_at
+        ? `engines:     (probed ${r.probes_cached_at}; reused, as nothing they depend on changed: --fresh probes again)`
+        : "engines:",
       ...r.engines.map((e: Any) => `  ${e.available ? "✓" : "✗"} ${e.engine.padEnd(12)} ${e.detail}`),
       `default:     ${r.default_engine ?? "none (no isolated engine works)"}`,
       `capabilities: vm_boot=${r.capabilities.vm_boot} guest_exec=${r.capabilities.guest_exec} guest_network=${r.capabilities.guest_network}`,

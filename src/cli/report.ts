@@ -16,12 +16,29 @@ export function exitCodeFor(e: PyroError): number {
 
 interface Out {
   write(s: string): unknown;
+  isTTY?: boolean;
 }
+
+/**
+ * Whether to colour what goes to `out`: only a terminal, and never when NO_COLOR is set to
+ * anything (no-color.org) or TERM=dumb. `--json` output is never coloured (its callers do not ask).
+ */
+export function colourOn(out: Out, env: NodeJS.ProcessEnv = process.env): boolean {
+  return out.isTTY === true && !env.NO_COLOR && env.TERM !== "dumb";
+}
+
+/** `text` in an SGR style (`1;31` bold red, `33` yellow) when `on`, else as it is. */
+export const paint = (on: boolean, style: string, text: string) =>
+  on ? `\x1b[${style}m${text}\x1b[0m` : text;
 
 /** Prints the error (one line and its fix, or the JSON error document) and returns the exit code. */
 export function printError(stdout: Out, stderr: Out, pe: PyroError, json: boolean): number {
+  const c = colourOn(stderr);
   if (json) stdout.write(`${JSON.stringify(pe.toJSON(), null, 2)}\n`);
-  else stderr.write(`pyro: error: ${pe.message}\n${pe.hint ? `  fix: ${pe.hint}\n` : ""}`);
+  else
+    stderr.write(
+      `${paint(c, "1;31", "pyro: error:")} ${pe.message}\n${pe.hint ? `  ${paint(c, "33", "fix:")} ${pe.hint}\n` : ""}`,
+    );
   return exitCodeFor(pe);
 }
 

@@ -10,6 +10,12 @@ export const DoctorInput = z.object({
     .max(200)
     .optional()
     .describe("Also say whether this environment is warm, cold or stale (see `pyro prepare`)."),
+  fresh: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Probe every engine again, even when nothing the last probes depended on changed (they are reused for a day otherwise).",
+    ),
 });
 
 export const EngineReport = z.object({
@@ -61,6 +67,12 @@ export const DoctorResult = z.object({
   host_tools: z.record(z.string(), z.string().nullable()),
   ok: z.boolean(),
   problems: z.array(z.string()),
+  probes_cached_at: z
+    .string()
+    .nullable()
+    .describe(
+      "When the engine probes this report shows ran, if an earlier run's were reused (nothing they depend on changed); null when they ran now.",
+    ),
   environment_state: EnvironmentState.nullable()
     .optional()
     .describe("With --environment: warm, cold or stale."),

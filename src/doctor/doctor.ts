@@ -15,6 +15,7 @@ import { probeNetworkModes } from "../network/doctor.js";
 import { noted } from "../util/best-effort.js";
 import { DEFAULT_SANDBOX_NICE, sandboxNice, sandboxPriorityDetail } from "../util/priority.js";
 import { which } from "../util/proc.js";
+import { cachedProbes, keepProbes, probeKey } from "./probe-cache.js";
 import { checkRootless } from "./rootless.js";
 import { sharedCacheReport } from "./shared-cache.js";
 
@@ -37,6 +38,7 @@ export async function runDoctor(
   envs: EnvironmentStore,
   env: NodeJS.ProcessEnv = process.env,
   onProgress?: (p: { message: string }) => void,
+  opts: { fresh?: boolean } = {},
 ): Promise<DoctorResultT> {
   const problems: string[] = [];
   const kvmExists = await canAccess("/dev/kvm", constants.F_OK);
@@ -49,49 +51,59 @@ export async function runDoctor(
       ? "/dev/kvm exists, but existence proves nothing on nested hosts"
       : "no /dev/kvm: microVM engines would need TCG emulation",
   };
-  const scratch = join(paths.stateDir, "probe");
-  await mkdir(scratch, { recursive: true });
   const rootfs = await envs.anyInstalledRootfs();
-  const probes: ProbeResult[] = [];
-  // qemu first: its KVM boot probe (a real guest under a deadline, never just /dev/kvm's
-  // existence) is recorded, and firecracker's probe relies on it.
-  onProgress?.({ message: "probing qemu: a KVM boot (up to 8 s), a TCG boot and a command" });
   const qemu = new QemuEngine(paths, env);
   const firecracker = new FirecrackerEngine(paths, env);
   const gvisor = new GvisorEngine(paths.runscRoot, env, paths.cacheDir);
   const host = new HostEngine();
   const engineOf = (name: string | null) => [qemu, firecracker, gvisor, host].find((e) => e.name === name);
-  const qemuProbe = await qemu.probe({
-    scratchDir: scratch,
-    ...(rootfs ? { rootfs } : {}),
-    deadlineMs: 20_000,
-  });
-  const kvmProbe = qemuProbe.extra?.kvm as { boots: boolean; detail: string } | null | undefined;
+  // The engine probes, from an earlier run when nothing they depend on changed (probe-cache.ts).
+  const key = await probeKey(paths, env, rootfs);
+  const cached = opts.fresh ? undefined : await cachedProbes(paths.stateDir, key);
+  const probes = cached?.probes ?? (await probeEngines());
+  // The probe of the engine that boots guests records the KVM boot (see probeEngines).
+  const qemuProbe = probes.find((p) => p.engine === qemu.name);
+  const kvmProbe = qemuProbe?.extra?.kvm as { boots: boolean; detail: string } | null | undefined;
   if (kvmProbe) {
     kvm.boots = kvmProbe.boots;
     kvm.detail = `boot probe: ${kvmProbe.detail}`;
   } else if (kvmExists) {
     kvm.detail = "/dev/kvm exists but no guest was test-booted (qemu or its guest kernel is missing)";
   }
-  onProgress?.({ message: "probing firecracker" });
-  probes.push(
-    await firecracker.probe({
+
+  async function probeEngines(): Promise<ProbeResult[]> {
+    const scratch = join(paths.stateDir, "probe");
+    await mkdir(scratch, { recursive: true });
+    const probes: ProbeResult[] = [];
+    // qemu first: its KVM boot probe (a real guest under a deadline, never just /dev/kvm's
+    // existence) is recorded, and firecracker's probe relies on it.
+    onProgress?.({ message: "probing qemu: a KVM boot (up to 8 s), a TCG boot and a command" });
+    const qemuProbe = await qemu.probe({
       scratchDir: scratch,
       ...(rootfs ? { rootfs } : {}),
       deadlineMs: 20_000,
-    }),
-  );
-  probes.push(qemuProbe);
-  onProgress?.({ message: "probing gvisor: a command in a sandbox" });
-  probes.push(
-    await gvisor.probe({
-      scratchDir: scratch,
-      ...(rootfs ? { rootfs } : {}),
-      deadlineMs: 20_000,
-    }),
-  );
-  probes.push(await host.probe());
-  await rm(scratch, { recursive: true, force: true });
+    });
+    onProgress?.({ message: "probing firecracker" });
+    probes.push(
+      await firecracker.probe({
+        scratchDir: scratch,
+        ...(rootfs ? { rootfs } : {}),
+        deadlineMs: 20_000,
+      }),
+    );
+    probes.push(qemuProbe);
+    onProgress?.({ message: "probing gvisor: a command in a sandbox" });
+    probes.push(
+      await gvisor.probe({
+        scratchDir: scratch,
+        ...(rootfs ? { rootfs } : {}),
+        deadlineMs: 20_000,
+      }),
+    );
+    probes.push(await host.probe());
+    await rm(scratch, { recursive: true, force: true });
+    return probes;
+  }
   const isolated = probes.filter((p) => engineOf(p.engine)?.traits.isolated && p.available);
   // As in engine selection: qemu under TCG emulation ranks after gVisor, under a KVM that boots,
   // before it. An available probe says which (QEMU's always names its accel; no other has one).
@@ -136,10 +148,14 @@ export async function runDoctor(
     );
   const best = isolated[0]?.capabilities ?? { vm_boot: false, guest_exec: false, guest_network: false };
   const defEngine = engineOf(def);
-  const net = await probeNetworkModes(
-    defEngine ? { name: defEngine.name, egressPolicy: defEngine.traits.egressPolicy } : null,
-    env,
-  );
+  // A throwaway namespace and nftables table: kept with the engine probes (its tools are in the key).
+  const net =
+    cached?.network ??
+    (await probeNetworkModes(
+      defEngine ? { name: defEngine.name, egressPolicy: defEngine.traits.egressPolicy } : null,
+      env,
+    ));
+  if (!cached) await keepProbes(paths.stateDir, key, probes, net);
   let priority = { nice: DEFAULT_SANDBOX_NICE, detail: "" };
   try {
     const nice = sandboxNice(env);
@@ -181,5 +197,6 @@ export async function runDoctor(
     host_tools: tools,
     ok: def !== null && tools.mmdebstrap !== null,
     problems,
+    probes_cached_at: cached?.at ?? null,
   };
 }

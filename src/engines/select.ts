@@ -1,5 +1,8 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { type Hint, PyroError } from "../core/errors.js";
 import type { PyroPaths } from "../core/paths.js";
+import { noted } from "../util/best-effort.js";
 import { FirecrackerEngine, firecrackerQuickAvailable } from "./firecracker/engine.js";
 import { GvisorEngine } from "./gvisor/engine.js";
 import { findRunsc } from "./gvisor/runsc.js";
@@ -130,12 +133,38 @@ export async function selectEngine(
       if (e) return e;
     }
   }
-  // Last isolated resort: QEMU under TCG emulation (slow, but a real VM boundary).
-  if (await qemuQuickAvailable(paths, env, { requireKvm: false })) return new QemuEngine(paths, env);
+  // Last isolated resort: QEMU under TCG emulation (slow, but a real VM boundary). Not silently:
+  // every start then takes seconds, and the usual cause (no runsc) is one command to fix.
+  if (await qemuQuickAvailable(paths, env, { requireKvm: false })) {
+    noteOnce(
+      paths.stateDir,
+      "qemu-tcg-fallback",
+      "pyro: runsc (gVisor) was not found, so sandboxes run under QEMU with TCG emulation (seconds per start). " +
+        "Install gVisor with `sudo scripts/setup-host.sh` (or point PYRO_RUNSC at runsc); set PYRO_ENGINE=qemu to choose QEMU and not be told again. " +
+        "(Said once for this state dir.)",
+    );
+    return new QemuEngine(paths, env);
+  }
   if (opts.allowHostCompat) return new HostEngine();
   throw new PyroError(
     "no_engine",
     "no isolated engine can run here: runsc (gVisor) was not found and no microVM engine is available",
     FIX,
   );
+}
+
+/**
+ * Writes `message` to stderr the first time `name` is noted in this state dir (a marker file
+ * under `notes/`), so a note that matters reaches the user once instead of on every call.
+ */
+export function noteOnce(stateDir: string, name: string, message: string): void {
+  try {
+    mkdirSync(join(stateDir, "notes"), { recursive: true });
+    writeFileSync(join(stateDir, "notes", name), `${new Date().toISOString()}\n`, { flag: "wx" });
+  } catch (e) {
+    // EEXIST: said before. Anything else (a read-only state dir): say it on every run instead.
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return;
+    noted("the note's marker could not be written: said on every run", e);
+  }
+  process.stderr.write(`${message}\n`);
 }

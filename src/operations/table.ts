@@ -156,10 +156,15 @@ export const OPERATIONS = [
     readOnly: true,
     cli: {
       path: ["doctor"],
-      examples: ["pyro doctor", "pyro doctor --json", "pyro doctor --environment debian:12"],
+      examples: [
+        "pyro doctor",
+        "pyro doctor --json",
+        "pyro doctor --environment debian:12",
+        "pyro doctor --fresh",
+      ],
     },
     handler: async (rt, i, ctx) => ({
-      ...(await rt.doctor(ctx)),
+      ...(await rt.doctor(ctx, { fresh: i.fresh })),
       environment_state: i.environment ? await environmentState(rt, i.environment) : null,
     }),
   }),

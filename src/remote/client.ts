@@ -100,6 +100,13 @@ export class RemoteClient {
   private transportError(e: unknown): PyroError {
     const msg = e instanceof Error ? e.message : String(e);
     if (/\b401\b|unauthori[sz]ed/i.test(msg)) return unauthorized();
+    const cert = certificateProblem(e);
+    if (cert)
+      return new PyroError(
+        "engine_unavailable",
+        `cannot reach the pyro server at ${this.base}: its TLS certificate is not trusted here (${cert})`,
+        "if it is the server's own (self-signed, `pyro mcp serve --tls-cert FILE`) or signed by your own CA, trust that PEM file for this command: `NODE_EXTRA_CA_CERTS=/path/to/cert.pem pyro --remote URL …` (Node reads it at start-up; an SDK program is started with it set)",
+      );
     if (
       /ECONNREFUSED|fetch failed|ENOTFOUND|EAI_AGAIN/.test(msg) ||
       /ECONNREFUSED/.test(String((e as { cause?: unknown })?.cause))
@@ -265,4 +272,22 @@ export class RemoteClient {
     if (!res.ok) throw new PyroError("engine_failure", `fetching the export failed (${res.status})`);
     return Buffer.from(await res.arrayBuffer());
   }
+}
+
+/** Node's codes for a certificate it will not trust (OpenSSL's names), anywhere in a cause chain. */
+const CERT_CODES =
+  /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CERT_UNTRUSTED|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
+/**
+ * "fetch failed" is all a failed TLS handshake says at the top; the reason (a self-signed
+ * certificate, an unknown CA, a wrong name) is in its cause. Returns that reason, or undefined.
+ */
+export function certificateProblem(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; cur && depth < 8; depth++) {
+    const x = cur as { code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof x.code === "string" && CERT_CODES.test(x.code))
+      return typeof x.message === "string" && x.message ? `${x.code}: ${x.message}` : x.code;
+    cur = x.cause;
+  }
+  return undefined;
 }

@@ -142,10 +142,10 @@ export class Runtime {
     return { removed: [...envs.removed, ...vm.removed], bytes_freed: envs.bytes_freed + vm.bytes_freed };
   }
 
-  async doctor(ctx: CallContext = {}) {
+  async doctor(ctx: CallContext = {}, opts: { fresh?: boolean } = {}) {
     // The doctor probes every engine: loaded only for it (see pruneEnvironments).
     const { runDoctor } = await import("../doctor/doctor.js");
-    return runDoctor(this.paths, this.envs, this.deps.env, ctx.onProgress);
+    return runDoctor(this.paths, this.envs, this.deps.env, ctx.onProgress, opts);
   }
 
   async pullEnvironment(name: string, ctx: CallContext = {}) {

@@ -293,7 +293,7 @@ export class Pyro {
   pruneEnvironments(options: { all?: boolean } = {}): Promise<{ removed: string[]; bytes_freed: number }> {
     return this.#method("env_prune", snake(options));
   }
-  doctor(options: { environment?: string } = {}): Promise<DoctorReport> {
+  doctor(options: { environment?: string; fresh?: boolean } = {}): Promise<DoctorReport> {
     return this.#method("doctor", snake(options));
   }
   /** Builds the environment and runs one throwaway sandbox so the first real call starts warm. */
