@@ -44,9 +44,7 @@ export const ttl_seconds = z
   .describe("Seconds until the sandbox expires and is reaped. Default 600.");
 export const network = z
   .boolean()
-  .describe(
-    "Network access for the guest (network_policy=egress). Default false: loopback only.",
-  );
+  .describe("Network access for the guest (network_policy=egress). Default false: loopback only.");
 export const allow_host_compat = z
   .boolean()
   .describe(

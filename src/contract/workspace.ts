@@ -26,9 +26,7 @@ export const workspaceId = z.string().max(20_000).describe("Workspace id (ws_…
 export const workspaceName = z
   .string()
   .max(63)
-  .describe(
-    "A name, unique among your workspaces, usable in place of the id.",
-  );
+  .describe("A name, unique among your workspaces, usable in place of the id.");
 export const workspaceLabels = z
   .record(z.string().max(63), z.string().max(256))
   .describe('Labels: string keys and values, e.g. {"task": "123"}.');
