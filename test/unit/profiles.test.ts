@@ -61,8 +61,11 @@ test("profiles: vm-run < workspace-core (the default) < workspace-full (under 40
       "vm_status",
       "vm_network_info",
       "vm_reap_expired",
+      "vm_list",
+      "workspace_sync_push",
+      "workspace_snapshot_delete",
     ],
-    "workspace-full leaves out only the vm_* lifecycle",
+    "workspace-full leaves out the vm_* lifecycle, sync push and snapshot delete",
   );
   assert.deepEqual(profileTools("all"), ALL_TOOLS);
   assert.deepEqual(profileTools(), core);
