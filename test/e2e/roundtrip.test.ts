@@ -303,7 +303,7 @@ async function mcpFace(env: NodeJS.ProcessEnv, root: string): Promise<Face> {
   const transport = new StdioClientTransport({
     command: process.execPath,
     // Exports land in the test's host dir (strictly below it), as the scenario expects.
-    args: [CLI, "mcp", "serve", "--allow-path", root, "--export-dir", root],
+    args: [CLI, "mcp", "serve", "--profile", "all", "--allow-path", root, "--export-dir", root],
     env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
     cwd: root,
     stderr: "pipe",
