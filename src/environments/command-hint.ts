@@ -49,7 +49,7 @@ export function commandHint(r: {
   if (have.includes(r.environment)) return undefined;
   if (have.length === 0)
     return `${COMMAND_HINT_PREFIX}${name} is in none of pyro's catalog environments (${CATALOG.map((c) => c.name).join(", ")}); an OCI image that has it can be the environment`;
-  return `${COMMAND_HINT_PREFIX}${name} is not in ${r.environment}; catalog environments that have it: ${have.join(", ")} (choose one with environment="${have[0]}")`;
+  return `${COMMAND_HINT_PREFIX}${name} is not in ${r.environment}; catalog environments that have it: ${have.join(", ")} (run it in ${have[0]} instead)`;
 }
 
 /**

@@ -46,7 +46,7 @@ test("python3 in debian:12 names debian:12-build", () => {
   const note = commandHint(run());
   assert.ok(note?.startsWith(COMMAND_HINT_PREFIX), note);
   assert.match(note!, /python3 is not in debian:12; catalog environments that have it: debian:12-build/);
-  assert.match(note!, /environment="debian:12-build"/);
+  assert.match(note!, /run it in debian:12-build instead/);
 });
 
 test("no hint but on 127, nor where the environment declares the command", () => {
