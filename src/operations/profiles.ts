@@ -79,9 +79,9 @@ const PROFILE_TOOLS: Record<
   // output_read pages what vm_run's output budget left out: the budget's other half.
   "vm-run": ["vm_run", "output_read"],
   "workspace-core": CORE,
-  // Shells, services, snapshots, network, secrets, sync push, environments: all a model uses.
+  // Shells, services, snapshots, disk tools, network, secrets, environments: all a model uses.
   "workspace-full": { except: [...VM_LIFECYCLE, ...FULL_LEAVES_OUT] },
-  // For programs (the SDK's remote mode, scripts), not models: 46 tools.
+  // For programs (the SDK's remote mode, scripts), not models: every MCP tool.
   all: "every MCP tool",
 };
 

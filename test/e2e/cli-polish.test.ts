@@ -3,13 +3,13 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   CLI,
   gvisorSkipReason,
   runCli,
   runCliJson,
+  selfSignedCert,
   skipped,
   withHostDir,
   withTestState,
@@ -105,26 +105,7 @@ describe("a remote server's TLS certificate", () => {
   test("a self-signed certificate is named as such, with NODE_EXTRA_CA_CERTS as the fix (and that fix works)", async (t) => {
     if (spawnSync("openssl", ["version"]).status !== 0) return skipped(t, "openssl not installed");
     await withHostDir("pyro-tls-", async (dir) => {
-      const cert = join(dir, "cert.pem");
-      const key = join(dir, "key.pem");
-      const made = spawnSync("openssl", [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ]);
-      assert.equal(made.status, 0, String(made.stderr));
+      const { cert, key } = selfSignedCert(dir);
       // Any HTTPS server with that certificate: the handshake fails before pyro's protocol starts.
       const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (_q, r) => {
         r.writeHead(404);

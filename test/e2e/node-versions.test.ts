@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { CLI, gvisorSkipReason, REPO, skipped, testEnv } from "../helpers.js";
 import { nodeBinary } from "../node-binary.js";
+import { sh } from "../pack.js";
 
 /**
  * pyro on each supported Node LTS line, not just the Node running this suite: the unit tests,
@@ -16,18 +16,9 @@ import { nodeBinary } from "../node-binary.js";
 
 const LINES = [22, 24] as const;
 
-function run(
-  file: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs: number,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(file, args, { cwd: REPO, env, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      res({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
+/** A command in the checkout, with its env and a deadline (test/pack.ts's sh). */
+const run = (file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number) =>
+  sh(file, args, { cwd: REPO, env, timeoutMs });
 
 for (const major of LINES) {
   // Fetched on the first test's call; the other two wait for the same promise.

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdir, readFile, realpath, rm, symlink } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { gvisorSkipReason, REPO, withHostDir } from "../helpers.js";
+import { sh as run } from "../pack.js";
 
 /**
  * The package as a new user gets it: `npm pack` (of the built tree: --ignore-scripts skips
@@ -13,22 +13,6 @@ import { gvisorSkipReason, REPO, withHostDir } from "../helpers.js";
  * whose sandbox init is missing from the package so it is compiled from guest/*.c on first
  * use. Dependencies come from npm's cache when it has them (--prefer-offline).
  */
-
-function run(
-  file: string,
-  args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(
-      file,
-      args,
-      { cwd: opts.cwd, env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) =>
-        res({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 test("npm pack → npm install -g --prefix TMP → the installed pyro works", { timeout: 120_000 }, async (t) => {
   const version = (JSON.parse(await readFile(join(REPO, "package.json"), "utf8")) as { version: string })

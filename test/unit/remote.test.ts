@@ -8,7 +8,7 @@ import { parseListen, startHttpServer } from "../../src/remote/http.js";
 import { originGuard, parseAllowedHost, parseAllowedOrigin } from "../../src/remote/origin.js";
 import { Runtime } from "../../src/runtime/runtime.js";
 import { TokenStore } from "../../src/tenants/tokens.js";
-import { tempDir } from "../helpers.js";
+import { selfSignedCert, tempDir } from "../helpers.js";
 
 /** In-process checks of the HTTP layer and the token store: no engine, no sandbox. */
 
@@ -277,30 +277,7 @@ test("HTTP with --tls-cert/--tls-key: HTTPS with the given certificate; one with
   const rt = await runtime();
   const dir = await tempDir("pyro-remote-tls-");
   dirs.push(dir);
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  const { execFileSync } = await import("node:child_process");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    { stdio: "ignore" },
-  );
+  const { cert, key } = selfSignedCert(dir);
   await assert.rejects(
     startHttpServer({ listen: "127.0.0.1:0", runtime: rt, tlsCert: cert, log: () => undefined }),
     /--tls-cert and --tls-key go together/,
