@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PyroError, toPyroError } from "../core/errors.js";
+import { type PyroError, toPyroError } from "../core/errors.js";
 import { execChannel, runOverChannel, sandboxDeathError } from "../engines/channel.js";
 import { writeExpiry } from "../engines/expiry.js";
 import type { ExecOutcome, ExecRequest, ExecutionMode, SandboxHandle } from "../engines/types.js";
@@ -9,7 +9,7 @@ import { DEFAULT_RUNTIME, type RuntimeConfig, userOf } from "../environments/run
 import { ENGINE_CAPTURE_BYTES, finishRecording } from "../output/command.js";
 import type { CommandRecorder } from "../output/recorder.js";
 import { recordProblem, type StoredHandle } from "../sandbox/handle-check.js";
-import { RecordStore } from "../sandbox/record-store.js";
+import type { RecordStore } from "../sandbox/record-store.js";
 import { ignore } from "../util/best-effort.js";
 import { pidAlive } from "../util/proc.js";
 import {
@@ -22,6 +22,7 @@ import {
   markFailed,
   startCommand,
 } from "./command-log.js";
+import { plainWorkspaceStore } from "./plain-store.js";
 import { snapshotOpPath } from "./snapshot-op.js";
 
 /**
@@ -280,20 +281,12 @@ export function plainExec(workspacesDir: string, id: string, timeoutSeconds: num
   // The engine's check before an exec: a dead sandbox is the full path's to mark failed.
   if (!channel?.alive()) return undefined;
   const t0 = performance.now();
-  const records = new RecordStore<PlainRecord>({
-    root: workspacesDir,
-    kind: "ws",
-    file: "workspace.json",
-    idOf: (r) => r.workspace_id,
-    notFound: (i) => new PyroError("not_found", `no workspace with id ${i}`),
-    unreadable: (i, why) => new PyroError("invalid_state", `workspace ${i} is damaged (${why})`),
-    schema: {
-      safeParse: (raw) => {
-        const why = shapeProblem(raw);
-        return why
-          ? { success: false, error: { issues: [{ path: [], message: why }] } }
-          : { success: true, data: raw as PlainRecord };
-      },
+  const records = plainWorkspaceStore<PlainRecord>(workspacesDir, {
+    safeParse: (raw) => {
+      const why = shapeProblem(raw);
+      return why
+        ? { success: false, error: { issues: [{ path: [], message: why }] } }
+        : { success: true, data: raw as PlainRecord };
     },
   });
   return {

@@ -3,15 +3,15 @@ import { join } from "node:path";
 import type * as z from "zod";
 import { NETWORK_POLICIES } from "../contract/defaults.js";
 import type { WorkspaceSummary } from "../contract/workspace.js";
-import { PyroError } from "../core/errors.js";
 import { runningByPid } from "../engines/channel.js";
 import type { SandboxHandle } from "../engines/types.js";
 import { isPast } from "../sandbox/context.js";
 import { diskFault } from "../sandbox/disk.js";
 import { recordProblem } from "../sandbox/handle-check.js";
-import { type RecordEntry, RecordStore } from "../sandbox/record-store.js";
+import type { RecordEntry } from "../sandbox/record-store.js";
 import { ignore } from "../util/best-effort.js";
 import { type Owner, ownerAlive } from "../util/owner.js";
+import { plainWorkspaceStore } from "./plain-store.js";
 
 /**
  * `workspace list`, as far as its views are shared by WorkspaceManager.list (every face) and
@@ -211,22 +211,17 @@ function summary(r: ListRecord, state: string, reason: string | null): Summary {
  * it reads are handled as the full path handles them (RecordStore.list).
  */
 export async function plainList(workspacesDir: string): Promise<Summary[] | undefined> {
-  const store = new RecordStore<ListRecord & { expires_at: string }>({
-    root: workspacesDir,
-    kind: "ws",
-    file: "workspace.json",
-    idOf: (r) => r.workspace_id,
-    notFound: (id) => new PyroError("not_found", `no workspace with id ${id}`),
-    unreadable: (id, why) => new PyroError("invalid_state", `workspace ${id} is damaged (${why})`),
-    schema: {
+  const store = plainWorkspaceStore<ListRecord & { expires_at: string }>(
+    workspacesDir,
+    {
       safeParse: (raw) => {
         if (!plainRecordShape(raw)) throw new Decline();
         return { success: true, data: raw as ListRecord };
       },
     },
     // The record core's load check (sandbox/records.ts), as it applies it to workspaces.
-    check: (id, dir, r) => recordProblem("workspace_id", r.workspace_id, id, dir, r.handle, true),
-  });
+    (id, dir, r) => recordProblem("workspace_id", r.workspace_id, id, dir, r.handle, true),
+  );
   try {
     const all = await store.list<Summary>(
       async (r) => {
