@@ -55,6 +55,7 @@ import { rootfsSource } from "./rootfs.js";
 import {
   findRunsc,
   globalFlags,
+  hasGoferNetnsFlag,
   pidAlive,
   type RunscFlags,
   runsc,
@@ -191,7 +192,11 @@ export class GvisorEngine implements Engine {
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
-    return { binary, global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel) };
+    const goferNetns = await hasGoferNetnsFlag(binary);
+    return {
+      binary,
+      global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel, goferNetns),
+    };
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {

@@ -50,12 +50,17 @@ export function globalFlags(
   env: NodeJS.ProcessEnv = process.env,
   rootless: boolean = runscRootless(),
   execChannel = false,
+  goferNetnsFlag = false,
 ): string[] {
   const flags = [
     `--root=${root}`,
     `--network=${network === true ? "host" : network === false ? "none" : network}`,
     "--overlay2=root:memory",
   ];
+  // Newer runsc pins one empty network namespace for all gofers by bind-mounting it at
+  // `<root>/null-netns`: a mount that outlives every sandbox and makes the state dir
+  // unremovable (EBUSY). A namespace per gofer is what older runsc did and leaves nothing.
+  if (goferNetnsFlag) flags.push("--gofer-network-namespace=new");
   if (rootless) flags.push("--rootless");
   // The init's exec channel: the guest may create (never open) host Unix sockets, in the
   // host directories bound into it (all under the sandbox's own state). See exec-channel.ts.
@@ -67,6 +72,21 @@ export function globalFlags(
 /** Every runsc call, with the minimal environment (sandboxProcessEnv) unless one is given. */
 export function runsc(flags: RunscFlags, args: string[], opts: CaptureOptions = {}): Promise<CaptureResult> {
   return runCapture(flags.binary, [...flags.global, ...args], { env: sandboxProcessEnv(), ...opts });
+}
+
+const goferNetnsProbe = new Map<string, Promise<boolean>>();
+
+/** Whether this runsc knows `--gofer-network-namespace` (asked once per binary and process). */
+export function hasGoferNetnsFlag(binary: string): Promise<boolean> {
+  let p = goferNetnsProbe.get(binary);
+  if (!p) {
+    p = runCapture(binary, ["--gofer-network-namespace=new", "--version"], { timeoutMs: 5000 }).then(
+      (r) => r.exitCode === 0,
+      () => false,
+    );
+    goferNetnsProbe.set(binary, p);
+  }
+  return p;
 }
 
 export async function runscVersion(binary: string): Promise<string | undefined> {
