@@ -99,9 +99,15 @@ fi
 fetch_debian_runsc
 
 if [ "$source" = debian ]; then
-  v="$(runsc_date "$RUNSC_DEST" || true)"
-  if [ -n "$v" ] && [ "$v" -ge "$MIN_RUNSC_DATE" ]; then
-    log "runsc already installed: $("$RUNSC_DEST" --version | head -1)"
+  # A runsc new enough already in place (this script's, or gVisor's own apt package in
+  # /usr/bin) is kept: Debian's is no newer.
+  have=""
+  for r in "$RUNSC_DEST" "$(command -v runsc || true)"; do
+    v="$(runsc_date "$r" || true)"
+    if [ -n "$v" ] && [ "$v" -ge "$MIN_RUNSC_DATE" ]; then have="$r"; break; fi
+  done
+  if [ -n "$have" ]; then
+    log "runsc already installed: $("$have" --version | head -1) at $have"
   else
     put "$OLD_DEST" "$RUNSC_DEST"
     log "installed $("$RUNSC_DEST" --version | head -1) at $RUNSC_DEST (no containerd shim without Go)"

@@ -164,7 +164,7 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
         // Which build is in use and what it brings (the old runsc's missing features name their release).
         ...(e.binary
           ? [
-              `    ${e.binary} ${e.version}: ${e.features.length ? e.features.map((f: Any) => `${f.name} ${f.enabled ? "yes" : "no"}`).join(", ") : "no optional features"}`,
+              `    ${e.binary} (${e.version}): ${e.features.length ? e.features.map((f: Any) => `${f.name} ${f.enabled ? "yes" : "no"}`).join(", ") : "no optional features"}`,
             ]
           : []),
       ]),

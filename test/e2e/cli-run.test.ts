@@ -391,7 +391,7 @@ test("pyro doctor --json reports platform, KVM, a working gVisor, paths and capa
     assert.match(human.stdout, /✓ gvisor/);
     assert.ok(
       human.stdout.includes(
-        `    ${runscPath} ${said}: netstack ${g.features[0]!.enabled ? "yes" : "no"}, systrap_idle`,
+        `    ${runscPath} (${said}): netstack ${g.features[0]!.enabled ? "yes" : "no"}, systrap_idle`,
       ),
       human.stdout,
     );

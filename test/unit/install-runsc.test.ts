@@ -142,7 +142,7 @@ test("without Go, Debian's runsc is used; a host set up before keeps its Debian 
   assert.equal(await h.builds(), 0);
   assert.equal(h.version(join(h.bin, "runsc-20240729")), "runsc version 0.0~20240729.0");
   assert.equal(h.version(join(h.bin, "runsc")), "runsc version 0.0~20240729.0");
-  assert.match(debian.stderr, /runsc already installed: runsc version 0\.0~20240729\.0/);
+  assert.match(debian.stderr, /runsc already installed: runsc version 0\.0~20240729\.0 at /);
   // Then with Go: the new build takes the destination, the old one stays beside it.
   const go = h.run();
   assert.equal(go.status, 0, go.stderr);

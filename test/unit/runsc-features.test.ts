@@ -133,5 +133,5 @@ test("runscSupports runs the binary once per file identity, and a later process 
   assert.equal(await count(), 2);
   // PYRO_RUNSC names the binary as the engine finds it; no runsc at all means no feature.
   assert.equal(await runscSupports("netstack", { env: { PYRO_RUNSC: bin, PATH: "" } }), true);
-  assert.equal(await runscSupports("netstack", { env: { PATH: join(dir, "empty") } }), false);
+  assert.equal(await runscSupports("netstack", { env: { PYRO_RUNSC: join(dir, "missing") } }), false);
 });
