@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pyro's engines need on a Debian 12 host. Idempotent; needs root (or sudo).
-#   - runsc (gVisor) from Debian trixie: bookworm's build fails statx on directories.
-#     Fetched with a private apt list so the host's apt configuration is left untouched.
+#   - runsc (gVisor) and containerd-shim-runsc-v1 built from the gVisor pinned in
+#     scripts/gvisor-build/go.mod where Go is present (kept per version, so a second run does
+#     not rebuild), Debian trixie's runsc where it is not; Debian's is also kept beside it as
+#     runsc-20240729 (scripts/install-runsc.sh).
 #   - mmdebstrap to build environment root filesystems from Debian packages.
 #   - umoci to unpack OCI images (and, for the tests, skopeo and docker-registry).
 #   - What pyro needs to run as an ordinary user (no root after this script): uidmap
@@ -18,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --user) [ $# -ge 2 ] || { echo "setup-host: --user needs a user name" >&2; exit 2; }; users+=("$2"); shift 2 ;;
     --user=*) users+=("${1#--user=}"); shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup-host: unknown argument $1 (usage: setup-host.sh [--user NAME]...)" >&2; exit 2 ;;
   esac
 done
@@ -26,8 +28,6 @@ if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then users+=("$SUDO_USER
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-RUNSC_DEST="${PYRO_RUNSC_DEST:-/usr/local/bin/runsc}"
-MIN_RUNSC_DATE=20240729
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 
@@ -42,33 +42,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-runsc_ok() {
-  [ -x "$RUNSC_DEST" ] || return 1
-  local v
-  v="$("$RUNSC_DEST" --version 2>/dev/null | sed -n 's/^runsc version release-\([0-9]\{8\}\).*/\1/p; s/^runsc version 0.0~\([0-9]\{8\}\).*/\1/p' | head -1)"
-  [ -n "$v" ] && [ "$v" -ge "$MIN_RUNSC_DATE" ]
-}
-
-if runsc_ok; then
-  log "runsc already installed: $("$RUNSC_DEST" --version | head -1)"
-else
-  log "fetching runsc from Debian trixie"
-  tmp="$(mktemp -d)"; chmod 755 "$tmp"
-  trap 'rm -rf "$tmp"' EXIT
-  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
-  cat >"$tmp/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-SRC
-  apt_opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=-"
-            -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o "APT::Get::List-Cleanup=0"
-            -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-  $SUDO apt-get "${apt_opts[@]}" update -qq
-  (cd "$tmp" && $SUDO apt-get "${apt_opts[@]}" download -qq runsc)
-  $SUDO chmod -R a+rwX "$tmp"
-  dpkg-deb -x "$tmp"/runsc_*.deb "$tmp/root"
-  $SUDO install -m 0755 "$tmp/root/usr/bin/runsc" "$RUNSC_DEST"
-  log "installed $("$RUNSC_DEST" --version | head -1) at $RUNSC_DEST"
-fi
+bash "$(cd "$(dirname "$0")" && pwd)/install-runsc.sh"
 
 # --- QEMU microVM engine (PYRO_ENGINE=qemu; the default only where KVM really boots guests):
 #     QEMU and qemu-img, a static busybox for the guest initramfs, e2fsprogs for the guest disk

@@ -159,7 +159,15 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
       r.probes_cached_at
         ? `engines:     (probed ${r.probes_cached_at}; reused, as nothing they depend on changed: --fresh probes again)`
         : "engines:",
-      ...r.engines.map((e: Any) => `  ${e.available ? "✓" : "✗"} ${e.engine.padEnd(12)} ${e.detail}`),
+      ...r.engines.flatMap((e: Any) => [
+        `  ${e.available ? "✓" : "✗"} ${e.engine.padEnd(12)} ${e.detail}`,
+        // Which build is in use and what it brings (the old runsc's missing features name their release).
+        ...(e.binary
+          ? [
+              `    ${e.binary} (${e.version}): ${e.features.length ? e.features.map((f: Any) => `${f.name} ${f.enabled ? "yes" : "no"}`).join(", ") : "no optional features"}`,
+            ]
+          : []),
+      ]),
       `default:     ${r.default_engine ?? "none (no isolated engine works)"}`,
       `capabilities: vm_boot=${r.capabilities.vm_boot} guest_exec=${r.capabilities.guest_exec} guest_network=${r.capabilities.guest_network}`,
       `networking:  default ${r.networking.default}; modes ${r.networking.available_modes.join(", ")}`,

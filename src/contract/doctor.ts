@@ -24,6 +24,16 @@ export const EngineReport = z.object({
   detail: z.string(),
   probe_ms: z.number().nullable(),
   capabilities: z.object({ vm_boot: z.boolean(), guest_exec: z.boolean(), guest_network: z.boolean() }),
+  binary: z
+    .string()
+    .nullable()
+    .describe("The program the engine drives (gVisor: runsc) as found; null when not found or none."),
+  version: z.string().nullable().describe("What that program says its version is (`runsc --version`)."),
+  features: z
+    .array(z.object({ name: z.string(), enabled: z.boolean(), detail: z.string() }))
+    .describe(
+      "What that version enables (gVisor: `netstack`, its own network stack in the sandbox's namespace, from release-20240807.0; `systrap_idle`, idle sandboxes that park, from release-20260622.0); empty where the engine has none to report.",
+    ),
 });
 export const DoctorResult = z.object({
   platform: z.object({

@@ -166,6 +166,15 @@ export interface ProbeResult {
   probeMs?: number;
   capabilities: { vm_boot: boolean; guest_exec: boolean; guest_network: boolean };
   extra?: Record<string, unknown>;
+  /**
+   * The program the engine drives (runsc for gVisor) as found, its version, and what that
+   * version enables: `pyro doctor` shows it under the engine. Absent when not found.
+   */
+  runtime?: {
+    binary: string;
+    version: string;
+    features: { name: string; enabled: boolean; detail: string }[];
+  };
 }
 
 export interface ProbeOptions {

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { test } from "node:test";
+import { parseRunscVersion, runscFeatures } from "../../src/engines/gvisor/features.js";
+import { findRunsc } from "../../src/engines/gvisor/runsc.js";
 import {
   assertNoSandboxes,
   CLI,
@@ -352,6 +354,9 @@ test("pyro doctor --json reports platform, KVM, a working gVisor, paths and capa
         available: boolean;
         detail: string;
         capabilities: Record<string, boolean>;
+        binary: string | null;
+        version: string | null;
+        features: { name: string; enabled: boolean; detail: string }[];
       }[];
       default_engine: string;
       paths: { cache_dir: string; state_dir: string; environments_dir: string };
@@ -368,6 +373,12 @@ test("pyro doctor --json reports platform, KVM, a working gVisor, paths and capa
     assert.ok(g, "no gvisor engine report");
     assert.equal(g.available, true, g.detail);
     assert.equal(g.capabilities.guest_exec, true);
+    // Which runsc is in use, what it says its version is, and what that version enables.
+    const runscPath = await findRunsc(env);
+    assert.ok(runscPath && g.binary === runscPath, `runsc ${g.binary} (found: ${runscPath})`);
+    const said = spawnSync(runscPath, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0]!.trim();
+    assert.equal(g.version, said);
+    assert.deepEqual(g.features, runscFeatures(parseRunscVersion(said)));
     assert.equal(d.default_engine, "gvisor");
     assert.equal(d.paths.state_dir, stateDir);
     assert.ok(d.paths.environments_dir.startsWith(d.paths.cache_dir));
@@ -378,6 +389,12 @@ test("pyro doctor --json reports platform, KVM, a working gVisor, paths and capa
     assert.equal(human.code, 0);
     assert.match(human.stdout, /kvm: +exists=/);
     assert.match(human.stdout, /✓ gvisor/);
+    assert.ok(
+      human.stdout.includes(
+        `    ${runscPath} (${said}): netstack ${g.features[0]!.enabled ? "yes" : "no"}, systrap_idle`,
+      ),
+      human.stdout,
+    );
   });
 });
 

@@ -264,6 +264,7 @@ describe("docs/public-contract.md matches the code", () => {
       commands: F.WorkspaceSummaryResult.shape.commands,
       exports: F.WorkspaceSummaryResult.shape.exports,
       snapshot_activity: F.WorkspaceSummaryResult.shape.snapshot_activity,
+      "engines[]": S.EngineReport,
     };
     const table = rows(section(section(contract, "Result fields"), "Nested objects", 3));
     assert.deepEqual(sorted(table.map((r) => ticks(r[0])[0]!)), sorted(Object.keys(nested)));

@@ -32,6 +32,10 @@ test("npm pack → npm install -g --prefix TMP → the installed pyro works", { 
       "guest/agent.c",
       "guest/sandbox-init.c",
       "scripts/setup-host.sh",
+      // setup-host.sh builds the pinned gVisor from these.
+      "scripts/install-runsc.sh",
+      "scripts/gvisor-build/go.mod",
+      "scripts/gvisor-build/go.sum",
       "package.json",
     ])
       assert.ok(files.includes(f), `the tarball has ${f}`);

@@ -49,6 +49,7 @@ import {
 } from "./bundle.js";
 import { deathCause, runOverChannel, sandboxDeathError } from "./channel-run.js";
 import { ChannelUnavailable, channelPing } from "./exec-channel.js";
+import { MIN_RUNSC_DATE, runscFeatures, runscTooOld } from "./features.js";
 import { type GvisorHandleData, gvisorData, gvisorDataOrUndefined, handleMayHaveNetwork } from "./handle.js";
 import { hostPidsLimit, pidsLimit } from "./pids.js";
 import { rootfsSource } from "./rootfs.js";
@@ -58,14 +59,14 @@ import {
   hasGoferNetnsFlag,
   pidAlive,
   type RunscFlags,
+  readRunscVersion,
   runsc,
   runscRootless,
   runscState,
-  runscVersion,
 } from "./runsc.js";
 
-const MIN_RUNSC_DATE = 20240729;
-const SETUP_HINT = "run `sudo scripts/setup-host.sh` (installs Debian trixie's runsc), or set PYRO_RUNSC";
+const SETUP_HINT =
+  "run `sudo scripts/setup-host.sh` (builds the pinned gVisor, or installs Debian trixie's runsc without Go), or set PYRO_RUNSC";
 
 /**
  * argv run through the sandbox init with a deadline: `/.pyro/init run --deadline-ms N -- argv`,
@@ -98,11 +99,6 @@ function handlePids(handle: SandboxHandle): number {
 /** Container names carry a prefix so `runsc list` shows which sandboxes are pyro's. */
 export function containerId(id: string): string {
   return `pyro-${id}`;
-}
-
-function runscDate(version: string): number | undefined {
-  const m = /(?:release-|0\.0~)(\d{8})/.exec(version);
-  return m ? Number(m[1]) : undefined;
 }
 
 export class GvisorEngine implements Engine {
@@ -210,14 +206,19 @@ export class GvisorEngine implements Engine {
   async probe(opts: ProbeOptions): Promise<ProbeResult> {
     const binary = await findRunsc(this.env);
     if (!binary) return unavailable(this.name, `runsc not found; ${SETUP_HINT}`);
-    const version = (await runscVersion(binary)) ?? "unknown";
-    const date = runscDate(version);
-    if (date !== undefined && date < MIN_RUNSC_DATE) {
-      return unavailable(
-        this.name,
-        `${binary} is ${version}, older than ${MIN_RUNSC_DATE} (fails statx on directories); ${SETUP_HINT}`,
-        { binary, version },
-      );
+    const parsed = await readRunscVersion(binary);
+    const version = parsed.text;
+    // Which runsc, and what its version enables: doctor reports it for every probe outcome.
+    const runtime = { binary, version, features: runscFeatures(parsed) };
+    if (runscTooOld(parsed)) {
+      return {
+        ...unavailable(
+          this.name,
+          `${binary} is ${version}, older than ${MIN_RUNSC_DATE} (fails statx on directories); ${SETUP_HINT}`,
+          { binary, version },
+        ),
+        runtime,
+      };
     }
     if (!opts.rootfs) {
       return {
@@ -226,6 +227,7 @@ export class GvisorEngine implements Engine {
         detail: `${binary} (${version}) found; not test-run because no environment is installed yet`,
         capabilities: { vm_boot: false, guest_exec: false, guest_network: true },
         extra: { binary, version, tested: false },
+        runtime,
       };
     }
     const probe = await runProbeCommand(this, {
@@ -235,7 +237,7 @@ export class GvisorEngine implements Engine {
       timeoutMs: opts.deadlineMs ?? 20_000,
     });
     if (probe.error !== undefined) {
-      return unavailable(this.name, `test sandbox failed: ${probe.error}`);
+      return { ...unavailable(this.name, `test sandbox failed: ${probe.error}`), runtime };
     }
     const r = probe.outcome;
     // Said where it changes what a user gets: no cgroups are set up without root.
@@ -249,6 +251,7 @@ export class GvisorEngine implements Engine {
       probeMs: r.execMs,
       capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : NO_CAPABILITIES,
       extra: { binary, version, tested: true },
+      runtime,
     };
   }
 

@@ -1,3 +1,7 @@
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { ignore } from "../../util/best-effort.js";
+import { readJson, writeJsonAtomic } from "../../util/json-store.js";
 import {
   type CaptureOptions,
   type CaptureResult,
@@ -5,6 +9,7 @@ import {
   sandboxProcessEnv,
   which,
 } from "../../util/proc.js";
+import { parseRunscVersion, type RunscFeature, type RunscVersion, versionSupports } from "./features.js";
 
 /**
  * Process plumbing for the runsc CLI. Global flags must be byte-identical on every call for
@@ -96,6 +101,53 @@ export async function runscVersion(binary: string): Promise<string | undefined> 
   } catch {
     return undefined;
   }
+}
+
+/** What `runsc --version` said, per binary, in this process: keyed by the file's identity. */
+const versions = new Map<string, { id: string; version: RunscVersion }>();
+
+/**
+ * The runsc binary's version, parsed (features.ts). Running it costs ~30 ms (a Go binary's
+ * start), so the answer is kept per file identity (path, size, mtime, inode): in this
+ * process, and with `cacheDir` in `<cacheDir>/gvisor/runsc-version.json` for the next one
+ * (a CLI call is one short process). A replaced binary has another identity and is run again.
+ */
+export async function readRunscVersion(binary: string, cacheDir?: string): Promise<RunscVersion> {
+  const s = await stat(binary).catch(ignore("a missing binary has no version to keep"));
+  const id = s ? `${binary}:${s.size}:${Math.round(s.mtimeMs)}:${s.ino}` : "";
+  const mine = versions.get(binary);
+  if (id && mine?.id === id) return mine.version;
+  const file = cacheDir ? join(cacheDir, "gvisor", "runsc-version.json") : undefined;
+  if (id && file) {
+    const kept = await readJson<{ id: string; text: string }>(file).catch(ignore("a damaged file is a miss"));
+    if (kept?.id === id && typeof kept.text === "string") {
+      const version = parseRunscVersion(kept.text);
+      versions.set(binary, { id, version });
+      return version;
+    }
+  }
+  const text = (await runscVersion(binary)) ?? "";
+  const version = parseRunscVersion(text);
+  if (id && text) {
+    versions.set(binary, { id, version });
+    if (file)
+      await writeJsonAtomic(file, { id, text }).catch(ignore("not kept: the next process asks runsc"));
+  }
+  return version;
+}
+
+/**
+ * Whether the runsc pyro uses (PYRO_RUNSC or PATH, as the engine finds it; or `binary`) has
+ * this feature (features.ts RUNSC_FEATURES): the one question code choosing a route or a
+ * platform asks. False when there is no runsc or its version says no date.
+ */
+export async function runscSupports(
+  feature: RunscFeature,
+  opts: { binary?: string; cacheDir?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<boolean> {
+  const binary = opts.binary ?? (await findRunsc(opts.env));
+  if (!binary) return false;
+  return versionSupports(await readRunscVersion(binary, opts.cacheDir), feature);
 }
 
 /** runsc state's JSON, or undefined when the container does not exist. */
