@@ -57,7 +57,7 @@ test("features by version: the Debian build has neither, the release and the go 
   const debian = parseRunscVersion(DEBIAN);
   const release = parseRunscVersion(RELEASE);
   const go = parseRunscVersion(GO);
-  assert.deepEqual(RUNSC_FEATURE_NAMES, ["netstack", "systrap_idle"]);
+  assert.deepEqual(RUNSC_FEATURE_NAMES, ["netstack", "systrap_idle", "gofer_netns"]);
   for (const f of RUNSC_FEATURE_NAMES) {
     assert.equal(versionSupports(debian, f), false, `debian ${f}`);
     assert.equal(versionSupports(release, f), true, `release ${f}`);
@@ -77,6 +77,7 @@ test("features by version: the Debian build has neither, the release and the go 
     [
       ["netstack", false],
       ["systrap_idle", false],
+      ["gofer_netns", false],
     ],
   );
   assert.match(listed[0]!.detail, /^not in runsc version 0\.0~20240729\.0: .*release-20240807\.0/);

@@ -56,13 +56,13 @@ import { rootfsSource } from "./rootfs.js";
 import {
   findRunsc,
   globalFlags,
-  hasGoferNetnsFlag,
   pidAlive,
   type RunscFlags,
   readRunscVersion,
   runsc,
   runscRootless,
   runscState,
+  runscSupports,
 } from "./runsc.js";
 
 const SETUP_HINT =
@@ -188,7 +188,7 @@ export class GvisorEngine implements Engine {
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
-    const goferNetns = await hasGoferNetnsFlag(binary);
+    const goferNetns = await runscSupports("gofer_netns", { binary, cacheDir: this.cacheDir });
     return {
       binary,
       global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel, goferNetns),

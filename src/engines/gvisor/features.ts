@@ -45,6 +45,11 @@ export const RUNSC_FEATURES = {
     detail:
       "idle sandboxes park under the systrap platform instead of polling (release-20260622.0, gVisor commit 32f98f20c)",
   },
+  gofer_netns: {
+    since: 20260727,
+    detail:
+      "--gofer-network-namespace (gVisor PR 13780, July 2026): pyro asks for a namespace per gofer, since from August 2026 runsc otherwise pins one shared namespace as a bind mount in its --root that outlives every sandbox (PR 13950)",
+  },
 } as const satisfies Record<string, { since: number; detail: string }>;
 
 export type RunscFeature = keyof typeof RUNSC_FEATURES;

@@ -79,21 +79,6 @@ export function runsc(flags: RunscFlags, args: string[], opts: CaptureOptions = 
   return runCapture(flags.binary, [...flags.global, ...args], { env: sandboxProcessEnv(), ...opts });
 }
 
-const goferNetnsProbe = new Map<string, Promise<boolean>>();
-
-/** Whether this runsc knows `--gofer-network-namespace` (asked once per binary and process). */
-export function hasGoferNetnsFlag(binary: string): Promise<boolean> {
-  let p = goferNetnsProbe.get(binary);
-  if (!p) {
-    p = runCapture(binary, ["--gofer-network-namespace=new", "--version"], { timeoutMs: 5000 }).then(
-      (r) => r.exitCode === 0,
-      () => false,
-    );
-    goferNetnsProbe.set(binary, p);
-  }
-  return p;
-}
-
 export async function runscVersion(binary: string): Promise<string | undefined> {
   try {
     const r = await runCapture(binary, ["--version"], { timeoutMs: 5000 });
