@@ -50,6 +50,7 @@ import {
 import { deathCause, runOverChannel, sandboxDeathError } from "./channel-run.js";
 import { ChannelUnavailable, channelPing } from "./exec-channel.js";
 import { type GvisorHandleData, gvisorData, gvisorDataOrUndefined, handleMayHaveNetwork } from "./handle.js";
+import { type NetRoute, netRouteFor, runscNetRoute } from "./net-route.js";
 import { hostPidsLimit, pidsLimit } from "./pids.js";
 import { rootfsSource } from "./rootfs.js";
 import {
@@ -191,7 +192,14 @@ export class GvisorEngine implements Engine {
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
-    return { binary, global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel) };
+    // Asked only with network: a sandbox without it is the fast path and needs no version.
+    const mode = network ? runscNetworkFor(await this.netRoute(binary)) : "none";
+    return { binary, global: globalFlags(this.runscRoot, mode, this.env, runscRootless(), execChannel) };
+  }
+
+  /** The route a sandbox with network takes with this runsc (net-route.ts). */
+  private netRoute(binary: string): Promise<NetRoute> {
+    return runscNetRoute(binary, dirname(this.runscRoot), this.env);
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {
@@ -220,7 +228,7 @@ export class GvisorEngine implements Engine {
         available: true,
         detail: `${binary} (${version}) found; not test-run because no environment is installed yet`,
         capabilities: { vm_boot: false, guest_exec: false, guest_network: true },
-        extra: { binary, version, tested: false },
+        extra: { binary, version, tested: false, ...networkRouteExtra(version, this.env) },
       };
     }
     const probe = await runProbeCommand(this, {
@@ -243,7 +251,7 @@ export class GvisorEngine implements Engine {
         : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
       probeMs: r.execMs,
       capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : NO_CAPABILITIES,
-      extra: { binary, version, tested: true },
+      extra: { binary, version, tested: true, ...networkRouteExtra(version, this.env) },
     };
   }
 
@@ -306,7 +314,7 @@ export class GvisorEngine implements Engine {
         ...(await this.mounts(spec.rootfs, ctlDir)),
         runDir,
         ...(channel ? { sockDir } : {}),
-        ...(net ? { net: net.mount } : {}),
+        ...(net ? { net: { ...net.mount, netstack: isNetstack(flags) } } : {}),
       },
       pids > 0 ? hostPidsLimit(pids) : undefined,
       cpuSharesForNice(nice),
@@ -339,7 +347,7 @@ export class GvisorEngine implements Engine {
     const created = await runToLog(
       ...niced(
         nice,
-        ...inNetns(net?.mount.nsPath, flags.binary, [
+        ...inNetns(hostStackNs(flags, net?.mount.nsPath), flags.binary, [
           ...flags.global,
           "run",
           "--detach",
@@ -818,7 +826,10 @@ export class GvisorEngine implements Engine {
         cwd: req.cwd ?? "/",
         ...(req.env ? { env: req.env } : {}),
       },
-      { ...(await this.mounts(spec.rootfs)), ...(net ? { net: net.mount } : {}) },
+      {
+        ...(await this.mounts(spec.rootfs)),
+        ...(net ? { net: { ...net.mount, netstack: isNetstack(flags) } } : {}),
+      },
       pids > 0 ? hostPidsLimit(pids) : undefined,
       cpuSharesForNice(nice),
     );
@@ -831,7 +842,13 @@ export class GvisorEngine implements Engine {
       const r = await runCapture(
         ...niced(
           nice,
-          ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+          ...inNetns(hostStackNs(flags, net?.mount.nsPath), flags.binary, [
+            ...flags.global,
+            "run",
+            "--bundle",
+            bundle,
+            cid,
+          ]),
         ),
         {
           env: sandboxProcessEnv(),
@@ -957,6 +974,36 @@ function lastLines(s: string, n = 3): string {
 }
 
 /** argv without the shell exec wrapper (the sandbox init does its job). */
+/** Whether these flags take gVisor's netstack (net-route.ts) for the sandbox's network. */
+function isNetstack(flags: RunscFlags): boolean {
+  return flags.global.includes("--network=sandbox");
+}
+
+/** The namespace `run` is started in: only the host-stack route's (see inNetns). */
+function hostStackNs(flags: RunscFlags, nsPath: string | undefined): string | undefined {
+  return isNetstack(flags) ? undefined : nsPath;
+}
+
+/** runsc's --network value for a sandbox with network on this route. */
+function runscNetworkFor(route: NetRoute): "sandbox" | "host" {
+  return route === "netstack" ? "sandbox" : "host";
+}
+
+/**
+ * What the probe says of the network route (doctor's `networking.route`): as root only, since
+ * without root gVisor sandboxes get no network (flagsFor refuses it).
+ */
+function networkRouteExtra(version: string, env: NodeJS.ProcessEnv): { network_route?: NetRoute } {
+  if (runscRootless()) return {};
+  try {
+    return { network_route: netRouteFor(version, env) };
+  } catch (e) {
+    // A bad PYRO_GVISOR_NET_ROUTE: every create with network says so; the probe reports no route.
+    noted("PYRO_GVISOR_NET_ROUTE is not a route: the probe reports none", e);
+    return {};
+  }
+}
+
 function unwrapExecWrapper(argv: string[]): string[] {
   if (argv.length <= EXEC_WRAPPER.length || !EXEC_WRAPPER.every((a, i) => argv[i] === a)) return argv;
   return argv.slice(EXEC_WRAPPER.length);
@@ -965,7 +1012,8 @@ function unwrapExecWrapper(argv: string[]): string[] {
 /**
  * A runsc command started inside the sandbox's network namespace, so that the sandbox (and
  * its gofer) inherit it: with --network=host their network is that namespace's, not the
- * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox.
+ * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox. With
+ * --network=sandbox the OCI spec names the namespace instead (bundle.ts), and runsc joins it.
  */
 function inNetns(nsPath: string | undefined, binary: string, args: string[]): [string, string[]] {
   return nsPath ? ["nsenter", [`--net=${nsPath}`, "--", binary, ...args]] : [binary, args];
