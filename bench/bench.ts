@@ -25,7 +25,9 @@
  *     from a `#ws` pool slot vs fresh, CLI and SDK, beside `cp -a` of the seed.
  *   - workspace list (bench/list.ts): `pyro workspace list --json` of 20 records from the CLI's
  *     fast path vs the full CLI vs a bare node reading the records, with each one's own CPU.
- * BENCH_ONLY=roundtrip, speed, snapshots, wspool or list runs only those rows (the full run has
+ *   - network routes (bench/netroute.ts): a one-shot run and a workspace exec with network on,
+ *     gVisor's netstack vs the host-stack route, side by side (as root, with a runsc that has it).
+ * BENCH_ONLY=roundtrip, speed, snapshots, wspool, netroute or list runs only those rows (the full run has
  * all; list needs no runsc).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
@@ -44,6 +46,7 @@ import { Pyro } from "../src/index.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
 import { benchList, printListRatios } from "./list.js";
+import { benchNetRoute, printNetRouteRatios } from "./netroute.js";
 import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
 import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
 
@@ -140,6 +143,14 @@ async function main(): Promise<void> {
     await rm(stateDir, { recursive: true, force: true });
     return;
   }
+  if (only === "netroute") {
+    await benchNetRoute(N, env, add);
+    printRows(rows, N);
+    console.log("\nratios:");
+    printNetRouteRatios(rows);
+    await rm(stateDir, { recursive: true, force: true });
+    return;
+  }
   if (only === "snapshots") {
     const disk = await snapshotBench(pyro, add);
     printRows(rows, N);
@@ -209,6 +220,7 @@ async function main(): Promise<void> {
   const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
   await benchList(N, add);
   await benchWorkspacePool(N, env, add);
+  await benchNetRoute(N, env, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
   const snapDisk = await snapshotBench(pyro, add);
@@ -294,6 +306,7 @@ async function main(): Promise<void> {
   printSpeedRatios(rows, speedPool);
   printListRatios(rows);
   printWorkspacePoolRatios(rows);
+  printNetRouteRatios(rows);
   printSnapshots(rows, snapDisk);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
