@@ -9,6 +9,7 @@ import { networkExists } from "../../network/netns.js";
 import type { NetworkSpec } from "../../network/policy.js";
 import {
   handleNetInfo,
+  rearmSandboxNetwork,
   sandboxNetwork,
   teardownSandboxNetwork,
   updateSandboxNetwork,
@@ -621,16 +622,21 @@ export class GvisorEngine implements Engine {
     const flags = this.handleFlags(handle);
     const cid = gvisorData(handle).containerId;
     const bundle = join(handle.sandboxDir, "bundle");
+    // The sandbox's namespace outlives the pause: restored into it on the route it started on.
+    const nsPath = await rearmSandboxNetwork(gvisorData(handle).net, isNetstack(flags), this.env);
     const r = await runToLog(
-      ...niced(sandboxNice(this.env), flags.binary, [
-        ...flags.global,
-        "restore",
-        `--image-path=${imageDir}`,
-        "--bundle",
-        bundle,
-        "--detach",
-        cid,
-      ]),
+      ...niced(
+        sandboxNice(this.env),
+        ...inNetns(hostStackNs(flags, nsPath), flags.binary, [
+          ...flags.global,
+          "restore",
+          `--image-path=${imageDir}`,
+          "--bundle",
+          bundle,
+          "--detach",
+          cid,
+        ]),
+      ),
       join(handle.sandboxDir, "restore.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
