@@ -53,6 +53,23 @@ import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 
+/**
+ * The bench's state dir, removed. Newer runsc (2025 on) pins the empty network namespace its
+ * gofers share in the runsc root (a bind mount at runsc/null-netns, maybe stacked): unmounted
+ * first, or the removal fails with EBUSY.
+ */
+async function removeStateDir(dir: string): Promise<void> {
+  const pin = join(dir, "runsc", "null-netns");
+  for (let i = 0; i < 8 && existsSync(pin); i++) {
+    try {
+      execFileSync("umount", ["-l", pin], { stdio: "ignore" });
+    } catch {
+      break; // not a mount (any more): the rm below removes the file
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();
@@ -125,14 +142,14 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios (goal):");
     printSpeedRatios(rows, pool);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "roundtrip") {
     await roundTrip(pyro, env, runscBin, paths, add);
     printRows(rows, N);
     printRoundTrip(rows);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "wspool") {
@@ -140,7 +157,7 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios:");
     printWorkspacePoolRatios(rows);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "netroute") {
@@ -148,14 +165,14 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios:");
     printNetRouteRatios(rows);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "snapshots") {
     const disk = await snapshotBench(pyro, add);
     printRows(rows, N);
     printSnapshots(rows, disk);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   const raw = add("raw `runsc run` true");
@@ -262,7 +279,7 @@ async function main(): Promise<void> {
   const ociSkip = process.env.BENCH_OCI === "0" ? "BENCH_OCI=0" : ociToolsSkipReason();
   if (!ociSkip) ociRows.push(...(await benchOciPull(stateDir, env)));
   rows.push(...ociRows);
-  await rm(stateDir, { recursive: true, force: true });
+  await removeStateDir(stateDir);
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
   const ratios = {
