@@ -25,7 +25,9 @@
  *     from a `#ws` pool slot vs fresh, CLI and SDK, beside `cp -a` of the seed.
  *   - workspace list (bench/list.ts): `pyro workspace list --json` of 20 records from the CLI's
  *     fast path vs the full CLI vs a bare node reading the records, with each one's own CPU.
- * BENCH_ONLY=roundtrip, speed, snapshots, wspool or list runs only those rows (the full run has
+ *   - network routes (bench/netroute.ts): a one-shot run and a workspace exec with network on,
+ *     gVisor's netstack vs the host-stack route, side by side (as root, with a runsc that has it).
+ * BENCH_ONLY=roundtrip, speed, snapshots, wspool, netroute or list runs only those rows (the full run has
  * all; list needs no runsc).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
@@ -44,11 +46,29 @@ import { Pyro } from "../src/index.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
 import { benchList, printListRatios } from "./list.js";
+import { benchNetRoute, printNetRouteRatios } from "./netroute.js";
 import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
 import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+
+/**
+ * The bench's state dir, removed. Newer runsc (2025 on) pins the empty network namespace its
+ * gofers share in the runsc root (a bind mount at runsc/null-netns, maybe stacked): unmounted
+ * first, or the removal fails with EBUSY.
+ */
+async function removeStateDir(dir: string): Promise<void> {
+  const pin = join(dir, "runsc", "null-netns");
+  for (let i = 0; i < 8 && existsSync(pin); i++) {
+    try {
+      execFileSync("umount", ["-l", pin], { stdio: "ignore" });
+    } catch {
+      break; // not a mount (any more): the rm below removes the file
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+}
 
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -122,14 +142,14 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios (goal):");
     printSpeedRatios(rows, pool);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "roundtrip") {
     await roundTrip(pyro, env, runscBin, paths, add);
     printRows(rows, N);
     printRoundTrip(rows);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "wspool") {
@@ -137,14 +157,22 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios:");
     printWorkspacePoolRatios(rows);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
+    return;
+  }
+  if (only === "netroute") {
+    await benchNetRoute(N, env, add);
+    printRows(rows, N);
+    console.log("\nratios:");
+    printNetRouteRatios(rows);
+    await removeStateDir(stateDir);
     return;
   }
   if (only === "snapshots") {
     const disk = await snapshotBench(pyro, add);
     printRows(rows, N);
     printSnapshots(rows, disk);
-    await rm(stateDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
     return;
   }
   const raw = add("raw `runsc run` true");
@@ -209,6 +237,7 @@ async function main(): Promise<void> {
   const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
   await benchList(N, add);
   await benchWorkspacePool(N, env, add);
+  await benchNetRoute(N, env, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
   const snapDisk = await snapshotBench(pyro, add);
@@ -250,7 +279,7 @@ async function main(): Promise<void> {
   const ociSkip = process.env.BENCH_OCI === "0" ? "BENCH_OCI=0" : ociToolsSkipReason();
   if (!ociSkip) ociRows.push(...(await benchOciPull(stateDir, env)));
   rows.push(...ociRows);
-  await rm(stateDir, { recursive: true, force: true });
+  await removeStateDir(stateDir);
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
   const ratios = {
@@ -294,6 +323,7 @@ async function main(): Promise<void> {
   printSpeedRatios(rows, speedPool);
   printListRatios(rows);
   printWorkspacePoolRatios(rows);
+  printNetRouteRatios(rows);
   printSnapshots(rows, snapDisk);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(

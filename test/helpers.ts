@@ -143,7 +143,11 @@ export async function assertNoSandboxes(stateDir: string): Promise<void> {
   if (!runsc || !existsSync(root)) return;
   const list = await execOut(runsc, [`--root=${root}`, "list", "--quiet"]);
   const left = list.split("\n").filter(Boolean);
-  const files = (await readdir(root).catch(() => [] as string[])).filter((f) => !f.startsWith("."));
+  // `null-netns`: newer runsc (2025 on) pins the empty network namespace its gofers share
+  // there (a bind mount, --gofer-network-namespace=null), not a sandbox.
+  const files = (await readdir(root).catch(() => [] as string[])).filter(
+    (f) => !f.startsWith(".") && f !== "null-netns",
+  );
   if (left.length || files.length) {
     throw new Error(`sandboxes left behind under ${root}: ${[...left, ...files].join(", ")}`);
   }

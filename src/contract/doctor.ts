@@ -58,6 +58,12 @@ export const DoctorResult = z.object({
     default: z.literal("none"),
     available_modes: z.array(z.string()),
     detail: z.string(),
+    route: z
+      .enum(["netstack", "host-stack"])
+      .nullable()
+      .describe(
+        "How the default engine's sandboxes with network reach their network namespace: `netstack` (gVisor's own TCP/IP stack, runsc --network=sandbox: the guest's socket calls end in the sandbox), `host-stack` (the host kernel's stack inside the namespace, for a runsc that refuses netstack; PYRO_GVISOR_NET_ROUTE overrides); null when that engine has no such choice or no network here.",
+      ),
   }),
   paths: z.object({ cache_dir: z.string(), state_dir: z.string(), environments_dir: z.string() }),
   sandbox_priority: z

@@ -19,6 +19,15 @@ import { cachedProbes, keepProbes, probeKey } from "./probe-cache.js";
 import { checkRootless } from "./rootless.js";
 import { sharedCacheReport } from "./shared-cache.js";
 
+/**
+ * The network route the default engine's probe reported (gVisor's: engines/gvisor/net-route.ts),
+ * or null when it reports none.
+ */
+function networkRoute(probe: ProbeResult | undefined): "netstack" | "host-stack" | null {
+  const r = probe?.available ? probe.extra?.network_route : undefined;
+  return r === "netstack" || r === "host-stack" ? r : null;
+}
+
 async function canAccess(p: string, mode: number): Promise<boolean> {
   try {
     await access(p, mode);
@@ -192,6 +201,7 @@ export async function runDoctor(
       default: "none",
       available_modes: net.modes,
       detail: net.detail,
+      route: net.modes.includes("egress") ? networkRoute(probes.find((p) => p.engine === def)) : null,
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
     sandbox_priority: priority,

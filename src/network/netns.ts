@@ -199,6 +199,20 @@ export async function applyRules(
   else await stopForwarder(id);
 }
 
+/**
+ * Gives the namespace's eth0 its address and default route back: gVisor's netstack took them
+ * from the host side when the sandbox started (runsc --network=sandbox), and a `runsc
+ * restore` into the same namespace scrapes them again.
+ */
+export async function readdressGuest(p: NetPlumbing, env?: NodeJS.ProcessEnv): Promise<void> {
+  const tools = await requireTools(env);
+  await must(
+    tools.ip,
+    ["-n", p.netns, "-batch", "-"],
+    [`addr replace ${p.guestIp}/30 dev eth0`, `route replace default via ${p.gateway}`].join("\n"),
+  );
+}
+
 /** Whether anything of this sandbox's network still exists. */
 export async function networkExists(id: string, env?: NodeJS.ProcessEnv): Promise<boolean> {
   const names = netNames(id);

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { PyroError } from "../core/errors.js";
-import { applyRules, setupNetwork, teardownNetwork } from "./netns.js";
+import { applyRules, readdressGuest, setupNetwork, teardownNetwork } from "./netns.js";
 import type { NetPlumbing } from "./nft.js";
 import type { NetworkSpec } from "./policy.js";
 import type { NetworkInfo } from "./types.js";
@@ -46,6 +46,21 @@ export async function teardownSandboxNetwork(id: string, env?: NodeJS.ProcessEnv
 export function netData(raw: unknown): SandboxNetData | undefined {
   const d = raw as Partial<SandboxNetData> | undefined;
   return d && typeof d === "object" && d.plumbing && d.spec ? (d as SandboxNetData) : undefined;
+}
+
+/**
+ * The namespace of a sandbox whose handle keeps `stored`, made ready for a `runsc restore` on
+ * gVisor's netstack (see readdressGuest); its path, or undefined without network.
+ */
+export async function rearmSandboxNetwork(
+  stored: unknown,
+  netstack: boolean,
+  env?: NodeJS.ProcessEnv,
+): Promise<string | undefined> {
+  const d = netData(stored);
+  if (!d) return undefined;
+  if (netstack) await readdressGuest(d.plumbing, env);
+  return d.plumbing.nsPath;
 }
 
 /**

@@ -102,8 +102,12 @@ export interface SandboxMounts {
    * shared environment tree (runsc makes mount points in a directory root).
    */
   rootfsImage?: { image: string; emptyRoot: string };
-  /** With network: the sandbox's own network namespace and the resolv.conf made for it (see network/netns.ts). */
-  net?: { nsPath: string; resolvConf: string };
+  /**
+   * With network: the sandbox's own network namespace and the resolv.conf made for it (see
+   * network/netns.ts); `netstack`: runsc runs with --network=sandbox (net-route.ts), so the
+   * spec names the namespace for runsc to join and take its interfaces from.
+   */
+  net?: { nsPath: string; resolvConf: string; netstack?: boolean };
 }
 
 /**
@@ -173,12 +177,17 @@ export function buildOciConfig(
     hostname: HOSTNAME,
     mounts,
     linux: {
-      // Without network a namespace of runsc's own holds just loopback. With it, runsc is
-      // started inside the namespace pyro made (see engine.ts, `inNetns`) with
-      // --network=host, and the sandbox inherits that namespace: no entry here.
+      // Without network a namespace of runsc's own holds just loopback. With it on the
+      // netstack route, runsc joins the namespace pyro made (named here) and moves its eth0
+      // into gVisor's stack; on the host-stack route runsc is started inside that namespace
+      // (see engine.ts, `inNetns`) with --network=host and the sandbox inherits it: no entry.
       namespaces: [
         { type: "pid" },
-        ...(spec.network && extra?.net ? [] : [{ type: "network" }]),
+        ...(spec.network && extra?.net
+          ? extra.net.netstack
+            ? [{ type: "network", path: extra.net.nsPath }]
+            : []
+          : [{ type: "network" }]),
         { type: "ipc" },
         { type: "uts" },
         { type: "mount" },

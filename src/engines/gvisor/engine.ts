@@ -9,6 +9,7 @@ import { networkExists } from "../../network/netns.js";
 import type { NetworkSpec } from "../../network/policy.js";
 import {
   handleNetInfo,
+  rearmSandboxNetwork,
   sandboxNetwork,
   teardownSandboxNetwork,
   updateSandboxNetwork,
@@ -51,6 +52,7 @@ import { deathCause, runOverChannel, sandboxDeathError } from "./channel-run.js"
 import { ChannelUnavailable, channelPing } from "./exec-channel.js";
 import { MIN_RUNSC_DATE, runscFeatures, runscTooOld } from "./features.js";
 import { type GvisorHandleData, gvisorData, gvisorDataOrUndefined, handleMayHaveNetwork } from "./handle.js";
+import { type NetRoute, netRouteFor, runscNetRoute } from "./net-route.js";
 import { hostPidsLimit, pidsLimit } from "./pids.js";
 import { rootfsSource } from "./rootfs.js";
 import {
@@ -189,10 +191,16 @@ export class GvisorEngine implements Engine {
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
     const goferNetns = await runscSupports("gofer_netns", { binary, cacheDir: this.cacheDir });
+    const mode = network ? runscNetworkFor(await this.netRoute(binary)) : "none";
     return {
       binary,
-      global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel, goferNetns),
+      global: globalFlags(this.runscRoot, mode, this.env, runscRootless(), execChannel, goferNetns),
     };
+  }
+
+  /** The route a sandbox with network takes with this runsc (net-route.ts). */
+  private netRoute(binary: string): Promise<NetRoute> {
+    return runscNetRoute(binary, this.cacheDir, this.env);
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {
@@ -226,7 +234,7 @@ export class GvisorEngine implements Engine {
         available: true,
         detail: `${binary} (${version}) found; not test-run because no environment is installed yet`,
         capabilities: { vm_boot: false, guest_exec: false, guest_network: true },
-        extra: { binary, version, tested: false },
+        extra: { binary, version, tested: false, ...networkRouteExtra(version, this.env) },
         runtime,
       };
     }
@@ -250,7 +258,7 @@ export class GvisorEngine implements Engine {
         : `${version}: test sandbox failed (exit ${r.exitCode}${r.timedOut ? ", timed out" : ""}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`,
       probeMs: r.execMs,
       capabilities: probe.ok ? { vm_boot: true, guest_exec: true, guest_network: true } : NO_CAPABILITIES,
-      extra: { binary, version, tested: true },
+      extra: { binary, version, tested: true, ...networkRouteExtra(version, this.env) },
       runtime,
     };
   }
@@ -314,7 +322,7 @@ export class GvisorEngine implements Engine {
         ...(await this.mounts(spec.rootfs, ctlDir)),
         runDir,
         ...(channel ? { sockDir } : {}),
-        ...(net ? { net: net.mount } : {}),
+        ...(net ? { net: { ...net.mount, netstack: isNetstack(flags) } } : {}),
       },
       pids > 0 ? hostPidsLimit(pids) : undefined,
       cpuSharesForNice(nice),
@@ -347,7 +355,7 @@ export class GvisorEngine implements Engine {
     const created = await runToLog(
       ...niced(
         nice,
-        ...inNetns(net?.mount.nsPath, flags.binary, [
+        ...inNetns(hostStackNs(flags, net?.mount.nsPath), flags.binary, [
           ...flags.global,
           "run",
           "--detach",
@@ -621,16 +629,21 @@ export class GvisorEngine implements Engine {
     const flags = this.handleFlags(handle);
     const cid = gvisorData(handle).containerId;
     const bundle = join(handle.sandboxDir, "bundle");
+    // The sandbox's namespace outlives the pause: restored into it on the route it started on.
+    const nsPath = await rearmSandboxNetwork(gvisorData(handle).net, isNetstack(flags), this.env);
     const r = await runToLog(
-      ...niced(sandboxNice(this.env), flags.binary, [
-        ...flags.global,
-        "restore",
-        `--image-path=${imageDir}`,
-        "--bundle",
-        bundle,
-        "--detach",
-        cid,
-      ]),
+      ...niced(
+        sandboxNice(this.env),
+        ...inNetns(hostStackNs(flags, nsPath), flags.binary, [
+          ...flags.global,
+          "restore",
+          `--image-path=${imageDir}`,
+          "--bundle",
+          bundle,
+          "--detach",
+          cid,
+        ]),
+      ),
       join(handle.sandboxDir, "restore.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
     );
@@ -826,7 +839,10 @@ export class GvisorEngine implements Engine {
         cwd: req.cwd ?? "/",
         ...(req.env ? { env: req.env } : {}),
       },
-      { ...(await this.mounts(spec.rootfs)), ...(net ? { net: net.mount } : {}) },
+      {
+        ...(await this.mounts(spec.rootfs)),
+        ...(net ? { net: { ...net.mount, netstack: isNetstack(flags) } } : {}),
+      },
       pids > 0 ? hostPidsLimit(pids) : undefined,
       cpuSharesForNice(nice),
     );
@@ -839,7 +855,13 @@ export class GvisorEngine implements Engine {
       const r = await runCapture(
         ...niced(
           nice,
-          ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+          ...inNetns(hostStackNs(flags, net?.mount.nsPath), flags.binary, [
+            ...flags.global,
+            "run",
+            "--bundle",
+            bundle,
+            cid,
+          ]),
         ),
         {
           env: sandboxProcessEnv(),
@@ -965,6 +987,36 @@ function lastLines(s: string, n = 3): string {
 }
 
 /** argv without the shell exec wrapper (the sandbox init does its job). */
+/** Whether these flags take gVisor's netstack (net-route.ts) for the sandbox's network. */
+function isNetstack(flags: RunscFlags): boolean {
+  return flags.global.includes("--network=sandbox");
+}
+
+/** The namespace `run` is started in: only the host-stack route's (see inNetns). */
+function hostStackNs(flags: RunscFlags, nsPath: string | undefined): string | undefined {
+  return isNetstack(flags) ? undefined : nsPath;
+}
+
+/** runsc's --network value for a sandbox with network on this route. */
+function runscNetworkFor(route: NetRoute): "sandbox" | "host" {
+  return route === "netstack" ? "sandbox" : "host";
+}
+
+/**
+ * What the probe says of the network route (doctor's `networking.route`): as root only, since
+ * without root gVisor sandboxes get no network (flagsFor refuses it).
+ */
+function networkRouteExtra(version: string, env: NodeJS.ProcessEnv): { network_route?: NetRoute } {
+  if (runscRootless()) return {};
+  try {
+    return { network_route: netRouteFor(version, env) };
+  } catch (e) {
+    // A bad PYRO_GVISOR_NET_ROUTE: every create with network says so; the probe reports no route.
+    noted("PYRO_GVISOR_NET_ROUTE is not a route: the probe reports none", e);
+    return {};
+  }
+}
+
 function unwrapExecWrapper(argv: string[]): string[] {
   if (argv.length <= EXEC_WRAPPER.length || !EXEC_WRAPPER.every((a, i) => argv[i] === a)) return argv;
   return argv.slice(EXEC_WRAPPER.length);
@@ -973,7 +1025,8 @@ function unwrapExecWrapper(argv: string[]): string[] {
 /**
  * A runsc command started inside the sandbox's network namespace, so that the sandbox (and
  * its gofer) inherit it: with --network=host their network is that namespace's, not the
- * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox.
+ * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox. With
+ * --network=sandbox the OCI spec names the namespace instead (bundle.ts), and runsc joins it.
  */
 function inNetns(nsPath: string | undefined, binary: string, args: string[]): [string, string[]] {
   return nsPath ? ["nsenter", [`--net=${nsPath}`, "--", binary, ...args]] : [binary, args];

@@ -38,14 +38,14 @@ export function runscRootless(): boolean {
 }
 
 /**
- * runsc's network modes: `none` (loopback only) and `host`: the network stack of the
- * namespace runsc is started in, which for pyro is the sandbox's own (network/netns.ts):
- * runsc is started with `nsenter --net=…` (engine.ts). Before issue 13 `host` meant the
- * host's own namespace. `sandbox` (gVisor's netstack over the namespace's interfaces) would
- * be the better choice but fails on this machine: runsc 20240729 decides it was given the
- * root namespace when /proc/sys/net/core/rmem_default exists, which kernel 6.18 shows in
- * every namespace ("cannot run with network enabled in root network namespace"); newer runsc
- * releases fixed that check.
+ * runsc's network modes: `none` (loopback only), `sandbox` (gVisor's netstack over the
+ * interfaces of the sandbox's namespace, named in the OCI spec) and `host` (the network stack
+ * of the namespace runsc is started in, which for pyro is the sandbox's own: runsc is started
+ * with `nsenter --net=…`, engine.ts). Which of the last two a sandbox with network gets is
+ * net-route.ts's choice: `sandbox` where the runsc accepts it (runsc 20240729 decides it was
+ * given the root namespace when /proc/sys/net/core/rmem_default exists, which kernel 6.18
+ * shows in every namespace; release-20240807.0 fixed that check). Before issue 13 `host`
+ * meant the host's own namespace.
  */
 export type RunscNetwork = "none" | "sandbox" | "host";
 
