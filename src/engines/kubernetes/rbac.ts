@@ -1,0 +1,105 @@
+/**
+ * What the kubernetes engine may do in its namespace: the one list the Role in
+ * deploy/kubernetes/role.yaml grants, `pyro doctor` checks verb by verb, and the tests hold
+ * the Role to (test/unit/kubernetes-manifests.test.ts: exactly these, nothing cluster-wide).
+ * A new API call of the engine adds its verb here first, so the Role, the doctor and the
+ * engine cannot drift apart.
+ *
+ * No imports: the unit test, the doctor and the engine all read it, none needs the client.
+ */
+
+export interface RbacRule {
+  /** The API group ("" for the core group). */
+  group: string;
+  /** The resource, with a subresource after a slash (`pods/exec`). */
+  resource: string;
+  verbs: readonly string[];
+  /** Why the engine needs it: doctor names it when the grant is missing. */
+  why: string;
+}
+
+/** Everything the engine does, in one namespace. No secrets, nodes or cluster-scoped objects. */
+export const KUBERNETES_RBAC: readonly RbacRule[] = [
+  {
+    group: "",
+    resource: "pods",
+    verbs: ["create", "get", "list", "watch", "delete"],
+    why: "sandboxes run as pods (plain Pods without agent-sandbox); found by label after a crash",
+  },
+  {
+    group: "",
+    resource: "pods/exec",
+    // create: the exec call; get: the WebSocket upgrade is a GET, which the API server
+    // authorizes as `get pods/exec` on some versions.
+    verbs: ["create", "get"],
+    why: "commands, seeds, file tools, diff and export run over exec through the API server",
+  },
+  {
+    group: "",
+    resource: "persistentvolumeclaims",
+    verbs: ["create", "get", "list", "watch", "delete"],
+    why: "workspace files live on a volume that survives a stop",
+  },
+  {
+    group: "",
+    resource: "events",
+    verbs: ["get", "list", "watch"],
+    why: "a sandbox that does not start is explained by its events (image, scheduling, runtime class)",
+  },
+  {
+    group: "networking.k8s.io",
+    resource: "networkpolicies",
+    verbs: ["create", "get", "list", "watch", "patch", "delete"],
+    why: "network off by default: a deny-all policy per sandbox, egress policies changed in place",
+  },
+  {
+    group: "agents.x-k8s.io",
+    resource: "sandboxes",
+    verbs: ["create", "get", "list", "watch", "patch", "delete"],
+    why: "runs and workspaces as agent-sandbox Sandboxes; stop/start by operatingMode, TTL by shutdownTime",
+  },
+  {
+    group: "extensions.agents.x-k8s.io",
+    resource: "sandboxclaims",
+    verbs: ["create", "get", "list", "watch", "delete"],
+    why: "warm starts claim a sandbox from a warm pool",
+  },
+  {
+    group: "extensions.agents.x-k8s.io",
+    resource: "sandboxwarmpools",
+    verbs: ["create", "get", "list", "watch", "patch", "delete"],
+    why: "pyro's pool size becomes a SandboxWarmPool's replicas",
+  },
+  {
+    group: "extensions.agents.x-k8s.io",
+    resource: "sandboxtemplates",
+    verbs: ["create", "get", "list", "watch", "patch", "delete"],
+    why: "a warm pool starts sandboxes from a template per environment",
+  },
+];
+
+/**
+ * Cluster-wide reads only `pyro doctor` uses, granted by the optional ClusterRole in
+ * deploy/kubernetes/doctor-clusterrole.yaml. Without it the doctor says it could not look,
+ * and the engine works the same (a missing RuntimeClass then shows as a pod that does not start).
+ * The CRDs need no cluster read: a list of each kind in the namespace answers 404 when its
+ * CRD (or its v1beta1) is not served, which the Role's own grants already allow.
+ */
+export const KUBERNETES_DOCTOR_CLUSTER_RBAC: readonly RbacRule[] = [
+  {
+    group: "node.k8s.io",
+    resource: "runtimeclasses",
+    verbs: ["get", "list"],
+    why: "doctor checks that the RuntimeClass sandboxes name exists",
+  },
+];
+
+/** The Role's and ClusterRole's names in deploy/kubernetes/. */
+export const KUBERNETES_ROLE_NAME = "pyro-engine";
+export const KUBERNETES_DOCTOR_CLUSTER_ROLE_NAME = "pyro-doctor";
+
+/** `verb group/resource` as `kubectl auth can-i` spells it: `create pods/exec`, `get sandboxes.agents.x-k8s.io`. */
+export function permissionName(verb: string, rule: Pick<RbacRule, "group" | "resource">): string {
+  const [res, sub] = rule.resource.split("/");
+  return `${verb} ${res}${rule.group ? `.${rule.group}` : ""}${sub ? `/${sub}` : ""}`;
+}
