@@ -25,6 +25,37 @@ export const EngineReport = z.object({
   probe_ms: z.number().nullable(),
   capabilities: z.object({ vm_boot: z.boolean(), guest_exec: z.boolean(), guest_network: z.boolean() }),
 });
+/** One check of the kubernetes engine's cluster (engines/kubernetes/doctor.ts). */
+export const KubernetesCheck = z.object({
+  name: z.enum(["api", "rbac", "runtime_class", "sandbox_crds", "warm_pool_crds"]),
+  status: z.enum(["ok", "warn", "fail"]),
+  detail: z.string(),
+  fix: z.string().nullable(),
+});
+export const KubernetesReport = z
+  .object({
+    source: z.string().describe("Where the config came from: a kubeconfig path, or in-cluster."),
+    context: z.string().nullable(),
+    server: z.string().nullable(),
+    namespace: z.string(),
+    runtime_class: z.string(),
+    server_version: z.string().nullable(),
+    missing_permissions: z
+      .array(z.string())
+      .describe(
+        "Grants of deploy/kubernetes/role.yaml this identity lacks, as `kubectl auth can-i` names them.",
+      ),
+    crds: z.array(z.string()).describe("The agent-sandbox kinds the namespace serves at v1beta1."),
+    workload: z
+      .enum(["sandbox", "pod"])
+      .nullable()
+      .describe("What sandboxes become: agent-sandbox Sandboxes when served, plain Pods otherwise."),
+    warm_pool: z.boolean(),
+    checks: z.array(KubernetesCheck),
+    ok: z.boolean(),
+  })
+  .describe("The kubernetes engine's cluster checks (with PYRO_ENGINE=kubernetes; null otherwise).");
+
 export const DoctorResult = z.object({
   platform: z.object({
     os: z.string(),
@@ -73,9 +104,11 @@ export const DoctorResult = z.object({
     .describe(
       "When the engine probes this report shows ran, if an earlier run's were reused (nothing they depend on changed); null when they ran now.",
     ),
+  kubernetes: KubernetesReport.nullable(),
   environment_state: EnvironmentState.nullable()
     .optional()
     .describe("With --environment: warm, cold or stale."),
 });
 
 export type DoctorResultT = z.infer<typeof DoctorResult>;
+export type KubernetesReportT = z.infer<typeof KubernetesReport>;
