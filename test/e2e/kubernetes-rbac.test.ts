@@ -108,6 +108,18 @@ async function tokenConfig(name: string): Promise<{ kc: KubeConfig; file: string
   return { kc, file };
 }
 
+/** Waits until the API server's authorizer has seen a new binding (its RBAC cache is an informer). */
+async function untilBound(kc: KubeConfig): Promise<void> {
+  const authz = kc.makeApiClient(AuthorizationV1Api);
+  const ask = { namespace: SANDBOXES, verb: "list", resource: "pods" };
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    const r = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: ask } } });
+    if (r.status?.allowed) return;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  throw new Error("the RoleBinding did not take effect within 30 s");
+}
+
 /** The HTTP status a call failed with (or 0 when it succeeded). */
 async function statusOf(p: Promise<unknown>): Promise<number> {
   try {
@@ -148,7 +160,10 @@ before(async () => {
     body: { metadata: { name: "not-pyros" }, stringData: { key: "value" } },
   });
   ({ kc: sa, file: saFile } = await tokenConfig("pyro"));
-  ({ file: narrowFile } = await tokenConfig("narrow"));
+  const narrow = await tokenConfig("narrow");
+  narrowFile = narrow.file;
+  await untilBound(sa);
+  await untilBound(narrow.kc);
   agentSandbox =
     (await statusOf(
       admin.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
@@ -241,6 +256,7 @@ test("the ServiceAccount bound to the Role: doctor finds every grant, and a gVis
         })
         .catch(reject);
     });
+    await new Promise((res) => setImmediate(res)); // stdout chunks already read are delivered
     assert.equal(text.trim(), "pyro-exec-ok");
     assert.equal(code, 3);
   } finally {
