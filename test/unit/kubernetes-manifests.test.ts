@@ -104,7 +104,9 @@ test("nothing cluster-wide but the optional, read-only doctor ClusterRole; no se
   const yamls = (await readdir(DIR)).filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml");
   assert.deepEqual(
     [...kustomization.resources].sort(),
-    yamls.filter((f) => !["doctor-clusterrole.yaml", "runtimeclass.yaml", "tokens-secret.yaml"].includes(f)).sort(),
+    yamls
+      .filter((f) => !["doctor-clusterrole.yaml", "runtimeclass.yaml", "tokens-secret.yaml"].includes(f))
+      .sort(),
   );
 });
 
