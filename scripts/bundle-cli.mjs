@@ -20,9 +20,6 @@ const common = {
   target: "node20",
   sourcemap: true,
   packages: "bundle",
-  // The Kubernetes client (tens of MB of generated code) is loaded from node_modules by the
-  // kubernetes engine alone (engines/kubernetes/settings.ts loadClient), never parsed by other commands.
-  external: ["@kubernetes/client-node"],
   // ESM-only code that locates files next to itself keeps working inside the CJS bundle.
   define: { "import.meta.url": "__pyroImportMetaUrl" },
   banner: { js: 'const __pyroImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },

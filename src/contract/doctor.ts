@@ -27,7 +27,7 @@ export const EngineReport = z.object({
 });
 /** One check of the kubernetes engine's cluster (engines/kubernetes/doctor.ts). */
 export const KubernetesCheck = z.object({
-  name: z.enum(["api", "rbac", "runtime_class", "sandbox_crds", "warm_pool_crds"]),
+  name: z.enum(["api", "rbac", "runtime_class", "sandbox_crds", "warm_pool"]),
   status: z.enum(["ok", "warn", "fail"]),
   detail: z.string(),
   fix: z.string().nullable(),
@@ -38,7 +38,10 @@ export const KubernetesReport = z
     context: z.string().nullable(),
     server: z.string().nullable(),
     namespace: z.string(),
-    runtime_class: z.string(),
+    runtime_class: z
+      .string()
+      .nullable()
+      .describe("PYRO_K8S_RUNTIME_CLASS (default gvisor); null when set empty."),
     server_version: z.string().nullable(),
     missing_permissions: z
       .array(z.string())
@@ -49,8 +52,12 @@ export const KubernetesReport = z
     workload: z
       .enum(["sandbox", "pod"])
       .nullable()
-      .describe("What sandboxes become: agent-sandbox Sandboxes when served, plain Pods otherwise."),
-    warm_pool: z.boolean(),
+      .describe(
+        "What sandboxes become: agent-sandbox Sandboxes when served (PYRO_K8S_MODE=auto), plain Pods otherwise; null when none can start.",
+      ),
+    warm_pool: z
+      .boolean()
+      .describe("PYRO_K8S_WARM_POOL names a SandboxWarmPool that exists and has a ready sandbox."),
     checks: z.array(KubernetesCheck),
     ok: z.boolean(),
   })

@@ -23,6 +23,8 @@ interface Fake {
   /** `verb resource[/sub]` the identity may not do. */
   denied: Set<string>;
   runtimeClass: "present" | "absent" | "forbidden";
+  /** SandboxWarmPools by name: their ready replicas. */
+  pools?: Record<string, number>;
   status?: number;
 }
 
@@ -65,6 +67,11 @@ async function fakeApi(fake: Fake): Promise<string> {
           versions: versions.map((v) => ({ groupVersion: `${name}/${v}`, version: v })),
         })),
       });
+    const pool = p.match(
+      /^\/apis\/extensions\.agents\.x-k8s\.io\/v1beta1\/namespaces\/[^/]+\/sandboxwarmpools\/([^/]+)$/,
+    );
+    if (pool && fake.pools?.[pool[1]!] !== undefined)
+      return send(200, { spec: { replicas: 2 }, status: { readyReplicas: fake.pools[pool[1]!] } });
     const m = p.match(/^\/apis\/([^/]+)\/v1beta1\/namespaces\/[^/]+\/([^/]+)$/);
     if (m && fake.served.has(`${m[2]}.${m[1]}`)) return send(200, { kind: "List", items: [] });
     return send(404, {
@@ -102,7 +109,6 @@ const ALL = new Set([
   "sandboxes.agents.x-k8s.io",
   "sandboxclaims.extensions.agents.x-k8s.io",
   "sandboxwarmpools.extensions.agents.x-k8s.io",
-  "sandboxtemplates.extensions.agents.x-k8s.io",
 ]);
 const GROUPS = { "agents.x-k8s.io": ["v1beta1"], "extensions.agents.x-k8s.io": ["v1beta1"] };
 const env = (KUBECONFIG: string, more: NodeJS.ProcessEnv = {}) => ({
@@ -118,9 +124,15 @@ test("not the chosen engine: no report, and no cluster is contacted", async () =
   assert.equal(await kubernetesDoctor({ PYRO_ENGINE: "gvisor", KUBECONFIG: "/nonexistent" }), null);
 });
 
-test("a cluster with everything: every check ok, Sandboxes and warm pools, namespace from the context", async () => {
-  const kc = await fakeApi({ served: ALL, groups: GROUPS, denied: new Set(), runtimeClass: "present" });
-  const r = await checkKubernetes(env(kc));
+test("a cluster with everything: every check ok, Sandboxes and the warm pool, namespace pyro by default", async () => {
+  const kc = await fakeApi({
+    served: ALL,
+    groups: GROUPS,
+    denied: new Set(),
+    runtimeClass: "present",
+    pools: { warm: 1 },
+  });
+  const r = await checkKubernetes(env(kc, { PYRO_K8S_WARM_POOL: "warm" }));
   assert.deepEqual(
     r.checks.map((c) => [c.name, c.status]),
     [
@@ -128,12 +140,13 @@ test("a cluster with everything: every check ok, Sandboxes and warm pools, names
       ["rbac", "ok"],
       ["runtime_class", "ok"],
       ["sandbox_crds", "ok"],
-      ["warm_pool_crds", "ok"],
+      ["warm_pool", "ok"],
     ],
   );
   assert.equal(r.ok, true);
+  assert.equal(check(r, "warm_pool").detail, "SandboxWarmPool warm: 1 of 2 ready");
   assert.equal(r.server_version, "v1.34.4");
-  assert.equal(r.namespace, "team");
+  assert.equal(r.namespace, "pyro", "the engine's default, whatever the context says");
   assert.equal(r.context, "fake");
   assert.equal(r.workload, "sandbox");
   assert.equal(r.warm_pool, true);
@@ -148,11 +161,11 @@ test("a cluster with everything: every check ok, Sandboxes and warm pools, names
 test("no agent-sandbox: plain Pods, no warm pool, each a warning with the install as its fix", async () => {
   const kc = await fakeApi({ served: new Set(), groups: {}, denied: new Set(), runtimeClass: "present" });
   const r = await checkKubernetes(env(kc, { PYRO_K8S_NAMESPACE: "other" }));
-  assert.equal(r.namespace, "other", "PYRO_K8S_NAMESPACE wins over the context's");
+  assert.equal(r.namespace, "other");
   assert.equal(r.workload, "pod");
   assert.equal(r.warm_pool, false);
   assert.deepEqual(r.crds, []);
-  for (const name of ["sandbox_crds", "warm_pool_crds"]) {
+  for (const name of ["sandbox_crds", "warm_pool"]) {
     assert.equal(check(r, name).status, "warn");
     assert.match(check(r, name).detail, /is not served \(agent-sandbox is not installed\)/);
     assert.match(check(r, name).fix ?? "", /install agent-sandbox v0\.5\.6/);
@@ -169,10 +182,7 @@ test("an old agent-sandbox (v1alpha1 only), and a group serving some kinds: whic
   });
   const r = await checkKubernetes(env(kc));
   assert.match(check(r, "sandbox_crds").detail, /serves only v1alpha1, not v1beta1/);
-  assert.match(
-    check(r, "warm_pool_crds").detail,
-    /sandboxwarmpools\.extensions\.agents\.x-k8s\.io, sandboxtemplates/,
-  );
+  assert.match(check(r, "warm_pool").detail, /^sandboxwarmpools\.extensions\.agents\.x-k8s\.io not served/);
   assert.deepEqual(r.crds, ["sandboxclaims.extensions.agents.x-k8s.io"]);
 });
 
@@ -180,20 +190,53 @@ test("a missing grant and a missing RuntimeClass fail, naming the grant, the ide
   const kc = await fakeApi({
     served: ALL,
     groups: GROUPS,
-    denied: new Set(["create pods/exec", "patch networkpolicies"]),
+    denied: new Set(["create pods/exec", "delete networkpolicies"]),
     runtimeClass: "absent",
   });
   const r = await checkKubernetes(env(kc, { PYRO_K8S_RUNTIME_CLASS: "kata" }));
   assert.equal(r.ok, false);
-  assert.deepEqual(r.missing_permissions, ["create pods/exec", "patch networkpolicies.networking.k8s.io"]);
+  assert.deepEqual(r.missing_permissions, ["create pods/exec", "delete networkpolicies.networking.k8s.io"]);
   const rbac = check(r, "rbac");
   assert.equal(rbac.status, "fail");
-  assert.match(rbac.detail, /system:serviceaccount:team:pyro may not, in namespace team: create pods\/exec/);
+  assert.match(rbac.detail, /system:serviceaccount:team:pyro may not, in namespace pyro: create pods\/exec/);
   assert.match(rbac.fix ?? "", /role\.yaml.*--role=pyro-engine --serviceaccount=team:pyro/);
   const rc = check(r, "runtime_class");
   assert.equal(rc.status, "fail");
   assert.match(rc.detail, /RuntimeClass kata does not exist/);
   assert.match(rc.fix ?? "", /PYRO_K8S_RUNTIME_CLASS/);
+});
+
+test("what the engine is told to use: PYRO_K8S_MODE=sandbox without agent-sandbox, a missing or empty warm pool, no RuntimeClass", async () => {
+  const bare = await fakeApi({ served: new Set(), groups: {}, denied: new Set(), runtimeClass: "present" });
+  let r = await checkKubernetes(env(bare, { PYRO_K8S_MODE: "sandbox", PYRO_K8S_WARM_POOL: "warm" }));
+  assert.equal(check(r, "sandbox_crds").status, "fail");
+  assert.match(check(r, "sandbox_crds").detail, /PYRO_K8S_MODE=sandbox asks for Sandboxes/);
+  assert.equal(check(r, "warm_pool").status, "fail");
+  assert.match(check(r, "warm_pool").fix ?? "", /unset PYRO_K8S_WARM_POOL/);
+  assert.equal(r.workload, null);
+  assert.equal(r.ok, false);
+
+  const kc = await fakeApi({
+    served: ALL,
+    groups: GROUPS,
+    denied: new Set(),
+    runtimeClass: "present",
+    pools: { cold: 0 },
+  });
+  r = await checkKubernetes(env(kc, { PYRO_K8S_WARM_POOL: "nope", PYRO_K8S_MODE: "pod" }));
+  assert.equal(r.workload, "pod", "PYRO_K8S_MODE=pod: Pods even where Sandboxes are served");
+  assert.equal(check(r, "warm_pool").status, "fail");
+  assert.match(check(r, "warm_pool").detail, /SandboxWarmPool nope does not exist in namespace pyro/);
+  r = await checkKubernetes(env(kc, { PYRO_K8S_WARM_POOL: "cold" }));
+  assert.equal(check(r, "warm_pool").status, "warn");
+  assert.equal(r.warm_pool, false);
+  r = await checkKubernetes(env(kc, { PYRO_K8S_RUNTIME_CLASS: "" }));
+  assert.equal(r.runtime_class, null);
+  assert.equal(check(r, "runtime_class").status, "warn");
+  assert.match(check(r, "runtime_class").detail, /not gVisor/);
+  r = await checkKubernetes(env(kc));
+  assert.equal(check(r, "warm_pool").status, "ok", "served, none configured: cold starts");
+  assert.equal(r.warm_pool, false);
 });
 
 test("RuntimeClasses not readable: a warning naming the optional ClusterRole, not a failure", async () => {

@@ -7,26 +7,32 @@ import {
   KUBERNETES_ROLE_NAME,
   permissionName,
 } from "./rbac.js";
-import { type KubernetesSettings, kubernetesSettings, loadClient } from "./settings.js";
+import {
+  type Any,
+  DEFAULT_NAMESPACE,
+  type KubernetesSettings,
+  kubernetesSettings,
+  loadClient,
+} from "./settings.js";
 
 /**
  * `pyro doctor`'s checks of the cluster the kubernetes engine would use: is the API server
  * there (its version), may this identity do what the engine does (one SelfSubjectAccessReview
  * per verb of rbac.ts, so the answer names what is missing), does the RuntimeClass sandboxes
- * name exist, and which agent-sandbox kinds are served (Sandboxes, else plain Pods; warm
- * pools). Each check that is not ok says how to fix it.
+ * name exist, which agent-sandbox kinds are served (Sandboxes, else plain Pods), and the warm
+ * pool PYRO_K8S_WARM_POOL names. Each check that is not ok says how to fix it.
  *
  * Read-only, and fresh on every run (no probe cache): a cluster changes under pyro, and these
  * are a handful of small API calls, each with its own deadline.
  */
 
 type Check = KubernetesReportT["checks"][number];
-type Client = Awaited<ReturnType<typeof loadClient>>;
+type Client = Any;
 
 const SANDBOX_GROUP = "agents.x-k8s.io";
 const EXTENSIONS_GROUP = "extensions.agents.x-k8s.io";
 const VERSION = "v1beta1";
-const WARM_KINDS = ["sandboxclaims", "sandboxwarmpools", "sandboxtemplates"] as const;
+const WARM_KINDS = ["sandboxclaims", "sandboxwarmpools"] as const;
 const INSTALL_AGENT_SANDBOX =
   "install agent-sandbox v0.5.6 (its release's sandbox.yaml and extensions.yaml, controller with --extensions; see docs/kubernetes.md)";
 
@@ -52,8 +58,8 @@ export async function checkKubernetes(
       source: env.KUBECONFIG || "none",
       context: null,
       server: null,
-      namespace: env.PYRO_K8S_NAMESPACE || "default",
-      runtime_class: env.PYRO_K8S_RUNTIME_CLASS || "gvisor",
+      namespace: env.PYRO_K8S_NAMESPACE || DEFAULT_NAMESPACE,
+      runtime_class: env.PYRO_K8S_RUNTIME_CLASS ?? "gvisor",
       server_version: null,
       missing_permissions: [],
       crds: [],
@@ -114,39 +120,35 @@ export async function checkKubernetes(
   report.checks.push(rbac.check, runtimeClass);
   report.crds = crds.served;
   const sandboxes = crds.served.includes(`sandboxes.${SANDBOX_GROUP}`);
-  report.workload = sandboxes ? "sandbox" : "pod";
+  const notServed = crds.why.get(SANDBOX_GROUP) ?? `${SANDBOX_GROUP}/${VERSION} is not served`;
+  report.workload = sandboxes && s.mode !== "pod" ? "sandbox" : s.mode === "sandbox" ? null : "pod";
   report.checks.push(
     sandboxes
       ? {
           name: "sandbox_crds",
           status: "ok",
-          detail: `agent-sandbox Sandboxes (${SANDBOX_GROUP}/${VERSION}) are served: sandboxes are Sandboxes`,
+          detail:
+            s.mode === "pod"
+              ? `agent-sandbox Sandboxes are served, but PYRO_K8S_MODE=pod: sandboxes are plain Pods`
+              : `agent-sandbox Sandboxes (${SANDBOX_GROUP}/${VERSION}) are served: sandboxes are Sandboxes`,
           fix: null,
         }
-      : {
-          name: "sandbox_crds",
-          status: "warn",
-          detail: `${crds.why.get(SANDBOX_GROUP) ?? `${SANDBOX_GROUP}/${VERSION} is not served`}: sandboxes are plain Pods (no suspend by operatingMode, no server-side shutdownTime)`,
-          fix: INSTALL_AGENT_SANDBOX,
-        },
+      : s.mode === "sandbox"
+        ? {
+            name: "sandbox_crds",
+            status: "fail",
+            detail: `${notServed}, and PYRO_K8S_MODE=sandbox asks for Sandboxes: no sandbox can start`,
+            fix: `${INSTALL_AGENT_SANDBOX}; or unset PYRO_K8S_MODE for plain Pods`,
+          }
+        : {
+            name: "sandbox_crds",
+            status: "warn",
+            detail: `${notServed}: sandboxes are plain Pods (no suspend by operatingMode, no server-side shutdownTime)`,
+            fix: INSTALL_AGENT_SANDBOX,
+          },
   );
-  const warmMissing = WARM_KINDS.filter((k) => !crds.served.includes(`${k}.${EXTENSIONS_GROUP}`));
-  report.warm_pool = warmMissing.length === 0;
-  report.checks.push(
-    report.warm_pool
-      ? {
-          name: "warm_pool_crds",
-          status: "ok",
-          detail: `warm pools are served (${WARM_KINDS.join(", ")} in ${EXTENSIONS_GROUP}/${VERSION})`,
-          fix: null,
-        }
-      : {
-          name: "warm_pool_crds",
-          status: "warn",
-          detail: `${crds.why.get(EXTENSIONS_GROUP) ?? `${warmMissing.map((k) => `${k}.${EXTENSIONS_GROUP}`).join(", ")} not served`}: no warm starts from a SandboxWarmPool`,
-          fix: INSTALL_AGENT_SANDBOX,
-        },
-  );
+  report.checks.push(await checkWarmPool(k8s, s, options, crds, deadlineMs));
+  report.warm_pool = report.checks.at(-1)?.status === "ok" && s.warmPool !== null;
   report.ok = report.checks.every((c) => c.status !== "fail");
   return report;
 }
@@ -229,6 +231,14 @@ async function checkRuntimeClass(
   options: object,
   deadlineMs: number,
 ): Promise<Check> {
+  if (s.runtimeClass === null)
+    return {
+      name: "runtime_class",
+      status: "warn",
+      detail:
+        "PYRO_K8S_RUNTIME_CLASS is empty: sandbox pods name no RuntimeClass and run under the node's default runtime, not gVisor",
+      fix: "unset PYRO_K8S_RUNTIME_CLASS (gvisor) or name the RuntimeClass of an isolating runtime",
+    };
   try {
     const rc = await s.kc.makeApiClient(k8s.NodeV1Api).readRuntimeClass({ name: s.runtimeClass }, options);
     return {
@@ -273,7 +283,8 @@ async function servedKinds(
   options: object,
 ): Promise<{ served: string[]; why: Map<string, string> }> {
   const why = new Map<string, string>();
-  const groups = await s.kc
+  type Groups = { groups: { name: string; versions: { version: string }[] }[] };
+  const groups: Groups | undefined = await s.kc
     .makeApiClient(k8s.ApisApi)
     .getAPIVersions({}, options)
     .catch(ignore("API discovery failed: each kind is then asked by a list alone"));
@@ -310,6 +321,80 @@ async function servedKinds(
   );
   served.sort();
   return { served, why };
+}
+
+/** The warm pool one-shot runs claim from (PYRO_K8S_WARM_POOL): served, there, and filling. */
+async function checkWarmPool(
+  k8s: Client,
+  s: KubernetesSettings,
+  options: object,
+  crds: { served: string[]; why: Map<string, string> },
+  deadlineMs: number,
+): Promise<Check> {
+  const missing = WARM_KINDS.filter((k) => !crds.served.includes(`${k}.${EXTENSIONS_GROUP}`));
+  const notServed =
+    crds.why.get(EXTENSIONS_GROUP) ??
+    `${missing.map((k) => `${k}.${EXTENSIONS_GROUP}`).join(", ")} not served`;
+  if (!s.warmPool)
+    return missing.length === 0
+      ? {
+          name: "warm_pool",
+          status: "ok",
+          detail: "warm pools are served; none is configured (PYRO_K8S_WARM_POOL): one-shot runs start cold",
+          fix: null,
+        }
+      : {
+          name: "warm_pool",
+          status: "warn",
+          detail: `${notServed}: no warm starts from a SandboxWarmPool`,
+          fix: INSTALL_AGENT_SANDBOX,
+        };
+  if (missing.length > 0)
+    return {
+      name: "warm_pool",
+      status: "fail",
+      detail: `PYRO_K8S_WARM_POOL=${s.warmPool}, but ${notServed}: claims from it cannot be made`,
+      fix: `${INSTALL_AGENT_SANDBOX}; or unset PYRO_K8S_WARM_POOL`,
+    };
+  try {
+    const pool = await s.kc.makeApiClient(k8s.CustomObjectsApi).getNamespacedCustomObject(
+      {
+        group: EXTENSIONS_GROUP,
+        version: VERSION,
+        namespace: s.namespace,
+        plural: "sandboxwarmpools",
+        name: s.warmPool,
+      },
+      options,
+    );
+    const want = Number(pool?.spec?.replicas ?? 1);
+    const ready = Number(pool?.status?.readyReplicas ?? 0);
+    return {
+      name: "warm_pool",
+      status: ready > 0 ? "ok" : "warn",
+      detail: `SandboxWarmPool ${s.warmPool}: ${ready} of ${want} ready`,
+      fix:
+        ready > 0
+          ? null
+          : `claims start cold until it fills: check the pool's template and the agent-sandbox controller (kubectl -n ${s.namespace} describe sandboxwarmpool ${s.warmPool})`,
+    };
+  } catch (e) {
+    const code = httpStatus(e);
+    return {
+      name: "warm_pool",
+      status: "fail",
+      detail:
+        code === 404
+          ? `SandboxWarmPool ${s.warmPool} does not exist in namespace ${s.namespace}`
+          : `reading SandboxWarmPool ${s.warmPool} failed: ${describe(e, deadlineMs)}`,
+      fix:
+        code === 404
+          ? `create it (a SandboxTemplate and a SandboxWarmPool; docs/kubernetes.md), or unset PYRO_K8S_WARM_POOL`
+          : code === 403
+            ? "grant get sandboxwarmpools (deploy/kubernetes/role.yaml)"
+            : "run pyro doctor again; if it persists, check the API server's health",
+    };
+  }
 }
 
 /** Every request gets its own deadline: an unreachable server must not hang `pyro doctor`. */

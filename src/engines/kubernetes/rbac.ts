@@ -3,7 +3,9 @@
  * deploy/kubernetes/role.yaml grants, `pyro doctor` checks verb by verb, and the tests hold
  * the Role to (test/unit/kubernetes-manifests.test.ts: exactly these, nothing cluster-wide).
  * A new API call of the engine adds its verb here first, so the Role, the doctor and the
- * engine cannot drift apart.
+ * engine cannot drift apart. What the engine does not do is not granted: it polls rather than
+ * watches, reads pod status rather than events, never changes a NetworkPolicy in place, and
+ * neither makes warm pools nor their templates (the operator does; pyro claims from them).
  *
  * No imports: the unit test, the doctor and the engine all read it, none needs the client.
  */
@@ -23,7 +25,8 @@ export const KUBERNETES_RBAC: readonly RbacRule[] = [
   {
     group: "",
     resource: "pods",
-    verbs: ["create", "get", "list", "watch", "delete"],
+    // patch: a sandbox's expiry annotation (setExpiry); list: found by label after a crash.
+    verbs: ["create", "get", "list", "patch", "delete"],
     why: "sandboxes run as pods (plain Pods without agent-sandbox); found by label after a crash",
   },
   {
@@ -37,44 +40,33 @@ export const KUBERNETES_RBAC: readonly RbacRule[] = [
   {
     group: "",
     resource: "persistentvolumeclaims",
-    verbs: ["create", "get", "list", "watch", "delete"],
+    verbs: ["create", "get", "list", "delete"],
     why: "workspace files live on a volume that survives a stop",
-  },
-  {
-    group: "",
-    resource: "events",
-    verbs: ["get", "list", "watch"],
-    why: "a sandbox that does not start is explained by its events (image, scheduling, runtime class)",
   },
   {
     group: "networking.k8s.io",
     resource: "networkpolicies",
-    verbs: ["create", "get", "list", "watch", "patch", "delete"],
-    why: "network off by default: a deny-all policy per sandbox, egress policies changed in place",
+    verbs: ["create", "list", "delete"],
+    why: "network off by default: a deny-all policy per sandbox",
   },
   {
     group: "agents.x-k8s.io",
     resource: "sandboxes",
-    verbs: ["create", "get", "list", "watch", "patch", "delete"],
+    verbs: ["create", "get", "list", "patch", "delete"],
     why: "runs and workspaces as agent-sandbox Sandboxes; stop/start by operatingMode, TTL by shutdownTime",
   },
   {
     group: "extensions.agents.x-k8s.io",
     resource: "sandboxclaims",
-    verbs: ["create", "get", "list", "watch", "delete"],
+    verbs: ["create", "get", "list", "delete"],
     why: "warm starts claim a sandbox from a warm pool",
   },
   {
     group: "extensions.agents.x-k8s.io",
     resource: "sandboxwarmpools",
-    verbs: ["create", "get", "list", "watch", "patch", "delete"],
-    why: "pyro's pool size becomes a SandboxWarmPool's replicas",
-  },
-  {
-    group: "extensions.agents.x-k8s.io",
-    resource: "sandboxtemplates",
-    verbs: ["create", "get", "list", "watch", "patch", "delete"],
-    why: "a warm pool starts sandboxes from a template per environment",
+    // Read only: the operator makes the pool (PYRO_K8S_WARM_POOL names it); doctor reads it.
+    verbs: ["get"],
+    why: "the warm pool PYRO_K8S_WARM_POOL names is checked to exist and be ready",
   },
 ];
 

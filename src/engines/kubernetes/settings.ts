@@ -1,90 +1,104 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
-import type { KubeConfig } from "@kubernetes/client-node";
 import { PyroError } from "../../core/errors.js";
-import { noted } from "../../util/best-effort.js";
 
 /**
- * Where the kubernetes engine points, from the environment:
- * - `KUBECONFIG` (the first file of a list), else in-cluster config when pyro runs in a pod
- *   (`KUBERNETES_SERVICE_HOST` and the mounted service-account token), else `~/.kube/config`;
- * - `PYRO_K8S_NAMESPACE`, else the kubeconfig context's namespace, else (in a pod) the pod's
- *   own namespace, else `default`;
- * - `PYRO_K8S_RUNTIME_CLASS` (default `gvisor`): the RuntimeClass every sandbox pod names.
+ * Where `pyro doctor` looks for the kubernetes engine's cluster: the same choices the engine
+ * makes (its config.ts and client.ts), so the doctor checks what the engine will use:
+ * - `KUBECONFIG` (its first file), else client-node's default: `~/.kube/config`, then the
+ *   in-cluster config of a pod (the mounted service-account token, KubeConfig.loadFromCluster);
+ * - `PYRO_K8S_NAMESPACE` (default `pyro`);
+ * - `PYRO_K8S_RUNTIME_CLASS` (default `gvisor`; empty: none);
+ * - `PYRO_K8S_MODE` (`auto`: Sandboxes when agent-sandbox is served, else Pods; `sandbox`; `pod`);
+ * - `PYRO_K8S_WARM_POOL`: the SandboxWarmPool one-shot runs claim from (none: cold starts).
  */
+export const DEFAULT_NAMESPACE = "pyro";
 export const DEFAULT_RUNTIME_CLASS = "gvisor";
-const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+// biome-ignore lint/suspicious/noExplicitAny: client-node is reached untyped, as the engine does (client.ts)
+export type Any = any;
 
 export interface KubernetesSettings {
-  kc: KubeConfig;
+  /** client-node's KubeConfig. */
+  kc: Any;
   /** What the config came from: a file path, or `in-cluster`. */
   source: string;
   context: string | null;
   server: string | null;
   namespace: string;
-  runtimeClass: string;
+  runtimeClass: string | null;
+  mode: "auto" | "sandbox" | "pod";
+  warmPool: string | null;
 }
 
-/** The client library, loaded on first use: it is large and only this engine needs it. */
-export async function loadClient(): Promise<typeof import("@kubernetes/client-node")> {
-  return import("@kubernetes/client-node");
+const MODULE = "@kubernetes/client-node";
+let loaded: Any;
+
+/**
+ * The client library, on first use. A name in a variable, so neither tsc (its types stay out
+ * of pyro's .d.ts) nor the CLI bundler touch it; `require` of the ES module (Node >= 20.19)
+ * rather than `import()`, which inside the CLI's vm-compiled bundles needs an experimental
+ * loader that prints a warning.
+ */
+export async function loadClient(): Promise<Any> {
+  const name = MODULE;
+  if (loaded) return loaded;
+  try {
+    loaded = createRequire(import.meta.url)(name);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ERR_REQUIRE_ESM")
+      throw new PyroError(
+        "engine_unavailable",
+        `the kubernetes engine needs ${MODULE}, which could not be loaded: ${(e as Error).message}`,
+        "reinstall pyro with its dependencies (npm install)",
+      );
+    loaded = await import(name);
+  }
+  return loaded;
 }
 
 export async function kubernetesSettings(env: NodeJS.ProcessEnv = process.env): Promise<KubernetesSettings> {
   const k8s = await loadClient();
   const kc = new k8s.KubeConfig();
   const file = env.KUBECONFIG?.split(delimiter).find((f) => f !== "");
-  const home = join(env.HOME ?? homedir(), ".kube", "config");
-  let source: string;
-  try {
-    if (file) {
-      source = file;
-      kc.loadFromFile(file);
-    } else if (env.KUBERNETES_SERVICE_HOST && existsSync(join(SA_DIR, "token"))) {
-      source = "in-cluster";
-      kc.loadFromCluster();
-    } else if (existsSync(home)) {
-      source = home;
-      kc.loadFromFile(home);
-    } else {
-      throw new PyroError(
-        "engine_unavailable",
-        "no Kubernetes config: KUBECONFIG is unset, pyro is not in a pod and ~/.kube/config does not exist",
-        "set KUBECONFIG to your cluster's kubeconfig (or run pyro in the cluster with the manifests of deploy/kubernetes/)",
-      );
-    }
-  } catch (e) {
-    if (e instanceof PyroError) throw e;
+  const home = join(env.HOME || homedir(), ".kube", "config");
+  const inCluster = !!env.KUBERNETES_SERVICE_HOST && existsSync(SA_TOKEN);
+  const source = file ?? (existsSync(home) ? home : inCluster ? "in-cluster" : undefined);
+  if (!source)
     throw new PyroError(
       "engine_unavailable",
-      `cannot load the Kubernetes config from ${file ?? "the cluster"}: ${(e as Error).message}`,
+      "no Kubernetes config: KUBECONFIG is unset, ~/.kube/config does not exist and pyro is not in a pod",
+      "set KUBECONFIG to your cluster's kubeconfig (or run pyro in the cluster with the manifests of deploy/kubernetes/)",
+    );
+  try {
+    if (file) kc.loadFromFile(file);
+    else kc.loadFromDefault();
+  } catch (e) {
+    throw new PyroError(
+      "engine_unavailable",
+      `cannot load the Kubernetes config from ${source}: ${(e as Error).message}`,
       "point KUBECONFIG at a readable kubeconfig file",
     );
   }
-  const ctx = kc.getContextObject(kc.getCurrentContext());
-  const namespace =
-    nonEmpty(env.PYRO_K8S_NAMESPACE) ?? nonEmpty(ctx?.namespace) ?? podNamespace(source) ?? "default";
+  const mode = env.PYRO_K8S_MODE || "auto";
+  if (mode !== "auto" && mode !== "sandbox" && mode !== "pod")
+    throw new PyroError(
+      "invalid_argument",
+      `PYRO_K8S_MODE=${JSON.stringify(mode)} is not valid`,
+      "use auto, sandbox or pod",
+    );
+  const rc = env.PYRO_K8S_RUNTIME_CLASS ?? DEFAULT_RUNTIME_CLASS;
   return {
     kc,
     source,
     context: source === "in-cluster" ? null : kc.getCurrentContext() || null,
     server: kc.getCurrentCluster()?.server ?? null,
-    namespace,
-    runtimeClass: nonEmpty(env.PYRO_K8S_RUNTIME_CLASS) ?? DEFAULT_RUNTIME_CLASS,
+    namespace: env.PYRO_K8S_NAMESPACE || DEFAULT_NAMESPACE,
+    runtimeClass: rc === "" ? null : rc,
+    mode,
+    warmPool: env.PYRO_K8S_WARM_POOL || null,
   };
-}
-
-function nonEmpty(s: string | undefined): string | undefined {
-  return s && s.trim() !== "" ? s.trim() : undefined;
-}
-
-function podNamespace(source: string): string | undefined {
-  if (source !== "in-cluster") return undefined;
-  try {
-    return nonEmpty(readFileSync(join(SA_DIR, "namespace"), "utf8"));
-  } catch (e) {
-    noted("no service-account namespace file in this pod: the namespace falls back to default", e);
-    return undefined;
-  }
 }
