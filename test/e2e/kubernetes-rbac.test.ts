@@ -137,6 +137,16 @@ before(async () => {
   const objs = admin.makeApiClient(KubernetesObjectApi);
   const core = admin.makeApiClient(CoreV1Api);
   for (const name of [SANDBOXES, SERVER]) await core.createNamespace({ body: { metadata: { name } } });
+  // Pods need the namespace's default ServiceAccount, which the controller-manager adds.
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const sa = await statusOf(core.readNamespacedServiceAccount({ name: "default", namespace: SANDBOXES }));
+    if (sa === 0) break;
+    if (Date.now() > deadline)
+      throw new Error(
+        `no default ServiceAccount in ${SANDBOXES} after 60 s: is the controller-manager running?`,
+      );
+    await new Promise((res) => setTimeout(res, 250));
+  }
   // The Role and the binding exactly as shipped, in this test's namespaces.
   for (const o of [...(await manifest("role.yaml")), ...(await manifest("serviceaccount.yaml"))])
     await objs.create(o);
@@ -185,7 +195,7 @@ after(async () => {
   for (const name of [SANDBOXES, SERVER]) await statusOf(core.deleteNamespace({ name }));
 });
 
-test("the ServiceAccount bound to the Role: doctor finds every grant, and a gVisor pod is made, exec'd into and deleted", {
+test("the ServiceAccount bound to the Role: doctor finds every grant; volumes, policies and agent-sandbox objects in its namespace", {
   skip,
 }, async () => {
   const r = await checkKubernetes({
@@ -205,62 +215,6 @@ test("the ServiceAccount bound to the Role: doctor finds every grant, and a gVis
 
   const core = sa.makeApiClient(CoreV1Api);
   const net = sa.makeApiClient(NetworkingV1Api);
-  const pod = `pyro-rbac-${suffix}`;
-  await core.createNamespacedPod({
-    namespace: SANDBOXES,
-    body: {
-      metadata: { name: pod, labels: { "pyro.dev/test": suffix } },
-      spec: {
-        runtimeClassName: "gvisor",
-        automountServiceAccountToken: false,
-        restartPolicy: "Never",
-        activeDeadlineSeconds: 600,
-        containers: [{ name: "c", image: IMAGE, imagePullPolicy: "Never", command: ["sleep", "600"] }],
-      },
-    },
-  });
-  try {
-    // Found by label, watched until it runs (list + get are the Role's).
-    const listed = await core.listNamespacedPod({
-      namespace: SANDBOXES,
-      labelSelector: `pyro.dev/test=${suffix}`,
-    });
-    assert.deepEqual(
-      listed.items.map((p) => p.metadata?.name),
-      [pod],
-    );
-    const deadline = Date.now() + 180_000;
-    let phase = "";
-    let why = "";
-    while (Date.now() < deadline) {
-      const p = await core.readNamespacedPod({ name: pod, namespace: SANDBOXES });
-      phase = p.status?.phase ?? "";
-      why = JSON.stringify(p.status?.containerStatuses?.[0]?.state ?? {});
-      if (phase === "Running" || phase === "Failed") break;
-      await new Promise((res) => setTimeout(res, 1000));
-    }
-    assert.equal(phase, "Running", `the pod runs (state ${why})`);
-    // Exec through the API server as the ServiceAccount: the WebSocket upgrade and the exec.
-    const out = new PassThrough();
-    let text = "";
-    out.on("data", (d) => {
-      text += d;
-    });
-    const code = await new Promise<number>((resolve, reject) => {
-      new Exec(sa)
-        .exec(SANDBOXES, pod, "c", ["sh", "-c", "echo pyro-exec-ok; exit 3"], out, null, null, false, (s) => {
-          const cause = s.details?.causes?.find((c) => c.reason === "ExitCode");
-          resolve(s.status === "Success" ? 0 : Number(cause?.message ?? -1));
-        })
-        .catch(reject);
-    });
-    await new Promise((res) => setImmediate(res)); // stdout chunks already read are delivered
-    assert.equal(text.trim(), "pyro-exec-ok");
-    assert.equal(code, 3);
-  } finally {
-    await core.deleteNamespacedPod({ name: pod, namespace: SANDBOXES, gracePeriodSeconds: 0 });
-  }
-
   // A volume claim (dry run: the hostPath provisioner would make a directory) and a deny-all
   // network policy, made, listed and removed for real.
   assert.equal(
@@ -345,6 +299,67 @@ test("the ServiceAccount bound to the Role: doctor finds every grant, and a gVis
   }
 });
 
+test("the same ServiceAccount makes a gVisor pod, finds it by label, execs into it through the API server and deletes it", {
+  skip,
+}, async () => {
+  const core = sa.makeApiClient(CoreV1Api);
+  const pod = `pyro-rbac-${suffix}`;
+  await core.createNamespacedPod({
+    namespace: SANDBOXES,
+    body: {
+      metadata: { name: pod, labels: { "pyro.dev/test": suffix } },
+      spec: {
+        runtimeClassName: "gvisor",
+        automountServiceAccountToken: false,
+        restartPolicy: "Never",
+        activeDeadlineSeconds: 600,
+        containers: [{ name: "c", image: IMAGE, imagePullPolicy: "Never", command: ["sleep", "600"] }],
+      },
+    },
+  });
+  try {
+    // Found by label, watched until it runs (list + get are the Role's).
+    const listed = await core.listNamespacedPod({
+      namespace: SANDBOXES,
+      labelSelector: `pyro.dev/test=${suffix}`,
+    });
+    assert.deepEqual(
+      listed.items.map((p) => p.metadata?.name),
+      [pod],
+    );
+    const deadline = Date.now() + 180_000;
+    let phase = "";
+    let why = "";
+    while (Date.now() < deadline) {
+      const p = await core.readNamespacedPod({ name: pod, namespace: SANDBOXES });
+      phase = p.status?.phase ?? "";
+      why = JSON.stringify(p.status?.containerStatuses?.[0]?.state ?? {});
+      if (phase === "Running" || phase === "Failed") break;
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+    assert.equal(phase, "Running", `the pod runs (state ${why})`);
+    // Exec through the API server as the ServiceAccount: the WebSocket upgrade and the exec.
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (d) => {
+      text += d;
+    });
+    const code = await new Promise<number>((resolve, reject) => {
+      new Exec(sa)
+        .exec(SANDBOXES, pod, "c", ["sh", "-c", "echo pyro-exec-ok; exit 3"], out, null, null, false, (s) => {
+          const cause = s.details?.causes?.find((c) => c.reason === "ExitCode");
+          resolve(s.status === "Success" ? 0 : Number(cause?.message ?? -1));
+        })
+        .catch(reject);
+    });
+    await new Promise((res) => setImmediate(res)); // stdout chunks already read are delivered
+    assert.equal(text.trim(), "pyro-exec-ok");
+    assert.equal(code, 3);
+  } finally {
+    await core.deleteNamespacedPod({ name: pod, namespace: SANDBOXES, gracePeriodSeconds: 0 });
+  }
+});
+
 test("the same ServiceAccount is refused everywhere else: other namespaces, nodes, secrets, RBAC", {
   skip,
 }, async () => {
@@ -353,56 +368,62 @@ test("the same ServiceAccount is refused everywhere else: other namespaces, node
     metadata: { name: "nope" },
     spec: { containers: [{ name: "c", image: IMAGE }] },
   };
-  const refused: [string, Promise<unknown>][] = [
+  // Thunks: each call starts only when asked, so no refusal goes unhandled meanwhile.
+  const refused: [string, () => Promise<unknown>][] = [
     [
       "make a warm pool (the operator's)",
-      sa.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-        group: "extensions.agents.x-k8s.io",
-        version: "v1beta1",
-        namespace: SANDBOXES,
-        plural: "sandboxwarmpools",
-        dryRun: "All",
-        body: {
-          apiVersion: "extensions.agents.x-k8s.io/v1beta1",
-          kind: "SandboxWarmPool",
-          metadata: { name: "w" },
-        },
-      }),
+      () =>
+        sa.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+          group: "extensions.agents.x-k8s.io",
+          version: "v1beta1",
+          namespace: SANDBOXES,
+          plural: "sandboxwarmpools",
+          dryRun: "All",
+          body: {
+            apiVersion: "extensions.agents.x-k8s.io/v1beta1",
+            kind: "SandboxWarmPool",
+            metadata: { name: "w" },
+          },
+        }),
     ],
-    ["read events (the engine reads pod status)", core.listNamespacedEvent({ namespace: SANDBOXES })],
+    ["read events (the engine reads pod status)", () => core.listNamespacedEvent({ namespace: SANDBOXES })],
     [
       "create a pod in its own namespace",
-      core.createNamespacedPod({ namespace: SERVER, body: pod, dryRun: "All" }),
+      () => core.createNamespacedPod({ namespace: SERVER, body: pod, dryRun: "All" }),
     ],
-    ["create a pod in default", core.createNamespacedPod({ namespace: "default", body: pod, dryRun: "All" })],
-    ["list pods in its own namespace", core.listNamespacedPod({ namespace: SERVER })],
-    ["list pods everywhere", core.listPodForAllNamespaces()],
-    ["list nodes", core.listNode()],
-    ["list secrets", core.listNamespacedSecret({ namespace: SANDBOXES })],
-    ["read a secret", core.readNamespacedSecret({ name: "not-pyros", namespace: SANDBOXES })],
-    ["list service accounts", core.listNamespacedServiceAccount({ namespace: SANDBOXES })],
+    [
+      "create a pod in default",
+      () => core.createNamespacedPod({ namespace: "default", body: pod, dryRun: "All" }),
+    ],
+    ["list pods in its own namespace", () => core.listNamespacedPod({ namespace: SERVER })],
+    ["list pods everywhere", () => core.listPodForAllNamespaces()],
+    ["list nodes", () => core.listNode()],
+    ["list secrets", () => core.listNamespacedSecret({ namespace: SANDBOXES })],
+    ["read a secret", () => core.readNamespacedSecret({ name: "not-pyros", namespace: SANDBOXES })],
+    ["list service accounts", () => core.listNamespacedServiceAccount({ namespace: SANDBOXES })],
     [
       "create a namespace",
-      core.createNamespace({ body: { metadata: { name: `x-${suffix}` } }, dryRun: "All" }),
+      () => core.createNamespace({ body: { metadata: { name: `x-${suffix}` } }, dryRun: "All" }),
     ],
     [
       "grant itself more",
-      sa.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding({
-        namespace: SANDBOXES,
-        dryRun: "All",
-        body: {
-          metadata: { name: "more" },
-          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "admin" },
-          subjects: [{ kind: "ServiceAccount", name: "pyro", namespace: SERVER }],
-        },
-      }),
+      () =>
+        sa.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding({
+          namespace: SANDBOXES,
+          dryRun: "All",
+          body: {
+            metadata: { name: "more" },
+            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "admin" },
+            subjects: [{ kind: "ServiceAccount", name: "pyro", namespace: SERVER }],
+          },
+        }),
     ],
     [
       "read RuntimeClasses (without the optional ClusterRole)",
-      sa.makeApiClient(NodeV1Api).listRuntimeClass(),
+      () => sa.makeApiClient(NodeV1Api).listRuntimeClass(),
     ],
   ];
-  for (const [what, p] of refused) assert.equal(await statusOf(p), 403, what);
+  for (const [what, call] of refused) assert.equal(await statusOf(call()), 403, what);
   // Every verb of the Role, asked of another namespace: none holds there.
   const authz = sa.makeApiClient(AuthorizationV1Api);
   for (const rule of KUBERNETES_RBAC)
@@ -481,7 +502,7 @@ test("every manifest of deploy/kubernetes/ is accepted by the API server (server
   for (const file of files)
     for (const o of await manifest(file)) {
       // Cluster-scoped objects get this test's names (gvisor and the rest may exist already).
-      if (!o.metadata?.namespace) o.metadata!.name = `${o.metadata!.name}-${suffix}`;
+      if (!o.metadata?.namespace) o.metadata!.name = `${o.metadata!.name}-dry-${suffix}`;
       // Objects this test already made (the Role, its binding): the dry run would say 409.
       if (["Role", "RoleBinding", "ServiceAccount"].includes(o.kind!))
         o.metadata!.name = `${o.metadata!.name}-dry`;
