@@ -180,6 +180,14 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
         .map(([k, v]) => `${k}=${v ?? "missing"}`)
         .join(" ")}`,
     ];
+    if (r.kubernetes)
+      lines.push(
+        `kubernetes:  ${r.kubernetes.server ?? "no server"} (${r.kubernetes.context ?? r.kubernetes.source}), namespace ${r.kubernetes.namespace}, runtime class ${r.kubernetes.runtime_class}${r.kubernetes.workload ? `, sandboxes as ${r.kubernetes.workload === "sandbox" ? "agent-sandbox Sandboxes" : "plain Pods"}` : ""}`,
+        ...r.kubernetes.checks.map(
+          (c: Any) =>
+            `  ${c.status === "ok" ? "✓" : c.status === "warn" ? "!" : "✗"} ${c.name.padEnd(15)} ${c.detail}`,
+        ),
+      );
     if (r.problems.length) lines.push("problems:", ...r.problems.map((p: string) => `  - ${p}`));
     if (r.environment_state)
       lines.push(

@@ -35,6 +35,44 @@ export const EngineReport = z.object({
       "What that version enables (gVisor: `netstack`, its own network stack in the sandbox's namespace, from release-20240807.0; `systrap_idle`, idle sandboxes that park, from release-20260622.0); empty where the engine has none to report.",
     ),
 });
+/** One check of the kubernetes engine's cluster (engines/kubernetes/doctor.ts). */
+export const KubernetesCheck = z.object({
+  name: z.enum(["api", "rbac", "runtime_class", "sandbox_crds", "warm_pool"]),
+  status: z.enum(["ok", "warn", "fail"]),
+  detail: z.string(),
+  fix: z.string().nullable(),
+});
+export const KubernetesReport = z
+  .object({
+    source: z.string().describe("Where the config came from: a kubeconfig path, or in-cluster."),
+    context: z.string().nullable(),
+    server: z.string().nullable(),
+    namespace: z.string(),
+    runtime_class: z
+      .string()
+      .nullable()
+      .describe("PYRO_K8S_RUNTIME_CLASS (default gvisor); null when set empty."),
+    server_version: z.string().nullable(),
+    missing_permissions: z
+      .array(z.string())
+      .describe(
+        "Grants of deploy/kubernetes/role.yaml this identity lacks, as `kubectl auth can-i` names them.",
+      ),
+    crds: z.array(z.string()).describe("The agent-sandbox kinds the namespace serves at v1beta1."),
+    workload: z
+      .enum(["sandbox", "pod"])
+      .nullable()
+      .describe(
+        "What sandboxes become: agent-sandbox Sandboxes when served (PYRO_K8S_MODE=auto), plain Pods otherwise; null when none can start.",
+      ),
+    warm_pool: z
+      .boolean()
+      .describe("PYRO_K8S_WARM_POOL names a SandboxWarmPool that exists and has a ready sandbox."),
+    checks: z.array(KubernetesCheck),
+    ok: z.boolean(),
+  })
+  .describe("The kubernetes engine's cluster checks (with PYRO_ENGINE=kubernetes; null otherwise).");
+
 export const DoctorResult = z.object({
   platform: z.object({
     os: z.string(),
@@ -89,9 +127,11 @@ export const DoctorResult = z.object({
     .describe(
       "When the engine probes this report shows ran, if an earlier run's were reused (nothing they depend on changed); null when they ran now.",
     ),
+  kubernetes: KubernetesReport.nullable(),
   environment_state: EnvironmentState.nullable()
     .optional()
     .describe("With --environment: warm, cold or stale."),
 });
 
 export type DoctorResultT = z.infer<typeof DoctorResult>;
+export type KubernetesReportT = z.infer<typeof KubernetesReport>;

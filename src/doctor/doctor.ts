@@ -8,6 +8,7 @@ import type { PyroPaths } from "../core/paths.js";
 import { FirecrackerEngine } from "../engines/firecracker/engine.js";
 import { GvisorEngine } from "../engines/gvisor/engine.js";
 import { HostEngine } from "../engines/host/engine.js";
+import { kubernetesDoctor } from "../engines/kubernetes/doctor.js";
 import { QemuEngine } from "../engines/qemu/engine.js";
 import type { ProbeResult } from "../engines/types.js";
 import type { EnvironmentStore } from "../environments/store.js";
@@ -175,6 +176,10 @@ export async function runDoctor(
     problems.push(why);
     priority.detail = why;
   }
+  // With PYRO_ENGINE=kubernetes: the cluster's checks, fresh every run (null otherwise).
+  const kubernetes = await kubernetesDoctor(env);
+  for (const c of kubernetes?.checks ?? [])
+    if (c.status !== "ok") problems.push(`kubernetes ${c.name}: ${c.detail}${c.fix ? `: ${c.fix}` : ""}`);
   return {
     platform: {
       os: platform(),
@@ -208,8 +213,9 @@ export async function runDoctor(
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
     shared_cache: await sharedCacheReport(envs),
     host_tools: tools,
-    ok: def !== null && tools.mmdebstrap !== null,
+    ok: def !== null && tools.mmdebstrap !== null && (kubernetes?.ok ?? true),
     problems,
     probes_cached_at: cached?.at ?? null,
+    kubernetes,
   };
 }

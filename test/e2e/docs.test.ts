@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as z from "zod";
 import { cliFieldName, defaultsToTrue } from "../../src/cli/commands.js";
+import * as D from "../../src/contract/doctor.js";
 import * as F from "../../src/contract/files.js";
 import * as pkg from "../../src/index.js";
 import { OPERATIONS, Pyro, schemas as S, VmHandle, WorkspaceHandle } from "../../src/index.js";
@@ -265,6 +266,7 @@ describe("docs/public-contract.md matches the code", () => {
       exports: F.WorkspaceSummaryResult.shape.exports,
       snapshot_activity: F.WorkspaceSummaryResult.shape.snapshot_activity,
       "engines[]": S.EngineReport,
+      kubernetes: D.KubernetesReport,
     };
     const table = rows(section(section(contract, "Result fields"), "Nested objects", 3));
     assert.deepEqual(sorted(table.map((r) => ticks(r[0])[0]!)), sorted(Object.keys(nested)));
