@@ -9,6 +9,7 @@ import { networkExists } from "../../network/netns.js";
 import type { NetworkSpec } from "../../network/policy.js";
 import {
   handleNetInfo,
+  rootlessSandboxNetwork,
   sandboxNetwork,
   teardownSandboxNetwork,
   updateSandboxNetwork,
@@ -181,17 +182,16 @@ export class GvisorEngine implements Engine {
   }
 
   private async flagsFor(network: boolean, execChannel = false): Promise<RunscFlags> {
-    // Without root there is no namespace of pyro's to give runsc: refused before anything runs.
-    if (network && runscRootless())
-      throw new PyroError(
-        "engine_unavailable",
-        "network for sandboxes without root is not supported yet: pyro would have to share the host's network, which reaches the host's own services",
-        "run pyro as root for network_policy=egress (a network namespace per sandbox), or use network_policy=off",
-      );
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
     return { binary, global: globalFlags(this.runscRoot, network, this.env, runscRootless(), execChannel) };
+  }
+
+  /** The sandbox's namespace: pyro's own as root, pasta's without (network/rootless-net.ts). */
+  private async network(spec: SandboxSpec) {
+    if (!runscRootless()) return sandboxNetwork(spec, this.env);
+    return rootlessSandboxNetwork(spec, this.env);
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {
@@ -269,7 +269,7 @@ export class GvisorEngine implements Engine {
     await mkdir(bundle, { recursive: true });
     // The network first: its namespace must exist for the spec to name it. Removed by id on
     // any failure below (and by removeOrphan after a crash).
-    const net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
+    const net = spec.network ? await this.network(spec) : undefined;
     const ctlDir = join(spec.sandboxDir, "ctl");
     const runDir = join(spec.sandboxDir, "run");
     const sockDir = join(spec.sandboxDir, "sock");
@@ -339,14 +339,7 @@ export class GvisorEngine implements Engine {
     const created = await runToLog(
       ...niced(
         nice,
-        ...inNetns(net?.mount.nsPath, flags.binary, [
-          ...flags.global,
-          "run",
-          "--detach",
-          "--bundle",
-          bundle,
-          cid,
-        ]),
+        ...inNetns(net?.mount, flags.binary, [...flags.global, "run", "--detach", "--bundle", bundle, cid]),
       ),
       join(spec.sandboxDir, "create.log"),
       { timeoutMs: 60_000, env: sandboxProcessEnv() },
@@ -802,9 +795,9 @@ export class GvisorEngine implements Engine {
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     const cid = containerId(spec.id);
-    let net: Awaited<ReturnType<typeof sandboxNetwork>> | undefined;
+    let net: Awaited<ReturnType<GvisorEngine["network"]>> | undefined;
     try {
-      net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
+      net = spec.network ? await this.network(spec) : undefined;
     } catch (e) {
       await rm(spec.sandboxDir, { recursive: true, force: true });
       throw e;
@@ -831,7 +824,7 @@ export class GvisorEngine implements Engine {
       const r = await runCapture(
         ...niced(
           nice,
-          ...inNetns(net?.mount.nsPath, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
+          ...inNetns(net?.mount, flags.binary, [...flags.global, "run", "--bundle", bundle, cid]),
         ),
         {
           env: sandboxProcessEnv(),
@@ -967,6 +960,12 @@ function unwrapExecWrapper(argv: string[]): string[] {
  * its gofer) inherit it: with --network=host their network is that namespace's, not the
  * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox.
  */
-function inNetns(nsPath: string | undefined, binary: string, args: string[]): [string, string[]] {
-  return nsPath ? ["nsenter", [`--net=${nsPath}`, "--", binary, ...args]] : [binary, args];
+function inNetns(
+  mount: { nsPath: string; enter?: string[] } | undefined,
+  binary: string,
+  args: string[],
+): [string, string[]] {
+  // Without root, pasta's namespace is entered with its user namespace (rootless-net.ts).
+  if (mount?.enter?.[0]) return [mount.enter[0], [...mount.enter.slice(1), binary, ...args]];
+  return mount ? ["nsenter", [`--net=${mount.nsPath}`, "--", binary, ...args]] : [binary, args];
 }
