@@ -196,8 +196,8 @@ function pastaPids(id: string): number[] {
       const st = readFileSync(`/proc/${e}/status`, "utf8");
       if (uid !== undefined && !new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(st)) continue;
       out.push(Number(e));
-    } catch {
-      // gone meanwhile, or not ours to read
+    } catch (e) {
+      noted("a process that ended meanwhile, or is not ours to read, is not this sandbox's pasta", e);
     }
   }
   return out;
