@@ -33,13 +33,21 @@ log() { printf 'setup-host: %s\n' "$*" >&2; }
 
 need_pkgs=()
 # iproute2 and nftables: a network namespace and firewall per sandbox with network (docs/network.md).
-for p in mmdebstrap ca-certificates e2fsprogs uidmap erofs-utils iproute2 nftables; do
+# passt (pasta): network for ordinary users' sandboxes, in a namespace the user owns.
+for p in mmdebstrap ca-certificates e2fsprogs uidmap erofs-utils iproute2 nftables passt; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# pasta opens /dev/net/tun as the user; udev makes it 0666 on Debian, a host without udev
+# (containers, microVMs) may leave it 0600 (root only). Creating a tap still needs
+# CAP_NET_ADMIN in the namespace's owner, so 0666 opens nothing else.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  log "making /dev/net/tun usable by ordinary users (mode 0666, as udev does)"
+  $SUDO chmod 0666 /dev/net/tun
 fi
 
 bash "$(cd "$(dirname "$0")" && pwd)/install-runsc.sh"

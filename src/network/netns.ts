@@ -44,7 +44,7 @@ export interface NetTools {
 /** The tools, or why per-sandbox networks cannot be made here (with the fix). */
 export async function netTools(env: NodeJS.ProcessEnv = process.env): Promise<NetTools | string> {
   if ((process.getuid?.() ?? 0) !== 0)
-    return "per-sandbox network namespaces need root (rootless networking through pasta is not implemented)";
+    return "per-sandbox network namespaces of pyro's own need root (without root only gVisor gets network, through pasta)";
   const ip = await which("ip", env);
   const nft = await which("nft", env);
   if (!ip || !nft)

@@ -3,6 +3,12 @@ import { PyroError } from "../core/errors.js";
 import { applyRules, readdressGuest, setupNetwork, teardownNetwork } from "./netns.js";
 import type { NetPlumbing } from "./nft.js";
 import type { NetworkSpec } from "./policy.js";
+import {
+  type RootlessNetState,
+  setupRootlessNetwork,
+  teardownRootlessNetwork,
+  updateRootlessNetwork,
+} from "./rootless-net.js";
 import type { NetworkInfo } from "./types.js";
 
 /**
@@ -12,6 +18,8 @@ import type { NetworkInfo } from "./types.js";
 export interface SandboxNetData {
   plumbing: NetPlumbing;
   spec: NetworkSpec;
+  /** Without root: the pasta namespace the sandbox runs in (network/rootless-net.ts). */
+  rootless?: RootlessNetState;
 }
 
 const EGRESS: NetworkSpec = {
@@ -38,7 +46,34 @@ export async function sandboxNetwork(spec: SandboxNetSpec, env?: NodeJS.ProcessE
   return { mount: { nsPath: plumbing.nsPath, resolvConf: resolvConfPath }, data };
 }
 
+/**
+ * Without root: the sandbox's namespace is pasta's (network/rootless-net.ts); `enter` is the
+ * argv prefix that starts runsc inside it.
+ */
+export async function rootlessSandboxNetwork(spec: SandboxNetSpec, env?: NodeJS.ProcessEnv) {
+  const net = spec.net && spec.net.policy !== "off" ? spec.net : EGRESS;
+  const resolvConfPath = join(spec.sandboxDir, "resolv.conf");
+  const { state, enter } = await setupRootlessNetwork(spec.id, net, {
+    sandboxDir: spec.sandboxDir,
+    resolvConfPath,
+    ...(env ? { env } : {}),
+  });
+  const nsPath = `/proc/${state.holderPid}/ns/net`;
+  const plumbing: NetPlumbing = {
+    netns: `pasta:${state.pastaPid}`,
+    nsPath,
+    hostIf: "",
+    table: "pyro",
+    gateway: state.gateway ?? "",
+    guestIp: state.guestIp ?? "",
+  };
+  const data: SandboxNetData = { plumbing, spec: net, rootless: state };
+  return { mount: { nsPath, resolvConf: resolvConfPath, enter }, data };
+}
+
 export async function teardownSandboxNetwork(id: string, env?: NodeJS.ProcessEnv): Promise<void> {
+  // Without root the only network pyro makes is pasta's (root's teardown has nothing to do).
+  if (process.getuid?.() !== 0) await teardownRootlessNetwork(id);
   await teardownNetwork(id, env);
 }
 
@@ -80,6 +115,10 @@ export async function updateSandboxNetwork(
       `sandbox ${id} was created without network, so it has no network namespace to change`,
       "create a new workspace with network_policy=egress (the network of a gVisor sandbox is fixed when it starts)",
     );
+  if (d.rootless) {
+    await updateRootlessNetwork(id, d.rootless, d.spec, net, env);
+    return { ...d, spec: net };
+  }
   await applyRules(id, d.plumbing, net, env ? { env } : {});
   return { plumbing: d.plumbing, spec: net };
 }

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
 import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -360,5 +363,240 @@ describe("pyro without root", () => {
       ? sh("runuser", ["-u", a.user, "--", runsc, "--rootless", `--root=${root}`, "list", "-quiet"])
       : sh(runsc, ["--rootless", `--root=${root}`, "list", "-quiet"]);
     assert.equal(left.trim(), "");
+  });
+});
+
+/**
+ * Network without root (pasta's namespace, network/rootless-net.ts), as two ordinary users.
+ * As root the test makes a namespace of its own that stands for "the internet": a "public"
+ * address with an HTTP server and a DNS server, and a private one, routed from the host, plus
+ * servers on the host's own 127.0.0.1 and on all its addresses. No traffic leaves the machine.
+ */
+describe("network without root", () => {
+  const NS = `pyro-rlnet-${SUFFIX}`;
+  const HOST_IF = `prln${SUFFIX}`;
+  const NET = "198.18.211";
+  const PUBLIC_IP = "203.0.113.180";
+  const DNS_IP = "203.0.113.153";
+  const PRIVATE_IP = "10.199.78.2";
+  const nsProcs: ChildProcess[] = [];
+  const hostLoop = createServer((_q, s) => s.end("host-loopback"));
+  const hostAny = createServer((_q, s) => s.end("host-any"));
+  let loopPort = 0;
+  let anyPort = 0;
+  let netSkip: string | undefined;
+
+  const shq = (cmd: string) => execFileSync("sh", ["-c", cmd], { stdio: "pipe" });
+  const listen = async (srv: ReturnType<typeof createServer>, host: string) => {
+    await new Promise<void>((r) => srv.listen(0, host, r));
+    return (srv.address() as AddressInfo).port;
+  };
+  // allowed.test → PUBLIC_IP, anything else NXDOMAIN (as network.test.ts's server).
+  const dnsServer = `
+const d = require("dgram").createSocket("udp4");
+d.on("message", (m, r) => {
+  let p = 12; const labels = [];
+  while (m[p]) { labels.push(m.subarray(p + 1, p + 1 + m[p]).toString()); p += m[p] + 1; }
+  const qend = p + 5; const type = m.readUInt16BE(p + 1);
+  const ip = labels.join(".").toLowerCase() === "allowed.test" ? ${JSON.stringify(PUBLIC_IP)} : undefined;
+  const head = Buffer.from(m.subarray(0, qend));
+  head.writeUInt16BE(ip ? 0x8180 : 0x8183, 2); head.writeUInt16BE(1, 4);
+  head.writeUInt16BE(ip && type === 1 ? 1 : 0, 6); head.writeUInt32BE(0, 8);
+  if (!ip || type !== 1) return d.send(head, r.port, r.address);
+  const ans = Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, ...ip.split(".").map(Number)]);
+  d.send(Buffer.concat([head, ans]), r.port, r.address);
+});
+d.bind(53, ${JSON.stringify(DNS_IP)});`;
+  const http = (ip: string, body: string) =>
+    `require("http").createServer((q,s)=>s.end(${JSON.stringify(body)})).listen(8080, ${JSON.stringify(ip)});`;
+
+  /** A guest script: `label=<body>` for each target that answered, `label=closed` else (5 s each). */
+  const probe = (targets: [string, string, number][]) =>
+    [
+      "getent hosts allowed.test | awk '{print \"dns=\" $1}' || echo dns=none",
+      ...targets.map(
+        ([label, ip, port]) =>
+          `r=$(timeout 5 bash -c 'exec 3<>/dev/tcp/$0/$1 && printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && tail -n1 <&3' ${ip} ${port} 2>/dev/null); echo "${label}=\${r:-closed}"`,
+      ),
+    ].join("\n");
+
+  before(async () => {
+    if (skipReason) return;
+    if (!isRoot) {
+      netSkip = "needs root to make the test's own namespaces and users";
+      return;
+    }
+    if (spawnSync("sh", ["-c", "command -v pasta"]).status !== 0) {
+      netSkip = "pasta is not installed (Debian passt; scripts/setup-host.sh installs it)";
+      return;
+    }
+    if (!existsSync("/dev/net/tun") || (statSync("/dev/net/tun").mode & 0o006) !== 0o006) {
+      netSkip =
+        "/dev/net/tun is missing or not usable by ordinary users (mode 0666; scripts/setup-host.sh sets it)";
+      return;
+    }
+    shq(`ip netns add ${NS}`);
+    shq(`ip link add ${HOST_IF} type veth peer name eth0 netns ${NS}`);
+    shq(`ip addr add ${NET}.1/30 dev ${HOST_IF} && ip link set ${HOST_IF} up`);
+    shq(
+      `ip -n ${NS} addr add ${NET}.2/30 dev eth0 && ip -n ${NS} link set eth0 up && ip -n ${NS} link set lo up`,
+    );
+    shq(`ip -n ${NS} route add default via ${NET}.1`);
+    for (const ip of [PUBLIC_IP, DNS_IP, PRIVATE_IP]) {
+      shq(`ip -n ${NS} addr add ${ip}/32 dev lo`);
+      shq(`ip route replace ${ip}/32 via ${NET}.2`);
+    }
+    const code = `${http(PUBLIC_IP, "public")}${http(PRIVATE_IP, "private")}${dnsServer}`;
+    nsProcs.push(spawn("ip", ["netns", "exec", NS, process.execPath, "-e", code], { stdio: "ignore" }));
+    loopPort = await listen(hostLoop, "127.0.0.1");
+    anyPort = await listen(hostAny, "0.0.0.0");
+    // The listeners answer from the host before any sandbox is asked to reach them (a busy
+    // machine starts node slowly).
+    const deadline = Date.now() + 30_000;
+    while (spawnSync("bash", ["-c", `exec 3<>/dev/tcp/${PUBLIC_IP}/8080`]).status !== 0) {
+      assert.ok(Date.now() < deadline, "the test's listeners did not start");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  after(() => {
+    for (const p of nsProcs) p.kill("SIGKILL");
+    hostLoop.close();
+    hostAny.close();
+    if (netSkip || skipReason) return;
+    for (const ip of [PUBLIC_IP, DNS_IP, PRIVATE_IP]) spawnSync("ip", ["route", "del", `${ip}/32`]);
+    spawnSync("ip", ["link", "del", HOST_IF]);
+    spawnSync("ip", ["netns", "del", NS]);
+  });
+
+  /** This host's own IPv4 addresses (the test namespace's veth end among them). */
+  const hostAddrs = () =>
+    Object.values(networkInterfaces())
+      .flat()
+      .filter((i) => i && i.family === "IPv4" && !i.internal)
+      .map((i) => i!.address);
+
+  test("an ordinary user's sandbox gets DNS and the public egress the policy allows, nothing on the host", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    if (netSkip) return t.skip(`skipped: ${netSkip}`);
+    const who = { ...a, env: { ...a.env, PYRO_DNS_UPSTREAM: DNS_IP } };
+    const targets: [string, string, number][] = [
+      ["public", PUBLIC_IP, 8080],
+      ["private", PRIVATE_IP, 8080],
+      ["loopback", "127.0.0.1", loopPort],
+      // The first few (root's sandboxes on this host add a veth address each).
+      ...[...new Set([`${NET}.1`, ...hostAddrs()])]
+        .slice(0, 6)
+        .map((ip, i): [string, string, number] => [`host${i}`, ip, anyPort]),
+    ];
+    const run = async (extra: string[]) => {
+      const r = await jsonAs<{ exit_code: number; stdout: string }>(who, [
+        "run",
+        "--network",
+        ...extra,
+        "debian:12",
+        "--",
+        "bash",
+        "-c",
+        probe(targets),
+      ]);
+      assert.equal(r.exit_code, 0);
+      return Object.fromEntries(
+        r.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split("=", 2) as [string, string]),
+      );
+    };
+    const seen = await run([]);
+    assert.equal(seen.dns, PUBLIC_IP, "the guest resolves through the allowed resolver");
+    assert.equal(seen.public, "public");
+    assert.equal(seen.private, "closed", "private addresses are closed by default");
+    assert.equal(seen.loopback, "closed", "the host's loopback is never reachable");
+    for (const [k, v] of Object.entries(seen)) if (k.startsWith("host")) assert.equal(v, "closed", `${k}`);
+    // The host's servers do answer, so "closed" above is the sandbox's policy.
+    // (Asked asynchronously: the server runs in this process.)
+    assert.equal(await fetch(`http://127.0.0.1:${loopPort}/`).then((r) => r.text()), "host-loopback");
+    // --allow-cidr opens a private address; --deny-cidr closes a public one.
+    const allowed = await run(["--allow-cidr", PRIVATE_IP, "--deny-cidr", PUBLIC_IP]);
+    assert.equal(allowed.private, "private");
+    assert.equal(allowed.public, "closed");
+    assert.equal(allowed.loopback, "closed");
+    // allow_host needs pyro's DNS forwarder, which runs only beside root's namespaces: refused
+    // rather than given wider egress.
+    const hosts = await runAs(who, ["run", "--allow-host", "allowed.test", "debian:12", "--", "true"]);
+    assert.notEqual(hosts.code, 0);
+    assert.match(hosts.stderr, /allow_host .*not available without root/);
+  });
+
+  test("another user's sandbox and published port are out of reach; delete stops pasta", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    if (netSkip) return t.skip(`skipped: ${netSkip}`);
+    if (!b) return t.skip("needs root to create a second user");
+    const seed = join(work!, `srv-${SUFFIX}`);
+    await mkdir(seed, { recursive: true });
+    await writeFile(
+      join(seed, "srv.pl"),
+      `use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr=>"0.0.0.0", LocalPort=>$ARGV[0], Listen=>5, ReuseAddr=>1) or die "listen: $!"; while (my $c = $s->accept) { my $l = <$c>; print $c "HTTP/1.0 200 OK\\r\\n\\r\\nguest-b\\n"; close $c; }`,
+    );
+    sh("chmod", ["-R", "a+rX", seed]);
+    const ws = await jsonAs<{
+      workspace_id: string;
+      network_info: {
+        mode: string;
+        guest_ip: string;
+        published_ports: { host_port: number; guest_port: number }[];
+      };
+    }>(b, ["workspace", "create", "debian:12", "--seed-path", seed, "--publish", "8000"]);
+    const id = ws.workspace_id;
+    try {
+      assert.equal(ws.network_info.mode, "namespace");
+      const port = ws.network_info.published_ports[0]!.host_port;
+      const svc = await runAs(b, [
+        "workspace",
+        "service",
+        "start",
+        id,
+        "web",
+        "--ready-tcp",
+        "8000",
+        "--",
+        "perl",
+        "/workspace/srv.pl",
+        "8000",
+      ]);
+      assert.equal(svc.code, 0, svc.stderr);
+      // Published on the host's 127.0.0.1: this host reaches it...
+      assert.equal(
+        spawnSync("curl", ["-s", "-m", "10", `http://127.0.0.1:${port}/`]).stdout.toString(),
+        "guest-b\n",
+      );
+      // ...the other user's sandbox does not, neither there nor at B's guest address.
+      const r = await jsonAs<{ stdout: string }>(a, [
+        "run",
+        "--network",
+        "debian:12",
+        "--",
+        "bash",
+        "-c",
+        probe([
+          ["published", "127.0.0.1", port],
+          ["guest", ws.network_info.guest_ip, 8000],
+        ]),
+      ]);
+      assert.match(r.stdout, /^published=closed$/m);
+      assert.match(r.stdout, /^guest=closed$/m);
+      // A change of published ports needs pasta restarted: refused without root, not ignored.
+      const upd = await runAs(b, ["workspace", "update", id, "--publish", "8001"]);
+      assert.notEqual(upd.code, 0);
+      assert.match(upd.stderr, /published ports are fixed when it starts/);
+    } finally {
+      const del = await runAs(b, ["workspace", "delete", id]);
+      assert.equal(del.code, 0, del.stderr);
+    }
+    const left = spawnSync("pgrep", ["-u", b.user!, "-f", `pyro-${id}.pasta.pid`])
+      .stdout.toString()
+      .trim();
+    assert.equal(left, "", "pasta outlived the workspace");
   });
 });

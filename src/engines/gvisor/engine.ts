@@ -10,6 +10,7 @@ import type { NetworkSpec } from "../../network/policy.js";
 import {
   handleNetInfo,
   rearmSandboxNetwork,
+  rootlessSandboxNetwork,
   sandboxNetwork,
   teardownSandboxNetwork,
   updateSandboxNetwork,
@@ -180,18 +181,12 @@ export class GvisorEngine implements Engine {
   }
 
   private async flagsFor(network: boolean, execChannel = false): Promise<RunscFlags> {
-    // Without root there is no namespace of pyro's to give runsc: refused before anything runs.
-    if (network && runscRootless())
-      throw new PyroError(
-        "engine_unavailable",
-        "network for sandboxes without root is not supported yet: pyro would have to share the host's network, which reaches the host's own services",
-        "run pyro as root for network_policy=egress (a network namespace per sandbox), or use network_policy=off",
-      );
     const binary = await findRunsc(this.env);
     if (!binary) throw new PyroError("engine_unavailable", "runsc (gVisor) is not installed", SETUP_HINT);
     await mkdir(this.runscRoot, { recursive: true, mode: 0o700 });
     const goferNetns = await runscSupports("gofer_netns", { binary, cacheDir: this.cacheDir });
-    const mode = network ? runscNetworkFor(await this.netRoute(binary)) : "none";
+    // Without root the namespace is pasta's and runsc refuses its netstack there (rootless-net.ts).
+    const mode = !network ? "none" : runscRootless() ? "host" : runscNetworkFor(await this.netRoute(binary));
     return {
       binary,
       global: globalFlags(this.runscRoot, mode, this.env, runscRootless(), execChannel, goferNetns),
@@ -201,6 +196,12 @@ export class GvisorEngine implements Engine {
   /** The route a sandbox with network takes with this runsc (net-route.ts). */
   private netRoute(binary: string): Promise<NetRoute> {
     return runscNetRoute(binary, this.cacheDir, this.env);
+  }
+
+  /** The sandbox's namespace: pyro's own as root, pasta's without (network/rootless-net.ts). */
+  private async network(spec: SandboxSpec) {
+    if (!runscRootless()) return sandboxNetwork(spec, this.env);
+    return rootlessSandboxNetwork(spec, this.env);
   }
 
   private handleFlags(handle: SandboxHandle): RunscFlags {
@@ -285,7 +286,7 @@ export class GvisorEngine implements Engine {
     await mkdir(bundle, { recursive: true });
     // The network first: its namespace must exist for the spec to name it. Removed by id on
     // any failure below (and by removeOrphan after a crash).
-    const net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
+    const net = spec.network ? await this.network(spec) : undefined;
     const ctlDir = join(spec.sandboxDir, "ctl");
     const runDir = join(spec.sandboxDir, "run");
     const sockDir = join(spec.sandboxDir, "sock");
@@ -355,7 +356,7 @@ export class GvisorEngine implements Engine {
     const created = await runToLog(
       ...niced(
         nice,
-        ...inNetns(hostStackNs(flags, net?.mount.nsPath), flags.binary, [
+        ...inNetns(hostStackNs(flags, net?.mount), flags.binary, [
           ...flags.global,
           "run",
           "--detach",
@@ -634,7 +635,7 @@ export class GvisorEngine implements Engine {
     const r = await runToLog(
       ...niced(
         sandboxNice(this.env),
-        ...inNetns(hostStackNs(flags, nsPath), flags.binary, [
+        ...inNetns(hostStackNs(flags, nsPath ? { nsPath } : undefined), flags.binary, [
           ...flags.global,
           "restore",
           `--image-path=${imageDir}`,
@@ -823,9 +824,9 @@ export class GvisorEngine implements Engine {
     const bundle = join(spec.sandboxDir, "bundle");
     await mkdir(bundle, { recursive: true });
     const cid = containerId(spec.id);
-    let net: Awaited<ReturnType<typeof sandboxNetwork>> | undefined;
+    let net: Awaited<ReturnType<GvisorEngine["network"]>> | undefined;
     try {
-      net = spec.network ? await sandboxNetwork(spec, this.env) : undefined;
+      net = spec.network ? await this.network(spec) : undefined;
     } catch (e) {
       await rm(spec.sandboxDir, { recursive: true, force: true });
       throw e;
@@ -855,7 +856,7 @@ export class GvisorEngine implements Engine {
       const r = await runCapture(
         ...niced(
           nice,
-          ...inNetns(hostStackNs(flags, net?.mount.nsPath), flags.binary, [
+          ...inNetns(hostStackNs(flags, net?.mount), flags.binary, [
             ...flags.global,
             "run",
             "--bundle",
@@ -993,8 +994,8 @@ function isNetstack(flags: RunscFlags): boolean {
 }
 
 /** The namespace `run` is started in: only the host-stack route's (see inNetns). */
-function hostStackNs(flags: RunscFlags, nsPath: string | undefined): string | undefined {
-  return isNetstack(flags) ? undefined : nsPath;
+function hostStackNs<T>(flags: RunscFlags, mount: T | undefined): T | undefined {
+  return isNetstack(flags) ? undefined : mount;
 }
 
 /** runsc's --network value for a sandbox with network on this route. */
@@ -1028,6 +1029,12 @@ function unwrapExecWrapper(argv: string[]): string[] {
  * host's. Only `run` needs it; exec, kill and delete talk to the running sandbox. With
  * --network=sandbox the OCI spec names the namespace instead (bundle.ts), and runsc joins it.
  */
-function inNetns(nsPath: string | undefined, binary: string, args: string[]): [string, string[]] {
-  return nsPath ? ["nsenter", [`--net=${nsPath}`, "--", binary, ...args]] : [binary, args];
+function inNetns(
+  mount: { nsPath: string; enter?: string[] } | undefined,
+  binary: string,
+  args: string[],
+): [string, string[]] {
+  // Without root, pasta's namespace is entered with its user namespace (rootless-net.ts).
+  if (mount?.enter?.[0]) return [mount.enter[0], [...mount.enter.slice(1), binary, ...args]];
+  return mount ? ["nsenter", [`--net=${mount.nsPath}`, "--", binary, ...args]] : [binary, args];
 }
