@@ -6,6 +6,14 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
+ * The warm pool is on by default (pool/config.ts): a test's `pyro run` would leave ready
+ * sandboxes, started by a detached fill, in its state dir after the test. Tests keep it off
+ * unless they set PYRO_POOL_SIZE themselves (pool.test.ts, workspace-pool.test.ts, and the
+ * test of the default in pool.test.ts, which deletes it).
+ */
+process.env.PYRO_POOL_SIZE ??= "0";
+
+/**
  * Shared test plumbing. E2E tests drive the BUILT package (dist/), against the real engine.
  * Each test gets its own state dir (PYRO_STATE_DIR); environments come from the normal
  * cache (~/.cache/pyro-mcp or PYRO_CACHE_DIR) so they are built once per machine/CI run.
