@@ -9,8 +9,9 @@
  * other's (and the machine carries one set at a time).
  *
  * Builds: BENCH_IDLE_RUNSC="label=/path,label=/path" (each on the platform pyro picks for it,
- * or label=/path@platform), else the runsc pyro finds (PYRO_RUNSC or PATH) and, when present,
- * Debian's old one at /usr/local/bin/runsc-20240729.
+ * or label=/path@platform), else the runsc pyro finds (PYRO_RUNSC or PATH) on pyro's default
+ * platform and, when present, Debian's old one at /usr/local/bin/runsc-20240729 as pyro ran it
+ * before issue 29, on systrap (BENCH_IDLE_OLD_PLATFORM=ptrace compares it on ptrace).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -55,7 +56,9 @@ export async function idleBuilds(env: NodeJS.ProcessEnv = process.env): Promise<
     });
   const current = await findRunsc(env);
   const builds: IdleBuild[] = [];
-  if (existsSync(OLD_RUNSC) && current !== OLD_RUNSC) builds.push({ label: "old", binary: OLD_RUNSC });
+  // The old build as pyro ran it before issue 29: on runsc's own default platform, systrap.
+  if (existsSync(OLD_RUNSC) && current !== OLD_RUNSC)
+    builds.push({ label: "old", binary: OLD_RUNSC, platform: env.BENCH_IDLE_OLD_PLATFORM ?? "systrap" });
   if (current) builds.push({ label: "current", binary: current });
   return builds;
 }
