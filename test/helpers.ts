@@ -151,7 +151,11 @@ export async function assertNoSandboxes(stateDir: string): Promise<void> {
   if (!runsc || !existsSync(root)) return;
   const list = await execOut(runsc, [`--root=${root}`, "list", "--quiet"]);
   const left = list.split("\n").filter(Boolean);
-  const files = (await readdir(root).catch(() => [] as string[])).filter((f) => !f.startsWith("."));
+  // A current runsc pins the gofers' empty network namespace at `<root>/null-netns` (a bind
+  // mount it never removes; unmountUnder does): the runtime's, not a sandbox.
+  const files = (await readdir(root).catch(() => [] as string[])).filter(
+    (f) => !f.startsWith(".") && f !== "null-netns",
+  );
   if (left.length || files.length) {
     throw new Error(`sandboxes left behind under ${root}: ${[...left, ...files].join(", ")}`);
   }
