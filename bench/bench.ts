@@ -27,8 +27,12 @@
  *     fast path vs the full CLI vs a bare node reading the records, with each one's own CPU.
  *   - network routes (bench/netroute.ts): a one-shot run and a workspace exec with network on,
  *     gVisor's netstack vs the host-stack route, side by side (as root, with a runsc that has it).
- * BENCH_ONLY=roundtrip, speed, snapshots, wspool, netroute or list runs only those rows (the full run has
- * all; list needs no runsc).
+ *   - issue 29 (bench/defaults.ts, bench/idle.ts): `pyro run` and SDK runInVm with the defaults
+ *     (the warm pool on out of the box) vs raw `runsc run`; host CPU of BENCH_IDLE_N (50) idle
+ *     workspaces over BENCH_IDLE_SECONDS (60), Debian's old runsc beside the current one
+ *     (BENCH_IDLE=0 skips). `BENCH_ONLY=platform` is bench/platform.ts (gVisor's platforms).
+ * BENCH_ONLY=roundtrip, speed, snapshots, wspool, netroute, defaults, idle or list runs only those
+ * rows (the full run has all; list needs no runsc).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -45,30 +49,16 @@ import { qemuQuickAvailable } from "../src/engines/qemu/select.js";
 import { Pyro } from "../src/index.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
+import { benchDefaults, printDefaultsRatios } from "./defaults.js";
+import { benchIdle, printIdle, removeStateDir } from "./idle.js";
 import { benchList, printListRatios } from "./list.js";
 import { benchNetRoute, printNetRouteRatios } from "./netroute.js";
+import { benchPlatforms } from "./platform.js";
 import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
 import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
 
 const N = Number(process.env.BENCH_ITERATIONS ?? 15);
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
-
-/**
- * The bench's state dir, removed. Newer runsc (2025 on) pins the empty network namespace its
- * gofers share in the runsc root (a bind mount at runsc/null-netns, maybe stacked): unmounted
- * first, or the removal fails with EBUSY.
- */
-async function removeStateDir(dir: string): Promise<void> {
-  const pin = join(dir, "runsc", "null-netns");
-  for (let i = 0; i < 8 && existsSync(pin); i++) {
-    try {
-      execFileSync("umount", ["-l", pin], { stdio: "ignore" });
-    } catch {
-      break; // not a mount (any more): the rm below removes the file
-    }
-  }
-  await rm(dir, { recursive: true, force: true });
-}
 
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -83,6 +73,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  if (process.env.BENCH_ONLY === "platform") return benchPlatforms();
   if (process.env.BENCH_ONLY === "list") {
     const rows: Row[] = [];
     await benchList(N, (name) => {
@@ -96,7 +87,9 @@ async function main(): Promise<void> {
     return;
   }
   const stateDir = await mkdtemp(join(tmpdir(), "pyro-bench-"));
-  const env = { ...process.env, PYRO_STATE_DIR: stateDir, PYRO_QUIET: "1" };
+  // The warm pool is on by default (issue 29): the one-shot rows below measure the cold path
+  // (a sandbox started per run), so the pool is off here; benchDefaults measures the defaults.
+  const env = { ...process.env, PYRO_STATE_DIR: stateDir, PYRO_QUIET: "1", PYRO_POOL_SIZE: "0" };
   const pyro = new Pyro({ env });
   const paths = resolvePaths(env);
   const runscBin = await findRunsc(env);
@@ -168,6 +161,25 @@ async function main(): Promise<void> {
     await removeStateDir(stateDir);
     return;
   }
+  if (only === "defaults") {
+    await benchDefaults(
+      N,
+      env,
+      runscBin,
+      (i) => [...rawFlags, "run", "--bundle", bundle, `raw-def-${i}`],
+      add,
+    );
+    printRows(rows, N);
+    console.log("\nratios (goal):");
+    printDefaultsRatios(rows);
+    await removeStateDir(stateDir);
+    return;
+  }
+  if (only === "idle") {
+    printIdle(await benchIdle());
+    await removeStateDir(stateDir);
+    return;
+  }
   if (only === "snapshots") {
     const disk = await snapshotBench(pyro, add);
     printRows(rows, N);
@@ -235,12 +247,14 @@ async function main(): Promise<void> {
   for (const id of created) await pyro.deleteWorkspace(id);
 
   const speedPool = await speedRows(env, pyro, runscBin, paths, rawFlags, bundle, add);
+  await benchDefaults(N, env, runscBin, (i) => [...rawFlags, "run", "--bundle", bundle, `raw-def-${i}`], add);
   await benchList(N, add);
   await benchWorkspacePool(N, env, add);
   await benchNetRoute(N, env, add);
   const rootlessRows = await benchRootless(rootfs, add);
   await roundTrip(pyro, env, runscBin, paths, add);
   const snapDisk = await snapshotBench(pyro, add);
+  const idle = await benchIdle();
 
   const qemuRows: { name: string; samples: number[] }[] = [];
   if (process.env.BENCH_QEMU !== "0" && (await qemuQuickAvailable(paths, env, { requireKvm: false }))) {
@@ -321,10 +335,12 @@ async function main(): Promise<void> {
   } else console.log("  (qemu rows skipped: qemu not installed, or BENCH_QEMU=0)");
   printRoundTrip(rows);
   printSpeedRatios(rows, speedPool);
+  printDefaultsRatios(rows);
   printListRatios(rows);
   printWorkspacePoolRatios(rows);
   printNetRouteRatios(rows);
   printSnapshots(rows, snapDisk);
+  printIdle(idle);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
       `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,

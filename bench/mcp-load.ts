@@ -38,7 +38,14 @@ export async function freshState(prefix: string): Promise<BenchState> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return {
     dir,
-    env: { ...process.env, PYRO_STATE_DIR: dir, PYRO_ENGINE: process.env.PYRO_ENGINE ?? "gvisor" },
+    env: {
+      ...process.env,
+      PYRO_STATE_DIR: dir,
+      PYRO_ENGINE: process.env.PYRO_ENGINE ?? "gvisor",
+      // The pool, on by default, would leave ready sandboxes in this temporary state dir and
+      // change what these rows have always measured (a sandbox per vm_run): off unless set.
+      PYRO_POOL_SIZE: process.env.PYRO_POOL_SIZE ?? "0",
+    },
   };
 }
 

@@ -6,21 +6,26 @@
  *   2. Each of the N workspaces answers `exec true` (SDK): one after another (p50, p99 of
  *      the single exec), then all at once (p50, p99, wall time).
  *   3. Host memory per idle workspace (RSS and PSS of its runsc sandbox and gofer).
- * Workspaces use gVisor's ptrace platform unless BENCH_SCALE_PLATFORM says otherwise: under
- * the default (systrap) each idle sandbox burns ~5% of a core here (docs/architecture.md),
- * so 200 would saturate this 2-core machine and measure that, not pyro.
+ *   4. Host CPU of the N idle workspaces over BENCH_SCALE_IDLE_SECONDS (default 30; 0 skips),
+ *      counted as bench/idle.ts counts it (sandbox, gofer and the stubs under them).
+ * Workspaces run on pyro's default gVisor platform (engines/gvisor/runsc.ts) unless
+ * BENCH_SCALE_PLATFORM names one (`ptrace`, `systrap`). Before issue 29 this bench forced
+ * ptrace: under runsc 20240729's systrap each idle sandbox burnt ~2.6-5 % of a core here.
  * Everything it creates is deleted at the end, also on failure.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findRunsc, runscPlatform, runscVersion } from "../src/engines/gvisor/runsc.js";
 import { Pyro } from "../src/index.js";
 import type { WorkspaceHandle } from "../src/sdk/pyro.js";
+import { CLK_TCK, removeStateDir, ticksBetween, treeTicks } from "./idle.js";
 import { CLI, median, percentile, processMemoryKb, timeProcess } from "./speed.js";
 
 const N = Number(process.env.BENCH_SCALE_N ?? 200);
 const ITER = Number(process.env.BENCH_ITERATIONS ?? 21);
-const PLATFORM = process.env.BENCH_SCALE_PLATFORM ?? "ptrace";
+const PLATFORM = process.env.BENCH_SCALE_PLATFORM ?? "default";
+const IDLE_SECONDS = Number(process.env.BENCH_SCALE_IDLE_SECONDS ?? 30);
 
 async function pool<T>(items: T[], width: number, fn: (x: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -71,6 +76,16 @@ async function main(): Promise<void> {
     const createS = (performance.now() - t0) / 1000;
     // Let creation settle before measuring.
     await new Promise((r) => setTimeout(r, 3_000));
+    let idle: { cpuSeconds: number; wall: number } | undefined;
+    if (IDLE_SECONDS > 0) {
+      process.stderr.write(`bench:scale: host CPU of ${N} idle workspaces for ${IDLE_SECONDS} s...\n`);
+      const needle = `--root=${join(stateDir, "runsc")}`;
+      const before = await treeTicks(needle);
+      const i0 = performance.now();
+      await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
+      const after = await treeTicks(needle);
+      idle = { cpuSeconds: ticksBetween(before, after) / CLK_TCK, wall: (performance.now() - i0) / 1000 };
+    }
 
     process.stderr.write(`bench:scale: CLI exec, 1 vs ${N} workspaces, ${ITER} interleaved runs...\n`);
     const exec = (e: NodeJS.ProcessEnv, id: string) =>
@@ -108,13 +123,22 @@ async function main(): Promise<void> {
     const mem = await processMemoryKb(`--root=${join(stateDir, "runsc")}`);
     const perWs = (kb: number) => (kb / all.length / 1024).toFixed(1);
 
-    console.log(`\npyro bench:scale — ${all.length} idle gVisor workspaces (platform: ${PLATFORM})\n`);
+    const plat = runscPlatform(env);
+    const version = (await runscVersion(String(await findRunsc(env)))) ?? "?";
+    console.log(
+      `\npyro bench:scale — ${all.length} idle gVisor workspaces (${version}, platform ${plat.platform}${plat.source === "default" ? ", pyro's default" : ""})\n`,
+    );
     console.log(`  created ${all.length} workspaces in ${createS.toFixed(1)} s (4 at a time)`);
     console.log(`  CLI workspace exec, state with 1 workspace:    ${fmt(one)}`);
     console.log(`  CLI workspace exec, state with ${all.length} workspaces: ${fmt(many)}`);
     console.log(`  ratio p50 ${all.length} / 1:  ${(median(many) / median(one)).toFixed(2)}x  (≤ 1.10x)`);
     console.log(`  SDK exec true, each workspace in turn:  ${fmt(sequential)}`);
     console.log(`  SDK exec true, all ${all.length} at once: ${fmt(burst)}, wall ${burstWall.toFixed(0)} ms`);
+    if (idle)
+      console.log(
+        `  host CPU of ${all.length} idle workspaces over ${idle.wall.toFixed(0)} s: ${idle.cpuSeconds.toFixed(2)} CPU s, ` +
+          `${((100 * idle.cpuSeconds) / idle.wall / all.length).toFixed(3)} % of a core each (≤ 0.10 %)`,
+      );
     console.log(
       `  host memory per idle workspace: RSS ${perWs(mem.rss)} MiB, PSS ${perWs(mem.pss)} MiB (${mem.procs} runsc processes)`,
     );
@@ -124,8 +148,8 @@ async function main(): Promise<void> {
     await pool(all, 8, async (w) => {
       await w.delete().catch((e) => process.stderr.write(`bench:scale: delete ${w.id}: ${e}\n`));
     });
-    await rm(stateDir, { recursive: true, force: true });
-    await rm(soloDir, { recursive: true, force: true });
+    await removeStateDir(stateDir);
+    await removeStateDir(soloDir);
   }
 }
 

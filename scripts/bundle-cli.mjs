@@ -212,7 +212,9 @@ if (argv.length === 3 && (argv[2] === "--version" || argv[2] === "-V" || argv[2]
   let fastPath;
   if (env.PYRO_FAST_PATHS !== "0")
     try {
-      if (argv[2] === "run" && Number(env.PYRO_POOL_SIZE) > 0) fastPath = load("pyro-fast.cjs").fastRun;
+      // The pool is on unless PYRO_POOL_SIZE turns it off (pool/config.ts POOL_DEFAULTS).
+      const poolSize = (env.PYRO_POOL_SIZE ?? "").trim();
+      if (argv[2] === "run" && (poolSize === "" || Number(poolSize) !== 0)) fastPath = load("pyro-fast.cjs").fastRun;
       else if (argv[2] === "workspace" && argv[3] === "exec")
         fastPath = load("pyro-fast-exec.cjs").fastWorkspaceExec;
       else if (argv[2] === "workspace" && argv[3] === "list")

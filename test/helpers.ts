@@ -6,6 +6,14 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
+ * The warm pool is on by default (pool/config.ts): a test's `pyro run` would leave ready
+ * sandboxes, started by a detached fill, in its state dir after the test. Tests keep it off
+ * unless they set PYRO_POOL_SIZE themselves (pool.test.ts, workspace-pool.test.ts, and the
+ * test of the default in pool.test.ts, which deletes it).
+ */
+process.env.PYRO_POOL_SIZE ??= "0";
+
+/**
  * Shared test plumbing. E2E tests drive the BUILT package (dist/), against the real engine.
  * Each test gets its own state dir (PYRO_STATE_DIR); environments come from the normal
  * cache (~/.cache/pyro-mcp or PYRO_CACHE_DIR) so they are built once per machine/CI run.
@@ -143,11 +151,9 @@ export async function assertNoSandboxes(stateDir: string): Promise<void> {
   if (!runsc || !existsSync(root)) return;
   const list = await execOut(runsc, [`--root=${root}`, "list", "--quiet"]);
   const left = list.split("\n").filter(Boolean);
-  // `null-netns`: newer runsc (2025 on) pins the empty network namespace its gofers share
-  // there (a bind mount, --gofer-network-namespace=null), not a sandbox.
-  const files = (await readdir(root).catch(() => [] as string[])).filter(
-    (f) => !f.startsWith(".") && f !== "null-netns",
-  );
+  // pyro asks runsc for a network namespace per gofer (runsc.ts), so a `null-netns` bind
+  // mount here means a sandbox was started without it: reported like a sandbox left behind.
+  const files = (await readdir(root).catch(() => [] as string[])).filter((f) => !f.startsWith("."));
   if (left.length || files.length) {
     throw new Error(`sandboxes left behind under ${root}: ${[...left, ...files].join(", ")}`);
   }

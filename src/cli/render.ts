@@ -172,6 +172,7 @@ export const RENDER: Record<OperationName, (r: Any) => string> = {
       `capabilities: vm_boot=${r.capabilities.vm_boot} guest_exec=${r.capabilities.guest_exec} guest_network=${r.capabilities.guest_network}`,
       `networking:  default ${r.networking.default}; modes ${r.networking.available_modes.join(", ")}${r.networking.route ? `; route ${r.networking.route}` : ""}`,
       `priority:    ${r.sandbox_priority.detail}`,
+      `gvisor:      platform ${r.gvisor_platform.detail}`,
       `cache:       ${r.paths.cache_dir}`,
       `state:       ${r.paths.state_dir}`,
       `environments: ${r.environments.map((e: Any) => `${e.name}${e.installed ? " (installed)" : ""}`).join(", ")}`,

@@ -107,6 +107,11 @@ export const DoctorResult = z.object({
   sandbox_priority: z
     .object({ nice: z.number().int(), detail: z.string() })
     .describe("The CPU niceness sandbox processes run at (PYRO_SANDBOX_NICE; 0: pyro's own)."),
+  gvisor_platform: z
+    .object({ platform: z.string(), source: z.enum(["default", "PYRO_RUNSC_PLATFORM"]), detail: z.string() })
+    .describe(
+      "The gVisor platform sandboxes start with (runsc --platform): pyro's measured default, or PYRO_RUNSC_PLATFORM's.",
+    ),
   environments: z.array(z.object({ name: z.string(), installed: z.boolean() })),
   shared_cache: z
     .object({

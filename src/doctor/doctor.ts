@@ -7,6 +7,7 @@ import type { PyroError } from "../core/errors.js";
 import type { PyroPaths } from "../core/paths.js";
 import { FirecrackerEngine } from "../engines/firecracker/engine.js";
 import { GvisorEngine } from "../engines/gvisor/engine.js";
+import { platformReport } from "../engines/gvisor/runsc.js";
 import { HostEngine } from "../engines/host/engine.js";
 import { kubernetesDoctor } from "../engines/kubernetes/doctor.js";
 import { QemuEngine } from "../engines/qemu/engine.js";
@@ -210,6 +211,7 @@ export async function runDoctor(
     },
     paths: { cache_dir: paths.cacheDir, state_dir: paths.stateDir, environments_dir: paths.environmentsDir },
     sandbox_priority: priority,
+    gvisor_platform: platformReport(env),
     environments: (await envs.list()).map((e) => ({ name: e.name, installed: e.installed })),
     shared_cache: await sharedCacheReport(envs),
     host_tools: tools,

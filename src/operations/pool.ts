@@ -6,7 +6,7 @@ import { op } from "./operation.js";
 
 /** The warm pool's operations (src/pool/): CLI and SDK only; a model has no use for them. */
 const POOL_ENV =
-  "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 0: off), " +
+  "The pool is configured by environment variables: PYRO_POOL_SIZE (ready sandboxes per key, default 2; 0 turns the pool off), " +
   "PYRO_POOL_KEYS (comma-separated ENV[#VCPUxMEM][#net][#qemu] for runs, #qemu meaning booted QEMU microVMs for PYRO_ENGINE=qemu; ENV[#VCPUxMEM]#ws for workspace create; default debian:12), PYRO_POOL_IDLE_SECONDS (default 900).";
 
 const poolOf = (rt: Runtime) => rt.pool();

@@ -5,7 +5,8 @@ import type { EngineName } from "../engines/types.js";
  * The warm pool's settings, from the environment (no config file: the CLI, SDK and MCP
  * server of one user read the same variables).
  *
- *   PYRO_POOL_SIZE          ready sandboxes kept per key (default 0: off, see docs/architecture.md)
+ *   PYRO_POOL_SIZE          ready sandboxes kept per key (default 2; 0 turns the pool off; what it
+ *                           costs at rest: docs/architecture.md "The warm pool")
  *   PYRO_POOL_KEYS          which keys, comma-separated (default `debian:12`); a key is
  *                           `ENV[#VCPUxMEM][#net]`, e.g. `debian:12#2x2048#net`, for one-shot
  *                           runs, or `ENV[#VCPUxMEM]#ws` for `workspace create` (a
@@ -49,7 +50,13 @@ export interface PoolConfig {
   idleSeconds: number;
 }
 
-export const POOL_DEFAULTS = { size: 0, keys: "debian:12", idleSeconds: 900, vcpu: 1, mem: 1024 } as const;
+/**
+ * On by default since issue 29: on the current runsc an idle sandbox costs next to no CPU
+ * (bench/idle.ts), so two ready `debian:12` sandboxes (~2 × 50 MiB RSS, less in PSS: runsc's
+ * text is shared) are a small price for runs that skip the sandbox start. Under runsc 20240729's
+ * systrap they cost ~3 % of a core each, forever, which is why the pool used to be opt-in.
+ */
+export const POOL_DEFAULTS = { size: 2, keys: "debian:12", idleSeconds: 900, vcpu: 1, mem: 1024 } as const;
 
 /** `debian:12`, `debian:12#2x2048`, `debian:12#net`, `debian:12#2x2048#net`, `debian:12#ws`. */
 export function parsePoolKey(text: string): PoolKey {

@@ -201,3 +201,37 @@ test("a pool left by an older pyro (another key directory name) is destroyed, no
     POOL,
   );
 });
+
+test("out of the box (no PYRO_POOL_* set) a plain `pyro run` tops up 2 in the background, the next is pooled, drain leaves nothing", async (t) => {
+  await withGvisorState(
+    t,
+    guarded(async ({ env, stateDir }) => {
+      // What a user's shell has: none of the pool's settings (helpers.ts sets size 0 for tests).
+      const { PYRO_POOL_SIZE: _s, PYRO_POOL_KEYS: _k, PYRO_POOL_TOPUP: _t, ...plain } = env;
+      type Run = { vm_id: string; exit_code: number; boot_ms: number };
+      const first = await runCliJson<Run>(["run", "debian:12", "--json", "--", "true"], { env: plain });
+      assert.equal(first.code, 0, first.stderr);
+      assert.ok(first.json.boot_ms > 0, "an empty pool: the first run starts its own sandbox");
+      // The detached fill it started puts two ready sandboxes in place (poll, no timing assumed).
+      const deadline = Date.now() + 120_000;
+      while ((await poolIds(stateDir, "ready")).length < 2) {
+        assert.ok(Date.now() < deadline, "the background fill did not make 2 ready sandboxes in 120 s");
+        await sleep(250);
+      }
+      const ready = await poolIds(stateDir, "ready");
+      const second = await runCliJson<Run>(["run", "debian:12", "--json", "--", "true"], { env: plain });
+      assert.equal(second.code, 0, second.stderr);
+      assert.equal(second.json.boot_ms, 0, "the second run came from the pool");
+      assert.ok(ready.includes(second.json.vm_id));
+      // Let the top-up that run started finish, then drain: no sandbox, no process is left.
+      while ((await poolIds(stateDir, "used")).length || (await poolIds(stateDir, "ready")).length < 2) {
+        assert.ok(Date.now() < deadline + 60_000, "the top-up after the pooled run did not finish");
+        await sleep(250);
+      }
+      const drained = await runCli(["pool", "drain"], { env: plain });
+      assert.equal(drained.code, 0, drained.stderr);
+      assert.deepEqual(await runscList(stateDir), []);
+      assert.equal(existsSync(join(stateDir, "pool")), false);
+    }),
+  );
+});

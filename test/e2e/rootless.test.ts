@@ -161,6 +161,8 @@ before(async () => {
       LOGNAME: who.user!,
       PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       PYRO_SHARED_CACHE: shared,
+      // No warm pool (on by default): what a test leaves is what its commands made.
+      PYRO_POOL_SIZE: "0",
     };
 });
 

@@ -44,6 +44,8 @@ function cliAs(env: Record<string, string>, args: string[]) {
     PYRO_SHARED_CACHE: "",
     // Should anything try to build an environment, it fails here, on this host.
     PYRO_DEBIAN_MIRROR: "http://127.0.0.1:9/debian",
+    // No warm pool (on by default): nothing of the user's outlives the test.
+    PYRO_POOL_SIZE: "0",
     ...env,
   };
   return run("runuser", [

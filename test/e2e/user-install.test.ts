@@ -132,6 +132,8 @@ test("a normal user installs the packed tarball into ~/.local and runs pyro", {
     // docs/install.md: the prefix's bin goes first on PATH.
     PATH: `${home}/.local/bin:${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
     ...(shared ? { PYRO_SHARED_CACHE: shared } : {}),
+    // No warm pool (on by default): userdel at the end must find none of the user's sandboxes.
+    PYRO_POOL_SIZE: "0",
     // How this machine reaches the registry (CA bundle, proxy), as the user's own npm
     // config would say: file paths and addresses, never credentials.
     ...npmNetwork(),

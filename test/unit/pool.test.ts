@@ -42,10 +42,14 @@ test("poolKeyId: a path-safe digest that tells every setting apart", () => {
   assert.equal(new Set(ids).size, ids.length);
 });
 
-test("poolConfig: off by default; sizes, keys and idle time from the environment, nonsense refused", () => {
-  const off = poolConfig({});
-  assert.equal(off.size, 0);
-  assert.equal(off.idleSeconds, 900);
+test("poolConfig: on by default (2 of debian:12), 0 turns it off; sizes, keys and idle time from the environment, nonsense refused", () => {
+  const def = poolConfig({});
+  assert.equal(def.size, 2);
+  assert.equal(def.idleSeconds, 900);
+  assert.deepEqual(def.keys.map(formatPoolKey), ["debian:12"], "one-shot runs of the default environment");
+  assert.ok(keyFor(def, parsePoolKey("debian:12")), "a plain run is pooled out of the box");
+  assert.equal(keyFor(def, parsePoolKey("debian:12#ws")), undefined, "workspaces stay opt-in (#ws)");
+  const off = poolConfig({ PYRO_POOL_SIZE: "0" });
   assert.equal(keyFor(off, parsePoolKey("debian:12")), undefined, "size 0: no pool at all");
   const on = poolConfig({
     PYRO_POOL_SIZE: "2",

@@ -61,6 +61,7 @@ export function globalFlags(
     `--root=${root}`,
     `--network=${network === true ? "host" : network === false ? "none" : network}`,
     "--overlay2=root:memory",
+    `--platform=${runscPlatform(env).platform}`,
   ];
   // Newer runsc pins one empty network namespace for all gofers by bind-mounting it at
   // `<root>/null-netns`: a mount that outlives every sandbox and makes the state dir
@@ -70,8 +71,47 @@ export function globalFlags(
   // The init's exec channel: the guest may create (never open) host Unix sockets, in the
   // host directories bound into it (all under the sandbox's own state). See exec-channel.ts.
   if (execChannel) flags.push("--host-uds=create");
-  if (env.PYRO_RUNSC_PLATFORM) flags.push(`--platform=${env.PYRO_RUNSC_PLATFORM}`);
   return flags;
+}
+
+/**
+ * The gVisor platform (how the sandbox's Sentry traps the guest's system calls) pyro asks for
+ * unless PYRO_RUNSC_PLATFORM names another. Chosen by measurement (issue 29, `BENCH_ONLY=platform
+ * npm run bench`, docs/architecture.md "The gVisor platform"), on runsc 20240729 and
+ * go-20260905035102 on this 2-core machine: idle, systrap and ptrace cost the same on the new
+ * runsc (~0.2 % of a core per workspace; systrap 3.5 % on the old one); 200 × /bin/true and
+ * agent-like work (gcc + 5 python3 starts) ran faster under ptrace on both builds (new: 13.1 s vs
+ * 17.6 s, 11.0 s vs 36.2 s; systrap's stubs spin, which a busy machine punishes). runsc's own
+ * default is systrap; KVM (`/dev/kvm` here is PVM) starts but never runs the guest's command.
+ */
+export const DEFAULT_RUNSC_PLATFORM = "ptrace";
+/** The measurement behind it, in a few words (doctor shows it). */
+const PLATFORM_CHOICE =
+  "measured: idle as cheap as systrap on a current runsc, fork-heavy and agent-like work faster on a busy host";
+
+export interface RunscPlatform {
+  platform: string;
+  /** `PYRO_RUNSC_PLATFORM` when that set it, else `default` (DEFAULT_RUNSC_PLATFORM). */
+  source: "PYRO_RUNSC_PLATFORM" | "default";
+}
+
+export function runscPlatform(env: NodeJS.ProcessEnv = process.env): RunscPlatform {
+  const set = env.PYRO_RUNSC_PLATFORM?.trim();
+  return set
+    ? { platform: set, source: "PYRO_RUNSC_PLATFORM" }
+    : { platform: DEFAULT_RUNSC_PLATFORM, source: "default" };
+}
+
+/** What `pyro doctor` says of the platform: which one, who chose it, and why. */
+export function platformReport(env: NodeJS.ProcessEnv = process.env): RunscPlatform & { detail: string } {
+  const p = runscPlatform(env);
+  return {
+    ...p,
+    detail:
+      p.source === "default"
+        ? `${p.platform} (pyro's default, ${PLATFORM_CHOICE}; PYRO_RUNSC_PLATFORM=ptrace|systrap|kvm overrides)`
+        : `${p.platform} (PYRO_RUNSC_PLATFORM; pyro's default is ${DEFAULT_RUNSC_PLATFORM})`,
+  };
 }
 
 /** Every runsc call, with the minimal environment (sandboxProcessEnv) unless one is given. */
