@@ -2,4 +2,4 @@
 # kubectl (the cluster's own build) with the test cluster's admin kubeconfig:
 #   scripts/cluster/kubectl.sh get pods -A
 source "$(dirname "$0")/lib.sh"
-exec "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"
+exec "${PYRO_CLUSTER_KUBECTL:-$K8S_BIN/kubectl}" --kubeconfig "$KUBECONFIG_ADMIN" "$@"

@@ -88,6 +88,11 @@ wait_for() {
   local what="$1" secs="$2"; shift 2
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
+    # A process of ours that died will never answer: say so now, with its last words.
+    if [ -f "$PIDS/$what.pid" ] && ! kill -0 "$(cat "$PIDS/$what.pid")" 2>/dev/null; then
+      tail -n 5 "$LOGS/$what.log" >&2
+      die "$what exited (log: $LOGS/$what.log)"
+    fi
     if [ $SECONDS -ge $deadline ]; then
       die "$what not ready after ${secs}s (logs: $LOGS)"
     fi
@@ -95,4 +100,4 @@ wait_for() {
   done
 }
 
-kctl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+kctl() { "${PYRO_CLUSTER_KUBECTL:-$K8S_BIN/kubectl}" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

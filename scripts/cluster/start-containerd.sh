@@ -46,6 +46,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_port = "0"
   netns_mounts_under_state_dir = true
   disable_apparmor = true
+  # Never ask for an oom_score_adj below containerd's own (the pause container's -998): lowering
+  # it needs CAP_SYS_RESOURCE, which containers and sandboxed VMs (this project's CI) do not have.
+  restrict_oom_score_adj = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runsc"

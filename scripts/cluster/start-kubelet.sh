@@ -13,6 +13,16 @@ if [ ! -f "$STATE/sysctl.saved" ]; then
     [ -f "/proc/sys/$k" ] && echo "$k $(cat "/proc/sys/$k")"
   done >"$STATE/sysctl.saved"
 fi
+# The kubelet wants its cgroupRoot to exist in every v1 hierarchy; cpuset needs its cpus and mems
+# filled in before anything can join.
+for h in /sys/fs/cgroup/*/; do
+  [ -f "${h}cgroup.procs" ] || continue
+  mkdir -p "$h${CGROUP_ROOT#/}"
+  if [ -f "${h}cpuset.cpus" ]; then
+    cat "${h}cpuset.cpus" >"$h${CGROUP_ROOT#/}/cpuset.cpus"
+    cat "${h}cpuset.mems" >"$h${CGROUP_ROOT#/}/cpuset.mems"
+  fi
+done
 cat >"$STATE/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
