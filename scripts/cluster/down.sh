@@ -65,9 +65,7 @@ ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE" && log "delet
 for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
   [ -d "$h${CGROUP_ROOT#/}" ] && find "$h${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} + 2>/dev/null
 done
-if [ -f "$STATE/sysctl.saved" ]; then
-  while read -r k v; do [ -w "/proc/sys/$k" ] && echo "$v" >"/proc/sys/$k"; done <"$STATE/sysctl.saved"
-fi
+restore_sysctls
 for p in "${pv_paths[@]}"; do
   case "$p" in /tmp/hostpath_pv/*) rm -rf "$p" ;; esac
 done

@@ -46,23 +46,25 @@ PKI="$STATE/pki"
 KUBECONFIG_ADMIN="$STATE/admin.kubeconfig"
 
 # Loopback only. Ports away from the usual defaults so a real cluster on a dev box is untouched.
+# Every name below can be moved by its PYRO_CLUSTER_* variable, so a second cluster can run beside
+# the first (test/e2e/cluster.test.ts does, to leave a running one alone).
 ETCD_PORT="${PYRO_CLUSTER_ETCD_PORT:-23790}"
 ETCD_PEER_PORT="${PYRO_CLUSTER_ETCD_PEER_PORT:-23800}"
 APISERVER_PORT="${PYRO_CLUSTER_APISERVER_PORT:-16443}"
 KUBELET_PORT="${PYRO_CLUSTER_KUBELET_PORT:-20250}"
 KUBELET_HEALTHZ_PORT="${PYRO_CLUSTER_KUBELET_HEALTHZ_PORT:-20248}"
-AS_METRICS_PORT="${PYRO_CLUSTER_AS_METRICS_PORT:-18080}"
-AS_PROBE_PORT="${PYRO_CLUSTER_AS_PROBE_PORT:-18081}"
+AS_METRICS_PORT="${PYRO_CLUSTER_AS_METRICS_PORT:-16480}"
+AS_PROBE_PORT="${PYRO_CLUSTER_AS_PROBE_PORT:-16481}"
 # The node is named localhost: the apiserver reaches the kubelet by the node's Hostname address
 # (kubelet refuses a loopback --node-ip), and localhost resolves to 127.0.0.1 where it listens.
 NODE_NAME=localhost
 # Private ranges: pods on a bridge of their own; service IPs are only ever virtual (no kube-proxy).
 POD_CIDR="${PYRO_CLUSTER_POD_CIDR:-10.244.77.0/24}"
 SERVICE_CIDR="${PYRO_CLUSTER_SERVICE_CIDR:-10.96.77.0/24}"
-BRIDGE=pyrok8s0
-CNI_NET=pyro-cluster
+BRIDGE="${PYRO_CLUSTER_BRIDGE:-pyrok8s0}"
+CNI_NET="${PYRO_CLUSTER_CNI_NET:-pyro-cluster}"
 # cgroup parent of every pod (kubepods lives under it): down removes the subtree.
-CGROUP_ROOT=/pyro-cluster
+CGROUP_ROOT="${PYRO_CLUSTER_CGROUP_ROOT:-/pyro-cluster}"
 NAMESPACE="${PYRO_CLUSTER_NAMESPACE:-pyro}"
 PAUSE_IMAGE=localhost/pyro/pause:3.10-pyro1
 DEBIAN_IMAGE=localhost/pyro/debian:12-pyro1
@@ -98,6 +100,20 @@ wait_for() {
     fi
     sleep 0.5
   done
+}
+
+# The kubelet sets vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and keys
+# limits) once, when it starts (protectKernelDefaults: true would make it refuse to start instead).
+# start-kubelet.sh saves the host's values first and puts them back as soon as the kubelet is up;
+# down.sh does it again.
+restore_sysctls() {
+  [ -f "$STATE/sysctl.saved" ] || return 0
+  local k v
+  while read -r k v; do
+    if [ "$(cat "/proc/sys/$k" 2>/dev/null)" != "$v" ] && [ -w "/proc/sys/$k" ]; then
+      echo "$v" >"/proc/sys/$k" && log "restored ${k//\//.} = $v"
+    fi
+  done <"$STATE/sysctl.saved"
 }
 
 kctl() { "${PYRO_CLUSTER_KUBECTL:-$K8S_BIN/kubectl}" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

@@ -2,8 +2,8 @@
 # Starts the kubelet (1.34.4) on 127.0.0.1 as node "localhost", talking to our containerd.
 # This host: cgroup v1 and no systemd as PID 1, so cgroupfs; every pod cgroup under
 # $CGROUP_ROOT (down removes the subtree). The kubelet's host-wide side effects are turned off
-# where a setting exists (iptables util chains) and undone by down.sh where not (the sysctls it
-# sets, saved here first).
+# where a setting exists (iptables util chains) and undone where not (the sysctls it sets at
+# start: saved here first, put back once it is up; see restore_sysctls in lib.sh).
 source "$(dirname "$0")/lib.sh"
 kd="$STATE/kubelet"
 mkdir -p "$kd" "$STATE/pod-logs"
@@ -59,3 +59,4 @@ YAML
 start kubelet "$K8S_BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
   --root-dir "$kd" --hostname-override "$NODE_NAME" --v 1
 wait_for kubelet 60 curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+restore_sysctls

@@ -54,9 +54,12 @@ export function clusterSkipReason(): string | undefined {
 }
 
 /** Runs a script of scripts/cluster; resolves with its stdout, rejects with its stderr's tail. */
-function runScript(name: string, timeoutMs: number): Promise<string> {
+function runScript(name: string, timeoutMs: number, env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const ch = spawn("bash", [join(SCRIPTS, name)], { stdio: ["ignore", "pipe", "pipe"] });
+    const ch = spawn("bash", [join(SCRIPTS, name)], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
     let out = "";
     let err = "";
     ch.stdout.on("data", (d) => {
@@ -72,6 +75,19 @@ function runScript(name: string, timeoutMs: number): Promise<string> {
       else reject(new Error(`scripts/cluster/${name} failed (${signal ?? `exit ${code}`}):\n${err}`));
     });
   });
+}
+
+/**
+ * Starts a cluster with `env` (PYRO_CLUSTER_* settings of scripts/cluster/lib.sh: a second
+ * instance needs its own dir, ports, CIDRs, bridge, CNI network name and cgroup root) and returns
+ * its kubeconfig path, the last line up.sh prints.
+ */
+export async function clusterUp(env: Record<string, string> = {}): Promise<string> {
+  const out = await runScript("up.sh", UP_TIMEOUT_MS, env);
+  const kubeconfig = out.trim().split("\n").at(-1) ?? "";
+  if (!existsSync(kubeconfig))
+    throw new Error(`cluster:up printed no kubeconfig path (last line: ${kubeconfig})`);
+  return kubeconfig;
 }
 
 function describe(kubeconfig: string, startedHere: boolean): Cluster {
@@ -109,11 +125,7 @@ export function ensureCluster(): Promise<ClusterOrSkip> {
     const skip = clusterSkipReason();
     if (skip) return { skip };
     const wasRunning = running();
-    const out = await runScript("up.sh", UP_TIMEOUT_MS);
-    const kubeconfig = out.trim().split("\n").at(-1) ?? "";
-    if (!existsSync(kubeconfig))
-      throw new Error(`cluster:up printed no kubeconfig path (last line: ${kubeconfig})`);
-    return { cluster: describe(kubeconfig, !wasRunning) };
+    return { cluster: describe(await clusterUp(), !wasRunning) };
   })();
   return pending;
 }
@@ -125,8 +137,8 @@ export async function teardownCluster(c: Cluster): Promise<void> {
   await runScript("down.sh", 5 * 60_000);
 }
 
-/** Runs scripts/cluster/down.sh unconditionally (the cluster test's own teardown). */
-export function clusterDown(): Promise<string> {
-  pending = undefined;
-  return runScript("down.sh", 5 * 60_000);
+/** Runs scripts/cluster/down.sh for the cluster `env` names (see clusterUp). */
+export function clusterDown(env: Record<string, string> = {}): Promise<string> {
+  if (!env.PYRO_CLUSTER_DIR) pending = undefined;
+  return runScript("down.sh", 5 * 60_000, env);
 }
