@@ -2,7 +2,8 @@
 # `npm run cluster:down`: stops everything cluster:up started and removes what it left on the
 # host: processes (by pid file, then any process still naming $STATE), mounts under $STATE
 # (overlay rootfs, network namespaces, kubelet volumes), the pod bridge, cgroups under
-# $CGROUP_ROOT, the kubelet's sysctls, hostPath volumes, CNI cache entries, and $STATE itself.
+# $CGROUP_ROOT, the kubelet's sysctls, hostPath volumes, CNI cache entries, the fixed host paths
+# the cluster created (HOST_PATHS in lib.sh), and $STATE itself.
 # Safe to run twice and after a crash of anything (or of up.sh itself).
 source "$(dirname "$0")/lib.sh"
 set +e
@@ -71,7 +72,18 @@ for p in "${pv_paths[@]}"; do
 done
 rmdir /tmp/hostpath_pv 2>/dev/null
 rm -f /var/lib/cni/results/"$CNI_NET"-* 2>/dev/null
-if [ -e "$STATE/host-lacked-var-lib-cni" ]; then rm -rf /var/lib/cni; fi
+find /var/log/containers -maxdepth 1 -lname "$STATE/*" -delete 2>/dev/null
+# Fixed host paths the cluster created (up.sh listed those the host lacked), unless another
+# cluster of ours still runs and uses them.
+others=0
+for p in /run/pyro-cluster*/pids/kubelet.pid; do
+  [ -f "$p" ] && [ "$p" != "$PIDS/kubelet.pid" ] && kill -0 "$(cat "$p")" 2>/dev/null && others=1
+done
+if [ -f "$STATE/host-lacked" ] && [ $others = 0 ]; then
+  while read -r p; do
+    case "$p" in /var/lib/kubelet | /var/log/containers | /run/containerd | /var/lib/cni | /usr/libexec/kubernetes) rm -rf "$p" ;; esac
+  done <"$STATE/host-lacked"
+fi
 left="$(awk -v s="$STATE/" 'index($5, s) == 1' /proc/self/mountinfo | wc -l)"
 [ "$left" = 0 ] || die "$left mounts under $STATE remain busy; see /proc/self/mountinfo"
 rm -rf "$STATE"

@@ -69,6 +69,11 @@ NAMESPACE="${PYRO_CLUSTER_NAMESPACE:-pyro}"
 PAUSE_IMAGE=localhost/pyro/pause:3.10-pyro1
 DEBIAN_IMAGE=localhost/pyro/debian:12-pyro1
 
+# Host paths the kubelet, containerd and libcni create at fixed places whatever their settings
+# (device plugins, /var/log/containers symlinks, shim sockets, CNI results, volume plugins). up.sh
+# records which of them the host lacked; down.sh removes exactly those.
+HOST_PATHS=(/var/lib/kubelet /var/log/containers /run/containerd /var/lib/cni /usr/libexec/kubernetes)
+
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 
@@ -104,7 +109,7 @@ wait_for() {
 
 # The kubelet sets vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and keys
 # limits) once, when it starts (protectKernelDefaults: true would make it refuse to start instead).
-# start-kubelet.sh saves the host's values first and puts them back as soon as the kubelet is up;
+# start-kubelet.sh saves the host's values first, up.sh puts them back once the node is Ready, and
 # down.sh does it again.
 restore_sysctls() {
   [ -f "$STATE/sysctl.saved" ] || return 0

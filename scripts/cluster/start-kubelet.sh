@@ -3,7 +3,7 @@
 # This host: cgroup v1 and no systemd as PID 1, so cgroupfs; every pod cgroup under
 # $CGROUP_ROOT (down removes the subtree). The kubelet's host-wide side effects are turned off
 # where a setting exists (iptables util chains) and undone where not (the sysctls it sets at
-# start: saved here first, put back once it is up; see restore_sysctls in lib.sh).
+# start: saved here first, put back by up.sh once the node is Ready; see restore_sysctls in lib.sh).
 source "$(dirname "$0")/lib.sh"
 kd="$STATE/kubelet"
 mkdir -p "$kd" "$STATE/pod-logs"
@@ -45,6 +45,7 @@ failSwapOn: false
 failCgroupV1: false
 makeIPTablesUtilChains: false
 podLogsDir: $STATE/pod-logs
+volumePluginDir: $STATE/volume-plugins
 clusterDomain: cluster.local
 resolvConf: ""
 registerNode: true
@@ -59,4 +60,3 @@ YAML
 start kubelet "$K8S_BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
   --root-dir "$kd" --hostname-override "$NODE_NAME" --v 1
 wait_for kubelet 60 curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
-restore_sysctls

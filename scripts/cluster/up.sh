@@ -20,8 +20,9 @@ trap 'log "cluster:up failed after $((SECONDS - t0))s; logs in $LOGS; clean up w
   t1=$SECONDS
   mkdir -p "$STATE"; chmod 711 "$STATE"
   # What the host had before us, so down.sh removes only what the cluster added.
-  [ -e "$STATE/host-had-var-lib-cni" ] || [ -e "$STATE/host-lacked-var-lib-cni" ] ||
-    { [ -d /var/lib/cni ] && touch "$STATE/host-had-var-lib-cni" || touch "$STATE/host-lacked-var-lib-cni"; }
+  if [ ! -f "$STATE/host-lacked" ]; then
+    for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] || echo "$p"; done >"$STATE/host-lacked"
+  fi
   "$d/certs.sh"
   "$d/start-etcd.sh"
   "$d/start-apiserver.sh"
@@ -30,6 +31,8 @@ trap 'log "cluster:up failed after $((SECONDS - t0))s; logs in $LOGS; clean up w
   "$d/start-kubelet.sh"
   wait_for "node $NODE_NAME" 120 kctl get node "$NODE_NAME"
   kctl wait --for condition=Ready --timeout 120s "node/$NODE_NAME" >/dev/null
+  # The kubelet sets its sysctls in its container manager's start, before the node turns Ready.
+  restore_sysctls
   "$d/objects.sh"
   "$d/start-agent-sandbox.sh"
   log "cluster up in $((SECONDS - t0))s (start $((SECONDS - t1))s): namespace $NAMESPACE, RuntimeClass gvisor, images $PAUSE_IMAGE $DEBIAN_IMAGE"

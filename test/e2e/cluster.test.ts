@@ -83,6 +83,16 @@ async function hostState(): Promise<Record<string, string>> {
     nft: ours(await sh("nft", ["list", "ruleset"])),
     sysctls: sysctls.join(" "),
     stateDir: String(existsSync(DIR)),
+    // Fixed paths the kubelet, containerd and libcni create whatever their settings.
+    hostPaths: [
+      "/var/lib/kubelet",
+      "/var/log/containers",
+      "/run/containerd",
+      "/var/lib/cni",
+      "/usr/libexec/kubernetes",
+    ]
+      .filter((p) => existsSync(p))
+      .join(" "),
     cniResults: (await readdir("/var/lib/cni/results").catch(() => [] as string[]))
       .filter((f) => f.startsWith(ENV.PYRO_CLUSTER_CNI_NET))
       .join(" "),
@@ -170,17 +180,11 @@ test("cluster:up runs a gVisor pod on a Ready node; cluster:down leaves nothing"
     // gVisor's kernel log is its own: it starts with "Starting gVisor...".
     const dmesg = await kubectl("exec", "-n", ENV.PYRO_CLUSTER_NAMESPACE, "cluster-probe", "--", "dmesg");
     assert.match(dmesg, /Starting gVisor/);
-    const rc = await run("bash", [
-      KUBECTL,
-      "exec",
-      "-n",
-      ENV.PYRO_CLUSTER_NAMESPACE,
-      "cluster-probe",
-      "--",
-      "sh",
-      "-c",
-      "exit 7",
-    ]).then(
+    const rc = await run(
+      "bash",
+      [KUBECTL, "exec", "-n", ENV.PYRO_CLUSTER_NAMESPACE, "cluster-probe", "--", "sh", "-c", "exit 7"],
+      { env: { ...process.env, ...ENV } },
+    ).then(
       () => 0,
       (e: { code?: number }) => e.code,
     );
