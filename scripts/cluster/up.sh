@@ -5,10 +5,7 @@
 # `npm run cluster:down` (down.sh) removes everything this started.
 source "$(dirname "$0")/lib.sh"
 d="$CLUSTER_LIB_DIR"
-[ "$(id -u)" = 0 ] || die "the test cluster needs root (kubelet, containerd and runsc manage mounts, cgroups and network namespaces); run it as root"
-for tool in curl openssl cc tar sha256sum ip node; do
-  command -v "$tool" >/dev/null || die "$tool is not installed; run scripts/setup-host.sh (or apt-get install it) and retry"
-done
+why="$("$d/check.sh")" || die "$why"
 t0=$SECONDS
 trap 'log "cluster:up failed after $((SECONDS - t0))s; logs in $LOGS; clean up with: npm run cluster:down"' ERR
 {

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -39,18 +39,17 @@ const UP_TIMEOUT_MS = Number(process.env.PYRO_CLUSTER_UP_TIMEOUT_MS ?? 60 * 60_0
 
 let pending: Promise<ClusterOrSkip> | undefined;
 
-/** Why this machine cannot run the cluster, or undefined when it can. */
+/**
+ * Why this machine cannot run the cluster (scripts/cluster/check.sh: root, cgroups, overlayfs, the
+ * tools, Debian's apt for the packages, Go unless every binary is cached), or undefined.
+ */
 export function clusterSkipReason(): string | undefined {
   if (process.env.PYRO_TEST_KUBECONFIG) return undefined;
   if (process.env.PYRO_TEST_CLUSTER === "0") return "PYRO_TEST_CLUSTER=0 turns the test cluster off";
   if (process.platform !== "linux") return "the test cluster runs on Linux only";
-  if (process.getuid?.() !== 0)
-    return "the test cluster needs root (kubelet, containerd and runsc manage mounts, cgroups, netns)";
-  if (!existsSync("/sys/fs/cgroup/memory") && !existsSync("/sys/fs/cgroup/cgroup.controllers"))
-    return "no cgroup memory controller at /sys/fs/cgroup";
-  if (!existsSync("/usr/share/keyrings/debian-archive-keyring.gpg"))
-    return "no Debian archive keyring: containerd and etcd come from Debian packages";
-  return undefined;
+  const r = spawnSync("bash", [join(SCRIPTS, "check.sh")], { encoding: "utf8" });
+  if (r.status === 0) return undefined;
+  return r.stdout.trim() || `scripts/cluster/check.sh failed: ${r.stderr.trim().slice(-300)}`;
 }
 
 /** Runs a script of scripts/cluster; resolves with its stdout, rejects with its stderr's tail. */
