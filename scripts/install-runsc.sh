@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs gVisor's runsc (and containerd-shim-runsc-v1) for pyro; run by setup-host.sh.
+# Installs gVisor's runsc for pyro; run by setup-host.sh. (The containerd shim is built by the
+# test cluster's scripts/cluster/build-gvisor.sh from the same pin, only where a cluster runs.)
 # Idempotent; needs root (or sudo) for the default paths.
 #   - Where Go is present: builds the gVisor pinned in scripts/gvisor-build/go.mod (go.sum
 #     checks the module's hash), stamps it `go-<time>-<commit>`, checks that the built runsc
-#     says so, and installs both binaries. Builds are kept per pinned version in
+#     says so, and installs it. Builds are kept per pinned version in
 #     PYRO_GVISOR_CACHE (default /var/cache/pyro-build/gvisor/<version>/), so a second set-up,
 #     or one after the binaries were removed, installs without building.
 #   - Always: Debian trixie's runsc (0.0~20240729, the newest Debian ships) beside it as
@@ -11,8 +12,8 @@
 #     Go is absent it is also the runsc pyro uses. Fetched with a private apt list, so the
 #     host's apt configuration is left untouched (bookworm's own build fails statx on
 #     directories).
-# Settings: PYRO_RUNSC_DEST (runsc's path, default /usr/local/bin/runsc; the shim and the old
-# runsc go beside it), PYRO_GVISOR_CACHE, PYRO_RUNSC_SOURCE=go|debian (default: go when a Go
+# Settings: PYRO_RUNSC_DEST (runsc's path, default /usr/local/bin/runsc; the old runsc goes
+# beside it), PYRO_GVISOR_CACHE, PYRO_RUNSC_SOURCE=go|debian (default: go when a Go
 # toolchain is found), PYRO_GO (the go binary; else PATH, then /usr/local/go/bin/go).
 set -euo pipefail
 umask 022
@@ -23,7 +24,6 @@ script_dir="$(cd "$(dirname "$0")" && pwd)"
 build_mod="$script_dir/gvisor-build"
 RUNSC_DEST="${PYRO_RUNSC_DEST:-/usr/local/bin/runsc}"
 bin_dir="$(dirname "$RUNSC_DEST")"
-SHIM_DEST="$bin_dir/containerd-shim-runsc-v1"
 CACHE="${PYRO_GVISOR_CACHE:-/var/cache/pyro-build/gvisor}"
 # The oldest runsc pyro runs on (src/engines/gvisor/features.ts MIN_RUNSC_DATE), and the
 # Debian build kept beside the new one.
@@ -110,7 +110,7 @@ if [ "$source" = debian ]; then
     log "runsc already installed: $("$have" --version | head -1) at $have"
   else
     put "$OLD_DEST" "$RUNSC_DEST"
-    log "installed $("$RUNSC_DEST" --version | head -1) at $RUNSC_DEST (no containerd shim without Go)"
+    log "installed $("$RUNSC_DEST" --version | head -1) at $RUNSC_DEST"
   fi
   exit 0
 fi
@@ -122,10 +122,10 @@ stamp="$(printf '%s' "$pin" | sed -n 's/^v0\.0\.0-\([0-9]\{14\}\)-\([0-9a-f]\{12
 want="runsc version $stamp"
 dir="$CACHE/$stamp"
 
-if [ -f "$dir/VERSION" ] && [ -x "$dir/runsc" ] && [ -x "$dir/containerd-shim-runsc-v1" ]; then
+if [ -f "$dir/VERSION" ] && [ -x "$dir/runsc" ]; then
   log "gVisor $stamp already built in $dir"
 else
-  log "building gVisor $pin (runsc and containerd-shim-runsc-v1) with $("$go_bin" env GOVERSION); a first build takes minutes"
+  log "building gVisor $pin (runsc) with $("$go_bin" env GOVERSION); a first build takes minutes"
   out="$(mktemp -d)"
   t0=$(date +%s)
   # CGO off: static binaries, as gVisor's releases are. -mod=readonly: go.sum is the pin's
@@ -135,17 +135,11 @@ else
     export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
     nice -n 10 "$go_bin" build -o "$out/runsc" \
       -ldflags "-s -w -X gvisor.dev/gvisor/runsc/version.version=$stamp" gvisor.dev/gvisor/runsc
-    # The shim prints containerd's version; its revision field says which gVisor it is.
-    nice -n 10 "$go_bin" build -o "$out/containerd-shim-runsc-v1" \
-      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Revision=$stamp" gvisor.dev/gvisor/shim
   ) || { rm -rf "$out"; die "building gVisor $pin failed (see above); PYRO_RUNSC_SOURCE=debian installs Debian's runsc instead"; }
   got="$("$out/runsc" --version 2>&1 | head -1 || true)"
   if [ "$got" != "$want" ]; then rm -rf "$out"; die "the built runsc says '$got', not '$want': not installed"; fi
-  if ! "$out/containerd-shim-runsc-v1" -v 2>&1 | grep -q "Revision: *$stamp\$"; then
-    rm -rf "$out"; die "the built containerd-shim-runsc-v1 does not name $stamp in its -v: not installed"
-  fi
   $SUDO mkdir -p "$dir"
-  $SUDO install -m 0755 "$out/runsc" "$out/containerd-shim-runsc-v1" "$dir/"
+  $SUDO install -m 0755 "$out/runsc" "$dir/"
   # VERSION last: a directory without it is an interrupted build, rebuilt next time.
   printf 'gvisor.dev/gvisor %s\nstamp %s\ngo.sum %s\nbuilt %s with %s in %s s\n' "$pin" "$stamp" \
     "$(grep "^gvisor.dev/gvisor $pin h1:" "$build_mod/go.sum" | cut -d' ' -f3)" \
@@ -159,11 +153,10 @@ fi
 # The cached binary is checked too: a cache is a directory anyone with root could have touched.
 got="$("$dir/runsc" --version 2>&1 | head -1 || true)"
 [ "$got" = "$want" ] || die "$dir/runsc says '$got', not '$want': remove $dir and run set-up again"
-if cmp -s "$dir/runsc" "$RUNSC_DEST" && cmp -s "$dir/containerd-shim-runsc-v1" "$SHIM_DEST"; then
+if cmp -s "$dir/runsc" "$RUNSC_DEST"; then
   log "runsc already installed: $want at $RUNSC_DEST"
 else
   was="$("$RUNSC_DEST" --version 2>/dev/null | head -1 || true)"
   put "$dir/runsc" "$RUNSC_DEST"
-  put "$dir/containerd-shim-runsc-v1" "$SHIM_DEST"
-  log "installed $want at $RUNSC_DEST${was:+ (was: $was)}, and containerd-shim-runsc-v1 at $SHIM_DEST"
+  log "installed $want at $RUNSC_DEST${was:+ (was: $was)}"
 fi

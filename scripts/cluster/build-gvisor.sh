@@ -10,7 +10,7 @@ ldflags="-s -w -X gvisor.dev/gvisor/runsc/version.version=$GVISOR_STAMP"
 # CAP_SYS_RESOURCE, as in a container or a sandboxed VM like this project's test machines).
 # containerd's sys.SetOOMScore already shrugs that refusal off for unprivileged and
 # user-namespaced callers; the shim is built against a copy of containerd/v2 that shrugs it off
-# always (the shim then keeps containerd's score). The wrapper module is gvisor-build/; the copy
+# always (the shim then keeps containerd's score). The wrapper module is set-up's scripts/gvisor-build/; the copy
 # and the build live in the cache (Go refuses overlays of module-cache files).
 build_shim() {
   local b="$GVISOR_BIN/shim-build" dir tmp
@@ -18,7 +18,7 @@ build_shim() {
   command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (https://go.dev/dl) and retry"
   log "building containerd-shim-runsc-v1 from gvisor.dev/gvisor@$GVISOR_VERSION (cold: several minutes)"
   rm -rf "$b"; mkdir -p "$b"
-  cp "$CLUSTER_LIB_DIR/gvisor-build/"{go.mod,go.sum,tools.go} "$b/"
+  cp "$GVISOR_BUILD_MOD/"{go.mod,go.sum,tools.go} "$b/"
   dir="$(cd "$b" && go mod download -json github.com/containerd/containerd/v2 | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
   cp -r "$dir" "$b/containerd-v2"; chmod -R u+w "$b/containerd-v2"
   sed -i 's/if os.IsPermission(err) && (!runningPrivileged() || userns.RunningInUserNS()) {/if os.IsPermission(err) \&\& (true || !runningPrivileged() || userns.RunningInUserNS()) {/' \

@@ -22,11 +22,14 @@ K8S_VERSION=v1.34.4
 CONTAINERD_DEB=containerd=1.7.24~ds1-6+deb13u1
 ETCD_DEB=etcd-server=3.5.16-4
 CNI_DEB=containernetworking-plugins=1.1.1+ds1-3+b17
-GVISOR_VERSION=v0.0.0-20260905035102-160fafc42237
-GVISOR_STAMP=go-20260905035102-160fafc42237
 AGENT_SANDBOX_VERSION=v0.5.6
 
 CLUSTER_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# gVisor's pin is set-up's (scripts/gvisor-build/go.mod, which install-runsc.sh builds runsc
+# from): one version of runsc on the host and in the cluster.
+GVISOR_BUILD_MOD="$CLUSTER_LIB_DIR/../gvisor-build"
+GVISOR_VERSION="$(sed -n 's/^require gvisor\.dev\/gvisor \(v[^ ]*\)$/\1/p' "$GVISOR_BUILD_MOD/go.mod")"
+GVISOR_STAMP="$(printf '%s' "$GVISOR_VERSION" | sed -n 's/^v0\.0\.0-\([0-9]\{14\}\)-\([0-9a-f]\{12\}\)$/go-\1-\2/p')"
 # Binaries and images, cached by version: a second `cluster:up` reuses them.
 CACHE="${PYRO_CLUSTER_CACHE:-/var/cache/pyro-cluster}"
 K8S_BIN="$CACHE/k8s/$K8S_VERSION"

@@ -9,11 +9,7 @@ why="$("$d/check.sh")" || die "$why"
 t0=$SECONDS
 trap 'log "cluster:up failed after $((SECONDS - t0))s; logs in $LOGS; clean up with: npm run cluster:down"' ERR
 {
-  "$d/fetch-debs.sh"
-  "$d/build-k8s.sh"
-  "$d/build-gvisor.sh"
-  "$d/build-agent-sandbox.sh"
-  "$d/images.sh"
+  "$d/build.sh"
   t1=$SECONDS
   mkdir -p "$STATE"; chmod 711 "$STATE"
   # What the host had before us, so down.sh removes only what the cluster added.
