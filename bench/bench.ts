@@ -25,7 +25,9 @@
  *     from a `#ws` pool slot vs fresh, CLI and SDK, beside `cp -a` of the seed.
  *   - workspace list (bench/list.ts): `pyro workspace list --json` of 20 records from the CLI's
  *     fast path vs the full CLI vs a bare node reading the records, with each one's own CPU.
- * BENCH_ONLY=roundtrip, speed, snapshots, wspool or list runs only those rows (the full run has
+ *   - kubernetes (bench/kubernetes.ts): warm-pool claim p50/p99, cold sandbox to first exec, exec
+ *     through the API server vs `kubectl exec`, on the cluster KUBECONFIG names (else skipped).
+ * BENCH_ONLY=roundtrip, speed, snapshots, wspool, list or kubernetes runs only those rows (the full run has
  * all; list needs no runsc).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
@@ -43,6 +45,7 @@ import { qemuQuickAvailable } from "../src/engines/qemu/select.js";
 import { Pyro } from "../src/index.js";
 import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
+import { benchKubernetes, printKubernetes } from "./kubernetes.js";
 import { benchList, printListRatios } from "./list.js";
 import { benchCliExec, benchPool, benchStartup, printSpeedRatios, timeProcess } from "./speed.js";
 import { benchWorkspacePool, printWorkspacePoolRatios } from "./wspool.js";
@@ -73,6 +76,18 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios:");
     printListRatios(rows);
+    return;
+  }
+  if (process.env.BENCH_ONLY === "kubernetes") {
+    const rows: Row[] = [];
+    const skip = await benchKubernetes(N, (name) => {
+      const r = { name, samples: [] as number[] };
+      rows.push(r);
+      return r;
+    });
+    if (rows.length) printRows(rows, N);
+    console.log("\nratios (goal):");
+    printKubernetes(rows, skip);
     return;
   }
   const stateDir = await mkdtemp(join(tmpdir(), "pyro-bench-"));
@@ -250,6 +265,7 @@ async function main(): Promise<void> {
   const ociSkip = process.env.BENCH_OCI === "0" ? "BENCH_OCI=0" : ociToolsSkipReason();
   if (!ociSkip) ociRows.push(...(await benchOciPull(stateDir, env)));
   rows.push(...ociRows);
+  const k8sSkip = await benchKubernetes(N, add);
   await rm(stateDir, { recursive: true, force: true });
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
@@ -295,6 +311,7 @@ async function main(): Promise<void> {
   printListRatios(rows);
   printWorkspacePoolRatios(rows);
   printSnapshots(rows, snapDisk);
+  printKubernetes(rows, k8sSkip);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
       `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,

@@ -313,6 +313,9 @@ export function warmPoolObjects(
   spec: Pick<SandboxSpec, "environment" | "vcpuCount" | "memMib">,
 ): KubeObject[] {
   const labels = { [LABEL.managedBy]: "pyro", [LABEL.owner]: cfg.owner, [LABEL.role]: "warm-pool" };
+  // Not the owner label on the pool's pods: they are no sandbox of pyro's until claimed, and
+  // the owner's label selector must not list them.
+  const podLabels = { [LABEL.managedBy]: "pyro", [LABEL.role]: "warm-pool", "pyro.dev/pool": name };
   const fake: SandboxSpec = {
     id: "vm_0000000000000000",
     environment: spec.environment,
@@ -329,7 +332,7 @@ export function warmPoolObjects(
       metadata: { name, namespace: cfg.namespace, labels },
       spec: {
         podTemplate: {
-          metadata: { labels: { [LABEL.managedBy]: "pyro", [LABEL.owner]: cfg.owner } },
+          metadata: { labels: podLabels },
           spec: podSpec(cfg, fake, { pvc: false }),
         },
         networkPolicy: { ingress: [], egress: [] },
