@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import type { Readable, Writable } from "node:stream";
 import { PyroError } from "../../core/errors.js";
 import type { ExecStatus } from "./exec-wrap.js";
@@ -69,8 +70,18 @@ let loaded: Promise<Any> | undefined;
 
 async function clientNode(): Promise<Any> {
   // A name in a variable: tsc and the CLI bundler leave it to Node to resolve at run time.
+  // require (of an ES module: Node >= 20.19) rather than import(): the CLI's bundles are
+  // compiled through vm.Script, where import() works only with an experimental loader that
+  // prints a warning.
   const name = MODULE;
-  loaded ??= import(name).catch((e: unknown) => {
+  loaded ??= (async () => {
+    try {
+      return createRequire(import.meta.url)(name);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ERR_REQUIRE_ESM") throw e;
+      return import(name);
+    }
+  })().catch((e: unknown) => {
     loaded = undefined;
     throw new PyroError(
       "engine_unavailable",

@@ -144,7 +144,15 @@ export class KubernetesEngine implements Engine {
         `grant pyro's service account the Role in deploy/kubernetes/ in namespace ${this.config.namespace}`,
       );
     if (e instanceof PyroError) return e;
-    return new PyroError("engine_failure", `${what} failed: ${apiMessage(e)}`, undefined, { cause: e });
+    const msg = apiMessage(e);
+    if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|ECONNRESET|certificate/.test(msg))
+      return new PyroError(
+        "engine_unavailable",
+        `${what} failed: the Kubernetes API server cannot be reached (${msg})`,
+        "check KUBECONFIG and that the cluster is up (`pyro doctor` checks it)",
+        { cause: e },
+      );
+    return new PyroError("engine_failure", `${what} failed: ${msg}`, undefined, { cause: e });
   }
 
   async create(spec: SandboxSpec): Promise<SandboxHandle> {
