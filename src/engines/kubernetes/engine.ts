@@ -95,8 +95,10 @@ export class KubernetesEngine implements Engine {
         await api.list(SANDBOX_API, "Sandbox", cfg.namespace, selector(cfg));
         return "sandbox" as const;
       } catch (e) {
-        if (apiStatus(e) === 403) throw this.apiError("listing agent-sandbox Sandboxes", e);
-        return "pod" as const;
+        // Only "no such API" means no agent-sandbox; anything else (an unreachable server) is
+        // not remembered as an answer.
+        if (apiStatus(e) === 404 || /Unrecognized API version/.test(String(e))) return "pod" as const;
+        throw this.apiError("listing agent-sandbox Sandboxes", e);
       }
     })().catch((e: unknown) => {
       this.modeMemo = undefined;
