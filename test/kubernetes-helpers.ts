@@ -22,6 +22,8 @@ export const K8S_KEYS = [
 export function clusterEnv(): Record<string, string> {
   const env: Record<string, string> = { PYRO_ENGINE: "kubernetes" };
   for (const k of K8S_KEYS) if (process.env[k]) env[k] = process.env[k]!;
+  // The test cluster's own variable (test/e2e/support/cluster.ts) wins over a user's KUBECONFIG.
+  if (process.env.PYRO_TEST_KUBECONFIG) env.KUBECONFIG = process.env.PYRO_TEST_KUBECONFIG;
   return env;
 }
 
@@ -30,7 +32,7 @@ let reason: Promise<string | undefined> | undefined;
 /** Why the kubernetes tests cannot run here, or undefined when the cluster answers. */
 export function clusterSkipReason(): Promise<string | undefined> {
   reason ??= (async () => {
-    const kc = process.env.KUBECONFIG;
+    const kc = clusterEnv().KUBECONFIG;
     if (!kc) return "no Kubernetes cluster: KUBECONFIG is not set (npm run cluster:up prints one)";
     if (!existsSync(kc)) return `no Kubernetes cluster: KUBECONFIG ${kc} does not exist`;
     const probe = await new KubernetesEngine(
