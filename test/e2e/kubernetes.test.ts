@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { warmPoolObjects } from "../../src/engines/kubernetes/objects.js";
-import { CLI, REPO, runCliJson, runCliJsonGuest, withHostDir, withTestState } from "../helpers.js";
+import { CLI, REPO, runCli, runCliJson, runCliJsonGuest, withHostDir, withTestState } from "../helpers.js";
 import { clusterEnv, clusterSkipReason, engineFor, waitUntil } from "../kubernetes-helpers.js";
 
 /**
@@ -18,20 +18,25 @@ type Json = Record<string, any>;
 
 async function k8sState(t: { skip: (m?: string) => void }, fn: Parameters<typeof withTestState>[3]) {
   await withTestState(t, await clusterSkipReason(), clusterEnv(), async (c) => {
+    const engine = engineFor(c.env, c.stateDir);
+    const sweep = async () => {
+      for (const o of await engine.listOwned())
+        await engine.removeOrphan(o.metadata.labels?.["pyro.dev/id"] ?? "", "/nonexistent", undefined, true);
+    };
     try {
       await fn(c);
-    } finally {
-      // Nothing of this state dir's owner may be left in the cluster (deletes finish async).
-      const engine = engineFor(c.env, c.stateDir);
-      const gone = await waitUntil(async () => (await engine.listOwned()).length === 0, 90_000);
-      const left = await engine.listOwned();
-      for (const o of left)
-        await engine.removeOrphan(o.metadata.labels?.["pyro.dev/id"] ?? "", "/nonexistent");
-      assert.ok(
-        gone,
-        `objects left in the cluster: ${left.map((o) => `${o.kind}/${o.metadata.name}`).join(", ")}`,
-      );
+    } catch (e) {
+      await sweep().catch(() => undefined);
+      throw e;
     }
+    // Nothing of this state dir's owner may be left in the cluster (deletes finish async).
+    const gone = await waitUntil(async () => (await engine.listOwned()).length === 0, 90_000);
+    const left = await engine.listOwned();
+    await sweep();
+    assert.ok(
+      gone,
+      `objects left in the cluster: ${left.map((o) => `${o.kind}/${o.metadata.name}`).join(", ")}`,
+    );
   });
 }
 
@@ -169,8 +174,9 @@ test("a second owner's objects are apart: not listed, not removed, names never s
         "B's pod survives A's removal",
       );
       // And B's workspace is no workspace of A's.
-      const r = await runCliJson<Json>(["workspace", "exec", wb, "--", "true"], { env: a.env });
+      const r = await runCli(["workspace", "exec", wb, "--", "true"], { env: a.env });
       assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /no workspace with id/);
       await cli(["workspace", "delete", wa], a.env);
       await cli(["workspace", "delete", wb], b.env);
     }),

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
@@ -46,6 +47,12 @@ import {
 
 /** The engine's own note in the sandbox directory, written before any object is made. */
 const INTENT_FILE = "k8s-intent.json";
+/**
+ * Written by `halt`: the sandbox is stopped on purpose and its volume (and Sandbox object) are
+ * the workspace's files, so a recovery's `removeOrphan` ends only what runs. `destroy`
+ * removes everything whatever the note says.
+ */
+const HALTED_FILE = "k8s-halted";
 /** Claim reasons agent-sandbox will not recover from: fail at once instead of waiting. */
 const TERMINAL_CLAIM_REASONS = new Set([
   "InvalidMetadata",
@@ -180,6 +187,7 @@ export class KubernetesEngine implements Engine {
     };
     if (spec.restart) {
       await this.restart(api, handle, data, spec);
+      await rm(join(spec.sandboxDir, HALTED_FILE), { force: true });
       return handle;
     }
     // Intent first: what the objects will be called and whose they are, before any exists.
@@ -469,6 +477,7 @@ export class KubernetesEngine implements Engine {
       await this.destroy(handle);
       return;
     }
+    await writeFile(join(handle.sandboxDir, HALTED_FILE), `${new Date().toISOString()}\n`);
     await this.waitGone(api, d);
   }
 
@@ -479,7 +488,7 @@ export class KubernetesEngine implements Engine {
   async destroy(handle: SandboxHandle): Promise<void> {
     // A damaged handle still names the id: everything is found by label.
     const known = k8sDataProblem(handle.data) ? undefined : (handle.data as K8sHandleData);
-    await this.removeOrphan(handle.id, handle.sandboxDir, known);
+    await this.removeOrphan(handle.id, handle.sandboxDir, known, true);
   }
 
   async inspect(handle: SandboxHandle): Promise<SandboxInspect> {
@@ -607,14 +616,35 @@ export class KubernetesEngine implements Engine {
     return found;
   }
 
+  /** A halted sandbox: what runs goes (a pod; a Sandbox is suspended), its files stay. */
+  private async endRunning(api: KubeApi, id: string, ns: string): Promise<void> {
+    for (const o of await this.listOwned(id)) {
+      if (o.kind === "Sandbox" && o.spec?.operatingMode !== "Suspended")
+        await api.patch({
+          apiVersion: o.apiVersion,
+          kind: o.kind,
+          metadata: { name: o.metadata.name, namespace: ns },
+          spec: { operatingMode: "Suspended" },
+        });
+      else if (o.kind === "Pod" && !o.metadata.deletionTimestamp)
+        await api.remove("v1", "Pod", ns, o.metadata.name);
+    }
+  }
+
   async orphanAlive(id: string, _sandboxDir: string): Promise<boolean> {
     return (await this.listOwned(id)).length > 0;
   }
 
-  async removeOrphan(id: string, sandboxDir: string, known?: K8sHandleData): Promise<void> {
+  async removeOrphan(
+    id: string,
+    sandboxDir: string,
+    known?: K8sHandleData,
+    everything = false,
+  ): Promise<void> {
     const api = await this.api();
     const intent = known ?? (await readIntent(sandboxDir));
     const ns = intent?.namespace ?? this.config.namespace;
+    if (!everything && existsSync(join(sandboxDir, HALTED_FILE))) return this.endRunning(api, id, ns);
     const objs = await this.listOwned(id);
     // A claim's sandbox and pod carry the claim's owner reference, not always our labels.
     if (intent?.kind === "SandboxClaim" && !objs.some((o) => o.kind === "SandboxClaim"))
