@@ -202,6 +202,30 @@ test("warm pool: a one-shot run claims a ready agent-sandbox and deletes it with
         return (p?.status?.readyReplicas ?? 0) >= 1;
       }, 180_000);
       assert.ok(ready, "the warm pool has a ready sandbox");
+      // The engine itself: a claim, not a cold start (which claimWarm would fall back to).
+      const warm = engineFor({ ...env, PYRO_K8S_WARM_POOL: pool }, stateDir);
+      const sandboxDir = join(stateDir, "claim-check");
+      const h = await warm.claimWarm({
+        id: "vm_00000000000000e2",
+        environment: "debian:12",
+        rootfs: "",
+        sandboxDir,
+        vcpuCount: 1,
+        memMib: 256,
+        network: false,
+      });
+      assert.ok(h, "a warm sandbox was claimed");
+      try {
+        assert.equal((h.data as { kind: string }).kind, "SandboxClaim");
+        const out = await warm.exec(h, { argv: ["echo", "claimed"], timeoutMs: 30_000 });
+        assert.equal(out.stdout, "claimed\n");
+      } finally {
+        await warm.destroy(h);
+      }
+      await waitUntil(async () => {
+        const p = await api.read(objs[1]!.apiVersion, "SandboxWarmPool", engine.config.namespace, pool);
+        return (p?.status?.readyReplicas ?? 0) >= 1;
+      }, 180_000);
       const wenv = { ...env, PYRO_K8S_WARM_POOL: pool };
       const t0 = Date.now();
       const r = await runCliJsonGuest<Json>(["run", "debian:12", "--", "echo", "warm"], { env: wenv });

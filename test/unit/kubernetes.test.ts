@@ -174,6 +174,8 @@ test("Sandbox: v1beta1, Running, shutdownTime past the expiry by the in-pod grac
   const claim = sandboxClaim(cfg, "vm_0123456789abcdef", "pyro-warm", "2030-01-01T00:00:00Z");
   assert.equal(claim.apiVersion, "extensions.agents.x-k8s.io/v1beta1");
   assert.deepEqual(claim.spec.warmPoolRef, { name: "pyro-warm" });
+  // agent-sandbox refuses pod labels outside its allow-list (InvalidMetadata), pyro.dev/* included.
+  assert.equal(claim.spec.additionalPodMetadata, undefined);
   assert.equal(claim.spec.lifecycle.shutdownPolicy, "Delete");
   const [tmpl, pool] = warmPoolObjects(cfg, "pyro-warm", 3, {
     environment: "debian:12",

@@ -295,8 +295,9 @@ export function sandboxClaim(
     kind: "SandboxClaim",
     metadata: { name: objectName(id), namespace: cfg.namespace, labels: labelsFor(cfg, id, "claim") },
     spec: {
+      // No additionalPodMetadata: agent-sandbox refuses labels outside its allow-list
+      // (InvalidMetadata for pyro.dev/*); the claim carries the labels and owns the sandbox.
       warmPoolRef: { name: pool },
-      additionalPodMetadata: { labels: labelsFor(cfg, id, "vm") },
       ...(st ? { lifecycle: { shutdownTime: st, shutdownPolicy: "Delete" } } : {}),
     },
   };
