@@ -98,10 +98,13 @@ async function benchClaims(engine: KubernetesEngine, n: number, add: Add): Promi
       await waitReadyReplicas(engine, pool, 1);
       const vm = id("vm");
       const t0 = performance.now();
-      await api.create(sandboxClaim(cfg, vm, pool, undefined));
-      await engine.waitClaim(api, cfg.namespace, objectName(vm), 60_000);
-      row.samples.push(performance.now() - t0);
-      await engine.removeOrphan(vm, join(tmpdir(), "pyro-bench-none"));
+      try {
+        await api.create(sandboxClaim(cfg, vm, pool, undefined));
+        await engine.waitClaim(api, cfg.namespace, objectName(vm), 60_000);
+        row.samples.push(performance.now() - t0);
+      } finally {
+        await engine.removeOrphan(vm, join(tmpdir(), "pyro-bench-none"), undefined, true);
+      }
     }
   } finally {
     for (const o of [...objs].reverse())
