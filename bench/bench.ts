@@ -31,8 +31,10 @@
  *     (the warm pool on out of the box) vs raw `runsc run`; host CPU of BENCH_IDLE_N (50) idle
  *     workspaces over BENCH_IDLE_SECONDS (60), Debian's old runsc beside the current one
  *     (BENCH_IDLE=0 skips). `BENCH_ONLY=platform` is bench/platform.ts (gVisor's platforms).
- * BENCH_ONLY=roundtrip, speed, snapshots, wspool, netroute, defaults, idle or list runs only those
- * rows (the full run has all; list needs no runsc).
+ *   - kubernetes (bench/kubernetes.ts): warm-pool claim p50/p99, cold sandbox to first exec, exec
+ *     through the API server vs `kubectl exec`, on the cluster KUBECONFIG names (else skipped).
+ * BENCH_ONLY=roundtrip, speed, snapshots, wspool, netroute, defaults, idle, list or kubernetes runs
+ * only those rows (the full run has all; list needs no runsc).
  * Options: BENCH_ITERATIONS (default 15), BENCH_QEMU=0 to skip QEMU, BENCH_ROOTLESS=0 to skip
  * the rootless rows, BENCH_OCI=0 to skip the OCI pull, BENCH_JSON=1 for JSON.
  */
@@ -51,6 +53,7 @@ import { rootfsImagePath } from "../src/util/erofs.js";
 import { ociToolsSkipReason, startRegistry } from "../test/oci-fixtures.js";
 import { benchDefaults, printDefaultsRatios } from "./defaults.js";
 import { benchIdle, printIdle, removeStateDir } from "./idle.js";
+import { benchKubernetes, printKubernetes } from "./kubernetes.js";
 import { benchList, printListRatios } from "./list.js";
 import { benchNetRoute, printNetRouteRatios } from "./netroute.js";
 import { benchPlatforms } from "./platform.js";
@@ -84,6 +87,18 @@ async function main(): Promise<void> {
     printRows(rows, N);
     console.log("\nratios:");
     printListRatios(rows);
+    return;
+  }
+  if (process.env.BENCH_ONLY === "kubernetes") {
+    const rows: Row[] = [];
+    const skip = await benchKubernetes(N, (name) => {
+      const r = { name, samples: [] as number[] };
+      rows.push(r);
+      return r;
+    });
+    if (rows.length) printRows(rows, N);
+    console.log("\nratios (goal):");
+    printKubernetes(rows, skip);
     return;
   }
   const stateDir = await mkdtemp(join(tmpdir(), "pyro-bench-"));
@@ -293,6 +308,7 @@ async function main(): Promise<void> {
   const ociSkip = process.env.BENCH_OCI === "0" ? "BENCH_OCI=0" : ociToolsSkipReason();
   if (!ociSkip) ociRows.push(...(await benchOciPull(stateDir, env)));
   rows.push(...ociRows);
+  const k8sSkip = await benchKubernetes(N, add);
   await removeStateDir(stateDir);
 
   const med = Object.fromEntries(rows.map((r) => [r.name, median(r.samples)]));
@@ -341,6 +357,7 @@ async function main(): Promise<void> {
   printNetRouteRatios(rows);
   printSnapshots(rows, snapDisk);
   printIdle(idle);
+  printKubernetes(rows, k8sSkip);
   if (ratios.oci_pull_vs_skopeo_umoci !== undefined)
     console.log(
       `  OCI pull / skopeo copy + umoci    ${ratios.oci_pull_vs_skopeo_umoci.toFixed(2)}x  (≤ 1.20x)`,

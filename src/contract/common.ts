@@ -58,7 +58,7 @@ export const max_output_bytes = z
   .describe(
     `Output budget in bytes, stdout and stderr together (${OUTPUT_BUDGET.min}-${OUTPUT_BUDGET.max}). Default ${OUTPUT_BUDGET.default}.`,
   );
-export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "host_compat"]);
+export const ExecutionModeSchema = z.enum(["firecracker", "qemu", "gvisor", "kubernetes", "host_compat"]);
 
 export const EmptyInput = z.object({});
 

@@ -19,7 +19,7 @@ export const DoctorInput = z.object({
 });
 
 export const EngineReport = z.object({
-  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
+  engine: z.enum(["firecracker", "qemu", "gvisor", "kubernetes", "host"]),
   available: z.boolean(),
   detail: z.string(),
   probe_ms: z.number().nullable(),

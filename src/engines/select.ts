@@ -7,6 +7,8 @@ import { FirecrackerEngine, firecrackerQuickAvailable } from "./firecracker/engi
 import { GvisorEngine } from "./gvisor/engine.js";
 import { findRunsc } from "./gvisor/runsc.js";
 import { HostEngine } from "./host/engine.js";
+import { clusterConfigured } from "./kubernetes/config.js";
+import { KubernetesEngine } from "./kubernetes/engine.js";
 import { QemuEngine } from "./qemu/engine.js";
 import { qemuQuickAvailable } from "./qemu/select.js";
 import type { Engine, EngineName } from "./types.js";
@@ -20,7 +22,14 @@ export const ENGINE_ORDER: readonly EngineName[] = ["firecracker", "qemu", "gvis
 
 /** Every engine that can leave a sandbox behind: where to look when a record cannot say which. */
 export function allEngines(paths: PyroPaths, env: NodeJS.ProcessEnv = process.env): Engine[] {
-  return (["gvisor", "qemu", "firecracker"] as const).flatMap((n) => engineByName(n, paths, env) ?? []);
+  // A cluster is asked only when pyro is set to use one: recovery must not reach out otherwise.
+  const names = [
+    "gvisor",
+    "qemu",
+    "firecracker",
+    ...(env.PYRO_ENGINE === "kubernetes" ? ["kubernetes"] : []),
+  ] as const;
+  return (names as readonly EngineName[]).flatMap((n) => engineByName(n, paths, env) ?? []);
 }
 
 export function engineByName(
@@ -37,6 +46,8 @@ export function engineByName(
       return new QemuEngine(paths, env);
     case "firecracker":
       return new FirecrackerEngine(paths, env);
+    case "kubernetes":
+      return new KubernetesEngine(paths, env);
     default:
       return undefined;
   }
@@ -81,6 +92,8 @@ async function probeQuick(
   // forced (PYRO_ENGINE=qemu) it may fall back to TCG emulation.
   if (name === "qemu") return qemuQuickAvailable(paths, env, { requireKvm: !forced });
   if (name === "firecracker") return firecrackerQuickAvailable(paths, env);
+  // Only when forced (never in ENGINE_ORDER): a kubeconfig or a pod's service account.
+  if (name === "kubernetes") return clusterConfigured(env);
   return false;
 }
 
@@ -99,7 +112,7 @@ export async function selectEngine(
 ): Promise<Engine> {
   const forced = env.PYRO_ENGINE as EngineName | undefined;
   if (forced) {
-    const valid: EngineName[] = ["firecracker", "qemu", "gvisor", "host"];
+    const valid: EngineName[] = ["firecracker", "qemu", "gvisor", "kubernetes", "host"];
     if (!valid.includes(forced)) {
       throw new PyroError(
         "invalid_argument",
@@ -122,7 +135,9 @@ export async function selectEngine(
       throw new PyroError(
         "engine_unavailable",
         `engine ${forced} (forced by PYRO_ENGINE) cannot run on this host`,
-        FIX,
+        forced === "kubernetes"
+          ? "set KUBECONFIG to the cluster's kubeconfig (or run pyro in a pod with a service account); see docs/kubernetes.md"
+          : FIX,
       );
     }
     return e;

@@ -5,10 +5,10 @@ import type { NetworkInfo } from "../network/types.js";
 export type { NetworkInfo } from "../network/types.js";
 
 /** The execution engines pyro knows, best isolation first. `host` is the unisolated fallback. */
-export type EngineName = "firecracker" | "qemu" | "gvisor" | "host";
+export type EngineName = "firecracker" | "qemu" | "gvisor" | "kubernetes" | "host";
 
 /** What `run`/`exec` results call the engine: the engine's name, or `host_compat`. */
-export type ExecutionMode = "firecracker" | "qemu" | "gvisor" | "host_compat";
+export type ExecutionMode = "firecracker" | "qemu" | "gvisor" | "kubernetes" | "host_compat";
 
 export interface SandboxSpec {
   /** pyro's id for the sandbox (vm_… or ws_…); engines derive their own names from it. */

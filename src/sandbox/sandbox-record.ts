@@ -15,7 +15,7 @@ export const OwnerSchema = z.object({
 });
 
 export const HandleSchema = z.object({
-  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
+  engine: z.enum(["firecracker", "qemu", "gvisor", "kubernetes", "host"]),
   id: z.string(),
   sandboxDir: z.string(),
   workspaceDir: z.string().optional(),

@@ -49,7 +49,7 @@ const VmRecordSchema = z.looseObject({
   /** The network policy asked for (absent in records made before policies). */
   network_spec: NetworkSpecRecord.optional(),
   allow_host_compat: z.boolean(),
-  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]).nullable(),
+  engine: z.enum(["firecracker", "qemu", "gvisor", "kubernetes", "host"]).nullable(),
   execution_mode: ExecutionModeSchema.nullable(),
   handle: HandleSchema.nullable(),
   owner: OwnerSchema.nullable().optional(),

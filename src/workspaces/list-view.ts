@@ -97,7 +97,7 @@ const shape =
     Object.entries(fields).every(([k, c]) =>
       k.endsWith("?") ? v[k.slice(0, -1)] === undefined || c(v[k.slice(0, -1)]) : c(v[k]),
     );
-const ENGINES = ["firecracker", "qemu", "gvisor", "host"] as const;
+const ENGINES = ["firecracker", "qemu", "gvisor", "kubernetes", "host"] as const;
 const recordShape = shape({
   workspace_id: str,
   environment: str,
@@ -121,7 +121,7 @@ const recordShape = shape({
     publish: arrayOf(shape({ host_port: int, guest_port: int })),
   }),
   engine: oneOf(...ENGINES),
-  execution_mode: oneOf("firecracker", "qemu", "gvisor", "host_compat"),
+  execution_mode: oneOf("firecracker", "qemu", "gvisor", "kubernetes", "host_compat"),
   handle: nullable(
     shape({ engine: oneOf(...ENGINES), id: str, sandboxDir: str, "workspaceDir?": str, data: isObject }),
   ),

@@ -53,7 +53,7 @@ export const WorkspaceRecordSchema = z.looseObject({
   network: z.boolean(),
   /** The network policy asked for (absent in records made before policies: `network` alone). */
   network_spec: NetworkSpecRecord.optional(),
-  engine: z.enum(["firecracker", "qemu", "gvisor", "host"]),
+  engine: z.enum(["firecracker", "qemu", "gvisor", "kubernetes", "host"]),
   execution_mode: ExecutionModeSchema,
   handle: HandleSchema.nullable(),
   owner: OwnerSchema.nullable().optional(),

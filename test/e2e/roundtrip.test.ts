@@ -18,6 +18,7 @@ import {
   withHostDir,
   withTestState,
 } from "../helpers.js";
+import { clusterEnv, clusterSkipReason } from "../kubernetes-helpers.js";
 import { createToken, startHttpServer } from "../remote-helpers.js";
 
 /**
@@ -410,6 +411,15 @@ test("round trip on QEMU (SDK): pushes, file tools, diff and export through the 
     t,
     await qemuSkipReason(),
     { PYRO_ENGINE: "qemu", PYRO_QEMU_ACCEL: process.env.PYRO_QEMU_ACCEL ?? "tcg" },
+    withFace(async (c) => sdkFace(c.env)),
+  );
+});
+
+test("round trip on Kubernetes (SDK): the same scenario through the API server's exec", async (t) => {
+  await withTestState(
+    t,
+    await clusterSkipReason(),
+    clusterEnv(),
     withFace(async (c) => sdkFace(c.env)),
   );
 });

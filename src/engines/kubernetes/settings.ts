@@ -1,8 +1,9 @@
 import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import { PyroError } from "../../core/errors.js";
+import { clientNode } from "./client.js";
+import { k8sConfig } from "./config.js";
 
 /**
  * Where `pyro doctor` looks for the kubernetes engine's cluster: the same choices the engine
@@ -34,31 +35,8 @@ export interface KubernetesSettings {
   warmPool: string | null;
 }
 
-const MODULE = "@kubernetes/client-node";
-let loaded: Any;
-
-/**
- * The client library, on first use. A name in a variable, so neither tsc (its types stay out
- * of pyro's .d.ts) nor the CLI bundler touch it; `require` of the ES module (Node >= 20.19)
- * rather than `import()`, which inside the CLI's vm-compiled bundles needs an experimental
- * loader that prints a warning.
- */
-export async function loadClient(): Promise<Any> {
-  const name = MODULE;
-  if (loaded) return loaded;
-  try {
-    loaded = createRequire(import.meta.url)(name);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ERR_REQUIRE_ESM")
-      throw new PyroError(
-        "engine_unavailable",
-        `the kubernetes engine needs ${MODULE}, which could not be loaded: ${(e as Error).message}`,
-        "reinstall pyro with its dependencies (npm install)",
-      );
-    loaded = await import(name);
-  }
-  return loaded;
-}
+/** client-node, loaded once for the engine and doctor alike (client.ts). */
+export const loadClient = clientNode;
 
 export async function kubernetesSettings(env: NodeJS.ProcessEnv = process.env): Promise<KubernetesSettings> {
   const k8s = await loadClient();
@@ -83,22 +61,16 @@ export async function kubernetesSettings(env: NodeJS.ProcessEnv = process.env): 
       "point KUBECONFIG at a readable kubeconfig file",
     );
   }
-  const mode = env.PYRO_K8S_MODE || "auto";
-  if (mode !== "auto" && mode !== "sandbox" && mode !== "pod")
-    throw new PyroError(
-      "invalid_argument",
-      `PYRO_K8S_MODE=${JSON.stringify(mode)} is not valid`,
-      "use auto, sandbox or pod",
-    );
-  const rc = env.PYRO_K8S_RUNTIME_CLASS ?? DEFAULT_RUNTIME_CLASS;
+  // The engine's own reading of the settings (config.ts): doctor checks what the engine uses.
+  const cfg = k8sConfig(env, "");
   return {
     kc,
     source,
     context: source === "in-cluster" ? null : kc.getCurrentContext() || null,
     server: kc.getCurrentCluster()?.server ?? null,
-    namespace: env.PYRO_K8S_NAMESPACE || DEFAULT_NAMESPACE,
-    runtimeClass: rc === "" ? null : rc,
-    mode,
-    warmPool: env.PYRO_K8S_WARM_POOL || null,
+    namespace: cfg.namespace,
+    runtimeClass: cfg.runtimeClass ?? null,
+    mode: cfg.mode,
+    warmPool: cfg.warmPool ?? null,
   };
 }

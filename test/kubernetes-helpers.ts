@@ -1,0 +1,62 @@
+import { existsSync } from "node:fs";
+import { KubernetesEngine } from "../src/engines/kubernetes/engine.js";
+
+/**
+ * The cluster the kubernetes engine's end-to-end tests run against: KUBECONFIG (what `npm run
+ * cluster:up` prints last) plus the PYRO_K8S_* settings that cluster needs (image, RuntimeClass,
+ * storage class). Without one the tests are skipped with the reason; nothing here starts a
+ * cluster.
+ */
+export const K8S_KEYS = [
+  "KUBECONFIG",
+  "PYRO_K8S_NAMESPACE",
+  "PYRO_K8S_IMAGE",
+  "PYRO_K8S_IMAGES",
+  "PYRO_K8S_RUNTIME_CLASS",
+  "PYRO_K8S_STORAGE_CLASS",
+  "PYRO_K8S_PULL_POLICY",
+  "PYRO_K8S_MODE",
+  "PYRO_K8S_WORKSPACE_VOLUME",
+] as const;
+
+export function clusterEnv(): Record<string, string> {
+  const env: Record<string, string> = { PYRO_ENGINE: "kubernetes" };
+  for (const k of K8S_KEYS) if (process.env[k]) env[k] = process.env[k]!;
+  // The test cluster's own variable (test/e2e/support/cluster.ts) wins over a user's KUBECONFIG.
+  if (process.env.PYRO_TEST_KUBECONFIG) env.KUBECONFIG = process.env.PYRO_TEST_KUBECONFIG;
+  return env;
+}
+
+let reason: Promise<string | undefined> | undefined;
+
+/** Why the kubernetes tests cannot run here, or undefined when the cluster answers. */
+export function clusterSkipReason(): Promise<string | undefined> {
+  reason ??= (async () => {
+    const kc = clusterEnv().KUBECONFIG;
+    if (!kc) return "no Kubernetes cluster: KUBECONFIG is not set (npm run cluster:up prints one)";
+    if (!existsSync(kc)) return `no Kubernetes cluster: KUBECONFIG ${kc} does not exist`;
+    const probe = await new KubernetesEngine(
+      { stateDir: "/nonexistent/probe" },
+      { ...process.env, ...clusterEnv() },
+    ).probe({
+      scratchDir: "/tmp",
+    });
+    return probe.available ? undefined : `the Kubernetes cluster does not answer: ${probe.detail}`;
+  })();
+  return reason;
+}
+
+/** The engine as a pyro with this state dir sees it (its owner label is the state dir's). */
+export function engineFor(env: NodeJS.ProcessEnv, stateDir: string): KubernetesEngine {
+  return new KubernetesEngine({ stateDir }, env);
+}
+
+/** Polls until `cond` holds (or the deadline passes), returning its last answer. */
+export async function waitUntil(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return cond();
+}
