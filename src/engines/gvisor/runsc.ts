@@ -77,17 +77,19 @@ export function globalFlags(
 /**
  * The gVisor platform (how the sandbox's Sentry traps the guest's system calls) pyro asks for
  * unless PYRO_RUNSC_PLATFORM names another. Chosen by measurement (issue 29, `BENCH_ONLY=platform
- * npm run bench`, docs/architecture.md "The gVisor platform"), on runsc 20240729 and
- * go-20260905035102 on this 2-core machine: idle, systrap and ptrace cost the same on the new
- * runsc (~0.2 % of a core per workspace; systrap 3.5 % on the old one); 200 × /bin/true and
- * agent-like work (gcc + 5 python3 starts) ran faster under ptrace on both builds (new: 13.1 s vs
- * 17.6 s, 11.0 s vs 36.2 s; systrap's stubs spin, which a busy machine punishes). runsc's own
- * default is systrap; KVM (`/dev/kvm` here is PVM) starts but never runs the guest's command.
+ * npm run bench`, docs/architecture.md "The gVisor platform"), on a quiet 2-core machine: on
+ * the current runsc idle costs the same on both (0.04 % of a core per workspace, once the
+ * init's fork-bomb watch backs off when far below its limit); ptrace ran 200 × /bin/true 15 %
+ * faster, systrap agent-like work (gcc + python3 starts) 12 % faster; and under ptrace a fork
+ * bomb kills the whole sandbox (each guest process has host processes, which meet the host's
+ * pids backstop before the guest's limit holds), under systrap the limit holds and the
+ * workspace survives (test/e2e/pids-limit.test.ts). runsc's own default is systrap too; KVM
+ * (`/dev/kvm` here is PVM) starts but never runs the guest's command.
  */
-export const DEFAULT_RUNSC_PLATFORM = "ptrace";
+export const DEFAULT_RUNSC_PLATFORM = "systrap";
 /** The measurement behind it, in a few words (doctor shows it). */
 const PLATFORM_CHOICE =
-  "measured: idle as cheap as systrap on a current runsc, fork-heavy and agent-like work faster on a busy host";
+  "measured: idle as cheap as ptrace on a current runsc, agent-like work faster, and a fork bomb held by the guest's limit instead of killing the sandbox";
 
 export interface RunscPlatform {
   platform: string;
