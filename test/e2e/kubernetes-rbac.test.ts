@@ -49,6 +49,10 @@ const SERVER = `pyro-rbac-srv-${suffix}`; // the ServiceAccount's (pyro-system)
 const DOCTOR_CR = `pyro-doctor-${suffix}`;
 
 async function reachable(): Promise<KubeConfig | string> {
+  // scripts/run-tests.mjs starts the test cluster before this file, or says why it did not.
+  if (process.env.PYRO_TEST_CLUSTER_FAILED) throw new Error(process.env.PYRO_TEST_CLUSTER_FAILED);
+  if (process.env.PYRO_TEST_CLUSTER_UNAVAILABLE && !process.env.PYRO_TEST_KUBECONFIG)
+    return `no test cluster: ${process.env.PYRO_TEST_CLUSTER_UNAVAILABLE}`;
   if (!existsSync(ADMIN_KUBECONFIG))
     return `no test cluster: ${ADMIN_KUBECONFIG} does not exist (npm run cluster:up, or set PYRO_TEST_KUBECONFIG)`;
   const kc = new KubeConfig();
