@@ -53,5 +53,7 @@ if [ ! -f "$debian_tar" ]; then
   fi
   log "building $DEBIAN_IMAGE from $src"
   oci_archive "$DEBIAN_IMAGE" "$src" '["/bin/sh"]' "$debian_tar"
-  [ -n "$tmp" ] && rm -rf "$tmp"
+  # Not `[ -n "$tmp" ] && rm …`: as the script's last command, a false test was its exit
+  # status, and a first cluster:up failed right after building the image.
+  if [ -n "$tmp" ]; then rm -rf "$tmp"; fi
 fi

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { warmPoolObjects } from "../../src/engines/kubernetes/objects.js";
 import { CLI, REPO, runCli, runCliJson, runCliJsonGuest, withHostDir, withTestState } from "../helpers.js";
 import { clusterEnv, clusterSkipReason, engineFor, waitUntil } from "../kubernetes-helpers.js";
+import { createToken, mcpClient, ok, startHttpServer } from "../remote-helpers.js";
 
 /**
  * The kubernetes engine against a real cluster (KUBECONFIG; see test/kubernetes-helpers.ts):
@@ -235,6 +236,49 @@ test("warm pool: a one-shot run claims a ready agent-sandbox and deletes it with
     } finally {
       for (const o of [...objs].reverse())
         await api.remove(o.apiVersion, o.kind, engine.config.namespace, o.metadata.name).catch(() => false);
+    }
+  });
+});
+
+test("tenants over HTTP on the kubernetes engine: B reaches A's workspace neither by name nor by id, and lists only its own", async (t) => {
+  await k8sState(t, async ({ env }) => {
+    const a = await createToken(env, "k8s-tenant-a");
+    const b = await createToken(env, "k8s-tenant-b");
+    const server = await startHttpServer(env, ["--profile", "all"]);
+    const clients: { close: () => Promise<void> }[] = [];
+    try {
+      const A = await mcpClient(server.url, a.token);
+      const B = await mcpClient(server.url, b.token);
+      clients.push(A.client, B.client);
+      const wsA = ok(await A.call("workspace_create", { name: "main" })).workspace_id as string;
+      ok(await A.call("workspace_file_write", { workspace_id: "main", path: "marker", content: "A\n" }));
+      for (const ref of ["main", wsA]) {
+        const r = await B.call("workspace_exec", { workspace_id: ref, command: "cat marker" });
+        assert.equal(r.ok, false, `B reached A's workspace by ${ref}`);
+        assert.equal(r.ok ? "" : r.code, "not_found", JSON.stringify(r));
+      }
+      const listed = ok(await B.call("workspace_list", {})).workspaces as Json[];
+      assert.deepEqual(
+        listed.map((w) => w.workspace_id),
+        [],
+        "B lists none of A's",
+      );
+      // Names are per tenant: B's own `main` is another workspace, A's file is not in it.
+      const wsB = ok(await B.call("workspace_create", { name: "main" })).workspace_id as string;
+      assert.notEqual(wsB, wsA);
+      const seen = ok(
+        await B.call("workspace_exec", { workspace_id: "main", command: "cat marker || echo none" }),
+      );
+      assert.equal(seen.stdout, "none\n");
+      assert.equal(
+        ok(await A.call("workspace_exec", { workspace_id: "main", command: "cat marker" })).stdout,
+        "A\n",
+      );
+      ok(await B.call("workspace_delete", { workspace_id: "main" }));
+      ok(await A.call("workspace_delete", { workspace_id: "main" }));
+    } finally {
+      for (const c of clients) await c.close().catch(() => undefined);
+      await server.stop();
     }
   });
 });
