@@ -36,8 +36,9 @@ die() { log "$*"; exit 1; }
 
 # The YYYYMMDD a runsc's --version names (Debian's 0.0~DATE, release-DATE, go-DATEhhmmss-…).
 runsc_date() {
-  "$1" --version 2>/dev/null | head -1 \
-    | sed -n 's/^runsc version \(release-\|0\.0~\|go-\)\([0-9]\{8\}\).*/\2/p'
+  # sed reads every line (no `head`): an early-exiting reader is a SIGPIPE for runsc.
+  "$1" --version 2>/dev/null \
+    | sed -n '1s/^runsc version \(release-\|0\.0~\|go-\)\([0-9]\{8\}\).*/\2/p'
 }
 
 # Copies a binary into place atomically: running sandboxes keep the file they started from.
@@ -53,7 +54,9 @@ fetch_debian_runsc() {
   v="$(runsc_date "$OLD_DEST" || true)"
   if [ "$v" = "$OLD_DATE" ]; then return 0; fi
   # A host set up before the pinned build still has Debian's at $RUNSC_DEST: keep that copy.
-  if "$RUNSC_DEST" --version 2>/dev/null | head -1 | grep -q "^runsc version 0\.0~$OLD_DATE\."; then
+  # The version read whole, not piped into head/grep: their early exit is a SIGPIPE for runsc,
+  # which pipefail would count as "another version".
+  if [[ "$("$RUNSC_DEST" --version 2>/dev/null)" == "runsc version 0.0~$OLD_DATE."* ]]; then
     put "$RUNSC_DEST" "$OLD_DEST"
     log "kept Debian's runsc as $OLD_DEST"
     return 0

@@ -25,20 +25,24 @@ build_shim() {
     "$b/containerd-v2/pkg/sys/oom_linux.go"
   grep -q 'true || !runningPrivileged()' "$b/containerd-v2/pkg/sys/oom_linux.go" || die "could not patch containerd's pkg/sys/oom_linux.go (changed upstream?)"
   echo 'replace github.com/containerd/containerd/v2 => ./containerd-v2' >>"$b/go.mod"
-  (cd "$b" && go build -o "$b/shim" -ldflags "$ldflags" gvisor.dev/gvisor/shim)
+  (cd "$b" && CGO_ENABLED=0 go build -o "$b/shim" -ldflags "$ldflags" gvisor.dev/gvisor/shim)
   mv "$b/shim" "$GVISOR_BIN/containerd-shim-runsc-v1"
   rm -rf "$b"
 }
 build() { # build PKG NAME
   local pkg="$1" name="$2" tmp
   [ -x "$GVISOR_BIN/$name" ] && return 0
-  if [ "$name" = runsc ] && /usr/local/bin/runsc --version 2>/dev/null | grep -q "$GVISOR_STAMP"; then
+  # Not `runsc --version | grep -q`: grep's early exit is a SIGPIPE for runsc, which pipefail
+  # turned into "not that version", and runsc was built a second time.
+  if [ "$name" = runsc ] && [[ "$(/usr/local/bin/runsc --version 2>/dev/null)" == *"$GVISOR_STAMP"* ]]; then
     ln -sf /usr/local/bin/runsc "$GVISOR_BIN/runsc"; return 0
   fi
   command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (https://go.dev/dl) and retry"
   log "building $name from gvisor.dev/gvisor@$GVISOR_VERSION (cold: several minutes)"
   tmp="$(mktemp -d)"
-  GOBIN="$tmp" go install -ldflags "$ldflags" "gvisor.dev/gvisor/$pkg@$GVISOR_VERSION"
+  # CGO off, as set-up builds it: runsc re-executes itself inside the sandbox's empty root,
+  # where a dynamically linked runsc finds no libc ("cannot read client sync file: EOF").
+  CGO_ENABLED=0 GOBIN="$tmp" go install -ldflags "$ldflags" "gvisor.dev/gvisor/$pkg@$GVISOR_VERSION"
   mv "$tmp/$(basename "$pkg")" "$GVISOR_BIN/$name"
   rm -rf "$tmp"
 }

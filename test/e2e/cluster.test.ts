@@ -159,14 +159,30 @@ test("cluster:up runs a gVisor pod on a Ready node; cluster:down leaves nothing"
     await new Promise((res, rej) =>
       apply.on("close", (code) => (code === 0 ? res(code) : rej(new Error(`apply: ${code}`)))),
     );
-    await kubectl(
-      "wait",
-      "-n",
-      ENV.PYRO_CLUSTER_NAMESPACE,
-      "--for=condition=Ready",
-      "--timeout=150s",
-      "pod/cluster-probe",
-    );
+    try {
+      await kubectl(
+        "wait",
+        "-n",
+        ENV.PYRO_CLUSTER_NAMESPACE,
+        "--for=condition=Ready",
+        "--timeout=150s",
+        "pod/cluster-probe",
+      );
+    } catch (e) {
+      // Why, from what the cluster says and its node's logs, before down.sh removes them.
+      const describe = await kubectl(
+        "describe",
+        "pod",
+        "-n",
+        ENV.PYRO_CLUSTER_NAMESPACE,
+        "cluster-probe",
+      ).catch((x: Error) => x.message);
+      const tail = async (f: string) =>
+        (await readFile(join(DIR, "logs", f), "utf8").catch(() => "")).split("\n").slice(-25).join("\n");
+      throw new Error(
+        `${(e as Error).message}\n--- describe\n${describe}\n--- kubelet.log\n${await tail("kubelet.log")}\n--- containerd.log\n${await tail("containerd.log")}`,
+      );
+    }
     const uname = await kubectl(
       "exec",
       "-n",
