@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import { delimiter } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { PyroError } from "../../core/errors.js";
 import type { ExecStatus } from "./exec-wrap.js";
@@ -93,6 +94,15 @@ export async function clientNode(): Promise<Any> {
   return loaded;
 }
 
+/**
+ * The kubeconfig file KUBECONFIG names (its first non-empty entry), or undefined for
+ * client-node's default (~/.kube/config, then a pod's service account). The engine and
+ * doctor (settings.ts) read the same one.
+ */
+export function kubeconfigFile(env: NodeJS.ProcessEnv): string | undefined {
+  return env.KUBECONFIG?.split(delimiter).find((f) => f !== "");
+}
+
 const clients = new Map<string, Promise<KubeApi>>();
 
 /** One client per kubeconfig (KUBECONFIG or in-cluster), made on first use. */
@@ -114,7 +124,8 @@ async function makeApi(env: NodeJS.ProcessEnv): Promise<KubeApi> {
   const kc = new k8s.KubeConfig();
   try {
     // client-node reads process.env.KUBECONFIG itself; a caller's env (tests) wins.
-    if (env.KUBECONFIG) kc.loadFromFile(env.KUBECONFIG.split(":")[0]);
+    const file = kubeconfigFile(env);
+    if (file) kc.loadFromFile(file);
     else kc.loadFromDefault();
   } catch (e) {
     throw new PyroError(

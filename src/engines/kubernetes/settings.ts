@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { PyroError } from "../../core/errors.js";
-import { clientNode } from "./client.js";
+import { clientNode, kubeconfigFile } from "./client.js";
 import { k8sConfig } from "./config.js";
 
 /**
@@ -41,7 +41,7 @@ export const loadClient = clientNode;
 export async function kubernetesSettings(env: NodeJS.ProcessEnv = process.env): Promise<KubernetesSettings> {
   const k8s = await loadClient();
   const kc = new k8s.KubeConfig();
-  const file = env.KUBECONFIG?.split(delimiter).find((f) => f !== "");
+  const file = kubeconfigFile(env);
   const home = join(env.HOME || homedir(), ".kube", "config");
   const inCluster = !!env.KUBERNETES_SERVICE_HOST && existsSync(SA_TOKEN);
   const source = file ?? (existsSync(home) ? home : inCluster ? "in-cluster" : undefined);
